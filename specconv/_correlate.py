@@ -1,0 +1,101 @@
+"""One valid correlation, whatever the method: non-finite input, method choice, spectra cache.
+
+Every public entry point (PyTorch-style, scipy-style, transposed) reduces to this call.
+
+Non-finite input stays local. An FFT spreads a single NaN over its whole transform, so
+non-finite samples are zeroed before transforming, and afterwards exactly the outputs whose
+receptive field (the dilated taps, not the gaps between them) covers a non-finite input of a
+connected channel are set to NaN -- where a direct convolution would give NaN or ±Inf. The
+marking is a box count of the non-finite mask along each axis, not a second convolution.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import _costmodel, _direct, _engine, fft
+
+
+def has_nonfinite(x):
+    """Whether ``x`` holds a NaN or ±Inf, at the cost of one sum in the common finite case."""
+    with np.errstate(all="ignore"):
+        total = np.sum(x)
+    return not np.isfinite(total) and not np.isfinite(x).all()
+
+
+def _dilated_box_any(mask, axis, taps, dilation, stride, n_out):
+    """``out[n] = any(mask[n*stride + k*dilation] for k < taps)`` along ``axis``."""
+    mask = np.moveaxis(mask, axis, -1)
+    length = mask.shape[-1]
+    rows = -(-length // dilation)
+    padded = np.zeros(mask.shape[:-1] + (rows * dilation,), dtype=np.int32)
+    padded[..., :length] = mask
+    # running count within each residue class modulo the dilation
+    csum = np.cumsum(padded.reshape(mask.shape[:-1] + (rows, dilation)), axis=-2)
+    csum = csum.reshape(padded.shape)
+    start = np.arange(n_out) * stride
+    end = start + (taps - 1) * dilation
+    counts = csum[..., end] - np.where(start >= dilation, csum[..., start - dilation], 0)
+    return np.moveaxis(counts > 0, -1, axis)
+
+
+def nonfinite_outputs(bad, pads, geom):
+    """Boolean ``(B, C_out, *out)``: outputs whose receptive field covers a ``bad`` input."""
+    B = bad.shape[0]
+    G = geom.groups
+    per_group = _direct.zero_pad(bad, pads).reshape((B, G, -1) + geom.padded).any(axis=2)
+    for a in range(geom.ndim):
+        per_group = _dilated_box_any(
+            per_group, 2 + a, geom.kernel[a], geom.dilation[a], geom.stride[a], geom.out_shape[a]
+        )
+    co = geom.out_channels // G
+    return np.repeat(per_group, co, axis=1)
+
+
+class SpectraCache:
+    """Kernel spectra of one weight, per tile shape and dtype (a few entries, newest kept)."""
+
+    def __init__(self, max_entries=4):
+        self._entries = {}
+        self._max = max_entries
+
+    def get(self, weight, geom, tiling, dtype):
+        key = (tiling.fft_shape, np.dtype(dtype).str, _engine.uses_matmul(geom))
+        spectra = self._entries.pop(key, None)
+        if spectra is None:
+            spectra = _engine.kernel_spectra(weight, geom, tiling, dtype)
+        self._entries[key] = spectra
+        while len(self._entries) > self._max:
+            self._entries.pop(next(iter(self._entries)))
+        return spectra
+
+
+def correlate(x, weight, geom, pads, dtype, *, method, nan_policy, cache=None, choice=None):
+    """Valid correlation of the zero-padded ``x`` (B, C_in, *spatial) with ``weight``.
+
+    ``pads`` are (before, after) zeros per spatial axis; ``choice`` a precomputed
+    :class:`~specconv._costmodel.Choice` (layers keep theirs so the cached spectra match).
+    """
+    bad = None
+    if has_nonfinite(x):
+        if nan_policy == "raise":
+            count = int(np.count_nonzero(~np.isfinite(x)))
+            raise ValueError(
+                f"x contains {count} non-finite value(s) (NaN or ±Inf) and nan_policy='raise'; "
+                f"use nan_policy='propagate' to keep them local to their receptive fields."
+            )
+        bad = ~np.isfinite(x)
+        x = np.where(bad, 0, x)
+    if choice is None:
+        choice = _costmodel.choose(geom, method, np.dtype(dtype).itemsize, fft.get_num_threads())
+    if choice.method == "direct":
+        y = _direct.correlate_direct(x, pads, weight, geom, dtype)
+    else:
+        cache = cache or SpectraCache()
+        spectra = cache.get(weight, geom, choice.tiling, dtype)
+        y = _engine.correlate_fft(x, pads, spectra, geom, choice.tiling, dtype, fft.get_num_threads())
+    if bad is not None:
+        y[nonfinite_outputs(bad, pads, geom)] = math.nan
+    return y

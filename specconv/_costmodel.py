@@ -1,0 +1,132 @@
+"""Which method, and which overlap-save tiles: a cost model in seconds.
+
+The model counts the work of each method and multiplies by per-operation times measured on the
+development machine (2 cores, OpenBLAS, FFTW 3.3, float64; ``benchmarks/calibrate.py`` prints
+them again on any machine). Only the *relative* cost matters: the choice is an argmin.
+
+direct
+    ``taps × (copy of the shifted input + per-tap channel matmul)``:
+    ``K · B · P · (C_in · t_copy + C_out · C_in/G · t_mac)``, P = output samples.
+fft (overlap-save with tile shape L, T tiles, F frequencies per tile)
+    ``T · B · (C_in + C_out) · (t_fft · L log2 L + t_copy · L)``  transforms and tile copies
+    ``+ T · B · G · (C_out/G) · (C_in/G) · F · t_cmac``              per-frequency product
+    ``+ G · (C_out/G) · (C_in/G) · t_fft · L log2 L``                kernel spectra (once)
+    ``+ chunks · t_chunk``                                           per-chunk overhead
+    subject to the kernel spectra fitting in ``SPECTRA_BUDGET`` bytes.
+
+Candidate tile lengths per axis are the 2·3·5·7-smooth lengths from just above the kernel span
+to the whole padded signal, so the whole-signal FFT is simply the one-tile candidate.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import fft
+from ._engine import Tiling, uses_matmul
+
+# seconds per operation, measured (float64; float32 transforms and products take about half)
+T_FFT = 1.7e-10  # real FFT, per L·log2(L) point (complex: x2)
+T_COPY = 1.0e-9  # gather/scatter, per sample and channel
+T_CMAC_MATMUL = 1.5e-10  # complex multiply-add inside a batched BLAS matmul
+T_CMAC_ELEMENTWISE = 1.2e-9  # complex multiply-add as a numpy elementwise product
+T_MAC_DIRECT = 4.0e-11  # real multiply-add in the direct method's per-tap GEMM
+T_MAC_DEPTHWISE = 1.5e-9  # real multiply-add in the direct method's elementwise taps
+T_CHUNK = 2.0e-4  # python overhead per chunk of tiles
+
+SPECTRA_BUDGET = 512 * 2**20  # bytes of cached kernel spectra per layer and tile shape
+CHUNK_BUDGET = 64 * 2**20  # bytes of tile buffers per worker
+MIN_COLUMNS = 16  # matmul columns (batch × tiles) worth a larger chunk
+CANDIDATES_PER_AXIS = {1: 40, 2: 16, 3: 9}  # by number of spatial axes; 6 beyond
+
+
+@dataclass(frozen=True)
+class Choice:
+    method: str  # "direct" or "fft"
+    seconds: float  # the model's estimate
+    tiling: Tiling | None = None
+
+
+def direct_cost(geom):
+    P = math.prod(geom.out_shape)
+    G = geom.groups
+    ci, co = geom.in_channels // G, geom.out_channels // G
+    cx = 4 if geom.is_complex else 1
+    mac = T_MAC_DEPTHWISE if ci == 1 else T_MAC_DIRECT
+    per_tap = geom.batch * P * (geom.in_channels * T_COPY + geom.out_channels * ci * mac * cx)
+    return math.prod(geom.kernel) * per_tap
+
+
+def _axis_candidates(span, stride, padded, ndim):
+    lo = span + stride - 1
+    hi = fft.next_fast_len(max(padded, lo))
+    lengths = fft.fast_lengths(lo, hi)
+    count = CANDIDATES_PER_AXIS.get(ndim, 6)
+    if len(lengths) > count:  # thin out geometrically, keep both ends
+        keep = np.unique(np.geomspace(1, len(lengths), count).astype(int) - 1)
+        lengths = [lengths[i] for i in keep] + [lengths[-1]]
+    return sorted(set(lengths))
+
+
+def chunk_size(geom, fft_shape, tiles, itemsize, workers):
+    """Tiles per chunk (first axis): bounded memory, enough matmul columns, work for all."""
+    other = math.prod(tiles[1:])
+    per_tile = (
+        geom.batch * other * (geom.in_channels + geom.out_channels)
+        * math.prod(fft_shape) * itemsize * 3  # real tile + complex spectrum
+    )
+    chunk = max(1, CHUNK_BUDGET // per_tile)
+    if uses_matmul(geom) and geom.batch * other * chunk < MIN_COLUMNS:
+        chunk = max(chunk, min(-(-MIN_COLUMNS // (geom.batch * other)), 4 * chunk))
+    if workers > 1 and tiles[0] >= workers:
+        chunk = min(chunk, -(-tiles[0] // workers))
+    return min(chunk, tiles[0])
+
+
+def fft_cost(geom, fft_shape, spectra_cached=False):
+    """Model seconds of the overlap-save path with tiles of ``fft_shape`` (inf if too big)."""
+    G = geom.groups
+    ci, co = geom.in_channels // G, geom.out_channels // G
+    cx = 2 if geom.is_complex else 1
+    L = math.prod(fft_shape)
+    F = L if geom.is_complex else L // fft_shape[-1] * (fft_shape[-1] // 2 + 1)
+    if G * co * ci * F * 16 > SPECTRA_BUDGET:
+        return math.inf
+    steps = [(n - e + 1) // s for n, e, s in zip(fft_shape, geom.span, geom.stride)]
+    if min(steps) < 1:
+        return math.inf
+    T = math.prod(-(-n // st) for n, st in zip(geom.out_shape, steps))
+    transform = T_FFT * cx * L * math.log2(max(L, 2)) + T_COPY * L
+    t_cmac = T_CMAC_MATMUL if uses_matmul(geom) else T_CMAC_ELEMENTWISE
+    seconds = T * geom.batch * (
+        (geom.in_channels + geom.out_channels) * transform + G * co * ci * F * t_cmac
+    )
+    if not spectra_cached:
+        seconds += G * co * ci * transform
+    return seconds + T * T_CHUNK / 8
+
+
+def choose(geom, method, itemsize, workers, spectra_cached=False):
+    """Pick the method (for ``method="auto"``) and, for FFTs, the tiling."""
+    best = None
+    if method in ("auto", "fft"):
+        axes = [
+            _axis_candidates(e, s, p, geom.ndim)
+            for e, s, p in zip(geom.span, geom.stride, geom.padded)
+        ]
+        for shape in itertools.product(*axes):
+            cost = fft_cost(geom, shape, spectra_cached)
+            if best is None or cost < best[0]:
+                best = (cost, shape)
+        if best[0] == math.inf:  # nothing fits the budget: smallest tiles
+            best = (math.inf, tuple(a[0] for a in axes))
+    if method == "direct" or (method == "auto" and direct_cost(geom) <= best[0]):
+        return Choice("direct", direct_cost(geom))
+    cost, shape = best
+    probe = Tiling.make(geom, shape)
+    chunk = chunk_size(geom, shape, probe.tiles, itemsize, workers)
+    return Choice("fft", cost, Tiling.make(geom, shape, chunk))

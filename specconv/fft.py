@@ -1,0 +1,496 @@
+"""FFT planning: the only module that talks to FFTW.
+
+Planning is kept apart from executing, as in pyFFTW itself: a plan is bound to shapes, strides
+and dtypes and executed on buffers of exactly that layout. Plans live in one bounded,
+lock-protected pool (no background threads); wisdom is loaded from and saved to a user cache
+directory, so a shape planned once is planned instantly in the next session.
+
+Planning never takes the user's time unbounded: every plan is measured (``FFTW_MEASURE``) under
+a time limit, after which FFTW keeps the best plan found so far.
+
+Environment variables
+---------------------
+SPECCONV_NUM_THREADS
+    Default number of threads (default: the cores this process may use).
+SPECCONV_CACHE_DIR
+    Where wisdom is kept (default: ``$XDG_CACHE_HOME/specconv`` or ``~/.cache/specconv``).
+SPECCONV_PLANNING_TIMELIMIT
+    Seconds FFTW may spend measuring one plan (default 0.25).
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import contextlib
+import logging
+import os
+import pickle
+import platform
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pyfftw
+
+__all__ = [
+    "fftn",
+    "ifftn",
+    "rfftn",
+    "irfftn",
+    "next_fast_len",
+    "get_num_threads",
+    "set_num_threads",
+]
+
+logger = logging.getLogger("specconv")
+
+_MAX_FREE_PLANS = 128
+
+
+# --------------------------------------------------------------------------------------------
+# threads
+
+
+def _default_threads():
+    env = os.environ.get("SPECCONV_NUM_THREADS")
+    if env:
+        try:
+            n = int(env)
+        except ValueError:
+            n = 0
+        if n >= 1:
+            return n
+        warnings.warn(
+            f"SPECCONV_NUM_THREADS must be a positive integer, got {env!r}; using all cores.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+_num_threads = _default_threads()
+
+
+def get_num_threads():
+    """Number of threads specconv uses for FFTs and its per-frequency products.
+
+    Returns
+    -------
+    n : int
+
+    Examples
+    --------
+    >>> import specconv
+    >>> specconv.get_num_threads() >= 1
+    True
+    """
+    return _num_threads
+
+
+def set_num_threads(n):
+    """Set the number of threads specconv uses (default: all cores).
+
+    Also settable with the environment variable ``SPECCONV_NUM_THREADS``.
+
+    Parameters
+    ----------
+    n : int
+        A positive number of threads.
+
+    Returns
+    -------
+    previous : int
+        The number in force before the call, to restore it later.
+
+    Examples
+    --------
+    >>> import specconv
+    >>> old = specconv.set_num_threads(1)
+    >>> specconv.get_num_threads()
+    1
+    >>> _ = specconv.set_num_threads(old)
+    """
+    global _num_threads
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}.")
+    previous, _num_threads = _num_threads, int(n)
+    return previous
+
+
+# --------------------------------------------------------------------------------------------
+# fast lengths
+
+
+def _smooth_numbers(limit):
+    """All 2·3·5·7-smooth numbers up to ``limit``, sorted."""
+    out = []
+    p2 = 1
+    while p2 <= limit:
+        p3 = p2
+        while p3 <= limit:
+            p5 = p3
+            while p5 <= limit:
+                p7 = p5
+                while p7 <= limit:
+                    out.append(p7)
+                    p7 *= 7
+                p5 *= 5
+            p3 *= 3
+        p2 *= 2
+    return sorted(out)
+
+
+_SMOOTH = np.array(_smooth_numbers(2**31), dtype=np.int64)
+
+
+def next_fast_len(n):
+    """Smallest length ``>= n`` whose only prime factors are 2, 3, 5 and 7.
+
+    FFTW is fastest on such lengths.
+
+    Parameters
+    ----------
+    n : int
+        Minimum length, ``>= 1``.
+
+    Returns
+    -------
+    length : int
+
+    Examples
+    --------
+    >>> from specconv.fft import next_fast_len
+    >>> next_fast_len(1001), next_fast_len(1024), next_fast_len(97)
+    (1008, 1024, 98)
+    """
+    n = int(n)
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}.")
+    return int(_SMOOTH[np.searchsorted(_SMOOTH, n)])
+
+
+def fast_lengths(lo, hi):
+    """All fast lengths in ``[lo, hi]`` (for the cost model's search)."""
+    i, j = np.searchsorted(_SMOOTH, [lo, hi], side="left")
+    return [int(v) for v in _SMOOTH[i : j + (j < len(_SMOOTH) and _SMOOTH[j] == hi)]]
+
+
+# --------------------------------------------------------------------------------------------
+# wisdom
+
+
+def _cache_dir():
+    env = os.environ.get("SPECCONV_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "specconv"
+
+
+def _wisdom_origin():
+    # Wisdom is only valid for the FFTW build and CPU that measured it.
+    return (pyfftw.fftw_version, platform.machine(), platform.node())
+
+
+def _wisdom_path():
+    return _cache_dir() / "fftw-wisdom.pickle"
+
+
+def _load_wisdom():
+    path = _wisdom_path()
+    if not path.exists():
+        return
+    try:
+        with open(path, "rb") as f:
+            stored = pickle.load(f)
+        if not (isinstance(stored, dict) and stored.get("origin") == _wisdom_origin()):
+            raise ValueError("it was made by another FFTW build or machine")
+        ok = pyfftw.import_wisdom(stored["wisdom"])
+        if not all(ok):
+            raise ValueError("FFTW rejected part of it")
+    except Exception as err:  # any unreadable file is just ignored
+        warnings.warn(
+            f"Ignoring the FFTW wisdom file {path}: {err}. It will be rewritten.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+def save_wisdom():
+    """Write FFTW's accumulated wisdom to the cache directory (atomically).
+
+    Called automatically at interpreter exit; failures are logged, never raised.
+    """
+    path = _wisdom_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"origin": _wisdom_origin(), "wisdom": pyfftw.export_wisdom()}
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".wisdom-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                pickle.dump(payload, f)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    except OSError as err:
+        logger.info("could not save FFTW wisdom to %s: %s", path, err)
+
+
+_wisdom_loaded = False
+_wisdom_dirty = False
+
+
+def _ensure_wisdom():
+    global _wisdom_loaded
+    if not _wisdom_loaded:
+        _wisdom_loaded = True
+        _load_wisdom()
+        atexit.register(lambda: _wisdom_dirty and save_wisdom())
+
+
+# --------------------------------------------------------------------------------------------
+# the plan pool
+
+
+def _planning_timelimit():
+    try:
+        return float(os.environ.get("SPECCONV_PLANNING_TIMELIMIT", 0.25))
+    except ValueError:
+        return 0.25
+
+
+def aligned_empty(shape, dtype, order_axes=None):
+    """An uninitialised SIMD-aligned array.
+
+    ``order_axes`` gives the memory order of the axes (slowest first); the array is then a
+    transposed view of a contiguous buffer, which lets FFTW write spectra directly in the
+    layout the per-frequency product wants.
+    """
+    if order_axes is None:
+        return pyfftw.empty_aligned(shape, dtype=dtype)
+    base = pyfftw.empty_aligned(tuple(shape[a] for a in order_axes), dtype=dtype)
+    return base.transpose(np.argsort(order_axes))
+
+
+def _scratch_like(arr):
+    """An aligned array with the shape, dtype and exact strides of ``arr`` (for planning)."""
+    extent = sum((n - 1) * st for n, st in zip(arr.shape, arr.strides)) + arr.itemsize
+    base = pyfftw.empty_aligned(extent // arr.itemsize, dtype=arr.dtype)
+    return np.lib.stride_tricks.as_strided(base, arr.shape, arr.strides)
+
+
+class _PlanPool:
+    """Plans by key; each plan is lent to one caller at a time, so callers never share state."""
+
+    def __init__(self, max_free=_MAX_FREE_PLANS):
+        self._free = collections.OrderedDict()
+        self._lock = threading.Lock()
+        self._max_free = max_free
+
+    @contextlib.contextmanager
+    def lend(self, inp, out, axes, direction, threads):
+        key = (
+            inp.shape, inp.strides, inp.dtype.str,
+            out.shape, out.strides, out.dtype.str,
+            axes, direction, threads,
+        )
+        with self._lock:
+            plans = self._free.get(key)
+            plan = plans.pop() if plans else None
+        if plan is None:
+            plan = self._build(inp, out, axes, direction, threads)
+        try:
+            yield plan
+        finally:
+            with self._lock:
+                self._free.setdefault(key, []).append(plan)
+                self._free.move_to_end(key)
+                while sum(len(v) for v in self._free.values()) > self._max_free:
+                    _, evicted = self._free.popitem(last=False)
+                    del evicted
+
+    @staticmethod
+    def _build(inp, out, axes, direction, threads):
+        global _wisdom_dirty
+        _ensure_wisdom()
+        # FFTW_MEASURE overwrites the arrays it plans on: plan on scratch copies.
+        plan = pyfftw.FFTW(
+            _scratch_like(inp),
+            _scratch_like(out),
+            axes=axes,
+            direction=direction,
+            flags=("FFTW_MEASURE",),
+            threads=threads,
+            planning_timelimit=_planning_timelimit(),
+        )
+        _wisdom_dirty = True
+        return plan
+
+    def clear(self):
+        with self._lock:
+            self._free.clear()
+
+
+_pool = _PlanPool()
+
+
+def execute(inp, out, axes, *, inverse=False, threads=None):
+    """Run the (unnormalised) transform of ``inp`` into ``out`` over ``axes``.
+
+    ``inp`` and ``out`` must be aligned (see :func:`aligned_empty`); their layout is part of
+    the plan key. Real ``inp`` means r2c, real ``out`` means c2r (which overwrites ``inp``).
+    """
+    direction = "FFTW_BACKWARD" if inverse else "FFTW_FORWARD"
+    threads = threads or _num_threads
+    with _pool.lend(inp, out, tuple(axes), direction, threads) as plan:
+        plan.update_arrays(inp, out)
+        plan.execute()
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# numpy-compatible convenience transforms
+
+
+def _complex_of(dtype):
+    return np.dtype(np.complex64) if dtype in (np.float32, np.complex64) else np.dtype(np.complex128)
+
+
+def _prepare(x, s, axes, complex_input):
+    x = np.asarray(x)
+    if x.dtype.kind not in "biufc":
+        raise TypeError(f"x must be a numeric array, got dtype {x.dtype}.")
+    if axes is None:
+        axes = tuple(range(x.ndim)) if s is None else tuple(range(x.ndim - len(s), x.ndim))
+    axes = tuple(a % x.ndim for a in axes)
+    if s is None:
+        s = tuple(x.shape[a] for a in axes)
+    if len(s) != len(axes):
+        raise ValueError(f"s and axes must have the same length, got s={s!r}, axes={axes!r}.")
+    base = x.dtype if x.dtype.kind in "fc" and x.dtype != np.float16 else np.dtype(np.float64)
+    dtype = _complex_of(base) if complex_input else np.dtype(
+        np.float32 if base in (np.float32, np.complex64) else np.float64
+    )
+    if not complex_input and x.dtype.kind == "c":
+        raise TypeError("rfftn needs real input; use fftn for complex data.")
+    return x, tuple(int(v) for v in s), axes, dtype
+
+
+def _copy_in(x, s, axes, dtype, shape_along):
+    """An aligned copy of ``x`` cropped or zero-padded to ``shape_along`` on ``axes``."""
+    shape = list(x.shape)
+    for a, n in zip(axes, shape_along):
+        shape[a] = n
+    buf = pyfftw.zeros_aligned(tuple(shape), dtype=dtype)
+    src = tuple(
+        slice(0, min(x.shape[a], shape[a])) if a in axes else slice(None) for a in range(x.ndim)
+    )
+    buf[src] = x[src]
+    return buf
+
+
+def fftn(x, s=None, axes=None):
+    """N-D discrete Fourier transform, like :func:`numpy.fft.fftn`, planned with FFTW.
+
+    Parameters
+    ----------
+    x : array_like
+        Input; never modified.
+    s : sequence of int, optional
+        Transform lengths (crop or zero-pad), as in numpy.
+    axes : sequence of int, optional
+        Axes to transform (default: all, or the last ``len(s)``).
+
+    Returns
+    -------
+    X : ndarray, complex
+        complex64 for single-precision input, complex128 otherwise.
+
+    See Also
+    --------
+    ifftn : the inverse.
+    rfftn : for real input, about twice as fast.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from specconv.fft import fftn
+    >>> x = np.arange(12.0).reshape(3, 4)
+    >>> np.allclose(fftn(x), np.fft.fftn(x))
+    True
+    """
+    x, s, axes, dtype = _prepare(x, s, axes, complex_input=True)
+    buf = _copy_in(x, s, axes, dtype, s)
+    return execute(buf, aligned_empty(buf.shape, dtype), axes)
+
+
+def ifftn(x, s=None, axes=None):
+    """Inverse of :func:`fftn` (normalised by ``1/n`` like numpy).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from specconv.fft import fftn, ifftn
+    >>> x = np.random.default_rng(0).standard_normal((4, 6)) + 0j
+    >>> np.allclose(ifftn(fftn(x)), x)
+    True
+    """
+    x, s, axes, dtype = _prepare(x, s, axes, complex_input=True)
+    buf = _copy_in(x, s, axes, dtype, s)
+    out = execute(buf, aligned_empty(buf.shape, dtype), axes, inverse=True)
+    out *= 1.0 / np.prod(s)
+    return out
+
+
+def rfftn(x, s=None, axes=None):
+    """N-D FFT of real input, like :func:`numpy.fft.rfftn` (last axis halved).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from specconv.fft import rfftn
+    >>> x = np.random.default_rng(0).standard_normal((5, 8))
+    >>> np.allclose(rfftn(x), np.fft.rfftn(x))
+    True
+    """
+    x, s, axes, dtype = _prepare(x, s, axes, complex_input=False)
+    buf = _copy_in(x, s, axes, dtype, s)
+    out_shape = list(buf.shape)
+    out_shape[axes[-1]] = s[-1] // 2 + 1
+    return execute(buf, aligned_empty(tuple(out_shape), _complex_of(dtype)), axes)
+
+
+def irfftn(x, s=None, axes=None):
+    """Inverse of :func:`rfftn`, like :func:`numpy.fft.irfftn`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from specconv.fft import rfftn, irfftn
+    >>> x = np.random.default_rng(0).standard_normal((5, 7))
+    >>> np.allclose(irfftn(rfftn(x), s=x.shape), x)
+    True
+    """
+    x = np.asarray(x)
+    if axes is None:
+        axes = tuple(range(x.ndim)) if s is None else tuple(range(x.ndim - len(s), x.ndim))
+    axes = tuple(a % x.ndim for a in axes)
+    if s is None:
+        s = tuple(x.shape[a] for a in axes[:-1]) + (2 * (x.shape[axes[-1]] - 1),)
+    x, s, axes, cdtype = _prepare(x, s, axes, complex_input=True)
+    half = list(s)
+    half[-1] = s[-1] // 2 + 1
+    buf = _copy_in(x, s, axes, cdtype, half)  # c2r overwrites its input: always a copy
+    out_shape = list(buf.shape)
+    out_shape[axes[-1]] = s[-1]
+    rdtype = np.float32 if cdtype == np.complex64 else np.float64
+    out = execute(buf, aligned_empty(tuple(out_shape), rdtype), axes, inverse=True)
+    out *= 1.0 / np.prod(s)
+    return out

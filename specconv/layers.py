@@ -1,0 +1,443 @@
+"""Conv layers as objects: validated once, kernel spectra cached per FFT shape.
+
+:class:`SpectralConv` follows PyTorch's ``Conv1d/2d/3d`` semantics (cross-correlation) in any
+number of spatial dimensions; :class:`SpectralConvTranspose` follows ``ConvTranspose``. Apply
+one to many signals of one shape and its kernels are transformed once.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import _correlate, _costmodel, fft
+from ._engine import Geometry
+from ._validate import (
+    as_array,
+    as_tuple,
+    check_groups,
+    check_option,
+    check_signal,
+    result_dtype,
+)
+
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+METHODS = ("auto", "fft", "direct")
+NAN_POLICIES = ("propagate", "raise")
+_NUMPY_PAD_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
+def _frozen(arr):
+    arr = np.array(arr, copy=True)
+    arr.flags.writeable = False
+    return arr
+
+
+class _Layer:
+    """What both layer kinds share: weight, bias, options, the spectra cache."""
+
+    def __init__(self, weight, bias, *, stride, dilation, groups, method, nan_policy, transposed):
+        weight = as_array("weight", weight)
+        if weight.ndim < 3:
+            raise ValueError(
+                "weight must have shape (C_out, C_in/groups, *kernel) (ConvTranspose: "
+                f"(C_in, C_out/groups, *kernel)) with at least one spatial axis, got shape "
+                f"{weight.shape}."
+            )
+        d = weight.ndim - 2
+        self.ndim = d
+        self.kernel_size = weight.shape[2:]
+        if transposed:
+            in_channels, out_channels = weight.shape[0], weight.shape[1] * groups
+        else:
+            out_channels, in_channels = weight.shape[0], weight.shape[1] * groups
+        self.groups = check_groups(groups, in_channels, out_channels)
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.stride = as_tuple("stride", stride, d)
+        self.dilation = as_tuple("dilation", dilation, d)
+        self.method = check_option("method", method, METHODS)
+        self.nan_policy = check_option("nan_policy", nan_policy, NAN_POLICIES)
+        if bias is not None:
+            bias = as_array("bias", bias)
+            if bias.shape != (out_channels,):
+                raise ValueError(
+                    f"bias must have shape (C_out,) = ({out_channels},), got {bias.shape}."
+                )
+            bias = _frozen(bias)
+        self.weight = _frozen(weight)
+        self.bias = bias
+        self._cache = _correlate.SpectraCache()
+        self._choices = {}
+
+    def _run(self, xb, weight, geom, pads, dtype):
+        # one choice per geometry, so repeated calls hit the cached spectra
+        key = (geom, dtype.str, fft.get_num_threads())
+        choice = self._choices.get(key)
+        if choice is None:
+            choice = _costmodel.choose(geom, self.method, dtype.itemsize, fft.get_num_threads())
+            self._choices = {key: choice}
+        y = _correlate.correlate(
+            xb, weight, geom, pads, dtype,
+            method=self.method, nan_policy=self.nan_policy, cache=self._cache, choice=choice,
+        )
+        if self.bias is not None:
+            y += self.bias.reshape((-1,) + (1,) * self.ndim)
+        return y
+
+    def _check_x(self, x):
+        x = as_array("x", x)
+        xb, batched = check_signal(x, self.in_channels, self.ndim)
+        return xb, batched, result_dtype(xb, self.weight, self.bias)
+
+
+class SpectralConv(_Layer):
+    """A conv layer with PyTorch ``Conv`` semantics (cross-correlation), in the frequency domain.
+
+    ``y[b, o] = bias[o] + sum_{c in group(o)} weight[o, c] ⋆ x[b, c]`` for any number of
+    spatial dimensions ``d = weight.ndim - 2``. Validates once; caches the kernel spectra per
+    FFT shape, so applying it to many signals of one shape transforms the kernels once.
+
+    Parameters
+    ----------
+    weight : array_like [shape=(C_out, C_in/groups, *kernel)]
+        Real or complex kernels, never modified (the layer keeps a read-only copy).
+    bias : array_like [shape=(C_out,)], optional
+    stride, dilation : int or tuple of d ints, ``>= 1``
+    padding : int, tuple of d ints, "same" or "valid"
+        Zero-based like PyTorch: ``p`` samples on both sides; "same" keeps the length (stride 1
+        only; an even kernel span puts the extra sample on the right, as PyTorch does).
+    groups : int
+        Splits the channels into ``groups`` independent blocks: the kernel matrix is
+        block-diagonal. ``groups == C_in`` is depthwise.
+    padding_mode : {"zeros", "reflect", "replicate", "circular"}
+    method : {"auto", "fft", "direct"}
+        "auto" picks the direct method or overlap-save FFT tiles with a cost model.
+    nan_policy : {"propagate", "raise"}
+        "propagate" keeps non-finite input local: an output is NaN exactly where the kernel's
+        receptive field covers a non-finite input; every other output is unaffected.
+
+    Attributes
+    ----------
+    in_channels, out_channels, groups, kernel_size, stride, dilation, padding : as given
+    T : SpectralConvTranspose
+        The transposed layer (the adjoint with respect to x, for real weights).
+
+    See Also
+    --------
+    conv : the same as a function, for one-off calls.
+    SpectralConvTranspose : the transposed layer.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from specconv import SpectralConv
+    >>> rng = np.random.default_rng(0)
+    >>> layer = SpectralConv(rng.standard_normal((8, 4, 31)), padding="same")
+    >>> x = rng.standard_normal((4, 1000))          # 4 channels, 1000 samples
+    >>> layer(x).shape
+    (8, 1000)
+    >>> H = layer.frequency_response(1000)           # one 8 x 4 matrix per frequency
+    >>> H.shape
+    (501, 8, 4)
+    """
+
+    def __init__(self, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
+                 padding_mode="zeros", method="auto", nan_policy="propagate"):
+        super().__init__(weight, bias, stride=stride, dilation=dilation, groups=groups,
+                         method=method, nan_policy=nan_policy, transposed=False)
+        self.padding_mode = check_option("padding_mode", padding_mode, PADDING_MODES)
+        d = self.ndim
+        span = tuple(dl * (k - 1) + 1 for k, dl in zip(self.kernel_size, self.dilation))
+        if isinstance(padding, str):
+            check_option("padding", padding, ("same", "valid"))
+            if padding == "same" and any(s != 1 for s in self.stride):
+                raise ValueError(
+                    f"padding='same' is only supported with stride 1, got stride {stride!r}."
+                )
+            self.padding = padding
+            if padding == "valid":
+                self._pads = ((0, 0),) * d
+            else:
+                self._pads = tuple(((e - 1) // 2, e - 1 - (e - 1) // 2) for e in span)
+        else:
+            self.padding = as_tuple("padding", padding, d, minimum=0)
+            self._pads = tuple((p, p) for p in self.padding)
+
+    def __repr__(self):
+        return (
+            f"SpectralConv(in_channels={self.in_channels}, out_channels={self.out_channels}, "
+            f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding!r}, "
+            f"dilation={self.dilation}, groups={self.groups}, padding_mode={self.padding_mode!r}, "
+            f"bias={self.bias is not None}, method={self.method!r})"
+        )
+
+    def __call__(self, x):
+        """Apply the layer.
+
+        Parameters
+        ----------
+        x : array_like [shape=(C_in, *spatial) or (B, C_in, *spatial)]
+
+        Returns
+        -------
+        y : ndarray [shape=(C_out, *out) or (B, C_out, *out)]
+            ``out`` exactly as PyTorch computes it; dtype by :func:`specconv.result_dtype`.
+        """
+        xb, batched, dtype = self._check_x(x)
+        pads = self._pads
+        if self.padding_mode != "zeros" and any(p != (0, 0) for p in pads):
+            xb = self._pad_by_mode(xb, pads)
+            pads = ((0, 0),) * self.ndim
+        padded = tuple(n + a + b for n, (a, b) in zip(xb.shape[2:], pads))
+        geom = Geometry(
+            xb.shape[0], self.in_channels, self.out_channels, self.groups, self.kernel_size,
+            self.dilation, self.stride, padded, dtype.kind == "c",
+        )
+        if any(e > p for e, p in zip(geom.span, padded)):
+            raise ValueError(
+                f"The kernel (span {geom.span} with dilation {self.dilation}) is larger than "
+                f"the padded input {padded} (input {xb.shape[2:]}, padding {self.padding!r})."
+            )
+        y = self._run(xb, self.weight, geom, pads, dtype)
+        return y if batched else y[0]
+
+    def _pad_by_mode(self, xb, pads):
+        for (a, b), n in zip(pads, xb.shape[2:]):
+            if self.padding_mode == "reflect" and max(a, b) >= n:
+                raise ValueError(
+                    f"padding_mode='reflect' needs padding smaller than the input size: got "
+                    f"padding {max(a, b)} for an axis of size {n}."
+                )
+            if self.padding_mode == "circular" and max(a, b) > n:
+                raise ValueError(
+                    f"padding_mode='circular' needs padding at most the input size: got "
+                    f"padding {max(a, b)} for an axis of size {n}."
+                )
+        return np.pad(xb, ((0, 0), (0, 0)) + pads, mode=_NUMPY_PAD_MODE[self.padding_mode])
+
+    @property
+    def T(self):
+        """The transposed layer: same weight, stride, padding, dilation and groups; no bias."""
+        if isinstance(self.padding, str):
+            if self.padding == "valid":
+                padding = 0
+            elif all(a == b for a, b in self._pads):
+                padding = tuple(a for a, _ in self._pads)
+            else:
+                raise ValueError(
+                    "padding='same' with an even kernel span pads asymmetrically, which "
+                    "ConvTranspose cannot express; give padding as ints."
+                )
+        else:
+            padding = self.padding
+        return SpectralConvTranspose(
+            self.weight, stride=self.stride, padding=padding, dilation=self.dilation,
+            groups=self.groups, method=self.method, nan_policy=self.nan_policy,
+        )
+
+    def frequency_response(self, shape, *, whole=None):
+        """The layer's C_out × C_in complex matrix at every frequency of a length-``shape`` DFT.
+
+        This is the object the layer *is*: with stride 1 and circular padding,
+        ``layer(x)`` equals the inverse DFT of ``H[f] @ X[f]`` at every frequency ``f``
+        (the padding's shift is included in the phase). Groups appear as a block-diagonal
+        matrix.
+
+        Parameters
+        ----------
+        shape : int or tuple of d ints
+            DFT length per spatial axis (at least the kernel span).
+        whole : bool, optional
+            Return every frequency (``fftn`` order) instead of the non-negative half of the last
+            axis (``rfftn`` order). Default: half for real weights, whole for complex ones.
+
+        Returns
+        -------
+        H : ndarray, complex [shape=(*freq, C_out, C_in)]
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from specconv import SpectralConv
+        >>> w = np.array([[[1.0, 1.0]], [[1.0, -1.0]]])   # 2 outputs: sum and difference
+        >>> H = SpectralConv(w).frequency_response(4)
+        >>> np.round(np.abs(H[:, :, 0]), 6)                 # |H| at f = 0, 1/4, 1/2
+        array([[2.      , 0.      ],
+               [1.414214, 1.414214],
+               [0.      , 2.      ]])
+        """
+        return _frequency_response(self, shape, whole, transposed=False)
+
+
+class SpectralConvTranspose(_Layer):
+    """A transposed conv layer with PyTorch ``ConvTranspose`` semantics.
+
+    The transpose (for real weights the adjoint) of :class:`SpectralConv` with respect to its
+    input: ``<conv(x), y> = <x, conv_transpose(y)>``. It is not an inverse. For complex
+    weights it is the transpose, as in PyTorch; the adjoint is the layer of ``weight.conj()``.
+
+    Parameters
+    ----------
+    weight : array_like [shape=(C_in, C_out/groups, *kernel)]
+    bias : array_like [shape=(C_out,)], optional
+    stride, dilation : int or tuple of d ints, ``>= 1``
+    padding : int or tuple of d ints, ``>= 0``
+        Removes ``dilation·(kernel−1) − padding`` ... as PyTorch: the output shrinks by
+        ``2·padding``.
+    output_padding : int or tuple of d ints
+        Extra samples on the right of the output, smaller than ``max(stride, dilation)``.
+    groups : int
+    method, nan_policy : as for :class:`SpectralConv`
+
+    See Also
+    --------
+    conv_transpose : the same as a function.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from specconv import SpectralConvTranspose
+    >>> up = SpectralConvTranspose(np.ones((3, 2, 4)), stride=2)   # 3 -> 2 channels, x2
+    >>> up(np.ones((3, 10))).shape
+    (2, 22)
+    """
+
+    def __init__(self, weight, bias=None, *, stride=1, padding=0, output_padding=0, groups=1,
+                 dilation=1, method="auto", nan_policy="propagate"):
+        super().__init__(weight, bias, stride=stride, dilation=dilation, groups=groups,
+                         method=method, nan_policy=nan_policy, transposed=True)
+        d = self.ndim
+        self.padding = as_tuple("padding", padding, d, minimum=0)
+        self.output_padding = as_tuple("output_padding", output_padding, d, minimum=0)
+        for op, s, dl in zip(self.output_padding, self.stride, self.dilation):
+            if op >= max(s, dl):
+                raise ValueError(
+                    f"output_padding must be smaller than max(stride, dilation) in every "
+                    f"dimension, got output_padding {output_padding!r} with stride "
+                    f"{stride!r} and dilation {dilation!r}."
+                )
+        # the equivalent forward correlation: per group, channels swapped, taps flipped
+        G, ci, co = self.groups, self.in_channels // self.groups, self.out_channels // self.groups
+        w = self.weight.reshape((G, ci, co) + self.kernel_size)
+        w = w.transpose((0, 2, 1) + tuple(range(3, 3 + d)))[(Ellipsis,) + (slice(None, None, -1),) * d]
+        self._forward_weight = _frozen(w.reshape((self.out_channels, ci) + self.kernel_size))
+
+    def __repr__(self):
+        return (
+            f"SpectralConvTranspose(in_channels={self.in_channels}, "
+            f"out_channels={self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, padding={self.padding}, "
+            f"output_padding={self.output_padding}, dilation={self.dilation}, "
+            f"groups={self.groups}, bias={self.bias is not None}, method={self.method!r})"
+        )
+
+    def __call__(self, x, output_size=None):
+        """Apply the layer.
+
+        Parameters
+        ----------
+        x : array_like [shape=(C_in, *spatial) or (B, C_in, *spatial)]
+        output_size : tuple of d ints, optional
+            The spatial output shape, as PyTorch's ``output_size``: picks the output padding
+            (e.g. to invert the shape of a strided :class:`SpectralConv`).
+
+        Returns
+        -------
+        y : ndarray [shape=(C_out, *out) or (B, C_out, *out)]
+        """
+        xb, batched, dtype = self._check_x(x)
+        d = self.ndim
+        n = xb.shape[2:]
+        span = tuple(dl * (k - 1) + 1 for k, dl in zip(self.kernel_size, self.dilation))
+        base = tuple(
+            (m - 1) * s - 2 * p + e for m, s, p, e in zip(n, self.stride, self.padding, span)
+        )
+        extra = self.output_padding
+        if output_size is not None:
+            output_size = as_tuple("output_size", tuple(output_size)[-d:], d)
+            extra = tuple(o - b for o, b in zip(output_size, base))
+            if any(e < 0 or e >= max(s, dl) for e, s, dl in zip(extra, self.stride, self.dilation)):
+                raise ValueError(
+                    f"output_size {output_size} is not reachable: with this input the "
+                    f"output is {base} plus less than max(stride, dilation) per dimension."
+                )
+        if any(b + e < 1 for b, e in zip(base, extra)):
+            raise ValueError(
+                f"The output would be empty: input {n} with padding {self.padding} gives "
+                f"spatial shape {tuple(b + e for b, e in zip(base, extra))}."
+            )
+        if any(s > 1 for s in self.stride):  # zero-stuff the input by the stride
+            up = np.zeros(
+                xb.shape[:2] + tuple((m - 1) * s + 1 for m, s in zip(n, self.stride)), dtype=xb.dtype
+            )
+            up[(Ellipsis,) + tuple(slice(None, None, s) for s in self.stride)] = xb
+            xb = up
+        pads = tuple((e - 1 - p, e - 1 - p + op) for e, p, op in zip(span, self.padding, extra))
+        padded = tuple(m + a + b for m, (a, b) in zip(xb.shape[2:], pads))
+        geom = Geometry(
+            xb.shape[0], self.in_channels, self.out_channels, self.groups, self.kernel_size,
+            self.dilation, (1,) * d, padded, dtype.kind == "c",
+        )
+        y = self._run(xb, self._forward_weight, geom, pads, dtype)
+        return y if batched else y[0]
+
+    @property
+    def T(self):
+        """The transposed layer (a :class:`SpectralConv`): same weight and options, no bias."""
+        return SpectralConv(
+            self.weight, stride=self.stride, padding=self.padding, dilation=self.dilation,
+            groups=self.groups, method=self.method, nan_policy=self.nan_policy,
+        )
+
+    def frequency_response(self, shape, *, whole=None):
+        """Per-frequency C_out × C_in matrices (stride 1), as :meth:`SpectralConv.frequency_response`.
+
+        For real weights this is the conjugate transpose of the forward layer's response.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from specconv import SpectralConv
+        >>> layer = SpectralConv(np.random.default_rng(1).standard_normal((3, 2, 5)), padding=2)
+        >>> H, HT = layer.frequency_response(16), layer.T.frequency_response(16)
+        >>> np.allclose(HT, H.conj().swapaxes(-1, -2))
+        True
+        """
+        return _frequency_response(self, shape, whole, transposed=True)
+
+
+def _frequency_response(layer, shape, whole, transposed):
+    d = layer.ndim
+    shape = as_tuple("shape", shape, d)
+    span = tuple(dl * (k - 1) + 1 for k, dl in zip(layer.kernel_size, layer.dilation))
+    if any(e > n for e, n in zip(span, shape)):
+        raise ValueError(f"shape {shape} must be at least the kernel span {span}.")
+    is_complex = layer.weight.dtype.kind == "c"
+    whole = is_complex if whole is None else bool(whole)
+    if not whole and is_complex:
+        raise ValueError("whole=False (one-sided spectrum) needs real weights.")
+    pads = layer._pads if not transposed else tuple((p, p) for p in layer.padding)
+    # the taps at their circular offsets k·dilation − padding
+    a = np.zeros(layer.weight.shape[:2] + shape, dtype=np.result_type(layer.weight, np.float64))
+    idx = tuple(
+        (np.arange(k) * dl - p) % n
+        for k, dl, (p, _), n in zip(layer.kernel_size, layer.dilation, pads, shape)
+    )
+    a[(Ellipsis,) + np.ix_(*idx)] = layer.weight
+    axes = tuple(range(2, 2 + d))
+    if transposed:  # sum_m a[m] e^{-2πi f m / L}
+        spec = fft.fftn(a, axes=axes) if whole else fft.rfftn(a, axes=axes)
+    elif whole:  # sum_m a[m] e^{+2πi f m / L}
+        spec = fft.ifftn(a, axes=axes) * math.prod(shape)
+    else:
+        spec = fft.rfftn(a, axes=axes).conj()
+    G = layer.groups
+    blocks = spec.reshape((G, -1) + spec.shape[1:])  # (G, rows of a block, cols, *freq)
+    if transposed:  # the stored weight is (C_in, C_out/groups): its blocks are transposed
+        blocks = blocks.swapaxes(1, 2)
+    r, c = blocks.shape[1:3]
+    H = np.zeros(spec.shape[2:] + (layer.out_channels, layer.in_channels), dtype=spec.dtype)
+    for g in range(G):
+        H[..., g * r : (g + 1) * r, g * c : (g + 1) * c] = np.moveaxis(blocks[g], (0, 1), (-2, -1))
+    return H
