@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft
+import threadpoolctl
 
 from . import fft
 
@@ -304,12 +305,25 @@ def correlate_fft(x, pads, spectra, geom, tiling, dtype, workers):
             worker.run(x, pads, spectra, out, t0)
         return out
     pool_workers = [_ChunkWorker(geom, tiling, dtype, threads) for _ in range(n_workers)]
+    all_starts = list(starts)
 
     def run_share(k):
-        for t0 in list(starts)[k::n_workers]:
+        for t0 in all_starts[k::n_workers]:
             pool_workers[k].run(x, pads, spectra, out, t0)
 
-    with ThreadPoolExecutor(n_workers) as ex:
+    # The workers already use every core: a multithreaded BLAS inside each would oversubscribe
+    # them (OpenBLAS threads spin while they wait, which is ruinous on a busy machine).
+    with _blas_limit(1), ThreadPoolExecutor(n_workers) as ex:
         for f in [ex.submit(run_share, k) for k in range(n_workers)]:
             f.result()
     return out
+
+
+_controller = None
+
+
+def _blas_limit(n):
+    global _controller
+    if _controller is None:
+        _controller = threadpoolctl.ThreadpoolController()
+    return _controller.limit(limits=n, user_api="blas")

@@ -292,6 +292,9 @@ class _PlanPool:
     def __init__(self, max_free=_MAX_FREE_PLANS):
         self._free = collections.OrderedDict()
         self._lock = threading.Lock()
+        # One plan is measured at a time: a twin planned meanwhile then comes from wisdom at
+        # once instead of being measured again (FFTW's planner is not reentrant anyway).
+        self._build_lock = threading.Lock()
         self._max_free = max_free
 
     @contextlib.contextmanager
@@ -305,7 +308,8 @@ class _PlanPool:
             plans = self._free.get(key)
             plan = plans.pop() if plans else None
         if plan is None:
-            plan = self._build(inp, out, axes, direction, threads)
+            with self._build_lock:
+                plan = self._build(inp, out, axes, direction, threads)
         try:
             yield plan
         finally:
