@@ -111,8 +111,10 @@ def formats():
     Examples
     --------
     >>> from specconv.io import formats
-    >>> [f.name for f in formats() if f.writable]
-    ['wav', 'flac', 'ogg', 'fif', 'edf', 'bdf', 'brainvision', 'eeglab', 'fastmri', 'cfl', 'npy', 'npz']
+    >>> [f.name for f in formats() if not f.writable]
+    ['gdf', 'mne']
+    >>> next(f for f in formats() if f.name == "flac").extra
+    'audio'
     """
     return tuple(_FORMATS.values())
 

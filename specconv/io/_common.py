@@ -62,7 +62,9 @@ def reading(path, fmt, *, allow_truncated=False):
         except (FileNotFoundError, PermissionError, IsADirectoryError, FormatError):
             raise
         except Warning as warning:
-            if not any(re.search(p, str(warning)) for p in TRUNCATION_WARNINGS):
+            # Only the warnings escalated here; the caller's own filters stay theirs.
+            truncated = any(re.search(p, str(warning)) for p in TRUNCATION_WARNINGS)
+            if allow_truncated or not truncated:
                 raise
             raise FormatError(
                 f"{str(path)!r} looks truncated or corrupt ({fmt}): {warning} Pass "

@@ -1,4 +1,4 @@
-"""EEG adapter through MNE-Python (extra ``eeg``; EDF/BDF/BrainVision/EEGLAB export: ``eeg-export``).
+"""EEG adapter through MNE-Python (extra ``eeg``; EDF/BDF/BrainVision/EEGLAB output: ``eeg-export``).
 
 Reading accepts every format :func:`mne.io.read_raw` reads and MNE ``Raw``, ``Epochs`` and
 ``Evoked`` objects; the samples stay in MNE's SI units (volts for EEG). The MNE ``info``,
