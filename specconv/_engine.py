@@ -295,27 +295,26 @@ def correlate_fft(x, pads, spectra, geom, tiling, dtype, workers):
     y : ndarray, (B, C_out, *geom.out_shape)
     """
     out = np.empty((geom.batch, geom.out_channels) + geom.out_shape, dtype=dtype)
-    starts = range(0, tiling.tiles[0], tiling.chunk)
+    starts = list(range(0, tiling.tiles[0], tiling.chunk))
     n_workers = min(workers, len(starts))
     # few chunks: let FFTW use the threads inside each transform instead
     threads = max(1, workers // n_workers)
-    if n_workers == 1:
-        worker = _ChunkWorker(geom, tiling, dtype, threads)
-        for t0 in starts:
-            worker.run(x, pads, spectra, out, t0)
-        return out
-    pool_workers = [_ChunkWorker(geom, tiling, dtype, threads) for _ in range(n_workers)]
-    all_starts = list(starts)
+    pool = [_ChunkWorker(geom, tiling, dtype, threads) for _ in range(n_workers)]
 
     def run_share(k):
-        for t0 in all_starts[k::n_workers]:
-            pool_workers[k].run(x, pads, spectra, out, t0)
+        for t0 in starts[k::n_workers]:
+            pool[k].run(x, pads, spectra, out, t0)
 
-    # The workers already use every core: a multithreaded BLAS inside each would oversubscribe
-    # them (OpenBLAS threads spin while they wait, which is ruinous on a busy machine).
-    with _blas_limit(1), ThreadPoolExecutor(n_workers) as ex:
-        for f in [ex.submit(run_share, k) for k in range(n_workers)]:
-            f.result()
+    # BLAS stays single-threaded: the per-frequency matmuls are small, and a multithreaded
+    # OpenBLAS spins waiting for its threads -- measured 100x slower on a busy machine.
+    # Parallelism comes from the chunk workers instead.
+    with _blas_limit(1):
+        if n_workers == 1:
+            run_share(0)
+        else:
+            with ThreadPoolExecutor(n_workers) as ex:
+                for f in [ex.submit(run_share, k) for k in range(n_workers)]:
+                    f.result()
     return out
 
 
