@@ -1,0 +1,83 @@
+"""Measure the per-operation times of specconv's cost model on this machine.
+
+    python benchmarks/calibrate.py
+
+Prints each constant of ``specconv/_costmodel.py`` as measured here next to the value in the
+code. Each is a median over repeats of a kernel shaped like the engine's own work, with the
+thread count specconv uses (``SPECCONV_NUM_THREADS``). Paste them into ``_costmodel.py`` when
+moving to a different kind of machine; only their ratios steer the choice.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+import specconv
+from specconv import _costmodel, fft
+from specconv._engine import _blas_limit
+
+
+def median_seconds(fn, repeat=7):
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def main():
+    rng = np.random.default_rng(0)
+    threads = specconv.get_num_threads()
+    measured = {}
+
+    L, howmany = 4096, 1024
+    x = fft.aligned_empty((howmany, L), np.float64)
+    x[:] = rng.standard_normal(x.shape)
+    X = fft.aligned_empty((howmany, L // 2 + 1), np.complex128)
+    measured["T_FFT"] = median_seconds(lambda: fft.execute(x, X, (1,), threads=threads)) / (
+        howmany * L * math.log2(L)
+    )
+
+    src = rng.standard_normal((64, 300_000))
+    dst = np.empty((64, 40, 4096))
+    windows = np.lib.stride_tricks.sliding_window_view(src, 4096, axis=-1)[:, : 40 * 3000 : 3000]
+    measured["T_COPY"] = median_seconds(lambda: np.copyto(dst, windows)) / dst.size
+
+    F, cols, c = 256, 32, 64
+    a = rng.standard_normal((F, 1, cols, c)) + 0j
+    h = rng.standard_normal((F, 1, c, c)) + 0j
+    out = np.empty((F, 1, cols, c), complex)
+    with _blas_limit(1):
+        t = median_seconds(lambda: np.matmul(a, h, out=out))
+    measured["T_CMAC_MATMUL"] = t / (F * cols * c * c) / threads
+
+    hx = rng.standard_normal((64, 1, 2049)) + 0j
+    xs = rng.standard_normal((1, 64, 30, 2049)) + 0j
+    ys = np.empty((64, 64, 30, 2049)[1:], complex)
+    measured["T_CMAC_ELEMENTWISE"] = median_seconds(
+        lambda: np.multiply(hx[:, :, None], xs[0][:, None], out=ys[:, None])
+    ) / ys.size / threads
+
+    w = rng.standard_normal((64, 64))
+    xt = rng.standard_normal((64, 50_000))
+    with _blas_limit(threads):
+        measured["T_MAC_DIRECT"] = median_seconds(lambda: w @ xt) / (64 * 64 * 50_000)
+
+    xd = rng.standard_normal((64, 100_000))
+    wd = rng.standard_normal((64, 1))
+    acc = np.zeros_like(xd)
+    measured["T_MAC_DEPTHWISE"] = median_seconds(lambda: np.add(acc, wd * xd, out=acc)) / xd.size
+
+    print(f"threads: {threads}")
+    print(f"{'constant':20s} {'measured':>10s} {'in code':>10s}")
+    for name, value in measured.items():
+        print(f"{name:20s} {value:10.2e} {getattr(_costmodel, name):10.2e}")
+
+
+if __name__ == "__main__":
+    main()
