@@ -204,12 +204,12 @@ def _check_format(fmt, action):
     return check_option("format", fmt, allowed)
 
 
-def _check_options(func, options, fmt, action, skip=("fmt",)):
+def _check_options(func, options, fmt, action, fixed):
     params = inspect.signature(func).parameters
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return  # the rest goes to a third-party function that checks it
-    allowed = [n for n, p in params.items() if n not in skip and p.kind is p.KEYWORD_ONLY]
+    allowed = [n for n, p in params.items() if n not in fixed and p.kind is p.KEYWORD_ONLY]
     unknown = sorted(set(options) - set(allowed))
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(options) & set(fixed))  # the rest goes to a third-party reader
     if unknown:
         raise TypeError(
             f"{action}() got unknown option(s) {unknown} for format {fmt!r}; allowed options "
@@ -292,7 +292,7 @@ def read(path, *, format=None, **options):  # noqa: A002 - the natural name for 
         raise IsADirectoryError(f"{str(path)!r} is a directory, not a signal file.")
     fmt = _detect(path) if format is None else _check_format(format, "read")
     reader, fixed = _READERS[fmt]
-    _check_options(reader, options, fmt, "read")
+    _check_options(reader, options, fmt, "read", fixed)
     sig = reader(path, **fixed, **options)
     logger.debug("read %s as %s: %r", path, fmt, sig)
     return sig
@@ -403,7 +403,7 @@ def write(sig, path, *, format=None, overwrite=False, **options):  # noqa: A002
     else:
         fmt = _check_format(format, "write")
     writer, fixed, which = _WRITERS[fmt]
-    _check_options(writer, options, fmt, "write")
+    _check_options(writer, options, fmt, "write", fixed)
     protected = sig.metadata.get("source") or ()
     with atomic_output(_targets(fmt, path), overwrite=overwrite, protected=protected) as tmp:
         target = {"first": tmp[0], "last": tmp[-1], "all": tmp}[which]

@@ -50,30 +50,32 @@ _BACKEND_ERRORS = (
 def reading(path, fmt, *, allow_truncated=False):
     """Translate a backend's failure to read ``path`` into a :class:`FormatError`.
 
-    Inside the block, the backends' "file shorter than its header" warnings become errors
-    unless ``allow_truncated`` is true.
+    Warnings the backend emits are held back: when the read fails they become part of the
+    error message (one clear error instead of a warning cascade); when it succeeds they are
+    re-emitted, except the "file shorter than its header" ones, which are an error unless
+    ``allow_truncated`` is true.
     """
-    with warnings.catch_warnings():
-        if not allow_truncated:
-            for pattern in TRUNCATION_WARNINGS:
-                warnings.filterwarnings("error", message=f".*{pattern}")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         try:
             yield
         except (FileNotFoundError, PermissionError, IsADirectoryError, FormatError):
             raise
-        except Warning as warning:
-            # Only the warnings escalated here; the caller's own filters stay theirs.
-            truncated = any(re.search(p, str(warning)) for p in TRUNCATION_WARNINGS)
-            if allow_truncated or not truncated:
-                raise
-            raise FormatError(
-                f"{str(path)!r} looks truncated or corrupt ({fmt}): {warning} Pass "
-                "allow_truncated=True to read what is there."
-            ) from warning
         except _BACKEND_ERRORS as err:
+            said = "".join(f" [{w.category.__name__}: {w.message}]" for w in caught)
             raise FormatError(
-                f"Could not read {str(path)!r} as {fmt}: {type(err).__name__}: {err}"
+                f"Could not read {str(path)!r} as {fmt}: {type(err).__name__}: {err}{said}"
             ) from err
+    truncated = [
+        w for w in caught if any(re.search(p, str(w.message)) for p in TRUNCATION_WARNINGS)
+    ]
+    if truncated and not allow_truncated:
+        raise FormatError(
+            f"{str(path)!r} looks truncated or corrupt ({fmt}): {truncated[0].message} Pass "
+            "allow_truncated=True to read what is there."
+        )
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def require_time_signal(sig, fmt, *, batched_ok=False, complex_ok=False):

@@ -1,4 +1,4 @@
-"""EEG adapter through MNE-Python (extra ``eeg``; EDF/BDF/BrainVision/EEGLAB output: ``eeg-export``).
+"""EEG adapter via MNE-Python (extra ``eeg``; EDF/BDF/BrainVision/EEGLAB output: ``eeg-export``).
 
 Reading accepts every format :func:`mne.io.read_raw` reads and MNE ``Raw``, ``Epochs`` and
 ``Evoked`` objects; the samples stay in MNE's SI units (volts for EEG). The MNE ``info``,
@@ -90,6 +90,10 @@ def from_mne(inst, *, picks=None, reject_by_annotation=None, dtype=None, fmt="mn
     (('Fz', 'Cz'), (2, 200), 100.0)
     """
     mne = _mne()
+    if not isinstance(inst, (mne.io.BaseRaw, mne.BaseEpochs, mne.Evoked)):
+        raise TypeError(
+            f"inst must be an MNE Raw, Epochs or Evoked object, got {type(inst).__name__}."
+        )
     if reject_by_annotation not in (None, "NaN"):
         raise ValueError(
             f"Invalid value for the 'reject_by_annotation' parameter. Allowed values are "
@@ -116,17 +120,14 @@ def from_mne(inst, *, picks=None, reject_by_annotation=None, dtype=None, fmt="mn
         )
     elif isinstance(inst, mne.BaseEpochs):
         data = inst.get_data(picks=names)
-        meta.update(kind="epochs", annotations=inst.annotations.copy(),
+        annotations = inst.annotations.copy() if inst.annotations is not None else None
+        meta.update(kind="epochs", annotations=annotations,
                     events=inst.events.copy(), event_id=dict(inst.event_id), tmin=inst.tmin)
         batched = True
-    elif isinstance(inst, mne.Evoked):
+    else:
         data = inst.get_data(picks=names)
         meta.update(kind="evoked", tmin=inst.tmin, nave=inst.nave, comment=inst.comment)
         batched = False
-    else:
-        raise TypeError(
-            f"inst must be an MNE Raw, Epochs or Evoked object, got {type(inst).__name__}."
-        )
     if dtype is not None:
         data = data.astype(dtype, copy=False)
     return VectorSignal(data, tuple(names), sfreq=float(info["sfreq"]), batched=batched,
