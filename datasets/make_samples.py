@@ -65,7 +65,8 @@ EEG_PARAMS = {
     "duration_s": 60.0,
     "units": "V",
     "channels": list(EEG_POSITIONS),
-    "positions": "flat azimuthal projection, Cz = (0, 0), nasion side +y, ring Fpz-T7-Oz-T8 at r=0.8",
+    "positions": ("flat azimuthal projection, Cz = (0, 0), nasion side +y, "
+                  "ring Fpz-T7-Oz-T8 at r=0.8"),
     "background": {"model": "1/f^exponent power spectrum (pink), spatially smoothed",
                    "exponent": 1.0, "f_min_hz": 0.5, "rms_uV": 8.0, "smoothing_sigma": 0.3},
     "alpha": {"model": "Gaussian-band noise (waxing/waning)", "center_hz": 10.0,
@@ -285,7 +286,8 @@ def audio_model(p=AUDIO_PARAMS):
             ta = tau[active]
             note = np.zeros_like(ta)
             for k in range(1, pl["n_harmonics"] + 1):
-                note += k**-1.2 * np.sin(2 * np.pi * k * f0 * ta) * np.exp(-ta * k**0.7 / pl["tau1_s"])
+                decay = np.exp(-ta * k**0.7 / pl["tau1_s"])
+                note += k**-1.2 * np.sin(2 * np.pi * k * f0 * ta) * decay
             note *= np.minimum(ta / pl["attack_s"], 1.0)
             out[ch, active] += gain * ear_gain[ch] * note
     pink = _pink(rng, (2, n), sr, 1.0, 20.0)
@@ -354,7 +356,8 @@ def write_audio(out):
     wavfile.write(irf, IR_PARAMS["sfreq_hz"], ir.T.astype("<f4"))
 
     sig = {"domain": "time", "n_channels": 2, "sfreq": float(sr), "n_samples": x.shape[1]}
-    rule = "float = code / 2**(bits-1) is the usual reading; codes were round(x * (2**(bits-1) - 1))"
+    rule = ("float = code / 2**(bits-1) is the usual reading; "
+            "codes were round(x * (2**(bits-1) - 1))")
     return [
         {"name": "audio-pcm16", "file": pcm16.name, "format": "wav",
          "description": "Stereo plucked-tone recording model, 48 kHz, WAV PCM 16-bit",
@@ -453,7 +456,9 @@ def mri_model(p=MRI_PARAMS):
 ISMRMRD_HEADER = """<?xml version="1.0" encoding="utf-8"?>
 <ismrmrdHeader xmlns="http://www.ismrm.org/ISMRMRD">
   <measurementInformation><protocolName>specconv_phantom</protocolName></measurementInformation>
-  <acquisitionSystemInformation><receiverChannels>{coils}</receiverChannels></acquisitionSystemInformation>
+  <acquisitionSystemInformation>
+    <receiverChannels>{coils}</receiverChannels>
+  </acquisitionSystemInformation>
   <encoding>
     <encodedSpace><matrixSize><x>{w}</x><y>{h}</y><z>1</z></matrixSize>
       <fieldOfView_mm><x>{fovx}</x><y>{fovy}</y><z>5</z></fieldOfView_mm></encodedSpace>

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import importlib.util
 import json
 import shutil
@@ -325,6 +326,27 @@ def test_generator_is_deterministic(tmp_path):
         assert got[name]["model"] == entry["model"]
 
 
+def test_package_data_config_covers_every_sample_file():
+    import fnmatch
+    import tomllib
+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = config["tool"]["setuptools"]["package-data"]["specconv.datasets"]
+    files = ["MANIFEST.json"] + [f"data/{r['file']}" for e in MANIFEST["datasets"]
+                                 for r in _all_files(e)]
+    for f in files:
+        assert any(fnmatch.fnmatch(f, p) for p in patterns), f
+
+
+def _setuptools_version():
+    try:
+        return tuple(int(v) for v in importlib.metadata.version("setuptools").split(".")[:2])
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return (0, 0)
+
+
+@pytest.mark.skipif(_setuptools_version() < (77, 0),
+                    reason="building offline needs setuptools >= 77 (SPDX license string)")
 def test_wheel_ships_the_sample_files(tmp_path):
     """A plain (non-editable) install gets the data: build a wheel from a copy of the tree."""
     src = tmp_path / "src"
@@ -337,7 +359,7 @@ def test_wheel_ships_the_sample_files(tmp_path):
     else:
         (src / "README.md").write_text("specconv\n")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "-q", "-w", str(tmp_path / "dist"), str(src)], check=True,
+                    "--no-index", "-q", "-w", str(tmp_path / "dist"), str(src)], check=True,
                    capture_output=True)
     (wheel,) = (tmp_path / "dist").glob("specconv-*.whl")
     with zipfile.ZipFile(wheel) as zf:
