@@ -490,6 +490,21 @@ def test_read_only_directory(tmp_path, stereo):
         locked.chmod(0o700)
 
 
+def test_companion_files_a_backend_adds_are_moved_and_checked(tmp_path):
+    from specconv.io._atomic import atomic_output
+
+    with atomic_output([tmp_path / "main.dat"]) as (tmp,):
+        tmp.write_text("main")
+        (tmp.parent / "main-1.dat").write_text("part")
+    assert _listing(tmp_path) == ["main-1.dat", "main.dat"]
+    with pytest.raises(FileExistsError, match=r"main-1\.dat.*overwrite=True"):
+        with atomic_output([tmp_path / "other.dat"]) as (tmp,):
+            tmp.write_text("other")
+            (tmp.parent / "main-1.dat").write_text("clobber?")
+    assert (tmp_path / "main-1.dat").read_text() == "part"
+    assert _listing(tmp_path) == ["main-1.dat", "main.dat"]
+
+
 def test_write_needs_a_signal(tmp_path):
     with pytest.raises(TypeError, match="sig must be a VectorSignal, got ndarray"):
         io.write(np.zeros((2, 10)), tmp_path / "x.wav")

@@ -106,13 +106,13 @@ def atomic_output(targets, *, overwrite=False, protected=()):
         missing = [str(p.name) for p in tmp_paths if not p.exists()]
         if missing:
             raise RuntimeError(f"internal error: the writer did not produce {missing}.")
-        for tmp, final in zip(tmp_paths, targets):
-            # Re-check just before replacing: the file may have appeared meanwhile.
-            if final.exists() and not overwrite:
-                raise FileExistsError(
-                    f"Output file {str(final)!r} appeared while writing; pass "
-                    "overwrite=True to replace it."
-                )
+        # Companion files a backend adds on its own (e.g. split parts) move too, first.
+        declared = {p.name for p in tmp_paths}
+        extra = sorted(p for p in tmpdir.iterdir() if p.name not in declared)
+        moves = [(p, parent / p.name) for p in extra] + list(zip(tmp_paths, targets))
+        for _, final in moves:  # again: files may have appeared meanwhile
+            _check_target(final, overwrite, protected)
+        for tmp, final in moves:
             os.replace(tmp, final)
             logger.debug("wrote %s", final)
     finally:

@@ -264,7 +264,8 @@ def read_cfl(path, *, coil_axis=BART_COIL_DIM, domain="kspace", mmap=False):
 
     Dimension ``coil_axis`` (BART's COIL_DIM 3 by default) becomes the channel axis; the
     non-singleton dimensions among 0-2 are the spatial axes; any other non-singleton
-    dimensions (maps, echoes, slices, ...) are flattened, in BART order, into a batch axis.
+    dimensions (maps, echoes, slices, ...) are flattened, in BART order, into a batch axis
+    (the last BART dimension varying slowest). Singleton spatial dimensions are dropped.
     The original dimensions are kept in ``metadata["bart_dims"]`` so that writing restores
     them. The format does not record whether it holds k-space or images: ``domain`` says
     (default ``"kspace"``). ``mmap=True`` maps the file read-only instead of loading it.
