@@ -29,7 +29,6 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import logging
-from pathlib import Path
 
 from .._validate import check_option
 from ..signal import VectorSignal
@@ -239,8 +238,10 @@ def read(path, *, format=None, **options):  # noqa: A002 - the natural name for 
     path : str or path-like
         The file (for BrainVision the ``.vhdr``, for BART the ``.cfl`` or ``.hdr``).
     format : str, optional
-        Force a format (see :func:`formats`) instead of detecting it from the extension
-        and the first bytes.
+        Force a format (see :func:`formats`) instead of detecting it. Detection uses the
+        extension, checked against the file's first bytes (a mismatch is an error); a file
+        without a known extension is recognised by its content (MNE's readers, however,
+        need the usual extension).
     **options
         Passed to the adapter:
 
@@ -248,8 +249,9 @@ def read(path, *, format=None, **options):  # noqa: A002 - the natural name for 
           ``picks``, ``reject_by_annotation`` (None or ``"NaN"``), ``dtype``,
           ``allow_truncated``, and any :func:`mne.io.read_raw` option;
         * ``wav``: ``dtype``, ``backend`` (``"scipy"`` or ``"soundfile"``),
-          ``allow_truncated``; ``flac``/``ogg``: ``dtype``;
-        * ``fastmri``: ``dataset``; ``cfl``: ``coil_axis`` (default 3, BART's COIL_DIM);
+          ``allow_truncated``; ``flac``/``ogg``: ``dtype``, ``allow_truncated``;
+        * ``fastmri``: ``dataset``; ``cfl``: ``coil_axis`` (default 3, BART's COIL_DIM),
+          ``domain`` (default ``"kspace"``), ``mmap``;
         * ``npy``/``npz``: ``coil_axis`` (default 0), ``batch_axis``, ``domain``,
           ``sfreq``, ``spacing``; ``npz``: ``key``; ``npy``: ``mmap``.
 

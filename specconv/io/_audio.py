@@ -8,10 +8,11 @@ Layout is explicit: audio files store frames x channels, a :class:`VectorSignal`
 * 24-bit samples are read by scipy left-justified in 32 bits (``k * 256``), which the rule
   above with ``b = 32`` maps to the same value as ``k / 2**23``;
 
-and writing quantizes with ``round(x * 2**(b - 1))``. This is the convention of libsndfile
-(soundfile) and of most audio tools, so reading a file with either backend gives the same
-numbers. Writing never clips silently: values outside the integer range raise (default) or
-are clipped with a :class:`ClippingWarning` (``clip="warn"``).
+and writing quantizes with ``round(x * 2**(b - 1))`` (to nearest, ties to even). libsndfile
+(soundfile) reads with the same rule, so both backends give the same numbers; for writing,
+specconv quantizes itself and hands libsndfile integers, so libsndfile's own float -> int
+scaling never applies. Writing never clips silently: values outside the integer range raise
+(default) or are clipped with a :class:`ClippingWarning` (``clip="warn"``).
 """
 
 from __future__ import annotations
