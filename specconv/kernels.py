@@ -1,0 +1,1274 @@
+"""Kernel-matrix algebra: conv layers as matrices of kernels, combined like matrices.
+
+A stride-1 :class:`~specconv.SpectralConv` is a ``C_out × C_in`` matrix whose entries are
+kernels; at every frequency it is an ordinary complex matrix ``H(f)``
+(:meth:`SpectralConv.frequency_response`). This module combines layers the way those matrices
+combine, and always returns plain layers:
+
+========================  =====================================================================
+composition               :func:`compose` -- ``H2(f) @ H1(f)``, one layer, kernel spans add
+sums, scalar multiples    :func:`add`, :func:`scale`; :func:`pointwise` makes a ``1 × 1`` layer
+groups                    :func:`to_dense_groups`, :func:`split_groups`, :func:`block_diag`
+per-frequency analysis    :func:`svd`, :func:`eig`
+inversion                 :func:`inverse` -- regularized (Tikhonov) inverse as an FIR layer
+FIR design                :func:`from_response` -- any per-frequency matrix as an FIR layer
+estimation from data      :func:`estimate_transfer` -- Welch ``H = S_yx S_xx⁻¹``, coherence
+========================  =====================================================================
+
+Conventions
+-----------
+Layers follow PyTorch semantics (cross-correlation). A layer's *offset sequence* ``a[m]`` is
+its taps placed at their offsets ``m = k·dilation − pad_left``, so that on an infinitely long
+signal ``y[n] = sum_m a[m] x[n + m]`` and ``H(f) = sum_m a[m] exp(+2πi f·m)``. For a causal
+filter ``h`` applied by true convolution (``y = h * x``) the offsets are ``m = −t`` and
+``H`` is the ordinary DFT of ``h``, which is the convention of :func:`from_response`.
+
+Padding is kept per side: SpectralConv can only express symmetric padding (or "same"), so a
+result whose padding is asymmetric gets extra zero taps on one side of its kernel instead
+(the offsets, hence the numbers, are unchanged).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import fft
+from ._validate import as_array, as_tuple, check_groups, check_option
+from .conv import convolve
+from .layers import PADDING_MODES, SpectralConv, SpectralConvTranspose
+
+__all__ = [
+    "compose",
+    "composition_is_exact",
+    "add",
+    "scale",
+    "pointwise",
+    "as_conv",
+    "to_dense_groups",
+    "split_groups",
+    "block_diag",
+    "svd",
+    "eig",
+    "inverse",
+    "from_response",
+    "estimate_transfer",
+    "TransferEstimate",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# the canonical form: taps, per-side pads, one padding mode
+
+
+@dataclass(frozen=True)
+class _Taps:
+    """A stride-1-style description of a SpectralConv with explicit per-side pads."""
+
+    weight: np.ndarray  # (C_out, C_in/groups, *K)
+    groups: int
+    dilation: tuple
+    pads: tuple  # ((lo, hi), ...) per spatial axis
+    mode: str
+    bias: np.ndarray | None
+    stride: tuple
+    method: str
+    nan_policy: str
+
+    @property
+    def ndim(self):
+        return self.weight.ndim - 2
+
+    @property
+    def out_channels(self):
+        return self.weight.shape[0]
+
+    @property
+    def in_channels(self):
+        return self.weight.shape[1] * self.groups
+
+    @property
+    def span(self):
+        return tuple(d * (k - 1) + 1 for k, d in zip(self.weight.shape[2:], self.dilation))
+
+
+def _span(kernel_size, dilation):
+    return tuple(d * (k - 1) + 1 for k, d in zip(kernel_size, dilation))
+
+
+def _check_layer(name, layer):
+    if not isinstance(layer, (SpectralConv, SpectralConvTranspose)):
+        raise TypeError(
+            f"{name} must be a SpectralConv (or a stride-1 SpectralConvTranspose), got "
+            f"{type(layer).__name__}."
+        )
+
+
+def _taps_of(layer, name="layer"):
+    """The canonical form of a layer (a stride-1 SpectralConvTranspose becomes a conv)."""
+    _check_layer(name, layer)
+    if isinstance(layer, SpectralConvTranspose):
+        if any(s != 1 for s in layer.stride):
+            raise ValueError(
+                f"{name} is a SpectralConvTranspose with stride {layer.stride}; only stride-1 "
+                "transposed layers are convolutions (a strided one upsamples)."
+            )
+        d = layer.ndim
+        span = _span(layer.kernel_size, layer.dilation)
+        pads = tuple(
+            (e - 1 - p, e - 1 - p + op)
+            for e, p, op in zip(span, layer.padding, layer.output_padding)
+        )
+        if any(lo < 0 or hi < 0 for lo, hi in pads):
+            raise ValueError(
+                f"{name} is a SpectralConvTranspose whose padding {layer.padding} exceeds "
+                f"dilation·(kernel − 1) = {tuple(e - 1 for e in span)}: it crops its output, "
+                "which no conv layer with non-negative padding expresses."
+            )
+        G = layer.groups
+        ci, co = layer.in_channels // G, layer.out_channels // G
+        w = layer.weight.reshape((G, ci, co) + layer.kernel_size)
+        w = w.transpose((0, 2, 1) + tuple(range(3, 3 + d)))
+        w = w[(Ellipsis,) + (slice(None, None, -1),) * d].reshape((layer.out_channels, ci) + layer.kernel_size)
+        return _Taps(np.ascontiguousarray(w), G, tuple(layer.dilation), pads, "zeros",
+                     layer.bias, (1,) * d, layer.method, layer.nan_policy)
+    span = _span(layer.kernel_size, layer.dilation)
+    if isinstance(layer.padding, str):
+        if layer.padding == "valid":
+            pads = ((0, 0),) * layer.ndim
+        else:
+            pads = tuple(((e - 1) // 2, e - 1 - (e - 1) // 2) for e in span)
+    else:
+        pads = tuple((p, p) for p in layer.padding)
+    return _Taps(layer.weight, layer.groups, tuple(layer.dilation), pads, layer.padding_mode,
+                 layer.bias, tuple(layer.stride), layer.method, layer.nan_policy)
+
+
+def _dilate(weight, dilation, axes_mask):
+    """Insert zeros between taps on the axes where ``axes_mask`` is true (dilation -> 1)."""
+    d = weight.ndim - 2
+    if not any(m and dl > 1 for m, dl in zip(axes_mask, dilation)):
+        return weight, tuple(dilation)
+    k = weight.shape[2:]
+    new_k = tuple((n - 1) * dl + 1 if m else n for n, dl, m in zip(k, dilation, axes_mask))
+    out = np.zeros(weight.shape[:2] + new_k, dtype=weight.dtype)
+    idx = tuple(slice(None, None, dl) if m else slice(None) for dl, m in zip(dilation, axes_mask))
+    out[(Ellipsis,) + idx] = weight
+    new_dil = tuple(1 if m else dl for dl, m in zip(dilation, axes_mask))
+    assert len(new_dil) == d
+    return out, new_dil
+
+
+def _at_groups(t, groups):
+    """Weight of ``t`` with ``groups`` blocks, ``groups`` dividing ``t.groups`` (zeros filled)."""
+    if t.groups == groups:
+        return t.weight
+    r = t.groups // groups  # sub-blocks per target block
+    co, ci = t.out_channels // t.groups, t.weight.shape[1]
+    k = t.weight.shape[2:]
+    out = np.zeros((t.out_channels, ci * r) + k, dtype=t.weight.dtype)
+    for g in range(t.groups):
+        rows = slice(g * co, (g + 1) * co)
+        j = g % r
+        out[rows, j * ci : (j + 1) * ci] = t.weight[rows]
+    return out
+
+
+def _expressible(t):
+    """(weight, padding) SpectralConv can take: asymmetric pads become zero taps."""
+    weight, dilation = t.weight, t.dilation
+    asym = [lo != hi for lo, hi in t.pads]
+    if not any(asym):
+        return weight, tuple(lo for lo, _ in t.pads), dilation
+    span = t.span
+    same = tuple(((e - 1) // 2, e - 1 - (e - 1) // 2) for e in span)
+    if all(s == 1 for s in t.stride) and t.pads == same:
+        return weight, "same", dilation
+    # a zero tap at offset lo-side (or hi-side) shifts the pads into balance
+    need = [a and (hi - lo) % dl != 0 for a, (lo, hi), dl in zip(asym, t.pads, dilation)]
+    weight, dilation = _dilate(weight, dilation, need)
+    padding = []
+    for ax, ((lo, hi), dl) in enumerate(zip(t.pads, dilation)):
+        if lo == hi:
+            padding.append(lo)
+            continue
+        extra = abs(hi - lo) // dl
+        width = [(0, 0)] * weight.ndim
+        width[2 + ax] = (extra, 0) if hi > lo else (0, extra)
+        weight = np.pad(weight, width)
+        padding.append(max(lo, hi))
+    return weight, tuple(padding), dilation
+
+
+def _build(t):
+    weight, padding, dilation = _expressible(t)
+    return SpectralConv(
+        weight, t.bias, stride=t.stride, padding=padding, dilation=dilation, groups=t.groups,
+        padding_mode=t.mode, method=t.method, nan_policy=t.nan_policy,
+    )
+
+
+def _merge_dilation(taps):
+    """Common dilation per axis, expanding to 1 where the layers disagree."""
+    d = taps[0].ndim
+    dil = []
+    for ax in range(d):
+        values = {t.dilation[ax] for t in taps}
+        dil.append(values.pop() if len(values) == 1 else 1)
+    out = []
+    for t in taps:
+        mask = [t.dilation[ax] != dil[ax] for ax in range(d)]
+        w, nd = _dilate(t.weight, t.dilation, mask)
+        out.append(_replace(t, weight=w, dilation=nd))
+    return out, tuple(dil)
+
+
+def _replace(t, **changes):
+    fields = dict(t.__dict__)
+    fields.update(changes)
+    return _Taps(**fields)
+
+
+def _nonzero_bias(t):
+    return t.bias is not None and bool(np.any(t.bias != 0))
+
+
+def _check_same_ndim(taps, names):
+    d = taps[0].ndim
+    for t, n in zip(taps, names):
+        if t.ndim != d:
+            raise ValueError(
+                f"all layers must have the same number of spatial dimensions: {names[0]} has "
+                f"{d}, {n} has {t.ndim}."
+            )
+
+
+# --------------------------------------------------------------------------------------------
+# composition
+
+
+def _composed_mode(t2, t1):
+    """Padding mode of ``t2 ∘ t1`` and whether it equals sequential application (see compose)."""
+    p1, p2, e1 = t1.pads, t2.pads, t1.span
+    reads = [(lo2 > 0, hi2 > 0) for lo2, hi2 in p2]
+    if not any(a or b for a, b in reads):
+        return (t1.mode if any(lo or hi for lo, hi in p1) else "zeros"), True, ""
+    pointwise1 = all(e == 1 for e in e1) and all(lo == 0 and hi == 0 for lo, hi in p1)
+    if pointwise1:
+        if t2.mode == "zeros" and _nonzero_bias(t1):
+            return t2.mode, False, (
+                "the first layer's bias is not zero where the second layer zero-pads"
+            )
+        return t2.mode, True, ""
+    padded1 = any(lo or hi for lo, hi in p1)
+    if t2.mode == "zeros" and (t1.mode == "zeros" or not padded1):
+        full = all(
+            (not r_lo or lo1 >= e - 1) and (not r_hi or hi1 >= e - 1)
+            for (r_lo, r_hi), (lo1, hi1), e in zip(reads, p1, e1)
+        )
+        if not full:
+            return "zeros", False, (
+                "the second layer zero-pads a side where the first layer's output does not "
+                "contain the whole convolution (pad < dilation·(kernel − 1) there)"
+            )
+        if _nonzero_bias(t1):
+            return "zeros", False, "the first layer's bias is not zero where the second layer zero-pads"
+        return "zeros", True, ""
+    if t2.mode == "circular" and (t1.mode == "circular" or not padded1):
+        periodic = all(
+            not (r_lo or r_hi) or lo1 + hi1 == e - 1
+            for (r_lo, r_hi), (lo1, hi1), e in zip(reads, p1, e1)
+        )
+        if periodic:
+            return "circular", True, ""
+        return "circular", False, (
+            "the first layer does not keep the length (circular padding totalling "
+            "dilation·(kernel − 1)) on an axis the second layer pads"
+        )
+    return t2.mode, False, (
+        f"the second layer pads with {t2.mode!r} and the first layer's output (padding "
+        f"mode {t1.mode!r}, pads {p1}) does not continue that way"
+    )
+
+
+def composition_is_exact(layer2, layer1):
+    """Whether :func:`compose` of the two layers equals applying them one after another.
+
+    Parameters
+    ----------
+    layer2, layer1 : SpectralConv
+        ``layer1`` is applied first.
+
+    Returns
+    -------
+    exact : bool
+    reason : str
+        Empty when exact, else which rule of :func:`compose` fails.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from specconv import SpectralConv
+    >>> from specconv.kernels import composition_is_exact
+    >>> a, b = SpectralConv(np.ones((1, 1, 3)), padding=2), SpectralConv(np.ones((1, 1, 5)), padding=4)
+    >>> composition_is_exact(b, a)          # full padding first: exact
+    (True, '')
+    >>> s = SpectralConv(np.ones((1, 1, 3)), padding="same")
+    >>> composition_is_exact(s, s)[0]        # "same" twice: the edges differ
+    False
+    """
+    t1, t2 = _taps_of(layer1, "layer1"), _taps_of(layer2, "layer2")
+    _, exact, reason = _composed_mode(t2, t1)
+    return exact, reason
+
+
+def _compose_pair(t2, t1, exact, names):
+    if t2.ndim != t1.ndim:
+        raise ValueError(
+            f"{names[0]} has {t2.ndim} spatial dimension(s) but {names[1]} has {t1.ndim}."
+        )
+    if t2.in_channels != t1.out_channels:
+        raise ValueError(
+            f"{names[0]} expects {t2.in_channels} input channels but {names[1]} produces "
+            f"{t1.out_channels}."
+        )
+    if any(s != 1 for s in t1.stride):
+        raise ValueError(
+            f"{names[1]} has stride {t1.stride}; only the last-applied layer of a composition "
+            "may be strided (a strided layer followed by another is not one convolution)."
+        )
+    mode, is_exact, reason = _composed_mode(t2, t1)
+    if exact and not is_exact:
+        raise ValueError(
+            f"compose({names[0]}, {names[1]}) would not equal applying them in turn: {reason}. "
+            "Pass exact=False to get the layer that agrees away from the edges."
+        )
+    (t2, t1), dil = _merge_dilation([t2, t1])
+    G = math.gcd(t1.groups, t2.groups)
+    w1 = _at_groups(t1, G)  # (c1, c0/G, *K1)
+    w2 = _at_groups(t2, G)  # (c2, c1/G, *K2)
+    d = t1.ndim
+    # offsets add, so the composed taps are the true convolution of the two tap sequences,
+    # matrix-multiplied over the middle channels (one batched call, group by group)
+    x = np.moveaxis(w1, 1, 0)  # (c0/G, c1, *K1): batch = the composed layer's inputs
+    w = np.moveaxis(convolve(x, w2, mode="full", groups=G, method="direct" if
+                             math.prod(w1.shape[2:]) * math.prod(w2.shape[2:]) < 4096 else "auto"),
+                    0, 1)
+    pads = tuple((a1 + a2, b1 + b2) for (a1, b1), (a2, b2) in zip(t1.pads, t2.pads))
+    bias = t2.bias
+    if t1.bias is not None:
+        dense2 = _at_groups(t2, 1).sum(axis=tuple(range(2, 2 + d)))
+        carried = dense2 @ t1.bias
+        bias = carried if bias is None else bias + carried
+    return _Taps(np.ascontiguousarray(w), G, dil, pads, mode, bias, t2.stride,
+                 t2.method, t2.nan_policy)
+
+
+def compose(*layers, exact=True):
+    """One layer equal to applying ``layers`` right to left: ``compose(l2, l1)(x) == l2(l1(x))``.
+
+    PyTorch conv-layer semantics (cross-correlation). At every frequency the result's matrix
+    is the product ``H2(f) @ H1(f)``; in time the kernel spans add
+    (``span = span1 + span2 − 1``) and the pads add side by side.
+
+    Parameters
+    ----------
+    *layers : SpectralConv
+        Two or more layers, the last applied first (matrix order). Stride-1
+        :class:`~specconv.SpectralConvTranspose` layers are accepted (as the equivalent
+        convolution), so ``compose(layer.T, layer)`` is the normal operator.
+    exact : bool
+        Refuse (ValueError) a pair whose composition is not exactly sequential application
+        at the signal edges (see Notes). With ``exact=False`` the returned layer agrees with
+        sequential application except within the second layer's padding of the edges.
+
+    Returns
+    -------
+    layer : SpectralConv
+        Groups: ``gcd`` of the groups (the coarsest common block structure). Dilation: kept
+        where all layers share it, else 1. Stride: the last-applied layer's.
+
+    Raises
+    ------
+    ValueError
+        Channel counts that do not chain, a strided layer other than the last one, or an
+        inexact pair with ``exact=True``.
+
+    See Also
+    --------
+    composition_is_exact : check a pair beforehand.
+    add, scale : the other matrix operations.
+
+    Notes
+    -----
+    Sequential application pads the *intermediate* signal, so composing is exact only when
+    that padding equals what the composed layer sees. The rule, checked per axis and side,
+    for ``layer2 ∘ layer1``:
+
+    * ``layer2`` does not pad that side (e.g. ``padding="valid"``): always exact; the result
+      inherits ``layer1``'s padding and mode. Any number of layers composed with padding 0
+      after the first is exact.
+    * ``layer1`` is pointwise (``1 × 1`` kernel, no padding): exact for every padding mode of
+      ``layer2`` (padding commutes with channel mixing), except zero padding after a non-zero
+      bias.
+    * both pad with zeros and ``layer1`` pads that side by at least
+      ``dilation·(kernel − 1)`` ("full" padding): ``layer1``'s output already holds every
+      non-zero sample, so the zeros ``layer2`` adds are the true continuation. Needs
+      ``layer1`` without bias. E.g. two full-padded layers compose to the full-padded layer
+      of the convolved kernels.
+    * both circular and ``layer1`` keeps the length (pads totalling ``dilation·(kernel−1)``):
+      the intermediate signal is periodic with the input's period.
+
+    Everything else -- e.g. two ``padding="same"`` zero-padded layers -- differs within the
+    padding of the edges and needs ``exact=False``. The composed pads are the sums of the
+    pads; the circular mode needs them to stay at most the input length when applied.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from specconv import SpectralConv
+    >>> from specconv.kernels import compose
+    >>> rng = np.random.default_rng(0)
+    >>> l1 = SpectralConv(rng.standard_normal((4, 3, 5)), padding=4)     # full padding
+    >>> l2 = SpectralConv(rng.standard_normal((2, 4, 7)), padding=6)
+    >>> both = compose(l2, l1)
+    >>> both.kernel_size, both.padding
+    ((11,), (10,))
+    >>> x = rng.standard_normal((3, 100))
+    >>> bool(np.allclose(both(x), l2(l1(x))))
+    True
+    """
+    if len(layers) < 2:
+        raise ValueError(f"compose needs at least two layers, got {len(layers)}.")
+    if not isinstance(exact, bool):
+        raise TypeError(f"exact must be a bool, got {exact!r}.")
+    n = len(layers)
+    names = [f"layers[{i}]" for i in range(n)]
+    acc = _taps_of(layers[-1], names[-1])
+    acc_name = names[-1]
+    for i in range(n - 2, -1, -1):
+        t = _taps_of(layers[i], names[i])
+        acc = _compose_pair(t, acc, exact, (names[i], acc_name))
+        acc_name = f"compose({', '.join(names[i:])})"
+    return _build(acc)
+
+
+# --------------------------------------------------------------------------------------------
+# sums, scalar multiples, pointwise layers
+
+
+def add(*layers):
+    """One layer equal to the sum of ``layers``: ``add(a, b)(x) == a(x) + b(x)``.
+
+    PyTorch conv-layer semantics. At every frequency the result's matrix is
+    ``H_a(f) + H_b(f)``. Exact at the edges too: padding (of one mode) extends the input the
+    same way whatever its amount, so the layers only need the same output length.
+
+    Parameters
+    ----------
+    *layers : SpectralConv
+        One or more layers with equal channel counts, stride, output length
+        (``pad_left + pad_right − span`` per axis) and padding mode (layers without padding
+        fit any mode).
+
+    Returns
+    -------
+    layer : SpectralConv
+        Offsets: the union of the layers' offsets; groups: their gcd; biases summed.
+
+    See Also
+    --------
+    scale : scalar multiples; ``add(a, scale(b, -1))`` is ``a − b``.
+    compose : products.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from specconv import SpectralConv
+    >>> from specconv.kernels import add
+    >>> rng = np.random.default_rng(0)
+    >>> a = SpectralConv(rng.standard_normal((2, 2, 3)), padding="same")
+    >>> b = SpectralConv(rng.standard_normal((2, 2, 7)), padding="same")
+    >>> x = rng.standard_normal((2, 50))
+    >>> bool(np.allclose(add(a, b)(x), a(x) + b(x)))
+    True
+    """
+    if not layers:
+        raise ValueError("add needs at least one layer.")
+    names = [f"layers[{i}]" for i in range(len(layers))]
+    taps = [_taps_of(layer, n) for layer, n in zip(layers, names)]
+    _check_same_ndim(taps, names)
+    first = taps[0]
+    d = first.ndim
+    for t, n in zip(taps[1:], names[1:]):
+        if (t.out_channels, t.in_channels) != (first.out_channels, first.in_channels):
+            raise ValueError(
+                f"{n} maps {t.in_channels} -> {t.out_channels} channels but {names[0]} maps "
+                f"{first.in_channels} -> {first.out_channels}."
+            )
+        if t.stride != first.stride:
+            raise ValueError(f"{n} has stride {t.stride} but {names[0]} has {first.stride}.")
+        grow = tuple(lo + hi - e for (lo, hi), e in zip(t.pads, t.span))
+        grow0 = tuple(lo + hi - e for (lo, hi), e in zip(first.pads, first.span))
+        if grow != grow0:
+            raise ValueError(
+                f"{n} changes the signal length by {tuple(g + 1 for g in grow)} but "
+                f"{names[0]} by {tuple(g + 1 for g in grow0)}: their outputs cannot be added."
+            )
+    modes = {t.mode for t in taps if any(lo or hi for lo, hi in t.pads)}
+    if len(modes) > 1:
+        raise ValueError(
+            f"the padded layers use different padding modes {sorted(modes)}; their sum is no "
+            "single layer."
+        )
+    mode = modes.pop() if modes else "zeros"
+    lo = tuple(max(t.pads[ax][0] for t in taps) for ax in range(d))
+    top = tuple(max(e - 1 - t.pads[ax][0] for t, e in ((t, t.span[ax]) for t in taps))
+                for ax in range(d))
+    # a common dilation survives only if every layer's taps sit on one grid
+    dil = []
+    for ax in range(d):
+        values = {t.dilation[ax] for t in taps}
+        dl = values.pop() if len(values) == 1 else 1
+        if dl > 1 and len({(lo[ax] - t.pads[ax][0]) % dl for t in taps}) > 1:
+            dl = 1
+        if dl > 1 and (lo[ax] + top[ax]) % dl:
+            dl = 1
+        dil.append(dl)
+    dil = tuple(dil)
+    G = math.gcd(*[t.groups for t in taps])
+    size = tuple((lo[ax] + top[ax]) // dil[ax] + 1 for ax in range(d))
+    dtype = np.result_type(*[t.weight for t in taps])
+    out = np.zeros((first.out_channels, first.in_channels // G) + size, dtype=dtype)
+    for t in taps:
+        mask = [t.dilation[ax] != dil[ax] for ax in range(d)]
+        w, _ = _dilate(t.weight, t.dilation, mask)
+        w = _at_groups(_replace(t, weight=w), G)
+        start = tuple((lo[ax] - t.pads[ax][0]) // dil[ax] for ax in range(d))
+        idx = tuple(slice(s, s + n) for s, n in zip(start, w.shape[2:]))
+        out[(Ellipsis,) + idx] += w
+    span = tuple(dil[ax] * (size[ax] - 1) + 1 for ax in range(d))
+    pads = tuple(
+        (lo[ax], first.pads[ax][0] + first.pads[ax][1] - first.span[ax] + span[ax] - lo[ax])
+        for ax in range(d)
+    )
+    biases = [t.bias for t in taps if t.bias is not None]
+    bias = sum(biases[1:], biases[0].copy()) if biases else None
+    return _build(_Taps(out, G, dil, pads, mode, bias, first.stride, first.method,
+                        first.nan_policy))
+
+
+def scale(layer, alpha):
+    """The layer times a scalar: ``scale(layer, a)(x) == a * layer(x)`` (bias scaled too).
+
+    Parameters
+    ----------
+    layer : SpectralConv
+    alpha : int, float or complex
+
+    Returns
+    -------
+    layer : SpectralConv
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from specconv import SpectralConv
+    >>> from specconv.kernels import scale
+    >>> layer = SpectralConv(np.ones((1, 1, 2)), bias=np.ones(1))
+    >>> scale(layer, -2)(np.arange(4.0)[None])
+    array([[ -4.,  -8., -12.]])
+    """
+    t = _taps_of(layer)
+    if not isinstance(alpha, numbers.Number) or isinstance(alpha, bool):
+        raise TypeError(f"alpha must be a real or complex scalar, got {alpha!r}.")
+    bias = None if t.bias is None else t.bias * alpha
+    return _build(_replace(t, weight=t.weight * alpha, bias=bias))
+
+
+def pointwise(matrix, *, ndim=1, bias=None):
+    """A ``1 × 1`` layer applying ``matrix`` at every sample: ``y[:, n] = matrix @ x[:, n]``.
+
+    Spatial filters (re-referencing, Laplacians, coil compression, unmixing) are such layers;
+    compose them with temporal layers into one with :func:`compose`.
+
+    Parameters
+    ----------
+    matrix : array_like [shape=(C_out, C_in)]
+    ndim : int
+        Number of spatial (signal) dimensions of the layer.
+    bias : array_like [shape=(C_out,)], optional
+
+    Returns
+    -------
+    layer : SpectralConv [kernel_size=(1,) * ndim]
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from specconv.kernels import pointwise
+    >>> avg_ref = pointwise(np.eye(3) - 1 / 3)        # average reference of 3 channels
+    >>> avg_ref(np.array([[1.0, 2.0], [2.0, 2.0], [3.0, 2.0]]))
+    array([[-1.,  0.],
+           [ 0.,  0.],
+           [ 1.,  0.]])
+    """
+    m = as_array("matrix", matrix)
+    if m.ndim != 2:
+        raise ValueError(f"matrix must have shape (C_out, C_in), got shape {m.shape}.")
+    if not isinstance(ndim, numbers.Integral) or isinstance(ndim, bool) or ndim < 1:
+        raise ValueError(f"ndim must be a positive int, got {ndim!r}.")
+    return SpectralConv(m.reshape(m.shape + (1,) * int(ndim)), bias)
+
+
+def as_conv(layer):
+    """The :class:`~specconv.SpectralConv` computing the same as ``layer``.
+
+    A stride-1 :class:`~specconv.SpectralConvTranspose` is a convolution with channels
+    swapped and taps flipped; a SpectralConv is returned as an equal new layer.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from specconv import SpectralConv
+    >>> from specconv.kernels import as_conv
+    >>> layer = SpectralConv(np.random.default_rng(0).standard_normal((3, 2, 4)))
+    >>> y = np.random.default_rng(1).standard_normal((3, 9))
+    >>> bool(np.allclose(as_conv(layer.T)(y), layer.T(y)))
+    True
+    """
+    return _build(_taps_of(layer))
+
+
+# --------------------------------------------------------------------------------------------
+# groups
+
+
+def to_dense_groups(layer):
+    """The same layer with ``groups=1``: the block-diagonal kernel matrix written out.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from specconv import SpectralConv
+    >>> from specconv.kernels import to_dense_groups
+    >>> dw = SpectralConv(np.ones((4, 1, 3)), groups=4, padding=1)   # depthwise, 4 channels
+    >>> dense = to_dense_groups(dw)
+    >>> dense.groups, dense.weight.shape, dense.weight[:, :, 1]
+    (1, (4, 4, 3), array([[1., 0., 0., 0.],
+           [0., 1., 0., 0.],
+           [0., 0., 1., 0.],
+           [0., 0., 0., 1.]]))
+    """
+    t = _taps_of(layer)
+    return _build(_replace(t, weight=_at_groups(t, 1), groups=1))
+
+
+def split_groups(layer):
+    """The ``groups`` independent blocks of a grouped layer, as ``groups=1`` layers.
+
+    Block ``g`` maps input channels ``g·C_in/G ... (g+1)·C_in/G − 1`` to the matching output
+    channels; :func:`block_diag` reassembles them.
+
+    Returns
+    -------
+    blocks : list of SpectralConv
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from specconv import SpectralConv
+    >>> from specconv.kernels import split_groups
+    >>> layer = SpectralConv(np.ones((6, 2, 3)), groups=2)     # 4 -> 6 channels, 2 blocks
+    >>> [(b.in_channels, b.out_channels) for b in split_groups(layer)]
+    [(2, 3), (2, 3)]
+    """
+    t = _taps_of(layer)
+    co = t.out_channels // t.groups
+    out = []
+    for g in range(t.groups):
+        rows = slice(g * co, (g + 1) * co)
+        bias = None if t.bias is None else t.bias[rows]
+        out.append(_build(_replace(t, weight=t.weight[rows], groups=1, bias=bias)))
+    return out
+
+
+def block_diag(layers):
+    """One layer whose kernel matrix is block-diagonal with ``layers`` as the blocks.
+
+    When every block has the same shape the result is a grouped layer (``groups`` = the sum
+    of the blocks' groups); otherwise it is a ``groups=1`` layer with explicit zero kernels
+    off the blocks.
+
+    Parameters
+    ----------
+    layers : sequence of SpectralConv
+        Same kernel size, stride, padding, dilation and padding mode.
+
+    Returns
+    -------
+    layer : SpectralConv
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from specconv import SpectralConv
+    >>> from specconv.kernels import block_diag, split_groups
+    >>> layer = SpectralConv(np.random.default_rng(0).standard_normal((6, 2, 3)), groups=2)
+    >>> again = block_diag(split_groups(layer))
+    >>> again.groups, bool(np.array_equal(again.weight, layer.weight))
+    (2, True)
+    """
+    layers = list(layers)
+    if not layers:
+        raise ValueError("block_diag needs at least one layer.")
+    names = [f"layers[{i}]" for i in range(len(layers))]
+    taps = [_taps_of(layer, n) for layer, n in zip(layers, names)]
+    _check_same_ndim(taps, names)
+    first = taps[0]
+    for t, n in zip(taps[1:], names[1:]):
+        for attr in ("pads", "dilation", "stride", "mode"):
+            if getattr(t, attr) != getattr(first, attr):
+                raise ValueError(
+                    f"{n} has {attr} {getattr(t, attr)!r} but {names[0]} has "
+                    f"{getattr(first, attr)!r}; blocks must share them."
+                )
+        if t.weight.shape[2:] != first.weight.shape[2:]:
+            raise ValueError(
+                f"{n} has kernel size {t.weight.shape[2:]} but {names[0]} has "
+                f"{first.weight.shape[2:]}."
+            )
+    dtype = np.result_type(*[t.weight for t in taps])
+    if any(t.bias is not None for t in taps):
+        bias = np.concatenate([
+            t.bias if t.bias is not None else np.zeros(t.out_channels) for t in taps
+        ])
+    else:
+        bias = None
+    per_group = {(t.out_channels // t.groups, t.weight.shape[1]) for t in taps}
+    if len(per_group) == 1:
+        weight = np.concatenate([t.weight.astype(dtype, copy=False) for t in taps])
+        groups = sum(t.groups for t in taps)
+    else:
+        c_out = sum(t.out_channels for t in taps)
+        c_in = sum(t.in_channels for t in taps)
+        weight = np.zeros((c_out, c_in) + first.weight.shape[2:], dtype=dtype)
+        r = c = 0
+        for t in taps:
+            weight[r : r + t.out_channels, c : c + t.in_channels] = _at_groups(t, 1)
+            r, c = r + t.out_channels, c + t.in_channels
+        groups = 1
+    return _build(_replace(first, weight=weight, groups=groups, bias=bias))
+
+
+# --------------------------------------------------------------------------------------------
+# per-frequency analysis
+
+
+def _blocks(layer, shape, whole):
+    H = layer.frequency_response(shape, whole=whole)
+    G = layer.groups
+    co, ci = layer.out_channels // G, layer.in_channels // G
+    return H, [H[..., g * co : (g + 1) * co, g * ci : (g + 1) * ci] for g in range(G)]
+
+
+def svd(layer, shape, *, whole=None, per_group=False):
+    """Singular value decomposition of the layer's matrix at every frequency.
+
+    ``H(f) = U(f) @ diag(s(f)) @ Vh(f)``, with ``H`` from
+    :meth:`SpectralConv.frequency_response`.
+
+    Parameters
+    ----------
+    layer : SpectralConv
+    shape : int or tuple of ints
+        DFT shape (at least the kernel span).
+    whole : bool, optional
+        All frequencies instead of the non-negative half of the last axis (see
+        :meth:`SpectralConv.frequency_response`).
+    per_group : bool
+        Decompose each diagonal block separately (arrays gain a leading group axis). The
+        blocks' singular values are those of the whole matrix, without the mixing of blocks
+        that equal singular values allow.
+
+    Returns
+    -------
+    U : ndarray [shape=(*freq, C_out, k)]
+    s : ndarray [shape=(*freq, k)], descending, ``k = min(C_out, C_in)``
+    Vh : ndarray [shape=(*freq, k, C_in)]
+
+    See Also
+    --------
+    eig : eigendecomposition of square layers.
+    inverse : uses the same decomposition to invert.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from specconv.kernels import pointwise, svd
+    >>> U, s, Vh = svd(pointwise(np.diag([3.0, -2.0])), 8)
+    >>> s.shape, s[0]
+    ((5, 2), array([3., 2.]))
+    """
+    _check_layer("layer", layer)
+    H, blocks = _blocks(layer, shape, whole)
+    if per_group:
+        parts = [np.linalg.svd(b, full_matrices=False) for b in blocks]
+        return tuple(np.stack([p[i] for p in parts]) for i in range(3))
+    return tuple(np.linalg.svd(H, full_matrices=False))
+
+
+def eig(layer, shape, *, whole=None, hermitian=False):
+    """Eigendecomposition of a square layer's matrix at every frequency.
+
+    ``H(f) @ v[..., :, i] = w[..., i] * v[..., :, i]``.
+
+    Parameters
+    ----------
+    layer : SpectralConv with ``C_out == C_in``
+    shape : int or tuple of ints
+    whole : bool, optional
+    hermitian : bool
+        Use the Hermitian solver (real ascending eigenvalues, unitary ``v``); for layers whose
+        per-frequency matrix is Hermitian, e.g. ``compose(layer.T, layer)`` of real weights.
+
+    Returns
+    -------
+    w : ndarray [shape=(*freq, C)]
+    v : ndarray [shape=(*freq, C, C)]
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from specconv.kernels import eig, pointwise
+    >>> w, v = eig(pointwise(np.array([[2.0, 1.0], [1.0, 2.0]])), 4, hermitian=True)
+    >>> np.round(w[0].real, 12)
+    array([1., 3.])
+    """
+    _check_layer("layer", layer)
+    if layer.out_channels != layer.in_channels:
+        raise ValueError(
+            f"eig needs a square layer, got {layer.in_channels} -> {layer.out_channels} "
+            "channels; use svd."
+        )
+    H = layer.frequency_response(shape, whole=whole)
+    return np.linalg.eigh(H) if hermitian else np.linalg.eig(H)
+
+
+# --------------------------------------------------------------------------------------------
+# FIR design from per-frequency matrices, inversion
+
+
+def _window_taps(window, n, name="window"):
+    if window is None:
+        return np.ones(n)
+    if isinstance(window, (str, tuple)):
+        import scipy.signal
+
+        return scipy.signal.get_window(window, n, fftbins=False)
+    w = np.asarray(window, dtype=float)
+    if w.shape != (n,):
+        raise ValueError(f"{name} given as an array must have shape ({n},), got {w.shape}.")
+    return w
+
+
+def from_response(H, n_taps, *, shape=None, delay=None, window=None, mode="full", groups=1,
+                  whole=False, padding_mode="zeros"):
+    """An FIR layer whose matrix approximates ``H(f)`` at every frequency.
+
+    PyTorch conv-layer semantics for the returned layer. ``H`` is sampled on a DFT grid; the
+    impulse response ``h = IDFT(H)`` is read at lags ``−delay ... n_taps − 1 − delay``
+    (circularly), shifted by ``delay`` to be causal, and windowed.
+
+    Parameters
+    ----------
+    H : array_like, complex [shape=(*freq, C_out, C_in)]
+        In the convention of :meth:`SpectralConv.frequency_response`: ``H`` is the DFT of the
+        causal impulse response applied by true convolution. Half spectrum (``rfft`` order on
+        the last axis, real taps) unless ``whole``.
+    n_taps : int or tuple of ints
+        FIR length per axis, at most the DFT length.
+    shape : int or tuple of ints, optional
+        DFT shape; default: ``freq`` with the last axis ``2·(n − 1)`` for a half spectrum.
+    delay : int or tuple of ints, optional
+        Modelling delay: how many samples of the response before lag 0 are kept. Default
+        ``n_taps // 2`` (centred).
+    window : None, str, tuple or array, optional
+        Applied to the ``n_taps`` taps (``scipy.signal.get_window`` names, symmetric; per axis
+        as an outer product). None: rectangular (plain truncation).
+    mode : {"full", "same"}
+        Output alignment of the layer. "full": the causal FIR ``h_D`` by full convolution,
+        output ``n + n_taps − 1`` long and delayed by ``delay``. "same": the delay removed,
+        output as long as the input and aligned with it (an acausal filter; for
+        ``delay = n_taps // 2`` this is ``padding="same"``).
+    groups : int
+        Keep only the ``groups`` diagonal blocks of ``H`` (block-diagonal layer).
+    whole : bool
+        ``H`` holds every frequency (complex taps).
+    padding_mode : str
+        The returned layer's padding mode.
+
+    Returns
+    -------
+    layer : SpectralConv [weight shape=(C_out, C_in/groups, *n_taps)]
+        Its taps are the windowed ``h_D`` flipped (cross-correlation): recover the causal FIR
+        as ``layer.weight[..., ::-1]``.
+
+    See Also
+    --------
+    inverse : regularized inverse of a layer, built with this.
+    estimate_transfer : measured ``H`` from data.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from specconv.kernels import from_response
+    >>> h = np.array([1.0, 0.5, 0.25])
+    >>> H = np.fft.rfft(h, 8)[:, None, None]           # a 1 x 1 response on 5 frequencies
+    >>> layer = from_response(H, 3, delay=0)
+    >>> layer.weight[0, 0, ::-1]                       # the causal FIR again
+    array([1.  , 0.5 , 0.25])
+    >>> layer(np.array([[1.0, 0.0, 0.0]]))             # full convolution with h
+    array([[1.  , 0.5 , 0.25, 0.  , 0.  ]])
+    """
+    H = np.asarray(H)
+    if H.ndim < 3:
+        raise ValueError(f"H must have shape (*freq, C_out, C_in), got shape {H.shape}.")
+    if H.dtype.kind not in "fc":
+        raise TypeError(f"H must be a float or complex array, got dtype {H.dtype}.")
+    mode = check_option("mode", mode, ("full", "same"))
+    check_option("padding_mode", padding_mode, PADDING_MODES)
+    d = H.ndim - 2
+    freq = H.shape[:d]
+    if shape is None:
+        shape = freq if whole else freq[:-1] + (2 * (freq[-1] - 1),)
+    shape = as_tuple("shape", shape, d)
+    expect = shape if whole else shape[:-1] + (shape[-1] // 2 + 1,)
+    if freq != expect:
+        raise ValueError(
+            f"H has frequency axes {freq}, which do not match shape {shape} "
+            f"({'whole' if whole else 'half'} spectrum expects {expect})."
+        )
+    n_taps = as_tuple("n_taps", n_taps, d)
+    if any(t > n for t, n in zip(n_taps, shape)):
+        raise ValueError(f"n_taps {n_taps} must be at most the DFT shape {shape}.")
+    delay = tuple(t // 2 for t in n_taps) if delay is None else as_tuple("delay", delay, d,
+                                                                          minimum=0)
+    if any(D >= t for D, t in zip(delay, n_taps)):
+        raise ValueError(f"delay {delay} must be smaller than n_taps {n_taps}.")
+    C_out, C_in = H.shape[-2:]
+    G = check_groups(groups, C_in, C_out)
+    Hm = np.moveaxis(H, (-2, -1), (0, 1))  # (C_out, C_in, *freq)
+    axes = tuple(range(2, 2 + d))
+    h = fft.ifftn(Hm, axes=axes) if whole else fft.irfftn(Hm, s=shape, axes=axes)
+    for ax, D in zip(axes, delay):
+        h = np.roll(h, D, axis=ax)
+    h = h[(Ellipsis,) + tuple(slice(0, t) for t in n_taps)]
+    if isinstance(window, np.ndarray) and d > 1:
+        raise ValueError("window as an array is only supported for 1-D responses.")
+    for ax, t in zip(axes, n_taps):
+        w = _window_taps(window, t)
+        h = h * w.reshape((-1,) + (1,) * (2 + d - 1 - ax))
+    co, ci = C_out // G, C_in // G
+    blocks = [h[g * co : (g + 1) * co, g * ci : (g + 1) * ci] for g in range(G)]
+    weight = np.concatenate(blocks)[(Ellipsis,) + (slice(None, None, -1),) * d]
+    if mode == "full":
+        pads = tuple((t - 1, t - 1) for t in n_taps)
+    else:
+        pads = tuple((t - 1 - D, D) for t, D in zip(n_taps, delay))
+    return _build(_Taps(np.ascontiguousarray(weight), G, (1,) * d, pads, padding_mode, None,
+                        (1,) * d, "auto", "propagate"))
+
+
+def _freq_grid(shape, whole):
+    """Normalised frequencies (cycles/sample) of the DFT grid, one broadcastable array per axis."""
+    d = len(shape)
+    grids = []
+    for ax, n in enumerate(shape):
+        f = np.fft.fftfreq(n) if (whole or ax < d - 1) else np.fft.rfftfreq(n)
+        grids.append(f.reshape((-1,) + (1,) * (d - 1 - ax)))
+    return grids
+
+
+def _regularization(reg, shape, whole, freq_shape):
+    if callable(reg):
+        beta = np.asarray(reg(*_freq_grid(shape, whole)), dtype=float)
+    else:
+        beta = np.asarray(reg, dtype=float)
+    try:
+        beta = np.broadcast_to(beta, freq_shape)
+    except ValueError:
+        raise ValueError(
+            f"reg must be a scalar, an array broadcastable to the frequency grid {freq_shape} "
+            f"or a callable of the normalised frequencies, got shape {beta.shape}."
+        ) from None
+    if np.any(beta < 0) or not np.all(np.isfinite(beta)):
+        raise ValueError("reg must be finite and >= 0 at every frequency.")
+    return beta
+
+
+def _pinv_blocks(Hb, beta, rcond):
+    """Tikhonov-regularized pseudo-inverse of a stack of matrices via their SVD."""
+    U, s, Vh = np.linalg.svd(Hb, full_matrices=False)
+    b = beta[..., None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gain = np.where(b > 0, s / (s * s + b), 0.0)
+        cut = rcond * s[..., :1]
+        plain = np.where(s > cut, 1.0 / np.where(s > cut, s, 1.0), 0.0)
+    gain = np.where(b > 0, gain, plain)
+    return (np.conj(np.swapaxes(Vh, -1, -2)) * gain[..., None, :]) @ np.conj(np.swapaxes(U, -1, -2))
+
+
+def inverse(layer, n_taps, *, reg=0.0, delay=None, window=None, nfft=None, mode="full",
+            rcond=1e-10):
+    """A regularized inverse of ``layer`` as an FIR layer (deconvolution, crosstalk cancelling).
+
+    PyTorch conv-layer semantics. At every frequency of an ``nfft`` grid,
+    ``G(f) = (H^H H + β(f) I)⁻¹ H^H`` (Tikhonov; for wide ``H`` the equivalent
+    ``H^H (H H^H + β I)⁻¹``), computed through the SVD as ``V diag(s / (s² + β)) U^H``; then
+    :func:`from_response` turns ``G`` into ``n_taps`` taps with the modelling ``delay`` and
+    ``window``. ``β = 0`` gives the Moore-Penrose pseudo-inverse (singular values below
+    ``rcond · s_max`` dropped).
+
+    Parameters
+    ----------
+    layer : SpectralConv
+        The system to invert, ``C_out × C_in`` (stride 1).
+    n_taps : int or tuple of ints
+        Length of the inverse FIR.
+    reg : float, array_like or callable
+        ``β(f) >= 0`` in units of ``|H|²``: a scalar, an array on the frequency grid, or a
+        callable taking the normalised frequencies (cycles/sample; one broadcastable array
+        per axis, the last one ``rfftfreq``) and returning ``β``. Typical: small in the band
+        to invert, large outside (frequencies where inverting would only boost noise).
+    delay : int or tuple of ints, optional
+        Modelling delay in samples (default ``n_taps // 2``): an inverse of a non-minimum-phase
+        system is acausal; the delay keeps that much of its pre-response.
+    window : None, str, tuple or array, optional
+        Taper of the FIR taps (see :func:`from_response`); None: rectangular.
+    nfft : int or tuple of ints, optional
+        Design grid; default: the fast length at least ``max(2·n_taps, span)``.
+    mode : {"full", "same"}
+        "full": the causal FIR, output delayed by ``delay``; "same": delay removed, output
+        aligned with the input (see :func:`from_response`).
+    rcond : float
+        Relative cut-off for the pseudo-inverse where ``β = 0``.
+
+    Returns
+    -------
+    inv : SpectralConv [weight shape=(C_in, C_out/groups, *n_taps)], same groups
+
+    Notes
+    -----
+    On the design grid ``G(f) H(f) = V diag(s²/(s²+β)) V^H``: the error against the identity
+    (times the delay) is at most ``β / (s_min² + β)`` at each frequency, small where
+    ``s_min² ≫ β``. Truncating to ``n_taps`` and windowing add an error that shrinks as the
+    inverse's impulse response decays within the ``n_taps`` window.
+
+    See Also
+    --------
+    svd : the singular values that decide where inversion is well-posed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from specconv import SpectralConv
+    >>> from specconv.kernels import compose, inverse
+    >>> plant = SpectralConv(np.array([[[0.5, 1.0]]]), padding=1)   # y = x + 0.5 x[n-1], full
+    >>> inv = inverse(plant, 64, delay=0, nfft=64)
+    >>> np.round(inv.weight[0, 0, ::-1][:4], 6)                     # 1, -0.5, 0.25, -0.125
+    array([ 1.   , -0.5  ,  0.25 , -0.125])
+    """
+    _check_layer("layer", layer)
+    if any(s != 1 for s in layer.stride):
+        raise ValueError(f"inverse needs a stride-1 layer, got stride {layer.stride}.")
+    d = layer.ndim
+    n_taps = as_tuple("n_taps", n_taps, d)
+    span = _span(layer.kernel_size, layer.dilation)
+    if nfft is None:
+        nfft = tuple(fft.next_fast_len(max(2 * t, e)) for t, e in zip(n_taps, span))
+    nfft = as_tuple("nfft", nfft, d)
+    if not isinstance(rcond, numbers.Real) or rcond < 0:
+        raise ValueError(f"rcond must be a real number >= 0, got {rcond!r}.")
+    whole = layer.weight.dtype.kind == "c"
+    H, blocks = _blocks(layer, nfft, whole)
+    beta = _regularization(reg, nfft, whole, H.shape[:d])
+    G = layer.groups
+    inv = np.zeros(H.shape[:d] + (layer.in_channels, layer.out_channels), dtype=H.dtype)
+    co, ci = layer.out_channels // G, layer.in_channels // G
+    for g, Hb in enumerate(blocks):
+        inv[..., g * ci : (g + 1) * ci, g * co : (g + 1) * co] = _pinv_blocks(Hb, beta, rcond)
+    return from_response(inv, n_taps, shape=nfft, delay=delay, window=window, mode=mode,
+                         groups=G, whole=whole)
+
+
+# --------------------------------------------------------------------------------------------
+# estimation from data
+
+
+@dataclass(frozen=True)
+class TransferEstimate:
+    """A Welch estimate of a MIMO transfer-function matrix (see :func:`estimate_transfer`).
+
+    Attributes
+    ----------
+    freqs : ndarray [shape=(F,)]
+        Frequencies in the units of ``fs``.
+    H : ndarray, complex [shape=(F, C_out, C_in)]
+        ``S_yx S_xx⁻¹`` (the H1 estimator), in the convention of
+        :meth:`SpectralConv.frequency_response`.
+    coherence : ndarray [shape=(F, C_out)]
+        Multiple coherence of each output with all inputs, in [0, 1].
+    sxx : ndarray [shape=(F, C_in, C_in)]
+    syx : ndarray [shape=(F, C_out, C_in)]
+    syy : ndarray [shape=(F, C_out)]
+        Averaged (unscaled) auto- and cross-spectra ``E[X X^H]``, ``E[Y X^H]``, ``E[|Y|²]``.
+    nperseg : int
+    fs : float
+    """
+
+    freqs: np.ndarray
+    H: np.ndarray
+    coherence: np.ndarray
+    sxx: np.ndarray
+    syx: np.ndarray
+    syy: np.ndarray
+    nperseg: int
+    fs: float
+
+    def to_layer(self, n_taps, *, delay=None, window=None, mode="full"):
+        """The estimate as an FIR layer (:func:`from_response` on the ``nperseg`` grid).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from specconv import SpectralConv
+        >>> from specconv.kernels import estimate_transfer
+        >>> rng = np.random.default_rng(0)
+        >>> true = SpectralConv(np.array([[[0.0, 1.0, 0.5]]]), padding="same")
+        >>> x = rng.standard_normal((1, 4096))
+        >>> est = estimate_transfer(x, true(x), nperseg=128)
+        >>> np.round(est.to_layer(3, mode="same").weight, 2)
+        array([[[0. , 1. , 0.5]]])
+        """
+        return from_response(self.H, n_taps, shape=self.nperseg, delay=delay, window=window,
+                             mode=mode)
+
+
+def _segments(a, nperseg, step, win, detrend):
+    """Windowed segment spectra of ``a`` (B, C, N) as (B·S, F, C)."""
+    starts = np.arange(0, a.shape[-1] - nperseg + 1, step)
+    seg = np.lib.stride_tricks.sliding_window_view(a, nperseg, axis=-1)[..., starts, :]
+    if detrend:
+        seg = seg - seg.mean(axis=-1, keepdims=True)
+    spec = fft.rfftn(seg * win, axes=(-1,))  # (B, C, S, F)
+    spec = np.moveaxis(spec, 1, -1)  # (B, S, F, C)
+    return spec.reshape((-1,) + spec.shape[2:])
+
+
+def estimate_transfer(x, y, *, nperseg=256, noverlap=None, window="hann", fs=1.0, reg=0.0,
+                      detrend=False):
+    """Estimate the MIMO transfer-function matrix ``H(f) = S_yx(f) S_xx(f)⁻¹`` (Welch).
+
+    ``x`` and ``y`` are cut into overlapping windowed segments; the cross-spectral matrices
+    are averaged over the segments (and the batch); ``H`` is the H1 estimator, unbiased by
+    noise on ``y``. The multiple coherence ``γ²_o = (H S_xx H^H)_oo / S_yy,oo`` tells how much
+    of each output is explained linearly by all inputs together.
+
+    Parameters
+    ----------
+    x : array_like [shape=(C_in, N) or (B, C_in, N)]
+        The inputs; at least ``C_in`` segments are needed (more for a stable estimate).
+    y : array_like [shape=(C_out, N) or (B, C_out, N)]
+        The outputs, sample-aligned with ``x`` (same ``N`` and batch).
+    nperseg : int
+        Segment length: the frequency resolution and the longest FIR recoverable.
+    noverlap : int, optional
+        Default ``nperseg // 2``.
+    window : str, tuple or array
+        Segment window (``scipy.signal.get_window``, periodic).
+    fs : float
+        Sampling rate, only for ``freqs``.
+    reg : float
+        Diagonal loading ``reg · trace(S_xx)/C_in`` added to ``S_xx`` (for ill-conditioned,
+        e.g. correlated, inputs). 0 by default.
+    detrend : bool
+        Remove each segment's mean first.
+
+    Returns
+    -------
+    estimate : TransferEstimate
+        ``.H``, ``.coherence``, the spectra, and ``.to_layer(n_taps, ...)`` for an FIR layer.
+
+    Notes
+    -----
+    For a system with an FIR of ``L`` taps the segment edges bias the H1 estimate by roughly
+    ``L / nperseg`` (leakage from samples outside each window); use ``nperseg`` well above
+    the system's length.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from specconv import SpectralConv
+    >>> from specconv.kernels import estimate_transfer
+    >>> rng = np.random.default_rng(0)
+    >>> mix = SpectralConv(np.array([[[1.0], [0.5]], [[0.0], [2.0]]]))   # a 2 x 2 matrix
+    >>> x = rng.standard_normal((2, 2048))
+    >>> est = estimate_transfer(x, mix(x), nperseg=64)
+    >>> np.round(est.H[5].real, 6) + 0.0, bool(np.allclose(est.coherence, 1))
+    (array([[1. , 0.5],
+           [0. , 2. ]]), True)
+    """
+    x = as_array("x", x)
+    y = as_array("y", y)
+    if x.ndim not in (2, 3) or y.ndim != x.ndim:
+        raise ValueError(
+            f"x and y must both have shape (C, N) or (B, C, N), got {x.shape} and {y.shape}."
+        )
+    if x.shape[-1] != y.shape[-1] or x.shape[:-2] != y.shape[:-2]:
+        raise ValueError(
+            f"x and y must have the same length and batch, got shapes {x.shape} and {y.shape}."
+        )
+    if not isinstance(nperseg, numbers.Integral) or nperseg < 2 or nperseg > x.shape[-1]:
+        raise ValueError(
+            f"nperseg must be an int between 2 and the signal length {x.shape[-1]}, got "
+            f"{nperseg!r}."
+        )
+    noverlap = nperseg // 2 if noverlap is None else noverlap
+    if not isinstance(noverlap, numbers.Integral) or not 0 <= noverlap < nperseg:
+        raise ValueError(f"noverlap must be an int in [0, nperseg), got {noverlap!r}.")
+    if isinstance(window, (str, tuple)):
+        import scipy.signal
+
+        win = scipy.signal.get_window(window, nperseg)
+    else:
+        win = _window_taps(window, nperseg)
+    step = nperseg - noverlap
+    xb, yb = (x, y) if x.ndim == 3 else (x[None], y[None])
+    X = _segments(xb, nperseg, step, win, detrend)
+    Y = _segments(yb, nperseg, step, win, detrend)
+    n_seg = X.shape[0]
+    C_in = X.shape[-1]
+    if n_seg < C_in:
+        raise ValueError(
+            f"only {n_seg} segment(s) for {C_in} inputs: S_xx is singular; use a shorter "
+            "nperseg or more data."
+        )
+    sxx = np.einsum("sfi,sfj->fij", X, X.conj()) / n_seg
+    syx = np.einsum("sfo,sfj->foj", Y, X.conj()) / n_seg
+    syy = np.einsum("sfo,sfo->fo", Y, Y.conj()).real / n_seg
+    a = sxx
+    if reg:
+        load = reg * np.trace(sxx, axis1=-2, axis2=-1).real / C_in
+        a = sxx + load[:, None, None] * np.eye(C_in)
+    # H S_xx = S_yx  <=>  S_xx^H H^H = S_yx^H, and S_xx is Hermitian
+    H = np.conj(np.swapaxes(np.linalg.solve(a, np.conj(np.swapaxes(syx, -1, -2))), -1, -2))
+    explained = np.einsum("foj,foj->fo", H, syx.conj()).real
+    with np.errstate(divide="ignore", invalid="ignore"):
+        coh = np.where(syy > 0, explained / syy, 0.0)
+    coh = np.clip(coh, 0.0, 1.0)
+    freqs = np.fft.rfftfreq(nperseg, d=1.0 / fs)
+    return TransferEstimate(freqs, H, coh, sxx, syx, syy, int(nperseg), float(fs))
