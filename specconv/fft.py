@@ -33,7 +33,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import pyfftw
 
 __all__ = [
     "fftn",
@@ -48,6 +47,17 @@ __all__ = [
 logger = logging.getLogger("specconv")
 
 _MAX_FREE_PLANS = 128
+
+
+def _fftw():
+    """pyFFTW, imported on first use.
+
+    Importing pyfftw also imports its ``interfaces``, which import dask when it is installed;
+    deferring it keeps ``import specconv`` light.
+    """
+    import pyfftw
+
+    return pyfftw
 
 
 # --------------------------------------------------------------------------------------------
@@ -195,7 +205,7 @@ def _cache_dir():
 
 def _wisdom_origin():
     # Wisdom is only valid for the FFTW build and CPU that measured it.
-    return (pyfftw.fftw_version, platform.machine(), platform.node())
+    return (_fftw().fftw_version, platform.machine(), platform.node())
 
 
 def _wisdom_path():
@@ -211,7 +221,7 @@ def _load_wisdom():
             stored = pickle.load(f)
         if not (isinstance(stored, dict) and stored.get("origin") == _wisdom_origin()):
             raise ValueError("it was made by another FFTW build or machine")
-        ok = pyfftw.import_wisdom(stored["wisdom"])
+        ok = _fftw().import_wisdom(stored["wisdom"])
         if not all(ok):
             raise ValueError("FFTW rejected part of it")
     except Exception as err:  # any unreadable file is just ignored
@@ -230,7 +240,7 @@ def save_wisdom():
     path = _wisdom_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"origin": _wisdom_origin(), "wisdom": pyfftw.export_wisdom()}
+        payload = {"origin": _wisdom_origin(), "wisdom": _fftw().export_wisdom()}
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".wisdom-", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as f:
@@ -274,15 +284,15 @@ def aligned_empty(shape, dtype, order_axes=None):
     layout the per-frequency product wants.
     """
     if order_axes is None:
-        return pyfftw.empty_aligned(shape, dtype=dtype)
-    base = pyfftw.empty_aligned(tuple(shape[a] for a in order_axes), dtype=dtype)
+        return _fftw().empty_aligned(shape, dtype=dtype)
+    base = _fftw().empty_aligned(tuple(shape[a] for a in order_axes), dtype=dtype)
     return base.transpose(np.argsort(order_axes))
 
 
 def _scratch_like(arr):
     """An aligned array with the shape, dtype and exact strides of ``arr`` (for planning)."""
     extent = sum((n - 1) * st for n, st in zip(arr.shape, arr.strides)) + arr.itemsize
-    base = pyfftw.empty_aligned(extent // arr.itemsize, dtype=arr.dtype)
+    base = _fftw().empty_aligned(extent // arr.itemsize, dtype=arr.dtype)
     return np.lib.stride_tricks.as_strided(base, arr.shape, arr.strides)
 
 
@@ -325,7 +335,7 @@ class _PlanPool:
         global _wisdom_dirty
         _ensure_wisdom()
         # FFTW_MEASURE overwrites the arrays it plans on: plan on scratch copies.
-        plan = pyfftw.FFTW(
+        plan = _fftw().FFTW(
             _scratch_like(inp),
             _scratch_like(out),
             axes=axes,
@@ -392,7 +402,7 @@ def _copy_in(x, s, axes, dtype, shape_along):
     shape = list(x.shape)
     for a, n in zip(axes, shape_along):
         shape[a] = n
-    buf = pyfftw.zeros_aligned(tuple(shape), dtype=dtype)
+    buf = _fftw().zeros_aligned(tuple(shape), dtype=dtype)
     src = tuple(
         slice(0, min(x.shape[a], shape[a])) if a in axes else slice(None) for a in range(x.ndim)
     )
