@@ -205,15 +205,18 @@ def svd_coil_compression(ksp, n_virtual=None, *, energy=None):
 
 
 def _coil_svd(a):
-    """Left singular vectors and values (descending) of ``a`` [shape=(..., C, N)].
+    """Left singular vectors ``(..., C, C)`` and values ``(..., C)`` (descending) of ``a``.
 
-    From the eigen-decomposition of the small C × C Gram matrix: N is large, C is not.
+    ``a`` is ``(..., C, N)`` with N large: the SVD of the small triangular factor of
+    ``a^H = Q R`` gives the same ``U`` and ``s`` without forming an N × N or a Gram matrix
+    (which would square the condition number).
     """
     a = a.astype(np.complex128)
-    gram = a @ a.conj().swapaxes(-1, -2)
-    lam, u = np.linalg.eigh(gram)
-    lam, u = lam[..., ::-1], u[..., ::-1]
-    s = np.sqrt(np.clip(lam, 0.0, None))
+    n_coils, n_samples = a.shape[-2:]
+    r = np.linalg.qr(a.conj().swapaxes(-1, -2), mode="r")        # (..., K, C), K = min(N, C)
+    u, s, _ = np.linalg.svd(r.conj().swapaxes(-1, -2), full_matrices=True)
+    if n_samples < n_coils:
+        s = np.concatenate([s, np.zeros(s.shape[:-1] + (n_coils - n_samples,))], axis=-1)
     return u, s
 
 
