@@ -1022,8 +1022,8 @@ def _pinv_blocks(Hb, beta, rcond):
     return (np.conj(np.swapaxes(Vh, -1, -2)) * gain[..., None, :]) @ np.conj(np.swapaxes(U, -1, -2))
 
 
-def inverse(layer, n_taps, *, reg=0.0, delay=None, window=None, nfft=None, mode="full",
-            rcond=1e-10):
+def inverse(layer, n_taps, *, reg=0.0, delay=None, window=("tukey", 0.5), nfft=None,
+            mode="full", rcond=1e-10):
     """A regularized inverse of ``layer`` as an FIR layer (deconvolution, crosstalk cancelling).
 
     PyTorch conv-layer semantics. At every frequency of an ``nfft`` grid,
@@ -1047,8 +1047,11 @@ def inverse(layer, n_taps, *, reg=0.0, delay=None, window=None, nfft=None, mode=
     delay : int or tuple of ints, optional
         Modelling delay in samples (default ``n_taps // 2``): an inverse of a non-minimum-phase
         system is acausal; the delay keeps that much of its pre-response.
-    window : None, str, tuple or array, optional
-        Taper of the FIR taps (see :func:`from_response`); None: rectangular.
+    window : None, str, tuple or array
+        Taper of the FIR taps (see :func:`from_response`). The default, a Tukey window with
+        cosine tapers over a quarter of the taps at each end, keeps the response around the
+        delay untouched and damps the truncation ripple of responses that do not decay
+        within ``n_taps`` (a sharp change of ``reg`` rings); None: rectangular.
     nfft : int or tuple of ints, optional
         Design grid; default: the fast length at least ``max(2·n_taps, span)``.
     mode : {"full", "same"}
@@ -1078,7 +1081,7 @@ def inverse(layer, n_taps, *, reg=0.0, delay=None, window=None, nfft=None, mode=
     >>> from specconv import SpectralConv
     >>> from specconv.kernels import compose, inverse
     >>> plant = SpectralConv(np.array([[[0.5, 1.0]]]), padding=1)   # y = x + 0.5 x[n-1], full
-    >>> inv = inverse(plant, 64, delay=0, nfft=64)
+    >>> inv = inverse(plant, 64, delay=0, nfft=64, window=None)
     >>> np.round(inv.weight[0, 0, ::-1][:4], 6)                     # 1, -0.5, 0.25, -0.125
     array([ 1.   , -0.5  ,  0.25 , -0.125])
     """
