@@ -1,0 +1,104 @@
+"""The package layout keeps its one-way dependencies.
+
+* ``import specconv`` imports none of the optional, heavy dependencies (checked in a fresh
+  interpreter, since this test session may have imported them already);
+* the core modules never import the edge (io, datasets, cli, signal), checked on their source;
+* in the core, only ``specconv/fft.py`` talks to pyFFTW.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PKG = REPO / "specconv"
+
+OPTIONAL = ("mne", "h5py", "matplotlib", "soundfile", "dask", "distributed", "torch", "tqdm",
+            "edfio", "pybv", "eeglabio")
+EDGE = ("io", "datasets", "cli", "signal")
+CORE = sorted(
+    [p for p in PKG.glob("_*.py") if not p.name.startswith("__")]  # not __init__/__main__
+    + [PKG / "fft.py", PKG / "conv.py", PKG / "layers.py"]
+)
+
+
+def test_import_specconv_imports_no_optional_dependency():
+    code = (
+        "import json, sys\n"
+        "import specconv\n"
+        f"heavy = {OPTIONAL!r}\n"
+        "loaded = sorted({m.split('.')[0] for m in sys.modules} & set(heavy))\n"
+        "print(json.dumps(loaded))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+
+def _imported_modules(path):
+    """Every module an ``import`` statement in ``path`` names, resolved to absolute names."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    package = "specconv"
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package if node.level == 1 else None  # core modules sit in specconv/
+                assert base, f"{path.name}: relative import above the package"
+                module = f"{base}.{node.module}" if node.module else base
+            else:
+                module = node.module
+            names.append(module)
+            # `from . import signal` / `from specconv import io` name submodules
+            names.extend(f"{module}.{alias.name}" for alias in node.names)
+    return names
+
+
+@pytest.mark.parametrize("path", CORE, ids=lambda p: p.name)
+def test_core_does_not_import_the_edge(path):
+    edge = {f"specconv.{e}" for e in EDGE}
+    bad = [m for m in _imported_modules(path)
+           if any(m == e or m.startswith(e + ".") for e in edge)]
+    assert not bad, f"{path.name} imports the edge: {bad}"
+
+
+@pytest.mark.parametrize("path", CORE, ids=lambda p: p.name)
+def test_core_does_not_import_optional_dependencies(path):
+    bad = [m for m in _imported_modules(path) if m.split(".")[0] in OPTIONAL]
+    assert not bad, f"{path.name} imports optional dependencies: {bad}"
+
+
+def test_only_fft_imports_pyfftw_in_the_core():
+    users = sorted(
+        p.name for p in CORE
+        if any(m.split(".")[0] == "pyfftw" for m in _imported_modules_any_level(p))
+    )
+    assert users == ["fft.py"]
+
+
+def _imported_modules_any_level(path):
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            yield node.module
+
+
+def test_the_checks_see_the_core():
+    """Guard against a vacuous pass: the parser finds the core's real imports."""
+    assert {p.name for p in CORE} >= {"_validate.py", "_engine.py", "_direct.py", "_costmodel.py",
+                                      "_correlate.py", "fft.py", "conv.py", "layers.py"}
+    assert "specconv._engine" in _imported_modules(PKG / "_correlate.py")
+    assert "specconv.layers.SpectralConv" in _imported_modules(PKG / "conv.py")
