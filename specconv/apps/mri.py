@@ -718,8 +718,10 @@ def grappa(ksp, R, *, mask=None, kernel_size=(2, 5), reg=1e-2, domain="kspace"):
     >>> ksp_us, mask = undersample(ksp, 2, n_acs=24)
     >>> recon = grappa(ksp_us, 2)
     >>> ref = rss(kspace_to_image(ksp))
-    >>> bool(nrmse(rss(kspace_to_image(recon)), ref) < 0.5 * nrmse(rss(kspace_to_image(ksp_us)), ref))
-    True
+    >>> err = nrmse(rss(kspace_to_image(recon)), ref)
+    >>> err_zero_filled = nrmse(rss(kspace_to_image(ksp_us)), ref)
+    >>> print(f"NRMSE: GRAPPA {err:.3f}, zero-filled {err_zero_filled:.3f}")
+    NRMSE: GRAPPA 0.037, zero-filled 0.261
     """
     ksp = _kspace("ksp", ksp, ndim=3)
     R = _int("R", R, 2)
