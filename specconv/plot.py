@@ -132,7 +132,7 @@ def plot_layer(layer, x=None, y=None, *, max_channels=16, title=None):
     layer : SpectralConv, SpectralConvTranspose or array_like
         A layer, or a weight ``(C_out, C_in, *kernel)`` (read as ``SpectralConv(weight)``).
     x : array_like or VectorSignal [shape=(C_in, *spatial)], optional
-        An input to draw beside the matrix.
+        An input to draw beside the matrix (a signal's channel names label it).
     y : array_like or VectorSignal [shape=(C_out, *spatial)], optional
         The output to draw; default ``layer(x)`` when ``x`` is given.
     max_channels : int
@@ -175,8 +175,9 @@ def plot_layer(layer, x=None, y=None, *, max_channels=16, title=None):
     if title is None:
         title = (f"{type(layer).__name__}: {n_out} × {n_in} kernels of size "
                  f"{tuple(layer.kernel_size)}, groups={layer.groups}")
+    x_names = y_names = None
     if x is not None:
-        x, _, _ = _channels("x", x)
+        x, x_names, _ = _channels("x", x)
         if x.ndim != layer.ndim + 1:
             raise ValueError(f"x must be one unbatched signal (C_in, *spatial) with "
                              f"{layer.ndim} spatial dimension(s), got shape {x.shape}.")
@@ -186,7 +187,7 @@ def plot_layer(layer, x=None, y=None, *, max_channels=16, title=None):
         if y is None:
             y = layer(x)
     if y is not None:
-        y, _, _ = _channels("y", y)
+        y, y_names, _ = _channels("y", y)
         if y.shape[0] != n_out:
             raise ValueError(f"y must have C_out = {n_out} channels on axis 0, got shape "
                              f"{y.shape}.")
@@ -219,13 +220,14 @@ def plot_layer(layer, x=None, y=None, *, max_channels=16, title=None):
             ax = fig.add_subplot(grid[0, j])
             _draw_channel(ax, x[j])
             _bare(ax)
-            ax.set_title(f"x{j}", fontsize="small")
+            ax.set_title(x_names[j] if x_names else f"x{j}", fontsize="small")
     if has_y:
         for i in range(n_out):
             ax = fig.add_subplot(grid[i + has_x, n_in])
             _draw_channel(ax, y[i])
             _bare(ax)
-            ax.set_ylabel(f"y{i}", fontsize="small", rotation=0, labelpad=12)
+            ax.set_ylabel(y_names[i] if y_names else f"y{i}", fontsize="small", rotation=0,
+                          labelpad=12)
             ax.yaxis.set_label_position("right")
     fig.suptitle(title)
     return fig

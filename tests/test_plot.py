@@ -61,6 +61,14 @@ def test_layer_grid_with_stacks_and_group_blocks(rng):
     np.testing.assert_allclose(outputs[2].lines[0].get_ydata(), layer(x)[2])
 
 
+def test_layer_stacks_take_names_from_vector_signals(rng):
+    x = VectorSignal(rng.standard_normal((2, 60)), ("Cz", "Pz"), sfreq=100.0)
+    y = VectorSignal(rng.standard_normal((1, 60)), ("mix",), sfreq=100.0)
+    fig = plot_layer(rng.standard_normal((1, 2, 3)), x, y)
+    assert [ax.get_title() for ax in fig.axes[2:4]] == ["Cz", "Pz"]
+    assert fig.axes[4].get_ylabel() == "mix"
+
+
 def test_layer_alone_and_with_given_output(rng):
     w = rng.standard_normal((3, 2, 5))
     assert len(plot_layer(w).axes) == 6

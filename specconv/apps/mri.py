@@ -129,7 +129,16 @@ class CoilCompression:
         return self.layer.weight.reshape(self.layer.weight.shape[:2])
 
     def __call__(self, data):
-        """Compress ``data`` [shape=(C, *spatial) or (B, C, *spatial)], k-space or images."""
+        """Compress ``data`` [shape=(C, *spatial) or (B, C, *spatial)], k-space or images.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from specconv.apps.mri import svd_coil_compression
+        >>> ksp = np.random.default_rng(0).standard_normal((4, 8, 8)) + 0j
+        >>> svd_coil_compression(ksp, 2)(ksp).shape
+        (2, 8, 8)
+        """
         return self.layer(data)
 
 
@@ -254,6 +263,14 @@ class GeometricCompression:
 
         The readout axis is transformed to x, each position is multiplied by its matrix, and
         the result is transformed back: ``(C_v, ..., nx)`` k-space.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from specconv.apps.mri import geometric_coil_compression
+        >>> ksp = np.random.default_rng(0).standard_normal((4, 6, 8)) + 0j
+        >>> geometric_coil_compression(ksp, 2)(np.stack([ksp, ksp])).shape   # a batch of 2
+        (2, 2, 6, 8)
         """
         ksp = _kspace("ksp", ksp)
         nx, n_virtual, n_coils = self.matrices.shape
@@ -486,6 +503,22 @@ class GrappaKernel:
         Returns
         -------
         ndarray, the same shape
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from specconv import datasets
+        >>> from specconv.apps.mri import calibrate_grappa
+        >>> ksp = datasets.load("mri-bart").data
+        >>> kernel = calibrate_grappa(ksp[:, 28:52], 2)
+        >>> lattice = np.zeros_like(ksp)
+        >>> lattice[:, 1::2] = ksp[:, 1::2]
+        >>> filled = kernel.kspace(lattice)
+        >>> bool(np.allclose(filled[:, 1::2], ksp[:, 1::2], atol=1e-5))   # kept as measured
+        True
+        >>> err = np.linalg.norm(filled[:, ::2] - ksp[:, ::2]) / np.linalg.norm(ksp[:, ::2])
+        >>> print(f"{err:.2f}")            # predicted lines vs the truth (noise sd 0.01)
+        0.16
         """
         return self.layer(ksp)
 
@@ -538,6 +571,20 @@ class GrappaKernel:
         Returns
         -------
         ndarray, the same shape: the unaliased coil images.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from specconv import datasets
+        >>> from specconv.io import kspace_to_image, rss
+        >>> from specconv.apps.mri import calibrate_grappa, nrmse
+        >>> ksp = datasets.load("mri-bart").data
+        >>> kernel = calibrate_grappa(ksp[:, 28:52], 2)
+        >>> lattice = np.zeros_like(ksp)
+        >>> lattice[:, ::2] = ksp[:, ::2]
+        >>> images = kernel.unmix(kspace_to_image(lattice))     # aliased -> unaliased
+        >>> bool(nrmse(rss(images), rss(kspace_to_image(ksp))) < 0.1)
+        True
         """
         images = as_array("images", images)
         if images.ndim not in (3, 4) or images.shape[-3] != self.layer.in_channels:
