@@ -11,7 +11,8 @@ sums, scalar multiples    :func:`add`, :func:`scale`; :func:`pointwise` makes a 
 groups                    :func:`to_dense_groups`, :func:`split_groups`, :func:`block_diag`
 per-frequency analysis    :func:`svd`, :func:`eig`
 inversion                 :func:`inverse` -- regularized (Tikhonov) inverse as an FIR layer
-FIR design                :func:`from_response` -- any per-frequency matrix as an FIR layer
+FIR design                :func:`fir_layer` -- causal FIRs (true convolution) as a layer;
+                          :func:`from_response` -- any per-frequency matrix as an FIR layer
 estimation from data      :func:`estimate_transfer` -- Welch ``H = S_yx S_xx⁻¹``, coherence
 ========================  =====================================================================
 
@@ -48,6 +49,9 @@ __all__ = [
     "scale",
     "pointwise",
     "as_conv",
+    "side_pads",
+    "without_padding",
+    "fir_layer",
     "to_dense_groups",
     "split_groups",
     "block_diag",
@@ -325,6 +329,25 @@ def composition_is_exact(layer2, layer1):
     return exact, reason
 
 
+def _product_taps(w2, w1, G, d):
+    """Taps of the product of two grouped kernel matrices (offsets add: a convolution)."""
+    c2, c1 = w2.shape[0], w1.shape[0]
+    if math.prod(w1.shape[2:]) == 1 or math.prod(w2.shape[2:]) == 1:
+        # a pointwise factor: a plain matrix product per group, no convolution needed
+        a = w2.reshape((G, c2 // G) + w2.shape[1:])
+        b = w1.reshape((G, c1 // G) + w1.shape[1:])
+        if math.prod(w1.shape[2:]) == 1:
+            out = np.einsum("gojk,gjc->gock", a.reshape(a.shape[:3] + (-1,)), b[..., 0:1].reshape(b.shape[:3]))
+            k = w2.shape[2:]
+        else:
+            out = np.einsum("goj,gjck->gock", a.reshape(a.shape[:3]), b.reshape(b.shape[:3] + (-1,)))
+            k = w1.shape[2:]
+        return out.reshape((c2, w1.shape[1]) + k)
+    # the composed layer's inputs become the batch: one grouped call for every block
+    x = np.moveaxis(w1, 1, 0)  # (c0/G, c1, *K1)
+    return np.moveaxis(convolve(x, w2, mode="full", groups=G), 0, 1)
+
+
 def _compose_pair(t2, t1, exact, names):
     if t2.ndim != t1.ndim:
         raise ValueError(
@@ -351,12 +374,7 @@ def _compose_pair(t2, t1, exact, names):
     w1 = _at_groups(t1, G)  # (c1, c0/G, *K1)
     w2 = _at_groups(t2, G)  # (c2, c1/G, *K2)
     d = t1.ndim
-    # offsets add, so the composed taps are the true convolution of the two tap sequences,
-    # matrix-multiplied over the middle channels (one batched call, group by group)
-    x = np.moveaxis(w1, 1, 0)  # (c0/G, c1, *K1): batch = the composed layer's inputs
-    w = np.moveaxis(convolve(x, w2, mode="full", groups=G, method="direct" if
-                             math.prod(w1.shape[2:]) * math.prod(w2.shape[2:]) < 4096 else "auto"),
-                    0, 1)
+    w = _product_taps(w2, w1, G, d)
     pads = tuple((a1 + a2, b1 + b2) for (a1, b1), (a2, b2) in zip(t1.pads, t2.pads))
     bias = t2.bias
     if t1.bias is not None:
@@ -643,6 +661,113 @@ def as_conv(layer):
     return _build(_taps_of(layer))
 
 
+def side_pads(layer):
+    """The layer's padding per axis and side, in samples: ``((left, right), ...)``.
+
+    ``padding="same"`` with an even kernel span puts the extra sample on the right (as
+    PyTorch); a stride-1 :class:`~specconv.SpectralConvTranspose` is described as the
+    equivalent convolution (see :func:`as_conv`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from specconv import SpectralConv
+    >>> from specconv.kernels import side_pads
+    >>> side_pads(SpectralConv(np.ones((1, 1, 4)), padding="same"))
+    ((1, 2),)
+    """
+    return _taps_of(layer).pads
+
+
+def without_padding(layer):
+    """The same taps with no padding: ``without_padding(layer)(np.pad(x, side_pads(layer)))``.
+
+    Apply a layer with an edge extension no padding mode expresses (e.g. MNE's odd
+    reflection) by padding the signal yourself and applying this layer.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from specconv import SpectralConv
+    >>> from specconv.kernels import side_pads, without_padding
+    >>> layer = SpectralConv(np.ones((1, 1, 3)), padding=1, padding_mode="replicate")
+    >>> x = np.array([[1.0, 2.0, 4.0]])
+    >>> padded = np.pad(x, ((0, 0),) + side_pads(layer), mode="edge")
+    >>> without_padding(layer)(padded), layer(x)
+    (array([[ 4.,  7., 10.]]), array([[ 4.,  7., 10.]]))
+    """
+    t = _taps_of(layer)
+    return _build(_replace(t, pads=((0, 0),) * t.ndim))
+
+
+def _alignment_pads(n_taps, delay, mode):
+    if mode == "full":
+        return tuple((t - 1, t - 1) for t in n_taps)
+    if mode == "causal":
+        return tuple((t - 1, 0) for t in n_taps)
+    return tuple((t - 1 - D, D) for t, D in zip(n_taps, delay))
+
+
+def fir_layer(h, *, mode="full", delay=0, groups=1, bias=None, padding_mode="zeros"):
+    """A layer applying causal FIRs by true convolution: ``y_o = sum_i h[o, i] * x_i``.
+
+    scipy.signal semantics for the taps (``h`` is not flipped by the caller), returned as a
+    PyTorch-semantics :class:`~specconv.SpectralConv` (whose ``weight`` holds the flipped
+    taps). Impulse responses, filter banks and designed filters enter the algebra this way.
+
+    Parameters
+    ----------
+    h : array_like [shape=(C_out, C_in/groups, *taps)]
+        Impulse responses, ``h[..., 0]`` at lag 0.
+    mode : {"full", "causal", "same"}
+        Output alignment. "full": every output of the convolution (``n + taps − 1``, as
+        :func:`scipy.signal.convolve` ``mode="full"``). "causal": as long as the input, the
+        first ``n`` samples of "full" (as :func:`scipy.signal.lfilter`). "same": as long as
+        the input with the response's lag ``delay`` moved to lag 0 (for a linear-phase FIR
+        of odd length and ``delay = (taps − 1) // 2`` a zero-phase filter).
+    delay : int or tuple of ints
+        Only for "same": the lag that becomes lag 0 (default 0).
+    groups : int
+    bias : array_like [shape=(C_out,)], optional
+    padding_mode : {"zeros", "reflect", "replicate", "circular"}
+        How the input is extended beyond its edges.
+
+    Returns
+    -------
+    layer : SpectralConv
+
+    See Also
+    --------
+    from_response : the same from a per-frequency matrix.
+    specconv.convolve : one-off true convolution.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from specconv.kernels import fir_layer
+    >>> x = np.array([[1.0, 2.0, 3.0]])
+    >>> h = np.array([[[1.0, 0.5]]])
+    >>> fir_layer(h)(x), fir_layer(h, mode="causal")(x)
+    (array([[1. , 2.5, 4. , 1.5]]), array([[1. , 2.5, 4. ]]))
+    """
+    h = as_array("h", h)
+    if h.ndim < 3:
+        raise ValueError(f"h must have shape (C_out, C_in/groups, *taps), got shape {h.shape}.")
+    mode = check_option("mode", mode, ("full", "causal", "same"))
+    check_option("padding_mode", padding_mode, PADDING_MODES)
+    d = h.ndim - 2
+    n_taps = h.shape[2:]
+    delay = as_tuple("delay", delay, d, minimum=0)
+    if any(D >= t for D, t in zip(delay, n_taps)):
+        raise ValueError(f"delay {delay} must be smaller than the number of taps {n_taps}.")
+    check_groups(groups, h.shape[1] * groups, h.shape[0])
+    if bias is not None:
+        bias = as_array("bias", bias)
+    weight = np.ascontiguousarray(h[(Ellipsis,) + (slice(None, None, -1),) * d])
+    return _build(_Taps(weight, int(groups), (1,) * d, _alignment_pads(n_taps, delay, mode),
+                        padding_mode, bias, (1,) * d, "auto", "propagate"))
+
+
 # --------------------------------------------------------------------------------------------
 # groups
 
@@ -899,9 +1024,10 @@ def from_response(H, n_taps, *, shape=None, delay=None, window=None, mode="full"
     window : None, str, tuple or array, optional
         Applied to the ``n_taps`` taps (``scipy.signal.get_window`` names, symmetric; per axis
         as an outer product). None: rectangular (plain truncation).
-    mode : {"full", "same"}
+    mode : {"full", "causal", "same"}
         Output alignment of the layer. "full": the causal FIR ``h_D`` by full convolution,
-        output ``n + n_taps − 1`` long and delayed by ``delay``. "same": the delay removed,
+        output ``n + n_taps − 1`` long and delayed by ``delay``. "causal": the first ``n``
+        samples of "full" (a real-time filter). "same": the delay removed,
         output as long as the input and aligned with it (an acausal filter; for
         ``delay = n_taps // 2`` this is ``padding="same"``).
     groups : int
@@ -939,7 +1065,7 @@ def from_response(H, n_taps, *, shape=None, delay=None, window=None, mode="full"
         raise ValueError(f"H must have shape (*freq, C_out, C_in), got shape {H.shape}.")
     if H.dtype.kind not in "fc":
         raise TypeError(f"H must be a float or complex array, got dtype {H.dtype}.")
-    mode = check_option("mode", mode, ("full", "same"))
+    mode = check_option("mode", mode, ("full", "causal", "same"))
     check_option("padding_mode", padding_mode, PADDING_MODES)
     d = H.ndim - 2
     freq = H.shape[:d]
@@ -975,10 +1101,7 @@ def from_response(H, n_taps, *, shape=None, delay=None, window=None, mode="full"
     co, ci = C_out // G, C_in // G
     blocks = [h[g * co : (g + 1) * co, g * ci : (g + 1) * ci] for g in range(G)]
     weight = np.concatenate(blocks)[(Ellipsis,) + (slice(None, None, -1),) * d]
-    if mode == "full":
-        pads = tuple((t - 1, t - 1) for t in n_taps)
-    else:
-        pads = tuple((t - 1 - D, D) for t, D in zip(n_taps, delay))
+    pads = _alignment_pads(n_taps, delay, mode)
     return _build(_Taps(np.ascontiguousarray(weight), G, (1,) * d, pads, padding_mode, None,
                         (1,) * d, "auto", "propagate"))
 
@@ -1054,9 +1177,10 @@ def inverse(layer, n_taps, *, reg=0.0, delay=None, window=("tukey", 0.5), nfft=N
         within ``n_taps`` (a sharp change of ``reg`` rings); None: rectangular.
     nfft : int or tuple of ints, optional
         Design grid; default: the fast length at least ``max(2·n_taps, span)``.
-    mode : {"full", "same"}
-        "full": the causal FIR, output delayed by ``delay``; "same": delay removed, output
-        aligned with the input (see :func:`from_response`).
+    mode : {"full", "causal", "same"}
+        "full": the causal FIR, output delayed by ``delay``; "causal": its first ``n``
+        samples; "same": delay removed, output aligned with the input (see
+        :func:`from_response`).
     rcond : float
         Relative cut-off for the pseudo-inverse where ``β = 0``.
 
