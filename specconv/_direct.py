@@ -22,7 +22,9 @@ def zero_pad(x, pads):
 
 def correlate_direct(x, pads, weight, geom, dtype):
     """Valid correlation of the zero-padded ``x`` with ``weight``; see ``_engine.Geometry``."""
-    xp = zero_pad(x, pads)
+    # multiply in the result dtype, never in the inputs' own (int overflow, float16 rounding)
+    xp = zero_pad(x, pads).astype(dtype, copy=False)
+    weight = weight.astype(dtype, copy=False)
     B = xp.shape[0]
     G = geom.groups
     ci, co = geom.in_channels // G, geom.out_channels // G

@@ -127,7 +127,9 @@ def set_num_threads(n):
     >>> _ = specconv.set_num_threads(old)
     """
     global _num_threads
-    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool):
+        raise TypeError(f"n must be a positive int, got {n!r}.")
+    if n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}.")
     previous, _num_threads = _num_threads, int(n)
     return previous
@@ -388,6 +390,8 @@ def _prepare(x, s, axes, complex_input):
         s = tuple(x.shape[a] for a in axes)
     if len(s) != len(axes):
         raise ValueError(f"s and axes must have the same length, got s={s!r}, axes={axes!r}.")
+    if any(n < 1 for n in s):
+        raise ValueError(f"transform lengths must be >= 1, got s={tuple(s)!r}.")
     base = x.dtype if x.dtype.kind in "fc" and x.dtype != np.float16 else np.dtype(np.float64)
     dtype = _complex_of(base) if complex_input else np.dtype(
         np.float32 if base in (np.float32, np.complex64) else np.float64
