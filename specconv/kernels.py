@@ -136,7 +136,8 @@ def _taps_of(layer, name="layer"):
         ci, co = layer.in_channels // G, layer.out_channels // G
         w = layer.weight.reshape((G, ci, co) + layer.kernel_size)
         w = w.transpose((0, 2, 1) + tuple(range(3, 3 + d)))
-        w = w[(Ellipsis,) + (slice(None, None, -1),) * d].reshape((layer.out_channels, ci) + layer.kernel_size)
+        w = w[(Ellipsis,) + (slice(None, None, -1),) * d]
+        w = w.reshape((layer.out_channels, ci) + layer.kernel_size)
         return _Taps(np.ascontiguousarray(w), G, tuple(layer.dilation), pads, "zeros",
                      layer.bias, (1,) * d, layer.method, layer.nan_policy)
     span = _span(layer.kernel_size, layer.dilation)
@@ -279,7 +280,9 @@ def _composed_mode(t2, t1):
                 "contain the whole convolution (pad < dilation·(kernel − 1) there)"
             )
         if _nonzero_bias(t1):
-            return "zeros", False, "the first layer's bias is not zero where the second layer zero-pads"
+            return "zeros", False, (
+                "the first layer's bias is not zero where the second layer zero-pads"
+            )
         return "zeros", True, ""
     if t2.mode == "circular" and (t1.mode == "circular" or not padded1):
         periodic = all(
@@ -317,7 +320,8 @@ def composition_is_exact(layer2, layer1):
     >>> import numpy as np
     >>> from specconv import SpectralConv
     >>> from specconv.kernels import composition_is_exact
-    >>> a, b = SpectralConv(np.ones((1, 1, 3)), padding=2), SpectralConv(np.ones((1, 1, 5)), padding=4)
+    >>> a = SpectralConv(np.ones((1, 1, 3)), padding=2)
+    >>> b = SpectralConv(np.ones((1, 1, 5)), padding=4)
     >>> composition_is_exact(b, a)          # full padding first: exact
     (True, '')
     >>> s = SpectralConv(np.ones((1, 1, 3)), padding="same")
@@ -332,17 +336,13 @@ def composition_is_exact(layer2, layer1):
 def _product_taps(w2, w1, G, d):
     """Taps of the product of two grouped kernel matrices (offsets add: a convolution)."""
     c2, c1 = w2.shape[0], w1.shape[0]
-    if math.prod(w1.shape[2:]) == 1 or math.prod(w2.shape[2:]) == 1:
+    k1, k2 = w1.shape[2:], w2.shape[2:]
+    if math.prod(k1) == 1 or math.prod(k2) == 1:
         # a pointwise factor: a plain matrix product per group, no convolution needed
-        a = w2.reshape((G, c2 // G) + w2.shape[1:])
-        b = w1.reshape((G, c1 // G) + w1.shape[1:])
-        if math.prod(w1.shape[2:]) == 1:
-            out = np.einsum("gojk,gjc->gock", a.reshape(a.shape[:3] + (-1,)), b[..., 0:1].reshape(b.shape[:3]))
-            k = w2.shape[2:]
-        else:
-            out = np.einsum("goj,gjck->gock", a.reshape(a.shape[:3]), b.reshape(b.shape[:3] + (-1,)))
-            k = w1.shape[2:]
-        return out.reshape((c2, w1.shape[1]) + k)
+        a = w2.reshape((G, c2 // G, c1 // G, -1))  # (G, rows, middle, taps2)
+        b = w1.reshape((G, c1 // G, w1.shape[1], -1))  # (G, middle, cols, taps1)
+        out = np.einsum("gojs,gjct->gocst", a, b)  # one of s, t has length 1
+        return out.reshape((c2, w1.shape[1]) + (k2 if math.prod(k1) == 1 else k1))
     # the composed layer's inputs become the batch: one grouped call for every block
     x = np.moveaxis(w1, 1, 0)  # (c0/G, c1, *K1)
     return np.moveaxis(convolve(x, w2, mode="full", groups=G), 0, 1)
@@ -648,6 +648,14 @@ def as_conv(layer):
     A stride-1 :class:`~specconv.SpectralConvTranspose` is a convolution with channels
     swapped and taps flipped; a SpectralConv is returned as an equal new layer.
 
+    Parameters
+    ----------
+    layer : SpectralConv or SpectralConvTranspose (stride 1)
+
+    Returns
+    -------
+    conv : SpectralConv
+
     Examples
     --------
     >>> import numpy as np
@@ -668,6 +676,14 @@ def side_pads(layer):
     PyTorch); a stride-1 :class:`~specconv.SpectralConvTranspose` is described as the
     equivalent convolution (see :func:`as_conv`).
 
+    Parameters
+    ----------
+    layer : SpectralConv
+
+    Returns
+    -------
+    pads : tuple of (int, int), one pair per spatial axis
+
     Examples
     --------
     >>> import numpy as np
@@ -684,6 +700,15 @@ def without_padding(layer):
 
     Apply a layer with an edge extension no padding mode expresses (e.g. MNE's odd
     reflection) by padding the signal yourself and applying this layer.
+
+    Parameters
+    ----------
+    layer : SpectralConv
+
+    Returns
+    -------
+    valid : SpectralConv
+        ``padding=0``; weight, bias, stride, dilation and groups as ``layer``.
 
     Examples
     --------
@@ -775,6 +800,15 @@ def fir_layer(h, *, mode="full", delay=0, groups=1, bias=None, padding_mode="zer
 def to_dense_groups(layer):
     """The same layer with ``groups=1``: the block-diagonal kernel matrix written out.
 
+    Parameters
+    ----------
+    layer : SpectralConv
+
+    Returns
+    -------
+    dense : SpectralConv [weight shape=(C_out, C_in, *kernel)]
+        Zero kernels off the diagonal blocks; the same outputs as ``layer``.
+
     Examples
     --------
     >>> import numpy as np
@@ -798,9 +832,14 @@ def split_groups(layer):
     Block ``g`` maps input channels ``g·C_in/G ... (g+1)·C_in/G − 1`` to the matching output
     channels; :func:`block_diag` reassembles them.
 
+    Parameters
+    ----------
+    layer : SpectralConv
+
     Returns
     -------
     blocks : list of SpectralConv
+        ``groups`` layers with ``groups=1`` (bias split along).
 
     Examples
     --------
@@ -1255,6 +1294,8 @@ class TransferEstimate:
         Averaged (unscaled) auto- and cross-spectra ``E[X X^H]``, ``E[Y X^H]``, ``E[|Y|²]``.
     nperseg : int
     fs : float
+    whole : bool
+        Every frequency (complex signals, ``fftfreq`` order) instead of the half spectrum.
     """
 
     freqs: np.ndarray
@@ -1265,6 +1306,7 @@ class TransferEstimate:
     syy: np.ndarray
     nperseg: int
     fs: float
+    whole: bool = False
 
     def to_layer(self, n_taps, *, delay=None, window=None, mode="full"):
         """The estimate as an FIR layer (:func:`from_response` on the ``nperseg`` grid).
@@ -1282,16 +1324,17 @@ class TransferEstimate:
         array([[[0. , 1. , 0.5]]])
         """
         return from_response(self.H, n_taps, shape=self.nperseg, delay=delay, window=window,
-                             mode=mode)
+                             mode=mode, whole=self.whole)
 
 
-def _segments(a, nperseg, step, win, detrend):
+def _segments(a, nperseg, step, win, detrend, whole):
     """Windowed segment spectra of ``a`` (B, C, N) as (B·S, F, C)."""
     starts = np.arange(0, a.shape[-1] - nperseg + 1, step)
     seg = np.lib.stride_tricks.sliding_window_view(a, nperseg, axis=-1)[..., starts, :]
     if detrend:
         seg = seg - seg.mean(axis=-1, keepdims=True)
-    spec = fft.rfftn(seg * win, axes=(-1,))  # (B, C, S, F)
+    seg = seg * win
+    spec = fft.fftn(seg, axes=(-1,)) if whole else fft.rfftn(seg, axes=(-1,))  # (B, C, S, F)
     spec = np.moveaxis(spec, 1, -1)  # (B, S, F, C)
     return spec.reshape((-1,) + spec.shape[2:])
 
@@ -1309,6 +1352,7 @@ def estimate_transfer(x, y, *, nperseg=256, noverlap=None, window="hann", fs=1.0
     ----------
     x : array_like [shape=(C_in, N) or (B, C_in, N)]
         The inputs; at least ``C_in`` segments are needed (more for a stable estimate).
+        Complex ``x`` or ``y`` give every frequency (``whole``) and complex taps.
     y : array_like [shape=(C_out, N) or (B, C_out, N)]
         The outputs, sample-aligned with ``x`` (same ``N`` and batch).
     nperseg : int
@@ -1375,8 +1419,9 @@ def estimate_transfer(x, y, *, nperseg=256, noverlap=None, window="hann", fs=1.0
         win = _window_taps(window, nperseg)
     step = nperseg - noverlap
     xb, yb = (x, y) if x.ndim == 3 else (x[None], y[None])
-    X = _segments(xb, nperseg, step, win, detrend)
-    Y = _segments(yb, nperseg, step, win, detrend)
+    whole = x.dtype.kind == "c" or y.dtype.kind == "c"
+    X = _segments(xb, nperseg, step, win, detrend, whole)
+    Y = _segments(yb, nperseg, step, win, detrend, whole)
     n_seg = X.shape[0]
     C_in = X.shape[-1]
     if n_seg < C_in:
@@ -1397,5 +1442,5 @@ def estimate_transfer(x, y, *, nperseg=256, noverlap=None, window="hann", fs=1.0
     with np.errstate(divide="ignore", invalid="ignore"):
         coh = np.where(syy > 0, explained / syy, 0.0)
     coh = np.clip(coh, 0.0, 1.0)
-    freqs = np.fft.rfftfreq(nperseg, d=1.0 / fs)
-    return TransferEstimate(freqs, H, coh, sxx, syx, syy, int(nperseg), float(fs))
+    freqs = (np.fft.fftfreq if whole else np.fft.rfftfreq)(nperseg, d=1.0 / fs)
+    return TransferEstimate(freqs, H, coh, sxx, syx, syy, int(nperseg), float(fs), whole)

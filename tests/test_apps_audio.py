@@ -1,4 +1,4 @@
-"""Audio applications on real recordings: true-stereo reverb, BRIR rendering, crosstalk cancelling."""
+"""Audio applications on real recordings: true-stereo reverb, BRIRs, crosstalk cancelling."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def audio(shared_data):
 
 @pytest.fixture(scope="module")
 def brirs(audio):
-    """(2 loudspeakers, 2 ears, N): left loudspeaker at +40°, right at −40° (apparent azimuth)."""
+    """(2 loudspeakers, 2 ears, N): left loudspeaker at +40°, right at −40° (apparent)."""
     base = audio / "communication_acoustics"
     paths = [base / "brir_sweep-40.mat", base / "brir_sweep+40.mat"]
     if not all(p.is_file() for p in paths):
