@@ -37,7 +37,8 @@ def test_import_specconv_imports_no_optional_dependency():
         "loaded = sorted({m.split('.')[0] for m in sys.modules} & set(heavy))\n"
         "print(json.dumps(loaded))\n"
     )
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    path = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
+    env = dict(os.environ, PYTHONPATH=path)
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
                             text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
