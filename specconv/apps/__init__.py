@@ -1,4 +1,13 @@
-"""Applications built on the kernel matrix: EEG, audio and MRI (the edge; import the core only).
+"""Applications built on the kernel matrix (the edge: they import the core, never the reverse).
 
-Import the submodules directly, e.g. ``from specconv.apps import mri``.
+=========  ==========================================================================
+eeg        filter banks equal to MNE's FIR filtering, re-referencing / Laplacian / CSD
+           matrices, a spatial and a temporal filter composed into one layer
+audio      true-stereo reverb, binaural (BRIR) plants, crosstalk cancellation by
+           regularized inversion and its channel separation
+mri        coil compression and GRAPPA as k-space convolution and image-domain unmixing
+=========  ==========================================================================
+
+Import the submodules directly, e.g. ``from specconv.apps import eeg``; optional
+dependencies (mne for ``eeg``) are imported only when a function needs them.
 """
