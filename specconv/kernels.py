@@ -672,6 +672,10 @@ def as_conv(layer):
 def side_pads(layer):
     """The layer's padding per axis and side, in samples: ``((left, right), ...)``.
 
+    As the layer stores it: results of this module whose padding is asymmetric hold it as
+    symmetric padding plus zero taps at one end of the kernel, and report the symmetric
+    padding.
+
     ``padding="same"`` with an even kernel span puts the extra sample on the right (as
     PyTorch); a stride-1 :class:`~specconv.SpectralConvTranspose` is described as the
     equivalent convolution (see :func:`as_conv`).

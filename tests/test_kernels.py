@@ -11,6 +11,9 @@ from hypothesis import strategies as st
 from specconv import SpectralConv, SpectralConvTranspose
 from specconv.kernels import (
     add,
+    fir_layer,
+    side_pads,
+    without_padding,
     as_conv,
     block_diag,
     compose,
@@ -269,6 +272,39 @@ def test_from_response_same_mode_is_delay_compensated():
     assert layer.padding == (2,)  # symmetric: "same" for an odd length
     x = _rng(16).standard_normal((1, 40))
     assert_close(layer(x)[0], np.convolve(x[0], h, mode="same"))
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_fir_layer_modes_equal_scipy(groups):
+    rng = _rng(25)
+    h = rng.standard_normal((4, 4 // groups, 7))
+    x = rng.standard_normal((4, 40))
+
+    def ref(mode):
+        out = []
+        for o in range(4):
+            g = o // (4 // groups)
+            cols = range(g * (4 // groups), (g + 1) * (4 // groups))
+            out.append(sum(scipy.signal.convolve(x[c], h[o, j], mode=mode)
+                           for j, c in enumerate(cols)))
+        return np.array(out)
+
+    full = ref("full")
+    assert_close(fir_layer(h, groups=groups)(x), full)
+    assert_close(fir_layer(h, mode="causal", groups=groups)(x), full[:, :40])
+    assert_close(fir_layer(h, mode="same", delay=3, groups=groups)(x), ref("same"))
+    assert_close(fir_layer(h, mode="same", delay=1, groups=groups)(x), full[:, 1:41])
+
+
+def test_side_pads_and_without_padding():
+    rng = _rng(26)
+    layer = fir_layer(rng.standard_normal((2, 2, 6)), mode="same", delay=1,
+                      padding_mode="reflect")
+    # pads (4, 1) are stored as padding 4 and three zero taps appended to the kernel
+    assert side_pads(layer) == ((4, 4),) and layer.kernel_size == (9,)
+    x = rng.standard_normal((2, 30))
+    padded = np.pad(x, ((0, 0), (4, 4)), mode="reflect")
+    assert_close(without_padding(layer)(padded), layer(x))
 
 
 def test_from_response_refusals():
