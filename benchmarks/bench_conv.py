@@ -29,7 +29,6 @@ import numpy as np
 # The harness modules beside this file, and the checkout's specconv (before an installed one).
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 import ideal  # noqa: E402
-import peers as peers_mod  # noqa: E402
 import workloads  # noqa: E402
 
 SPECCONV_METHODS = ("auto", "fft", "direct")
@@ -100,29 +99,36 @@ def truncated(wl, x, n_out):
     return x[..., : max(1, n_out + wl.kernel[-1] - 1 - lo - hi)]
 
 
-def estimate_direct(fn, wl, x, probe_flops=5e8, threshold_flops=1e8):
-    """(seconds, bytes) ``fn`` would take, from runs on a shortened signal; None when cheap.
+def estimate_direct(fn, wl, x, max_seconds, probe_flops=5e8, threshold_flops=1e8):
+    """(seconds, bytes) ``fn`` would take on the whole input; None when obviously cheap.
 
     Direct methods cost time and scratch memory (torch float64 builds im2col columns of
-    C_in * kernel * output values) in proportion to the output length: time a slice with
-    about ``probe_flops`` of work (fastest of three runs after a warm-up: a busy machine makes
-    single runs spike), watch its peak memory, and scale.
+    C_in * kernel * output values) roughly in proportion to the output length, so run them on
+    a shortened signal and scale. Small slices sit in cache and flatter the method (measured:
+    10x for specconv's direct path on a long 1-D kernel), so the slice grows 4x at a time until
+    one run takes a tenth of ``max_seconds`` or the slice is a quarter of the signal; it stops
+    as soon as an estimate exceeds ``max_seconds``. Each size's time is the fastest of a few
+    runs (a busy machine makes single runs spike).
     """
     flops = wl.direct_flops()
     if flops < threshold_flops:
         return None
     n_full = wl.out_spatial()[-1]
     n_out = max(1, math.ceil(n_full * min(probe_flops, flops / 20) / flops))
-    xs = truncated(wl, x, n_out)
-    with PeakMemory() as mem:
-        fn(xs)
-        seconds = math.inf
-        for _ in range(3):
-            t0 = time.perf_counter()
+    while True:
+        xs = truncated(wl, x, n_out)
+        with PeakMemory() as mem:
             fn(xs)
-            seconds = min(seconds, time.perf_counter() - t0)
-    scale = n_full / n_out
-    return seconds * scale, None if mem.extra is None else mem.extra * scale
+            seconds = math.inf
+            for _ in range(2):
+                t0 = time.perf_counter()
+                fn(xs)
+                seconds = min(seconds, time.perf_counter() - t0)
+        scale = n_full / n_out
+        est = (seconds * scale, None if mem.extra is None else mem.extra * scale)
+        if est[0] > max_seconds or seconds > max_seconds / 10 or 4 * n_out > n_full / 4:
+            return est
+        n_out *= 4
 
 
 def rel_err(y, ref):
@@ -190,6 +196,8 @@ def child_main(kind, payload):
 # -- one workload and dtype ------------------------------------------------------------------
 
 def bench_case(wl, dtype_name, args, conv, conv_why, subprocesses=True):
+    import peers as peers_mod  # imports scipy.signal: only here, so the children start faster
+
     tag = f"[{wl.name} {dtype_name}]"
     x, w = wl.make(dtype_name, args.seed)
     rows, ref, ref_name = [], None, None
@@ -220,6 +228,7 @@ def bench_case(wl, dtype_name, args, conv, conv_why, subprocesses=True):
             row["mem"] = mem.extra
         except MemoryError:
             row["status"] = "error: out of memory"
+            log(f"{tag} {name}: {row['status']}")
             return None
         except Exception as exc:
             row["status"] = f"error: {type(exc).__name__}: {exc}"
@@ -230,7 +239,8 @@ def bench_case(wl, dtype_name, args, conv, conv_why, subprocesses=True):
         else:
             row["err"] = rel_err(y, ref)
             if not row["err"] <= tol:
-                row["status"] = f"DISAGREES with {ref_name} (harness bug?)"
+                # peers agreeing with each other but not with specconv point at specconv
+                row["status"] = f"DISAGREES with {ref_name} (tolerance {tol:g})"
         log(f"{tag} {name}: {fmt_time(row['seconds'])} (n={row['n']})"
             + (f", rel err {row['err']:.1e}" if row["err"] is not None else ""))
         return row
@@ -241,13 +251,18 @@ def bench_case(wl, dtype_name, args, conv, conv_why, subprocesses=True):
             rows.append(dict(name=name, seconds=None, status=f"n/a ({conv_why})", note="", n=0, err=None, mem=None))
             continue
         fn = specconv_fn(conv, wl, w, method)
-        est = (lambda fn=fn: estimate_direct(fn, wl, x)) if method == "direct" else None
+        est = (lambda fn=fn: estimate_direct(fn, wl, x, args.max_seconds)) if method == "direct" else None
         record(name, fn, estimate=est)
+    layer_cls = getattr(sys.modules.get("specconv"), "SpectralConv", None)
+    if conv is not None and layer_cls is not None:
+        # not a ratio row: shows what applying one layer to many signals costs (spectra cached)
+        layer = layer_cls(w, padding=wl.padding, groups=wl.groups)
+        record("SpectralConv layer, auto", layer, note="kernel spectra cached after the warm-up")
 
     peer_list, missing = peers_mod.build(wl, w, args.peer_mem_gb * 2**30, args.scipy_workers)
     for peer in peer_list:
         if peer.probe == "truncate":
-            est = lambda peer=peer: estimate_direct(peer.fn, wl, x)
+            est = lambda peer=peer: estimate_direct(peer.fn, wl, x, args.max_seconds)
         elif peer.probe == "pairs":
             est = lambda peer=peer: (peers_mod.estimate_pairs(peer, x), None)
         else:
@@ -310,7 +325,8 @@ def summarize(case):
     """The figures the issue's targets are about, derived from a case's rows."""
     by = {r["name"]: r for r in case["rows"]}
     auto, fft = (by.get(k, {}).get("seconds") for k in ("specconv auto", "specconv fft"))
-    timed_peers = [r for r in case["rows"] if not r["name"].startswith("specconv") and r["seconds"] is not None]
+    timed_peers = [r for r in case["rows"] if not r["name"].lower().startswith(("specconv", "spectralconv"))
+                   and r["seconds"] is not None]
     fastest = min(timed_peers, key=lambda r: r["seconds"], default=None)
     ideal_t = (case["ideal"] or {}).get("total")
     first = case["first"] or {}
@@ -367,6 +383,7 @@ COLUMNS = [  # (markdown header, how a row name maps to it)
     ("auto", lambda n: n == "specconv auto"),
     ("fft", lambda n: n == "specconv fft"),
     ("direct", lambda n: n == "specconv direct"),
+    ("layer", lambda n: n.startswith("SpectralConv")),
     ("torch", lambda n: n.startswith("torch")),
     ("fftconvolve bcast", lambda n: n == "scipy fftconvolve bcast"),
     ("oaconvolve bcast", lambda n: n == "scipy oaconvolve bcast"),
@@ -384,7 +401,7 @@ def _cell(row):
     return st.replace("skipped ", "skip ") if st.startswith("skipped") else ("n/a" if st.startswith("n/a") else "error")
 
 
-def markdown(cases, argv):
+def markdown(cases, argv, args):
     versions = []
     for mod in ("numpy", "scipy", "pyfftw", "torch", "mne"):
         try:
@@ -402,7 +419,9 @@ def markdown(cases, argv):
         f"{os.cpu_count()} cores ({platform.processor() or platform.machine()}), {', '.join(versions)}. "
         "Medians after one warm-up call; times in ms. ratio = fastest peer ÷ specconv auto; "
         "of ideal = ideal ÷ specconv fft; first − warm in a fresh process with an empty wisdom cache; "
-        "peak mem = resident memory above the pre-call level, output included.", "",
+        "peak mem = resident memory above the pre-call level, output included. Threads: specconv, "
+        f"the ideal and torch all cores; scipy {args.scipy_workers} scipy.fft worker(s); MNE n_jobs=1. "
+        "See benchmarks/README.md for what each peer computes.", "",
         "| workload | dtype | auto ms | fastest peer | ratio | target | fft ms | ideal ms | of ideal | first − warm | auto peak mem |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -483,7 +502,7 @@ def main(argv=None):
             print_case(cases[-1])
     log(f"done in {time.perf_counter() - start:.0f} s")
     if args.markdown:
-        args.markdown.write_text(markdown(cases, argv))
+        args.markdown.write_text(markdown(cases, argv, args))
         log(f"wrote {args.markdown}")
 
 

@@ -114,30 +114,29 @@ def model_tile(wl, itemsize, budget_bytes):
 
 
 def specconv_tile(wl, x, w):
-    """Ask specconv which FFT tile shape it uses for this layer: (tile or None, how we know).
+    """Ask specconv which FFT tile shape its "fft" method uses here: (tile or None, how we know).
 
-    Looks for ``specconv._costmodel.plan_method(x_shape, weight_shape, ...)`` returning an object
-    (or dict) with a ``fft_shape`` / ``block_shape`` / ``tile_shape`` entry. Adapt this one
-    function when the engine's planning interface settles.
+    Uses the engine's private planning interface (``_engine.Geometry`` and
+    ``_costmodel.choose``), the same call ``SpectralConv`` makes; adapt this one function
+    when that interface changes.
     """
     try:
-        from specconv import _costmodel
-    except ImportError:
-        return None, "specconv has no _costmodel"
-    plan_method = getattr(_costmodel, "plan_method", None)
-    if plan_method is None:
-        return None, "specconv._costmodel has no plan_method"
+        from specconv import _costmodel, _engine, fft
+    except ImportError as exc:
+        return None, f"specconv planning not importable ({exc})"
     try:
-        plan = plan_method(x.shape, w.shape, groups=wl.groups, padding=wl.padding, dtype=np.result_type(x, w))
-    except Exception as exc:  # an unknown signature must not stop the benchmark
-        return None, f"plan_method failed: {type(exc).__name__}: {exc}"
-    for key in ("fft_shape", "block_shape", "tile_shape"):
-        value = plan.get(key) if isinstance(plan, dict) else getattr(plan, key, None)
-        if value is not None:
-            tile = tuple(int(v) for v in np.atleast_1d(value))
-            if len(tile) == wl.ndim:
-                return tile, f"specconv plan_method ({key})"
-    return None, f"plan_method returned no tile shape ({plan!r:.80})"
+        d = wl.ndim
+        padded = tuple(n + lo + hi for n, (lo, hi) in zip(wl.spatial, wl.pads()))
+        geom = _engine.Geometry(wl.batch, wl.c_in, wl.c_out, wl.groups, wl.kernel, (1,) * d,
+                                (1,) * d, padded, wl.is_complex)
+        itemsize = np.result_type(x, w).itemsize
+        choice = _costmodel.choose(geom, "fft", itemsize, fft.get_num_threads())
+        tile = tuple(int(n) for n in choice.tiling.fft_shape)
+    except Exception as exc:  # a changed private interface must not stop the benchmark
+        return None, f"specconv planning interface changed ({type(exc).__name__}: {exc})"
+    if list(choice.tiling.tiles) != tiles_per_axis(wl, tile):
+        return None, f"specconv tiles {choice.tiling.tiles} != harness count {tiles_per_axis(wl, tile)}"
+    return tile, "specconv's own tiling (_costmodel.choose)"
 
 
 def choose_tile(wl, x, w, budget_bytes):

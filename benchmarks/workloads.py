@@ -138,7 +138,7 @@ FULL = _all(eeg=(1, 64, 300_000, 1001), stereo=(1_440_000, 96_000), mri=(32, 320
             cnn=(8, 64, 128, 64), vol=(16, 64, 9))
 
 #: Smoke-test sizes: ~10x shorter signals, fewer channels, shorter kernels. Ratios mean nothing here.
-QUICK = _all(eeg=(1, 16, 30_000, 101), stereo=(144_000, 2_400), mri=(8, 80, 2),
+QUICK = _all(eeg=(1, 16, 30_000, 101), stereo=(48_000, 960), mri=(8, 80, 2),
              cnn=(2, 16, 32, 16), vol=(4, 24, 5), kernels=(3, 15))
 
 
