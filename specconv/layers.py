@@ -236,6 +236,33 @@ class SpectralConv(_Layer):
             groups=self.groups, method=self.method, nan_policy=self.nan_policy,
         )
 
+    # the kernel-matrix algebra (specconv.kernels imports this module: import on use)
+    def __matmul__(self, other):
+        """``a @ b`` is the one layer equal to applying ``b`` then ``a`` (kernels.compose)."""
+        from . import kernels
+
+        return kernels.compose(self, other)
+
+    def __add__(self, other):
+        from . import kernels
+
+        return kernels.add(self, other)
+
+    def __sub__(self, other):
+        from . import kernels
+
+        return kernels.add(self, kernels.scale(other, -1))
+
+    def __mul__(self, alpha):
+        from . import kernels
+
+        return kernels.scale(self, alpha)
+
+    __rmul__ = __mul__
+
+    def __neg__(self):
+        return self * -1
+
     def frequency_response(self, shape, *, whole=None):
         """The layer's C_out × C_in complex matrix at every frequency of a length-``shape`` DFT.
 
