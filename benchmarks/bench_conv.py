@@ -120,7 +120,7 @@ def estimate_direct(fn, wl, x, max_seconds, probe_flops=5e8, threshold_flops=1e8
         with PeakMemory() as mem:
             fn(xs)
             seconds = math.inf
-            for _ in range(2):
+            for _ in range(3):
                 t0 = time.perf_counter()
                 fn(xs)
                 seconds = min(seconds, time.perf_counter() - t0)
