@@ -113,3 +113,13 @@ def check_signal(x, weight_in_channels, ndim_spatial, *, name="x"):
             f"{x.shape}) but the weight expects {weight_in_channels} input channels."
         )
     return xb, batched
+
+
+def as_pads(name, value, ndim):
+    """Normalize padding to ``((before, after), ...)``: an int, d ints, or d (before, after) pairs."""
+    if isinstance(value, Sequence) and not isinstance(value, str) and len(value) == ndim and all(
+        isinstance(v, Sequence) and not isinstance(v, str) for v in value
+    ):
+        pairs = tuple(as_tuple(name, tuple(v), 2, minimum=0) for v in value)
+        return pairs
+    return tuple((p, p) for p in as_tuple(name, value, ndim, minimum=0))

@@ -15,6 +15,7 @@ from . import _correlate, _costmodel, fft
 from ._engine import Geometry
 from ._validate import (
     as_array,
+    as_pads,
     as_tuple,
     check_groups,
     check_option,
@@ -104,9 +105,10 @@ class SpectralConv(_Layer):
         Real or complex kernels, never modified (the layer keeps a read-only copy).
     bias : array_like [shape=(C_out,)], optional
     stride, dilation : int or tuple of d ints, ``>= 1``
-    padding : int, tuple of d ints, "same" or "valid"
-        Zero-based like PyTorch: ``p`` samples on both sides; "same" keeps the length (stride 1
-        only; an even kernel span puts the extra sample on the right, as PyTorch does).
+    padding : int, tuple of d ints, tuple of d (before, after) pairs, "same" or "valid"
+        As PyTorch: ``p`` samples on both sides; pairs pad each side on its own (as
+        ``torch.nn.functional.pad``). "same" keeps the length (stride 1 only; an even kernel
+        span puts the extra sample on the right, as PyTorch does).
     groups : int
         Splits the channels into ``groups`` independent blocks: the kernel matrix is
         block-diagonal. ``groups == C_in`` is depthwise.
@@ -161,8 +163,9 @@ class SpectralConv(_Layer):
             else:
                 self._pads = tuple(((e - 1) // 2, e - 1 - (e - 1) // 2) for e in span)
         else:
-            self.padding = as_tuple("padding", padding, d, minimum=0)
-            self._pads = tuple((p, p) for p in self.padding)
+            self._pads = as_pads("padding", padding, d)
+            symmetric = all(a == b for a, b in self._pads)
+            self.padding = tuple(a for a, _ in self._pads) if symmetric else self._pads
 
     def __repr__(self):
         return (
@@ -219,20 +222,13 @@ class SpectralConv(_Layer):
     @property
     def T(self):
         """The transposed layer: same weight, stride, padding, dilation and groups; no bias."""
-        if isinstance(self.padding, str):
-            if self.padding == "valid":
-                padding = 0
-            elif all(a == b for a, b in self._pads):
-                padding = tuple(a for a, _ in self._pads)
-            else:
-                raise ValueError(
-                    "padding='same' with an even kernel span pads asymmetrically, which "
-                    "ConvTranspose cannot express; give padding as ints."
-                )
-        else:
-            padding = self.padding
+        if self.padding_mode != "zeros":
+            raise ValueError(
+                f"The transpose of a layer with padding_mode={self.padding_mode!r} is not a "
+                "ConvTranspose layer (only zero padding is); use padding_mode='zeros'."
+            )
         return SpectralConvTranspose(
-            self.weight, stride=self.stride, padding=padding, dilation=self.dilation,
+            self.weight, stride=self.stride, padding=self._pads, dilation=self.dilation,
             groups=self.groups, method=self.method, nan_policy=self.nan_policy,
         )
 
@@ -309,9 +305,9 @@ class SpectralConvTranspose(_Layer):
     weight : array_like [shape=(C_in, C_out/groups, *kernel)]
     bias : array_like [shape=(C_out,)], optional
     stride, dilation : int or tuple of d ints, ``>= 1``
-    padding : int or tuple of d ints, ``>= 0``
-        Removes ``dilation·(kernel−1) − padding`` ... as PyTorch: the output shrinks by
-        ``2·padding``.
+    padding : int, tuple of d ints, or tuple of d (before, after) pairs, ``>= 0``
+        As PyTorch: removes ``padding`` samples from both ends of the full output (pairs: from
+        each end on its own, the transpose of a :class:`SpectralConv` padded by pairs).
     output_padding : int or tuple of d ints
         Extra samples on the right of the output, smaller than ``max(stride, dilation)``.
     groups : int
@@ -335,7 +331,9 @@ class SpectralConvTranspose(_Layer):
         super().__init__(weight, bias, stride=stride, dilation=dilation, groups=groups,
                          method=method, nan_policy=nan_policy, transposed=True)
         d = self.ndim
-        self.padding = as_tuple("padding", padding, d, minimum=0)
+        self._pads = as_pads("padding", padding, d)
+        symmetric = all(a == b for a, b in self._pads)
+        self.padding = tuple(a for a, _ in self._pads) if symmetric else self._pads
         self.output_padding = as_tuple("output_padding", output_padding, d, minimum=0)
         for op, s, dl in zip(self.output_padding, self.stride, self.dilation):
             if op >= max(s, dl):
@@ -378,7 +376,7 @@ class SpectralConvTranspose(_Layer):
         n = xb.shape[2:]
         span = tuple(dl * (k - 1) + 1 for k, dl in zip(self.kernel_size, self.dilation))
         base = tuple(
-            (m - 1) * s - 2 * p + e for m, s, p, e in zip(n, self.stride, self.padding, span)
+            (m - 1) * s - a - b + e for m, s, (a, b), e in zip(n, self.stride, self._pads, span)
         )
         extra = self.output_padding
         if output_size is not None:
@@ -400,7 +398,7 @@ class SpectralConvTranspose(_Layer):
             )
             up[(Ellipsis,) + tuple(slice(None, None, s) for s in self.stride)] = xb
             xb = up
-        pads = tuple((e - 1 - p, e - 1 - p + op) for e, p, op in zip(span, self.padding, extra))
+        pads = tuple((e - 1 - a, e - 1 - b + op) for e, (a, b), op in zip(span, self._pads, extra))
         padded = tuple(m + a + b for m, (a, b) in zip(xb.shape[2:], pads))
         geom = Geometry(
             xb.shape[0], self.in_channels, self.out_channels, self.groups, self.kernel_size,
@@ -413,7 +411,7 @@ class SpectralConvTranspose(_Layer):
     def T(self):
         """The transposed layer (a :class:`SpectralConv`): same weight and options, no bias."""
         return SpectralConv(
-            self.weight, stride=self.stride, padding=self.padding, dilation=self.dilation,
+            self.weight, stride=self.stride, padding=self._pads, dilation=self.dilation,
             groups=self.groups, method=self.method, nan_policy=self.nan_policy,
         )
 
@@ -444,7 +442,7 @@ def _frequency_response(layer, shape, whole, transposed):
     whole = is_complex if whole is None else bool(whole)
     if not whole and is_complex:
         raise ValueError("whole=False (one-sided spectrum) needs real weights.")
-    pads = layer._pads if not transposed else tuple((p, p) for p in layer.padding)
+    pads = layer._pads
     # the taps at their circular offsets k·dilation − padding
     a = np.zeros(layer.weight.shape[:2] + shape, dtype=np.result_type(layer.weight, np.float64))
     idx = tuple(
