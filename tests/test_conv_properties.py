@@ -339,3 +339,37 @@ def test_inputs_never_modified(call, dtype, method):
         call(x, w, b, method)
     for a, c in zip((x, w, b), copies):
         np.testing.assert_array_equal(a, c)
+
+
+@pytest.mark.parametrize("method", ref.METHODS)
+@pytest.mark.parametrize(
+    "convert",
+    [
+        lambda a: a.astype(a.dtype.newbyteorder(">")),  # big-endian, e.g. from a file
+        lambda a: a.tolist(),
+        lambda a: np.frombuffer(a.tobytes(), dtype=a.dtype).reshape(a.shape),  # read-only
+    ],
+    ids=["big-endian", "nested-lists", "read-only"],
+)
+def test_array_like_inputs(convert, method):
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal((2, 3, 30))
+    w = rng.standard_normal((4, 3, 5))
+    b = rng.standard_normal(4)
+    y = specconv.conv(convert(x), convert(w), convert(b), padding=2, method=method)
+    assert y.dtype == np.float64 and y.dtype.isnative
+    assert_close(y, ref.conv(x, w, b, padding=2))
+    yt = specconv.conv_transpose(convert(x), convert(w[:3]), stride=2, method=method)
+    assert_close(yt, ref.conv_transpose(x, w[:3], stride=2))
+    yc = specconv.convolve(convert(x), convert(w), mode="same", method=method)
+    assert_close(yc, specconv.convolve(x, w, mode="same", method=method))
+
+
+def test_output_size_may_include_batch_and_channels():
+    """As in torch, output_size may be the full output shape; only its spatial tail counts."""
+    rng = np.random.default_rng(15)
+    layer = SpectralConvTranspose(rng.standard_normal((3, 2, 4)), stride=3)
+    x = rng.standard_normal((5, 3, 7))
+    spatial = layer(x, output_size=(23,))
+    np.testing.assert_array_equal(layer(x, output_size=(5, 2, 23)), spatial)
+    assert spatial.shape == (5, 2, 23)

@@ -243,6 +243,21 @@ def test_set_num_threads_refuses_bad_values(restore_threads, n, exc):
         specconv.set_num_threads(n)
 
 
+@pytest.mark.parametrize("value, expected", [("3", 3), ("1", 1)])
+def test_thread_count_from_the_environment(monkeypatch, value, expected):
+    monkeypatch.setenv("SPECCONV_NUM_THREADS", value)
+    assert fft._default_threads() == expected
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "many", "1.5"])
+def test_bad_thread_count_in_the_environment_warns(monkeypatch, value):
+    monkeypatch.setenv("SPECCONV_NUM_THREADS", value)
+    with pytest.warns(RuntimeWarning, match=rf"SPECCONV_NUM_THREADS must be a positive integer, "
+                                            rf"got '{value}'; using all cores"):
+        n = fft._default_threads()
+    assert n >= 1
+
+
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_results_do_not_depend_on_threads(restore_threads, threads):
     rng = np.random.default_rng(2)
