@@ -17,7 +17,7 @@ import numpy as np
 
 import specconv
 from specconv import _costmodel, fft
-from specconv._engine import _blas_limit
+from specconv._blas import limit as _blas_limit
 
 
 def median_seconds(fn, repeat=7):

@@ -20,6 +20,7 @@ to the whole padded signal, so the whole-signal FFT is simply the one-tile candi
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass
@@ -122,8 +123,9 @@ def fft_cost(geom, fft_shape, spectra_cached=False):
     return seconds + T * T_CHUNK / 8
 
 
+@functools.lru_cache(maxsize=256)
 def choose(geom, method, itemsize, workers, spectra_cached=False):
-    """Pick the method (for ``method="auto"``) and, for FFTs, the tiling."""
+    """Pick the method (for ``method="auto"``) and, for FFTs, the tiling (memoised)."""
     best = None
     if method in ("auto", "fft"):
         axes = [

@@ -7,7 +7,15 @@ method ``"auto"`` picks for tiny kernels, and an independent path the tests comp
 
 from __future__ import annotations
 
+import contextlib
+import math
+
 import numpy as np
+
+from . import _blas
+
+#: Multiply-adds per tap below which the channel matmul runs on one BLAS thread.
+SMALL_PRODUCT = 2**22
 
 
 def zero_pad(x, pads):
@@ -31,16 +39,18 @@ def correlate_direct(x, pads, weight, geom, dtype):
     n = geom.out_shape
     xg = xp.reshape((B, G, ci) + xp.shape[2:])
     wg = weight.reshape((G, co, ci) + weight.shape[2:])
-    out = np.zeros((B, G, co, int(np.prod(n))), dtype=dtype)
-    for k in np.ndindex(*geom.kernel):
-        window = tuple(
-            slice(kk * dl, kk * dl + (m - 1) * s + 1, s)
-            for kk, dl, m, s in zip(k, geom.dilation, n, geom.stride)
-        )
-        xs = xg[(Ellipsis,) + window].reshape(B, G, ci, -1)
-        wk = wg[(Ellipsis,) + k]  # (G, co, ci)
-        if ci == 1:
-            out += wk[np.newaxis, :, :, 0, np.newaxis] * xs
-        else:
-            out += np.matmul(wk, xs)
+    out = np.zeros((B, G, co, math.prod(n)), dtype=dtype)
+    small = out.size * ci < SMALL_PRODUCT  # one BLAS thread for small matmuls (see _blas)
+    with _blas.limit(1) if small else contextlib.nullcontext():
+        for k in np.ndindex(*geom.kernel):
+            window = tuple(
+                slice(kk * dl, kk * dl + (m - 1) * s + 1, s)
+                for kk, dl, m, s in zip(k, geom.dilation, n, geom.stride)
+            )
+            xs = xg[(Ellipsis,) + window].reshape(B, G, ci, -1)
+            wk = wg[(Ellipsis,) + k]  # (G, co, ci)
+            if ci == 1:
+                out += wk[np.newaxis, :, :, 0, np.newaxis] * xs
+            else:
+                out += np.matmul(wk, xs)
     return out.reshape((B, geom.out_channels) + n)

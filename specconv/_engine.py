@@ -30,9 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft
-import threadpoolctl
 
-from . import fft
+from . import _blas, fft
 
 
 @dataclass(frozen=True)
@@ -104,6 +103,9 @@ def spectral_shape(fft_shape, is_complex):
 #: directly through strides was 3x slower than its natural layout).
 FREQ_BLOCK = 32
 
+#: Below this many samples per chunk, FFTW runs single-threaded (thread start-up dominates).
+SMALL_TRANSFORM = 2**16
+
 #: Up to this many kernel-matrix entries per group, the product is a sum of elementwise
 #: products in FFTW's natural layout; above it, a batched BLAS matmul.
 ELEMENTWISE_MAX_ENTRIES = 4
@@ -154,9 +156,12 @@ class _ChunkWorker:
         tiles = (tiling.chunk,) + tiling.tiles[1:]
         freq = spectral_shape(tiling.fft_shape, geom.is_complex)
         cdtype = np.result_type(dtype, np.complex64)
+        B = geom.batch
+        samples = B * geom.in_channels * math.prod(tiles) * math.prod(tiling.fft_shape)
+        if samples < SMALL_TRANSFORM:  # threads cost more than they save on small transforms
+            threads = 1
         self.geom, self.tiling, self.threads = geom, tiling, threads
         self.axes = tuple(range(3 + d, 3 + 2 * d))
-        B = geom.batch
         self.xin = fft.aligned_empty((B, G, ci) + tiles + tiling.fft_shape, dtype)
         self.yout = fft.aligned_empty((B, G, co) + tiles + tiling.fft_shape, dtype)
         self.xspec = fft.aligned_empty((B, G, ci) + tiles + freq, cdtype)
@@ -305,10 +310,8 @@ def correlate_fft(x, pads, spectra, geom, tiling, dtype, workers):
         for t0 in starts[k::n_workers]:
             pool[k].run(x, pads, spectra, out, t0)
 
-    # BLAS stays single-threaded: the per-frequency matmuls are small, and a multithreaded
-    # OpenBLAS spins waiting for its threads -- measured 100x slower on a busy machine.
-    # Parallelism comes from the chunk workers instead.
-    with _blas_limit(1):
+    # the per-frequency matmuls are small: single-threaded BLAS, parallel chunks (see _blas)
+    with _blas.limit(1):
         if n_workers == 1:
             run_share(0)
         else:
@@ -316,13 +319,3 @@ def correlate_fft(x, pads, spectra, geom, tiling, dtype, workers):
                 for f in [ex.submit(run_share, k) for k in range(n_workers)]:
                     f.result()
     return out
-
-
-_controller = None
-
-
-def _blas_limit(n):
-    global _controller
-    if _controller is None:
-        _controller = threadpoolctl.ThreadpoolController()
-    return _controller.limit(limits=n, user_api="blas")
