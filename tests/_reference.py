@@ -31,6 +31,13 @@ def _ref_dtype(*arrays):
     return np.complex128 if is_complex else np.float64
 
 
+def _pairs(padding, d):
+    """int, d ints or d (before, after) pairs -> d (before, after) pairs."""
+    if isinstance(padding, (tuple, list)) and all(isinstance(p, (tuple, list)) for p in padding):
+        return tuple((int(a), int(b)) for a, b in padding)
+    return tuple((p, p) for p in _tuple(padding, d))
+
+
 def conv_pads(kernel, dilation, padding):
     """(before, after) per axis for PyTorch's padding argument (the extra "same" sample right)."""
     d = len(kernel)
@@ -39,7 +46,7 @@ def conv_pads(kernel, dilation, padding):
     if padding == "same":
         total = [dl * (k - 1) for k, dl in zip(kernel, dilation)]
         return tuple((t // 2, t - t // 2) for t in total)
-    return tuple((p, p) for p in _tuple(padding, d))
+    return _pairs(padding, d)
 
 
 def conv(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros"):
@@ -80,7 +87,10 @@ def conv(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, padding_
 
 def conv_transpose(x, w, bias=None, *, stride=1, padding=0, output_padding=0, groups=1,
                    dilation=1):
-    """PyTorch ``conv_transpose{d}d`` for any d, by scattering every input sample."""
+    """PyTorch ``conv_transpose{d}d`` for any d, by scattering every input sample.
+
+    ``padding`` may also be d (before, after) pairs: that many samples are cut from each end.
+    """
     w = np.asarray(w)
     d = w.ndim - 2
     x = np.asarray(x)
@@ -89,15 +99,15 @@ def conv_transpose(x, w, bias=None, *, stride=1, padding=0, output_padding=0, gr
     dtype = _ref_dtype(x, w, bias)
     xb, w = xb.astype(dtype), w.astype(dtype)
     stride, dilation = _tuple(stride, d), _tuple(dilation, d)
-    padding, output_padding = _tuple(padding, d), _tuple(output_padding, d)
+    pads, output_padding = _pairs(padding, d), _tuple(output_padding, d)
     kernel = w.shape[2:]
     B, C_in = xb.shape[:2]
     n = xb.shape[2:]
     C_out = w.shape[1] * groups
     ci, co = C_in // groups, C_out // groups
     out = tuple(
-        (m - 1) * s - 2 * p + dl * (k - 1) + op + 1
-        for m, s, p, dl, k, op in zip(n, stride, padding, dilation, kernel, output_padding)
+        (m - 1) * s - a - b + dl * (k - 1) + op + 1
+        for m, s, (a, b), dl, k, op in zip(n, stride, pads, dilation, kernel, output_padding)
     )
     full_shape = tuple(
         (m - 1) * s + dl * (k - 1) + 1 + op
@@ -113,7 +123,7 @@ def conv_transpose(x, w, bias=None, *, stride=1, padding=0, output_padding=0, gr
             g = i // ci
             for o in range(co):
                 full[(slice(None), g * co + o) + window] += w[(i, o) + k] * xb[:, i]
-    y = full[(Ellipsis,) + tuple(slice(p, p + m) for p, m in zip(padding, out))]
+    y = full[(Ellipsis,) + tuple(slice(a, a + m) for (a, _), m in zip(pads, out))]
     if bias is not None:
         y = y + np.asarray(bias).astype(dtype).reshape((-1,) + (1,) * d)
     return y if batched else y[0]
@@ -180,12 +190,14 @@ def conv_configs(dims=(1, 2, 3), modes=PADDING_MODES):
         max_extra = {1: 9, 2: 4}.get(d, 2)
         kernel = tuple(draw(st.integers(1, max_k)) for _ in range(d))
         dilation = tuple(draw(st.integers(1, 3 if d == 1 else 2)) for _ in range(d))
-        padding_kind = draw(st.sampled_from(["int", "tuple", "same", "valid"]))
+        padding_kind = draw(st.sampled_from(["int", "tuple", "pairs", "same", "valid"]))
         stride = tuple(draw(st.integers(1, 3)) for _ in range(d))
         if padding_kind == "int":
             padding = draw(st.integers(0, 2))
         elif padding_kind == "tuple":
             padding = tuple(draw(st.integers(0, 2)) for _ in range(d))
+        elif padding_kind == "pairs":
+            padding = tuple((draw(st.integers(0, 2)), draw(st.integers(0, 2))) for _ in range(d))
         else:
             padding = padding_kind
             if padding == "same":
@@ -230,11 +242,14 @@ def transpose_configs(dims=(1, 2, 3)):
         output_padding = tuple(draw(st.integers(0, max(s, dl) - 1))
                                for s, dl in zip(stride, dilation))
         n = tuple(draw(st.integers(1, max_n)) for _ in range(d))
-        # keep the output non-empty: (n-1)s - 2p + span + op >= 1
-        padding = tuple(
-            draw(st.integers(0, ((m - 1) * s + dl * (k - 1) + op) // 2))
-            for m, s, dl, k, op in zip(n, stride, dilation, kernel, output_padding)
-        )
+        # keep the output non-empty: (n-1)s - before - after + span + op >= 1
+        room = [(m - 1) * s + dl * (k - 1) + op
+                for m, s, dl, k, op in zip(n, stride, dilation, kernel, output_padding)]
+        if draw(st.booleans()):
+            padding = tuple(draw(st.integers(0, r // 2)) for r in room)
+        else:  # (before, after) pairs
+            before = [draw(st.integers(0, r)) for r in room]
+            padding = tuple((a, draw(st.integers(0, r - a))) for a, r in zip(before, room))
         batch = draw(st.sampled_from([(), (2,)]))
         return {
             "x_shape": batch + (groups * ci,) + n,

@@ -28,14 +28,11 @@ def _quick_fftw_planning():
         yield
 
 
-def _symmetric_padding(cfg):
-    """The conv padding as ints per axis, or None when "same" pads asymmetrically."""
+def _pads(cfg):
+    """The conv padding of a drawn configuration as (before, after) pairs per axis."""
     w_shape, kw = cfg["w_shape"], cfg["kwargs"]
     d = len(w_shape) - 2
-    pads = ref.conv_pads(w_shape[2:], ref._tuple(kw["dilation"], d), kw["padding"])
-    if any(a != b for a, b in pads):
-        return None
-    return tuple(a for a, _ in pads)
+    return ref.conv_pads(w_shape[2:], ref._tuple(kw["dilation"], d), kw["padding"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -46,10 +43,12 @@ def _symmetric_padding(cfg):
 @given(cfg=ref.conv_configs(modes=("zeros",)), method=st.sampled_from(ref.METHODS),
        is_complex=st.booleans())
 def test_adjoint_dot_product(cfg, method, is_complex):
-    """<conv(x), y> = <x, conv_transpose(y)>; for complex weights with weight.conj()."""
-    padding = _symmetric_padding(cfg)
-    assume(padding is not None)
-    kw = dict(cfg["kwargs"], padding=padding)
+    """<conv(x), y> = <x, conv_transpose(y)>; for complex weights with weight.conj().
+
+    Any padding, also asymmetric ("same" with even spans, pairs): the transpose crops the same
+    (before, after) samples.
+    """
+    kw = dict(cfg["kwargs"], padding=_pads(cfg))
     del kw["padding_mode"]
     dtype = np.complex128 if is_complex else np.float64
     rng = np.random.default_rng(cfg["seed"])
@@ -181,6 +180,20 @@ def test_T_of_same_padding():
     assert SpectralConv(w, padding="same").T.padding == (2,)
     assert SpectralConv(w, padding="valid").T.padding == (0,)
     assert SpectralConv(w, padding="same", dilation=2).T.padding == (4,)
+    assert SpectralConv(w[..., :4], padding="same").T.padding == ((1, 2),)  # even: extra right
+
+
+@pytest.mark.parametrize("method", ref.METHODS)
+@pytest.mark.parametrize("padding", ["same", ((2, 0), (1, 3))])
+def test_T_of_asymmetric_padding_is_the_adjoint(method, padding):
+    rng = np.random.default_rng(16)
+    layer = SpectralConv(rng.standard_normal((3, 2, 4, 2)), padding=padding, method=method)
+    x = rng.standard_normal((2, 2, 9, 7))
+    y = rng.standard_normal(layer(x).shape)
+    assert layer.T(y).shape == x.shape
+    assert np.vdot(layer(x), y) == pytest.approx(np.vdot(x, layer.T(y)), rel=1e-12)
+    assert_close(layer.T(y), ref.conv_transpose(y, layer.weight, padding=ref.conv_pads(
+        (4, 2), (1, 1), padding)))
 
 
 def _spectrum(x, d, whole):

@@ -52,9 +52,18 @@ def _t(a, dtype):
 
 def torch_conv(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
                padding_mode="zeros", dtype=None):
-    """torch.nn.Conv{d}d with the given weight, on x cast to ``dtype`` (default: wide)."""
+    """torch.nn.Conv{d}d with the given weight, on x cast to ``dtype`` (default: wide).
+
+    (before, after) padding pairs, which torch's Conv does not take, go through F.pad first.
+    """
     dtype = dtype or _wide(x, w, bias)
     d = w.ndim - 2
+    if _is_pairs(padding):
+        mode = "constant" if padding_mode == "zeros" else padding_mode
+        flat = [v for a, b in reversed(padding) for v in (a, b)]  # F.pad: last axis first
+        with torch.no_grad():
+            x = F.pad(_t(x, dtype), flat, mode=mode).numpy()
+        padding = 0
     layer = _CONV[d](
         w.shape[1] * groups, w.shape[0], w.shape[2:], stride=stride, padding=padding,
         dilation=dilation, groups=groups, bias=bias is not None, padding_mode=padding_mode,
@@ -69,9 +78,19 @@ def torch_conv(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
             return layer(_t(x, dtype)).numpy()
 
 
+def _is_pairs(padding):
+    return isinstance(padding, tuple) and all(isinstance(p, tuple) for p in padding)
+
+
 def torch_conv_transpose(x, w, bias=None, *, dtype=None, output_size=None, **kwargs):
+    """F.conv_transpose{d}d (or the module, for ``output_size``); pairs crop each end."""
     dtype = dtype or _wide(x, w, bias)
     d = w.ndim - 2
+    if _is_pairs(kwargs.get("padding")):
+        pairs = kwargs.pop("padding")
+        full = torch_conv_transpose(x, w, bias, dtype=dtype, padding=0, **kwargs)
+        return full[(Ellipsis,) + tuple(slice(a, n - b) for (a, b), n in
+                                        zip(pairs, full.shape[-d:]))]
     if output_size is None:
         fn = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[d]
         with torch.no_grad():
@@ -123,7 +142,7 @@ def test_conv_transpose_matches_torch(cfg, method, dtypes):
 
 @pytest.mark.parametrize("d", [1, 2, 3])
 @pytest.mark.parametrize("padding_mode", ref.PADDING_MODES)
-@pytest.mark.parametrize("padding", [1, "same", "valid", "tuple"])
+@pytest.mark.parametrize("padding", [1, "same", "valid", "tuple", "pairs"])
 @pytest.mark.parametrize("method", ref.METHODS)
 def test_padding_modes_match_torch_modules(d, padding_mode, padding, method):
     rng = np.random.default_rng(20 + d)
@@ -131,6 +150,8 @@ def test_padding_modes_match_torch_modules(d, padding_mode, padding, method):
     k = {1: (4,), 2: (3, 2), 3: (3, 2, 3)}[d]
     if padding == "tuple":
         padding = tuple(range(1, d + 1))
+    elif padding == "pairs":
+        padding = ((1, 0), (0, 2), (2, 1))[:d]
     x = rng.standard_normal((2, 4) + n)
     w = rng.standard_normal((6, 2) + k)
     b = rng.standard_normal(6)

@@ -208,9 +208,22 @@ CASES = [
      r"shape \(2,\) must be at least the kernel span \(3,\)"),
     ("frequency_response one-sided complex", lambda: SpectralConv(W + 1j).frequency_response(
         8, whole=False), ValueError, r"whole=False \(one-sided spectrum\) needs real weights"),
-    ("T of asymmetric same", lambda: SpectralConv(np.ones((1, 1, 4)), padding="same").T,
-     ValueError, r"padding='same' with an even kernel span pads asymmetrically, which "
-                 r"ConvTranspose cannot express; give padding as ints"),
+    ("T of reflect padding", lambda: SpectralConv(W, padding=1, padding_mode="reflect").T,
+     ValueError, r"The transpose of a layer with padding_mode='reflect' is not a ConvTranspose "
+                 r"layer \(only zero padding is\); use padding_mode='zeros'"),
+    ("T of circular padding", lambda: SpectralConv(W, padding="same",
+                                                   padding_mode="circular").T,
+     ValueError, r"padding_mode='circular' is not a ConvTranspose layer"),
+    # (before, after) padding pairs
+    ("padding pair negative", lambda: conv(X, W, padding=((1, -1),)), ValueError,
+     r"padding must be >= 0 in every dimension, got \(1, -1\)"),
+    ("padding pair float", lambda: conv(X, W, padding=((1.0, 2),)), ValueError,
+     r"padding must be an int or a tuple of 2 ints.*got \(1\.0, 2\)"),
+    ("transposed padding pair negative", lambda: conv_transpose(X, WT, padding=((-1, 0),)),
+     ValueError, r"padding must be >= 0 in every dimension, got \(-1, 0\)"),
+    ("transposed pairs too wide", lambda: conv_transpose(np.ones((2, 2)), WT,
+                                                         padding=((3, 1),)),
+     ValueError, r"The output would be empty"),
 ]
 
 
@@ -241,7 +254,7 @@ def test_errors_come_before_any_work(monkeypatch):
 
 
 @pytest.mark.parametrize("n", ["2", 2.0, True, None])
-def test_set_num_threads_type_error(n):
+def test_set_num_threads_type_error(n):  # regression: used to be a ValueError
     old = specconv.get_num_threads()
     try:
         with pytest.raises(TypeError, match=rf"n must be a positive int, got {n!r}"):
@@ -254,3 +267,10 @@ def test_set_num_threads_type_error(n):
 def test_set_num_threads_value_error(n):
     with pytest.raises(ValueError, match=rf"n must be a positive int, got {n}"):
         specconv.set_num_threads(n)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG (message): a (before, after) pair of the wrong "
+                   "length is reported as 'a tuple of 2 ints (one per spatial dimension)'")
+def test_padding_pair_of_wrong_length_names_before_after():
+    with pytest.raises(ValueError, match=r"\(before, after\)"):
+        conv(X, W, padding=((1, 2, 3),))
