@@ -1,0 +1,764 @@
+"""Out-of-core: apply a conv layer to recordings larger than memory, from disk to disk.
+
+:func:`apply` reads the input in chunks along its first spatial axis (time for 1-D layers),
+each chunk with the halo the kernel needs, runs the layer on it and writes the chunk's output
+before reading the next one. Peak memory is set by ``memory_budget``, not by the length of the
+recording.
+
+Inputs: ``np.memmap`` (and ``.npy`` files, opened memory-mapped), h5py datasets (and HDF5
+files), MNE ``Raw`` objects read with ``preload=False`` (and any file ``mne.io.read_raw``
+reads), or any array-like with ``shape``, ``dtype`` and slicing. Outputs: ``.npy``, HDF5 and
+FIF files, written atomically (a temporary file next to the target, renamed when complete: an
+error or Ctrl-C leaves nothing behind), or an array you opened yourself (``np.memmap``, h5py
+dataset), written in place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import mmap
+import numbers
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from . import fft
+from ._optional import has_module, soft_import
+from ._validate import result_dtype
+from .layers import SpectralConv
+
+logger = logging.getLogger("specconv")
+
+__all__ = ["apply", "output_shape"]
+
+_NUMPY_PAD_MODE = {"zeros": "constant", "reflect": "reflect", "replicate": "edge",
+                   "circular": "wrap"}
+_H5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
+_FIF_SUFFIXES = (".fif", ".fif.gz")
+DEFAULT_BUDGET = 256 * 2**20
+
+
+# ------------------------------------------------------------------------------ geometry
+def _check_layer(layer):
+    if not isinstance(layer, SpectralConv):
+        raise TypeError(
+            f"layer must be a specconv.SpectralConv, got {type(layer).__name__}."
+        )
+    return layer
+
+
+def _span(layer, a):
+    return layer.dilation[a] * (layer.kernel_size[a] - 1) + 1
+
+
+def output_shape(layer, shape):
+    """The shape ``layer`` gives an input of ``shape`` (to create an output file yourself).
+
+    Parameters
+    ----------
+    layer : SpectralConv
+    shape : tuple of int
+        ``(C_in, *spatial)`` or ``(B, C_in, *spatial)``.
+
+    Returns
+    -------
+    tuple of int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from specconv import SpectralConv
+    >>> from specconv.outofcore import output_shape
+    >>> output_shape(SpectralConv(np.ones((8, 4, 101)), stride=2), (4, 10_000))
+    (8, 4950)
+    """
+    _check_layer(layer)
+    shape = tuple(int(n) for n in shape)
+    d = layer.ndim
+    if len(shape) not in (d + 1, d + 2):
+        raise ValueError(
+            f"shape must be (C_in, *spatial) or (B, C_in, *spatial) with {d} spatial "
+            f"dimension(s), got {shape}."
+        )
+    lead = shape[: len(shape) - d - 1]
+    if shape[len(lead)] != layer.in_channels:
+        raise ValueError(
+            f"the input has {shape[len(lead)]} channels but the layer expects "
+            f"{layer.in_channels}."
+        )
+    out = []
+    for a, n in enumerate(shape[-d:]):
+        (pl, pr), s, e = layer._pads[a], layer.stride[a], _span(layer, a)
+        m = (n + pl + pr - e) // s + 1
+        if m < 1:
+            raise ValueError(
+                f"The kernel (span {e}) is larger than the padded input ({n + pl + pr}) "
+                f"along spatial axis {a}."
+            )
+        out.append(m)
+    return lead + (layer.out_channels,) + tuple(out)
+
+
+# -------------------------------------------------------------------------------- inputs
+def _shared_memmap(arr):
+    """The shared ``mmap`` behind ``arr`` if its pages may be dropped after reading, else None.
+
+    Pages of a file mapping count as resident memory while mapped; dropping them
+    (``MADV_DONTNEED``) after each chunk keeps the footprint bounded. Only shared mappings
+    qualify: for a copy-on-write ``np.memmap`` (mode 'c') it would discard the user's edits.
+    """
+    if not hasattr(mmap, "MADV_DONTNEED"):
+        return None
+    obj, shared = arr, False
+    while obj is not None:
+        if isinstance(obj, np.memmap) and getattr(obj, "mode", None) in ("r", "r+", "w+"):
+            shared = True
+        if isinstance(obj, mmap.mmap):
+            return obj if shared else None
+        obj = getattr(obj, "base", None)
+    return None
+
+
+def _release(mm):
+    if mm is not None:
+        with contextlib.suppress(ValueError, OSError):  # closed or not supported
+            mm.madvise(mmap.MADV_DONTNEED)
+
+
+#: Bytes copied through a file mapping between releases of its pages. A page fault may map a
+#: whole large folio of the page cache (MBs on recent kernels), so a chunk read in one go can
+#: map far more than the chunk itself; copying row by row and releasing often keeps the
+#: mapped, resident part small.
+_MAPPED_BYTES = 256 * 2**10
+
+
+def _copy_through_mapping(dst, src, axis, mm):
+    """``dst[...] = src[...]`` one row (index of the axes before ``axis``) at a time."""
+    row_bytes = math.prod(src.shape[axis:]) * src.dtype.itemsize
+    pending = 0
+    for idx in np.ndindex(*src.shape[:axis]):
+        dst[idx] = src[idx]
+        pending += row_bytes
+        if pending >= _MAPPED_BYTES:
+            _release(mm)
+            pending = 0
+    _release(mm)
+
+
+def _is_raw(obj):
+    mne = sys.modules.get("mne")
+    return mne is not None and isinstance(obj, mne.io.BaseRaw)
+
+
+def _is_h5_dataset(obj):
+    h5py = sys.modules.get("h5py")
+    return h5py is not None and isinstance(obj, h5py.Dataset)
+
+
+class _ArraySource:
+    """Any array-like with ``shape``, ``dtype`` and basic slicing (memmap, h5py, ...)."""
+
+    def __init__(self, arr, name):
+        self.arr, self.name = arr, name
+        self.shape = tuple(arr.shape)
+        self.dtype = np.dtype(arr.dtype)
+        if self.dtype.kind not in "biufc":
+            raise TypeError(f"source must hold numbers, got dtype {self.dtype}.")
+        self._mm = _shared_memmap(arr) if isinstance(arr, np.ndarray) else None
+
+    def read(self, axis, lo, hi):
+        index = (slice(None),) * axis + (slice(lo, hi),)
+        view = self.arr[index]
+        if self._mm is None:
+            return np.asarray(view)
+        out = np.empty(view.shape, view.dtype)
+        _copy_through_mapping(out, view, axis, self._mm)
+        return out
+
+    def release(self):
+        pass
+
+
+class _RawSource:
+    """An MNE Raw (``preload=False`` reads from disk on demand), as ``(C, n_times)``."""
+
+    def __init__(self, raw, picks, reject_by_annotation):
+        if reject_by_annotation not in (None, "NaN"):
+            raise ValueError(
+                f"reject_by_annotation must be None or 'NaN' (bad segments become NaN and "
+                f"stay local), got {reject_by_annotation!r}."
+            )
+        self.raw, self.reject = raw, reject_by_annotation
+        names = raw.copy().pick(picks).ch_names if picks is not None else raw.ch_names
+        self.picks = np.array([raw.ch_names.index(n) for n in names])
+        self.shape = (len(self.picks), raw.n_times)
+        self.dtype = np.dtype(np.float64)
+        self.name = str(raw.filenames[0]) if raw.filenames and raw.filenames[0] else "Raw"
+
+    def read(self, axis, lo, hi):
+        return self.raw.get_data(picks=self.picks, start=lo, stop=hi,
+                                 reject_by_annotation=self.reject)
+
+    def release(self):
+        pass
+
+
+def _open_source(source, dataset, picks, reject_by_annotation, stack):
+    """An input adapter for ``source`` and the file it reads (or None)."""
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.exists():
+            raise FileNotFoundError(f"No such file: {str(path)!r}.")
+        name = path.name.lower()
+        if name.endswith(".npy"):
+            return _ArraySource(np.load(path, mmap_mode="r"), str(path)), path
+        if name.endswith(_H5_SUFFIXES):
+            h5py = soft_import("h5py", "mri", purpose="reading HDF5 files")
+            f = stack.enter_context(h5py.File(path, "r"))
+            if dataset is None:
+                names = [k for k, v in f.items() if isinstance(v, h5py.Dataset)]
+                if len(names) != 1:
+                    raise ValueError(
+                        f"{str(path)!r} holds the datasets {names}; choose one with dataset=."
+                    )
+                dataset = names[0]
+            if dataset not in f:
+                raise KeyError(f"{str(path)!r} has no dataset {dataset!r}.")
+            return _ArraySource(f[dataset], f"{path}:{dataset}"), path
+        mne = soft_import("mne", "eeg", purpose="reading EEG/MEG files")
+        raw = mne.io.read_raw(path, preload=False, verbose="error")
+        return _RawSource(raw, picks, reject_by_annotation), path
+    if _is_raw(source):
+        files = [Path(f) for f in source.filenames if f]
+        return _RawSource(source, picks, reject_by_annotation), (files[0] if files else None)
+    if not (hasattr(source, "shape") and hasattr(source, "dtype") and hasattr(source, "__getitem__")):
+        raise TypeError(
+            "source must be a path, an MNE Raw, or an array-like with shape, dtype and "
+            f"slicing (np.memmap, h5py.Dataset, ...), got {type(source).__name__}."
+        )
+    path = None
+    if isinstance(source, np.memmap) and source.filename:
+        path = Path(source.filename)
+    elif _is_h5_dataset(source):
+        path = Path(source.file.filename)
+    return _ArraySource(source, type(source).__name__), path
+
+
+# ------------------------------------------------------------------------------- outputs
+def _same_file(a, b):
+    if a is None or b is None:
+        return False
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return Path(a).resolve() == Path(b).resolve()
+
+
+@contextlib.contextmanager
+def _atomic_path(target, overwrite):
+    """Yield a temporary path with the target's name; move it into place on success only."""
+    target = Path(target)
+    if not target.parent.is_dir():
+        raise FileNotFoundError(f"Output directory {str(target.parent)!r} does not exist.")
+    if target.exists() and not overwrite:
+        raise FileExistsError(
+            f"Output file {str(target)!r} already exists; pass overwrite=True to replace it."
+        )
+    tmpdir = Path(tempfile.mkdtemp(prefix=".specconv-", suffix=".tmp", dir=target.parent))
+    try:
+        tmp = tmpdir / target.name
+        yield tmp
+        produced = sorted(tmpdir.iterdir())  # FIF files above 2 GB are split in several
+        for p in produced:
+            os.replace(p, target.parent / p.name)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+class _NpyWriter:
+    """A ``.npy`` file written with positioned writes (no mapping: no resident pages)."""
+
+    def __init__(self, path, shape, dtype, axis):
+        self.shape, self.dtype, self.axis = shape, np.dtype(dtype), axis
+        self.f = open(path, "wb")  # noqa: SIM115 - closed in close()
+        header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
+                  "shape": shape}
+        np.lib.format.write_array_header_2_0(self.f, header)
+        self.offset = self.f.tell()
+        self.f.truncate(self.offset + math.prod(shape) * self.dtype.itemsize)
+
+    def write(self, m0, y):
+        # every index before the chunk axis selects one contiguous run in the file
+        inner = math.prod(self.shape[self.axis + 1 :]) * self.dtype.itemsize
+        n_axis = self.shape[self.axis]
+        y = np.ascontiguousarray(y, dtype=self.dtype)
+        flat = y.reshape(-1, math.prod(y.shape[self.axis :]))
+        for k, row in enumerate(flat):
+            pos = self.offset + (k * n_axis + m0) * inner
+            os.pwrite(self.f.fileno(), row.data, pos)
+
+    def close(self):
+        self.f.close()
+
+
+class _ArrayWriter:
+    """An array-like target (np.memmap, h5py.Dataset, ndarray) written in place."""
+
+    def __init__(self, arr, axis):
+        self.arr, self.axis = arr, axis
+        self._mm = _shared_memmap(arr) if isinstance(arr, np.ndarray) else None
+
+    def write(self, m0, y):
+        index = (slice(None),) * self.axis + (slice(m0, m0 + y.shape[self.axis]),)
+        if self._mm is None:
+            self.arr[index] = y
+        else:  # dirty pages of a shared mapping stay in the page cache when unmapped
+            _copy_through_mapping(self.arr[index], y, self.axis, self._mm)
+
+    def close(self):
+        if isinstance(self.arr, np.memmap):
+            self.arr.flush()
+
+
+# --------------------------------------------------------------------------- the chunks
+class _Chunker:
+    """Output chunks along the first spatial axis, each from its input with the halo."""
+
+    def __init__(self, layer, src, memory_budget, chunk_size=None):
+        d = layer.ndim
+        self.layer, self.src = layer, src
+        shape = src.shape
+        self.batched = len(shape) == d + 2
+        self.out_shape = output_shape(layer, shape)
+        self.axis = len(shape) - d  # the chunked axis in source and output arrays
+        self.n_in = shape[self.axis]
+        self.n_out = self.out_shape[self.axis]
+        self.pads = layer._pads
+        self.stride, self.span = layer.stride[0], _span(layer, 0)
+        self.dtype = result_dtype(np.empty(0, src.dtype), layer.weight, layer.bias)
+        for (pl, pr), n, a in zip(self.pads, shape[-d:], range(d)):
+            mode = layer.padding_mode
+            if (mode == "reflect" and max(pl, pr) >= n) or (mode == "circular" and max(pl, pr) > n):
+                raise ValueError(
+                    f"padding_mode={mode!r} needs padding smaller than the input size: got "
+                    f"padding {max(pl, pr)} for spatial axis {a} of size {n}."
+                )
+        # every chunk runs through one valid-correlation layer of one geometry, so the
+        # kernel spectra are computed once (the last chunk is padded to the same length)
+        self.valid = SpectralConv(
+            layer.weight, layer.bias, stride=layer.stride, padding=0, dilation=layer.dilation,
+            groups=layer.groups, method=layer.method, nan_policy=layer.nan_policy,
+        )
+        if chunk_size is None:
+            self.chunk, self.estimate = _plan_chunk(self, memory_budget)
+        else:
+            self.chunk = min(chunk_size, self.n_out)
+            self.estimate = math.nan
+
+    def in_range(self, m0):
+        """Source indices ``[lo, hi)`` along the axis that the outputs from ``m0`` need."""
+        s = self.stride
+        lo = m0 * s - self.pads[0][0]
+        return lo, lo + (self.chunk - 1) * s + self.span
+
+    def compute(self, m0):
+        """Outputs ``m0 .. m0 + chunk`` (cropped at the end), shape like the output."""
+        lo, hi = self.in_range(m0)
+        x = self._read_padded(lo, hi)
+        d = self.layer.ndim
+        if d > 1 and any(p != (0, 0) for p in self.pads[1:]):
+            widths = ((0, 0),) * (x.ndim - d + 1) + tuple(self.pads[1:])
+            x = np.pad(x, widths, mode=_NUMPY_PAD_MODE[self.layer.padding_mode])
+        y = self.valid(x)
+        self.src.release()
+        stop = min(self.chunk, self.n_out - m0)
+        return y[(slice(None),) * self.axis + (slice(0, stop),)]
+
+    def _read_padded(self, lo, hi):
+        n, axis = self.n_in, self.axis
+        a, b = max(lo, 0), min(hi, n)
+        if lo >= 0 and hi <= n:
+            return self.src.read(axis, lo, hi)
+        shape = list(self.src.shape)
+        shape[axis] = hi - lo
+        x = np.zeros(shape, dtype=self.src.dtype)
+        put = lambda i0, i1, v: x.__setitem__((slice(None),) * axis + (slice(i0 - lo, i1 - lo),), v)  # noqa: E731
+        if b > a:
+            put(a, b, self.src.read(axis, a, b))
+        mode = self.layer.padding_mode
+        if mode == "zeros":
+            return x
+        pl, pr = self.pads[0]
+        for i0, i1 in ((max(lo, -pl), min(hi, 0)), (max(lo, n), min(hi, n + pr))):
+            if i1 <= i0:
+                continue
+            idx = np.arange(i0, i1)
+            if mode == "reflect":
+                src_idx = np.where(idx < 0, -idx, 2 * (n - 1) - idx)
+            elif mode == "replicate":
+                src_idx = np.clip(idx, 0, n - 1)
+            else:
+                src_idx = idx % n
+            r0, r1 = int(src_idx.min()), int(src_idx.max()) + 1
+            part = self.src.read(axis, r0, r1)
+            put(i0, i1, np.take(part, src_idx - r0, axis=axis))
+        return x
+
+
+def _engine_bytes(chunker, m):
+    """Bytes the engine needs for a chunk of ``m`` outputs: kernel spectra and tile buffers.
+
+    Uses the engine's own plan (cost model and tiling), which the layer will pick for this
+    geometry; a public ``plan``/``memory`` hook on the layer would make this unnecessary.
+    """
+    from . import _costmodel
+    from ._engine import Geometry, spectral_shape
+
+    layer, src = chunker.layer, chunker.src
+    d = layer.ndim
+    spatial = list(src.shape[-d:])
+    spatial[0] = (m - 1) * chunker.stride + chunker.span
+    for a in range(1, d):
+        spatial[a] += sum(chunker.pads[a])
+    B = src.shape[0] if chunker.batched else 1
+    dtype = chunker.dtype
+    geom = Geometry(B, layer.in_channels, layer.out_channels, layer.groups, layer.kernel_size,
+                    layer.dilation, layer.stride, tuple(spatial), dtype.kind == "c")
+    workers = fft.get_num_threads()
+    choice = _costmodel.choose(geom, layer.method, dtype.itemsize, workers)
+    isz = dtype.itemsize
+    if choice.method == "direct":  # a zero-padded copy and the per-tap shifted inputs
+        return 2 * B * layer.in_channels * math.prod(spatial) * isz
+    t = choice.tiling
+    L = math.prod(t.fft_shape)
+    F = math.prod(spectral_shape(t.fft_shape, geom.is_complex))
+    csz = np.result_type(dtype, np.complex64).itemsize
+    G = layer.groups
+    ci, co = layer.in_channels // G, layer.out_channels // G
+    wsz = max(layer.weight.dtype.itemsize, isz)
+    spectra = G * co * ci * (F * csz + L * wsz + 2 * F * 2 * wsz)  # kept + while computing
+    tiles = t.chunk * math.prod(t.tiles[1:])
+    per_worker = B * G * (ci + co) * tiles * (L * isz + F * csz)
+    # x2: the pooled FFT plans keep the previous call's tile buffers alive (they reference
+    # the arrays they last ran on) while the next call allocates its own
+    return spectra + 2 * min(workers, t.n_chunks) * per_worker
+
+
+def _plan_chunk(chunker, budget):
+    """The longest chunk (outputs along the axis) whose working memory fits ``budget``."""
+    src, layer = chunker.src, chunker.layer
+    B = src.shape[0] if chunker.batched else 1
+    other_in = math.prod(src.shape[chunker.axis + 1 :])
+    other_out = math.prod(chunker.out_shape[chunker.axis + 1 :])
+    read = B * layer.in_channels * other_in * np.dtype(src.dtype).itemsize
+    isz = chunker.dtype.itemsize
+    out = B * layer.out_channels * other_out * isz
+
+    def need(m):
+        n_in = (m - 1) * chunker.stride + chunker.span
+        # the chunk as read, a copy if it holds NaNs or sits at an edge, the output
+        return 2 * n_in * read + m * out + _engine_bytes(chunker, m)
+
+    hi = chunker.n_out
+    floor = max(1, min(chunker.n_out, chunker.span))
+    if need(hi) <= budget:
+        return hi, need(hi)
+    lo = hi
+    while lo > floor and need(lo) > budget:
+        hi, lo = lo, max(floor, lo // 2)
+    if need(lo) > budget:
+        raise ValueError(
+            f"memory_budget={budget} bytes is too small for this layer: one chunk of {lo} "
+            f"output samples needs about {need(lo)} bytes."
+        )
+    while hi - lo > max(1, lo // 16):  # refine between the last fit and the first miss
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if need(mid) <= budget else (lo, mid)
+    return lo, need(lo)
+
+
+# ------------------------------------------------------------------------------ progress
+@contextlib.contextmanager
+def _progress_bar(total, progress, desc):
+    """Yield an ``update(n)`` callable: a tqdm bar, or nothing when progress is off.
+
+    ``progress=None`` shows a bar only on a terminal and only if tqdm is installed.
+    """
+    if progress is None:
+        progress = sys.stderr is not None and sys.stderr.isatty() and has_module("tqdm")
+    if not progress:
+        yield lambda n: None
+        return
+    tqdm = soft_import("tqdm", "progress", purpose="progress bars")
+    with tqdm.tqdm(total=total, unit="sample", unit_scale=True, desc=desc, leave=False) as bar:
+        yield bar.update
+
+
+# ---------------------------------------------------------------------------------- main
+def apply(layer, source, target=None, *, dataset=None, target_dataset="data", picks=None,
+          reject_by_annotation=None, memory_budget=DEFAULT_BUDGET, chunk_size=None,
+          progress=None, overwrite=False, sfreq=None, ch_names=None):
+    """Apply a conv layer to a recording chunk by chunk, with bounded memory.
+
+    The result equals ``layer(source[...])`` computed in memory (PyTorch conv semantics, the
+    layer's padding, stride, dilation, groups and padding mode), but only one chunk along the
+    first spatial axis (time, for 1-D layers) and its kernel halo are in memory at a time.
+
+    Parameters
+    ----------
+    layer : SpectralConv
+    source : path-like, np.memmap, h5py.Dataset, mne.io.Raw or array-like
+        ``(C_in, *spatial)`` or ``(B, C_in, *spatial)``. Paths: ``.npy`` (memory-mapped),
+        HDF5 (see ``dataset``), or any file :func:`mne.io.read_raw` reads (``preload=False``).
+        A Raw gives ``(n_channels, n_times)`` in SI units (see ``picks``).
+    target : path-like, np.memmap, h5py.Dataset, ndarray or None
+        ``.npy``, ``.h5``/``.hdf5`` (dataset ``target_dataset``) or ``.fif`` file, written to a
+        temporary file and renamed when complete (an error or KeyboardInterrupt leaves no
+        file, and an existing file is replaced only with ``overwrite=True``); or an array of
+        :func:`output_shape`, written in place (not atomic); or None: return an ndarray.
+    dataset : str, optional
+        Dataset of an HDF5 ``source`` file (default: its only dataset).
+    target_dataset : str
+        Dataset name in an HDF5 ``target`` file.
+    picks, reject_by_annotation : optional
+        For MNE sources: channels as :meth:`mne.io.Raw.get_data` takes them (default all), and
+        None or ``"NaN"`` (bad segments become NaN, which the layer keeps local).
+    memory_budget : int
+        Bytes for the working set: chunk buffers, kernel spectra, transform tiles. The chunk
+        length is the longest that fits. Default 256 MiB.
+    chunk_size : int, optional
+        Output samples per chunk along the first spatial axis, instead of the longest that
+        fits ``memory_budget``.
+    progress : bool, optional
+        Show a tqdm progress bar (extra ``progress``). Default: when stderr is a terminal.
+    overwrite : bool
+        Replace an existing ``target`` file.
+    sfreq, ch_names : optional
+        Sampling rate and channel names of a ``.fif`` target (taken from a Raw source when
+        the channels map one to one, and sfreq divided by the stride).
+
+    Returns
+    -------
+    Path, the target array, or ndarray
+        The target file's path, the array written, or the result (``target=None``).
+
+    Raises
+    ------
+    ValueError
+        Shapes that do not fit the layer, a target equal to the source file, a budget too small
+        for one chunk.
+    FileExistsError
+        ``target`` exists and ``overwrite`` is False.
+
+    See Also
+    --------
+    output_shape : the shape of the result, to create an output array yourself.
+    specconv.stream.StreamingConv : for live signals with a latency of one block.
+    specconv.dask.conv_dask : the same chunking as a lazy dask array, for a cluster.
+
+    Notes
+    -----
+    Memory: ``memory_budget`` covers what specconv allocates. Pages of a memory-mapped input
+    or output count as resident memory too while mapped; they are released after every chunk
+    (``madvise(MADV_DONTNEED)`` on shared mappings), and ``.npy`` targets are written with
+    positioned writes instead of a mapping. Add the interpreter and libraries (about 100 MB).
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> import numpy as np
+    >>> from specconv import SpectralConv
+    >>> from specconv.outofcore import apply
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> x = np.lib.format.open_memmap(folder / "eeg.npy", mode="w+", dtype=np.float32,
+    ...                               shape=(8, 100_000))
+    >>> x[:] = np.random.default_rng(0).standard_normal(x.shape)
+    >>> layer = SpectralConv(np.ones((8, 8, 51), np.float32) / 400, padding="same")
+    >>> out = apply(layer, folder / "eeg.npy", folder / "filtered.npy",
+    ...             memory_budget=8 * 2**20, progress=False)
+    >>> y = np.load(out, mmap_mode="r")
+    >>> y.shape, y.dtype
+    ((8, 100000), dtype('float32'))
+    >>> bool(np.allclose(y, layer(np.asarray(x)), atol=1e-5))
+    True
+    """
+    layer = _check_layer(layer)
+    if not isinstance(memory_budget, numbers.Integral) or isinstance(memory_budget, bool):
+        raise TypeError(f"memory_budget must be an int number of bytes, got {memory_budget!r}.")
+    if memory_budget <= 0:
+        raise ValueError(f"memory_budget must be positive, got {memory_budget}.")
+    if chunk_size is not None:
+        if not isinstance(chunk_size, numbers.Integral) or isinstance(chunk_size, bool):
+            raise TypeError(f"chunk_size must be a positive int or None, got {chunk_size!r}.")
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}.")
+    with contextlib.ExitStack() as stack:
+        src, src_path = _open_source(source, dataset, picks, reject_by_annotation, stack)
+        chunker = _Chunker(layer, src, int(memory_budget), chunk_size)
+        logger.info(
+            "out-of-core: %s -> %s in %d chunk(s) of %d samples (about %.0f MB working set)",
+            src.name, chunker.out_shape, -(-chunker.n_out // chunker.chunk), chunker.chunk,
+            chunker.estimate / 2**20,
+        )
+        if target is None:
+            result = np.empty(chunker.out_shape, chunker.dtype)
+            _run(chunker, _ArrayWriter(result, chunker.axis), progress)
+            return result
+        if not isinstance(target, (str, os.PathLike)):
+            if tuple(target.shape) != chunker.out_shape:
+                raise ValueError(
+                    f"target has shape {tuple(target.shape)} but the output has shape "
+                    f"{chunker.out_shape} (see output_shape)."
+                )
+            writer = _ArrayWriter(target, chunker.axis)
+            try:
+                _run(chunker, writer, progress)
+            finally:
+                writer.close()
+            return target
+        target = Path(target)
+        if _same_file(target, src_path):
+            raise ValueError(
+                f"Refusing to write over the input file {str(src_path)!r}: choose another "
+                "target (specconv never modifies its input)."
+            )
+        name = target.name.lower()
+        if name.endswith(".npy"):
+            with _atomic_path(target, overwrite) as tmp:
+                writer = _NpyWriter(tmp, chunker.out_shape, chunker.dtype, chunker.axis)
+                try:
+                    _run(chunker, writer, progress)
+                finally:
+                    writer.close()
+        elif name.endswith(_H5_SUFFIXES):
+            h5py = soft_import("h5py", "mri", purpose="writing HDF5 files")
+            with _atomic_path(target, overwrite) as tmp, h5py.File(tmp, "w") as f:
+                dset = f.create_dataset(target_dataset, shape=chunker.out_shape,
+                                        dtype=chunker.dtype)
+                _run(chunker, _ArrayWriter(dset, chunker.axis), progress)
+        elif name.endswith(_FIF_SUFFIXES):
+            with _atomic_path(target, overwrite) as tmp:
+                _write_fif(chunker, tmp, progress, sfreq, ch_names)
+        else:
+            raise ValueError(
+                f"Cannot choose an output format for {str(target)!r}: use a .npy, "
+                f"{', '.join(_H5_SUFFIXES)} or .fif file name, or pass an array."
+            )
+        return target
+
+
+def _run(chunker, writer, progress):
+    with _progress_bar(chunker.n_out, progress, "specconv") as update:
+        for m0 in range(0, chunker.n_out, chunker.chunk):
+            y = chunker.compute(m0)
+            writer.write(m0, y)
+            update(y.shape[chunker.axis])
+            del y  # before the next chunk is computed
+
+
+# ---------------------------------------------------------------------------------- FIF
+def _write_fif(chunker, path, progress, sfreq, ch_names):
+    mne = soft_import("mne", "eeg", purpose="writing FIF files")
+    layer, src = chunker.layer, chunker.src
+    if chunker.batched or layer.ndim != 1:
+        raise ValueError(
+            f"A FIF target needs a (C, n_times) time series and a 1-D layer, got input shape "
+            f"{src.shape} and a {layer.ndim}-D layer."
+        )
+    if chunker.dtype.kind == "c":
+        raise ValueError("A FIF target needs real data; the result is complex.")
+    C_out, n_out = chunker.out_shape
+    raw = src.raw if isinstance(src, _RawSource) else None
+    aligned = raw is not None and chunker.stride == 1 and n_out == chunker.n_in
+    if sfreq is None:
+        if raw is None:
+            raise ValueError("sfreq is required to write a FIF file from a non-MNE source.")
+        sfreq = raw.info["sfreq"] / chunker.stride
+    if ch_names is None and raw is not None and C_out == len(src.picks):
+        info = mne.pick_info(raw.info, src.picks)
+        with info._unlock():
+            info["sfreq"] = float(sfreq)
+        for ch in info["chs"]:  # the lazy raw below hands over physical values
+            ch["cal"], ch["range"] = 1.0, 1.0
+    else:
+        names = list(ch_names) if ch_names is not None else [f"ch{i:03d}" for i in range(C_out)]
+        if len(names) != C_out:
+            raise ValueError(f"ch_names has {len(names)} names for {C_out} output channels.")
+        info = mne.create_info(names, float(sfreq), "misc")
+        if raw is not None:
+            info.set_meas_date(raw.info["meas_date"])
+    first = raw.first_samp if aligned else 0
+    lazy = _lazy_raw(mne, info, n_out, first, chunker)
+    if aligned and len(raw.annotations):
+        annot = raw.annotations
+        if annot.orig_time is None:  # onsets then count from the first sample: re-base them
+            annot = mne.Annotations(annot.onset - raw.first_time, annot.duration,
+                                    annot.description, ch_names=annot.ch_names)
+        lazy.set_annotations(annot)
+    fmt = "double" if chunker.dtype == np.float64 else "single"
+    with _progress_bar(n_out, progress, "specconv") as update:
+        lazy._raw_extras[0]["cache"].update = update
+        # MNE rounds the buffer up: ask for a hair less than one chunk to get exactly one
+        lazy.save(path, fmt=fmt, buffer_size_sec=(chunker.chunk - 0.5) / float(sfreq),
+                  overwrite=True, verbose="error")
+
+
+class _ChunkCache:
+    """The chunker's outputs for MNE's buffer requests, keeping the newest chunk.
+
+    MNE's buffers may straddle two chunks; keeping one chunk computes each chunk once.
+    """
+
+    def __init__(self, chunker, first_samp):
+        self.chunker, self.first_samp = chunker, first_samp
+        self.update = None
+        self._m0, self._y = None, None
+
+    def _chunk(self, m0):
+        if self._m0 != m0:
+            self._m0, self._y = None, None
+            self._y = self.chunker.compute(m0)
+            self._m0 = m0
+        return self._y
+
+    def get(self, start, stop):
+        """Output samples ``start .. stop - 1`` (in MNE's sample numbering)."""
+        start, stop = start - self.first_samp, stop - self.first_samp
+        size = self.chunker.chunk
+        pieces, m = [], start
+        while m < stop:
+            m0 = m // size * size
+            y = self._chunk(m0)
+            pieces.append(y[:, m - m0 : min(stop - m0, y.shape[1])])
+            m = m0 + y.shape[1]
+        if self.update is not None:
+            self.update(stop - start)
+        return np.concatenate(pieces, axis=1) if len(pieces) > 1 else pieces[0]
+
+
+def _lazy_raw(mne, info, n_times, first_samp, chunker):
+    """A Raw whose samples are computed by the chunker when MNE asks for them."""
+
+    class _ConvRaw(mne.io.BaseRaw):
+        def __init__(self):
+            cache = _ChunkCache(chunker, first_samp)
+            super().__init__(info, preload=False, first_samps=(first_samp,),
+                             last_samps=(first_samp + n_times - 1,), filenames=(None,),
+                             raw_extras=[{"cache": cache}], orig_format="double",
+                             verbose="error")
+
+        def _read_segment_file(self, data, idx, fi, start, stop, cals, mult):
+            # MNE calls this through a proxy that exposes only _raw_extras and filenames
+            one = self._raw_extras[fi]["cache"].get(start, stop)
+            if mult is not None:
+                data[:] = mult @ one[idx]
+            else:
+                data[:] = one[idx] * cals
+
+    return _ConvRaw()
