@@ -1,0 +1,116 @@
+"""The tutorials run: every ``tutorials/NN_*.py`` jupytext script is executed as a notebook.
+
+Each percent script is converted with jupytext, executed with nbclient on a kernel of this
+interpreter (in a temporary working directory, so the WAV/FIF/NPY files a tutorial writes land
+there) and must finish within the per-notebook budget of 90 s. Figures are rendered headless
+by the inline backend (Agg underneath) so that the test can count them: every tutorial shows at
+least one, and prints no warning.
+The tutorials' own ``assert`` cells are their claims; a failing one fails the test with the
+cell's traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import specconv
+
+jupytext = pytest.importorskip("jupytext")
+nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+
+TUTORIALS = Path(__file__).resolve().parents[1] / "tutorials"
+NOTEBOOKS = sorted(TUTORIALS.glob("[0-9][0-9]_*.py"))
+BUDGET = 90.0  # seconds per notebook, the CI budget of the tutorials issue
+#: notebooks that take more than 20 s here (marked slow; CI runs them too)
+SLOW = set()
+KERNEL = "specconv-tutorials"
+
+pytestmark = [
+    # jupyter_client / zmq / traitlets warn about their own internals under pytest
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore::PendingDeprecationWarning"),
+    pytest.mark.filterwarnings("ignore::RuntimeWarning:zmq.*"),
+    pytest.mark.filterwarnings("ignore::ResourceWarning"),
+]
+
+
+def test_the_tutorials_are_there():
+    numbers = [p.name[:2] for p in NOTEBOOKS]
+    assert numbers == [f"{i:02d}" for i in range(1, len(NOTEBOOKS) + 1)]
+    assert len(NOTEBOOKS) == 7
+    readme = (TUTORIALS / "README.md").read_text(encoding="utf-8")
+    for p in NOTEBOOKS:  # the README links every notebook, in order
+        assert p.name in readme, p.name
+
+
+@pytest.fixture(scope="module")
+def kernel_name(tmp_path_factory):
+    """A kernel spec that runs this interpreter and imports the specconv under test."""
+    root = tmp_path_factory.mktemp("jupyter")
+    spec = root / "kernels" / KERNEL
+    spec.mkdir(parents=True)
+    spec.joinpath("kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "specconv tutorials",
+        "language": "python",
+    }))
+    old = {k: os.environ.get(k) for k in ("JUPYTER_PATH", "PYTHONPATH", "MPLBACKEND")}
+    package_root = str(Path(specconv.__file__).resolve().parents[1])
+    os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(root), old["JUPYTER_PATH"]]))
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, old["PYTHONPATH"]]))
+    # headless; unlike plain "Agg" it hands the figures to the notebook as PNG outputs
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+    yield KERNEL
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def _marks(path):
+    return [pytest.mark.slow] if path.stem in SLOW else []
+
+
+@pytest.mark.parametrize(
+    "path", [pytest.param(p, id=p.stem, marks=_marks(p)) for p in NOTEBOOKS]
+)
+def test_tutorial_runs(path, kernel_name, tmp_path):
+    nb = jupytext.read(path)
+    nb.metadata["kernelspec"] = {"name": kernel_name, "display_name": kernel_name,
+                                 "language": "python"}
+    start = time.monotonic()
+
+    def remaining(cell):
+        # one budget for the whole notebook, not per cell
+        return max(1, int(BUDGET - (time.monotonic() - start)))
+
+    client = nbclient.NotebookClient(
+        nb, kernel_name=kernel_name, timeout_func=remaining, allow_errors=False,
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
+    client.execute()
+    elapsed = time.monotonic() - start
+    print(f"{path.name}: {elapsed:.1f} s")
+    stderr = [
+        out.get("text", "")
+        for cell in nb.cells if cell.cell_type == "code"
+        for out in cell.get("outputs", [])
+        if out.get("output_type") == "stream" and out.get("name") == "stderr"
+    ]
+    warnings = [s for s in stderr if "Warning" in s]
+    assert not warnings, f"{path.name} printed warnings:\n" + "\n".join(warnings)
+    n_figures = sum(
+        1
+        for cell in nb.cells if cell.cell_type == "code"
+        for out in cell.get("outputs", [])
+        if "image/png" in out.get("data", {})
+    )
+    assert n_figures >= 1, f"{path.name} shows no figure"
