@@ -120,6 +120,10 @@ def as_pads(name, value, ndim):
     if isinstance(value, Sequence) and not isinstance(value, str) and len(value) == ndim and all(
         isinstance(v, Sequence) and not isinstance(v, str) for v in value
     ):
-        pairs = tuple(as_tuple(name, tuple(v), 2, minimum=0) for v in value)
-        return pairs
+        if any(len(v) != 2 for v in value):
+            raise ValueError(
+                f"{name} given as pairs needs one (before, after) pair of ints per spatial "
+                f"dimension, got {value!r}."
+            )
+        return tuple(as_tuple(name, tuple(v), 2, minimum=0) for v in value)
     return tuple((p, p) for p in as_tuple(name, value, ndim, minimum=0))

@@ -464,8 +464,6 @@ def _blas_lines():
 
 
 def _cmd_sys_info(args):
-    import pyfftw
-
     from . import fft
 
     rows = [
@@ -477,7 +475,7 @@ def _cmd_sys_info(args):
         ("specconv", __version__),
         ("numpy", np.__version__),
         ("scipy", _version("scipy")),
-        ("pyfftw", f"{pyfftw.__version__} (FFTW {getattr(pyfftw, 'fftw_version', '?')})"),
+        ("pyfftw", fft.fftw_version()),
         ("FFTW threads", str(fft.get_num_threads())),
         ("FFTW planning", f"time limit {fft._planning_timelimit():g} s per plan, wisdom "
                           f"{fft._wisdom_path()}"),

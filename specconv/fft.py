@@ -205,6 +205,12 @@ def _cache_dir():
     return Path(base) / "specconv"
 
 
+def fftw_version():
+    """Versions of pyFFTW and the FFTW library it wraps, e.g. ``"pyFFTW 0.15.1, FFTW 3.3.10"``."""
+    pyfftw = _fftw()
+    return f"pyFFTW {pyfftw.__version__}, FFTW {getattr(pyfftw, 'fftw_version', '?')}"
+
+
 def _wisdom_origin():
     # Wisdom is only valid for the FFTW build and CPU that measured it.
     return (_fftw().fftw_version, platform.machine(), platform.node())

@@ -382,6 +382,7 @@ class SpectralConvTranspose(_Layer):
         if output_size is not None:
             output_size = as_tuple("output_size", tuple(output_size)[-d:], d)
             extra = tuple(o - b for o, b in zip(output_size, base))
+            # the range of output_padding: PyTorch's output_size stops at stride − 1
             if any(e < 0 or e >= max(s, dl) for e, s, dl in zip(extra, self.stride, self.dilation)):
                 raise ValueError(
                     f"output_size {output_size} is not reachable: with this input the "

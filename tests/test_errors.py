@@ -269,8 +269,6 @@ def test_set_num_threads_value_error(n):
         specconv.set_num_threads(n)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (message): a (before, after) pair of the wrong "
-                   "length is reported as 'a tuple of 2 ints (one per spatial dimension)'")
 def test_padding_pair_of_wrong_length_names_before_after():
     with pytest.raises(ValueError, match=r"\(before, after\)"):
         conv(X, W, padding=((1, 2, 3),))
