@@ -6,7 +6,8 @@ lock-protected pool (no background threads); wisdom is loaded from and saved to 
 directory, so a shape planned once is planned instantly in the next session.
 
 Planning never takes the user's time unbounded: every plan is measured (``FFTW_MEASURE``) under
-a time limit, after which FFTW keeps the best plan found so far.
+a time limit, after which FFTW keeps the best plan found so far; small transforms, where
+measuring cannot pay off, are planned by FFTW's estimate at once.
 
 Environment variables
 ---------------------
@@ -47,6 +48,9 @@ __all__ = [
 logger = logging.getLogger("specconv")
 
 _MAX_FREE_PLANS = 128
+
+#: Transforms over fewer elements than this are planned with FFTW_ESTIMATE.
+MEASURE_FROM = 2**15
 
 
 def _fftw():
@@ -342,13 +346,15 @@ class _PlanPool:
     def _build(inp, out, axes, direction, threads):
         global _wisdom_dirty
         _ensure_wisdom()
+        # Small transforms take microseconds: measuring them (tens of ms) cannot pay off.
+        small = max(inp.size, out.size) < MEASURE_FROM
         # FFTW_MEASURE overwrites the arrays it plans on: plan on scratch copies.
         plan = _fftw().FFTW(
             _scratch_like(inp),
             _scratch_like(out),
             axes=axes,
             direction=direction,
-            flags=("FFTW_MEASURE",),
+            flags=("FFTW_ESTIMATE" if small else "FFTW_MEASURE",),
             threads=threads,
             planning_timelimit=_planning_timelimit(),
         )
