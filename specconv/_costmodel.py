@@ -8,7 +8,8 @@ direct
     ``taps × (copy of the shifted input + per-tap channel matmul)``:
     ``K · B · P · (C_in · t_copy + C_out · C_in/G · t_mac)``, P = output samples.
 fft (overlap-save with tile shape L, T tiles, F frequencies per tile)
-    ``T · B · (C_in + C_out) · (t_fft · L log2 L + t_copy · L)``  transforms and tile copies
+    ``T · B · (C_in · t(L) + C_out · t(L / stride))``                transforms and tile copies,
+    ``t(n) = t_fft · n log2 n + t_copy · n`` (a stride folds the inverse transform)
     ``+ T · B · G · (C_out/G) · (C_in/G) · F · t_cmac``              per-frequency product
     ``+ G · (C_out/G) · (C_in/G) · t_fft · L log2 L``                kernel spectra (once)
     ``+ chunks · t_chunk``                                           per-chunk overhead
@@ -76,6 +77,8 @@ def _is_tile_length(n):
 def _axis_candidates(span, stride, padded, ndim):
     lo = span + stride - 1
     lengths = [n for n in fft.fast_lengths(lo, 2 * max(padded, lo)) if _is_tile_length(n)]
+    # multiples of the stride let the engine fold the spectrum (a smaller inverse transform)
+    lengths = [n for n in lengths if n % stride == 0] or lengths
     whole = next(n for n in lengths if n >= padded)
     lengths = [n for n in lengths if n <= whole]
     count = CANDIDATES_PER_AXIS.get(ndim, 6)
@@ -113,13 +116,18 @@ def fft_cost(geom, fft_shape, spectra_cached=False):
     if min(steps) < 1:
         return math.inf
     T = math.prod(-(-n // st) for n, st in zip(geom.out_shape, steps))
-    transform = T_FFT * cx * L * math.log2(max(L, 2)) + T_COPY * L
+    L_out = math.prod(n // s if n % s == 0 else n for n, s in zip(fft_shape, geom.stride))
+
+    def transform(n):
+        return T_FFT * cx * n * math.log2(max(n, 2)) + T_COPY * n
+
     t_cmac = T_CMAC_MATMUL if uses_matmul(geom) else T_CMAC_ELEMENTWISE
     seconds = T * geom.batch * (
-        (geom.in_channels + geom.out_channels) * transform + G * co * ci * F * t_cmac
+        geom.in_channels * transform(L) + geom.out_channels * transform(L_out)
+        + G * co * ci * F * t_cmac
     )
     if not spectra_cached:
-        seconds += G * co * ci * transform
+        seconds += G * co * ci * transform(L)
     return seconds + T * T_CHUNK / 8
 
 

@@ -133,8 +133,11 @@ def kernel_spectra(weight, geom, tiling, dtype):
     eff = np.zeros(weight.shape[:2] + tuple(L), dtype=np.result_type(weight.dtype, dtype))
     taps = tuple(slice(None, (k - 1) * dl + 1, dl) for k, dl in zip(geom.kernel, geom.dilation))
     eff[(Ellipsis,) + taps] = weight[(Ellipsis,) + (slice(None, None, -1),) * d]
-    # computed once per layer and tile shape: pocketfft needs no planning for it
+    # shifted so that the valid outputs of a tile start at its first sample: subsampling by
+    # the stride then starts in phase, which spectral folding needs
     axes = tuple(range(2, 2 + d))
+    eff = np.roll(eff, tuple(1 - e for e in geom.span), axis=axes)
+    # computed once per layer and tile shape: pocketfft needs no planning for it
     transform = scipy.fft.fftn if geom.is_complex else scipy.fft.rfftn
     spec = transform(eff, axes=axes, workers=fft.get_num_threads()).astype(cdtype, copy=False)
     spec *= 1.0 / math.prod(L)
@@ -162,10 +165,18 @@ class _ChunkWorker:
             threads = 1
         self.geom, self.tiling, self.threads = geom, tiling, threads
         self.axes = tuple(range(3 + d, 3 + 2 * d))
+        self.folded = folded_axes(geom, tiling)
+        out_len = tuple(
+            n // s if f else n for n, s, f in zip(tiling.fft_shape, geom.stride, self.folded)
+        )
         self.xin = fft.aligned_empty((B, G, ci) + tiles + tiling.fft_shape, dtype)
-        self.yout = fft.aligned_empty((B, G, co) + tiles + tiling.fft_shape, dtype)
+        self.yout = fft.aligned_empty((B, G, co) + tiles + out_len, dtype)
         self.xspec = fft.aligned_empty((B, G, ci) + tiles + freq, cdtype)
         self.yspec = fft.aligned_empty((B, G, co) + tiles + freq, cdtype)
+        self.zspec = self.yspec
+        if any(self.folded):
+            zfreq = spectral_shape(out_len, geom.is_complex)
+            self.zspec = fft.aligned_empty((B, G, co) + tiles + zfreq, cdtype)
         n_tiles, n_freq = math.prod(tiles), math.prod(freq)
         # flat views: (B, G, C, tiles, F)
         self.xflat = self.xspec.reshape(B, G, ci, n_tiles, n_freq)
@@ -183,10 +194,15 @@ class _ChunkWorker:
             self._matmul(spectra)
         else:
             self._elementwise(spectra)
-        fft.execute(self.yspec, self.yout, self.axes, inverse=True, threads=self.threads)
+        if any(self.folded):
+            np.copyto(self.zspec, _fold(self.yspec, geom, tiling, self.folded))
+        fft.execute(self.zspec, self.yout, self.axes, inverse=True, threads=self.threads)
         valid = self.yout[
             (Ellipsis,)
-            + tuple(slice(e - 1, e - 1 + st, s) for e, st, s in zip(geom.span, tiling.step, geom.stride))
+            + tuple(
+                slice(0, st // s) if f else slice(0, st, s)
+                for st, s, f in zip(tiling.step, geom.stride, self.folded)
+            )
         ]
         _scatter(valid, out, t0, geom, tiling)
 
@@ -216,6 +232,46 @@ class _ChunkWorker:
             for i in range(1, ci):
                 np.multiply(h[:, :, :, i], x[:, :, i : i + 1], out=tmp)
                 y += tmp
+
+
+def folded_axes(geom, tiling):
+    """Axes whose stride is applied by folding the spectrum (the tile length is a multiple).
+
+    Subsampling ``y[::s]`` of a length-L signal is, in frequency, the sum of the s
+    length-L/s pieces of its spectrum: the inverse transform becomes s times smaller.
+    """
+    return tuple(s > 1 and n % s == 0 for n, s in zip(tiling.fft_shape, geom.stride))
+
+
+def _fold(spec, geom, tiling, folded):
+    """Fold the spectra ``(B, G, C, *tiles, *freq)`` along the ``folded`` axes."""
+    d = geom.ndim
+    half_last = not geom.is_complex
+    for a in range(d):
+        if folded[a] and not (half_last and a == d - 1):
+            ax = 3 + d + a
+            s = geom.stride[a]
+            shape = spec.shape[:ax] + (s, spec.shape[ax] // s) + spec.shape[ax + 1 :]
+            spec = spec.reshape(shape).sum(axis=ax)
+    if half_last and folded[-1]:
+        # Only the non-negative half of the last axis is stored: the pieces that fall in the
+        # negative half are the conjugates of their mirror images (all other axes negated).
+        L, s = tiling.fft_shape[-1], geom.stride[-1]
+        M, half = L // s, L // 2
+        mirror = spec
+        for ax in range(3 + d, 2 + 2 * d):
+            mirror = np.roll(np.flip(mirror, axis=ax), 1, axis=ax)
+        folded_spec = np.zeros(spec.shape[:-1] + (M // 2 + 1,), spec.dtype)
+        for j in range(s):  # piece j covers frequencies j·M .. j·M + M//2
+            lo, hi = j * M, j * M + M // 2
+            if lo <= half:
+                top = min(hi, half)
+                folded_spec[..., : top - lo + 1] += spec[..., lo : top + 1]
+            if hi > half:
+                first = max(lo, half + 1)
+                folded_spec[..., first - lo :] += mirror[..., L - hi : L - first + 1][..., ::-1].conj()
+        spec = folded_spec
+    return spec
 
 
 def _gather(x, pads, geom, tiling, t0, xin):
