@@ -207,7 +207,7 @@ def _process_file(path, target, layer, read_options, write_options, overwrite, n
 
 
 def map_files(paths, layer, out_dir, *, client=None, suffix=None, read_options=None,
-              write_options=None, overwrite=False, num_threads=1):
+              write_options=None, overwrite=False, num_threads=None):
     """Run read → conv → write over many recordings, one task per file, on a dask cluster.
 
     Every file is read with :func:`specconv.io.read`, passed through ``layer`` (channel
@@ -231,9 +231,9 @@ def map_files(paths, layer, out_dir, *, client=None, suffix=None, read_options=N
         Keyword arguments for :func:`specconv.io.read` and :func:`specconv.io.write`.
     overwrite : bool
         Replace existing outputs.
-    num_threads : int or None
-        specconv threads inside each task (default 1: the workers already run tasks in
-        parallel). None keeps the workers' default (all their cores).
+    num_threads : int, optional
+        specconv threads inside each task. Default: 1 on a client (its workers already run
+        tasks in parallel), this process's setting without one.
 
     Returns
     -------
@@ -297,11 +297,14 @@ def map_files(paths, layer, out_dir, *, client=None, suffix=None, read_options=N
     if len(set(targets)) != len(targets):
         dup = sorted({t.name for t in targets if targets.count(t) > 1})
         raise ValueError(f"Several inputs would write the same output file(s): {dup}.")
+    if num_threads is None and client is not None:
+        num_threads = 1
     options = dict(read_options=dict(read_options or {}), write_options=dict(write_options or {}),
                    overwrite=overwrite, num_threads=num_threads)
     if client is None:
         return [Path(_process_file(p, t, layer, **options)) for p, t in zip(paths, targets)]
-    [shared] = client.scatter([layer], broadcast=True)
+    # a fresh key per call: a hashed key could still be in release from a previous call
+    [shared] = client.scatter([layer], broadcast=True, hash=False)
     futures = client.map(_process_file, [str(p) for p in paths], [str(t) for t in targets],
                          layer=shared, pure=False, **options)
     try:

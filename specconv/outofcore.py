@@ -24,6 +24,7 @@ import os
 import shutil
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -441,8 +442,11 @@ def _engine_bytes(chunker, m):
     csz = np.result_type(dtype, np.complex64).itemsize
     G = layer.groups
     ci, co = layer.in_channels // G, layer.out_channels // G
-    wsz = max(layer.weight.dtype.itemsize, isz)
-    spectra = G * co * ci * (F * csz + L * wsz + 2 * F * 2 * wsz)  # kept + while computing
+    # while the spectra are computed: the zero-padded kernels, their transform in the
+    # kernels' precision, a cast to the compute precision, the copy in product layout
+    esz = np.result_type(layer.weight.dtype, dtype).itemsize
+    cast = F * csz if 2 * esz != csz else 0
+    spectra = G * co * ci * (L * esz + F * 2 * esz + cast + F * csz)
     tiles = t.chunk * math.prod(t.tiles[1:])
     per_worker = B * G * (ci + co) * tiles * (L * isz + F * csz)
     # x2: the pooled FFT plans keep the previous call's tile buffers alive (they reference
@@ -462,8 +466,9 @@ def _plan_chunk(chunker, budget):
 
     def need(m):
         n_in = (m - 1) * chunker.stride + chunker.span
-        # the chunk as read, a copy if it holds NaNs or sits at an edge, the output
-        return 2 * n_in * read + m * out + _engine_bytes(chunker, m)
+        # the chunk as read, a copy if it holds NaNs or sits at an edge, the output and the
+        # previous one being written
+        return 2 * n_in * read + 2 * m * out + _engine_bytes(chunker, m)
 
     hi = chunker.n_out
     floor = max(1, min(chunker.n_out, chunker.span))
@@ -654,12 +659,20 @@ def apply(layer, source, target=None, *, dataset=None, target_dataset="data", pi
 
 
 def _run(chunker, writer, progress):
-    with _progress_bar(chunker.n_out, progress, "specconv") as update:
+    # one chunk is written in a thread while the next is computed (file writes release the
+    # GIL); at most one write is in flight, so two output chunks exist at a time
+    with _progress_bar(chunker.n_out, progress, "specconv") as update, \
+            ThreadPoolExecutor(1, thread_name_prefix="specconv-write") as pool:
+        pending = None
         for m0 in range(0, chunker.n_out, chunker.chunk):
             y = chunker.compute(m0)
-            writer.write(m0, y)
+            if pending is not None:
+                pending.result()
+            pending = pool.submit(writer.write, m0, y)
             update(y.shape[chunker.axis])
-            del y  # before the next chunk is computed
+            del y
+        if pending is not None:
+            pending.result()
 
 
 # ---------------------------------------------------------------------------------- FIF

@@ -432,6 +432,13 @@ class StreamingConv:
                 self._rings.append(np.zeros((F, G, B, 2 * m, ci), self._cdtype))
             else:
                 self._rings.append(np.zeros((B, G, 2 * m, ci, F), self._cdtype))
+        # plan every transform now: a level's first frame would otherwise stall one block
+        for i, lv in enumerate(self.levels):
+            xin, xspec, yspec, yout, _ = self._buf[i]
+            xin[...] = 0
+            yspec[...] = 0
+            fft.execute(xin, xspec, (2,), threads=self._threads(lv))
+            fft.execute(yspec, yout, (2,), inverse=True, threads=self._threads(lv))
         self._bad = {}
         self._scratch = {}
         self._batch = (B, self._batch_flag)
@@ -594,7 +601,7 @@ class StreamingConv:
         known = L - (f_end - t1)
         self._hist_read(f_end - L, t1, xin[..., :known])
         xin[..., known:] = 0  # samples not yet arrived; causal outputs never read them
-        fft.execute(xin, xspec, (2,), threads=1)
+        fft.execute(xin, xspec, (2,), threads=self._threads(lv))
         B, G, ci, co = xin.shape[0], self.groups, self._ci, self._co
         X = xspec.reshape(B, G, ci, -1)
         head_data = X.transpose(3, 1, 0, 2) if self._mm else X
@@ -603,7 +610,7 @@ class StreamingConv:
         for v in self._voices:
             self._product(0, head_data, v.head, Y)
             Y += v.S
-            fft.execute(yspec, yout, (2,), inverse=True, threads=1)
+            fft.execute(yspec, yout, (2,), inverse=True, threads=self._threads(lv))
             y = yout[..., lo:hi] + self._acc_take(v.acc, t0, t1)
             if v.bias is not None:
                 y += v.bias
