@@ -412,11 +412,13 @@ class _Chunker:
         return x
 
 
-def _engine_bytes(chunker, m):
-    """Bytes the engine needs for a chunk of ``m`` outputs: kernel spectra and tile buffers.
+def _engine_plan(chunker, m):
+    """Bytes and modelled seconds of the engine on a chunk of ``m`` outputs.
 
     Uses the engine's own plan (cost model and tiling), which the layer will pick for this
-    geometry; a public ``plan``/``memory`` hook on the layer would make this unnecessary.
+    geometry: kernel spectra (while they are computed) and tile buffers. The seconds are those
+    of a chunk whose kernel spectra are already cached, as every chunk but the first. A public
+    ``plan``/``memory`` hook on the layer would make this unnecessary.
     """
     from . import _costmodel
     from ._engine import Geometry, spectral_shape
@@ -435,8 +437,9 @@ def _engine_bytes(chunker, m):
     choice = _costmodel.choose(geom, layer.method, dtype.itemsize, workers)
     isz = dtype.itemsize
     if choice.method == "direct":  # a zero-padded copy and the per-tap shifted inputs
-        return 2 * B * layer.in_channels * math.prod(spatial) * isz
+        return 2 * B * layer.in_channels * math.prod(spatial) * isz, choice.seconds
     t = choice.tiling
+    seconds = _costmodel.fft_cost(geom, t.fft_shape, spectra_cached=True)
     L = math.prod(t.fft_shape)
     F = math.prod(spectral_shape(t.fft_shape, geom.is_complex))
     csz = np.result_type(dtype, np.complex64).itemsize
@@ -451,11 +454,21 @@ def _engine_bytes(chunker, m):
     per_worker = B * G * (ci + co) * tiles * (L * isz + F * csz)
     # x2: the pooled FFT plans keep the previous call's tile buffers alive (they reference
     # the arrays they last ran on) while the next call allocates its own
-    return spectra + 2 * min(workers, t.n_chunks) * per_worker
+    return spectra + 2 * min(workers, t.n_chunks) * per_worker, seconds
+
+
+#: Chunk lengths tried between the kernel span and the whole signal (geometrically spaced).
+_CHUNK_CANDIDATES = 40
 
 
 def _plan_chunk(chunker, budget):
-    """The longest chunk (outputs along the axis) whose working memory fits ``budget``."""
+    """The chunk length (outputs along the axis) that fits ``budget`` and runs fastest.
+
+    Candidates are spaced geometrically from the kernel span to the whole signal; among those
+    whose working memory fits, the one with the least modelled time per output sample wins
+    (the engine's tile length grows with the chunk, so longer chunks are usually faster; the
+    memory needed does not grow monotonically with the chunk, hence no bisection).
+    """
     src, layer = chunker.src, chunker.layer
     B = src.shape[0] if chunker.batched else 1
     other_in = math.prod(src.shape[chunker.axis + 1 :])
@@ -464,28 +477,27 @@ def _plan_chunk(chunker, budget):
     isz = chunker.dtype.itemsize
     out = B * layer.out_channels * other_out * isz
 
-    def need(m):
+    def plan(m):
         n_in = (m - 1) * chunker.stride + chunker.span
+        engine, seconds = _engine_plan(chunker, m)
         # the chunk as read, a copy if it holds NaNs or sits at an edge, the output and the
         # previous one being written
-        return 2 * n_in * read + 2 * m * out + _engine_bytes(chunker, m)
+        return 2 * n_in * read + 2 * m * out + engine, seconds / m
 
-    hi = chunker.n_out
-    floor = max(1, min(chunker.n_out, chunker.span))
-    if need(hi) <= budget:
-        return hi, need(hi)
-    lo = hi
-    while lo > floor and need(lo) > budget:
-        hi, lo = lo, max(floor, lo // 2)
-    if need(lo) > budget:
+    n = chunker.n_out
+    floor = max(1, min(n, chunker.span))
+    sizes = np.unique(np.geomspace(floor, n, _CHUNK_CANDIDATES).astype(np.int64))
+    best = None
+    for m in sizes.tolist() + [n]:
+        need, per_sample = plan(m)
+        if need <= budget and (best is None or per_sample <= best[2] * 1.001):
+            best = (m, need, per_sample)
+    if best is None:
         raise ValueError(
-            f"memory_budget={budget} bytes is too small for this layer: one chunk of {lo} "
-            f"output samples needs about {need(lo)} bytes."
+            f"memory_budget={budget} bytes is too small for this layer: one chunk of {floor} "
+            f"output samples needs about {plan(floor)[0]} bytes."
         )
-    while hi - lo > max(1, lo // 16):  # refine between the last fit and the first miss
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if need(mid) <= budget else (lo, mid)
-    return lo, need(lo)
+    return best[0], best[1]
 
 
 # ------------------------------------------------------------------------------ progress
