@@ -188,3 +188,16 @@ def test_map_files_on_a_two_process_local_cluster(tmp_path):
         x = da.from_array(np.random.default_rng(3).standard_normal((3, 40_000)), chunks=(3, 5000))
         assert_close(conv_dask(x, layer).compute(), layer(x.compute()))
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [p.name for p in inputs]
+
+
+def test_importing_the_long_recording_modules_imports_no_optional_dependency():
+    import subprocess
+    import sys
+
+    code = ("import sys, specconv.stream, specconv.outofcore, specconv.dask; "
+            "print(sorted(m for m in ('dask', 'distributed', 'mne', 'h5py', 'tqdm') "
+            "if m in sys.modules))")
+    root = str(Path(specconv.__file__).resolve().parents[1])
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, cwd=root)
+    assert done.stdout.strip() == "[]"
