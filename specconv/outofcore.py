@@ -238,7 +238,7 @@ def _open_source(source, dataset, picks, reject_by_annotation, stack):
     if _is_raw(source):
         files = [Path(f) for f in source.filenames if f]
         return _RawSource(source, picks, reject_by_annotation), (files[0] if files else None)
-    if not (hasattr(source, "shape") and hasattr(source, "dtype") and hasattr(source, "__getitem__")):
+    if not all(hasattr(source, a) for a in ("shape", "dtype", "__getitem__")):
         raise TypeError(
             "source must be a path, an MNE Raw, or an array-like with shape, dtype and "
             f"slicing (np.memmap, h5py.Dataset, ...), got {type(source).__name__}."
@@ -389,7 +389,10 @@ class _Chunker:
         shape = list(self.src.shape)
         shape[axis] = hi - lo
         x = np.zeros(shape, dtype=self.src.dtype)
-        put = lambda i0, i1, v: x.__setitem__((slice(None),) * axis + (slice(i0 - lo, i1 - lo),), v)  # noqa: E731
+
+        def put(i0, i1, values):  # source indices i0 .. i1 - 1 into the padded chunk
+            x[(slice(None),) * axis + (slice(i0 - lo, i1 - lo),)] = values
+
         if b > a:
             put(a, b, self.src.read(axis, a, b))
         mode = self.layer.padding_mode

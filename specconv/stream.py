@@ -283,7 +283,8 @@ class StreamingConv:
                 )
             if natural.kind == "c" and self.dtype.kind != "c":
                 raise TypeError(
-                    f"The layer's weight or bias is complex; dtype must be complex, got {self.dtype}."
+                    f"The layer's weight or bias is complex; dtype must be complex, got "
+                    f"{self.dtype}."
                 )
         self._complex = self.dtype.kind == "c"
         self._cdtype = np.result_type(self.dtype, np.complex64)

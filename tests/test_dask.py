@@ -52,17 +52,11 @@ def dask_cases(draw):
         padding = min(padding, min(n) - 1)
     batch = draw(st.sampled_from([None, 2]))
     shape = ((batch,) if batch else ()) + (G * ci,) + n
-    chunks = tuple((s,) if a < len(shape) - d - 1 else None for a, s in enumerate(shape))
-    chunks = tuple(
-        (draw(st.sampled_from([1, shape[a]])),) if a == 0 and batch else
-        ((shape[a],) if a == len(shape) - d - 1 else random_chunks(draw, shape[a]))
-        for a in range(len(shape))
-    )
-    if batch and chunks[0] == (1,):
-        chunks = ((1,) * batch,) + chunks[1:]
+    chunks = [draw(st.sampled_from([(1, 1), (2,)]))] if batch else []
+    chunks += [random_chunks(draw, m) for m in shape[len(chunks):]]  # channels too
     dtype = draw(st.sampled_from(["float64", "float32", "complex128"]))
     return dict(G=G, ci=ci, co=co, kernel=kernel, dilation=dilation, stride=stride, mode=mode,
-                padding=padding, shape=shape, chunks=chunks, dtype=np.dtype(dtype),
+                padding=padding, shape=shape, chunks=tuple(chunks), dtype=np.dtype(dtype),
                 bias=draw(st.booleans()), seed=draw(st.integers(0, 2**32 - 1)))
 
 
@@ -118,7 +112,7 @@ def test_numpy_input_and_errors():
     layer = SpectralConv(np.ones((1, 2, 3)))
     y = conv_dask(np.ones((2, 10)), layer)
     np.testing.assert_allclose(y.compute(), np.full((1, 8), 6.0))
-    with pytest.raises(ValueError, match=r"x has 3 channels \(axis 0 of shape \(3, 10\)\).*expects 2"):
+    with pytest.raises(ValueError, match=r"x has 3 channels \(axis 0 of shape \(3, 10\)\)"):
         conv_dask(da.ones((3, 10)), layer)
     with pytest.raises(ValueError, match="x must have shape .* got shape"):
         conv_dask(da.ones(10), layer)

@@ -71,7 +71,10 @@ def test_memmap_object_dtypes_and_batches(tmp_path, dtype):
     rng = np.random.default_rng(1)
     shape = (2, 3, 3000)
     x = np.memmap(tmp_path / "x.dat", dtype=dtype, mode="w+", shape=shape)
-    x[:] = (rng.standard_normal(shape) + (1j * rng.standard_normal(shape) if np.dtype(dtype).kind == "c" else 0)).astype(dtype)
+    values = rng.standard_normal(shape)
+    if np.dtype(dtype).kind == "c":
+        values = values + 1j * rng.standard_normal(shape)
+    x[:] = values.astype(dtype)
     layer = SpectralConv(rng.standard_normal((3, 3, 30)).astype(np.float32), padding=5)
     ro = np.memmap(tmp_path / "x.dat", dtype=dtype, mode="r", shape=shape)
     y = apply(layer, ro, chunk_size=700)
