@@ -32,22 +32,15 @@ BUDGET = 90.0  # seconds per notebook, the CI budget of the tutorials issue
 SLOW = set()
 KERNEL = "specconv-tutorials"
 
-pytestmark = [
-    # jupyter_client / zmq / traitlets warn about their own internals under pytest
-    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
-    pytest.mark.filterwarnings("ignore::PendingDeprecationWarning"),
-    pytest.mark.filterwarnings("ignore::RuntimeWarning:zmq.*"),
-    pytest.mark.filterwarnings("ignore::ResourceWarning"),
-]
-
 
 def test_the_tutorials_are_there():
     numbers = [p.name[:2] for p in NOTEBOOKS]
     assert numbers == [f"{i:02d}" for i in range(1, len(NOTEBOOKS) + 1)]
     assert len(NOTEBOOKS) == 7
     readme = (TUTORIALS / "README.md").read_text(encoding="utf-8")
-    for p in NOTEBOOKS:  # the README links every notebook, in order
-        assert p.name in readme, p.name
+    links = [readme.find(f"]({p.name})") for p in NOTEBOOKS]
+    assert -1 not in links, "the README must link every notebook"
+    assert links == sorted(links), "the README must list the notebooks in reading order"
 
 
 @pytest.fixture(scope="module")
@@ -61,18 +54,13 @@ def kernel_name(tmp_path_factory):
         "display_name": "specconv tutorials",
         "language": "python",
     }))
-    old = {k: os.environ.get(k) for k in ("JUPYTER_PATH", "PYTHONPATH", "MPLBACKEND")}
     package_root = str(Path(specconv.__file__).resolve().parents[1])
-    os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(root), old["JUPYTER_PATH"]]))
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, old["PYTHONPATH"]]))
-    # headless; unlike plain "Agg" it hands the figures to the notebook as PNG outputs
-    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
-    yield KERNEL
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with pytest.MonkeyPatch.context() as mp:  # the kernel inherits this environment
+        mp.setenv("JUPYTER_PATH", str(root), prepend=os.pathsep)
+        mp.setenv("PYTHONPATH", package_root, prepend=os.pathsep)
+        # headless; unlike plain "Agg" it hands the figures to the notebook as PNG outputs
+        mp.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+        yield KERNEL
 
 
 def _marks(path):
