@@ -8,7 +8,9 @@ overlap-save tiles so memory stays bounded.
 
 Layers of the package, dependencies pointing down only::
 
-    cli, io/, datasets/, plot             the edge: formats, samples, command line
+    cli, io/, datasets/, apps/, plot      the edge: formats, samples, applications, pictures
+    outofcore, dask, stream, kernels      long signals and the kernel-matrix algebra
+    signal (VectorSignal)                 a C-channel signal with its sampling and metadata
     layers (SpectralConv, ...)            layer objects: validated once, spectra cached
     conv (conv, convolve, ...)            the public functions, two semantic families
     _correlate                            non-finite handling, method choice, spectra cache
@@ -21,6 +23,8 @@ from ._validate import result_dtype
 from .conv import conv, conv_transpose, convolve, correlate
 from .fft import get_num_threads, set_num_threads
 from .layers import SpectralConv, SpectralConvTranspose
+from .signal import VectorSignal
+from .stream import StreamingConv
 
 __version__ = "0.1.0"
 
@@ -31,6 +35,8 @@ __all__ = [
     "correlate",
     "SpectralConv",
     "SpectralConvTranspose",
+    "StreamingConv",
+    "VectorSignal",
     "result_dtype",
     "get_num_threads",
     "set_num_threads",

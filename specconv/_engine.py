@@ -23,6 +23,7 @@ whatever the signal length.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 from concurrent.futures import ThreadPoolExecutor
@@ -103,6 +104,9 @@ def spectral_shape(fft_shape, is_complex):
 #: directly through strides was 3x slower than its natural layout).
 FREQ_BLOCK = 32
 
+#: Kernel spectra are computed in blocks of output channels of about this size.
+SPECTRA_BLOCK_BYTES = 32 * 2**20
+
 #: Below this many samples per chunk, FFTW runs single-threaded (thread start-up dominates).
 SMALL_TRANSFORM = 2**16
 
@@ -129,30 +133,43 @@ def kernel_spectra(weight, geom, tiling, dtype):
     d = geom.ndim
     L = tiling.fft_shape
     cdtype = np.result_type(dtype, np.complex64)
-    # Correlation with w is convolution with the flipped, dilated kernel.
-    eff = np.zeros(weight.shape[:2] + tuple(L), dtype=np.result_type(weight.dtype, dtype))
-    taps = tuple(slice(None, (k - 1) * dl + 1, dl) for k, dl in zip(geom.kernel, geom.dilation))
-    eff[(Ellipsis,) + taps] = weight[(Ellipsis,) + (slice(None, None, -1),) * d]
-    # shifted so that the valid outputs of a tile start at its first sample: subsampling by
-    # the stride then starts in phase, which spectral folding needs
-    axes = tuple(range(2, 2 + d))
-    eff = np.roll(eff, tuple(1 - e for e in geom.span), axis=axes)
-    # computed once per layer and tile shape: pocketfft needs no planning for it
-    transform = scipy.fft.fftn if geom.is_complex else scipy.fft.rfftn
-    spec = transform(eff, axes=axes, workers=fft.get_num_threads()).astype(cdtype, copy=False)
-    spec *= 1.0 / math.prod(L)
     G = geom.groups
     co, ci = geom.out_channels // G, geom.in_channels // G
-    spec = spec.reshape(G, co, ci, -1)
-    if uses_matmul(geom):
-        return np.ascontiguousarray(spec.transpose(3, 0, 2, 1))
-    return spec
+    n_freq = math.prod(spectral_shape(L, geom.is_complex))
+    matmul = uses_matmul(geom)
+    spectra = np.empty((n_freq, G, ci, co) if matmul else (G, co, ci, n_freq), cdtype)
+    # Correlation with w is convolution with the flipped, dilated kernel, placed so that the
+    # valid outputs of a tile start at its first sample (subsampling by the stride then starts
+    # in phase, as spectral folding needs): tap k lands at -k·dilation modulo the tile.
+    at = np.ix_(*[(-np.arange(k) * dl) % n for k, dl, n in zip(geom.kernel, geom.dilation, L)])
+    axes = tuple(range(2, 2 + d))
+    transform = scipy.fft.fftn if geom.is_complex else scipy.fft.rfftn
+    # a few output channels at a time, so the padded kernels never all exist at once
+    rows = max(1, SPECTRA_BLOCK_BYTES // (ci * math.prod(L) * np.dtype(cdtype).itemsize))
+    wg = weight.reshape((G, co) + weight.shape[1:])
+    for g in range(G):
+        for j0 in range(0, co, rows):
+            j1 = min(co, j0 + rows)
+            eff = np.zeros((j1 - j0, ci) + tuple(L), np.result_type(weight.dtype, dtype))
+            eff[(slice(None), slice(None)) + at] = wg[g, j0:j1]
+            # once per layer and tile shape: pocketfft needs no planning for it
+            spec = transform(eff, axes=axes, workers=fft.get_num_threads())
+            spec = spec.reshape(j1 - j0, ci, n_freq) * (1.0 / math.prod(L))
+            if matmul:
+                spectra[:, g, :, j0:j1] = spec.transpose(2, 1, 0)
+            else:
+                spectra[g, j0:j1] = spec
+    return spectra
 
 
 class _ChunkWorker:
-    """Buffers for one chunk of tiles, reused for every chunk a worker thread runs."""
+    """Buffers for one chunk of tiles, reused for every chunk a worker thread runs.
 
-    def __init__(self, geom, tiling, dtype, threads):
+    The buffers are the arrays of two borrowed FFTW plans (forward and inverse), so they are
+    held while the worker lives and return to the plan pool with the plans.
+    """
+
+    def __init__(self, geom, tiling, dtype, threads, plans):
         d = geom.ndim
         G = geom.groups
         ci, co = geom.in_channels // G, geom.out_channels // G
@@ -163,20 +180,25 @@ class _ChunkWorker:
         samples = B * geom.in_channels * math.prod(tiles) * math.prod(tiling.fft_shape)
         if samples < SMALL_TRANSFORM:  # threads cost more than they save on small transforms
             threads = 1
-        self.geom, self.tiling, self.threads = geom, tiling, threads
-        self.axes = tuple(range(3 + d, 3 + 2 * d))
+        self.geom, self.tiling = geom, tiling
         self.folded = folded_axes(geom, tiling)
         out_len = tuple(
             n // s if f else n for n, s, f in zip(tiling.fft_shape, geom.stride, self.folded)
         )
-        self.xin = fft.aligned_empty((B, G, ci) + tiles + tiling.fft_shape, dtype)
-        self.yout = fft.aligned_empty((B, G, co) + tiles + out_len, dtype)
-        self.xspec = fft.aligned_empty((B, G, ci) + tiles + freq, cdtype)
-        self.yspec = fft.aligned_empty((B, G, co) + tiles + freq, cdtype)
-        self.zspec = self.yspec
-        if any(self.folded):
-            zfreq = spectral_shape(out_len, geom.is_complex)
-            self.zspec = fft.aligned_empty((B, G, co) + tiles + zfreq, cdtype)
+        axes = tuple(range(3 + d, 3 + 2 * d))
+        lead_in, lead_out = (B, G, ci) + tiles, (B, G, co) + tiles
+        self.forward = plans.enter_context(fft.borrow(
+            lead_in + tiling.fft_shape, dtype, lead_in + freq, cdtype, axes, threads=threads
+        ))
+        zfreq = spectral_shape(out_len, geom.is_complex)
+        self.inverse = plans.enter_context(fft.borrow(
+            lead_out + zfreq, cdtype, lead_out + out_len, dtype, axes, inverse=True,
+            threads=threads,
+        ))
+        self.xin, self.xspec = self.forward.input_array, self.forward.output_array
+        self.zspec, self.yout = self.inverse.input_array, self.inverse.output_array
+        # without folding, the product writes straight into the inverse transform's input
+        self.yspec = np.empty(lead_out + freq, cdtype) if any(self.folded) else self.zspec
         n_tiles, n_freq = math.prod(tiles), math.prod(freq)
         # flat views: (B, G, C, tiles, F)
         self.xflat = self.xspec.reshape(B, G, ci, n_tiles, n_freq)
@@ -189,14 +211,14 @@ class _ChunkWorker:
     def run(self, x, pads, spectra, out, t0):
         geom, tiling = self.geom, self.tiling
         _gather(x, pads, geom, tiling, t0, self.xin)
-        fft.execute(self.xin, self.xspec, self.axes, threads=self.threads)
+        self.forward.execute()
         if uses_matmul(geom):
             self._matmul(spectra)
         else:
             self._elementwise(spectra)
         if any(self.folded):
             np.copyto(self.zspec, _fold(self.yspec, geom, tiling, self.folded))
-        fft.execute(self.zspec, self.yout, self.axes, inverse=True, threads=self.threads)
+        self.inverse.execute()
         valid = self.yout[
             (Ellipsis,)
             + tuple(
@@ -360,14 +382,14 @@ def correlate_fft(x, pads, spectra, geom, tiling, dtype, workers):
     n_workers = min(workers, len(starts))
     # few chunks: let FFTW use the threads inside each transform instead
     threads = max(1, workers // n_workers)
-    pool = [_ChunkWorker(geom, tiling, dtype, threads) for _ in range(n_workers)]
 
     def run_share(k):
         for t0 in starts[k::n_workers]:
             pool[k].run(x, pads, spectra, out, t0)
 
     # the per-frequency matmuls are small: single-threaded BLAS, parallel chunks (see _blas)
-    with _blas.limit(1):
+    with contextlib.ExitStack() as plans, _blas.limit(1):
+        pool = [_ChunkWorker(geom, tiling, dtype, threads, plans) for _ in range(n_workers)]
         if n_workers == 1:
             run_share(0)
         else:

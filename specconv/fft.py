@@ -48,6 +48,7 @@ __all__ = [
 logger = logging.getLogger("specconv")
 
 _MAX_FREE_PLANS = 128
+_MAX_FREE_BYTES = 256 * 2**20
 
 #: Transforms over fewer elements than this are planned with FFTW_ESTIMATE.
 MEASURE_FROM = 2**15
@@ -288,70 +289,64 @@ def _planning_timelimit():
         return 0.25
 
 
-def aligned_empty(shape, dtype, order_axes=None):
-    """An uninitialised SIMD-aligned array.
-
-    ``order_axes`` gives the memory order of the axes (slowest first); the array is then a
-    transposed view of a contiguous buffer, which lets FFTW write spectra directly in the
-    layout the per-frequency product wants.
-    """
-    if order_axes is None:
-        return _fftw().empty_aligned(shape, dtype=dtype)
-    base = _fftw().empty_aligned(tuple(shape[a] for a in order_axes), dtype=dtype)
-    return base.transpose(np.argsort(order_axes))
-
-
-def _scratch_like(arr):
-    """An aligned array with the shape, dtype and exact strides of ``arr`` (for planning)."""
-    extent = sum((n - 1) * st for n, st in zip(arr.shape, arr.strides)) + arr.itemsize
-    base = _fftw().empty_aligned(extent // arr.itemsize, dtype=arr.dtype)
-    return np.lib.stride_tricks.as_strided(base, arr.shape, arr.strides)
+def aligned_empty(shape, dtype):
+    """An uninitialised SIMD-aligned array (what plans execute on)."""
+    return _fftw().empty_aligned(shape, dtype=dtype)
 
 
 class _PlanPool:
-    """Plans by key; each plan is lent to one caller at a time, so callers never share state."""
+    """Plans by shape, dtype, axes and threads, each lent to one caller at a time.
 
-    def __init__(self, max_free=_MAX_FREE_PLANS):
+    A plan owns its input and output arrays, and a borrower uses them as its buffers, so no
+    memory is held twice. Returned plans wait for the next borrower, the least recently used
+    dropped first once they hold more than ``max_bytes`` (or ``max_plans``).
+    """
+
+    def __init__(self, max_bytes=_MAX_FREE_BYTES, max_plans=_MAX_FREE_PLANS):
         self._free = collections.OrderedDict()
         self._lock = threading.Lock()
         # One plan is measured at a time: a twin planned meanwhile then comes from wisdom at
         # once instead of being measured again (FFTW's planner is not reentrant anyway).
         self._build_lock = threading.Lock()
-        self._max_free = max_free
+        self._max_bytes, self._max_plans = max_bytes, max_plans
 
     @contextlib.contextmanager
-    def lend(self, inp, out, axes, direction, threads):
-        key = (
-            inp.shape, inp.strides, inp.dtype.str,
-            out.shape, out.strides, out.dtype.str,
-            axes, direction, threads,
-        )
+    def borrow(self, key):
         with self._lock:
             plans = self._free.get(key)
             plan = plans.pop() if plans else None
         if plan is None:
             with self._build_lock:
-                plan = self._build(inp, out, axes, direction, threads)
+                plan = self._build(*key)
         try:
             yield plan
         finally:
             with self._lock:
                 self._free.setdefault(key, []).append(plan)
                 self._free.move_to_end(key)
-                while sum(len(v) for v in self._free.values()) > self._max_free:
-                    _, evicted = self._free.popitem(last=False)
-                    del evicted
+                self._evict()
+
+    def _evict(self):
+        def held():
+            plans = [p for v in self._free.values() for p in v]
+            return len(plans), sum(p.input_array.nbytes + p.output_array.nbytes for p in plans)
+
+        count, nbytes = held()
+        while self._free and (count > self._max_plans or nbytes > self._max_bytes):
+            self._free.popitem(last=False)
+            count, nbytes = held()
 
     @staticmethod
-    def _build(inp, out, axes, direction, threads):
+    def _build(in_shape, in_dtype, out_shape, out_dtype, axes, direction, threads):
         global _wisdom_dirty
         _ensure_wisdom()
+        inp = aligned_empty(in_shape, in_dtype)
+        out = aligned_empty(out_shape, out_dtype)
         # Small transforms take microseconds: measuring them (tens of ms) cannot pay off.
         small = max(inp.size, out.size) < MEASURE_FROM
-        # FFTW_MEASURE overwrites the arrays it plans on: plan on scratch copies.
         plan = _fftw().FFTW(
-            _scratch_like(inp),
-            _scratch_like(out),
+            inp,
+            out,
             axes=axes,
             direction=direction,
             flags=("FFTW_ESTIMATE" if small else "FFTW_MEASURE",),
@@ -369,17 +364,32 @@ class _PlanPool:
 _pool = _PlanPool()
 
 
-def execute(inp, out, axes, *, inverse=False, threads=None):
-    """Run the (unnormalised) transform of ``inp`` into ``out`` over ``axes``.
+def borrow(in_shape, in_dtype, out_shape, out_dtype, axes, *, inverse=False, threads=None):
+    """Lend a plan; use its ``input_array`` and ``output_array`` as buffers, then ``execute()``.
 
-    ``inp`` and ``out`` must be aligned (see :func:`aligned_empty`); their layout is part of
-    the plan key. Real ``inp`` means r2c, real ``out`` means c2r (which overwrites ``inp``).
+    The transform is unnormalised. Real input means r2c, real output c2r (which overwrites its
+    input). Use as a context manager; the plan goes back to the pool at its end.
     """
-    direction = "FFTW_BACKWARD" if inverse else "FFTW_FORWARD"
-    threads = threads or _num_threads
-    with _pool.lend(inp, out, tuple(axes), direction, threads) as plan:
+    key = (
+        tuple(in_shape), np.dtype(in_dtype).str, tuple(out_shape), np.dtype(out_dtype).str,
+        tuple(axes), "FFTW_BACKWARD" if inverse else "FFTW_FORWARD", threads or _num_threads,
+    )
+    return _pool.borrow(key)
+
+
+def execute(inp, out, axes, *, inverse=False, threads=None):
+    """Run the unnormalised transform of ``inp`` into ``out`` over ``axes``.
+
+    For callers that keep their own buffers (C-contiguous, aligned: :func:`aligned_empty`).
+    """
+    with borrow(inp.shape, inp.dtype, out.shape, out.dtype, axes, inverse=inverse,
+                threads=threads) as plan:
+        own_in, own_out = plan.input_array, plan.output_array
         plan.update_arrays(inp, out)
-        plan.execute()
+        try:
+            plan.execute()
+        finally:  # hold no reference to the caller's arrays
+            plan.update_arrays(own_in, own_out)
     return out
 
 

@@ -267,24 +267,38 @@ def test_results_do_not_depend_on_threads(restore_threads, threads):
     assert_close(specconv.conv(x, w, method="fft"), ref.conv(x, w))
 
 
-def test_pool_lends_distinct_plans_to_simultaneous_users():
-    pool = fft._PlanPool()
-    a = fft.aligned_empty((16,), np.float64)
-    b = fft.aligned_empty((9,), np.complex128)
-    with pool.lend(a, b, (0,), "FFTW_FORWARD", 1) as p1:
-        with pool.lend(a, b, (0,), "FFTW_FORWARD", 1) as p2:
+def test_pool_lends_distinct_plans_to_simultaneous_users(monkeypatch):
+    monkeypatch.setattr(fft, "_pool", fft._PlanPool())
+    args = ((16,), np.float64, (9,), np.complex128, (0,))
+    with fft.borrow(*args, threads=1) as p1:
+        with fft.borrow(*args, threads=1) as p2:
             assert p1 is not p2
-    with pool.lend(a, b, (0,), "FFTW_FORWARD", 1) as p3:  # returned plans are reused
+            assert not np.shares_memory(p1.input_array, p2.input_array)
+    with fft.borrow(*args, threads=1) as p3:  # returned plans are reused
         assert p3 is p1 or p3 is p2
 
 
-def test_pool_is_bounded():
-    pool = fft._PlanPool(max_free=3)
+def test_pool_is_bounded_by_count_and_bytes():
+    pool = fft._PlanPool(max_plans=3)
     for n in range(8, 14):
-        a = fft.aligned_empty((n,), np.complex128)
-        with pool.lend(a, a.copy(), (0,), "FFTW_FORWARD", 1):
+        with pool.borrow(((n,), "<c16", (n,), "<c16", (0,), "FFTW_FORWARD", 1)):
             pass
     assert sum(len(v) for v in pool._free.values()) == 3
+    pool = fft._PlanPool(max_bytes=3 * 2 * 16 * 1000)  # room for three 1000-point plans
+    for n in range(1000, 1006):
+        with pool.borrow(((n,), "<c16", (n,), "<c16", (0,), "FFTW_FORWARD", 1)):
+            pass
+    assert sum(len(v) for v in pool._free.values()) == 2
+
+
+def test_execute_keeps_no_reference_to_the_callers_arrays():
+    a = fft.aligned_empty((4, 64), np.float64)
+    a[...] = 1.0
+    out = fft.aligned_empty((4, 33), np.complex128)
+    fft.execute(a, out, (1,))
+    with fft.borrow(a.shape, a.dtype, out.shape, out.dtype, (1,)) as plan:
+        assert not np.shares_memory(plan.input_array, a)
+        assert not np.shares_memory(plan.output_array, out)
 
 
 def test_planning_does_not_touch_the_data():
