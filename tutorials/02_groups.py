@@ -152,7 +152,7 @@ if torch is not None:
 
 # %%
 bands = {"theta": (4, 8), "alpha": (8, 13), "beta": (13, 30)}
-bank = np.array([scipy.signal.firwin(K, band, pass_zero=False, fs=sfreq) for band in bands.values()])
+bank = np.array([scipy.signal.firwin(K, b, pass_zero=False, fs=sfreq) for b in bands.values()])
 M, C = len(bank), x.shape[0]
 w_dw = np.tile(bank, (C, 1))[:, None, :]  # (C * M, 1, K)
 depthwise = specconv.SpectralConv(w_dw, groups=C, padding="same")

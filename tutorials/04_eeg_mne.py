@@ -45,7 +45,7 @@ import specconv
 from specconv import datasets, io
 from specconv.apps import eeg as eegapps
 from specconv.kernels import side_pads
-from specconv.plot import plot_signals
+from specconv.plot import plot_layer
 
 mne.set_log_level("WARNING")
 mne.viz.set_browser_backend("matplotlib")
@@ -127,7 +127,7 @@ print("filter bank == mne.filter.filter_data, band by band (zero and MNE-style e
 first = specconv.SpectralConv(bank.weight[: 2 * n_bands], groups=2, padding="same")
 seconds = slice(0, int(2 * sfreq))
 two = clean.replace(data=clean.data[:2, seconds] * 1e6, ch_names=clean.ch_names[:2])
-fig = specconv.plot.plot_layer(first, two, title="filter bank of 2 channels (µV, 2 s)")
+fig = plot_layer(first, two, title="filter bank of 2 channels (µV, 2 s)")
 plt.show()
 
 # %% [markdown]

@@ -192,7 +192,8 @@ f0, natural = audioapps.channel_separation(plant, fs=fs)
 f1, cancelled = audioapps.channel_separation(plant, canceller, fs=fs)
 in0, in1 = (f0 > band[0]) & (f0 < band[1]), (f1 > band[0]) & (f1 < band[1])
 print(f"median separation {band[0]:.0f} Hz-{band[1] / 1000:.0f} kHz: "
-      f"natural {np.median(natural[in0]):.1f} dB, with canceller {np.median(cancelled[in1]):.1f} dB")
+      f"natural {np.median(natural[in0]):.1f} dB, "
+      f"with canceller {np.median(cancelled[in1]):.1f} dB")
 assert np.median(cancelled[in1]) > np.median(natural[in0]) + 6
 
 fig, ax = plt.subplots(figsize=(9, 3.2))
@@ -223,7 +224,8 @@ def level(sig):
 plain = plant(program)
 leak_plain = level(plain[0]) - level(plain[1])
 leak_ctc = level(at_ears[0]) - level(at_ears[1])
-print(f"left ear louder than right ear: {leak_plain:.1f} dB without, {leak_ctc:.1f} dB with canceller")
+print(f"left ear louder than right ear: {leak_plain:.1f} dB without, "
+      f"{leak_ctc:.1f} dB with canceller")
 assert leak_ctc > leak_plain + 6
 
 write_wav("crosstalk_cancelled_speakers.wav", canceller(ears))  # loudspeaker feeds for binaural.wav

@@ -64,8 +64,9 @@ rng = np.random.default_rng(0)
 # `process(block)` returns the output for exactly the samples of that block — so the only
 # latency is the time it takes to collect a block — and `flush()` returns the tail that rings
 # on after the last input. Long kernels (reverbs) are cut into partitions and convolved in the
-# frequency domain (partitioned overlap-save), so a call costs about the same whatever the
-# kernel length, and blocks may have any size, changing from call to call.
+# frequency domain (partitioned overlap-save, with larger partitions for the later taps), so
+# the cost per sample grows only with the logarithm of the kernel length, and blocks may have
+# any size, changing from call to call.
 #
 # Here the true-stereo reverb of notebook 5 runs on the bundled sound, fed in blocks of
 # random sizes as an audio interface with a jittery buffer might deliver them. The
@@ -79,7 +80,8 @@ reverb = audioapps.true_stereo_reverb(datasets.load("ir-true-stereo"))
 print(reverb)
 
 stream = StreamingConv(reverb, block_size=256)
-print(f"latency {stream.latency} samples = {stream.latency / fs * 1e3:.1f} ms; partitions: {stream.levels}")
+print(f"latency {stream.latency} samples = {stream.latency / fs * 1e3:.1f} ms")
+print("kernel partitions:", stream.levels)
 pieces, pos = [], 0
 while pos < x.shape[1]:
     n = int(rng.integers(1, 1000))  # any block size
