@@ -31,13 +31,14 @@ import numpy as np
 from . import fft
 from ._engine import Tiling, uses_matmul
 
-# seconds per operation, measured (float64; float32 transforms and products take about half)
-T_FFT = 1.7e-10  # real FFT, per L·log2(L) point (complex: x2)
-T_COPY = 1.0e-9  # gather/scatter, per sample and channel
-T_CMAC_MATMUL = 1.5e-10  # complex multiply-add inside a batched BLAS matmul
-T_CMAC_ELEMENTWISE = 1.2e-9  # complex multiply-add as a numpy elementwise product
-T_MAC_DIRECT = 4.0e-11  # real multiply-add in the direct method's per-tap GEMM
-T_MAC_DEPTHWISE = 1.5e-9  # real multiply-add in the direct method's elementwise taps
+# seconds per operation, measured by benchmarks/calibrate.py on the development machine (2 cores,
+# idle; float64 -- float32 transforms and products take about half)
+T_FFT = 8.1e-11  # real FFT, per L·log2(L) point (complex: x2)
+T_COPY = 3.2e-10  # gather/scatter, per sample and channel
+T_CMAC_MATMUL = 7.9e-11  # complex multiply-add inside a batched BLAS matmul
+T_CMAC_ELEMENTWISE = 4.8e-10  # complex multiply-add as a numpy elementwise product
+T_MAC_DIRECT = 2.1e-11  # real multiply-add in the direct method's per-tap GEMM
+T_MAC_DEPTHWISE = 9.6e-10  # real multiply-add in the direct method's elementwise taps
 T_CHUNK = 2.0e-4  # python overhead per chunk of tiles
 
 SPECTRA_BUDGET = 512 * 2**20  # bytes of cached kernel spectra per layer and tile shape
