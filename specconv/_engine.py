@@ -13,7 +13,8 @@ case). Per chunk of tiles:
    times the C_in × (batch · tiles) spectra -- a batched BLAS matmul on blocks of frequencies
    transposed while in cache, or elementwise products in FFTW's natural layout for depthwise
    and tiny kernel matrices;
-4. inverse: every output channel and tile is transformed back once;
+4. inverse: every output channel and tile is transformed back once (with a stride, the
+   spectrum is folded first, which makes that transform stride times smaller);
 5. scatter: the valid part of every tile is written to the output.
 
 Chunks are independent, so they run on ``get_num_threads()`` worker threads (FFTW and numpy
