@@ -56,8 +56,7 @@ class Choice:
 
 def direct_cost(geom):
     P = math.prod(geom.out_shape)
-    G = geom.groups
-    ci, co = geom.in_channels // G, geom.out_channels // G
+    ci = geom.in_channels // geom.groups
     cx = 4 if geom.is_complex else 1
     mac = T_MAC_DEPTHWISE if ci == 1 else T_MAC_DIRECT
     per_tap = geom.batch * P * (geom.in_channels * T_COPY + geom.out_channels * ci * mac * cx)

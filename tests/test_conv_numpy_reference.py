@@ -9,8 +9,6 @@ boundaries fall at many positions of the output.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,19 +18,8 @@ from hypothesis import strategies as st
 import specconv
 from specconv import _costmodel, _engine
 
-# pytest's importlib mode does not put the tests directory on sys.path
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _reference as ref  # noqa: E402
-from _tolerances import assert_close  # noqa: E402
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _quick_fftw_planning():
-    """Hundreds of tiny new shapes: FFTW_MEASURE planning dominated the cold run time (34 of
-    74 s); plans measured for less time are just as correct."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SPECCONV_PLANNING_TIMELIMIT", "0.002")
-        yield
+import _reference as ref
+from _tolerances import assert_close
 
 
 X_DTYPES = ref.FLOAT_DTYPES + (np.int64,)

@@ -3,8 +3,6 @@ response, the layer objects (transpose, spectra cache, read-only weight) and inp
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,18 +12,8 @@ from hypothesis import strategies as st
 import specconv
 from specconv import SpectralConv, SpectralConvTranspose, _engine
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _reference as ref  # noqa: E402
-from _tolerances import assert_close, rtol  # noqa: E402
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _quick_fftw_planning():
-    """Hundreds of tiny new shapes: FFTW_MEASURE planning dominated the cold run time (34 of
-    74 s); plans measured for less time are just as correct."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SPECCONV_PLANNING_TIMELIMIT", "0.002")
-        yield
+import _reference as ref
+from _tolerances import assert_close, rtol
 
 
 def _pads(cfg):

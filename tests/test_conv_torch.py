@@ -9,9 +9,7 @@ specconv-float32.
 
 from __future__ import annotations
 
-import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,18 +21,8 @@ import specconv
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _reference as ref  # noqa: E402
-from _tolerances import assert_close  # noqa: E402
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _quick_fftw_planning():
-    """Hundreds of tiny new shapes: FFTW_MEASURE planning dominated the cold run time (34 of
-    74 s); plans measured for less time are just as correct."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SPECCONV_PLANNING_TIMELIMIT", "0.002")
-        yield
+import _reference as ref
+from _tolerances import assert_close
 
 
 _CONV = {1: torch.nn.Conv1d, 2: torch.nn.Conv2d, 3: torch.nn.Conv3d}

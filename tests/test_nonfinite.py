@@ -9,8 +9,6 @@ equals the first run everywhere else).
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,18 +18,8 @@ from hypothesis import strategies as st
 
 import specconv
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _reference as ref  # noqa: E402
-from _tolerances import assert_close  # noqa: E402
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _quick_fftw_planning():
-    """Hundreds of tiny new shapes: FFTW_MEASURE planning dominated the cold run time (34 of
-    74 s); plans measured for less time are just as correct."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SPECCONV_PLANNING_TIMELIMIT", "0.002")
-        yield
+import _reference as ref
+from _tolerances import assert_close
 
 
 BAD_VALUES = (np.nan, np.inf, -np.inf)

@@ -1,16 +1,12 @@
 """Per-side padding pairs, and the transpose of asymmetrically padded layers."""
 
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import specconv
 
-# pytest's importlib mode does not put the tests directory on sys.path
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _reference import conv as conv_reference  # noqa: E402
+from _reference import conv as conv_reference
 
 
 def _pad_then_valid(x, w, pairs, **kw):
