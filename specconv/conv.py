@@ -160,13 +160,10 @@ def convolve(x, h, *, mode="full", groups=1, method="auto", nan_policy="propagat
     >>> bool(np.allclose(y, ref))
     True
     """
-    h = as_array("h", h)
-    if h.ndim < 3:
-        raise ValueError(
-            f"h must have shape (C_out, C_in/groups, *kernel), got shape {h.shape}."
-        )
-    return _scipy_family(x, h[(Ellipsis,) + (slice(None, None, -1),) * (h.ndim - 2)],
-                         mode, groups, method, nan_policy)
+    h = _check_kernels(h)
+    # convolution is correlation with the kernels flipped on every spatial axis
+    taps = h[(Ellipsis,) + (slice(None, None, -1),) * (h.ndim - 2)]
+    return _scipy_family(x, taps, mode, groups, method, nan_policy)
 
 
 def correlate(x, h, *, mode="full", groups=1, method="auto", nan_policy="propagate"):
@@ -202,13 +199,19 @@ def correlate(x, h, *, mode="full", groups=1, method="auto", nan_policy="propaga
     >>> bool(np.allclose(y[0], ref))
     True
     """
+    h = _check_kernels(h)
+    # scipy.signal.correlate conjugates complex kernels
+    taps = np.conj(h) if h.dtype.kind == "c" else h
+    return _scipy_family(x, taps, mode, groups, method, nan_policy)
+
+
+def _check_kernels(h):
     h = as_array("h", h)
     if h.ndim < 3:
         raise ValueError(
             f"h must have shape (C_out, C_in/groups, *kernel), got shape {h.shape}."
         )
-    return _scipy_family(x, np.conj(h) if h.dtype.kind == "c" else h, mode, groups, method,
-                         nan_policy)
+    return h
 
 
 def _scipy_family(x, taps, mode, groups, method, nan_policy):

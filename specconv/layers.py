@@ -69,15 +69,10 @@ class _Layer:
         self.weight = _frozen(weight)
         self.bias = bias
         self._cache = _correlate.SpectraCache()
-        self._choices = {}
 
     def _run(self, xb, weight, geom, pads, dtype):
-        # one choice per geometry, so repeated calls hit the cached spectra
-        key = (geom, dtype.str, fft.get_num_threads())
-        choice = self._choices.get(key)
-        if choice is None:
-            choice = _costmodel.choose(geom, self.method, dtype.itemsize, fft.get_num_threads())
-            self._choices = {key: choice}
+        # choose() is memoised: repeated calls get the same tiling and hit the cached spectra
+        choice = _costmodel.choose(geom, self.method, dtype.itemsize, fft.get_num_threads())
         y = _correlate.correlate(
             xb, weight, geom, pads, dtype,
             method=self.method, nan_policy=self.nan_policy, cache=self._cache, choice=choice,

@@ -38,6 +38,17 @@ def _pairs(padding, d):
     return tuple((p, p) for p in _tuple(padding, d))
 
 
+def _prepare(x, w, bias):
+    """Batched x and w in the reference dtype, the number of spatial dims, whether x was batched."""
+    w = np.asarray(w)
+    d = w.ndim - 2
+    x = np.asarray(x)
+    batched = x.ndim == d + 2
+    dtype = _ref_dtype(x, w, bias)
+    xb = (x if batched else x[None]).astype(dtype)
+    return xb, w.astype(dtype), d, batched, dtype
+
+
 def conv_pads(kernel, dilation, padding):
     """(before, after) per axis for PyTorch's padding argument (the extra "same" sample right)."""
     d = len(kernel)
@@ -51,13 +62,7 @@ def conv_pads(kernel, dilation, padding):
 
 def conv(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros"):
     """PyTorch ``conv{d}d`` for any d; ``x`` is ``(C_in, *n)`` or ``(B, C_in, *n)``."""
-    w = np.asarray(w)
-    d = w.ndim - 2
-    x = np.asarray(x)
-    batched = x.ndim == d + 2
-    xb = x if batched else x[None]
-    dtype = _ref_dtype(x, w, bias)
-    xb, w = xb.astype(dtype), w.astype(dtype)
+    xb, w, d, batched, dtype = _prepare(x, w, bias)
     stride, dilation = _tuple(stride, d), _tuple(dilation, d)
     kernel = w.shape[2:]
     pads = conv_pads(kernel, dilation, padding)
@@ -91,13 +96,7 @@ def conv_transpose(x, w, bias=None, *, stride=1, padding=0, output_padding=0, gr
 
     ``padding`` may also be d (before, after) pairs: that many samples are cut from each end.
     """
-    w = np.asarray(w)
-    d = w.ndim - 2
-    x = np.asarray(x)
-    batched = x.ndim == d + 2
-    xb = x if batched else x[None]
-    dtype = _ref_dtype(x, w, bias)
-    xb, w = xb.astype(dtype), w.astype(dtype)
+    xb, w, d, batched, dtype = _prepare(x, w, bias)
     stride, dilation = _tuple(stride, d), _tuple(dilation, d)
     pads, output_padding = _pairs(padding, d), _tuple(output_padding, d)
     kernel = w.shape[2:]
