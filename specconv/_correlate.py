@@ -11,7 +11,9 @@ marking is a box count of the non-finite mask along each axis, not a second conv
 
 from __future__ import annotations
 
+import hashlib
 import math
+import threading
 
 import numpy as np
 
@@ -54,29 +56,64 @@ def nonfinite_outputs(bad, pads, geom):
     return np.repeat(per_group, co, axis=1)
 
 
+def weight_digest(weight):
+    """SHA-256 of the weight's bytes (its shape and dtype are keyed separately)."""
+    return hashlib.sha256(np.ascontiguousarray(weight)).digest()
+
+
 class SpectraCache:
-    """Kernel spectra of one weight, per tile shape and dtype (a few entries, newest kept)."""
+    """Kernel spectra, newest kept, keyed on the weight's contents and the tile shape.
 
-    def __init__(self, max_entries=4):
+    The key holds a SHA-256 digest of the weight, so a weight changed in place is a new entry,
+    never a stale hit. At most ``max_entries`` entries and, if given, ``max_bytes`` bytes are
+    kept (an entry larger than that is used once and dropped). Thread-safe.
+    """
+
+    def __init__(self, max_entries=4, max_bytes=None):
         self._entries = {}
-        self._max = max_entries
+        self._max_entries, self._max_bytes = max_entries, max_bytes
+        self._lock = threading.Lock()
 
-    def get(self, weight, geom, tiling, dtype):
-        key = (tiling.fft_shape, np.dtype(dtype).str, _engine.uses_matmul(geom))
-        spectra = self._entries.pop(key, None)
+    def get(self, weight, geom, tiling, dtype, digest=None):
+        """The spectra (``digest``: :func:`weight_digest` of ``weight``, if already known)."""
+        digest = digest or weight_digest(weight)
+        key = (
+            digest, weight.shape, weight.dtype.str, geom.groups, geom.kernel, geom.dilation,
+            geom.is_complex, tiling.fft_shape, np.dtype(dtype).str, _engine.uses_matmul(geom),
+        )
+        with self._lock:
+            spectra = self._entries.pop(key, None)
         if spectra is None:
             spectra = _engine.kernel_spectra(weight, geom, tiling, dtype)
-        self._entries[key] = spectra
-        while len(self._entries) > self._max:
-            self._entries.pop(next(iter(self._entries)))
+        with self._lock:
+            self._entries[key] = spectra
+            while self._entries and (
+                len(self._entries) > self._max_entries
+                or self._max_bytes is not None
+                and sum(a.nbytes for a in self._entries.values()) > self._max_bytes
+            ):
+                self._entries.pop(next(iter(self._entries)))
         return spectra
 
+    def __getstate__(self):  # a pickled layer travels light: spectra are recomputed on arrival
+        return self._max_entries, self._max_bytes
 
-def correlate(x, weight, geom, pads, dtype, *, method, nan_policy, cache=None, choice=None):
+    def __setstate__(self, state):
+        self.__init__(*state)
+
+
+#: Spectra of the functions (``conv``, ``convolve``, ...), which build a layer per call: a
+#: script calling them again with the same weights transforms the kernels once.
+SHARED_SPECTRA = SpectraCache(max_entries=8, max_bytes=256 * 2**20)
+
+
+def correlate(x, weight, geom, pads, dtype, *, method, nan_policy, cache=None, choice=None,
+              digest=None):
     """Valid correlation of the zero-padded ``x`` (B, C_in, *spatial) with ``weight``.
 
     ``pads`` are (before, after) zeros per spatial axis; ``choice`` a precomputed
-    :class:`~specconv._costmodel.Choice` (layers keep theirs so the cached spectra match).
+    :class:`~specconv._costmodel.Choice` (layers keep theirs so the cached spectra match);
+    ``cache`` a :class:`SpectraCache` (default: the shared one) and ``digest`` the weight's.
     """
     bad = None
     if has_nonfinite(x):
@@ -93,8 +130,8 @@ def correlate(x, weight, geom, pads, dtype, *, method, nan_policy, cache=None, c
     if choice.method == "direct":
         y = _direct.correlate_direct(x, pads, weight, geom, dtype)
     else:
-        cache = cache or SpectraCache()
-        spectra = cache.get(weight, geom, choice.tiling, dtype)
+        cache = cache or SHARED_SPECTRA
+        spectra = cache.get(weight, geom, choice.tiling, dtype, digest)
         y = _engine.correlate_fft(x, pads, spectra, geom, choice.tiling, dtype, fft.get_num_threads())
     if bad is not None:
         y[nonfinite_outputs(bad, pads, geom)] = math.nan

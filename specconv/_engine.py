@@ -25,10 +25,10 @@ whatever the signal length.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import math
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft
@@ -36,7 +36,7 @@ import scipy.fft
 from . import _blas, fft
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Geometry:
     """Shapes of one valid correlation (everything the engine and cost model need)."""
 
@@ -64,7 +64,7 @@ class Geometry:
         return len(self.kernel)
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Tiling:
     """How the engine cuts the padded input into overlap-save tiles."""
 
@@ -72,9 +72,14 @@ class Tiling:
     step: tuple  # full-rate valid outputs per tile per axis (a multiple of the stride)
     tiles: tuple  # number of tiles per axis
     chunk: int  # tiles per chunk along the first spatial axis
+    batch_block: int  # signals per chunk
+    group_block: int  # groups per chunk
+    n_blocks: int  # (batch block, group block) pairs
 
     @staticmethod
-    def make(geom, fft_shape, chunk=None):
+    def make(geom, fft_shape, chunk=None, batch_block=None, group_block=None):
+        """Tiles of ``fft_shape``; chunks of ``chunk`` tiles (first axis), ``batch_block``
+        signals and ``group_block`` groups (defaults: everything in one chunk)."""
         step = tuple(
             (n - e + 1) // s * s for n, e, s in zip(fft_shape, geom.span, geom.stride)
         )
@@ -86,11 +91,33 @@ class Tiling:
         if chunk is None:
             chunk = tiles[0]
         n_chunks = -(-tiles[0] // chunk)
-        return Tiling(tuple(fft_shape), step, tiles, -(-tiles[0] // n_chunks))
+        batch_block = batch_block or geom.batch
+        group_block = group_block or geom.groups
+        # blocks divide evenly, so every chunk has the same shape (one plan per worker)
+        if geom.batch % batch_block or geom.groups % group_block:
+            raise ValueError(
+                f"batch_block {batch_block} and group_block {group_block} must divide the "
+                f"batch {geom.batch} and groups {geom.groups}."
+            )
+        n_blocks = geom.batch // batch_block * (geom.groups // group_block)
+        return Tiling(
+            tuple(fft_shape), step, tiles, -(-tiles[0] // n_chunks), batch_block, group_block,
+            n_blocks,
+        )
 
     @property
     def n_chunks(self):
-        return -(-self.tiles[0] // self.chunk)
+        """Number of independent chunks: tile runs × batch blocks × group blocks."""
+        return -(-self.tiles[0] // self.chunk) * self.n_blocks
+
+    def block_geometry(self, geom):
+        """The geometry of one chunk's (batch block, group block)."""
+        G = geom.groups
+        return dataclasses.replace(
+            geom, batch=self.batch_block, groups=self.group_block,
+            in_channels=geom.in_channels // G * self.group_block,
+            out_channels=geom.out_channels // G * self.group_block,
+        )
 
 
 def spectral_shape(fft_shape, is_complex):
@@ -170,7 +197,7 @@ class _ChunkWorker:
     held while the worker lives and return to the plan pool with the plans.
     """
 
-    def __init__(self, geom, tiling, dtype, threads, plans):
+    def __init__(self, geom, pads, tiling, dtype, threads, plans):
         d = geom.ndim
         G = geom.groups
         ci, co = geom.in_channels // G, geom.out_channels // G
@@ -181,7 +208,7 @@ class _ChunkWorker:
         samples = B * geom.in_channels * math.prod(tiles) * math.prod(tiling.fft_shape)
         if samples < SMALL_TRANSFORM:  # threads cost more than they save on small transforms
             threads = 1
-        self.geom, self.tiling = geom, tiling
+        self.geom, self.pads, self.tiling = geom, pads, tiling
         self.folded = folded_axes(geom, tiling)
         out_len = tuple(
             n // s if f else n for n, s, f in zip(tiling.fft_shape, geom.stride, self.folded)
@@ -209,9 +236,10 @@ class _ChunkWorker:
             self.xblock = np.empty((fb, G, B, n_tiles, ci), cdtype)
             self.yblock = np.empty((fb, G, B, n_tiles, co), cdtype)
 
-    def run(self, x, pads, spectra, out, t0):
+    def run(self, x, spectra, out, t0):
+        """Tiles ``t0 .. t0 + chunk`` of the block ``x`` (its spectra, its ``out`` slice)."""
         geom, tiling = self.geom, self.tiling
-        _gather(x, pads, geom, tiling, t0, self.xin)
+        _gather(x, self.pads, geom, tiling, t0, self.xin)
         self.forward.execute()
         if uses_matmul(geom):
             self._matmul(spectra)
@@ -379,18 +407,32 @@ def correlate_fft(x, pads, spectra, geom, tiling, dtype, workers):
     y : ndarray, (B, C_out, *geom.out_shape)
     """
     out = np.empty((geom.batch, geom.out_channels) + geom.out_shape, dtype=dtype)
-    starts = list(range(0, tiling.tiles[0], tiling.chunk))
-    n_workers = min(workers, len(starts))
+    block = tiling.block_geometry(geom)
+    bb, gb = tiling.batch_block, tiling.group_block
+    ci, co = geom.in_channels // geom.groups, geom.out_channels // geom.groups
+    matmul = uses_matmul(geom)
+    units = [
+        (
+            x[b0 : b0 + bb, g0 * ci : (g0 + gb) * ci],
+            spectra[:, g0 : g0 + gb] if matmul else spectra[g0 : g0 + gb],
+            out[b0 : b0 + bb, g0 * co : (g0 + gb) * co],
+            t0,
+        )
+        for b0 in range(0, geom.batch, bb)
+        for g0 in range(0, geom.groups, gb)
+        for t0 in range(0, tiling.tiles[0], tiling.chunk)
+    ]
+    n_workers = min(workers, len(units))
     # few chunks: let FFTW use the threads inside each transform instead
     threads = max(1, workers // n_workers)
 
     def run_share(k):
-        for t0 in starts[k::n_workers]:
-            pool[k].run(x, pads, spectra, out, t0)
+        for unit in units[k::n_workers]:
+            pool[k].run(*unit)
 
     # the per-frequency matmuls are small: single-threaded BLAS, parallel chunks (see _blas)
     with contextlib.ExitStack() as plans, _blas.limit(1):
-        pool = [_ChunkWorker(geom, tiling, dtype, threads, plans) for _ in range(n_workers)]
+        pool = [_ChunkWorker(block, pads, tiling, dtype, threads, plans) for _ in range(n_workers)]
         if n_workers == 1:
             run_share(0)
         else:

@@ -71,6 +71,7 @@ def conv(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
         weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups,
         padding_mode=padding_mode, method=method, nan_policy=nan_policy,
     )
+    layer._cache = _correlate.SHARED_SPECTRA  # this layer dies with the call; its spectra need not
     return layer(x)
 
 
@@ -116,6 +117,7 @@ def conv_transpose(x, weight, bias=None, *, stride=1, padding=0, output_padding=
         weight, bias, stride=stride, padding=padding, output_padding=output_padding,
         groups=groups, dilation=dilation, method=method, nan_policy=nan_policy,
     )
+    layer._cache = _correlate.SHARED_SPECTRA
     return layer(x)
 
 

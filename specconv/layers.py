@@ -69,13 +69,16 @@ class _Layer:
         self.weight = _frozen(weight)
         self.bias = bias
         self._cache = _correlate.SpectraCache()
+        self._digest = None  # of the (frozen) weight the layer correlates with, once needed
 
     def _run(self, xb, weight, geom, pads, dtype):
         # choose() is memoised: repeated calls get the same tiling and hit the cached spectra
         choice = _costmodel.choose(geom, self.method, dtype.itemsize, fft.get_num_threads())
+        if choice.method == "fft" and self._digest is None:
+            self._digest = _correlate.weight_digest(weight)
         y = _correlate.correlate(
-            xb, weight, geom, pads, dtype,
-            method=self.method, nan_policy=self.nan_policy, cache=self._cache, choice=choice,
+            xb, weight, geom, pads, dtype, method=self.method, nan_policy=self.nan_policy,
+            cache=self._cache, choice=choice, digest=self._digest,
         )
         if self.bias is not None:
             y += self.bias.reshape((-1,) + (1,) * self.ndim)

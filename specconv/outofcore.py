@@ -454,7 +454,7 @@ def _engine_plan(chunker, m):
     cast = F * csz if 2 * esz != csz else 0
     spectra = G * co * ci * (L * esz + F * 2 * esz + cast + F * csz)
     tiles = t.chunk * math.prod(t.tiles[1:])
-    per_worker = B * G * (ci + co) * tiles * (L * isz + F * csz)
+    per_worker = t.batch_block * t.group_block * (ci + co) * tiles * (L * isz + F * csz)
     # x2: the pooled FFT plans keep the previous call's tile buffers alive (they reference
     # the arrays they last ran on) while the next call allocates its own
     return spectra + 2 * min(workers, t.n_chunks) * per_worker, seconds

@@ -159,10 +159,16 @@ def _engine_cases(draw):
     n = tuple(max(1, e - a - b) + draw(st.integers(0, extra)) for e, (a, b) in zip(span, pads))
     # tile lengths from the shortest possible (one full-rate output) upwards
     fft_shape = tuple(e + s - 1 + draw(st.integers(0, 6)) for e, s in zip(span, stride))
+    batch = draw(st.integers(1, 4))
+
+    def divisor_of(n):
+        return st.sampled_from([m for m in range(1, n + 1) if n % m == 0])
+
     return dict(
         d=d, groups=groups, ci=ci, co=co, kernel=kernel, dilation=dilation, stride=stride,
-        pads=pads, n=n, fft_shape=fft_shape, batch=draw(st.integers(1, 2)),
-        chunk=draw(st.integers(1, 4)), workers=draw(st.integers(1, 2)),
+        pads=pads, n=n, fft_shape=fft_shape, batch=batch, chunk=draw(st.integers(1, 4)),
+        batch_block=draw(divisor_of(batch)), group_block=draw(divisor_of(groups)),
+        workers=draw(st.integers(1, 2)),
         dtype=draw(st.sampled_from(ref.FLOAT_DTYPES)), seed=draw(st.integers(0, 2**32 - 1)),
     )
 
@@ -179,7 +185,9 @@ def test_overlap_save_tiles_match_reference(case):
         case["batch"], G * case["ci"], G * case["co"], G, case["kernel"], case["dilation"],
         case["stride"], padded, np.dtype(case["dtype"]).kind == "c",
     )
-    tiling = _engine.Tiling.make(geom, case["fft_shape"], case["chunk"])
+    tiling = _engine.Tiling.make(
+        geom, case["fft_shape"], case["chunk"], case["batch_block"], case["group_block"]
+    )
     spectra = _engine.kernel_spectra(w, geom, tiling, case["dtype"])
     y = _engine.correlate_fft(x, case["pads"], spectra, geom, tiling, case["dtype"],
                               case["workers"])

@@ -1,0 +1,118 @@
+"""How work is cut into chunks, and how kernel spectra are reused between calls."""
+
+from __future__ import annotations
+
+import math
+import pickle
+
+import numpy as np
+import pytest
+
+import specconv
+from specconv import _correlate, _costmodel, _engine
+
+import _reference as ref
+from _tolerances import assert_close
+
+
+def _cnn_geometry(groups, kernel=15, batch=8, channels=64, size=128):
+    return _engine.Geometry(batch, channels, channels, groups, (kernel, kernel), (1, 1), (1, 1),
+                            (size + kernel - 1,) * 2, False)
+
+
+def _chunk_bytes(geom, tiling, itemsize):
+    G = geom.groups
+    ci, co = geom.in_channels // G, geom.out_channels // G
+    n_freq = math.prod(_engine.spectral_shape(tiling.fft_shape, geom.is_complex))
+    per_channel_tile = math.prod(tiling.fft_shape) * itemsize + n_freq * 2 * itemsize
+    tiles = tiling.chunk * math.prod(tiling.tiles[1:])
+    return tiling.batch_block * tiling.group_block * (ci + co) * tiles * per_channel_tile
+
+
+@pytest.mark.parametrize("workers", [1, 2, 4])
+def test_depthwise_chunks_fit_the_cache_budget_and_feed_every_worker(workers):
+    geom = _cnn_geometry(groups=64)
+    tiling = _costmodel.choose(geom, "fft", 8, workers).tiling
+    assert tiling.n_chunks >= 2 * workers or workers == 1
+    assert 64 % tiling.group_block == 0 and 8 % tiling.batch_block == 0
+    assert _chunk_bytes(geom, tiling, 8) <= _costmodel.ELEMENTWISE_CHUNK_BUDGET
+    assert tiling.group_block < 64  # groups are split before the batch
+
+
+def test_matmul_chunks_keep_enough_columns_for_blas():
+    """A dense 1-D layer on one long signal: chunks are runs of tiles, not single tiles."""
+    geom = _engine.Geometry(1, 16, 16, 1, (129,), (1,), (1,), (200_000,), False)
+    tiling = _costmodel.choose(geom, "fft", 8, 2).tiling
+    assert tiling.tiles[0] > 4 * _costmodel.MIN_COLUMNS  # the premise
+    assert tiling.chunk >= _costmodel.MIN_COLUMNS
+    assert tiling.n_chunks >= 4
+
+
+def test_blocks_must_divide_batch_and_groups():
+    geom = _cnn_geometry(groups=4, batch=6)
+    with pytest.raises(ValueError, match="batch_block 4 and group_block 1 must divide"):
+        _engine.Tiling.make(geom, (144, 144), 1, 4, 1)
+
+
+@pytest.mark.parametrize("groups", [1, 4, 16])
+def test_batch_and_group_chunks_match_torch_semantics(groups):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((4, 16, 30, 29))
+    w = rng.standard_normal((16, 16 // groups, 5, 5))
+    y = specconv.conv(x, w, padding="same", groups=groups, method="fft")
+    assert_close(y, ref.conv(x, w, padding=(2, 2), groups=groups))
+
+
+class _CountSpectra:
+    def __init__(self, monkeypatch):
+        self.calls = 0
+        original = _engine.kernel_spectra
+
+        def counting(*args, **kwargs):
+            self.calls += 1
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(_engine, "kernel_spectra", counting)
+
+
+def test_conv_reuses_spectra_for_the_same_weights_and_sees_in_place_changes(monkeypatch):
+    count = _CountSpectra(monkeypatch)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 2000))
+    w = rng.standard_normal((5, 3, 101))
+    y1 = specconv.conv(x, w, method="fft")
+    y2 = specconv.conv(x, w.copy(), method="fft")  # equal contents: a hit
+    assert count.calls == 1
+    assert np.array_equal(y1, y2)
+    w[2, 1, 50] += 1.0  # in place: a new digest, never a stale hit
+    y3 = specconv.conv(x, w, method="fft")
+    assert count.calls == 2
+    assert_close(y3, ref.conv(x[None], w)[0])
+    assert not np.allclose(y3, y1)
+
+
+def test_the_shared_cache_is_bounded_in_bytes():
+    rng = np.random.default_rng(5)
+    cache = _correlate.SpectraCache(max_entries=8, max_bytes=2**20)
+    geom = _engine.Geometry(1, 4, 4, 1, (9,), (1,), (1,), (1000,), False)
+    small = _engine.Tiling.make(geom, (64,))
+    big = _engine.Tiling.make(geom, (2**15,))  # 4·4·16385 complex128: 4 MB
+    w = rng.standard_normal((4, 4, 9))
+    a = cache.get(w, geom, small, np.float64)
+    assert cache.get(w, geom, small, np.float64) is a
+    b = cache.get(w, geom, big, np.float64)
+    assert b.nbytes > 2**20
+    assert cache.get(w, geom, big, np.float64) is not b  # used once, not kept
+    assert cache.get(w, geom, small, np.float64) is not a  # pushed out by the big entry
+
+
+def test_a_pickled_layer_leaves_its_spectra_behind_and_still_works():
+    rng = np.random.default_rng(6)
+    layer = specconv.SpectralConv(rng.standard_normal((4, 2, 33)), method="fft")
+    x = rng.standard_normal((2, 50_000))
+    y = layer(x)
+    spectra = sum(a.nbytes for a in layer._cache._entries.values())
+    assert spectra > 8 * layer.weight.nbytes  # the premise: spectra outweigh the weight
+    data = pickle.dumps(layer)
+    assert len(data) < layer.weight.nbytes + 8192
+    assert_close(pickle.loads(data)(x), y)
