@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
 import math
 import os
@@ -157,6 +158,23 @@ def specconv_fn(conv, wl, w, method):
     return lambda x: conv(x, w, padding=wl.padding, groups=wl.groups, method=method)
 
 
+def fresh_weights_fn(conv, wl, w, copies):
+    """``conv`` auto with a weight of new contents on every call (1 ulp apart in one tap).
+
+    specconv's functions reuse kernel spectra when called again with equal weights (keyed on
+    their contents); this row shows the cost when every call brings new weights.
+    """
+    ws = []
+    for k in range(copies):
+        wk = w.copy()
+        flat = wk.reshape(-1)
+        for _ in range(k):
+            flat[0] = np.nextafter(flat[0], np.inf)
+        ws.append(wk)
+    calls = itertools.count()
+    return lambda x: conv(x, ws[next(calls) % copies], padding=wl.padding, groups=wl.groups)
+
+
 # -- subprocess children ---------------------------------------------------------------------
 
 def run_child(kind, payload, env=None, timeout=1800):
@@ -253,6 +271,9 @@ def bench_case(wl, dtype_name, args, conv, conv_why, subprocesses=True):
         fn = specconv_fn(conv, wl, w, method)
         est = (lambda fn=fn: estimate_direct(fn, wl, x, args.max_seconds)) if method == "direct" else None
         record(name, fn, estimate=est)
+    if conv is not None:
+        record("specconv auto, new weights", fresh_weights_fn(conv, wl, w, args.repeat + 10),
+               note="kernel spectra computed in every call")
     layer_cls = getattr(sys.modules.get("specconv"), "SpectralConv", None)
     if conv is not None and layer_cls is not None:
         # not a ratio row: shows what applying one layer to many signals costs (spectra cached)
@@ -324,7 +345,8 @@ def fmt_ratio(r):
 def summarize(case):
     """The figures the issue's targets are about, derived from a case's rows."""
     by = {r["name"]: r for r in case["rows"]}
-    auto, fft = (by.get(k, {}).get("seconds") for k in ("specconv auto", "specconv fft"))
+    auto, fft, fresh = (by.get(k, {}).get("seconds") for k in (
+        "specconv auto", "specconv fft", "specconv auto, new weights"))
     timed_peers = [r for r in case["rows"] if not r["name"].lower().startswith(("specconv", "spectralconv"))
                    and r["seconds"] is not None]
     fastest = min(timed_peers, key=lambda r: r["seconds"], default=None)
@@ -333,6 +355,7 @@ def summarize(case):
     return dict(
         auto=auto, fft=fft, fastest=fastest, auto_mem=by.get("specconv auto", {}).get("mem"),
         ratio=fastest["seconds"] / auto if fastest and auto else None,
+        fresh=fresh, fresh_ratio=fastest["seconds"] / fresh if fastest and fresh else None,
         ideal=ideal_t,
         of_ideal=ideal_t / fft if ideal_t and fft else None,
         first_over=first["first"] - first["warm"] if "first" in first else None,
@@ -374,6 +397,8 @@ def print_case(case):
     if s["ratio"] is not None:
         verdict = "" if not case["target"] else (" met" if s["ratio"] >= case["target"] else " MISSED")
         line += f"; ratio fastest/auto {s['ratio']:.2f}× ({target}{verdict})"
+    if s["fresh_ratio"] is not None:
+        line += f"; with new weights each call {s['fresh_ratio']:.2f}×"
     if s["of_ideal"] is not None:
         line += f"; fft reaches {s['of_ideal']:.2f} of the ideal (fft/ideal = {1 / s['of_ideal']:.2f})"
     print(line, flush=True)
@@ -383,6 +408,7 @@ COLUMNS = [  # (markdown header, how a row name maps to it)
     ("auto", lambda n: n == "specconv auto"),
     ("fft", lambda n: n == "specconv fft"),
     ("direct", lambda n: n == "specconv direct"),
+    ("auto, new weights", lambda n: n == "specconv auto, new weights"),
     ("layer", lambda n: n.startswith("SpectralConv")),
     ("torch", lambda n: n.startswith("torch")),
     ("fftconvolve bcast", lambda n: n == "scipy fftconvolve bcast"),
@@ -417,13 +443,15 @@ def markdown(cases, argv, args):
         "## Benchmark results", "",
         f"`python benchmarks/bench_conv.py {shlex.join(argv)}` at commit {commit}, {time.strftime('%Y-%m-%d')}; "
         f"{os.cpu_count()} cores ({platform.processor() or platform.machine()}), {', '.join(versions)}. "
-        "Medians after one warm-up call; times in ms. ratio = fastest peer ÷ specconv auto; "
+        "Medians after one warm-up call; times in ms. ratio = fastest peer ÷ specconv auto "
+        "(same weights every call, as the peers get: specconv reuses their kernel spectra); "
+        "new-w ratio = the same with new weights in every call (spectra recomputed); "
         "of ideal = ideal ÷ specconv fft; first − warm in a fresh process with an empty wisdom cache; "
         "peak mem = resident memory above the pre-call level, output included. Threads: specconv, "
         f"the ideal and torch all cores; scipy {args.scipy_workers} scipy.fft worker(s); MNE n_jobs=1. "
         "See benchmarks/README.md for what each peer computes.", "",
-        "| workload | dtype | auto ms | fastest peer | ratio | target | fft ms | ideal ms | of ideal | first − warm | auto peak mem |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| workload | dtype | auto ms | fastest peer | ratio | target | new-w ratio | fft ms | ideal ms | of ideal | first − warm | auto peak mem |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in cases:
         s = summarize(c)
@@ -434,6 +462,7 @@ def markdown(cases, argv, args):
             f"{s['auto'] * 1e3:.4g}" if s["auto"] else "—",
             f"{fp['name']} {fp['seconds'] * 1e3:.4g}" if fp else "—",
             fmt_ratio(s["ratio"]) + ok, f"≥ {c['target']}×" if c["target"] else "",
+            fmt_ratio(s["fresh_ratio"]),
             f"{s['fft'] * 1e3:.4g}" if s["fft"] else "—",
             f"{s['ideal'] * 1e3:.4g}" if s["ideal"] else "—",
             f"{s['of_ideal']:.2f}" if s["of_ideal"] else "—",
