@@ -99,8 +99,8 @@ def chunking(geom, fft_shape, tiles, itemsize, workers):
 
     Starting from everything in one chunk, halve the groups, then the batch, then the run of
     tiles, until the chunk fits its budget and there are two chunks per worker -- but keep at
-    least ``MIN_COLUMNS`` matmul columns (signals × tiles) unless memory forces it. Groups go
-    first because they share nothing. Measured on CNN layers (8 × 64 × 128²): one whole-batch
+    least ``MIN_COLUMNS`` matmul columns (signals × tiles) unless twice the budget or an idle
+    worker forces a split. Groups go first because they share nothing. Measured on CNN layers (8 × 64 × 128²): one whole-batch
     chunk ran 1.7-2x slower than this, since the chunks are also what the worker threads
     share out, and small elementwise chunks stay in cache through all five steps.
     """
@@ -121,7 +121,9 @@ def chunking(geom, fft_shape, tiles, itemsize, workers):
 
     while True:
         size = math.prod(blocks) * unit
-        if size <= budget and n_chunks(blocks) >= min_chunks:
+        must = size > 2 * budget or n_chunks(blocks) < workers  # memory, idle workers
+        want = size > budget or n_chunks(blocks) < min_chunks
+        if not (must or want):
             break
         chunk, batch_block, group_block = blocks
         if group_block > 1:
@@ -132,7 +134,7 @@ def chunking(geom, fft_shape, tiles, itemsize, workers):
             split = (-(-chunk // 2), batch_block, group_block)
         else:
             break
-        if matmul and split[0] * split[1] * other < MIN_COLUMNS and size <= 4 * budget:
+        if not must and matmul and split[0] * split[1] * other < MIN_COLUMNS:
             break
         blocks = split
     return blocks

@@ -423,7 +423,7 @@ def _engine_plan(chunker, m):
     of a chunk whose kernel spectra are already cached, as every chunk but the first. A public
     ``plan``/``memory`` hook on the layer would make this unnecessary.
     """
-    from . import _costmodel
+    from . import _costmodel, _engine
     from ._engine import Geometry, spectral_shape
 
     layer, src = chunker.layer, chunker.src
@@ -448,16 +448,15 @@ def _engine_plan(chunker, m):
     csz = np.result_type(dtype, np.complex64).itemsize
     G = layer.groups
     ci, co = layer.in_channels // G, layer.out_channels // G
-    # while the spectra are computed: the zero-padded kernels, their transform in the
-    # kernels' precision, a cast to the compute precision, the copy in product layout
+    # the spectra, and while they are computed, one block of output channels at a time: the
+    # zero-padded kernels, their transform in the kernels' precision, the scaled copy
     esz = np.result_type(layer.weight.dtype, dtype).itemsize
-    cast = F * csz if 2 * esz != csz else 0
-    spectra = G * co * ci * (L * esz + F * 2 * esz + cast + F * csz)
+    rows = min(co, max(1, _engine.SPECTRA_BLOCK_BYTES // (ci * L * csz)))
+    spectra = G * co * ci * F * csz + rows * ci * (L * esz + 2 * F * 2 * esz)
     tiles = t.chunk * math.prod(t.tiles[1:])
     per_worker = t.batch_block * t.group_block * (ci + co) * tiles * (L * isz + F * csz)
-    # x2: the pooled FFT plans keep the previous call's tile buffers alive (they reference
-    # the arrays they last ran on) while the next call allocates its own
-    return spectra + 2 * min(workers, t.n_chunks) * per_worker, seconds
+    # the tile buffers are the pooled FFT plans' arrays: every chunk reuses the same ones
+    return spectra + min(workers, t.n_chunks) * per_worker, seconds
 
 
 #: Chunk lengths tried between the kernel span and the whole signal (geometrically spaced).
