@@ -167,7 +167,7 @@ def fresh_weights_fn(conv, wl, w, copies):
     ws = []
     for k in range(copies):
         wk = w.copy()
-        flat = wk.reshape(-1)
+        flat = wk.reshape(-1).view(wk.real.dtype)  # complex: nudge a real part
         for _ in range(k):
             flat[0] = np.nextafter(flat[0], np.inf)
         ws.append(wk)

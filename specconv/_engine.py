@@ -17,9 +17,11 @@ case). Per chunk of tiles:
    spectrum is folded first, which makes that transform stride times smaller);
 5. scatter: the valid part of every tile is written to the output.
 
-Chunks are independent, so they run on ``get_num_threads()`` worker threads (FFTW and numpy
-release the GIL), each with its own buffers and plans; memory stays bounded by the chunk size,
-whatever the signal length.
+A chunk is a run of tiles along the first spatial axis for a block of signals and a block of
+groups (groups share nothing). Chunks are independent, so they run on ``get_num_threads()``
+worker threads (FFTW and numpy release the GIL), each with its own buffers and plans; memory
+stays bounded by the chunk size, whatever the signal length, and small chunks stay in cache
+through all five steps.
 """
 
 from __future__ import annotations

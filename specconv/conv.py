@@ -49,9 +49,14 @@ def conv(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
 
     See Also
     --------
-    SpectralConv : the layer object; use it to apply one layer to many signals (the kernel
-        spectra are then computed once).
+    SpectralConv : the layer object, to apply one layer to many signals.
     convolve : scipy.signal semantics (true convolution, full/same/valid).
+
+    Notes
+    -----
+    The kernel spectra of the last weights seen (up to 256 MB) are kept and reused when
+    ``conv`` is called again with equal weights -- equal contents, found by a SHA-256 digest,
+    so a weight modified in place is never served stale spectra.
 
     Examples
     --------
