@@ -103,8 +103,9 @@ class SpectraCache:
 
 
 #: Spectra of the functions (``conv``, ``convolve``, ...), which build a layer per call: a
-#: script calling them again with the same weights transforms the kernels once.
-SHARED_SPECTRA = SpectraCache(max_entries=8, max_bytes=256 * 2**20)
+#: script calling them again with the same weights transforms the kernels once. The byte bound
+#: is the cost model's per-layer one, so any layer's spectra can be kept.
+SHARED_SPECTRA = SpectraCache(max_entries=8, max_bytes=_costmodel.SPECTRA_BUDGET)
 
 
 def correlate(x, weight, geom, pads, dtype, *, method, nan_policy, cache=None, choice=None,

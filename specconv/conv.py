@@ -54,7 +54,7 @@ def conv(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
 
     Notes
     -----
-    The kernel spectra of the last weights seen (up to 256 MB) are kept and reused when
+    The kernel spectra of the last weights seen (up to 512 MB) are kept and reused when
     ``conv`` is called again with equal weights -- equal contents, found by a SHA-256 digest,
     so a weight modified in place is never served stale spectra.
 
