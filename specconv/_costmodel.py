@@ -94,23 +94,31 @@ def _divisor_below(n, limit):
     return max(d for d in range(1, max(1, limit) + 1) if n % d == 0)
 
 
+def tile_bytes(geom, fft_shape, itemsize):
+    """Bytes of a chunk's buffers per (signal, group, tile): real tile and its spectrum, in
+    and out channels."""
+    G = geom.groups
+    n_freq = math.prod(spectral_shape(fft_shape, geom.is_complex))
+    csize = itemsize if geom.is_complex else 2 * itemsize
+    channels = (geom.in_channels + geom.out_channels) // G
+    return channels * (math.prod(fft_shape) * itemsize + n_freq * csize)
+
+
 def chunking(geom, fft_shape, tiles, itemsize, workers):
     """``(tiles, signals, groups)`` per chunk: work for every worker, and bounded memory.
 
     Starting from everything in one chunk, halve the groups, then the batch, then the run of
     tiles, until the chunk fits its budget and there are two chunks per worker -- but keep at
     least ``MIN_COLUMNS`` matmul columns (signals × tiles) unless twice the budget or an idle
-    worker forces a split. Groups go first because they share nothing. Measured on CNN layers (8 × 64 × 128²): one whole-batch
-    chunk ran 1.7-2x slower than this, since the chunks are also what the worker threads
-    share out, and small elementwise chunks stay in cache through all five steps.
+    worker forces a split. Groups go first because they share nothing. Measured on CNN layers
+    (8 × 64 × 128²): one whole-batch chunk ran 1.7-2x slower than this, since the chunks are
+    also what the worker threads share out, and small elementwise chunks stay in cache through
+    all five steps.
     """
     G = geom.groups
-    ci, co = geom.in_channels // G, geom.out_channels // G
-    n_freq = math.prod(spectral_shape(fft_shape, geom.is_complex))
-    csize = itemsize if geom.is_complex else 2 * itemsize
-    # bytes of tile buffers per (signal, group, tile along the first axis)
     other = math.prod(tiles[1:])
-    unit = (ci + co) * other * (math.prod(fft_shape) * itemsize + n_freq * csize)
+    # bytes per (signal, group, tile along the first axis)
+    unit = other * tile_bytes(geom, fft_shape, itemsize)
     matmul = uses_matmul(geom)
     budget = CHUNK_BUDGET if matmul else ELEMENTWISE_CHUNK_BUDGET
     min_chunks = 2 * workers if workers > 1 else 1

@@ -454,7 +454,8 @@ def _engine_plan(chunker, m):
     rows = min(co, max(1, _engine.SPECTRA_BLOCK_BYTES // (ci * L * csz)))
     spectra = G * co * ci * F * csz + rows * ci * (L * esz + 2 * F * 2 * esz)
     tiles = t.chunk * math.prod(t.tiles[1:])
-    per_worker = t.batch_block * t.group_block * (ci + co) * tiles * (L * isz + F * csz)
+    per_tile = _costmodel.tile_bytes(geom, t.fft_shape, isz)
+    per_worker = t.batch_block * t.group_block * tiles * per_tile
     # the tile buffers are the pooled FFT plans' arrays: every chunk reuses the same ones
     return spectra + min(workers, t.n_chunks) * per_worker, seconds
 

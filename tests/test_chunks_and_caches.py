@@ -21,12 +21,9 @@ def _cnn_geometry(groups, kernel=15, batch=8, channels=64, size=128):
 
 
 def _chunk_bytes(geom, tiling, itemsize):
-    G = geom.groups
-    ci, co = geom.in_channels // G, geom.out_channels // G
-    n_freq = math.prod(_engine.spectral_shape(tiling.fft_shape, geom.is_complex))
-    per_channel_tile = math.prod(tiling.fft_shape) * itemsize + n_freq * 2 * itemsize
     tiles = tiling.chunk * math.prod(tiling.tiles[1:])
-    return tiling.batch_block * tiling.group_block * (ci + co) * tiles * per_channel_tile
+    per_tile = _costmodel.tile_bytes(geom, tiling.fft_shape, itemsize)
+    return tiling.batch_block * tiling.group_block * tiles * per_tile
 
 
 @pytest.mark.parametrize("workers", [1, 2, 4])
