@@ -157,12 +157,16 @@ def bench_outofcore(folder, quick):
     src, dst = folder / "eeg.npy", folder / "eeg_out.npy"
     log(f"outofcore: writing {EEG_CHANNELS} x {n} float32 ({EEG_CHANNELS * n * 4 / 1e9:.2f} GB)")
     write_recording(src, EEG_CHANNELS, n)
-    # alternate the two, twice, and keep each one's best run: the machine may be shared
+    # alternate the two, twice, and keep each one's best run: the machine may be shared.
+    # Every run starts with no dirty pages: the kernel writing back the recording just made
+    # (or the previous run's output) would take CPU from the run measured.
     mems, oocs = [], []
     for _ in range(2):
         log("outofcore: in memory on the shorter signal")
+        os.sync()
         mems.append(run_child(["inmemory", short]))
         log("outofcore: from disk to disk")
+        os.sync()
         oocs.append(run_child(["outofcore", src, dst]))
     mem = max(mems, key=lambda r: r["samples_per_s"])
     mem["first_samples_per_s"] = max(r["first_samples_per_s"] for r in mems)

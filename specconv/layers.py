@@ -70,10 +70,14 @@ class _Layer:
         self.bias = bias
         self._cache = _correlate.SpectraCache()
         self._digest = None  # of the (frozen) weight the layer correlates with, once needed
+        # cost-model options of _costmodel.choose: the out-of-core chunker, which applies one
+        # layer to many chunks of one shape, plans with the spectra computed once
+        self._planning = {}
 
     def _run(self, xb, weight, geom, pads, dtype):
         # choose() is memoised: repeated calls get the same tiling and hit the cached spectra
-        choice = _costmodel.choose(geom, self.method, dtype.itemsize, fft.get_num_threads())
+        choice = _costmodel.choose(geom, self.method, dtype.itemsize, fft.get_num_threads(),
+                                   **self._planning)
         if choice.method == "fft" and self._digest is None:
             self._digest = _correlate.weight_digest(weight)
         y = _correlate.correlate(

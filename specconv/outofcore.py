@@ -15,7 +15,9 @@ dataset), written in place.
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import errno
 import logging
 import math
 import mmap
@@ -152,6 +154,33 @@ def _copy_through_mapping(dst, src, axis, mm):
     _release(mm)
 
 
+def _file_behind(arr):
+    """``(path, offset)`` of the file holding ``arr``, if positioned reads may replace slicing.
+
+    Reading a chunk with ``preadv`` takes half the CPU time of copying it through the mapping
+    (no page faults, no mapped pages to release), and out-of-core work shares the CPU with
+    the engine. Only a C-contiguous array that is a shared mapping itself qualifies: a view's
+    ``offset`` attribute is its parent's, and a copy-on-write mapping may hold edits the file
+    lacks.
+    """
+    if (hasattr(os, "preadv") and isinstance(arr, np.memmap) and isinstance(arr.base, mmap.mmap)
+            and arr.filename and getattr(arr, "mode", None) in ("r", "r+", "w+")
+            and arr.flags.c_contiguous):
+        return arr.filename, arr.offset
+    return None
+
+
+def _pread_into(fd, buf, pos, name):
+    """Fill ``buf`` (C-contiguous) from ``fd`` at ``pos``; a short file is an error."""
+    view = memoryview(buf).cast("B")
+    done = 0
+    while done < len(view):  # Linux reads at most ~2 GB per call
+        n = os.preadv(fd, [view[done:]], pos + done)
+        if n == 0:
+            raise OSError(f"{name} ended before the array it should hold (truncated file?).")
+        done += n
+
+
 def _is_raw(obj):
     mne = sys.modules.get("mne")
     return mne is not None and isinstance(obj, mne.io.BaseRaw)
@@ -172,8 +201,19 @@ class _ArraySource:
         if self.dtype.kind not in "biufc":
             raise TypeError(f"source must hold numbers, got dtype {self.dtype}.")
         self._mm = _shared_memmap(arr) if isinstance(arr, np.ndarray) else None
+        self._fd, self._offset = None, 0
+        behind = _file_behind(arr)
+        if behind is not None:
+            self._fd, self._offset = os.open(behind[0], os.O_RDONLY), behind[1]
 
     def read(self, axis, lo, hi):
+        if self._fd is not None:  # every index before the axis selects one run in the file
+            out = np.empty(self.shape[:axis] + (hi - lo,) + self.shape[axis + 1 :], self.dtype)
+            inner = math.prod(self.shape[axis + 1 :]) * self.dtype.itemsize
+            for k, row in enumerate(out.reshape(math.prod(self.shape[:axis]), -1)):
+                pos = self._offset + (k * self.shape[axis] + lo) * inner
+                _pread_into(self._fd, row, pos, self.name)
+            return out
         index = (slice(None),) * axis + (slice(lo, hi),)
         view = self.arr[index]
         if self._mm is None:
@@ -184,6 +224,11 @@ class _ArraySource:
 
     def release(self):
         pass
+
+    def close(self):
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 class _RawSource:
@@ -207,6 +252,9 @@ class _RawSource:
                                  reject_by_annotation=self.reject)
 
     def release(self):
+        pass
+
+    def close(self):
         pass
 
 
@@ -283,7 +331,12 @@ def _atomic_path(target, overwrite):
 
 
 class _NpyWriter:
-    """A ``.npy`` file written with positioned writes (no mapping: no resident pages)."""
+    """A ``.npy`` file written with positioned writes (no mapping: no resident pages).
+
+    Written chunks leave the page cache soon after (``POSIX_FADV_DONTNEED``: on Linux it
+    starts the write-back of dirty pages and drops clean ones), so a long output does not push
+    everything else out of the cache and the next chunks reuse the freed pages.
+    """
 
     def __init__(self, path, shape, dtype, axis):
         self.shape, self.dtype, self.axis = shape, np.dtype(dtype), axis
@@ -292,7 +345,18 @@ class _NpyWriter:
                   "shape": shape}
         np.lib.format.write_array_header_2_0(self.f, header)
         self.offset = self.f.tell()
-        self.f.truncate(self.offset + math.prod(shape) * self.dtype.itemsize)
+        size = self.offset + math.prod(shape) * self.dtype.itemsize
+        try:  # blocks reserved now: a full disk fails at once, and the writes cost less CPU
+            os.posix_fallocate(self.f.fileno(), 0, size)
+        except AttributeError:  # not on this platform
+            self.f.truncate(size)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise OSError(
+                    errno.ENOSPC, f"Not enough disk space for the output ({size} bytes)", path
+                ) from exc
+            self.f.truncate(size)  # not supported by this file system
+        self._recent = collections.deque(maxlen=3)  # file ranges of the last chunks written
 
     def write(self, m0, y):
         # every index before the chunk axis selects one contiguous run in the file
@@ -300,9 +364,21 @@ class _NpyWriter:
         n_axis = self.shape[self.axis]
         y = np.ascontiguousarray(y, dtype=self.dtype)
         flat = y.reshape(-1, math.prod(y.shape[self.axis :]))
+        fd = self.f.fileno()
+        ranges = []
         for k, row in enumerate(flat):
             pos = self.offset + (k * n_axis + m0) * inner
-            os.pwrite(self.f.fileno(), row.data, pos)
+            view = memoryview(row).cast("B")
+            done = 0
+            while done < len(view):  # Linux writes at most ~2 GB per call
+                done += os.pwrite(fd, view[done:], pos + done)
+            ranges.append((pos, len(view)))
+        self._recent.append(ranges)
+        if hasattr(os, "posix_fadvise"):
+            # this chunk: start its write-back; two chunks ago: written by now, drop it
+            for old in (self._recent[-1], self._recent[0] if len(self._recent) == 3 else ()):
+                for pos, n in old:
+                    os.posix_fadvise(fd, pos, n, os.POSIX_FADV_DONTNEED)
 
     def close(self):
         self.f.close()
@@ -357,7 +433,8 @@ class _Chunker:
             groups=layer.groups, method=layer.method, nan_policy=layer.nan_policy,
         )
         if chunk_size is None:
-            self.chunk, self.estimate = _plan_chunk(self, memory_budget)
+            self.chunk, spectra_budget, self.estimate = _plan_chunk(self, memory_budget)
+            self.valid._planning = {"spectra_cached": True, "spectra_budget": spectra_budget}
         else:
             self.chunk = min(chunk_size, self.n_out)
             self.estimate = math.nan
@@ -415,16 +492,18 @@ class _Chunker:
         return x
 
 
-def _engine_plan(chunker, m):
+def _engine_plan(chunker, m, spectra_budget):
     """Bytes and modelled seconds of the engine on a chunk of ``m`` outputs.
 
-    Uses the engine's own plan (cost model and tiling), which the layer will pick for this
-    geometry: kernel spectra (while they are computed) and tile buffers. The seconds are those
-    of a chunk whose kernel spectra are already cached, as every chunk but the first. A public
-    ``plan``/``memory`` hook on the layer would make this unnecessary.
+    Uses the engine's own plan (cost model and tiling) for this geometry, as the chunker's
+    layer will run it: kernel spectra computed once (so longer tiles than a one-off call
+    would pick) within ``spectra_budget`` bytes. Counts the kernel spectra (and, while they
+    are computed, one block of kernels) and the tile buffers. The seconds are those of a
+    chunk whose kernel spectra are already cached, as every chunk but the first, with the
+    engine's chunks shared out among the workers.
     """
     from . import _costmodel, _engine
-    from ._engine import Geometry, spectral_shape
+    from ._engine import Geometry
 
     layer, src = chunker.layer, chunker.src
     d = layer.ndim
@@ -437,39 +516,49 @@ def _engine_plan(chunker, m):
     geom = Geometry(B, layer.in_channels, layer.out_channels, layer.groups, layer.kernel_size,
                     layer.dilation, layer.stride, tuple(spatial), dtype.kind == "c")
     workers = fft.get_num_threads()
-    choice = _costmodel.choose(geom, layer.method, dtype.itemsize, workers)
     isz = dtype.itemsize
+    choice = _costmodel.choose(geom, layer.method, isz, workers, spectra_cached=True,
+                               spectra_budget=spectra_budget)
     if choice.method == "direct":  # a zero-padded copy and the per-tap shifted inputs
         return 2 * B * layer.in_channels * math.prod(spatial) * isz, choice.seconds
     t = choice.tiling
-    seconds = _costmodel.fft_cost(geom, t.fft_shape, spectra_cached=True)
     L = math.prod(t.fft_shape)
-    F = math.prod(spectral_shape(t.fft_shape, geom.is_complex))
-    csz = np.result_type(dtype, np.complex64).itemsize
-    G = layer.groups
-    ci, co = layer.in_channels // G, layer.out_channels // G
-    # the spectra, and while they are computed, one block of output channels at a time: the
+    F = math.prod(_engine.spectral_shape(t.fft_shape, geom.is_complex))
+    # while the spectra are computed, one block of output channels at a time: the
     # zero-padded kernels, their transform in the kernels' precision, the scaled copy
     esz = np.result_type(layer.weight.dtype, dtype).itemsize
-    rows = min(co, max(1, _engine.SPECTRA_BLOCK_BYTES // (ci * L * csz)))
-    spectra = G * co * ci * F * csz + rows * ci * (L * esz + 2 * F * 2 * esz)
+    ci = layer.in_channels // layer.groups
+    csz = np.result_type(dtype, np.complex64).itemsize
+    rows = min(layer.out_channels // layer.groups,
+               max(1, _engine.SPECTRA_BLOCK_BYTES // (ci * L * csz)))
+    spectra = (_costmodel.spectra_bytes(geom, t.fft_shape, isz)
+               + rows * ci * (L * esz + 2 * F * 2 * esz))
     tiles = t.chunk * math.prod(t.tiles[1:])
     per_tile = _costmodel.tile_bytes(geom, t.fft_shape, isz)
     per_worker = t.batch_block * t.group_block * tiles * per_tile
     # the tile buffers are the pooled FFT plans' arrays: every chunk reuses the same ones
-    return spectra + min(workers, t.n_chunks) * per_worker, seconds
+    seconds = _costmodel.chunked_cost(geom, t, choice.seconds, isz, workers)
+    return spectra + min(workers, t.n_chunks) * per_worker, seconds + _CHUNK_SECONDS
+
+
+#: Python, reading and hand-over per out-of-core chunk, besides the engine.
+_CHUNK_SECONDS = 1e-3
 
 
 #: Chunk lengths tried between the kernel span and the whole signal (geometrically spaced).
 _CHUNK_CANDIDATES = 40
+#: Shares of the memory budget the kernel spectra may take (longer tiles need more).
+_SPECTRA_SHARES = (1 / 8, 1 / 4, 3 / 8, 1 / 2)
 
 
 def _plan_chunk(chunker, budget):
-    """The chunk length (outputs along the axis) that fits ``budget`` and runs fastest.
+    """The chunk length (outputs along the axis) and the spectra budget that fit ``budget``
+    and run fastest.
 
-    Candidates are spaced geometrically from the kernel span to the whole signal; among those
-    whose working memory fits, the one with the least modelled time per output sample wins
-    (the engine's tile length grows with the chunk, so longer chunks are usually faster; the
+    Candidates are chunk lengths spaced geometrically from the kernel span to the whole signal,
+    times a few shares of the budget for the kernel spectra (longer tiles waste less of each
+    transform on the kernel's overlap, but their spectra take more memory). Among those whose
+    working memory fits, the one with the least modelled time per output sample wins (the
     memory needed does not grow monotonically with the chunk, hence no bisection).
     """
     src, layer = chunker.src, chunker.layer
@@ -480,9 +569,9 @@ def _plan_chunk(chunker, budget):
     isz = chunker.dtype.itemsize
     out = B * layer.out_channels * other_out * isz
 
-    def plan(m):
+    def plan(m, spectra_budget):
         n_in = (m - 1) * chunker.stride + chunker.span
-        engine, seconds = _engine_plan(chunker, m)
+        engine, seconds = _engine_plan(chunker, m, spectra_budget)
         # the chunk as read, a copy if it holds NaNs or sits at an edge, the output and the
         # previous one being written
         return 2 * n_in * read + 2 * m * out + engine, seconds / m
@@ -491,16 +580,19 @@ def _plan_chunk(chunker, budget):
     floor = max(1, min(n, chunker.span))
     sizes = np.unique(np.geomspace(floor, n, _CHUNK_CANDIDATES).astype(np.int64))
     best = None
-    for m in sizes.tolist() + [n]:
-        need, per_sample = plan(m)
-        if need <= budget and (best is None or per_sample <= best[2] * 1.001):
-            best = (m, need, per_sample)
+    for share in _SPECTRA_SHARES:
+        spectra_budget = int(share * budget)
+        for m in sizes.tolist() + [n]:
+            need, per_sample = plan(m, spectra_budget)
+            if need <= budget and (best is None or per_sample <= best[3] * 1.001):
+                best = (m, spectra_budget, need, per_sample)
     if best is None:
+        need = plan(floor, int(_SPECTRA_SHARES[0] * budget))[0]
         raise ValueError(
             f"memory_budget={budget} bytes is too small for this layer: one chunk of {floor} "
-            f"output samples needs about {plan(floor)[0]} bytes."
+            f"output samples needs about {need} bytes."
         )
-    return best[0], best[1]
+    return best[:3]
 
 
 # ------------------------------------------------------------------------------ progress
@@ -620,6 +712,7 @@ def apply(layer, source, target=None, *, dataset=None, target_dataset="data", pi
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}.")
     with contextlib.ExitStack() as stack:
         src, src_path = _open_source(source, dataset, picks, reject_by_annotation, stack)
+        stack.callback(src.close)
         chunker = _Chunker(layer, src, int(memory_budget), chunk_size)
         logger.info(
             "out-of-core: %s -> %s in %d chunk(s) of %d samples (about %.0f MB working set)",
