@@ -113,3 +113,36 @@ def test_a_pickled_layer_leaves_its_spectra_behind_and_still_works():
     data = pickle.dumps(layer)
     assert len(data) < layer.weight.nbytes + 8192
     assert_close(pickle.loads(data)(x), y)
+
+
+def _conv_in_child(queue, x, w):
+    queue.put(specconv.conv(x, w, padding=2, method="fft"))
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_worker_threads_are_shared_across_calls_and_renewed_in_a_forked_child():
+    import multiprocessing
+    import threading
+
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((4, 8, 300))
+    w = rng.standard_normal((8, 8, 5))
+    old = specconv.set_num_threads(2)
+    try:
+        y = specconv.conv(x, w, padding=2, method="fft")
+        threads = {t.ident for t in threading.enumerate() if t.name.startswith("specconv")}
+        assert threads  # the engine ran chunks on its pool
+        specconv.conv(x, w, padding=2, method="fft")
+        assert threads == {
+            t.ident for t in threading.enumerate() if t.name.startswith("specconv")
+        }  # the same threads, not new ones per call
+        ctx = multiprocessing.get_context("fork")
+        queue = ctx.Queue()
+        child = ctx.Process(target=_conv_in_child, args=(queue, x, w))
+        child.start()
+        y_child = queue.get(timeout=60)  # a stale pool would hang here
+        child.join(timeout=60)
+        assert child.exitcode == 0
+        assert_close(y_child, y)
+    finally:
+        specconv.set_num_threads(old)

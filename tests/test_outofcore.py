@@ -256,6 +256,68 @@ def test_progress_bar_only_when_asked(tmp_path, capsys):
     assert "sample" in capsys.readouterr().err
 
 
+def test_positioned_reads_only_where_the_file_is_the_array(tmp_path):
+    """Shared .npy mappings are read with preadv; views and copy-on-write maps by slicing."""
+    from specconv.outofcore import _ArraySource
+
+    rng = np.random.default_rng(9)
+    x = np.lib.format.open_memmap(tmp_path / "x.npy", "w+", np.float64, (3, 4000))
+    x[:] = rng.standard_normal(x.shape)
+    x.flush()
+    cow = np.load(tmp_path / "x.npy", mmap_mode="c")
+    cow[:, :50] = 7.0  # edits only in memory: reading the file would miss them
+    layer = SpectralConv(rng.standard_normal((2, 3, 31)), padding="same")
+    for source, positioned in [(np.load(tmp_path / "x.npy", mmap_mode="r"), True),
+                               (x, True), (x[:, 100:], False), (x[::-1], False),
+                               (cow, False)]:
+        src = _ArraySource(source, "x")
+        assert (src._fd is not None) == positioned
+        assert np.array_equal(src.read(1, 10, 1500), np.asarray(source)[:, 10:1500])
+        src.close()
+        assert_close(apply(layer, source, chunk_size=777), layer(np.asarray(source)))
+
+
+def test_full_disk_fails_at_once_and_leaves_nothing(tmp_path, monkeypatch):
+    import errno
+
+    x = np.zeros((2, 3000))
+    layer = SpectralConv(np.ones((2, 2, 5)))
+
+    def no_space(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", no_space, raising=False)
+    with pytest.raises(OSError, match=r"Not enough disk space for the output \(\d+ bytes\)"):
+        apply(layer, x, tmp_path / "y.npy")
+    assert os.listdir(tmp_path) == []
+
+    def unsupported(fd, offset, length):  # some file systems: plain writes still work
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    monkeypatch.setattr(os, "posix_fallocate", unsupported, raising=False)
+    apply(layer, x + 1, tmp_path / "y.npy", chunk_size=1000)
+    assert_close(np.load(tmp_path / "y.npy"), layer(x + 1))
+
+
+def test_chunks_plan_tiles_for_spectra_computed_once():
+    """Every chunk reuses the kernel spectra: longer tiles than a one-off call, in budget."""
+    from specconv import _costmodel, _engine
+    from specconv.outofcore import _ArraySource, _Chunker
+
+    w = np.random.default_rng(10).standard_normal((16, 16, 1001)).astype(np.float32)
+    layer = SpectralConv(w, padding="same")
+    chunker = _Chunker(layer, _ArraySource(np.zeros((16, 3_000_000), np.float32), "x"),
+                       64 * 2**20)
+    planning = chunker.valid._planning
+    assert planning["spectra_cached"] and planning["spectra_budget"] < 64 * 2**20
+    geom = _engine.Geometry(1, 16, 16, 1, (1001,), (1,), (1,), (chunker.chunk + 1000,), False)
+    once = _costmodel.choose(geom, "auto", 4, 2, **planning).tiling
+    one_off = _costmodel.choose(geom, "auto", 4, 2).tiling
+    assert once.fft_shape[0] > one_off.fft_shape[0]
+    assert _costmodel.spectra_bytes(geom, once.fft_shape, 4) <= planning["spectra_budget"]
+    assert chunker.estimate <= 64 * 2**20
+
+
 def test_budget_bounds_the_chunk():
     layer = SpectralConv(np.ones((8, 8, 65), np.float32))
     x = np.zeros((8, 2_000_000), np.float32)
