@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import itertools
 import math
 import os
@@ -79,11 +80,13 @@ class Tiling:
     batch_block: int  # signals per chunk
     group_block: int  # groups per chunk
     n_blocks: int  # (batch block, group block) pairs
+    team: int = 1  # worker threads sharing each chunk, chunk // team tiles each
 
     @staticmethod
-    def make(geom, fft_shape, chunk=None, batch_block=None, group_block=None):
+    def make(geom, fft_shape, chunk=None, batch_block=None, group_block=None, team=1):
         """Tiles of ``fft_shape``; chunks of ``chunk`` tiles (first axis), ``batch_block``
-        signals and ``group_block`` groups (defaults: everything in one chunk)."""
+        signals and ``group_block`` groups (defaults: everything in one chunk), each shared
+        by ``team`` workers (``chunk`` is rounded up to a multiple)."""
         step = tuple(
             (n - e + 1) // s * s for n, e, s in zip(fft_shape, geom.span, geom.stride)
         )
@@ -104,9 +107,10 @@ class Tiling:
                 f"batch {geom.batch} and groups {geom.groups}."
             )
         n_blocks = geom.batch // batch_block * (geom.groups // group_block)
+        share = -(-tiles[0] // (n_chunks * team))
         return Tiling(
-            tuple(fft_shape), step, tiles, -(-tiles[0] // n_chunks), batch_block, group_block,
-            n_blocks,
+            tuple(fft_shape), step, tiles, share * team, batch_block, group_block, n_blocks,
+            team,
         )
 
     @property
@@ -201,7 +205,7 @@ class _ChunkWorker:
     held while the worker lives and return to the plan pool with the plans.
     """
 
-    def __init__(self, geom, pads, tiling, dtype, threads, plans):
+    def __init__(self, geom, pads, tiling, dtype, threads, plans, team=1):
         d = geom.ndim
         G = geom.groups
         ci, co = geom.in_channels // G, geom.out_channels // G
@@ -235,20 +239,28 @@ class _ChunkWorker:
         # flat views: (B, G, C, tiles, F)
         self.xflat = self.xspec.reshape(B, G, ci, n_tiles, n_freq)
         self.yflat = self.yspec.reshape(B, G, co, n_tiles, n_freq)
-        if uses_matmul(geom):
+        if uses_matmul(geom):  # room for the tiles of every member of its team
             fb = min(FREQ_BLOCK, n_freq)
-            self.xblock = np.empty((fb, G, B, n_tiles, ci), cdtype)
-            self.yblock = np.empty((fb, G, B, n_tiles, co), cdtype)
+            self.xblock = np.empty((fb, G, B, team * n_tiles, ci), cdtype)
+            self.yblock = np.empty((fb, G, B, team * n_tiles, co), cdtype)
 
     def run(self, x, spectra, out, t0):
         """Tiles ``t0 .. t0 + chunk`` of the block ``x`` (its spectra, its ``out`` slice)."""
-        geom, tiling = self.geom, self.tiling
-        _gather(x, self.pads, geom, tiling, t0, self.xin)
-        self.forward.execute()
-        if uses_matmul(geom):
-            self._matmul(spectra)
+        self.transform_in(x, t0)
+        if uses_matmul(self.geom):
+            self.matmul(spectra, (self,), 0, self.xflat.shape[-1])
         else:
             self._elementwise(spectra)
+        self.transform_out(out, t0)
+
+    def transform_in(self, x, t0):
+        """Gather this worker's tiles from ``t0`` and transform them."""
+        _gather(x, self.pads, self.geom, self.tiling, t0, self.xin)
+        self.forward.execute()
+
+    def transform_out(self, out, t0):
+        """Transform the product back and scatter the valid samples of the tiles from ``t0``."""
+        geom, tiling = self.geom, self.tiling
         if any(self.folded):
             np.copyto(self.zspec, _fold(self.yspec, geom, tiling, self.folded))
         self.inverse.execute()
@@ -261,20 +273,30 @@ class _ChunkWorker:
         ]
         _scatter(valid, out, t0, geom, tiling)
 
-    def _matmul(self, spectra):
+    def matmul(self, spectra, members, f_lo, f_hi):
+        """The product at frequencies ``f_lo .. f_hi`` for the tiles of all ``members``.
+
+        A team's members each take a range of frequencies for the tiles of every member, so
+        each BLAS call gets the whole chunk's tiles as columns and the kernel spectra are
+        read once per chunk.
+        """
         fb, G, B, T, ci = self.xblock.shape
         co = self.yblock.shape[-1]
-        n_freq = self.xflat.shape[-1]
-        for f0 in range(0, n_freq, fb):
-            n = min(fb, n_freq - f0)
+        t = T // len(members)  # tiles per member
+        for f0 in range(f_lo, f_hi, fb):
+            n = min(fb, f_hi - f0)
             xb, yb = self.xblock[:n], self.yblock[:n]
-            np.copyto(xb, self.xflat[..., f0 : f0 + n].transpose(4, 1, 0, 3, 2))
+            for j, m in enumerate(members):
+                np.copyto(xb[:, :, :, j * t : (j + 1) * t],
+                          m.xflat[..., f0 : f0 + n].transpose(4, 1, 0, 3, 2))
             np.matmul(
                 xb.reshape(n, G, B * T, ci),
                 spectra[f0 : f0 + n],
                 out=yb.reshape(n, G, B * T, co),
             )
-            np.copyto(self.yflat[..., f0 : f0 + n], yb.transpose(2, 1, 4, 3, 0))
+            for j, m in enumerate(members):
+                np.copyto(m.yflat[..., f0 : f0 + n],
+                          yb[:, :, :, j * t : (j + 1) * t].transpose(2, 1, 4, 3, 0))
 
     def _elementwise(self, spectra):
         G, co, ci, F = spectra.shape
@@ -426,26 +448,78 @@ def correlate_fft(x, pads, spectra, geom, tiling, dtype, workers):
         for g0 in range(0, geom.groups, gb)
         for t0 in range(0, tiling.tiles[0], tiling.chunk)
     ]
-    n_workers = min(workers, len(units))
-    # few chunks: let FFTW use the threads inside each transform instead
-    threads = max(1, workers // n_workers)
+    team = tiling.team if matmul and tiling.team <= workers else 1
+    if team > 1:
+        shares = _team_shares(units, block, pads, tiling, dtype, team)
+    else:
+        n_workers = min(workers, len(units))
+        # few chunks: let FFTW use the threads inside each transform instead
+        threads = max(1, workers // n_workers)
 
-    def run_share(k):
-        for unit in units[k::n_workers]:
-            pool[k].run(*unit)
+        def shares(plans):
+            pool = [_ChunkWorker(block, pads, tiling, dtype, threads, plans)
+                    for _ in range(n_workers)]
+
+            def run_share(k):
+                for unit in units[k::n_workers]:
+                    pool[k].run(*unit)
+
+            return [functools.partial(run_share, k) for k in range(n_workers)]
 
     # the per-frequency matmuls are small: single-threaded BLAS, parallel chunks (see _blas)
     with contextlib.ExitStack() as plans, _blas.limit(1):
-        pool = [_ChunkWorker(block, pads, tiling, dtype, threads, plans) for _ in range(n_workers)]
+        first, *rest = shares(plans)
         # the calling thread takes the first share, pooled threads the others
-        futures = [_submit(n_workers - 1, run_share, k) for k in range(1, n_workers)]
+        futures = _submit(rest)
+        broken = None
         try:
-            run_share(0)
+            first()
+        except threading.BrokenBarrierError as exc:  # a team member failed: raise its error
+            broken = exc
         finally:
             wait(futures)  # they use the plans, released when this block exits
-        for f in futures:
-            f.result()
+        errors = [e for e in (f.exception() for f in futures) if e is not None]
+        errors.sort(key=lambda e: isinstance(e, threading.BrokenBarrierError))  # real first
+        if errors or broken is not None:
+            raise errors[0] if errors else broken
     return out
+
+
+def _team_shares(units, block, pads, tiling, dtype, team):
+    """Work of ``team`` threads that share every chunk (a callable of the plans' stack).
+
+    Each member transforms its run of ``chunk // team`` tiles, then computes the product at
+    its range of frequencies for all the chunk's tiles, then transforms its tiles back;
+    barriers separate the three steps. A failing member breaks the barrier for the others.
+    """
+    member = dataclasses.replace(tiling, chunk=tiling.chunk // team, team=1)
+    n_freq = math.prod(spectral_shape(tiling.fft_shape, block.is_complex))
+    bounds = [n_freq * k // team for k in range(team + 1)]
+
+    def shares(plans):
+        members = [_ChunkWorker(block, pads, member, dtype, 1, plans, team) for _ in range(team)]
+        barrier = threading.Barrier(team)
+
+        def run_member(k):
+            me = members[k]
+            try:
+                for x, spectra, out, t0 in units:
+                    start = t0 + k * member.chunk
+                    active = start < tiling.tiles[0]  # the last chunk may end early
+                    if active:
+                        me.transform_in(x, start)
+                    barrier.wait()
+                    me.matmul(spectra, members, bounds[k], bounds[k + 1])
+                    barrier.wait()
+                    if active:
+                        me.transform_out(out, start)
+            except BaseException:
+                barrier.abort()
+                raise
+
+        return [functools.partial(run_member, k) for k in range(team)]
+
+    return shares
 
 
 # One pool of worker threads for every call: starting threads anew took 1-2 ms per call
@@ -455,15 +529,23 @@ _pool_lock = threading.Lock()
 _pool = None  # (size, ThreadPoolExecutor)
 
 
-def _submit(size, fn, *args):
-    """``fn(*args)`` on the shared pool, grown to ``size`` threads if smaller."""
+def _submit(fns):
+    """Futures of the calls ``fns`` on the shared pool (grown to ``len(fns)`` threads).
+
+    Submitted together, under the lock: a team's members wait for each other at barriers,
+    so they must sit next to each other in the queue (with at least as many threads as
+    members, FIFO then starts them all before anything queued later).
+    """
     global _pool
-    with _pool_lock:  # held while submitting: a replaced pool takes no new work
-        if _pool is None or _pool[0] < size:
+    if not fns:
+        return []
+    with _pool_lock:  # also: a replaced pool takes no new work
+        if _pool is None or _pool[0] < len(fns):
+            size = len(fns)
             old, _pool = _pool, (size, ThreadPoolExecutor(size, thread_name_prefix="specconv"))
             if old is not None:
                 old[1].shutdown(wait=False)  # its queued work still runs
-        return _pool[1].submit(fn, *args)
+        return [_pool[1].submit(fn) for fn in fns]
 
 
 def _forget_pool():

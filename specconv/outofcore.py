@@ -222,9 +222,6 @@ class _ArraySource:
         _copy_through_mapping(out, view, axis, self._mm)
         return out
 
-    def release(self):
-        pass
-
     def close(self):
         if self._fd is not None:
             os.close(self._fd)
@@ -250,9 +247,6 @@ class _RawSource:
     def read(self, axis, lo, hi):
         return self.raw.get_data(picks=self.picks, start=lo, stop=hi,
                                  reject_by_annotation=self.reject)
-
-    def release(self):
-        pass
 
     def close(self):
         pass
@@ -445,18 +439,24 @@ class _Chunker:
         lo = m0 * s - self.pads[0][0]
         return lo, lo + (self.chunk - 1) * s + self.span
 
-    def compute(self, m0):
-        """Outputs ``m0 .. m0 + chunk`` (cropped at the end), shape like the output."""
+    def read(self, m0):
+        """The input that outputs ``m0 .. m0 + chunk`` need, halo and padding included."""
         lo, hi = self.in_range(m0)
         x = self._read_padded(lo, hi)
         d = self.layer.ndim
         if d > 1 and any(p != (0, 0) for p in self.pads[1:]):
             widths = ((0, 0),) * (x.ndim - d + 1) + tuple(self.pads[1:])
             x = np.pad(x, widths, mode=_NUMPY_PAD_MODE[self.layer.padding_mode])
+        return x
+
+    def run(self, m0, x):
+        """Outputs ``m0 .. m0 + chunk`` (cropped at the end) from ``read(m0)``."""
         y = self.valid(x)
-        self.src.release()
         stop = min(self.chunk, self.n_out - m0)
         return y[(slice(None),) * self.axis + (slice(0, stop),)]
+
+    def compute(self, m0):
+        return self.run(m0, self.read(m0))
 
     def _read_padded(self, lo, hi):
         n, axis = self.n_in, self.axis
@@ -555,11 +555,12 @@ def _plan_chunk(chunker, budget):
     """The chunk length (outputs along the axis) and the spectra budget that fit ``budget``
     and run fastest.
 
-    Candidates are chunk lengths spaced geometrically from the kernel span to the whole signal,
-    times a few shares of the budget for the kernel spectra (longer tiles waste less of each
-    transform on the kernel's overlap, but their spectra take more memory). Among those whose
-    working memory fits, the one with the least modelled time per output sample wins (the
-    memory needed does not grow monotonically with the chunk, hence no bisection).
+    Candidates are chunk lengths spaced geometrically from the kernel span to the whole signal
+    (then more finely up to the next one above the best), times a few shares of the budget
+    for the kernel spectra (longer tiles waste less of each transform on the kernel's
+    overlap, but their spectra take more memory). Among those whose working memory fits, the
+    one with the least modelled time per output sample wins (the memory needed does not grow
+    monotonically with the chunk, hence no bisection).
     """
     src, layer = chunker.src, chunker.layer
     B = src.shape[0] if chunker.batched else 1
@@ -572,20 +573,26 @@ def _plan_chunk(chunker, budget):
     def plan(m, spectra_budget):
         n_in = (m - 1) * chunker.stride + chunker.span
         engine, seconds = _engine_plan(chunker, m, spectra_budget)
-        # the chunk as read, a copy if it holds NaNs or sits at an edge, the output and the
-        # previous one being written
-        return 2 * n_in * read + 2 * m * out + engine, seconds / m
+        # the chunk, a copy of it if it holds NaNs, the next chunk being read, the output
+        # and the previous one being written
+        return 3 * n_in * read + 2 * m * out + engine, seconds / m
+
+    def best_of(sizes, best=None):
+        for share in _SPECTRA_SHARES:
+            spectra_budget = int(share * budget)
+            for m in sizes:
+                need, per_sample = plan(m, spectra_budget)
+                if need <= budget and (best is None or per_sample <= best[3] * 1.001):
+                    best = (m, spectra_budget, need, per_sample)
+        return best
 
     n = chunker.n_out
     floor = max(1, min(n, chunker.span))
-    sizes = np.unique(np.geomspace(floor, n, _CHUNK_CANDIDATES).astype(np.int64))
-    best = None
-    for share in _SPECTRA_SHARES:
-        spectra_budget = int(share * budget)
-        for m in sizes.tolist() + [n]:
-            need, per_sample = plan(m, spectra_budget)
-            if need <= budget and (best is None or per_sample <= best[3] * 1.001):
-                best = (m, spectra_budget, need, per_sample)
+    sizes = np.unique(np.append(np.geomspace(floor, n, _CHUNK_CANDIDATES).astype(np.int64), n))
+    best = best_of(sizes.tolist())
+    if best is not None and best[0] < n:  # refine up to the next length tried
+        above = int(sizes[np.searchsorted(sizes, best[0], side="right")])
+        best = best_of(np.linspace(best[0], above, 10).astype(np.int64)[1:-1].tolist(), best)
     if best is None:
         need = plan(floor, int(_SPECTRA_SHARES[0] * budget))[0]
         raise ValueError(
@@ -767,20 +774,25 @@ def apply(layer, source, target=None, *, dataset=None, target_dataset="data", pi
 
 
 def _run(chunker, writer, progress):
-    # one chunk is written in a thread while the next is computed (file writes release the
-    # GIL); at most one write is in flight, so two output chunks exist at a time
+    # one I/O thread reads the next chunk and writes the previous one while this one is
+    # computed (file reads and writes release the GIL): two input and two output chunks exist
+    # at a time
+    starts = range(0, chunker.n_out, chunker.chunk)
     with _progress_bar(chunker.n_out, progress, "specconv") as update, \
-            ThreadPoolExecutor(1, thread_name_prefix="specconv-write") as pool:
-        pending = None
-        for m0 in range(0, chunker.n_out, chunker.chunk):
-            y = chunker.compute(m0)
-            if pending is not None:
-                pending.result()
-            pending = pool.submit(writer.write, m0, y)
+            ThreadPoolExecutor(1, thread_name_prefix="specconv-io") as io:
+        reading, writing = io.submit(chunker.read, starts[0]), None
+        for i, m0 in enumerate(starts):
+            x = reading.result()
+            if i + 1 < len(starts):
+                reading = io.submit(chunker.read, starts[i + 1])
+            y = chunker.run(m0, x)
+            del x
+            if writing is not None:
+                writing.result()
+            writing = io.submit(writer.write, m0, y)
             update(y.shape[chunker.axis])
             del y
-        if pending is not None:
-            pending.result()
+        writing.result()
 
 
 # ---------------------------------------------------------------------------------- FIF

@@ -37,12 +37,42 @@ def test_depthwise_chunks_fit_the_cache_budget_and_feed_every_worker(workers):
 
 
 def test_matmul_chunks_keep_enough_columns_for_blas():
-    """A dense 1-D layer on one long signal: chunks are runs of tiles, not single tiles."""
+    """A dense 1-D layer on one long signal: chunks are runs of tiles, not single tiles;
+    with few columns per worker, the two workers share chunks of twice the columns."""
     geom = _engine.Geometry(1, 16, 16, 1, (129,), (1,), (1,), (200_000,), False)
     tiling = _costmodel.choose(geom, "fft", 8, 2).tiling
     assert tiling.tiles[0] > 4 * _costmodel.MIN_COLUMNS  # the premise
-    assert tiling.chunk >= _costmodel.MIN_COLUMNS
-    assert tiling.n_chunks >= 4
+    assert tiling.chunk // tiling.team >= _costmodel.MIN_COLUMNS
+    assert tiling.team == 2 and tiling.chunk >= _costmodel.TEAM_COLUMNS
+    assert tiling.n_chunks >= 2
+    # the same memory as two chunks of half the tiles, one per worker
+    solo = _costmodel.chunking(geom, tiling.fft_shape, tiling.tiles, 8, 1)
+    assert tiling.chunk <= 2 * solo[0]
+    # plenty of columns already (a batch): no team
+    batched = _engine.Geometry(8, 16, 16, 1, (129,), (1,), (1,), (200_000,), False)
+    assert _costmodel.choose(batched, "fft", 8, 2).tiling.team == 1
+
+
+@pytest.mark.parametrize("fail_at", [1, 2, 3, 4])
+def test_a_failing_team_member_stops_the_others(monkeypatch, fail_at):
+    """A member's error breaks the barrier: the call raises instead of hanging."""
+    geom = _engine.Geometry(1, 4, 4, 1, (9,), (1,), (1,), (4000,), False)
+    tiling = _engine.Tiling.make(geom, (64,), 8, 1, 1, 2)
+    w = np.ones((4, 4, 9))
+    spectra = _engine.kernel_spectra(w, geom, tiling, np.float64)
+    calls = []
+
+    def failing(self, x, t0):
+        calls.append(t0)
+        if len(calls) == fail_at:
+            raise MemoryError("member failed")
+        original(self, x, t0)
+
+    original = _engine._ChunkWorker.transform_in
+    monkeypatch.setattr(_engine._ChunkWorker, "transform_in", failing)
+    with pytest.raises(MemoryError, match="member failed"):
+        _engine.correlate_fft(np.ones((1, 4, 4000)), ((0, 0),), spectra, geom, tiling,
+                              np.float64, 2)
 
 
 def test_blocks_must_divide_batch_and_groups():

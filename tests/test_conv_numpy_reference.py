@@ -168,7 +168,7 @@ def _engine_cases(draw):
         d=d, groups=groups, ci=ci, co=co, kernel=kernel, dilation=dilation, stride=stride,
         pads=pads, n=n, fft_shape=fft_shape, batch=batch, chunk=draw(st.integers(1, 4)),
         batch_block=draw(divisor_of(batch)), group_block=draw(divisor_of(groups)),
-        workers=draw(st.integers(1, 2)),
+        workers=draw(st.integers(1, 3)), team=draw(st.integers(1, 3)),
         dtype=draw(st.sampled_from(ref.FLOAT_DTYPES)), seed=draw(st.integers(0, 2**32 - 1)),
     )
 
@@ -186,7 +186,8 @@ def test_overlap_save_tiles_match_reference(case):
         case["stride"], padded, np.dtype(case["dtype"]).kind == "c",
     )
     tiling = _engine.Tiling.make(
-        geom, case["fft_shape"], case["chunk"], case["batch_block"], case["group_block"]
+        geom, case["fft_shape"], case["chunk"], case["batch_block"], case["group_block"],
+        case["team"],
     )
     spectra = _engine.kernel_spectra(w, geom, tiling, case["dtype"])
     y = _engine.correlate_fft(x, case["pads"], spectra, geom, tiling, case["dtype"],
