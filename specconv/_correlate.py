@@ -11,6 +11,7 @@ marking is a box count of the non-finite mask along each axis, not a second conv
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import threading
@@ -56,9 +57,30 @@ def nonfinite_outputs(bad, pads, geom):
     return np.repeat(per_group, co, axis=1)
 
 
+#: Weights above this many bytes are hashed in parts on the worker threads (SHA-256 runs
+#: at about 2 GB/s: 16 ms for a 64 x 64 x 1001 float64 weight, 7 % of that layer's call).
+_DIGEST_PART_BYTES = 4 * 2**20
+
+
 def weight_digest(weight):
-    """SHA-256 of the weight's bytes (its shape and dtype are keyed separately)."""
-    return hashlib.sha256(np.ascontiguousarray(weight)).digest()
+    """A SHA-256 digest of the weight's bytes (shape and dtype are keyed separately).
+
+    Large weights: the SHA-256 of the SHA-256 digests of equal parts, computed in parallel
+    (hashlib releases the GIL).
+    """
+    data = memoryview(np.ascontiguousarray(weight)).cast("B")
+    parts = min(fft.get_num_threads(), len(data) // _DIGEST_PART_BYTES)
+    if parts < 2:
+        return hashlib.sha256(data).digest()
+    bounds = [len(data) * k // parts for k in range(parts + 1)]
+    hashes = _engine.run_parallel(
+        [functools.partial(_sha256, data[a:b]) for a, b in zip(bounds, bounds[1:])]
+    )
+    return hashlib.sha256(b"".join(hashes)).digest()
+
+
+def _sha256(data):
+    return hashlib.sha256(data).digest()
 
 
 class SpectraCache:

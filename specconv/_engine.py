@@ -468,21 +468,30 @@ def correlate_fft(x, pads, spectra, geom, tiling, dtype, workers):
 
     # the per-frequency matmuls are small: single-threaded BLAS, parallel chunks (see _blas)
     with contextlib.ExitStack() as plans, _blas.limit(1):
-        first, *rest = shares(plans)
-        # the calling thread takes the first share, pooled threads the others
-        futures = _submit(rest)
-        broken = None
-        try:
-            first()
-        except threading.BrokenBarrierError as exc:  # a team member failed: raise its error
-            broken = exc
-        finally:
-            wait(futures)  # they use the plans, released when this block exits
-        errors = [e for e in (f.exception() for f in futures) if e is not None]
-        errors.sort(key=lambda e: isinstance(e, threading.BrokenBarrierError))  # real first
-        if errors or broken is not None:
-            raise errors[0] if errors else broken
+        run_parallel(shares(plans))  # returns when all are done: they use the plans
     return out
+
+
+def run_parallel(fns):
+    """``[fn() for fn in fns]``, the first in the calling thread, the others on the pool.
+
+    Returns once every call has finished; raises the first real error (a team member's, not
+    the broken barrier the others then see).
+    """
+    first, *rest = fns
+    futures = _submit(rest)
+    results, broken = [None], None
+    try:
+        results[0] = first()
+    except threading.BrokenBarrierError as exc:  # a team member failed: raise its error
+        broken = exc
+    finally:
+        wait(futures)
+    errors = [e for e in (f.exception() for f in futures) if e is not None]
+    errors.sort(key=lambda e: isinstance(e, threading.BrokenBarrierError))  # real first
+    if errors or broken is not None:
+        raise errors[0] if errors else broken
+    return results + [f.result() for f in futures]
 
 
 def _team_shares(units, block, pads, tiling, dtype, team):
@@ -508,6 +517,8 @@ def _team_shares(units, block, pads, tiling, dtype, team):
                     active = start < tiling.tiles[0]  # the last chunk may end early
                     if active:
                         me.transform_in(x, start)
+                    else:  # its columns of the product are computed, then unused
+                        me.xspec.fill(0)
                     barrier.wait()
                     me.matmul(spectra, members, bounds[k], bounds[k + 1])
                     barrier.wait()

@@ -176,3 +176,20 @@ def test_worker_threads_are_shared_across_calls_and_renewed_in_a_forked_child():
         assert_close(y_child, y)
     finally:
         specconv.set_num_threads(old)
+
+
+def test_large_weights_are_digested_in_parts_and_every_byte_counts():
+    w = np.random.default_rng(12).standard_normal((64, 64, 300))  # 9.8 MB: hashed in parts
+    old = specconv.set_num_threads(2)
+    try:
+        digest = _correlate.weight_digest(w)
+        assert _correlate.weight_digest(w.copy()) == digest
+        for index in [(0, 0, 0), (31, 63, 299), (32, 0, 0), (63, 63, 299)]:
+            changed = w.copy()
+            changed[index] = np.nextafter(changed[index], np.inf)  # one bit
+            assert _correlate.weight_digest(changed) != digest
+        specconv.set_num_threads(1)  # one part: plain SHA-256, equally sensitive
+        assert _correlate.weight_digest(w) == _correlate.weight_digest(w.copy())
+        assert _correlate.weight_digest(changed) != _correlate.weight_digest(w)
+    finally:
+        specconv.set_num_threads(old)
