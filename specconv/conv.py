@@ -17,6 +17,14 @@ from ._engine import Geometry
 from ._validate import as_array, check_groups, check_option, check_signal, result_dtype
 from .layers import METHODS, NAN_POLICIES, SpectralConv, SpectralConvTranspose
 
+
+class _OneCallConv(SpectralConv):
+    _one_call = True  # see _Layer._one_call
+
+
+class _OneCallConvTranspose(SpectralConvTranspose):
+    _one_call = True
+
 MODES = ("full", "same", "valid")
 
 
@@ -72,11 +80,10 @@ def conv(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
     >>> bool(np.allclose(y, y_direct))
     True
     """
-    layer = SpectralConv(
+    layer = _OneCallConv(
         weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups,
         padding_mode=padding_mode, method=method, nan_policy=nan_policy,
     )
-    layer._cache = _correlate.SHARED_SPECTRA  # this layer dies with the call; its spectra need not
     return layer(x)
 
 
@@ -118,11 +125,10 @@ def conv_transpose(x, weight, bias=None, *, stride=1, padding=0, output_padding=
     >>> bool(np.isclose(lhs, rhs))
     True
     """
-    layer = SpectralConvTranspose(
+    layer = _OneCallConvTranspose(
         weight, bias, stride=stride, padding=padding, output_padding=output_padding,
         groups=groups, dilation=dilation, method=method, nan_policy=nan_policy,
     )
-    layer._cache = _correlate.SHARED_SPECTRA
     return layer(x)
 
 

@@ -492,6 +492,10 @@ class _Chunker:
         return x
 
 
+#: Python, reading and hand-over per out-of-core chunk, besides the engine.
+_CHUNK_SECONDS = 1e-3
+
+
 def _engine_plan(chunker, m, spectra_budget):
     """Bytes and modelled seconds of the engine on a chunk of ``m`` outputs.
 
@@ -535,14 +539,12 @@ def _engine_plan(chunker, m, spectra_budget):
                + rows * ci * (L * esz + 2 * F * 2 * esz))
     tiles = t.chunk * math.prod(t.tiles[1:])
     per_tile = _costmodel.tile_bytes(geom, t.fft_shape, isz)
-    per_worker = t.batch_block * t.group_block * tiles * per_tile
-    # the tile buffers are the pooled FFT plans' arrays: every chunk reuses the same ones
+    per_chunk = t.batch_block * t.group_block * tiles * per_tile
+    # the tile buffers are the pooled FFT plans' arrays: every chunk reuses the same ones;
+    # a team's members hold one chunk between them, solo workers one chunk each
+    buffers = per_chunk if t.team > 1 else min(workers, t.n_chunks) * per_chunk
     seconds = _costmodel.chunked_cost(geom, t, choice.seconds, isz, workers)
-    return spectra + min(workers, t.n_chunks) * per_worker, seconds + _CHUNK_SECONDS
-
-
-#: Python, reading and hand-over per out-of-core chunk, besides the engine.
-_CHUNK_SECONDS = 1e-3
+    return spectra + buffers, seconds + _CHUNK_SECONDS
 
 
 #: Chunk lengths tried between the kernel span and the whole signal (geometrically spaced).
@@ -687,6 +689,14 @@ def apply(layer, source, target=None, *, dataset=None, target_dataset="data", pi
     or output count as resident memory too while mapped; they are released after every chunk
     (``madvise(MADV_DONTNEED)`` on shared mappings), and ``.npy`` targets are written with
     positioned writes instead of a mapping. Add the interpreter and libraries (about 100 MB).
+
+    Speed: one I/O thread reads the next chunk and writes the previous one while a chunk is
+    computed. A ``.npy`` source (or a read-only or shared ``np.memmap`` of a whole file) is
+    read with positioned reads rather than through its mapping; a ``.npy`` target has its
+    disk blocks reserved before the first chunk (a full disk fails at once, leaving nothing)
+    and its written chunks are dropped from the page cache, which the output would otherwise
+    fill. The chunk length and the tile length are planned together: every chunk reuses the
+    kernel spectra, so the tiles are longer than a one-off call of the layer would use.
 
     Examples
     --------
