@@ -161,9 +161,13 @@ def chunking(geom, fft_shape, tiles, itemsize, workers):
             break
         blocks = split
     chunk, batch_block, group_block = blocks
-    if (matmul and workers > 1 and chunk * batch_block * other < TEAM_COLUMNS
-            and chunk * workers <= tiles[0]):
-        return chunk * workers, batch_block, group_block, workers
+    if matmul and workers > 1 and chunk * batch_block * other < TEAM_COLUMNS:
+        # as many tiles per member as per solo chunk, evened out: unless the last chunk
+        # would leave members idle (more than 1/8 of the tiles computed in vain)
+        n_team = -(-tiles[0] // (chunk * workers))
+        share = -(-tiles[0] // (n_team * workers))
+        if n_team * share * workers <= tiles[0] * 9 / 8:
+            return share * workers, batch_block, group_block, workers
     return blocks + (1,)
 
 
