@@ -39,9 +39,8 @@ class _Layer:
     """What both layer kinds share: weight, bias, options, the spectra cache."""
 
     #: A layer made for one call of a function (conv, conv_transpose) reads the caller's
-    #: weight in place (nothing can change it during the call; a copy of a 64 x 64 x 1001
-    #: weight costs 3 % of that call) and keeps its kernel spectra in the functions' shared,
-    #: bounded cache rather than its own.
+    #: weight in place, as numpy functions do (a copy of a 64 x 64 x 1001 weight costs 3 % of
+    #: that call), and keeps its kernel spectra in the functions' shared, bounded cache.
     _one_call = False
 
     def __init__(self, weight, bias, *, stride, dilation, groups, method, nan_policy, transposed):
