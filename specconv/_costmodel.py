@@ -207,7 +207,7 @@ def fft_cost(geom, fft_shape, spectra_cached=False, itemsize=8, spectra_budget=N
     ci, co = geom.in_channels // G, geom.out_channels // G
     cx = 2 if geom.is_complex else 1
     L = math.prod(fft_shape)
-    F = L if geom.is_complex else L // fft_shape[-1] * (fft_shape[-1] // 2 + 1)
+    F = math.prod(spectral_shape(fft_shape, geom.is_complex))
     budget = SPECTRA_BUDGET if spectra_budget is None else spectra_budget
     if spectra_bytes(geom, fft_shape, itemsize) > budget:
         return math.inf
