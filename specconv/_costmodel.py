@@ -101,14 +101,18 @@ def _divisor_below(n, limit):
     return max(d for d in range(1, max(1, limit) + 1) if n % d == 0)
 
 
+def _spectrum_bytes(geom, fft_shape, itemsize):
+    """Bytes of one channel's spectrum of an ``fft_shape`` tile (result ``itemsize``)."""
+    csize = itemsize if geom.is_complex else 2 * itemsize
+    return math.prod(spectral_shape(fft_shape, geom.is_complex)) * csize
+
+
 def tile_bytes(geom, fft_shape, itemsize):
     """Bytes of a chunk's buffers per (signal, group, tile): real tile and its spectrum, in
     and out channels."""
-    G = geom.groups
-    n_freq = math.prod(spectral_shape(fft_shape, geom.is_complex))
-    csize = itemsize if geom.is_complex else 2 * itemsize
-    channels = (geom.in_channels + geom.out_channels) // G
-    return channels * (math.prod(fft_shape) * itemsize + n_freq * csize)
+    channels = (geom.in_channels + geom.out_channels) // geom.groups
+    tile = math.prod(fft_shape) * itemsize
+    return channels * (tile + _spectrum_bytes(geom, fft_shape, itemsize))
 
 
 def chunking(geom, fft_shape, tiles, itemsize, workers):
@@ -175,9 +179,8 @@ def chunking(geom, fft_shape, tiles, itemsize, workers):
 def spectra_bytes(geom, fft_shape, itemsize):
     """Bytes of a layer's kernel spectra for tiles of ``fft_shape`` (result itemsize)."""
     G = geom.groups
-    n_freq = math.prod(spectral_shape(fft_shape, geom.is_complex))
-    csize = itemsize if geom.is_complex else 2 * itemsize
-    return G * (geom.out_channels // G) * (geom.in_channels // G) * n_freq * csize
+    kernels = G * (geom.out_channels // G) * (geom.in_channels // G)
+    return kernels * _spectrum_bytes(geom, fft_shape, itemsize)
 
 
 def chunked_cost(geom, tiling, seconds, itemsize, workers):

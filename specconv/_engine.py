@@ -457,20 +457,7 @@ def correlate_fft(x, pads, spectra, geom, tiling, dtype, workers):
     if team > 1:
         shares = _team_shares(units, block, pads, tiling, dtype, team)
     else:
-        n_workers = min(workers, len(units))
-        # few chunks: let FFTW use the threads inside each transform instead
-        threads = max(1, workers // n_workers)
-
-        def shares(plans):
-            pool = [_ChunkWorker(block, pads, tiling, dtype, threads, plans)
-                    for _ in range(n_workers)]
-
-            def run_share(k):
-                for unit in units[k::n_workers]:
-                    pool[k].run(*unit)
-
-            return [functools.partial(run_share, k) for k in range(n_workers)]
-
+        shares = _solo_shares(units, block, pads, tiling, dtype, workers)
     # the per-frequency matmuls are small: single-threaded BLAS, parallel chunks (see _blas)
     with contextlib.ExitStack() as plans, _blas.limit(1):
         run_parallel(shares(plans))  # returns when all are done: they use the plans
@@ -497,6 +484,26 @@ def run_parallel(fns):
     if errors or broken is not None:
         raise errors[0] if errors else broken
     return results + [f.result() for f in futures]
+
+
+def _solo_shares(units, block, pads, tiling, dtype, workers):
+    """Work of up to ``workers`` threads that take whole chunks in turn (a callable of the
+    plans' stack)."""
+    n_workers = min(workers, len(units))
+    # few chunks: let FFTW use the threads inside each transform instead
+    threads = max(1, workers // n_workers)
+
+    def shares(plans):
+        pool = [_ChunkWorker(block, pads, tiling, dtype, threads, plans)
+                for _ in range(n_workers)]
+
+        def run_share(k):
+            for unit in units[k::n_workers]:
+                pool[k].run(*unit)
+
+        return [functools.partial(run_share, k) for k in range(n_workers)]
+
+    return shares
 
 
 def _team_shares(units, block, pads, tiling, dtype, team):

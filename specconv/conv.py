@@ -19,11 +19,11 @@ from .layers import METHODS, NAN_POLICIES, SpectralConv, SpectralConvTranspose
 
 
 class _OneCallConv(SpectralConv):
-    _one_call = True  # see _Layer._one_call
+    _borrows_weight = _shared_spectra = True  # see _Layer
 
 
 class _OneCallConvTranspose(SpectralConvTranspose):
-    _one_call = True
+    _borrows_weight = _shared_spectra = True
 
 MODES = ("full", "same", "valid")
 

@@ -38,10 +38,12 @@ def _frozen(arr, copy=True):
 class _Layer:
     """What both layer kinds share: weight, bias, options, the spectra cache."""
 
-    #: A layer made for one call of a function (conv, conv_transpose) reads the caller's
-    #: weight in place, as numpy functions do (a copy of a 64 x 64 x 1001 weight costs 3 % of
-    #: that call), and keeps its kernel spectra in the functions' shared, bounded cache.
-    _one_call = False
+    #: Read the weight in place instead of keeping a copy: layers that live inside one call
+    #: of a function (conv, conv_transpose), as numpy functions do (a copy of a 64 x 64 x 1001
+    #: weight costs 3 % of that call), or that take an already frozen weight (out-of-core).
+    _borrows_weight = False
+    #: Keep kernel spectra in the functions' shared, bounded cache rather than the layer's own.
+    _shared_spectra = False
 
     def __init__(self, weight, bias, *, stride, dilation, groups, method, nan_policy, transposed):
         weight = as_array("weight", weight)
@@ -71,9 +73,10 @@ class _Layer:
                     f"bias must have shape (C_out,) = ({out_channels},), got {bias.shape}."
                 )
             bias = _frozen(bias)
-        self.weight = _frozen(weight, copy=not self._one_call)
+        self.weight = _frozen(weight, copy=not self._borrows_weight)
         self.bias = bias
-        self._cache = _correlate.SHARED_SPECTRA if self._one_call else _correlate.SpectraCache()
+        self._cache = (_correlate.SHARED_SPECTRA if self._shared_spectra
+                       else _correlate.SpectraCache())
         self._digest = None  # of the (frozen) weight the layer correlates with, once needed
         # cost-model options of _costmodel.choose: the out-of-core chunker, which applies one
         # layer to many chunks of one shape, plans with the spectra computed once

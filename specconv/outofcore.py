@@ -200,11 +200,12 @@ class _ArraySource:
         self.dtype = np.dtype(arr.dtype)
         if self.dtype.kind not in "biufc":
             raise TypeError(f"source must hold numbers, got dtype {self.dtype}.")
-        self._mm = _shared_memmap(arr) if isinstance(arr, np.ndarray) else None
-        self._fd, self._offset = None, 0
+        self._mm, self._fd, self._offset = None, None, 0
         behind = _file_behind(arr)
         if behind is not None:
             self._fd, self._offset = os.open(behind[0], os.O_RDONLY), behind[1]
+        elif isinstance(arr, np.ndarray):
+            self._mm = _shared_memmap(arr)
 
     @property
     def fills_buffers(self):
@@ -407,6 +408,10 @@ class _ArrayWriter:
 
 
 # --------------------------------------------------------------------------- the chunks
+class _ValidLayer(SpectralConv):
+    _borrows_weight = True  # the user's layer holds the frozen copy: no second one
+
+
 class _Chunker:
     """Output chunks along the first spatial axis, each from its input with the halo."""
 
@@ -431,11 +436,10 @@ class _Chunker:
                 )
         # every chunk runs through one valid-correlation layer of one geometry, so the
         # kernel spectra are computed once (the last chunk is padded to the same length)
-        self.valid = SpectralConv(
+        self.valid = _ValidLayer(
             layer.weight, layer.bias, stride=layer.stride, padding=0, dilation=layer.dilation,
             groups=layer.groups, method=layer.method, nan_policy=layer.nan_policy,
         )
-        self.valid.weight = layer.weight  # the layer's read-only copy; no second one held
         if chunk_size is None:
             self.chunk, spectra_budget, self.estimate = _plan_chunk(self, memory_budget)
             self.valid._planning = {"spectra_cached": True, "spectra_budget": spectra_budget}
