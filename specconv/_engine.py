@@ -143,8 +143,8 @@ def spectral_shape(fft_shape, is_complex):
 #: directly through strides was 3x slower than its natural layout).
 FREQ_BLOCK = 32
 
-#: Kernel spectra are computed in blocks of output channels of about this size (the padded
-#: kernels and their transforms; freed memory may stay resident, so this adds to the peak).
+#: Kernel spectra are computed in blocks of kernels of about this size (the padded kernels
+#: and their transforms; freed memory may stay resident, so this adds to the peak).
 #: 64 x 64 x 1001 taps: 8 MB blocks took 5-25 % longer than 32 MB ones, once per layer.
 SPECTRA_BLOCK_BYTES = 8 * 2**20
 
@@ -160,6 +160,23 @@ def uses_matmul(geom):
     """Whether the per-frequency product is a BLAS matmul (else elementwise products)."""
     G = geom.groups
     return (geom.in_channels // G) * (geom.out_channels // G) > ELEMENTWISE_MAX_ENTRIES
+
+
+def spectra_block(geom, fft_shape, csize):
+    """``(output, input)`` channels per block of kernels transformed together.
+
+    The padded kernels of one block and their spectra take about ``SPECTRA_BLOCK_BYTES``, so
+    they never all exist at once. Blocks take every output channel and a run of input
+    channels where they can: in the matmul layout ``(F, G, C_in, C_out)`` such a block is one
+    contiguous run at every frequency (blocks of output channels wrote a few elements per
+    frequency and input channel into the whole array, once per block: 2x slower).
+    """
+    G = geom.groups
+    co, ci = geom.out_channels // G, geom.in_channels // G
+    per_kernel = math.prod(fft_shape) * csize
+    if co * per_kernel <= SPECTRA_BLOCK_BYTES:
+        return co, max(1, min(ci, SPECTRA_BLOCK_BYTES // (co * per_kernel)))
+    return max(1, SPECTRA_BLOCK_BYTES // per_kernel), 1
 
 
 def kernel_spectra(weight, geom, tiling, dtype):
@@ -185,21 +202,21 @@ def kernel_spectra(weight, geom, tiling, dtype):
     at = np.ix_(*[(-np.arange(k) * dl) % n for k, dl, n in zip(geom.kernel, geom.dilation, L)])
     axes = tuple(range(2, 2 + d))
     transform = scipy.fft.fftn if geom.is_complex else scipy.fft.rfftn
-    # a few output channels at a time, so the padded kernels never all exist at once
-    rows = max(1, SPECTRA_BLOCK_BYTES // (ci * math.prod(L) * np.dtype(cdtype).itemsize))
+    co_rows, ci_rows = spectra_block(geom, L, np.dtype(cdtype).itemsize)
     wg = weight.reshape((G, co) + weight.shape[1:])
-    for g in range(G):
-        for j0 in range(0, co, rows):
-            j1 = min(co, j0 + rows)
-            eff = np.zeros((j1 - j0, ci) + tuple(L), np.result_type(weight.dtype, dtype))
-            eff[(slice(None), slice(None)) + at] = wg[g, j0:j1]
-            # once per layer and tile shape: pocketfft needs no planning for it
-            spec = transform(eff, axes=axes, workers=fft.get_num_threads())
-            spec = spec.reshape(j1 - j0, ci, n_freq) * (1.0 / math.prod(L))
-            if matmul:
-                spectra[:, g, :, j0:j1] = spec.transpose(2, 1, 0)
-            else:
-                spectra[g, j0:j1] = spec
+    scale = 1.0 / math.prod(L)
+    for g, j0, i0 in itertools.product(range(G), range(0, co, co_rows), range(0, ci, ci_rows)):
+        j1, i1 = min(co, j0 + co_rows), min(ci, i0 + ci_rows)
+        eff = np.zeros((j1 - j0, i1 - i0) + tuple(L), np.result_type(weight.dtype, dtype))
+        taps = np.multiply(wg[g, j0:j1, i0:i1], scale, dtype=eff.dtype)  # result precision
+        eff[(slice(None), slice(None)) + at] = taps
+        # once per layer and tile shape: pocketfft needs no planning for it
+        spec = transform(eff, axes=axes, workers=fft.get_num_threads())
+        spec = spec.reshape(j1 - j0, i1 - i0, n_freq)
+        if matmul:  # a run of whole (C_in block x C_out) rows at every frequency
+            spectra[:, g, i0:i1, j0:j1] = spec.transpose(2, 1, 0)
+        else:
+            spectra[g, j0:j1, i0:i1] = spec
     return spectra
 
 
