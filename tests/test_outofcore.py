@@ -299,6 +299,30 @@ def test_full_disk_fails_at_once_and_leaves_nothing(tmp_path, monkeypatch):
     assert_close(np.load(tmp_path / "y.npy"), layer(x + 1))
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread niceness is Linux's")
+def test_io_thread_yields_to_the_engine_and_only_it(tmp_path, monkeypatch):
+    """The I/O thread lowers its own priority; the caller's threads keep theirs."""
+    import threading
+
+    from specconv import outofcore
+
+    seen = []
+    write = outofcore._NpyWriter.write
+
+    def spying_write(self, m0, y):
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        write(self, m0, y)
+
+    monkeypatch.setattr(outofcore._NpyWriter, "write", spying_write)
+    before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    x = np.random.default_rng(3).standard_normal((2, 5000))
+    layer = SpectralConv(np.ones((2, 2, 9)))
+    apply(layer, x, tmp_path / "y.npy", chunk_size=1000)
+    assert seen == [outofcore._IO_NICENESS] * 5
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
+    assert_close(np.load(tmp_path / "y.npy"), layer(x))
+
+
 def test_chunks_plan_tiles_for_spectra_computed_once():
     """Every chunk reuses the kernel spectra: longer tiles than a one-off call, in budget."""
     from specconv import _costmodel, _engine
