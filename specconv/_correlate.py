@@ -139,12 +139,13 @@ SHARED_SPECTRA = SpectraCache(max_entries=8, max_bytes=_costmodel.SPECTRA_BUDGET
 
 
 def correlate(x, weight, geom, pads, dtype, *, method, nan_policy, cache=None, choice=None,
-              digest=None):
+              digest=None, out=None):
     """Valid correlation of the zero-padded ``x`` (B, C_in, *spatial) with ``weight``.
 
     ``pads`` are (before, after) zeros per spatial axis; ``choice`` a precomputed
     :class:`~specconv._costmodel.Choice` (layers keep theirs so the cached spectra match);
-    ``cache`` a :class:`SpectraCache` (default: the shared one) and ``digest`` the weight's.
+    ``cache`` a :class:`SpectraCache` (default: the shared one) and ``digest`` the weight's;
+    ``out`` a C-contiguous array of the result's shape and ``dtype`` to write it to.
     """
     bad = None
     if has_nonfinite(x):
@@ -160,10 +161,14 @@ def correlate(x, weight, geom, pads, dtype, *, method, nan_policy, cache=None, c
         choice = _costmodel.choose(geom, method, np.dtype(dtype).itemsize, fft.get_num_threads())
     if choice.method == "direct":
         y = _direct.correlate_direct(x, pads, weight, geom, dtype)
+        if out is not None:
+            np.copyto(out, y)
+            y = out
     else:
         cache = cache or SHARED_SPECTRA
         spectra = cache.get(weight, geom, choice.tiling, dtype, digest)
-        y = _engine.correlate_fft(x, pads, spectra, geom, choice.tiling, dtype, fft.get_num_threads())
+        y = _engine.correlate_fft(x, pads, spectra, geom, choice.tiling, dtype,
+                                  fft.get_num_threads(), out)
     if bad is not None:
         y[nonfinite_outputs(bad, pads, geom)] = math.nan
     return y

@@ -439,7 +439,7 @@ def _scatter(valid, out, t0, geom, tiling):
         np.copyto(np.lib.stride_tricks.as_strided(dst, shape, strides), src, casting="same_kind")
 
 
-def correlate_fft(x, pads, spectra, geom, tiling, dtype, workers):
+def correlate_fft(x, pads, spectra, geom, tiling, dtype, workers, out=None):
     """Valid correlation of the zero-padded ``x`` by overlap-save (see the module docstring).
 
     Parameters
@@ -449,12 +449,14 @@ def correlate_fft(x, pads, spectra, geom, tiling, dtype, workers):
     spectra : output of :func:`kernel_spectra` for this geometry and tiling.
     dtype : compute dtype of the tiles (complex when ``geom.is_complex``).
     workers : number of threads.
+    out : ndarray of ``dtype``, (B, C_out, *geom.out_shape), C-contiguous, or None (allocated).
 
     Returns
     -------
-    y : ndarray, (B, C_out, *geom.out_shape)
+    y : ndarray, (B, C_out, *geom.out_shape) (``out`` if given)
     """
-    out = np.empty((geom.batch, geom.out_channels) + geom.out_shape, dtype=dtype)
+    if out is None:
+        out = np.empty((geom.batch, geom.out_channels) + geom.out_shape, dtype=dtype)
     block = tiling.block_geometry(geom)
     bb, gb = tiling.batch_block, tiling.group_block
     ci, co = geom.in_channels // geom.groups, geom.out_channels // geom.groups

@@ -82,7 +82,7 @@ class _Layer:
         # layer to many chunks of one shape, plans with the spectra computed once
         self._planning = {}
 
-    def _run(self, xb, weight, geom, pads, dtype):
+    def _run(self, xb, weight, geom, pads, dtype, out=None):
         # choose() is memoised: repeated calls get the same tiling and hit the cached spectra
         choice = _costmodel.choose(geom, self.method, dtype.itemsize, fft.get_num_threads(),
                                    **self._planning)
@@ -90,7 +90,7 @@ class _Layer:
             self._digest = _correlate.weight_digest(weight)
         y = _correlate.correlate(
             xb, weight, geom, pads, dtype, method=self.method, nan_policy=self.nan_policy,
-            cache=self._cache, choice=choice, digest=self._digest,
+            cache=self._cache, choice=choice, digest=self._digest, out=out,
         )
         if self.bias is not None:
             y += self.bias.reshape((-1,) + (1,) * self.ndim)
@@ -197,6 +197,11 @@ class SpectralConv(_Layer):
         y : ndarray [shape=(C_out, *out) or (B, C_out, *out)]
             ``out`` exactly as PyTorch computes it; dtype by :func:`specconv.result_dtype`.
         """
+        return self._apply(x)
+
+    def _apply(self, x, out=None):
+        """``self(x)``, written to ``out`` if given (C-contiguous, the result's shape and dtype:
+        the out-of-core chunker reuses its output buffers)."""
         xb, batched, dtype = self._check_x(x)
         pads = self._pads
         if self.padding_mode != "zeros" and any(p != (0, 0) for p in pads):
@@ -212,7 +217,9 @@ class SpectralConv(_Layer):
                 f"The kernel (span {geom.span} with dilation {self.dilation}) is larger than "
                 f"the padded input {padded} (input {xb.shape[2:]}, padding {self.padding!r})."
             )
-        y = self._run(xb, self.weight, geom, pads, dtype)
+        if out is not None and not batched:
+            out = out[np.newaxis]
+        y = self._run(xb, self.weight, geom, pads, dtype, out)
         return y if batched else y[0]
 
     def _pad_by_mode(self, xb, pads):
