@@ -342,6 +342,24 @@ def test_chunks_plan_tiles_for_spectra_computed_once():
     assert chunker.estimate <= 64 * 2**20
 
 
+@pytest.mark.parametrize("method", ["fft", "direct"])
+@pytest.mark.parametrize("batched", [False, True])
+def test_chunks_are_computed_in_the_buffers_given(method, batched):
+    """The chunker's two output buffers are reused: run() computes in the one it is given."""
+    from specconv.outofcore import _ArraySource, _Chunker
+
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((2, 3, 5000) if batched else (3, 5000))
+    layer = SpectralConv(rng.standard_normal((4, 3, 21)), rng.standard_normal(4),
+                         padding="same", method=method)
+    chunker = _Chunker(layer, _ArraySource(x, "x"), None, chunk_size=1200)
+    out = chunker.output_buffer()
+    expected = layer(x)
+    for m0 in range(0, 5000, 1200):
+        y = chunker.run(m0, chunker.read(m0), out)
+        assert np.shares_memory(y, out)
+        assert_close(y, expected[..., m0 : m0 + 1200])
+
 def test_budget_bounds_the_chunk():
     layer = SpectralConv(np.ones((8, 8, 65), np.float32))
     x = np.zeros((8, 2_000_000), np.float32)
