@@ -133,7 +133,10 @@ def chunking(geom, fft_shape, tiles, itemsize, workers):
     times the columns and the kernel spectra are read once per chunk, not once per worker.
     Measured: a per-frequency BLAS call costs about 2.6 µs beyond its flops; 64 × 64 × 1001
     taps, float32, 22 tiles of 4608: two chunks of 11 on two workers 32.7 ms, one team chunk
-    28.4 ms; the same layer in float64 on 300k samples: 217 -> 200 ms.
+    28.4 ms; the same layer in float64 on 300k samples: 217 -> 200 ms. A team is chosen
+    unless its last chunk idles members longer than the solo chunks idle workers: W5
+    (16 × 16 × 9³ on 64³, 5 rows of tiles) as a team of 3 + 3 rows 39 ms, solo chunks of
+    3 and 2 rows 43 ms (float32).
     """
     G = geom.groups
     other = math.prod(tiles[1:])
@@ -167,11 +170,15 @@ def chunking(geom, fft_shape, tiles, itemsize, workers):
         blocks = split
     chunk, batch_block, group_block = blocks
     if matmul and workers > 1 and chunk * batch_block * other < TEAM_COLUMNS:
-        # as many tiles per member as per solo chunk, evened out: unless the last chunk
-        # would leave members idle (more than 1/8 of the tiles computed in vain)
+        # as many tiles per member as per solo chunk, evened out; worth it unless the last
+        # team chunk leaves members idle longer than the solo chunks leave workers idle
+        # (rows of tiles per worker: an even split, the solo and the team critical paths)
+        blocks_per_unit = (geom.batch // batch_block) * (G // group_block)
         n_team = -(-tiles[0] // (chunk * workers))
         share = -(-tiles[0] // (n_team * workers))
-        if n_team * share * workers <= tiles[0] * 9 / 8:
+        even = tiles[0] * blocks_per_unit / workers
+        solo = -(-n_chunks(blocks) // workers) * chunk
+        if n_team * share * blocks_per_unit <= max(solo, even * 9 / 8):
             return share * workers, batch_block, group_block, workers
     return blocks + (1,)
 
