@@ -53,6 +53,16 @@ def test_matmul_chunks_keep_enough_columns_for_blas():
     assert _costmodel.choose(batched, "fft", 8, 2).tiling.team == 1
 
 
+def test_a_team_is_chosen_where_solo_chunks_would_be_uneven_too():
+    """W5's 5 rows of tiles: solo chunks of 3 + 2 rows leave a worker idle for a row, as
+    long as a team of 3 + 3 rows whose last is empty; the team wins on BLAS columns. With
+    a batch, solo chunks are even and a team's empty rows would be a loss: solo."""
+    geom = _engine.Geometry(1, 16, 16, 1, (9, 9, 9), (1,) * 3, (1,) * 3, (64,) * 3, False)
+    assert _costmodel.chunking(geom, (20, 20, 64), (5, 5, 1), 4, 2) == (6, 1, 1, 2)
+    cnn = _engine.Geometry(8, 64, 64, 1, (7, 7), (1, 1), (1, 1), (134, 134), False)
+    assert _costmodel.chunking(cnn, (32, 32), (5, 5), 4, 2)[3] == 1
+
+
 @pytest.mark.parametrize("fail_at", [1, 2, 3, 4])
 def test_a_failing_team_member_stops_the_others(monkeypatch, fail_at):
     """A member's error breaks the barrier: the call raises instead of hanging."""
