@@ -2,7 +2,7 @@
 
 :func:`apply` reads the input in chunks along its first spatial axis (time for 1-D layers),
 each chunk with the halo the kernel needs, runs the layer on it and writes the chunk's output
-before reading the next one. Peak memory is set by ``memory_budget``, not by the length of the
+(in the background, while the next chunk is computed). Peak memory is set by ``memory_budget``, not by the length of the
 recording.
 
 Inputs: ``np.memmap`` (and ``.npy`` files, opened memory-mapped), h5py datasets (and HDF5
@@ -722,7 +722,9 @@ def apply(layer, source, target=None, *, dataset=None, target_dataset="data", pi
     positioned writes instead of a mapping. Add the interpreter and libraries (about 100 MB).
 
     Speed: one I/O thread reads the next chunk and writes the previous one while a chunk is
-    computed. A ``.npy`` source (or a read-only or shared ``np.memmap`` of a whole file) is
+    computed, at the lowest scheduling priority on Linux (it has a whole chunk's time; the
+    computing threads work in lockstep, and preempting one stalls the others). Inputs and
+    outputs take turns in two buffers each. A ``.npy`` source (or a read-only or shared ``np.memmap`` of a whole file) is
     read with positioned reads rather than through its mapping; a ``.npy`` target has its
     disk blocks reserved before the first chunk (a full disk fails at once, leaving nothing)
     and its written chunks are dropped from the page cache, which the output would otherwise
