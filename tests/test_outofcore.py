@@ -360,6 +360,7 @@ def test_chunks_are_computed_in_the_buffers_given(method, batched):
         assert np.shares_memory(y, out)
         assert_close(y, expected[..., m0 : m0 + 1200])
 
+
 def test_budget_bounds_the_chunk():
     layer = SpectralConv(np.ones((8, 8, 65), np.float32))
     x = np.zeros((8, 2_000_000), np.float32)
