@@ -488,7 +488,7 @@ class _Chunker:
             return self.src.read(axis, lo, hi, out)
         shape = list(self.src.shape)
         shape[axis] = hi - lo
-        if out is not None and out.shape == tuple(shape):  # the last chunk: reuse its buffer
+        if out is not None and out.shape == tuple(shape):  # a chunk at an end: reuse the buffer
             x = out
             x.fill(0)
         else:
