@@ -722,8 +722,8 @@ def apply(layer, source, target=None, *, dataset=None, target_dataset="data", pi
     positioned writes instead of a mapping. Add the interpreter and libraries (about 100 MB).
 
     Speed: one I/O thread reads the next chunk and writes the previous one while a chunk is
-    computed, at the lowest scheduling priority on Linux (it has a whole chunk's time; the
-    computing threads work in lockstep, and preempting one stalls the others). Inputs and
+    computed, at a slightly lower scheduling priority on Linux (it has a whole chunk's time;
+    the computing threads work in lockstep, and preempting one stalls the others). Inputs and
     outputs take turns in two buffers each. A ``.npy`` source (or a read-only or shared ``np.memmap`` of a whole file) is
     read with positioned reads rather than through its mapping; a ``.npy`` target has its
     disk blocks reserved before the first chunk (a full disk fails at once, leaving nothing)
@@ -816,18 +816,22 @@ def apply(layer, source, target=None, *, dataset=None, target_dataset="data", pi
         return target
 
 
-#: Niceness of the I/O thread (Linux). Its work has slack (a whole chunk's computation), while
-#: the engine's workers share each chunk in lockstep: a worker preempted by the I/O thread
-#: holds up the other at the next barrier. Measured on the 2-hour EEG run (2 cores): the
-#: chunk computation 34-36 -> 30-32 ms per chunk, the run 0.72-0.74 -> 0.73-0.75 of in-memory.
-_IO_NICENESS = 19
+#: How much lower the I/O thread's priority is than the caller's (Linux niceness). Its work
+#: has slack (a whole chunk's computation), while the engine's workers share each chunk in
+#: lockstep: a worker preempted by the I/O thread holds up the other at the next barrier.
+#: Measured on the 2-hour EEG run (2 cores): 1.87-1.91 -> 1.95-1.98 M samples/s. Not lower:
+#: next to two busy processes the run took 8.6 s at +0, 8.4 s at +5, 13.6 s at +10 and 59 s
+#: at +19 (the I/O thread starved).
+_IO_NICENESS = 5
 
 
 def _yield_to_compute():
     """Lower the calling thread's priority (Linux only: elsewhere it is the process's)."""
     if sys.platform.startswith("linux") and _IO_NICENESS:
+        tid = threading.get_native_id()
         with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _IO_NICENESS)
+            os.setpriority(os.PRIO_PROCESS, tid,
+                           min(19, os.getpriority(os.PRIO_PROCESS, tid) + _IO_NICENESS))
 
 
 def _run(chunker, writer, progress):
