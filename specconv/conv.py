@@ -25,6 +25,7 @@ class _OneCallConv(SpectralConv):
 class _OneCallConvTranspose(SpectralConvTranspose):
     _borrows_weight = _shared_spectra = True
 
+
 MODES = ("full", "same", "valid")
 
 

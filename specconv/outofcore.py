@@ -2,8 +2,8 @@
 
 :func:`apply` reads the input in chunks along its first spatial axis (time for 1-D layers),
 each chunk with the halo the kernel needs, runs the layer on it and writes the chunk's output
-(in the background, while the next chunk is computed). Peak memory is set by ``memory_budget``, not by the length of the
-recording.
+(in the background, while the next chunk is computed). Peak memory is set by
+``memory_budget``, not by the length of the recording.
 
 Inputs: ``np.memmap`` (and ``.npy`` files, opened memory-mapped), h5py datasets (and HDF5
 files), MNE ``Raw`` objects read with ``preload=False`` (and any file ``mne.io.read_raw``
@@ -530,9 +530,9 @@ def _engine_plan(chunker, m, spectra_budget):
     layer will run it: kernel spectra computed once (so longer tiles than a one-off call
     would pick) within ``spectra_budget`` bytes. Counts the kernel spectra, what computing
     them takes (one block of kernels), the tile buffers and the zero-padded input a worker
-    gathers its last tiles from. The seconds are those of a
-    chunk whose kernel spectra are already cached, as every chunk but the first, with the
-    engine's chunks shared out among the workers.
+    gathers its last tiles from. The seconds are those of a chunk whose kernel spectra are
+    already cached, as every chunk but the first, with the engine's chunks shared out among
+    the workers.
     """
     from . import _costmodel, _engine
     from ._engine import Geometry
@@ -724,12 +724,13 @@ def apply(layer, source, target=None, *, dataset=None, target_dataset="data", pi
     Speed: one I/O thread reads the next chunk and writes the previous one while a chunk is
     computed, at a slightly lower scheduling priority on Linux (it has a whole chunk's time;
     the computing threads work in lockstep, and preempting one stalls the others). Inputs and
-    outputs take turns in two buffers each. A ``.npy`` source (or a read-only or shared ``np.memmap`` of a whole file) is
-    read with positioned reads rather than through its mapping; a ``.npy`` target has its
-    disk blocks reserved before the first chunk (a full disk fails at once, leaving nothing)
-    and its written chunks are dropped from the page cache, which the output would otherwise
-    fill. The chunk length and the tile length are planned together: every chunk reuses the
-    kernel spectra, so the tiles are longer than a one-off call of the layer would use.
+    outputs take turns in two buffers each. A ``.npy`` source (or a read-only or shared
+    ``np.memmap`` of a whole file) is read with positioned reads rather than through its
+    mapping; a ``.npy`` target has its disk blocks reserved before the first chunk (a full disk
+    fails at once, leaving nothing) and its written chunks are dropped from the page cache,
+    which the output would otherwise fill. The chunk length and the tile length are planned
+    together: every chunk reuses the kernel spectra, so the tiles are longer than a one-off
+    call of the layer would use.
 
     Examples
     --------
