@@ -12,6 +12,7 @@ See benchmarks/README.md for what each peer computes and how.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
 import itertools
 import json
@@ -63,6 +64,36 @@ def measure(fn, repeat, max_seconds):
         fn()
         times.append(time.perf_counter() - t0)
     return float(np.median(times)), n, out
+
+
+class Allocator:
+    """glibc's malloc set to keep freed memory for reuse, so every row is timed at steady state.
+
+    With glibc's defaults an array above 32 MiB is a fresh ``mmap`` on every call, and each of
+    its 4 KiB pages faults on first touch. torch's depthwise conv on W4 allocates three 34 MB
+    arrays per call: on this VM the faults added 5-25 ms, varying from run to run, to about
+    8 ms of compute (float32). Timing the allocator that way would measure the VM, not the
+    method. ``trim()`` before each row hands the kept memory back, so the row's warm-up call
+    faults its own memory in and ``peak mem`` still counts it. A no-op on other C libraries,
+    or with ``--malloc default``.
+    """
+
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # from glibc's malloc.h
+
+    def __init__(self, keep):
+        self.libc = None
+        if keep and platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+            libc = ctypes.CDLL("libc.so.6")
+            if libc.mallopt(self.M_MMAP_THRESHOLD, 2**30) and libc.mallopt(self.M_TRIM_THRESHOLD, 2**31 - 1):
+                self.libc = libc
+
+    @property
+    def keeps_memory(self):
+        return self.libc is not None
+
+    def trim(self):
+        if self.libc is not None:
+            self.libc.malloc_trim(0)
 
 
 class PeakMemory:
@@ -240,6 +271,7 @@ def bench_case(wl, dtype_name, args, conv, conv_why, subprocesses=True):
                 log(f"{tag} {name}: {row['status']}")
                 return None
         log(f"{tag} {name} ...")
+        args.allocator.trim()
         try:
             with PeakMemory() as mem:
                 row["seconds"], row["n"], y = measure(lambda: fn(x), args.repeat, args.max_seconds)
@@ -447,7 +479,10 @@ def markdown(cases, argv, args):
         "(same weights every call, as the peers get: specconv reuses their kernel spectra); "
         "new-w ratio = the same with new weights in every call (spectra recomputed); "
         "of ideal = ideal ÷ specconv fft; first − warm in a fresh process with an empty wisdom cache; "
-        "peak mem = resident memory above the pre-call level, output included. Threads: specconv, "
+        "peak mem = resident memory above the pre-call level, output included. "
+        + ("malloc keeps freed memory (`--malloc keep`: no fresh-page faults in warm calls). "
+           if args.allocator.keeps_memory else "malloc: C library defaults. ")
+        + "Threads: specconv, "
         f"the ideal and torch all cores; scipy {args.scipy_workers} scipy.fft worker(s); MNE n_jobs=1. "
         "See benchmarks/README.md for what each peer computes.", "",
         "| workload | dtype | auto ms | fastest peer | ratio | target | new-w ratio | fft ms | ideal ms | of ideal | first − warm | auto peak mem |",
@@ -500,6 +535,9 @@ def parse_args(argv):
                    help="scipy.fft workers for the scipy peers (default 1, scipy's own default)")
     p.add_argument("--no-ideal", action="store_true", help="skip the ideal line")
     p.add_argument("--no-first-call", action="store_true", help="skip the first-call subprocess")
+    p.add_argument("--malloc", choices=("keep", "default"), default="keep",
+                   help="keep: glibc keeps freed memory, so no row pays page faults for fresh large "
+                        "arrays on every call (default); default: glibc's own settings")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--child", nargs=2, metavar=("KIND", "JSON"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -519,6 +557,8 @@ def main(argv=None):
     if bad:
         raise SystemExit(f"--dtypes: allowed values are float32 and float64, got {bad}")
     chosen = workloads.select(args.workloads, quick=args.quick)
+    args.allocator = Allocator(keep=args.malloc == "keep")
+    log("malloc: freed memory kept for reuse" if args.allocator.keeps_memory else "malloc: C library defaults")
     conv, why = specconv_conv()
     if conv is None:
         log(f"specconv rows disabled: {why}")
