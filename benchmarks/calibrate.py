@@ -18,6 +18,8 @@ import numpy as np
 import specconv
 from specconv import _costmodel, fft
 from specconv._blas import limit as _blas_limit
+from specconv._direct import _depthwise
+from specconv._engine import Geometry
 
 
 def median_seconds(fn, repeat=7):
@@ -68,10 +70,14 @@ def main():
     with _blas_limit(threads):
         measured["T_MAC_DIRECT"] = median_seconds(lambda: w @ xt) / (64 * 64 * 50_000)
 
-    xd = rng.standard_normal((64, 100_000))
-    wd = rng.standard_normal((64, 1))
-    acc = np.zeros_like(xd)
-    measured["T_MAC_DEPTHWISE"] = median_seconds(lambda: np.add(acc, wd * xd, out=acc)) / xd.size
+    # a depthwise 7 x 7 layer on 8 x 64 images of 128^2 through the direct method itself
+    k, images = 7, rng.standard_normal((8, 64, 128, 128))
+    geom = Geometry(8, 64, 64, 64, (k, k), (1, 1), (1, 1), (128 + k - 1,) * 2, False)
+    taps = rng.standard_normal((64, 1, k, k))
+    pads = ((k // 2, k // 2),) * 2
+    seconds = median_seconds(lambda: _depthwise(images, pads, taps, geom, np.float64, threads))
+    grid = geom.out_shape[0] * geom.padded[1]
+    measured["T_DEPTHWISE_TAP"] = seconds / (8 * 64 * grid * k * k)
 
     print(f"threads: {threads}")
     print(f"{'constant':20s} {'measured':>10s} {'in code':>10s}")

@@ -160,7 +160,7 @@ def correlate(x, weight, geom, pads, dtype, *, method, nan_policy, cache=None, c
     if choice is None:
         choice = _costmodel.choose(geom, method, np.dtype(dtype).itemsize, fft.get_num_threads())
     if choice.method == "direct":
-        y = _direct.correlate_direct(x, pads, weight, geom, dtype)
+        y = _direct.correlate_direct(x, pads, weight, geom, dtype, fft.get_num_threads())
         if out is not None:
             np.copyto(out, y)
             y = out

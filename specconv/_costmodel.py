@@ -7,6 +7,9 @@ them again on any machine). Only the *relative* cost matters: the choice is an a
 direct
     ``taps × (copy of the shifted input + per-tap channel matmul)``:
     ``K · B · P · (C_in · t_copy + C_out · C_in/G · t_mac)``, P = output samples.
+    Depthwise (C_in/G = 1): one pass per tap over each output channel's flat stride-1 grid
+    (the padded row length): ``K · B · C_out · P_grid · t_tap``, plus copying every input
+    and output sample once.
 fft (overlap-save with tile shape L, T tiles, F frequencies per tile)
     ``T · B · (C_in · t(L) + C_out · t(L / stride))``                transforms and tile copies,
     ``t(n) = t_fft · n log2 n + t_copy · n`` (a stride folds the inverse transform)
@@ -40,7 +43,7 @@ T_COPY = 3.2e-10  # gather/scatter, per sample and channel
 T_CMAC_MATMUL = 7.9e-11  # complex multiply-add inside a batched BLAS matmul
 T_CMAC_ELEMENTWISE = 4.8e-10  # complex multiply-add as a numpy elementwise product
 T_MAC_DIRECT = 2.1e-11  # real multiply-add in the direct method's per-tap GEMM
-T_MAC_DEPTHWISE = 9.6e-10  # real multiply-add in the direct method's elementwise taps
+T_DEPTHWISE_TAP = 1.9e-10  # one tap at one sample of the direct method's depthwise grid
 T_CHUNK = 2.0e-4  # python overhead per chunk of tiles
 # reading the kernel spectra once more, per byte: every chunk's product streams all of them
 # (64 x 64 x 1001 taps on 70k samples, float32, 2 chunks instead of 4: 84-134 MB less read,
@@ -65,10 +68,15 @@ class Choice:
 def direct_cost(geom):
     P = math.prod(geom.out_shape)
     ci = geom.in_channels // geom.groups
+    taps = math.prod(geom.kernel)
+    if ci == 1:
+        grid = ((geom.out_shape[0] - 1) * geom.stride[0] + 1) * math.prod(geom.padded[1:])
+        cx = 2 if geom.is_complex else 1
+        copies = geom.in_channels * math.prod(geom.padded) + geom.out_channels * P
+        return geom.batch * (taps * geom.out_channels * grid * T_DEPTHWISE_TAP * cx + copies * T_COPY)
     cx = 4 if geom.is_complex else 1
-    mac = T_MAC_DEPTHWISE if ci == 1 else T_MAC_DIRECT
-    per_tap = geom.batch * P * (geom.in_channels * T_COPY + geom.out_channels * ci * mac * cx)
-    return math.prod(geom.kernel) * per_tap
+    per_tap = geom.batch * P * (geom.in_channels * T_COPY + geom.out_channels * ci * T_MAC_DIRECT * cx)
+    return taps * per_tap
 
 
 def _is_tile_length(n):

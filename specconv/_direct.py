@@ -1,8 +1,10 @@
 """The direct method: the same valid correlation as the engine, one kernel tap at a time.
 
 For every tap k the layer is a plain channel matmul, ``y += W[:, :, k] @ x_shifted(k)``, so a
-1 × 1 kernel is exactly one GEMM and small kernels cost a few. No FFT is involved: this is the
-method ``"auto"`` picks for tiny kernels, and an independent path the tests compare against.
+1 × 1 kernel is exactly one GEMM and small kernels cost a few. A depthwise layer (one input
+channel per group) has no matmul to make: each tap is a scaled, shifted copy of its image, done
+in cache-sized blocks of images. No FFT is involved: this is the method ``"auto"`` picks for
+tiny kernels, and an independent path the tests compare against.
 """
 
 from __future__ import annotations
@@ -13,23 +15,39 @@ import math
 import numpy as np
 
 from . import _blas
+from ._engine import run_parallel
 
 #: Multiply-adds per tap below which the channel matmul runs on one BLAS thread.
 SMALL_PRODUCT = 2**22
 
+#: Bytes of one depthwise block (padded images and two accumulators). Larger blocks spread
+#: numpy's per-call overhead (held under the GIL, so it also serialises the threads) over
+#: more samples. Measured on 8 × 64 × 128² images, 3 × 3 taps, float32, two threads:
+#: 0.5 MiB 17.5 ms, 1 MiB 12.0 ms, 2 MiB 10.3 ms, 4 MiB 10.8 ms, 8 MiB 10.7 ms.
+DEPTHWISE_BLOCK = 2**21
+
+
+def _split_pads(x, pads):
+    """``x`` cropped where a pad is negative, and the remaining (non-negative) pads."""
+    crop = tuple(slice(max(-a, 0), n - max(-b, 0)) for (a, b), n in zip(pads, x.shape[2:]))
+    return x[(Ellipsis,) + crop], tuple((max(a, 0), max(b, 0)) for a, b in pads)
+
 
 def zero_pad(x, pads):
     """``x`` (B, C, *spatial) with ``(before, after)`` zeros per spatial axis (negative crops)."""
-    crop = tuple(slice(max(-a, 0), n - max(-b, 0)) for (a, b), n in zip(pads, x.shape[2:]))
-    x = x[(Ellipsis,) + crop]
-    widths = ((0, 0), (0, 0)) + tuple((max(a, 0), max(b, 0)) for a, b in pads)
-    if any(w != (0, 0) for w in widths):
-        x = np.pad(x, widths)
+    x, pads = _split_pads(x, pads)
+    if any(p != (0, 0) for p in pads):
+        x = np.pad(x, ((0, 0), (0, 0)) + pads)
     return x
 
 
-def correlate_direct(x, pads, weight, geom, dtype):
-    """Valid correlation of the zero-padded ``x`` with ``weight``; see ``_engine.Geometry``."""
+def correlate_direct(x, pads, weight, geom, dtype, workers=1):
+    """Valid correlation of the zero-padded ``x`` with ``weight``; see ``_engine.Geometry``.
+
+    ``workers`` threads share a depthwise layer's blocks (BLAS threads the matmuls).
+    """
+    if geom.in_channels == geom.groups:
+        return _depthwise(x, pads, weight, geom, dtype, workers)
     # multiply in the result dtype, never in the inputs' own (int overflow, float16 rounding)
     xp = zero_pad(x, pads).astype(dtype, copy=False)
     weight = weight.astype(dtype, copy=False)
@@ -48,9 +66,59 @@ def correlate_direct(x, pads, weight, geom, dtype):
                 for kk, dl, m, s in zip(k, geom.dilation, n, geom.stride)
             )
             xs = xg[(Ellipsis,) + window].reshape(B, G, ci, -1)
-            wk = wg[(Ellipsis,) + k]  # (G, co, ci)
-            if ci == 1:
-                out += wk[np.newaxis, :, :, 0, np.newaxis] * xs
-            else:
-                out += np.matmul(wk, xs)
+            out += np.matmul(wg[(Ellipsis,) + k], xs)  # (G, co, ci) @ (B, G, ci, P)
     return out.reshape((B, geom.out_channels) + n)
+
+
+def _depthwise(x, pads, weight, geom, dtype, workers):
+    """Depthwise correlation (``C_in == groups``, any multiplier): every tap one vector op.
+
+    A padded image stored flat reads the tap at kernel offset ``k`` from its samples a fixed
+    distance ``k · strides`` further on, for every output position at once. So on the flat
+    image each tap is one contiguous multiply-add, computed on the stride-1 grid with the
+    padded row length; the padding columns and the samples between strides are dropped when
+    the block is copied out. Blocks of images (padded into a zeroed buffer, all taps, copy
+    out) stay in cache and are shared among ``workers`` threads. Measured on
+    8 × 64 × 128² images, float32, two threads: 3 × 3 taps 10-11 ms, 7 × 7 40 ms (one tap at
+    a time over whole shifted copies: 84 and 465 ms). Strides are computed at every sample
+    and dropped: cheaper than strided copies for the small strides of depthwise layers.
+    """
+    x, pads = _split_pads(x, pads)
+    B, G = x.shape[:2]
+    m = geom.out_channels // G
+    spatial, n_out = x.shape[2:], geom.out_shape
+    grid = tuple((n - 1) * s + 1 for n, s in zip(n_out, geom.stride))  # stride-1 outputs
+    # one spare row: the last taps read up to a row beyond the padded image
+    padded = (geom.padded[0] + 1,) + geom.padded[1:]
+    row = [math.prod(padded[a + 1 :]) for a in range(geom.ndim)]
+    offsets = [sum(k * dl * r for k, dl, r in zip(tap, geom.dilation, row))
+               for tap in np.ndindex(*geom.kernel)]
+    length = grid[0] * row[0]  # flat outputs computed per image
+    images = x.reshape((B * G,) + spatial)
+    taps = weight.reshape(G, m, -1).astype(dtype, copy=False)
+    out = np.empty((B, geom.out_channels) + n_out, dtype)
+    out_images = out.reshape((B * G, m) + n_out)
+    per_image = (math.prod(padded) + 2 * length) * np.dtype(dtype).itemsize
+    rows = max(1, min(DEPTHWISE_BLOCK // per_image, -(-B * G // workers)))
+    blocks = [(r, min(r + rows, B * G)) for r in range(0, B * G, rows)]
+    inside = (slice(None),) + tuple(slice(a, a + n) for (a, _), n in zip(pads, spatial))
+    keep = (slice(None),) + tuple(slice(0, n, s) for n, s in zip(grid, geom.stride))
+
+    def share(k):
+        buf = np.zeros((rows,) + padded, dtype)  # the pads stay zero: only the inside is copied
+        acc, tmp = np.empty((2, rows, length), dtype)
+        for r0, r1 in blocks[k::workers]:
+            n = r1 - r0
+            buf[:n][inside] = images[r0:r1]
+            flat = buf[:n].reshape(n, -1)
+            scale = taps[np.arange(r0, r1) % G]  # (n, m, taps)
+            for j in range(m):
+                a, t = acc[:n], tmp[:n]
+                np.multiply(flat[:, : length], scale[:, j, 0, np.newaxis], out=a)
+                for i, off in enumerate(offsets[1:], 1):
+                    np.multiply(flat[:, off : off + length], scale[:, j, i, np.newaxis], out=t)
+                    a += t
+                out_images[r0:r1, j] = a.reshape((n, grid[0]) + padded[1:])[keep]
+
+    run_parallel([lambda k=k: share(k) for k in range(min(workers, len(blocks)))])
+    return out

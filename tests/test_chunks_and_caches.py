@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import specconv
-from specconv import _correlate, _costmodel, _engine
+from specconv import _correlate, _costmodel, _direct, _engine
 
 import _reference as ref
 from _tolerances import assert_close
@@ -83,6 +83,23 @@ def test_a_failing_team_member_stops_the_others(monkeypatch, fail_at):
     with pytest.raises(MemoryError, match="member failed"):
         _engine.correlate_fft(np.ones((1, 4, 4000)), ((0, 0),), spectra, geom, tiling,
                               np.float64, 2)
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.complex128])
+@pytest.mark.parametrize("block_bytes", [1, 2**40])
+def test_depthwise_direct_blocks_cover_every_image_once(monkeypatch, workers, dtype, block_bytes):
+    # 1 byte: one image per block; 2**40: a worker's share per block (7 + 6, 5 + 5 + 3)
+    monkeypatch.setattr(_direct, "DEPTHWISE_BLOCK", block_bytes)
+    rng = np.random.default_rng(4)
+    x = ref.random_array(rng, (13, 1, 11, 12), dtype)  # (B·G images, 1 channel) as (B, G)
+    x = x.reshape(1, 13, 11, 12)
+    w = ref.random_array(rng, (26, 1, 3, 2), dtype)  # depthwise multiplier 2
+    geom = _engine.Geometry(1, 13, 26, 13, (3, 2), (2, 1), (2, 3), (13, 13), np.iscomplexobj(x))
+    pads = ((1, 1), (0, 1))
+    y = _direct.correlate_direct(x, pads, w, geom, np.dtype(dtype), workers)
+    assert y.shape == (1, 26) + geom.out_shape and y.dtype == dtype
+    assert_close(y, ref.conv(x, w, stride=(2, 3), padding=((1, 1), (0, 1)), dilation=(2, 1), groups=13))
 
 
 def test_blocks_must_divide_batch_and_groups():
