@@ -73,7 +73,9 @@ class Allocator:
     its 4 KiB pages faults on first touch. torch's depthwise conv on W4 allocates three 34 MB
     arrays per call: on this VM the faults added 5-25 ms, varying from run to run, to about
     8 ms of compute (float32). Timing the allocator that way would measure the VM, not the
-    method. ``trim()`` before each row hands the kept memory back, so the row's warm-up call
+    method. Arrays above 256 MiB are still mapped afresh (and returned when freed): kept up
+    to 1 GiB, torch's float64 probe on W1b held 24 GB and the run was killed for lack of
+    memory. ``trim()`` before each row hands the kept memory back, so the row's warm-up call
     faults its own memory in and ``peak mem`` still counts it. A no-op on other C libraries,
     or with ``--malloc default``.
     """
@@ -84,7 +86,7 @@ class Allocator:
         self.libc = None
         if keep and platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
             libc = ctypes.CDLL("libc.so.6")
-            if libc.mallopt(self.M_MMAP_THRESHOLD, 2**30) and libc.mallopt(self.M_TRIM_THRESHOLD, 2**31 - 1):
+            if libc.mallopt(self.M_MMAP_THRESHOLD, 2**28) and libc.mallopt(self.M_TRIM_THRESHOLD, 2**31 - 1):
                 self.libc = libc
 
     @property
