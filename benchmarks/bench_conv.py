@@ -133,7 +133,7 @@ def truncated(wl, x, n_out):
     return x[..., : max(1, n_out + wl.kernel[-1] - 1 - lo - hi)]
 
 
-def estimate_direct(fn, wl, x, max_seconds, probe_flops=5e8, threshold_flops=1e8):
+def estimate_direct(fn, wl, x, max_seconds, trim, probe_flops=5e8, threshold_flops=1e8):
     """(seconds, bytes) ``fn`` would take on the whole input; None when obviously cheap.
 
     Direct methods cost time and scratch memory (torch float64 builds im2col columns of
@@ -142,7 +142,8 @@ def estimate_direct(fn, wl, x, max_seconds, probe_flops=5e8, threshold_flops=1e8
     10x for specconv's direct path on a long 1-D kernel), so the slice grows 4x at a time until
     one run takes a tenth of ``max_seconds`` or the slice is a quarter of the signal; it stops
     as soon as an estimate exceeds ``max_seconds``. Each size's time is the fastest of a few
-    runs (a busy machine makes single runs spike).
+    runs (a busy machine makes single runs spike); its memory that of the first run, after
+    ``trim()`` has returned kept memory (see ``Allocator``).
     """
     flops = wl.direct_flops()
     if flops < threshold_flops:
@@ -151,13 +152,14 @@ def estimate_direct(fn, wl, x, max_seconds, probe_flops=5e8, threshold_flops=1e8
     n_out = max(1, math.ceil(n_full * min(probe_flops, flops / 20) / flops))
     while True:
         xs = truncated(wl, x, n_out)
-        with PeakMemory() as mem:
+        trim()
+        with PeakMemory() as mem:  # one call: kept memory would grow over repeats by fragmentation
             fn(xs)
-            seconds = math.inf
-            for _ in range(3):
-                t0 = time.perf_counter()
-                fn(xs)
-                seconds = min(seconds, time.perf_counter() - t0)
+        seconds = math.inf
+        for _ in range(3):
+            t0 = time.perf_counter()
+            fn(xs)
+            seconds = min(seconds, time.perf_counter() - t0)
         scale = n_full / n_out
         est = (seconds * scale, None if mem.extra is None else mem.extra * scale)
         if est[0] > max_seconds or seconds > max_seconds / 10 or 4 * n_out > n_full / 4:
@@ -303,7 +305,7 @@ def bench_case(wl, dtype_name, args, conv, conv_why, subprocesses=True):
             rows.append(dict(name=name, seconds=None, status=f"n/a ({conv_why})", note="", n=0, err=None, mem=None))
             continue
         fn = specconv_fn(conv, wl, w, method)
-        est = (lambda fn=fn: estimate_direct(fn, wl, x, args.max_seconds)) if method == "direct" else None
+        est = (lambda fn=fn: estimate_direct(fn, wl, x, args.max_seconds, args.allocator.trim)) if method == "direct" else None
         record(name, fn, estimate=est)
     if conv is not None:
         record("specconv auto, new weights", fresh_weights_fn(conv, wl, w, args.repeat + 10),
@@ -317,7 +319,7 @@ def bench_case(wl, dtype_name, args, conv, conv_why, subprocesses=True):
     peer_list, missing = peers_mod.build(wl, w, args.peer_mem_gb * 2**30, args.scipy_workers)
     for peer in peer_list:
         if peer.probe == "truncate":
-            est = lambda peer=peer: estimate_direct(peer.fn, wl, x, args.max_seconds)
+            est = lambda peer=peer: estimate_direct(peer.fn, wl, x, args.max_seconds, args.allocator.trim)
         elif peer.probe == "pairs":
             est = lambda peer=peer: (peers_mod.estimate_pairs(peer, x), None)
         else:
