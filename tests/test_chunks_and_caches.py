@@ -92,8 +92,7 @@ def test_depthwise_direct_blocks_cover_every_image_once(monkeypatch, workers, dt
     # 1 byte: one image per block; 2**40: a worker's share per block (7 + 6, 5 + 5 + 3)
     monkeypatch.setattr(_direct, "DEPTHWISE_BLOCK", block_bytes)
     rng = np.random.default_rng(4)
-    x = ref.random_array(rng, (13, 1, 11, 12), dtype)  # (B·G images, 1 channel) as (B, G)
-    x = x.reshape(1, 13, 11, 12)
+    x = ref.random_array(rng, (1, 13, 11, 12), dtype)
     w = ref.random_array(rng, (26, 1, 3, 2), dtype)  # depthwise multiplier 2
     geom = _engine.Geometry(1, 13, 26, 13, (3, 2), (2, 1), (2, 3), (13, 13), np.iscomplexobj(x))
     pads = ((1, 1), (0, 1))
