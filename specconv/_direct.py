@@ -110,10 +110,9 @@ def _depthwise(x, pads, weight, geom, dtype, workers):
         for r0, r1 in blocks[k::workers]:
             n = r1 - r0
             buf[:n][inside] = images[r0:r1]
-            flat = buf[:n].reshape(n, -1)
+            flat, a, t = buf[:n].reshape(n, -1), acc[:n], tmp[:n]
             scale = taps[np.arange(r0, r1) % G]  # (n, m, taps)
             for j in range(m):
-                a, t = acc[:n], tmp[:n]
                 np.multiply(flat[:, : length], scale[:, j, 0, np.newaxis], out=a)
                 for i, off in enumerate(offsets[1:], 1):
                     np.multiply(flat[:, off : off + length], scale[:, j, i, np.newaxis], out=t)
