@@ -5,11 +5,15 @@ development machine (2 cores, OpenBLAS, FFTW 3.3, float64; ``benchmarks/calibrat
 them again on any machine). Only the *relative* cost matters: the choice is an argmin.
 
 direct
-    ``taps × (copy of the shifted input + per-tap channel matmul)``:
+    Stride 1 (slabs of flat padded images, ``P_grid`` outputs on the padded row length):
+    ``P_grid · (C_out · C_in/G · K · t_mac + (kw · C_in + K/kw · C_out) · t_sample)
+    + calls · t_call`` -- the GEMMs, the buffer copies and accumulations, numpy's calls.
+    Strided: ``taps × (copy of the shifted input + per-tap channel matmul)``:
     ``K · B · P · (C_in · t_copy + C_out · C_in/G · t_mac)``, P = output samples.
     Depthwise (C_in/G = 1): one pass per tap over each output channel's flat stride-1 grid
     (the padded row length): ``K · B · C_out · P_grid · t_tap``, plus copying every input
     and output sample once.
+    GEMMs and copies in single precision take half as long.
 fft (overlap-save with tile shape L, T tiles, F frequencies per tile)
     ``T · B · (C_in · t(L) + C_out · t(L / stride))``                transforms and tile copies,
     ``t(n) = t_fft · n log2 n + t_copy · n`` (a stride folds the inverse transform)
@@ -33,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import fft
+from . import _direct, fft
 from ._engine import Tiling, spectral_shape, uses_matmul
 
 # seconds per operation, measured by benchmarks/calibrate.py on the development machine (2 cores,
@@ -44,6 +48,13 @@ T_CMAC_MATMUL = 7.9e-11  # complex multiply-add inside a batched BLAS matmul
 T_CMAC_ELEMENTWISE = 4.8e-10  # complex multiply-add as a numpy elementwise product
 T_MAC_DIRECT = 2.1e-11  # real multiply-add in the direct method's per-tap GEMM
 T_DEPTHWISE_TAP = 1.9e-10  # one tap at one sample of the direct method's depthwise grid
+# the direct method's slabs: a real multiply-add in their single-threaded GEMMs (on two
+# workers), a sample copied or accumulated, a numpy call (fitted to eight layers from
+# 8 x 64 x 128^2 images with 3 x 3 and 5 x 5 taps, groups 1-32, to 1-D and 3-D ones:
+# within 10 %, one at 55 %)
+T_MAC_SLAB = 1.7e-11
+T_SLAB_SAMPLE = 4.0e-10
+T_CALL = 2e-6
 T_CHUNK = 2.0e-4  # python overhead per chunk of tiles
 # reading the kernel spectra once more, per byte: every chunk's product streams all of them
 # (64 x 64 x 1001 taps on 70k samples, float32, 2 chunks instead of 4: 84-134 MB less read,
@@ -65,7 +76,8 @@ class Choice:
     tiling: Tiling | None = None
 
 
-def direct_cost(geom):
+def direct_cost(geom, itemsize=8):
+    """Model seconds of the direct method (result ``itemsize``)."""
     P = math.prod(geom.out_shape)
     ci = geom.in_channels // geom.groups
     taps = math.prod(geom.kernel)
@@ -75,8 +87,29 @@ def direct_cost(geom):
         copies = geom.in_channels * math.prod(geom.padded) + geom.out_channels * P
         return geom.batch * (taps * geom.out_channels * grid * T_DEPTHWISE_TAP * cx + copies * T_COPY)
     cx = 4 if geom.is_complex else 1
+    if _direct.uses_slabs(geom):
+        return _slab_cost(geom, itemsize)
     per_tap = geom.batch * P * (geom.in_channels * T_COPY + geom.out_channels * ci * T_MAC_DIRECT * cx)
     return taps * per_tap
+
+
+def _slab_cost(geom, itemsize):
+    rows, per_unit = _direct.slab_rows(geom, itemsize)
+    row = math.prod(geom.padded[1:])
+    kw = geom.kernel[-1]
+    outer = math.prod(geom.kernel[:-1])
+    ci = geom.in_channels // geom.groups
+    slabs = geom.batch * -(-geom.out_shape[0] // rows)
+    units = geom.groups * -(-slabs // per_unit)
+    grid = slabs * rows * row
+    runs = -(-per_unit * (rows + geom.span[0]) * row // _direct.SLAB_COLUMNS)
+    calls = units * (2 * per_unit + runs * (kw + 2 * outer))
+    cx, real_size = (4, itemsize // 2) if geom.is_complex else (1, itemsize)
+    mac = T_MAC_SLAB * cx * real_size / 8
+    sample = T_SLAB_SAMPLE * itemsize / 8
+    per_column = (geom.out_channels * ci * kw * outer * mac
+                  + (kw * geom.in_channels + outer * geom.out_channels) * sample)
+    return grid * per_column + calls * T_CALL
 
 
 def _is_tile_length(n):
@@ -268,8 +301,9 @@ def choose(geom, method, itemsize, workers, spectra_cached=False, spectra_budget
                 best = (cost, shape)
         if best[0] == math.inf:  # nothing fits the budget: smallest tiles
             best = (math.inf, tuple(a[0] for a in axes))
-    if method == "direct" or (method == "auto" and direct_cost(geom) <= best[0]):
-        return Choice("direct", direct_cost(geom))
+    direct = direct_cost(geom, itemsize)
+    if method == "direct" or (method == "auto" and direct <= best[0]):
+        return Choice("direct", direct)
     cost, shape = best
     probe = Tiling.make(geom, shape)
     blocks = chunking(geom, shape, probe.tiles, itemsize, workers)

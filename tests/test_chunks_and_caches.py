@@ -101,6 +101,56 @@ def test_depthwise_direct_blocks_cover_every_image_once(monkeypatch, workers, dt
     assert_close(y, ref.conv(x, w, stride=(2, 3), padding=((1, 1), (0, 1)), dilation=(2, 1), groups=13))
 
 
+# (x shape, weight shape, groups, dilation, pads): the first pad rows make whole slabs of
+# padding, the negative pad crops x
+_SLAB_CASES = [
+    ((3, 6, 9, 8), (4, 3, 3, 2), 2, (2, 1), ((6, 1), (-1, 2))),
+    ((2, 4, 50), (6, 2, 5), 2, (3,), ((2, 7),)),
+    ((1, 4, 5, 6, 7), (2, 4, 2, 3, 2), 1, (1, 2, 1), ((1, 0), (1, 1), (0, 1))),
+]
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.complex128])
+@pytest.mark.parametrize("slab_bytes, columns", [(1, 7), (3000, 5), (2**40, 4096)])
+@pytest.mark.parametrize("case", range(len(_SLAB_CASES)))
+def test_direct_slabs_cover_every_output_once(monkeypatch, workers, dtype, slab_bytes, columns,
+                                             case):
+    # 1 byte: one output row per slab and unit; 3000: a few rows, a few slabs per unit;
+    # 2**40: whole images, all in one unit. Few columns: many GEMMs per unit.
+    monkeypatch.setattr(_direct, "SLAB_BYTES", slab_bytes)
+    monkeypatch.setattr(_direct, "SLAB_COLUMNS", columns)
+    x_shape, w_shape, groups, dilation, pads = _SLAB_CASES[case]
+    rng = np.random.default_rng(5)
+    x = ref.random_array(rng, x_shape, dtype)
+    w = ref.random_array(rng, w_shape, dtype)
+    padded = tuple(n + a + b for n, (a, b) in zip(x_shape[2:], pads))
+    geom = _engine.Geometry(x_shape[0], x_shape[1], w_shape[0], groups, w_shape[2:], dilation,
+                            (1,) * len(pads), padded, np.iscomplexobj(x))
+    y = _direct.correlate_direct(x, pads, w, geom, np.dtype(dtype), workers)
+    assert y.shape == (x_shape[0], w_shape[0]) + geom.out_shape and y.dtype == dtype
+    crop = (Ellipsis,) + tuple(slice(max(-a, 0), n - max(-b, 0))
+                               for (a, b), n in zip(pads, x_shape[2:]))
+    positive = tuple((max(a, 0), max(b, 0)) for a, b in pads)
+    assert_close(y, ref.conv(x[crop], w, padding=positive, dilation=dilation, groups=groups))
+
+
+@pytest.mark.parametrize(("kernel", "itemsize", "method"),
+                         [(3, 4, "direct"), (7, 4, "fft"), (7, 8, "fft")])
+def test_auto_takes_the_slabs_only_for_small_kernels(kernel, itemsize, method):
+    # measured on 8 x 64 x 128^2, groups 4: 3 x 3 float32 slabs ~20 ms, fft 36-42 ms;
+    # 7 x 7 slabs 82 ms, fft 33 ms
+    geom = _cnn_geometry(groups=4, kernel=kernel)
+    assert _costmodel.choose(geom, "auto", itemsize, 2).method == method
+
+
+def test_strided_and_one_tap_layers_keep_the_per_tap_matmuls():
+    assert _direct.uses_slabs(_cnn_geometry(groups=4, kernel=3))
+    assert not _direct.uses_slabs(_cnn_geometry(groups=4, kernel=1))
+    strided = _engine.Geometry(2, 8, 8, 1, (3, 3), (1, 1), (2, 1), (20, 20), False)
+    assert not _direct.uses_slabs(strided)
+
+
 def test_blocks_must_divide_batch_and_groups():
     geom = _cnn_geometry(groups=4, batch=6)
     with pytest.raises(ValueError, match="batch_block 4 and group_block 1 must divide"):
