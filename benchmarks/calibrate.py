@@ -18,7 +18,7 @@ import numpy as np
 import specconv
 from specconv import _costmodel, fft
 from specconv._blas import limit as _blas_limit
-from specconv._direct import _depthwise
+from specconv._direct import _depthwise, _slabs
 from specconv._engine import Geometry
 
 
@@ -78,6 +78,26 @@ def main():
     seconds = median_seconds(lambda: _depthwise(images, pads, taps, geom, np.float64, threads))
     grid = geom.out_shape[0] * geom.padded[1]
     measured["T_DEPTHWISE_TAP"] = seconds / (8 * 64 * grid * k * k)
+
+    # the direct method's slabs, each constant from a layer its term dominates, the others
+    # taken as measured (GEMMs), or as in the code
+    def slab_seconds(batch, channels, groups, size):
+        geom = Geometry(batch, channels, channels, groups, (3, 3), (1, 1), (1, 1),
+                        (size + 2,) * 2, False)
+        x = rng.standard_normal((batch, channels, size, size))
+        w = rng.standard_normal((channels, channels // groups, 3, 3))
+        seconds = median_seconds(lambda: _slabs(x, ((1, 1),) * 2, w, geom, np.float64, threads))
+        return seconds, _costmodel.slab_work(geom, 8)
+
+    seconds, (macs, samples, calls) = slab_seconds(4, 64, 1, 128)
+    measured["T_MAC_SLAB"] = (seconds - samples * _costmodel.T_SLAB_SAMPLE
+                              - calls * _costmodel.T_CALL) / macs
+    seconds, (macs, samples, calls) = slab_seconds(4, 64, 16, 128)
+    measured["T_SLAB_SAMPLE"] = (seconds - macs * measured["T_MAC_SLAB"]
+                                 - calls * _costmodel.T_CALL) / samples
+    seconds, (macs, samples, calls) = slab_seconds(256, 8, 1, 6)
+    measured["T_CALL"] = (seconds - macs * measured["T_MAC_SLAB"]
+                          - samples * measured["T_SLAB_SAMPLE"]) / calls
 
     print(f"threads: {threads}")
     print(f"{'constant':20s} {'measured':>10s} {'in code':>10s}")

@@ -93,23 +93,27 @@ def direct_cost(geom, itemsize=8):
     return taps * per_tap
 
 
-def _slab_cost(geom, itemsize):
+def slab_work(geom, itemsize):
+    """``(multiply-adds, samples copied or accumulated, numpy calls)`` of the direct method's
+    slabs (multiply-adds in the result dtype: complex ones count once)."""
     rows, per_unit = _direct.slab_rows(geom, itemsize)
     row = math.prod(geom.padded[1:])
     kw = geom.kernel[-1]
     outer = math.prod(geom.kernel[:-1])
-    ci = geom.in_channels // geom.groups
     slabs = geom.batch * -(-geom.out_shape[0] // rows)
     units = geom.groups * -(-slabs // per_unit)
-    grid = slabs * rows * row
+    grid = slabs * rows * row  # outputs computed, on the padded row length
     runs = -(-per_unit * (rows + geom.span[0]) * row // _direct.SLAB_COLUMNS)
-    calls = units * (2 * per_unit + runs * (kw + 2 * outer))
+    macs = grid * geom.out_channels * geom.in_channels // geom.groups * kw * outer
+    samples = grid * (kw * geom.in_channels + outer * geom.out_channels)
+    return macs, samples, units * (2 * per_unit + runs * (kw + 2 * outer))
+
+
+def _slab_cost(geom, itemsize):
+    macs, samples, calls = slab_work(geom, itemsize)
     cx, real_size = (4, itemsize // 2) if geom.is_complex else (1, itemsize)
-    mac = T_MAC_SLAB * cx * real_size / 8
-    sample = T_SLAB_SAMPLE * itemsize / 8
-    per_column = (geom.out_channels * ci * kw * outer * mac
-                  + (kw * geom.in_channels + outer * geom.out_channels) * sample)
-    return grid * per_column + calls * T_CALL
+    return (macs * cx * T_MAC_SLAB * real_size / 8 + samples * T_SLAB_SAMPLE * itemsize / 8
+            + calls * T_CALL)
 
 
 def _is_tile_length(n):
