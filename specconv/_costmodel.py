@@ -18,6 +18,7 @@ fft (overlap-save with tile shape L, T tiles, F frequencies per tile)
     ``T · B · (C_in · t(L) + C_out · t(L / stride))``                transforms and tile copies,
     ``t(n) = t_fft · n log2 n + t_copy · n`` (a stride folds the inverse transform)
     ``+ T · B · G · (C_out/G) · (C_in/G) · F · t_cmac``              per-frequency product
+    ``+ T · B · C_out · F · passes · t_fold``                       folding for a stride
     ``+ G · (C_out/G) · (C_in/G) · t_fft · L log2 L``                kernel spectra (once)
     ``+ chunks · t_chunk``                                           per-chunk overhead
     subject to the kernel spectra fitting in ``SPECTRA_BUDGET`` bytes. A layer applied to many
@@ -56,6 +57,10 @@ T_MAC_SLAB = 1.7e-11
 T_SLAB_SAMPLE = 4.0e-10
 T_CALL = 2e-6
 T_CHUNK = 2.0e-4  # python overhead per chunk of tiles
+# one pass of the stride's spectrum folding, per complex output frequency (8 x 64 x 128^2
+# images, 3 x 3 depthwise taps, stride 2, tiles of 18^2: the FFT path took 32.5 ms where
+# the model without folding said 17.2; a lower bound: dense layers folded slower still)
+T_FOLD = 5e-10
 # reading the kernel spectra once more, per byte: every chunk's product streams all of them
 # (64 x 64 x 1001 taps on 70k samples, float32, 2 chunks instead of 4: 84-134 MB less read,
 # 5.4-6.2 ms faster; float64 on 300k samples: 3.3e-11)
@@ -278,11 +283,21 @@ def fft_cost(geom, fft_shape, spectra_cached=False, itemsize=8, spectra_budget=N
     t_cmac = T_CMAC_MATMUL if uses_matmul(geom) else T_CMAC_ELEMENTWISE
     seconds = T * geom.batch * (
         geom.in_channels * transform(L) + geom.out_channels * transform(L_out)
-        + G * co * ci * F * t_cmac
+        + G * co * ci * F * t_cmac + geom.out_channels * F * _fold_passes(geom, fft_shape) * T_FOLD
     )
     if not spectra_cached:
         seconds += G * co * ci * transform(L)
     return seconds + T * T_CHUNK / 8
+
+
+def _fold_passes(geom, fft_shape):
+    """Passes over the output spectra that folding them for the stride takes (see
+    ``_engine._fold``): one per folded axis; a real signal's last axis also mirrors the
+    spectrum along every axis."""
+    folded = [s > 1 and n % s == 0 for n, s in zip(fft_shape, geom.stride)]
+    if folded[-1] and not geom.is_complex:
+        return sum(folded[:-1]) + geom.ndim + 2
+    return sum(folded)
 
 
 @functools.lru_cache(maxsize=256)
