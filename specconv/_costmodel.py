@@ -101,14 +101,14 @@ def direct_cost(geom, itemsize=8):
 def slab_work(geom, itemsize):
     """``(multiply-adds, samples copied or accumulated, numpy calls)`` of the direct method's
     slabs (multiply-adds in the result dtype: complex ones count once)."""
-    rows, per_unit = _direct.slab_rows(geom, itemsize)
+    rows, per_unit, columns = _direct.slab_plan(geom, itemsize)
     row = math.prod(geom.padded[1:])
     kw = geom.kernel[-1]
     outer = math.prod(geom.kernel[:-1])
     slabs = geom.batch * -(-geom.out_shape[0] // rows)
     units = geom.groups * -(-slabs // per_unit)
     grid = slabs * rows * row  # outputs computed, on the padded row length
-    runs = -(-per_unit * (rows + geom.span[0]) * row // _direct.SLAB_COLUMNS)
+    runs = -(-per_unit * (rows + geom.span[0]) * row // columns)
     macs = grid * geom.out_channels * geom.in_channels // geom.groups * kw * outer
     samples = grid * (kw * geom.in_channels + outer * geom.out_channels)
     return macs, samples, units * (2 * per_unit + runs * (kw + 2 * outer))

@@ -98,18 +98,22 @@ def _per_tap(x, pads, weight, geom, dtype):
     return out.reshape((B, geom.out_channels) + n)
 
 
-def slab_rows(geom, itemsize):
-    """Output rows (first spatial axis) per slab of :func:`_slabs`, and slabs per unit."""
+def slab_plan(geom, itemsize):
+    """``(rows, per_unit, columns)`` of :func:`_slabs`: output rows (first spatial axis) per
+    slab, slabs per unit and columns per GEMM."""
     G = geom.groups
     channels = (geom.in_channels + geom.out_channels) // G
-    row_bytes = channels * math.prod(geom.padded[1:]) * itemsize
+    row = math.prod(geom.padded[1:])
     n_out, span = geom.out_shape[0], geom.span[0]
-    rows = max(1, min(n_out, SLAB_BYTES // row_bytes - span))
+    rows = max(1, min(n_out, SLAB_BYTES // (channels * row * itemsize) - span))
     rows = -(-n_out // -(-n_out // rows))  # the same rows in every slab: none mostly empty
-    slab_bytes = (rows + span) * row_bytes
+    slab = (rows + span) * row
     slabs = geom.batch * -(-n_out // rows)
-    per_unit = max(1, min(SLAB_BYTES // slab_bytes, slabs))
-    return rows, per_unit
+    per_unit = max(1, min(SLAB_BYTES // (channels * slab * itemsize), slabs))
+    # long last-axis kernels make tall buffers: fewer columns keep them within the budget
+    tall = geom.kernel[-1] * (geom.in_channels // G) * itemsize
+    columns = min(SLAB_COLUMNS, (per_unit - 1) * slab + rows * row, max(64, SLAB_BYTES // tall))
+    return rows, per_unit, columns
 
 
 def _slabs(x, pads, weight, geom, dtype, workers):
@@ -130,7 +134,7 @@ def _slabs(x, pads, weight, geom, dtype, workers):
     B, G = x.shape[0], geom.groups
     ci, co = geom.in_channels // G, geom.out_channels // G
     d, span, n_out = geom.ndim, geom.span, geom.out_shape
-    rows, per_unit = slab_rows(geom, np.dtype(dtype).itemsize)
+    rows, per_unit, columns = slab_plan(geom, np.dtype(dtype).itemsize)
     slab_shape = (rows + span[0],) + geom.padded[1:]  # one spare row: the last taps overrun
     row = [math.prod(slab_shape[a + 1 :]) for a in range(d)]
     slab = math.prod(slab_shape)
@@ -143,8 +147,6 @@ def _slabs(x, pads, weight, geom, dtype, workers):
     slabs = [(b, r) for b in range(B) for r in range(0, n_out[0], rows)]
     units = [(g, slabs[i : i + per_unit]) for g in range(G)
              for i in range(0, len(slabs), per_unit)]
-    computed = (per_unit - 1) * slab + rows * row[0]  # flat outputs per full unit
-    columns = min(SLAB_COLUMNS, computed)
     halo = max(outer)
     out = np.empty((B, geom.out_channels) + n_out, dtype)
     spatial = x.shape[2:]

@@ -135,6 +135,17 @@ def test_direct_slabs_cover_every_output_once(monkeypatch, workers, dtype, slab_
     assert_close(y, ref.conv(x[crop], w, padding=positive, dilation=dilation, groups=groups))
 
 
+def test_direct_slabs_of_a_long_kernel_take_fewer_columns(monkeypatch):
+    monkeypatch.setattr(_direct, "SLAB_BYTES", 2**14)
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((1, 2, 700))
+    w = rng.standard_normal((3, 2, 101))
+    geom = _engine.Geometry(1, 2, 3, 1, (101,), (1,), (1,), (700,), False)
+    assert _direct.slab_plan(geom, 8)[2] == 64  # 2**14 bytes of buffer: 101 x 2 rows
+    y = _direct.correlate_direct(x, ((0, 0),), w, geom, np.dtype(np.float64), 2)
+    assert_close(y, ref.conv(x, w))
+
+
 @pytest.mark.parametrize(("kernel", "itemsize", "method"),
                          [(3, 4, "direct"), (7, 4, "fft"), (7, 8, "fft")])
 def test_auto_takes_the_slabs_only_for_small_kernels(kernel, itemsize, method):
