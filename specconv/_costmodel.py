@@ -91,9 +91,9 @@ def direct_cost(geom, itemsize=8):
         cx = 2 if geom.is_complex else 1
         copies = geom.in_channels * math.prod(geom.padded) + geom.out_channels * P
         return geom.batch * (taps * geom.out_channels * grid * T_DEPTHWISE_TAP * cx + copies * T_COPY)
-    cx = 4 if geom.is_complex else 1
     if _direct.uses_slabs(geom):
         return _slab_cost(geom, itemsize)
+    cx = 4 if geom.is_complex else 1
     per_tap = geom.batch * P * (geom.in_channels * T_COPY + geom.out_channels * ci * T_MAC_DIRECT * cx)
     return taps * per_tap
 

@@ -177,8 +177,9 @@ def _slabs(x, pads, weight, geom, dtype, workers):
             for s in range(0, used, columns):
                 m = min(columns, used - s)
                 for i in range(kw):
-                    cols[i * ci : (i + 1) * ci, : m + halo] = flat[:, s + i * dw : s + i * dw + m + halo]
-                np.matmul(w[g, 0], cols[:, outer[0] : outer[0] + m], out=acc[:, s : s + m])
+                    start = s + i * dw
+                    cols[i * ci : (i + 1) * ci, : m + halo] = flat[:, start : start + m + halo]
+                np.matmul(w[g, 0], cols[:, :m], out=acc[:, s : s + m])  # outer[0] is 0
                 for t, off in enumerate(outer[1:], 1):
                     np.matmul(w[g, t], cols[:, off : off + m], out=tmp[:, :m])
                     acc[:, s : s + m] += tmp[:, :m]
