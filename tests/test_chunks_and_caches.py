@@ -112,14 +112,17 @@ _SLAB_CASES = [
 
 @pytest.mark.parametrize("workers", [1, 3])
 @pytest.mark.parametrize("dtype", [np.float32, np.complex128])
-@pytest.mark.parametrize("slab_bytes, columns", [(1, 7), (3000, 5), (2**40, 4096)])
+@pytest.mark.parametrize("slab_bytes, columns", [(1, 7), (3000, 5), (3000, 90), (2**40, 4096)])
+@pytest.mark.parametrize("stack_max", [0, 64])
 @pytest.mark.parametrize("case", range(len(_SLAB_CASES)))
 def test_direct_slabs_cover_every_output_once(monkeypatch, workers, dtype, slab_bytes, columns,
-                                             case):
+                                             stack_max, case):
     # 1 byte: one output row per slab and unit; 3000: a few rows, a few slabs per unit;
-    # 2**40: whole images, all in one unit. Few columns: many GEMMs per unit.
+    # 2**40: whole images, all in one unit. Few columns: many GEMMs per unit. stack_max 64:
+    # stacked GEMMs wherever the columns allow
     monkeypatch.setattr(_direct, "SLAB_BYTES", slab_bytes)
     monkeypatch.setattr(_direct, "SLAB_COLUMNS", columns)
+    monkeypatch.setattr(_direct, "STACK_MAX_CHANNELS", stack_max)
     x_shape, w_shape, groups, dilation, pads = _SLAB_CASES[case]
     rng = np.random.default_rng(5)
     x = ref.random_array(rng, x_shape, dtype)
