@@ -135,8 +135,8 @@ def _slabs(x, pads, weight, geom, dtype, workers):
     GEMMs are stacked into one, of all outer taps at every column (a few halo columns more),
     and its row blocks are summed at their offsets. Units of slabs are shared among
     ``workers`` threads, each running single-threaded BLAS. Measured on 8 × 64 × 128² images,
-    3 × 3 taps, float32, two threads: groups 4 19 ms, groups 1 48 ms (one matmul per tap over
-    whole shifted copies: 68 and 99 ms); the GEMMs run at about 90 % of BLAS's speed.
+    3 × 3 taps, float32, two threads: groups 4 18 ms, groups 1 48 ms (one matmul per tap over
+    whole shifted copies: 68 and 99 ms); the dense GEMMs run at about 90 % of BLAS's speed.
     """
     x, pads = _split_pads(x, pads)  # copying into the slabs casts to ``dtype``
     B, G = x.shape[0], geom.groups
