@@ -53,6 +53,14 @@ def _split_pads(x, pads):
     return x[(Ellipsis,) + crop], tuple((max(a, 0), max(b, 0)) for a, b in pads)
 
 
+def _tap_offsets(kernel, dilation, shape):
+    """Flat offset of every tap of ``kernel`` (in C order; its axes are the leading axes of
+    ``shape``) within a C-contiguous image of ``shape``."""
+    row = [math.prod(shape[a + 1 :]) for a in range(len(shape))]
+    return [sum(k * dl * r for k, dl, r in zip(tap, dilation, row))
+            for tap in np.ndindex(*kernel)]
+
+
 def zero_pad(x, pads):
     """``x`` (B, C, *spatial) with ``(before, after)`` zeros per spatial axis (negative crops)."""
     x, pads = _split_pads(x, pads)
@@ -141,14 +149,12 @@ def _slabs(x, pads, weight, geom, dtype, workers):
     x, pads = _split_pads(x, pads)  # copying into the slabs casts to ``dtype``
     B, G = x.shape[0], geom.groups
     ci, co = geom.in_channels // G, geom.out_channels // G
-    d, span, n_out = geom.ndim, geom.span, geom.out_shape
+    span, n_out = geom.span, geom.out_shape
     rows, per_unit, columns = slab_plan(geom, np.dtype(dtype).itemsize)
     slab_shape = (rows + span[0],) + geom.padded[1:]  # one spare row: the last taps overrun
-    row = [math.prod(slab_shape[a + 1 :]) for a in range(d)]
-    slab = math.prod(slab_shape)
+    row, slab = math.prod(slab_shape[1:]), math.prod(slab_shape)
     kw, dw = geom.kernel[-1], geom.dilation[-1]
-    outer = [sum(k * dl * r for k, dl, r in zip(tap, geom.dilation, row))
-             for tap in np.ndindex(*geom.kernel[:-1])]
+    outer = _tap_offsets(geom.kernel[:-1], geom.dilation, slab_shape)
     # (G, outer taps, co, kw · ci), columns in the order the buffer's rows are copied
     w = weight.astype(dtype, copy=False).reshape((G, co, ci, len(outer), kw))
     w = np.ascontiguousarray(w.transpose(0, 3, 1, 4, 2)).reshape(G, len(outer), co, kw * ci)
@@ -185,7 +191,7 @@ def _slabs(x, pads, weight, geom, dtype, workers):
                 target[(slice(None), slice(first - lo, stop - lo)) + inner] = \
                     x[b, g * ci : (g + 1) * ci, first:stop]
             last_rows = min(rows, n_out[0] - members[-1][1])
-            used = (len(members) - 1) * slab + last_rows * row[0]
+            used = (len(members) - 1) * slab + last_rows * row
             for s in range(0, used, columns):
                 m = min(columns, used - s)
                 for i in range(kw):
@@ -232,10 +238,8 @@ def _depthwise(x, pads, weight, geom, dtype, workers):
     grid = tuple((n - 1) * s + 1 for n, s in zip(n_out, geom.stride))  # stride-1 outputs
     # one spare row: the last taps read up to a row beyond the padded image
     padded = (geom.padded[0] + 1,) + geom.padded[1:]
-    row = [math.prod(padded[a + 1 :]) for a in range(geom.ndim)]
-    offsets = [sum(k * dl * r for k, dl, r in zip(tap, geom.dilation, row))
-               for tap in np.ndindex(*geom.kernel)]
-    length = grid[0] * row[0]  # flat outputs computed per image
+    offsets = _tap_offsets(geom.kernel, geom.dilation, padded)
+    length = grid[0] * math.prod(padded[1:])  # flat outputs computed per image
     images = x.reshape((B * G,) + spatial)
     taps = weight.reshape(G, m, -1).astype(dtype, copy=False)
     out = np.empty((B, geom.out_channels) + n_out, dtype)
