@@ -87,7 +87,7 @@ def main():
         x = rng.standard_normal((batch, channels, size, size))
         w = rng.standard_normal((channels, channels // groups, 3, 3))
         seconds = median_seconds(lambda: _slabs(x, ((1, 1),) * 2, w, geom, np.float64, threads))
-        return seconds, _costmodel.slab_work(geom, 8)
+        return seconds, _costmodel.slab_work(geom, 8, threads)[:3]
 
     seconds, (macs, samples, calls) = slab_seconds(4, 64, 1, 128)
     measured["T_MAC_SLAB"] = (seconds - samples * _costmodel.T_SLAB_SAMPLE

@@ -8,12 +8,13 @@ direct
     Stride 1 (slabs of flat padded images, ``P_grid`` outputs on the padded row length):
     ``P_grid · (C_out · C_in/G · K · t_mac + (kw · C_in + K/kw · C_out) · t_sample)
     + calls · t_call`` -- the GEMMs, the buffer copies and accumulations, numpy's calls.
-    Strided: ``taps × (copy of the shifted input + per-tap channel matmul)``:
-    ``K · B · P · (C_in · t_copy + C_out · C_in/G · t_mac)``, P = output samples.
+    The units of slabs run in rounds on the worker threads (an idle worker counts).
     Depthwise (C_in/G = 1): one pass per tap over each output channel's flat stride-1 grid
     (the padded row length): ``K · B · C_out · P_grid · t_tap``, plus copying every input
     and output sample once.
-    GEMMs and copies in single precision take half as long.
+    A 1 × 1 kernel: one GEMM, ``B · P · (C_in · t_copy + C_out · C_in/G · t_mac)``.
+    Strided: the sum of its stride-1 phases, plus adding them up.
+    GEMMs, copies and taps in single precision take half as long.
 fft (overlap-save with tile shape L, T tiles, F frequencies per tile)
     ``T · B · (C_in · t(L) + C_out · t(L / stride))``                transforms and tile copies,
     ``t(n) = t_fft · n log2 n + t_copy · n`` (a stride folds the inverse transform)
@@ -81,27 +82,30 @@ class Choice:
     tiling: Tiling | None = None
 
 
-def direct_cost(geom, itemsize=8):
-    """Model seconds of the direct method (result ``itemsize``)."""
+def direct_cost(geom, itemsize=8, workers=2):
+    """Model seconds of the direct method (result ``itemsize``, ``workers`` threads)."""
     P = math.prod(geom.out_shape)
     ci = geom.in_channels // geom.groups
     taps = math.prod(geom.kernel)
+    if taps > 1 and any(s > 1 for s in geom.stride):  # its phases, and their sum
+        parts = _direct.phases(geom)
+        adds = (len(parts) - 1) * geom.batch * geom.out_channels * P * T_COPY
+        return adds + sum(direct_cost(part, itemsize, workers) for _, _, part in parts)
     if ci == 1:
         grid = ((geom.out_shape[0] - 1) * geom.stride[0] + 1) * math.prod(geom.padded[1:])
-        cx = 2 if geom.is_complex else 1
         copies = geom.in_channels * math.prod(geom.padded) + geom.out_channels * P
-        return geom.batch * (taps * geom.out_channels * grid * T_DEPTHWISE_TAP * cx + copies * T_COPY)
+        return geom.batch * (taps * geom.out_channels * grid * T_DEPTHWISE_TAP * itemsize / 8
+                             + copies * T_COPY)
     if _direct.uses_slabs(geom):
-        return _slab_cost(geom, itemsize)
-    cx = 4 if geom.is_complex else 1
-    per_tap = geom.batch * P * (geom.in_channels * T_COPY + geom.out_channels * ci * T_MAC_DIRECT * cx)
-    return taps * per_tap
+        return _slab_cost(geom, itemsize, workers)
+    cx = 4 if geom.is_complex else 1  # one GEMM
+    return geom.batch * P * (geom.in_channels * T_COPY + geom.out_channels * ci * T_MAC_DIRECT * cx)
 
 
-def slab_work(geom, itemsize):
-    """``(multiply-adds, samples copied or accumulated, numpy calls)`` of the direct method's
-    slabs (multiply-adds in the result dtype: complex ones count once)."""
-    rows, per_unit, columns = _direct.slab_plan(geom, itemsize)
+def slab_work(geom, itemsize, workers):
+    """``(multiply-adds, samples copied or accumulated, numpy calls, units)`` of the direct
+    method's slabs (multiply-adds in the result dtype: complex ones count once)."""
+    rows, per_unit, columns = _direct.slab_plan(geom, itemsize, workers)
     row = math.prod(geom.padded[1:])
     kw = geom.kernel[-1]
     outer = math.prod(geom.kernel[:-1])
@@ -111,14 +115,16 @@ def slab_work(geom, itemsize):
     runs = -(-per_unit * (rows + geom.span[0]) * row // columns)
     macs = grid * geom.out_channels * geom.in_channels // geom.groups * kw * outer
     samples = grid * (kw * geom.in_channels + outer * geom.out_channels)
-    return macs, samples, units * (2 * per_unit + runs * (kw + 2 * outer))
+    return macs, samples, units * (2 * per_unit + runs * (kw + 2 * outer)), units
 
 
-def _slab_cost(geom, itemsize):
-    macs, samples, calls = slab_work(geom, itemsize)
+def _slab_cost(geom, itemsize, workers):
+    macs, samples, calls, units = slab_work(geom, itemsize, workers)
     cx, real_size = (4, itemsize // 2) if geom.is_complex else (1, itemsize)
-    return (macs * cx * T_MAC_SLAB * real_size / 8 + samples * T_SLAB_SAMPLE * itemsize / 8
-            + calls * T_CALL)
+    seconds = (macs * cx * T_MAC_SLAB * real_size / 8 + samples * T_SLAB_SAMPLE * itemsize / 8
+               + calls * T_CALL)
+    # the constants are for units shared by two workers; rounds of units on ``workers``:
+    return seconds * 2 * -(-units // workers) / units
 
 
 def _is_tile_length(n):
@@ -320,7 +326,7 @@ def choose(geom, method, itemsize, workers, spectra_cached=False, spectra_budget
                 best = (cost, shape)
         if best[0] == math.inf:  # nothing fits the budget: smallest tiles
             best = (math.inf, tuple(a[0] for a in axes))
-    direct = direct_cost(geom, itemsize)
+    direct = direct_cost(geom, itemsize, workers)
     if method == "direct" or (method == "auto" and direct <= best[0]):
         return Choice("direct", direct)
     cost, shape = best

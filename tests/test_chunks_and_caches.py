@@ -144,7 +144,7 @@ def test_direct_slabs_of_a_long_kernel_take_fewer_columns(monkeypatch):
     x = rng.standard_normal((1, 2, 700))
     w = rng.standard_normal((3, 2, 101))
     geom = _engine.Geometry(1, 2, 3, 1, (101,), (1,), (1,), (700,), False)
-    assert _direct.slab_plan(geom, 8)[2] == 64  # 2**14 bytes of buffer: 101 x 2 rows
+    assert _direct.slab_plan(geom, 8, 2)[2] == 64  # 2**14 bytes of buffer: 101 x 2 rows
     y = _direct.correlate_direct(x, ((0, 0),), w, geom, np.dtype(np.float64), 2)
     assert_close(y, ref.conv(x, w))
 
@@ -158,21 +158,99 @@ def test_auto_takes_the_slabs_only_for_small_kernels(kernel, itemsize, method):
     assert _costmodel.choose(geom, "auto", itemsize, 2).method == method
 
 
-@pytest.mark.parametrize(("kernel", "method"), [(3, "direct"), (7, "fft")])
-def test_auto_counts_the_folding_of_strided_spectra(kernel, method):
-    # 8 x 64 x 128^2 depthwise, stride 2, float64: 3 x 3 direct 17-22 ms, fft 29-33 ms
-    # (the model said 17 ms for the fft before it counted the folding); 7 x 7 direct 81 ms
-    geom = _engine.Geometry(8, 64, 64, 64, (kernel, kernel), (1, 1), (2, 2),
-                            (128 + kernel - 1,) * 2, False)
-    assert _costmodel.choose(geom, "auto", 8, 2).method == method
+def test_auto_counts_the_folding_of_strided_spectra():
+    # 8 x 64 x 128^2 depthwise, 3 x 3, stride 2, float64: direct 17-22 ms, fft 29-33 ms (the
+    # model said 17 ms for the fft before it counted the folding)
+    geom = _engine.Geometry(8, 64, 64, 64, (3, 3), (1, 1), (2, 2), (130, 130), False)
+    assert _costmodel.choose(geom, "auto", 8, 2).method == "direct"
     assert _costmodel._fold_passes(geom, (18, 48)) == 1 + 2 + 2
 
 
-def test_strided_and_one_tap_layers_keep_the_per_tap_matmuls():
+def test_only_one_tap_kernels_keep_a_single_matmul():
     assert _direct.uses_slabs(_cnn_geometry(groups=4, kernel=3))
     assert not _direct.uses_slabs(_cnn_geometry(groups=4, kernel=1))
-    strided = _engine.Geometry(2, 8, 8, 1, (3, 3), (1, 1), (2, 1), (20, 20), False)
-    assert not _direct.uses_slabs(strided)
+
+
+def _phase_kernels(kernel, dilation, stride, out=10):
+    geom = _engine.Geometry(1, 2, 2, 1, kernel, dilation, stride,
+                            tuple((out - 1) * s + d * (k - 1) + 1
+                                  for k, d, s in zip(kernel, dilation, stride)), False)
+    assert geom.out_shape == (out,) * len(kernel)
+    parts = _direct.phases(geom)
+    for _, _, part in parts:
+        assert part.stride == (1,) * len(kernel) and part.out_shape == geom.out_shape
+    return [(offsets, taps, part.kernel, part.dilation) for offsets, taps, part in parts]
+
+
+def test_a_strided_layer_is_the_sum_of_its_phases():
+    # 3 x 3, stride 2: taps 0 and 2 read the even samples, tap 1 the odd ones
+    assert _phase_kernels((3, 3), (1, 1), (2, 2)) == [
+        ((0, 0), ([0, 2], [0, 2]), (2, 2), (1, 1)),
+        ((0, 1), ([0, 2], [1]), (2, 1), (1, 1)),
+        ((1, 0), ([1], [0, 2]), (1, 2), (1, 1)),
+        ((1, 1), ([1], [1]), (1, 1), (1, 1)),
+    ]
+    # dilation 2, stride 2: every tap reads the even samples, one phase, adjacent taps
+    assert _phase_kernels((3,), (2,), (2,)) == [((0,), ([0, 1, 2],), (3,), (1,))]
+    # dilation 3, stride 2: taps 0, 2 (offsets 0, 6) and 1, 3 (3, 9) are 3 phase samples apart
+    assert _phase_kernels((4,), (3,), (2,)) == [
+        ((0,), ([0, 2],), (2,), (3,)), ((3,), ([1, 3],), (2,), (3,))]
+    # stride 3 beyond a 2-tap kernel: the third phase has no taps
+    assert _phase_kernels((2,), (1,), (3,)) == [((0,), ([0],), (1,), (1,)),
+                                                ((1,), ([1],), (1,), (1,))]
+
+
+# (x shape, weight shape, groups, dilation, stride, pads): phases of mixed layers, depthwise
+# ones and 1 x 1 ones; pads wider than the stride (phases starting in the padding, one made
+# only of padding), and negative pads
+_PHASE_CASES = [
+    ((2, 6, 11, 9), (4, 3, 3, 2), 2, (1, 1), (2, 3), ((1, 1), (-1, 2))),
+    ((1, 4, 13, 12), (8, 1, 3, 3), 4, (2, 1), (2, 2), ((5, 0), (1, 1))),
+    ((2, 4, 40), (6, 2, 5), 2, (3,), (2,), ((2, 7),)),
+    ((1, 4, 30), (4, 4, 3), 1, (1,), (4,), ((-2, 0),)),
+    ((1, 2, 6, 7, 5), (2, 2, 3, 2, 2), 1, (1, 2, 1), (2, 1, 2), ((1, 0), (1, 1), (0, 1))),
+    ((1, 2, 1), (2, 2, 3), 1, (1,), (2,), ((2, 2),)),  # the odd phase reads only padding
+    ((1, 2, 1), (2, 2, 2), 1, (2,), (2,), ((1, 1),)),  # every phase reads only padding
+]
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.complex128])
+@pytest.mark.parametrize("case", range(len(_PHASE_CASES)))
+def test_direct_phases_sum_to_the_strided_layer(workers, dtype, case):
+    x_shape, w_shape, groups, dilation, stride, pads = _PHASE_CASES[case]
+    rng = np.random.default_rng(7)
+    x = ref.random_array(rng, x_shape, dtype)
+    w = ref.random_array(rng, w_shape, dtype)
+    padded = tuple(n + a + b for n, (a, b) in zip(x_shape[2:], pads))
+    geom = _engine.Geometry(x_shape[0], x_shape[1], w_shape[0], groups, w_shape[2:], dilation,
+                            stride, padded, np.iscomplexobj(x))
+    y = _direct.correlate_direct(x, pads, w, geom, np.dtype(dtype), workers)
+    assert y.shape == (x_shape[0], w_shape[0]) + geom.out_shape and y.dtype == dtype
+    crop = (Ellipsis,) + tuple(slice(max(-a, 0), n - max(-b, 0))
+                               for (a, b), n in zip(pads, x_shape[2:]))
+    positive = tuple((max(a, 0), max(b, 0)) for a, b in pads)
+    assert_close(y, ref.conv(x[crop], w, stride=stride, padding=positive, dilation=dilation,
+                             groups=groups))
+
+
+def test_a_pointwise_layer_shares_its_rows_among_the_workers(monkeypatch):
+    monkeypatch.setattr(_direct, "SMALL_PRODUCT", 1)
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 6, 7, 5))
+    w = rng.standard_normal((4, 3, 1, 1))
+    geom = _engine.Geometry(2, 6, 4, 2, (1, 1), (1, 1), (2, 1), (9, 5), False)
+    for workers in (1, 2, 3, 8):  # 8: more workers than the 5 output rows
+        y = _direct.correlate_direct(x, ((1, 1), (0, 0)), w, geom, np.dtype(np.float64), workers)
+        assert_close(y, ref.conv(x, w, stride=(2, 1), padding=((1, 1), (0, 0)), groups=2))
+
+
+def test_slabs_give_every_worker_a_unit():
+    # one 16 x 16 image with 256 channels: one unit would leave a worker idle
+    geom = _engine.Geometry(1, 256, 256, 1, (3, 3), (1, 1), (1, 1), (18, 18), False)
+    rows, per_unit, _ = _direct.slab_plan(geom, 4, 2)
+    assert -(-geom.out_shape[0] // rows) // per_unit >= 2
+    assert _direct.slab_plan(geom, 4, 1)[0] == 16  # one worker: the whole image
 
 
 def test_blocks_must_divide_batch_and_groups():
