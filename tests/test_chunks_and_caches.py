@@ -66,6 +66,7 @@ def test_a_team_is_chosen_where_solo_chunks_would_be_uneven_too():
 @pytest.mark.parametrize("fail_at", [1, 2, 3, 4])
 def test_a_failing_team_member_stops_the_others(monkeypatch, fail_at):
     """A member's error breaks the barrier: the call raises instead of hanging."""
+    monkeypatch.setattr(_engine, "ELEMENTWISE_MAX_ENTRIES", 0)  # teams share matmul products
     geom = _engine.Geometry(1, 4, 4, 1, (9,), (1,), (1,), (4000,), False)
     tiling = _engine.Tiling.make(geom, (64,), 8, 1, 1, 2)
     w = np.ones((4, 4, 9))

@@ -170,6 +170,8 @@ def _engine_cases(draw):
         batch_block=draw(divisor_of(batch)), group_block=draw(divisor_of(groups)),
         workers=draw(st.integers(1, 3)), team=draw(st.integers(1, 3)),
         dtype=draw(st.sampled_from(ref.FLOAT_DTYPES)), seed=draw(st.integers(0, 2**32 - 1)),
+        # matmul products for every kernel matrix, or elementwise ones for every small one
+        elementwise_max=draw(st.sampled_from([0, _engine.ELEMENTWISE_MAX_ENTRIES])),
     )
 
 
@@ -189,9 +191,11 @@ def test_overlap_save_tiles_match_reference(case):
         geom, case["fft_shape"], case["chunk"], case["batch_block"], case["group_block"],
         case["team"],
     )
-    spectra = _engine.kernel_spectra(w, geom, tiling, case["dtype"])
-    y = _engine.correlate_fft(x, case["pads"], spectra, geom, tiling, case["dtype"],
-                              case["workers"])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_engine, "ELEMENTWISE_MAX_ENTRIES", case["elementwise_max"])
+        spectra = _engine.kernel_spectra(w, geom, tiling, case["dtype"])
+        y = _engine.correlate_fft(x, case["pads"], spectra, geom, tiling, case["dtype"],
+                                  case["workers"])
     xpad = np.pad(x, ((0, 0), (0, 0)) + case["pads"])
     expected = ref.conv(xpad, w, stride=case["stride"], dilation=case["dilation"], groups=G)
     assert y.dtype == case["dtype"]
@@ -213,9 +217,12 @@ def test_long_signal_uses_several_tiles_and_matches(method, dtype):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_tiny_budgets_force_many_tiles_and_chunks(monkeypatch, threads):
+@pytest.mark.parametrize("elementwise_max", [0, 64])  # matmul and elementwise products
+def test_tiny_budgets_force_many_tiles_and_chunks(monkeypatch, threads, elementwise_max):
     """Squeezed memory budgets: smallest tiles, one tile per chunk, chunks on worker threads."""
+    monkeypatch.setattr(_engine, "ELEMENTWISE_MAX_ENTRIES", elementwise_max)
     monkeypatch.setattr(_costmodel, "CHUNK_BUDGET", 1)
+    monkeypatch.setattr(_costmodel, "ELEMENTWISE_CHUNK_BUDGET", 1)
     monkeypatch.setattr(_costmodel, "SPECTRA_BUDGET", 16 * 6 * 3 * 40)
     old = specconv.set_num_threads(threads)
     try:
