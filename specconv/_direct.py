@@ -134,28 +134,21 @@ def _polyphase(x, pads, weight, geom, dtype, workers):
     (computed at every sample and dropped: 43 / 81).
     """
     x, pads = _split_pads(x, pads)
-    out = None
+    out = np.zeros((geom.batch, geom.out_channels) + geom.out_shape, dtype)
     for offsets, taps, part in phases(geom):
         window, part_pads = [], []
         for o, s, need, (a, _), n in zip(offsets, geom.stride, part.padded, pads, x.shape[2:]):
-            # padded sample o + j·s is input sample o + j·s - a
+            # the phase's sample j is padded sample o + j·s, input sample o + j·s - a
             before = min(need, max(0, -(-(a - o) // s)))
             first = o + before * s - a
             count = max(0, min(need - before, -(-(n - first) // s)))
-            window.append(slice(first, first + (count - 1) * s + 1, s) if count else slice(0, 0))
+            window.append(slice(first, first + (count - 1) * s + 1, s))
             part_pads.append((before, need - before - count))
-        if any(w.stop == w.start for w in window):
-            continue  # this phase reads only padding
-        y = correlate_direct(
-            x[(Ellipsis,) + tuple(window)], tuple(part_pads),
-            weight[(slice(None), slice(None)) + np.ix_(*taps)], part, dtype, workers,
-        )
-        if out is None:
-            out = y
-        else:
-            out += y
-    if out is None:
-        out = np.zeros((geom.batch, geom.out_channels) + geom.out_shape, dtype)
+        if all(a + b < need for (a, b), need in zip(part_pads, part.padded)):  # reads x
+            out += correlate_direct(
+                x[(Ellipsis,) + tuple(window)], tuple(part_pads),
+                weight[(slice(None), slice(None)) + np.ix_(*taps)], part, dtype, workers,
+            )
     return out
 
 
@@ -305,11 +298,12 @@ def _depthwise(x, pads, weight, geom, dtype, workers):
 
     On the flat padded image (see the module docstring) each tap is one contiguous
     multiply-add, computed on the stride-1 grid with the padded row length; the padding
-    columns and the samples between strides are dropped when the block is copied out. Blocks of images (padded into a zeroed buffer, all taps, copy
-    out) stay in cache and are shared among ``workers`` threads. Measured on
-    8 × 64 × 128² images, float32, two threads: 3 × 3 taps 10-11 ms, 7 × 7 40 ms (one tap at
-    a time over whole shifted copies: 84 and 465 ms). Strides are computed at every sample
-    and dropped: cheaper than strided copies for the small strides of depthwise layers.
+    columns and the samples between strides are dropped when the block is copied out (only
+    1-tap kernels come here with a stride: the others are split into phases). Blocks of
+    images (padded into a zeroed buffer, all taps, copy out) stay in cache and are shared
+    among ``workers`` threads. Measured on 8 × 64 × 128² images, float32, two threads:
+    3 × 3 taps 10-11 ms, 7 × 7 40 ms (one tap at a time over whole shifted copies: 84 and
+    465 ms).
     """
     x, pads = _split_pads(x, pads)
     B, G = x.shape[:2]
