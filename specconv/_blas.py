@@ -1,4 +1,4 @@
-"""BLAS thread control for the per-frequency and per-tap products.
+"""BLAS thread control for the per-frequency products and the direct method's GEMMs.
 
 specconv's products are many small matmuls. A multithreaded OpenBLAS spins while it waits for
 its threads, which on a busy machine made them 10-100x slower (measured), so specconv runs

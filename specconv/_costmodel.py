@@ -48,7 +48,7 @@ T_FFT = 8.1e-11  # real FFT, per L·log2(L) point (complex: x2)
 T_COPY = 3.2e-10  # gather/scatter, per sample and channel
 T_CMAC_MATMUL = 7.9e-11  # complex multiply-add inside a batched BLAS matmul
 T_CMAC_ELEMENTWISE = 4.8e-10  # complex multiply-add as a numpy elementwise product
-T_MAC_DIRECT = 2.1e-11  # real multiply-add in the direct method's per-tap GEMM
+T_MAC_DIRECT = 2.1e-11  # real multiply-add in a 1 x 1 kernel's GEMM
 T_DEPTHWISE_TAP = 1.9e-10  # one tap at one sample of the direct method's depthwise grid
 # the direct method's slabs: a real multiply-add in their single-threaded GEMMs (on two
 # workers), a sample copied or accumulated, a numpy call (fitted to eight layers from

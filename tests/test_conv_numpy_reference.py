@@ -259,3 +259,17 @@ def test_whole_signal_and_overlap_save_agree_around_block_boundaries(fft_len):
                                     geom, tiled, np.float64, 2)
     assert_close(y_tiled, y_whole)
     assert_close(y_whole, ref.conv(np.pad(x, ((0, 0), (0, 0), (2, 2))), w))
+
+
+@pytest.mark.parametrize("method", ref.METHODS)
+def test_strided_transpose_phases_no_tap_reaches(method):
+    """A 2-tap kernel with stride 3: every third output is reached by no tap, only the bias
+    (the direct method computes the output phase by phase)."""
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((2, 4, 9, 5))
+    w = rng.standard_normal((4, 3, 2, 1))
+    b = rng.standard_normal(6)
+    kw = dict(stride=(3, 2), padding=(0, 1), output_padding=(2, 1), groups=2)
+    y = specconv.conv_transpose(x, w, b, method=method, **kw)
+    assert_close(y, ref.conv_transpose(x, w, b, **kw))
+    assert_close(y[:, :, 2::3], np.broadcast_to(b[:, None, None], y[:, :, 2::3].shape))
