@@ -91,6 +91,13 @@ def uses_slabs(geom):
     return all(s == 1 for s in geom.stride) and math.prod(geom.kernel) > 1
 
 
+def residue_taps(K, dilation, stride, residue):
+    """The taps ``k`` of a K-tap kernel whose offset ``k·dilation ≡ residue (mod stride)``, and
+    the distance between their offsets in strides (the same for every residue)."""
+    taps = [k for k in range(K) if (k * dilation - residue) % stride == 0]
+    return taps, dilation // math.gcd(dilation, stride)
+
+
 def phases(geom):
     """The stride-1 layers whose sum is the strided layer ``geom`` (its polyphase parts).
 
@@ -106,10 +113,9 @@ def phases(geom):
     """
     per_axis = []
     for K, dl, s, n in zip(geom.kernel, geom.dilation, geom.stride, geom.out_shape):
-        spacing = dl // math.gcd(dl, s)  # of a phase's taps, in phase samples
         axis = []
         for rest in range(s):
-            taps = [k for k in range(K) if k * dl % s == rest]
+            taps, spacing = residue_taps(K, dl, s, rest)
             if taps:
                 axis.append((taps[0] * dl, taps, spacing, n + (len(taps) - 1) * spacing))
         per_axis.append(axis)

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from . import _correlate, _costmodel, fft
+from . import _correlate, _costmodel, _direct, fft
 from ._engine import Geometry
 from ._validate import (
     as_array,
@@ -458,10 +458,9 @@ class SpectralConvTranspose(_Layer):
         per_axis = []
         for K, dl, s, m, p, size in zip(geom.kernel, geom.dilation, self.stride, n, before,
                                         geom.out_shape):
-            spacing = dl // math.gcd(dl, s)
             axis = []
             for r in range(min(s, size)):
-                taps = [k for k in range(K) if (r + k * dl - p) % s == 0]
+                taps, spacing = _direct.residue_taps(K, dl, s, p - r)
                 first = (r + taps[0] * dl - p) // s if taps else 0  # input sample of taps[0]
                 need = -(-(size - r) // s) + (len(taps) - 1) * spacing
                 axis.append((r, taps, spacing, (-first, need + first - m), need))
