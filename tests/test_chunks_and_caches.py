@@ -125,18 +125,24 @@ def test_direct_slabs_cover_every_output_once(monkeypatch, workers, dtype, slab_
     monkeypatch.setattr(_direct, "SLAB_COLUMNS", columns)
     monkeypatch.setattr(_direct, "STACK_MAX_CHANNELS", stack_max)
     x_shape, w_shape, groups, dilation, pads = _SLAB_CASES[case]
+    _check_direct(x_shape, w_shape, groups, dilation, (1,) * len(pads), pads, dtype, workers)
+
+
+def _check_direct(x_shape, w_shape, groups, dilation, stride, pads, dtype, workers):
+    """The direct method on random data against the numpy reference (pads may crop)."""
     rng = np.random.default_rng(5)
     x = ref.random_array(rng, x_shape, dtype)
     w = ref.random_array(rng, w_shape, dtype)
     padded = tuple(n + a + b for n, (a, b) in zip(x_shape[2:], pads))
     geom = _engine.Geometry(x_shape[0], x_shape[1], w_shape[0], groups, w_shape[2:], dilation,
-                            (1,) * len(pads), padded, np.iscomplexobj(x))
+                            stride, padded, np.iscomplexobj(x))
     y = _direct.correlate_direct(x, pads, w, geom, np.dtype(dtype), workers)
     assert y.shape == (x_shape[0], w_shape[0]) + geom.out_shape and y.dtype == dtype
     crop = (Ellipsis,) + tuple(slice(max(-a, 0), n - max(-b, 0))
                                for (a, b), n in zip(pads, x_shape[2:]))
     positive = tuple((max(a, 0), max(b, 0)) for a, b in pads)
-    assert_close(y, ref.conv(x[crop], w, padding=positive, dilation=dilation, groups=groups))
+    assert_close(y, ref.conv(x[crop], w, stride=stride, padding=positive, dilation=dilation,
+                             groups=groups))
 
 
 def test_direct_slabs_of_a_long_kernel_take_fewer_columns(monkeypatch):
@@ -167,7 +173,7 @@ def test_auto_counts_the_folding_of_strided_spectra():
     assert _costmodel._fold_passes(geom, (18, 48)) == 1 + 2 + 2
 
 
-def test_only_one_tap_kernels_keep_a_single_matmul():
+def test_slabs_take_every_stride_1_kernel_but_one_tap():
     assert _direct.uses_slabs(_cnn_geometry(groups=4, kernel=3))
     assert not _direct.uses_slabs(_cnn_geometry(groups=4, kernel=1))
 
@@ -219,20 +225,7 @@ _PHASE_CASES = [
 @pytest.mark.parametrize("dtype", [np.float32, np.complex128])
 @pytest.mark.parametrize("case", range(len(_PHASE_CASES)))
 def test_direct_phases_sum_to_the_strided_layer(workers, dtype, case):
-    x_shape, w_shape, groups, dilation, stride, pads = _PHASE_CASES[case]
-    rng = np.random.default_rng(7)
-    x = ref.random_array(rng, x_shape, dtype)
-    w = ref.random_array(rng, w_shape, dtype)
-    padded = tuple(n + a + b for n, (a, b) in zip(x_shape[2:], pads))
-    geom = _engine.Geometry(x_shape[0], x_shape[1], w_shape[0], groups, w_shape[2:], dilation,
-                            stride, padded, np.iscomplexobj(x))
-    y = _direct.correlate_direct(x, pads, w, geom, np.dtype(dtype), workers)
-    assert y.shape == (x_shape[0], w_shape[0]) + geom.out_shape and y.dtype == dtype
-    crop = (Ellipsis,) + tuple(slice(max(-a, 0), n - max(-b, 0))
-                               for (a, b), n in zip(pads, x_shape[2:]))
-    positive = tuple((max(a, 0), max(b, 0)) for a, b in pads)
-    assert_close(y, ref.conv(x[crop], w, stride=stride, padding=positive, dilation=dilation,
-                             groups=groups))
+    _check_direct(*_PHASE_CASES[case], dtype, workers)
 
 
 def test_a_pointwise_layer_shares_its_rows_among_the_workers(monkeypatch):
