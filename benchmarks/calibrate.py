@@ -18,7 +18,7 @@ import numpy as np
 import specconv
 from specconv import _costmodel, fft
 from specconv._blas import limit as _blas_limit
-from specconv._direct import _depthwise, _slabs
+from specconv._direct import _depthwise, _pointwise, _slabs
 from specconv._engine import Geometry
 
 
@@ -65,10 +65,13 @@ def main():
         lambda: np.multiply(hx[:, :, None], xs[0][:, None], out=ys[:, None])
     ) / ys.size / threads
 
-    w = rng.standard_normal((64, 64))
-    xt = rng.standard_normal((64, 50_000))
-    with _blas_limit(threads):
-        measured["T_MAC_DIRECT"] = median_seconds(lambda: w @ xt) / (64 * 64 * 50_000)
+    # a 1 x 1 kernel through the direct method itself (one GEMM, rows shared by the workers)
+    w = rng.standard_normal((64, 64, 1))
+    xt = rng.standard_normal((1, 64, 50_000))
+    geom = Geometry(1, 64, 64, 1, (1,), (1,), (1,), (50_000,), False)
+    measured["T_MAC_DIRECT"] = median_seconds(
+        lambda: _pointwise(xt, ((0, 0),), w, geom, np.float64, threads)
+    ) / (64 * 64 * 50_000)
 
     # a depthwise 7 x 7 layer on 8 x 64 images of 128^2 through the direct method itself
     k, images = 7, rng.standard_normal((8, 64, 128, 128))

@@ -476,17 +476,18 @@ class SpectralConvTranspose(_Layer):
     def _apply_phases(self, xb, parts, out_shape, dtype):
         """The output, phase by phase (see :meth:`_output_phases`), by the direct method."""
         y = np.empty((xb.shape[0], self.out_channels) + tuple(out_shape), dtype)
-        bias = 0 if self.bias is None else self.bias.reshape((-1,) + (1,) * self.ndim)
+        bias = None if self.bias is None else self.bias.reshape((-1,) + (1,) * self.ndim)
         for phase, taps, pads, geom in parts:
             target = y[(Ellipsis,) + tuple(slice(r, None, s) for r, s in zip(phase, self.stride))]
             if geom is None:  # no tap reaches these outputs
-                target[...] = bias
+                target[...] = 0 if bias is None else bias
                 continue
             weight = self._forward_weight[(slice(None), slice(None)) + np.ix_(*taps)]
             part = _correlate.correlate(
                 xb, weight, geom, pads, dtype, method="direct", nan_policy=self.nan_policy,
             )
-            part += bias
+            if bias is not None:
+                part += bias
             target[...] = part  # strided: the one pass that interleaves the phases
         return y
 
