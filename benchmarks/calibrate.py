@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 import specconv
-from specconv import _costmodel, fft
+from specconv import _costmodel, _direct, fft
 from specconv._blas import limit as _blas_limit
 from specconv._direct import _depthwise, _pointwise, _slabs
 from specconv._engine import Geometry
@@ -73,14 +73,26 @@ def main():
         lambda: _pointwise(xt, ((0, 0),), w, geom, np.float64, threads)
     ) / (64 * 64 * 50_000)
 
-    # a depthwise 7 x 7 layer on 8 x 64 images of 128^2 through the direct method itself
-    k, images = 7, rng.standard_normal((8, 64, 128, 128))
-    geom = Geometry(8, 64, 64, 64, (k, k), (1, 1), (1, 1), (128 + k - 1,) * 2, False)
-    taps = rng.standard_normal((64, 1, k, k))
-    pads = ((k // 2, k // 2),) * 2
-    seconds = median_seconds(lambda: _depthwise(images, pads, taps, geom, np.float64, threads))
-    grid = geom.out_shape[0] * geom.padded[1]
-    measured["T_DEPTHWISE_TAP"] = seconds / (8 * 64 * grid * k * k)
+    # depthwise layers on 8 x 64 images of 128^2 through the direct method itself: the numpy
+    # loops with 7 x 7 taps; the compiled loops with 1 x 1 taps (copies) and 15 x 15 (taps)
+    def depthwise_seconds(k):
+        images = rng.standard_normal((8, 64, 128, 128))
+        geom = Geometry(8, 64, 64, 64, (k, k), (1, 1), (1, 1), (128 + k - 1,) * 2, False)
+        taps = rng.standard_normal((64, 1, k, k))
+        pads = ((k // 2, k // 2),) * 2
+        return median_seconds(lambda: _depthwise(images, pads, taps, geom, np.float64, threads))
+
+    outputs = 8 * 64 * 128 * 128
+    if _direct._simd is not None:
+        measured["T_COMPILED_SAMPLE"] = depthwise_seconds(1) / outputs
+        measured["T_COMPILED_TAP"] = (
+            depthwise_seconds(15) / outputs - measured["T_COMPILED_SAMPLE"]) / 15**2
+    compiled, _direct._simd = _direct._simd, None
+    try:
+        grid = outputs // 128 * (128 + 6)  # on the padded row length
+        measured["T_DEPTHWISE_TAP"] = depthwise_seconds(7) / (grid * 7 * 7)
+    finally:
+        _direct._simd = compiled
 
     # the direct method's slabs, each constant from a layer its term dominates, the others
     # taken as measured (GEMMs), or as in the code

@@ -9,9 +9,11 @@ direct
     ``P_grid · (C_out · C_in/G · K · t_mac + (kw · C_in + K/kw · C_out) · t_sample)
     + calls · t_call`` -- the GEMMs, the buffer copies and accumulations, numpy's calls.
     The units of slabs run in rounds on the worker threads (an idle worker counts).
-    Depthwise (C_in/G = 1): one pass per tap over each output channel's flat stride-1 grid
-    (the padded row length): ``K · B · C_out · P_grid · t_tap``, plus copying every input
-    and output sample once.
+    Depthwise (C_in/G = 1), compiled loops (real data): ``B · C_out · P · (K · t_tap' +
+    t_sample')``, the taps on registers and the image read and written once. The numpy loops
+    (complex data, or no C compiler at install): one pass per tap over each output channel's
+    flat stride-1 grid (the padded row length), ``K · B · C_out · P_grid · t_tap``, plus
+    copying every input and output sample once.
     A 1 × 1 kernel: one GEMM, ``B · P · (C_in · t_copy + C_out · C_in/G · t_mac)``.
     Strided: the sum of its stride-1 phases, plus adding them up.
     GEMMs, copies and taps in single precision take half as long.
@@ -49,7 +51,12 @@ T_COPY = 3.2e-10  # gather/scatter, per sample and channel
 T_CMAC_MATMUL = 7.9e-11  # complex multiply-add inside a batched BLAS matmul
 T_CMAC_ELEMENTWISE = 4.8e-10  # complex multiply-add as a numpy elementwise product
 T_MAC_DIRECT = 2.1e-11  # real multiply-add in a 1 x 1 kernel's GEMM
-T_DEPTHWISE_TAP = 1.9e-10  # one tap at one sample of the direct method's depthwise grid
+T_DEPTHWISE_TAP = 1.9e-10  # one tap at one sample of the numpy depthwise loops' grid
+# the compiled depthwise loops: one tap at one output sample, and copying the input in and
+# the output out, per output sample (8 x 64 x 128^2 images, 1 x 1 to 15 x 15 taps: within
+# 12 %; small images, which stay in cache, take half the modelled time)
+T_COMPILED_TAP = 1.9e-11
+T_COMPILED_SAMPLE = 4.8e-10
 # the direct method's slabs: a real multiply-add in their single-threaded GEMMs (on two
 # workers), a sample copied or accumulated, a numpy call (fitted to eight layers from
 # 8 x 64 x 128^2 images with 3 x 3 and 5 x 5 taps, groups 1-32, to 1-D and 3-D ones:
@@ -91,6 +98,10 @@ def direct_cost(geom, itemsize=8, workers=2):
         parts = _direct.phases(geom)
         adds = (len(parts) - 1) * geom.batch * geom.out_channels * P * T_COPY
         return adds + sum(direct_cost(part, itemsize, workers) for _, _, part in parts)
+    if ci == 1 and _direct.compiled_depthwise(geom):
+        images = geom.batch * geom.groups  # shared by the workers; the constants are for two
+        return (geom.batch * geom.out_channels * P * (taps * T_COMPILED_TAP + T_COMPILED_SAMPLE)
+                * itemsize / 8 * 2 * -(-images // workers) / images)
     if ci == 1:
         grid = ((geom.out_shape[0] - 1) * geom.stride[0] + 1) * math.prod(geom.padded[1:])
         copies = geom.in_channels * math.prod(geom.padded) + geom.out_channels * P

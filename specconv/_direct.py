@@ -6,8 +6,9 @@ contiguous run of samples:
 
 - layers with channels to mix (stride 1) are a few GEMMs on cache-sized slabs of the flat
   padded images (:func:`_slabs`);
-- depthwise layers (one input channel per group) have no matmul to make: each tap is one
-  scaled multiply-add on blocks of flat images (:func:`_depthwise`);
+- depthwise layers (one input channel per group) have no matmul to make: compiled loops
+  (``_simd.c``) keep a block of outputs in registers across all taps; without them each tap
+  is one scaled multiply-add on blocks of flat images (:func:`_depthwise`);
 - strided layers are the sum of their stride-1 phases (:func:`_polyphase`);
 - a 1 × 1 kernel is exactly one GEMM (:func:`_pointwise`).
 
@@ -25,6 +26,11 @@ import numpy as np
 
 from . import _blas
 from ._engine import run_parallel
+
+try:
+    from . import _simd
+except ImportError:  # built without a C compiler: the numpy loops compute the same
+    _simd = None
 
 #: Multiply-adds below which a 1 × 1 kernel's matmul runs on one thread.
 SMALL_PRODUCT = 2**22
@@ -83,6 +89,11 @@ def correlate_direct(x, pads, weight, geom, dtype, workers=1):
     if uses_slabs(geom):
         return _slabs(x, pads, weight, geom, dtype, workers)
     return _pointwise(x, pads, weight, geom, dtype, workers)
+
+
+def compiled_depthwise(geom):
+    """Whether the compiled loops compute the depthwise layer ``geom`` (real, stride 1)."""
+    return _simd is not None and not geom.is_complex and all(s == 1 for s in geom.stride)
 
 
 def uses_slabs(geom):
@@ -312,6 +323,8 @@ def _depthwise(x, pads, weight, geom, dtype, workers):
     3 × 3 taps 10-11 ms, 7 × 7 40 ms (one tap at a time over whole shifted copies: 84 and
     465 ms).
     """
+    if compiled_depthwise(geom) and np.dtype(dtype).kind == "f":
+        return _depthwise_compiled(x, pads, weight, geom, dtype, workers)
     x, pads = _split_pads(x, pads)
     B, G = x.shape[:2]
     m = geom.out_channels // G
@@ -347,4 +360,50 @@ def _depthwise(x, pads, weight, geom, dtype, workers):
                 out_images[r0:r1, j] = a.reshape((n, grid[0]) + padded[1:])[keep]
 
     run_parallel([lambda k=k: share(k) for k in range(min(workers, len(blocks)))])
+    return out
+
+
+def _line_starts(shape, first, padded):
+    """Flat offset, in a C-contiguous image of shape ``padded``, of the first sample of every
+    line (last axis) of a ``shape`` block placed at ``first``."""
+    row = [math.prod(padded[a + 1 :]) for a in range(len(padded))]
+    starts = first[-1] + sum(
+        (np.arange(n) + f).reshape((-1,) + (1,) * (len(shape) - 2 - a)) * r
+        for a, (n, f, r) in enumerate(zip(shape[:-1], first[:-1], row[:-1]))
+    )
+    return np.ascontiguousarray(np.broadcast_to(starts, shape[:-1]), np.int64).reshape(-1)
+
+
+def _depthwise_compiled(x, pads, weight, geom, dtype, workers):
+    """Stride-1 depthwise correlation of real images through the compiled loops.
+
+    Each image is copied into a zeroed padded scratch image; every output line then keeps a
+    block of samples in registers across all taps, so memory sees the image once and the
+    output once. The images are shared among ``workers`` threads (the loops release the
+    GIL). Measured on 8 × 64 × 128² images, two threads, float32 / float64: 3 × 3 taps
+    3.7 / 8.0 ms, 7 × 7 7.5 / 11 ms, 15 × 15 20 / 40 ms (the numpy loops: 10 / 19,
+    40 / 75 ms; torch 2.13's conv2d: 5 / 20, 7 / 120, 540 / 700 ms).
+    """
+    x, pads = _split_pads(x, pads)
+    B, G = x.shape[:2]
+    m = geom.out_channels // G
+    spatial, n_out, padded = x.shape[2:], geom.out_shape, geom.padded
+    if x.size == 0:  # a negative pad cropped all of it: only padding is read
+        return np.zeros((B, geom.out_channels) + n_out, dtype)
+    images = np.ascontiguousarray(x, dtype).reshape((B * G,) + spatial)
+    taps = np.array(_tap_offsets(geom.kernel, geom.dilation, padded), np.int64)
+    rows = _line_starts(spatial, [a for a, _ in pads], padded)
+    lines = _line_starts(n_out, [0] * len(n_out), padded)
+    w = np.ascontiguousarray(weight.reshape(G, m, -1), dtype)
+    out = np.empty((B, geom.out_channels) + n_out, dtype)
+    out_images = out.reshape((B * G, m) + n_out)
+    workers = min(workers, B * G)
+    bounds = [B * G * k // workers for k in range(workers + 1)]
+
+    def share(k):
+        a, b = bounds[k], bounds[k + 1]
+        _simd.depthwise(images[a:b], out_images[a:b], w, taps, rows, lines,
+                        images.itemsize, a, G, math.prod(padded), n_out[-1])
+
+    run_parallel([lambda k=k: share(k) for k in range(workers)])
     return out
