@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 import specconv
-from specconv import _costmodel, _direct, fft
+from specconv import _compiled, _costmodel, fft
 from specconv._blas import limit as _blas_limit
 from specconv._direct import _depthwise, _pointwise, _slabs
 from specconv._engine import Geometry
@@ -83,16 +83,16 @@ def main():
         return median_seconds(lambda: _depthwise(images, pads, taps, geom, np.float64, threads))
 
     outputs = 8 * 64 * 128 * 128
-    if _direct._simd is not None:
+    if _compiled.loops is not None:
         measured["T_COMPILED_SAMPLE"] = depthwise_seconds(1) / outputs
         measured["T_COMPILED_TAP"] = (
             depthwise_seconds(15) / outputs - measured["T_COMPILED_SAMPLE"]) / 15**2
-    compiled, _direct._simd = _direct._simd, None
+    compiled, _compiled.loops = _compiled.loops, None
     try:
         grid = outputs // 128 * (128 + 6)  # on the padded row length
         measured["T_DEPTHWISE_TAP"] = depthwise_seconds(7) / (grid * 7 * 7)
     finally:
-        _direct._simd = compiled
+        _compiled.loops = compiled
 
     # the direct method's slabs, each constant from a layer its term dominates, the others
     # taken as measured (GEMMs), or as in the code

@@ -21,6 +21,7 @@ fft (overlap-save with tile shape L, T tiles, F frequencies per tile)
     ``T · B · (C_in · t(L) + C_out · t(L / stride))``                transforms and tile copies,
     ``t(n) = t_fft · n log2 n + t_copy · n`` (a stride folds the inverse transform)
     ``+ T · B · G · (C_out/G) · (C_in/G) · F · t_cmac``              per-frequency product
+    (``t_cmac``: BLAS matmul, the compiled product in single precision, or elementwise)
     ``+ T · B · C_out · F · passes · t_fold``                       folding for a stride
     ``+ G · (C_out/G) · (C_in/G) · t_fft · L log2 L``                kernel spectra (once)
     ``+ chunks · t_chunk``                                           per-chunk overhead
@@ -42,7 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _direct, fft
-from ._engine import Tiling, spectral_shape, uses_matmul
+from ._engine import Tiling, compiled_product, spectral_shape, uses_matmul
 
 # seconds per operation, measured by benchmarks/calibrate.py on the development machine (2 cores,
 # idle; float64 -- float32 transforms and products take about half)
@@ -50,6 +51,11 @@ T_FFT = 8.1e-11  # real FFT, per L·log2(L) point (complex: x2)
 T_COPY = 3.2e-10  # gather/scatter, per sample and channel
 T_CMAC_MATMUL = 7.9e-11  # complex multiply-add inside a batched BLAS matmul
 T_CMAC_ELEMENTWISE = 4.8e-10  # complex multiply-add as a numpy elementwise product
+# complex multiply-add in the compiled product (single precision): T_CMAC_MATMUL scaled by
+# the time of a chunk's compiled product over that of its BLAS matmul with the transposes
+# around it, which the model leaves out (64 x 64 channels, 52 columns: 4.0 / 5.3 ms; 16 x 16,
+# 40 columns: 1.1 / 2.3 ms, but with that ratio the model took tiles 20 % slower on W4)
+T_CMAC_COMPILED = 6e-11
 T_MAC_DIRECT = 2.1e-11  # real multiply-add in a 1 x 1 kernel's GEMM
 T_DEPTHWISE_TAP = 1.9e-10  # one tap at one sample of the numpy depthwise loops' grid
 # the compiled depthwise loops: one tap at one output sample, and copying the input in and
@@ -250,11 +256,17 @@ def chunking(geom, fft_shape, tiles, itemsize, workers):
     return blocks + (1,)
 
 
+def _compiled_product(geom, itemsize):
+    """:func:`compiled_product` for a result of ``itemsize`` bytes."""
+    return compiled_product(geom, f"{'c' if geom.is_complex else 'f'}{itemsize}")
+
+
 def spectra_bytes(geom, fft_shape, itemsize):
     """Bytes of a layer's kernel spectra for tiles of ``fft_shape`` (result itemsize)."""
     G = geom.groups
     kernels = G * (geom.out_channels // G) * (geom.in_channels // G)
-    return kernels * _spectrum_bytes(geom, fft_shape, itemsize)
+    copies = 2 if _compiled_product(geom, itemsize) else 1  # the spectra and 1j times them
+    return kernels * _spectrum_bytes(geom, fft_shape, itemsize) * copies
 
 
 def chunked_cost(geom, tiling, seconds, itemsize, workers):
@@ -297,7 +309,10 @@ def fft_cost(geom, fft_shape, spectra_cached=False, itemsize=8, spectra_budget=N
     def transform(n):
         return T_FFT * cx * n * math.log2(max(n, 2)) + T_COPY * n
 
-    t_cmac = T_CMAC_MATMUL if uses_matmul(geom) else T_CMAC_ELEMENTWISE
+    if _compiled_product(geom, itemsize):
+        t_cmac = T_CMAC_COMPILED
+    else:
+        t_cmac = T_CMAC_MATMUL if uses_matmul(geom) else T_CMAC_ELEMENTWISE
     seconds = T * geom.batch * (
         geom.in_channels * transform(L) + geom.out_channels * transform(L_out)
         + G * co * ci * F * t_cmac + geom.out_channels * F * _fold_passes(geom, fft_shape) * T_FOLD

@@ -24,13 +24,8 @@ import math
 
 import numpy as np
 
-from . import _blas
+from . import _blas, _compiled
 from ._engine import run_parallel
-
-try:
-    from . import _simd
-except ImportError:  # built without a C compiler: the numpy loops compute the same
-    _simd = None
 
 #: Multiply-adds below which a 1 × 1 kernel's matmul runs on one thread.
 SMALL_PRODUCT = 2**22
@@ -93,7 +88,7 @@ def correlate_direct(x, pads, weight, geom, dtype, workers=1):
 
 def compiled_depthwise(geom):
     """Whether the compiled loops compute the depthwise layer ``geom`` (real, stride 1)."""
-    return _simd is not None and not geom.is_complex and all(s == 1 for s in geom.stride)
+    return _compiled.loops is not None and not geom.is_complex and all(s == 1 for s in geom.stride)
 
 
 def uses_slabs(geom):
@@ -402,7 +397,7 @@ def _depthwise_compiled(x, pads, weight, geom, dtype, workers):
 
     def share(k):
         a, b = bounds[k], bounds[k + 1]
-        _simd.depthwise(images[a:b], out_images[a:b], w, taps, rows, lines,
+        _compiled.loops.depthwise(images[a:b], out_images[a:b], w, taps, rows, lines,
                         images.itemsize, a, G, math.prod(padded), n_out[-1])
 
     run_parallel([lambda k=k: share(k) for k in range(workers)])

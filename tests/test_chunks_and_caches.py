@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import specconv
-from specconv import _correlate, _costmodel, _direct, _engine
+from specconv import _compiled, _correlate, _costmodel, _direct, _engine
 
 import _reference as ref
 from _tolerances import assert_close
@@ -92,7 +92,7 @@ def test_a_failing_team_member_stops_the_others(monkeypatch, fail_at):
 def test_depthwise_direct_blocks_cover_every_image_once(monkeypatch, workers, dtype, block_bytes):
     # 1 byte: one image per block; 2**40: a worker's share per block (7 + 6, 5 + 5 + 3)
     monkeypatch.setattr(_direct, "DEPTHWISE_BLOCK", block_bytes)
-    monkeypatch.setattr(_direct, "_simd", None)  # the numpy loops (test_compiled_depthwise.py)
+    monkeypatch.setattr(_compiled, "loops", None)  # the numpy loops (test_compiled_depthwise.py)
     rng = np.random.default_rng(4)
     x = ref.random_array(rng, (1, 13, 11, 12), dtype)
     w = ref.random_array(rng, (26, 1, 3, 2), dtype)  # depthwise multiplier 2

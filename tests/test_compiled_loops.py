@@ -1,0 +1,161 @@
+"""The compiled loops (specconv/_simd.c) and the numpy code they stand in for: the depthwise
+direct method and the FFT path's per-frequency product."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import specconv
+from specconv import _compiled, _direct, _engine
+from specconv._engine import Geometry
+
+import _reference as ref
+from _tolerances import assert_close
+from test_chunks_and_caches import _check_direct
+
+compiled_only = pytest.mark.skipif(_compiled.loops is None, reason="specconv._simd not built")
+
+# (x shape, weight shape, groups, dilation, stride, pads). Lines of 150 samples take the wide
+# register blocks, a narrow one and single samples; the negative pads crop x, the last case
+# crops all of it (only padding is read).
+_CASES = [
+    ((2, 5, 9, 150), (10, 1, 3, 4), 5, (2, 1), (1, 1), ((1, 2), (-3, 5))),
+    ((3, 4, 70), (4, 1, 7), 4, (3,), (1,), ((9, 2),)),
+    ((1, 3, 6, 5, 7), (6, 1, 3, 2, 3), 3, (1, 2, 1), (1, 1, 1), ((1, 1), (0, 2), (2, 0))),
+    ((2, 6, 8, 8), (6, 1, 1, 1), 6, (1, 1), (1, 1), ((0, 0), (0, 0))),
+    ((2, 6, 8, 8), (12, 1, 3, 3), 6, (1, 1), (2, 2), ((1, 1), (1, 1))),
+    ((1, 2, 4), (2, 1, 1), 2, (1,), (1,), ((1, -4),)),
+]
+
+
+@pytest.fixture(params=["compiled", "numpy"])
+def loops(request, monkeypatch):
+    if request.param == "numpy":
+        monkeypatch.setattr(_compiled, "loops", None)
+    elif _compiled.loops is None:
+        pytest.skip("specconv._simd not built")
+    return request.param
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", range(len(_CASES)))
+def test_depthwise_loops_match_the_reference(loops, workers, dtype, case):
+    _check_direct(*_CASES[case], dtype, workers)
+
+
+def test_only_real_stride_1_layers_take_the_compiled_loops(monkeypatch):
+    monkeypatch.setattr(_compiled, "loops", object())
+    real = Geometry(1, 4, 4, 4, (3,), (1,), (1,), (20,), False)
+    assert _direct.compiled_depthwise(real)
+    assert not _direct.compiled_depthwise(Geometry(1, 4, 4, 4, (3,), (1,), (1,), (20,), True))
+    assert not _direct.compiled_depthwise(Geometry(1, 4, 4, 4, (1,), (1,), (2,), (20,), False))
+    monkeypatch.setattr(_compiled, "loops", None)
+    assert not _direct.compiled_depthwise(real)
+
+
+@compiled_only
+@pytest.mark.parametrize("change, message", [
+    (dict(taps=np.array([0, 5], np.int64)), "outside the padded image"),
+    (dict(lines=np.array([-1], np.int64)), "outside the padded image"),
+    (dict(rows=np.array([3], np.int64)), "outside the padded image"),
+    (dict(itemsize=2), "itemsize must be 4 or 8"),
+    (dict(w=np.ones(3)), r"w does not hold \(groups, m, taps\)"),
+    (dict(out=np.empty(5)), "out does not hold whole output images"),
+    (dict(x=np.ones(3, np.float32)), "x and out hold different numbers of images"),
+    (dict(x=np.ones(7)), "outside the padded image"),
+])
+def test_the_compiled_loops_refuse_offsets_outside_their_buffers(change, message):
+    # one image of 4 samples padded to 6, two taps, an output line of 4: everything in bounds
+    args = dict(x=np.ones(4), out=np.empty(4), w=np.ones(2), taps=np.array([0, 2], np.int64),
+                rows=np.array([1], np.int64), lines=np.array([0], np.int64), itemsize=8,
+                first=0, groups=1, padded=6, length=4)
+    _compiled.loops.depthwise(*args.values())
+    np.testing.assert_array_equal(args["out"], [1, 2, 2, 1])
+    args.update(change)
+    with pytest.raises(ValueError, match=message):
+        _compiled.loops.depthwise(*args.values())
+
+
+@pytest.mark.skipif(os.environ.get("SPECCONV_REQUIRE_COMPILED") != "1",
+                    reason="only where the build is known to have a C compiler (CI)")
+def test_the_compiled_loops_are_built():
+    assert _compiled.loops is not None, "specconv._simd failed to build: see pip's output"
+
+
+def _product_layout(h, lanes):
+    """``h`` (G, co, ci, F) as the compiled product takes it (see ``_engine.kernel_spectra``),
+    built here independently."""
+    G, co, ci, F = h.shape
+    padded = np.zeros((G, co, ci, -(-F // lanes) * lanes), h.dtype)
+    padded[..., :F] = h
+    blocks = padded.reshape(G, co, ci, -1, lanes).transpose(0, 3, 1, 2, 4)
+    return np.ascontiguousarray(np.stack([blocks, 1j * blocks], axis=4))
+
+
+# (batch, groups, ci, co, tiles, freqs, f_lo, f_hi): whole register blocks of 4 x 4 and their
+# remainders (co 6, 5 columns), frequency ranges that start and end inside a vector
+_PRODUCTS = [
+    (2, 3, 5, 6, 7, 37, 0, 37),
+    (1, 1, 4, 8, 9, 20, 3, 17),
+    (3, 2, 2, 2, 1, 8, 0, 8),
+    (1, 2, 9, 4, 40, 5, 1, 2),
+    (2, 1, 3, 1, 3, 11, 11, 11),
+]
+
+
+@compiled_only
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+@pytest.mark.parametrize("case", range(len(_PRODUCTS)))
+def test_the_compiled_product_is_the_per_frequency_matrix_product(dtype, case):
+    B, G, ci, co, T, F, lo, hi = _PRODUCTS[case]
+    rng = np.random.default_rng(case)
+    x = ref.random_array(rng, (B, G, ci, T, F), dtype)
+    h = ref.random_array(rng, (G, co, ci, F), dtype)
+    y = np.full((B, G, co, T, F), 7 - 7j, dtype)
+    lanes = _engine.product_lanes(np.dtype(dtype).itemsize)
+    _compiled.loops.product(x, y, _product_layout(h, lanes), np.dtype(dtype).itemsize // 2,
+                            B, G, ci, co, T, F, lo, hi)
+    expected = np.einsum("gocf,bgctf->bgotf", h, x)
+    assert_close(y[..., lo:hi], expected[..., lo:hi])
+    assert np.all(y[..., :lo] == 7 - 7j) and np.all(y[..., hi:] == 7 - 7j)  # left alone
+
+
+@compiled_only
+@pytest.mark.parametrize("change, message", [
+    (dict(itemsize=2), "itemsize must be 4 or 8"),
+    (dict(ci=0), "a non-positive size"),
+    (dict(f_hi=6), "frequencies outside 0 .. freqs"),
+    (dict(f_lo=3, f_hi=2), "frequencies outside 0 .. freqs"),
+    (dict(x=np.ones((1, 1, 2, 3, 4), np.complex64)), r"x is not \(batch, groups, ci"),
+    (dict(y=np.ones((1, 1, 2, 3, 5), np.complex64)), r"y is not \(batch, groups, co"),
+    (dict(h=np.ones(3, np.complex64)), r"h is not \(groups, blocks, co, ci, 2, lanes\)"),
+])
+def test_the_compiled_product_refuses_buffers_of_other_sizes(change, message):
+    x, y = np.ones((1, 1, 2, 3, 5), np.complex64), np.empty((1, 1, 3, 3, 5), np.complex64)
+    args = dict(x=x, y=y, h=_product_layout(np.ones((1, 3, 2, 5), np.complex64), 8),
+                itemsize=4, B=1, G=1, ci=2, co=3, tiles=3, F=5, f_lo=0, f_hi=5)
+    _compiled.loops.product(*args.values())
+    np.testing.assert_array_equal(y, 2)
+    args.update(change)
+    with pytest.raises(ValueError, match=message):
+        _compiled.loops.product(*args.values())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.complex64])
+@pytest.mark.parametrize("x_shape, w_shape, groups", [
+    ((2, 18, 30, 27), (24, 9, 5, 4), 2),  # 9 x 12 channels per group: a matrix product
+    ((3, 12, 700), (16, 12, 33), 1),
+])
+def test_fft_products_match_the_reference_either_way(loops, dtype, x_shape, w_shape, groups):
+    assert _engine.uses_matmul(Geometry(1, x_shape[1], w_shape[0], groups, w_shape[2:],
+                                        (1,), (1,), x_shape[2:], False))
+    rng = np.random.default_rng(7)
+    x = ref.random_array(rng, x_shape, dtype)
+    w = ref.random_array(rng, w_shape, dtype)
+    y = specconv.conv(x, w, groups=groups, padding=2, method="fft")
+    assert y.dtype == dtype
+    assert_close(y, ref.conv(x, w, groups=groups, padding=2))
