@@ -33,20 +33,18 @@ def median_seconds(fn, repeat=7):
 
 
 def compiled_over_blas(rng, B=4, T=13, c=64, F=228, block=32):
-    """Time of the compiled product of one complex64 chunk (FFTW's layout) over that of the
+    """Time of the compiled product of one complex128 chunk (FFTW's layout) over that of the
     BLAS matmul with the transposes around it, as the engine computes either."""
-    x = (rng.standard_normal((B, 1, c, T, F)) + 1j * rng.standard_normal((B, 1, c, T, F))).astype(
-        np.complex64)
-    h = (rng.standard_normal((F, 1, c, c)) + 0j).astype(np.complex64)
+    x = rng.standard_normal((B, 1, c, T, F)) + 1j * rng.standard_normal((B, 1, c, T, F))
+    h = rng.standard_normal((F, 1, c, c)) + 0j
     y = np.empty_like(x)
-    lanes = _engine.product_lanes(8)
-    padded = np.zeros((1, c, c, -(-F // lanes) * lanes), np.complex64)
+    lanes = _engine.product_lanes(16)
+    padded = np.zeros((1, c, c, -(-F // lanes) * lanes), complex)
     padded[..., :F] = h.transpose(1, 3, 2, 0)
-    blocks = padded.reshape(1, c, c, -1, lanes).transpose(0, 3, 1, 2, 4)
-    laid_out = np.ascontiguousarray(np.stack([blocks, 1j * blocks], axis=4))
+    laid_out = np.ascontiguousarray(padded.reshape(1, c, c, -1, lanes).transpose(0, 3, 1, 2, 4))
     compiled = median_seconds(
-        lambda: _compiled.loops.product(x, y, laid_out, 4, B, 1, c, c, T, F, 0, F))
-    xb = np.empty((block, 1, B, T, c), np.complex64)
+        lambda: _compiled.loops.product(x, y, laid_out, 8, B, 1, c, c, T, F, 0, F))
+    xb = np.empty((block, 1, B, T, c), complex)
     yb = np.empty_like(xb)
 
     def blas():

@@ -21,7 +21,7 @@ fft (overlap-save with tile shape L, T tiles, F frequencies per tile)
     ``T · B · (C_in · t(L) + C_out · t(L / stride))``                transforms and tile copies,
     ``t(n) = t_fft · n log2 n + t_copy · n`` (a stride folds the inverse transform)
     ``+ T · B · G · (C_out/G) · (C_in/G) · F · t_cmac``              per-frequency product
-    (``t_cmac``: BLAS matmul, the compiled product in single precision, or elementwise)
+    (``t_cmac``: BLAS matmul, the compiled product, or elementwise)
     ``+ T · B · C_out · F · passes · t_fold``                       folding for a stride
     ``+ G · (C_out/G) · (C_in/G) · t_fft · L log2 L``                kernel spectra (once)
     ``+ chunks · t_chunk``                                           per-chunk overhead
@@ -51,10 +51,9 @@ T_FFT = 8.1e-11  # real FFT, per L·log2(L) point (complex: x2)
 T_COPY = 3.2e-10  # gather/scatter, per sample and channel
 T_CMAC_MATMUL = 7.9e-11  # complex multiply-add inside a batched BLAS matmul
 T_CMAC_ELEMENTWISE = 4.8e-10  # complex multiply-add as a numpy elementwise product
-# complex multiply-add in the compiled product (single precision): T_CMAC_MATMUL scaled by
-# the time of a chunk's compiled product over that of its BLAS matmul with the transposes
-# around it, which the model leaves out (64 x 64 channels, 52 columns: 4.0 / 5.3 ms; 16 x 16,
-# 40 columns: 1.1 / 2.3 ms, but with that ratio the model took tiles 20 % slower on W4)
+# complex multiply-add in the compiled product: T_CMAC_MATMUL scaled by the time of a
+# chunk's compiled product over that of its BLAS matmul with the transposes around it, which
+# the model leaves out (complex128, 64 x 64 channels, 52 columns: 0.76)
 T_CMAC_COMPILED = 6e-11
 T_MAC_DIRECT = 2.1e-11  # real multiply-add in a 1 x 1 kernel's GEMM
 T_DEPTHWISE_TAP = 1.9e-10  # one tap at one sample of the numpy depthwise loops' grid
@@ -256,17 +255,11 @@ def chunking(geom, fft_shape, tiles, itemsize, workers):
     return blocks + (1,)
 
 
-def _compiled_product(geom, itemsize):
-    """:func:`compiled_product` for a result of ``itemsize`` bytes."""
-    return compiled_product(geom, f"{'c' if geom.is_complex else 'f'}{itemsize}")
-
-
 def spectra_bytes(geom, fft_shape, itemsize):
     """Bytes of a layer's kernel spectra for tiles of ``fft_shape`` (result itemsize)."""
     G = geom.groups
     kernels = G * (geom.out_channels // G) * (geom.in_channels // G)
-    copies = 2 if _compiled_product(geom, itemsize) else 1  # the spectra and 1j times them
-    return kernels * _spectrum_bytes(geom, fft_shape, itemsize) * copies
+    return kernels * _spectrum_bytes(geom, fft_shape, itemsize)
 
 
 def chunked_cost(geom, tiling, seconds, itemsize, workers):
@@ -309,7 +302,7 @@ def fft_cost(geom, fft_shape, spectra_cached=False, itemsize=8, spectra_budget=N
     def transform(n):
         return T_FFT * cx * n * math.log2(max(n, 2)) + T_COPY * n
 
-    if _compiled_product(geom, itemsize):
+    if compiled_product(geom):
         t_cmac = T_CMAC_COMPILED
     else:
         t_cmac = T_CMAC_MATMUL if uses_matmul(geom) else T_CMAC_ELEMENTWISE

@@ -167,20 +167,18 @@ def uses_matmul(geom):
     return (geom.in_channels // G) * (geom.out_channels // G) > ELEMENTWISE_MAX_ENTRIES
 
 
-def compiled_product(geom, dtype):
-    """Whether the compiled loops compute the matrix product (result ``dtype``), in FFTW's
-    natural layout: in single precision.
+def compiled_product(geom):
+    """Whether the compiled loops compute the matrix product, in FFTW's natural layout.
 
-    The BLAS matmul needs both spectra transposed per block of frequencies, and back; in
-    single precision those copies took as long as BLAS itself. Measured per chunk, complex64
-    / complex128, two threads, chunks of 40 columns: 16 × 16 channels, 1184 frequencies,
-    compiled 1.1 / 3.4 ms, BLAS with its transposes 2.3 / 4.3 (BLAS alone 1.2 / 2.1); 64 ×
-    64 channels, 228 frequencies, 4.0 / 8.8 against 5.3 / 9.6 ms. Whole layers in double
-    precision went either way (W4 15 × 15 dense 146 → 168 ms, W1a 192 → 211, W4 7 × 7
-    groups 4 52 → 43): zgemm's own kernel is faster than ours there.
+    The BLAS matmul needs both spectra transposed per block of frequencies, and back; those
+    copies took as long as BLAS itself. Measured per chunk on one thread, complex64 /
+    complex128: 16 × 16 channels, 40 columns, 1184 frequencies, compiled 1.0 / 2.7 ms, BLAS
+    with its transposes 2.3 / 4.3 (BLAS alone 1.2 / 2.1); 64 × 64 channels, 52 columns, 228
+    frequencies, 3.2 / 6.5 against 5.3 / 9.6 ms. Whole layers, float64 (BLAS → compiled):
+    W4 3 × 3 dense 76 → 58 ms, 7 × 7 groups 4 52 → 41, W1a 190 → 172, W5 88 → 65; one
+    slower, W4 31 × 31 dense 209 → 239.
     """
-    single = np.dtype(dtype) in (np.float32, np.complex64)
-    return single and _compiled.loops is not None and uses_matmul(geom)
+    return _compiled.loops is not None and uses_matmul(geom)
 
 
 def product_lanes(itemsize):
@@ -221,13 +219,16 @@ def kernel_spectra(weight, geom, tiling, dtype):
     G = geom.groups
     co, ci = geom.out_channels // G, geom.in_channels // G
     n_freq = math.prod(spectral_shape(L, geom.is_complex))
-    matmul, compiled = uses_matmul(geom), compiled_product(geom, dtype)
+    matmul, compiled = uses_matmul(geom), compiled_product(geom)
     lanes = product_lanes(np.dtype(cdtype).itemsize)
-    padded = -(-n_freq // lanes) * lanes if compiled else n_freq
-    if matmul and not compiled:
+    blocks = -(-n_freq // lanes)
+    if compiled:
+        spectra = np.empty((G, blocks, co, ci, lanes), cdtype)
+        spectra[:, -1] = 0  # the last block's padding
+    elif matmul:
         spectra = np.empty((n_freq, G, ci, co), cdtype)
     else:
-        spectra = np.zeros((G, co, ci, padded), cdtype)
+        spectra = np.empty((G, co, ci, n_freq), cdtype)
     # Correlation with w is convolution with the flipped, dilated kernel, placed so that the
     # valid outputs of a tile start at its first sample (subsampling by the stride then starts
     # in phase, as spectral folding needs): tap k lands at -k·dilation modulo the tile.
@@ -245,15 +246,15 @@ def kernel_spectra(weight, geom, tiling, dtype):
         # once per layer and tile shape: pocketfft needs no planning for it
         spec = transform(eff, axes=axes, workers=fft.get_num_threads())
         spec = spec.reshape(j1 - j0, i1 - i0, n_freq)
-        if matmul and not compiled:  # a run of whole (C_in block x C_out) rows per frequency
+        if compiled:  # whole blocks, then what the last one holds
+            whole = (blocks - 1) * lanes
+            by_block = spec[..., :whole].reshape(j1 - j0, i1 - i0, blocks - 1, lanes)
+            spectra[g, :-1, j0:j1, i0:i1] = by_block.transpose(2, 0, 1, 3)
+            spectra[g, -1, j0:j1, i0:i1, : n_freq - whole] = spec[..., whole:]
+        elif matmul:  # a run of whole (C_in block x C_out) rows at every frequency
             spectra[:, g, i0:i1, j0:j1] = spec.transpose(2, 1, 0)
         else:
-            spectra[g, j0:j1, i0:i1, :n_freq] = spec
-    if compiled:
-        blocks = spectra.reshape(G, co, ci, -1, lanes).transpose(0, 3, 1, 2, 4)
-        spectra = np.empty(blocks.shape[:4] + (2, lanes), cdtype)
-        spectra[:, :, :, :, 0] = blocks
-        np.multiply(blocks, 1j, out=spectra[:, :, :, :, 1])
+            spectra[g, j0:j1, i0:i1] = spec
     return spectra
 
 
@@ -298,7 +299,7 @@ class _ChunkWorker:
         # flat views: (B, G, C, tiles, F)
         self.xflat = self.xspec.reshape(B, G, ci, n_tiles, n_freq)
         self.yflat = self.yspec.reshape(B, G, co, n_tiles, n_freq)
-        self.compiled = compiled_product(geom, dtype)
+        self.compiled = compiled_product(geom)
         if uses_matmul(geom) and not self.compiled:  # room for the tiles of a team
             fb = min(FREQ_BLOCK, n_freq)
             self.xblock = np.empty((fb, G, B, team * n_tiles, ci), cdtype)
@@ -505,7 +506,7 @@ def correlate_fft(x, pads, spectra, geom, tiling, dtype, workers, out=None):
     bb, gb = tiling.batch_block, tiling.group_block
     ci, co = geom.in_channels // geom.groups, geom.out_channels // geom.groups
     matmul = uses_matmul(geom)
-    layout_by_frequency = matmul and not compiled_product(geom, dtype)
+    layout_by_frequency = matmul and not compiled_product(geom)
     units = [
         (
             x[b0 : b0 + bb, g0 * ci : (g0 + gb) * ci],

@@ -34,35 +34,35 @@ typedef double vec_f64 __attribute__((vector_size(64), aligned(8)));
 /*
  * out[l * len + n] = sum_t w[t] * pad[lines[l] + taps[t] + n], for every line l and n < len.
  */
-#define DEFINE_LINES(T, V, NAME)                                                              \
-    CLONED static void NAME(const T *pad, const T *w, const int64_t *taps, Py_ssize_t ntaps,  \
-                            const int64_t *lines, Py_ssize_t nlines, Py_ssize_t len, T *out)  \
-    {                                                                                         \
+#define DEFINE_LINES(T, V, NAME)                                                             \
+    CLONED static void NAME(const T *pad, const T *w, const int64_t *taps, Py_ssize_t ntaps, \
+                            const int64_t *lines, Py_ssize_t nlines, Py_ssize_t len, T *out) \
+    {                                                                                        \
         enum { LANES = sizeof(V) / sizeof(T), WIDE = ACCUMULATORS * LANES };                 \
-        for (Py_ssize_t l = 0; l < nlines; l++) {                                             \
-            const T *base = pad + lines[l];                                                   \
-            T *dst = out + l * len;                                                           \
-            Py_ssize_t n = 0;                                                                 \
-            for (; n + WIDE <= len; n += WIDE) {                                              \
-                V acc[ACCUMULATORS] = {0};                                                    \
-                for (Py_ssize_t t = 0; t < ntaps; t++) {                                      \
-                    const V *src = (const V *)(base + taps[t] + n);                           \
-                    for (int a = 0; a < ACCUMULATORS; a++) acc[a] += w[t] * src[a];           \
-                }                                                                             \
-                for (int a = 0; a < ACCUMULATORS; a++) *(V *)(dst + n + a * LANES) = acc[a];  \
-            }                                                                                 \
-            for (; n + LANES <= len; n += LANES) {                                            \
-                V acc = {0};                                                                  \
-                for (Py_ssize_t t = 0; t < ntaps; t++)                                        \
-                    acc += w[t] * *(const V *)(base + taps[t] + n);                           \
-                *(V *)(dst + n) = acc;                                                        \
-            }                                                                                 \
-            for (; n < len; n++) {                                                            \
-                T acc = 0;                                                                    \
-                for (Py_ssize_t t = 0; t < ntaps; t++) acc += w[t] * base[taps[t] + n];       \
-                dst[n] = acc;                                                                 \
-            }                                                                                 \
-        }                                                                                     \
+        for (Py_ssize_t l = 0; l < nlines; l++) {                                            \
+            const T *base = pad + lines[l];                                                  \
+            T *dst = out + l * len;                                                          \
+            Py_ssize_t n = 0;                                                                \
+            for (; n + WIDE <= len; n += WIDE) {                                             \
+                V acc[ACCUMULATORS] = {0};                                                   \
+                for (Py_ssize_t t = 0; t < ntaps; t++) {                                     \
+                    const V *src = (const V *)(base + taps[t] + n);                          \
+                    for (int a = 0; a < ACCUMULATORS; a++) acc[a] += w[t] * src[a];          \
+                }                                                                            \
+                for (int a = 0; a < ACCUMULATORS; a++) *(V *)(dst + n + a * LANES) = acc[a]; \
+            }                                                                                \
+            for (; n + LANES <= len; n += LANES) {                                           \
+                V acc = {0};                                                                 \
+                for (Py_ssize_t t = 0; t < ntaps; t++)                                       \
+                    acc += w[t] * *(const V *)(base + taps[t] + n);                          \
+                *(V *)(dst + n) = acc;                                                       \
+            }                                                                                \
+            for (; n < len; n++) {                                                           \
+                T acc = 0;                                                                   \
+                for (Py_ssize_t t = 0; t < ntaps; t++) acc += w[t] * base[taps[t] + n];      \
+                dst[n] = acc;                                                                \
+            }                                                                                \
+        }                                                                                    \
     }
 
 DEFINE_LINES(float, vec_f32, lines_f32)
@@ -189,11 +189,11 @@ static PyObject *depthwise(PyObject *Py_UNUSED(self), PyObject *args)
  *
  * numpy computes it as a batched BLAS matmul on blocks of frequencies, which needs both
  * spectra transposed and back. Here a vector holds LANES consecutive frequencies of one
- * (b, g, c, t) row as they lie. The kernel spectra come laid out for it (see
- * _engine.kernel_spectra): per block of LANES frequencies, for every (g, o, c), the vector h
- * and the vector i*h. With x's real and imaginary parts each duplicated into both slots of
- * every complex number (xr, xi), one complex multiply-add is two fused multiply-adds and no
- * shuffle:  xr * (hr, hi) + xi * (-hi, hr) = (xr hr - xi hi, xr hi + xi hr).
+ * (b, g, c, t) row as they lie, and the kernel spectra come in blocks of LANES frequencies
+ * (see _engine.kernel_spectra). With x's real and imaginary parts each duplicated into both
+ * slots of every complex number (xr, xi), and h's parts swapped, one complex multiply-add is
+ * two fused multiply-adds:  xr * (hr, hi) + xi * (-hi, hr) = (xr hr - xi hi, xr hi + xi hr).
+ * The duplicates of x serve every output channel, the swapped h every column of a block.
  * Register blocks: OUTS output channels by COLS columns (b, t). Measured on chunks of 16 x 16,
  * 32 x 32 and 64 x 64 channels, complex64: 4 x 4 blocks 11-12 G complex multiply-adds per
  * second on one core, 2 x 4 and 4 x 3 6-8, 4 x 5 9-12 (BLAS's cgemm alone: 10).
@@ -202,19 +202,19 @@ static PyObject *depthwise(PyObject *Py_UNUSED(self), PyObject *args)
 #define COLS 4
 #define SUPER 32 /* columns whose duplicated x are kept (in cache) while every o passes */
 
-#define DEFINE_PRODUCT(T, V, EVEN, ODD, NAME)                                                         \
-    CLONED static void NAME(const T *x, T *y, const T *h, Py_ssize_t B, Py_ssize_t G,         \
+#define DEFINE_PRODUCT(T, V, EVEN, ODD, TURN, NAME)                                          \
+    CLONED static void NAME(const T *x, T *y, const T *h, Py_ssize_t B, Py_ssize_t G,        \
                             Py_ssize_t ci, Py_ssize_t co, Py_ssize_t tiles, Py_ssize_t F,    \
                             Py_ssize_t f_lo, Py_ssize_t f_hi, V *xd)                         \
     {                                                                                        \
         enum { LANES = sizeof(V) / (2 * sizeof(T)) }; /* complex numbers per vector */       \
-        const Py_ssize_t columns = B * tiles, row = 2 * F; /* reals per (b, g, c, t) row */   \
+        const Py_ssize_t columns = B * tiles, row = 2 * F; /* reals per (b, g, c, t) row */  \
         const Py_ssize_t blocks = (F + LANES - 1) / LANES;                                   \
         for (Py_ssize_t fb = f_lo / LANES; fb * LANES < f_hi; fb++) {                        \
             const Py_ssize_t f0 = fb * LANES;                                                \
             const int whole = f0 >= f_lo && f0 + LANES <= f_hi;                              \
             for (Py_ssize_t g = 0; g < G; g++) {                                             \
-                const V *hg = (const V *)h + ((g * blocks + fb) * co * ci) * 2;              \
+                const V *hg = (const V *)h + (g * blocks + fb) * co * ci;                    \
                 for (Py_ssize_t s0 = 0; s0 < columns; s0 += SUPER) {                         \
                     const Py_ssize_t ns = columns - s0 < SUPER ? columns - s0 : SUPER;       \
                     /* xd[(j * ci + c) * 2 + 0 / 1]: duplicated real / imaginary parts */    \
@@ -247,8 +247,8 @@ static PyObject *depthwise(PyObject *Py_UNUSED(self), PyObject *args)
                                 for (Py_ssize_t c = 0; c < ci; c++) {                        \
                                     V hv[OUTS], hs[OUTS];                                    \
                                     for (int i = 0; i < OUTS; i++) {                         \
-                                        hv[i] = hg[((o0 + i) * ci + c) * 2];                 \
-                                        hs[i] = hg[((o0 + i) * ci + c) * 2 + 1];             \
+                                        hv[i] = hg[(o0 + i) * ci + c];                       \
+                                        hs[i] = TURN(hv[i]);                                 \
                                     }                                                        \
                                     for (int j = 0; j < COLS; j++) {                         \
                                         const V xr = xd[((j0 + j) * ci + c) * 2];            \
@@ -262,8 +262,8 @@ static PyObject *depthwise(PyObject *Py_UNUSED(self), PyObject *args)
                             } else {                                                         \
                                 for (Py_ssize_t c = 0; c < ci; c++)                          \
                                     for (int i = 0; i < no; i++) {                           \
-                                        const V hv = hg[((o0 + i) * ci + c) * 2];            \
-                                        const V hs = hg[((o0 + i) * ci + c) * 2 + 1];        \
+                                        const V hv = hg[(o0 + i) * ci + c];                  \
+                                        const V hs = TURN(hv);                               \
                                         for (int j = 0; j < nj; j++)                         \
                                             acc[i][j] += xd[((j0 + j) * ci + c) * 2] * hv    \
                                                 + xd[((j0 + j) * ci + c) * 2 + 1] * hs;      \
@@ -292,11 +292,14 @@ static PyObject *depthwise(PyObject *Py_UNUSED(self), PyObject *args)
     }
 
 /* every real part, or every imaginary part, in both slots of its complex number */
+/* and 1j times h: (hr, hi) -> (-hi, hr) */
 #if defined(__clang__)
 #define EVEN_F32(v) __builtin_shufflevector(v, v, 0, 0, 2, 2, 4, 4, 6, 6, 8, 8, 10, 10, 12, 12, 14, 14)
 #define ODD_F32(v) __builtin_shufflevector(v, v, 1, 1, 3, 3, 5, 5, 7, 7, 9, 9, 11, 11, 13, 13, 15, 15)
 #define EVEN_F64(v) __builtin_shufflevector(v, v, 0, 0, 2, 2, 4, 4, 6, 6)
 #define ODD_F64(v) __builtin_shufflevector(v, v, 1, 1, 3, 3, 5, 5, 7, 7)
+#define SWAP_F32(v) __builtin_shufflevector(v, v, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14)
+#define SWAP_F64(v) __builtin_shufflevector(v, v, 1, 0, 3, 2, 5, 4, 7, 6)
 #else
 typedef int32_t vec_i32 __attribute__((vector_size(64)));
 typedef int64_t vec_i64 __attribute__((vector_size(64)));
@@ -304,10 +307,16 @@ typedef int64_t vec_i64 __attribute__((vector_size(64)));
 #define ODD_F32(v) __builtin_shuffle(v, (vec_i32){1, 1, 3, 3, 5, 5, 7, 7, 9, 9, 11, 11, 13, 13, 15, 15})
 #define EVEN_F64(v) __builtin_shuffle(v, (vec_i64){0, 0, 2, 2, 4, 4, 6, 6})
 #define ODD_F64(v) __builtin_shuffle(v, (vec_i64){1, 1, 3, 3, 5, 5, 7, 7})
+#define SWAP_F32(v) __builtin_shuffle(v, (vec_i32){1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14})
+#define SWAP_F64(v) __builtin_shuffle(v, (vec_i64){1, 0, 3, 2, 5, 4, 7, 6})
 #endif
+static const vec_f32 TURN_SIGN_F32 = {-1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1};
+static const vec_f64 TURN_SIGN_F64 = {-1, 1, -1, 1, -1, 1, -1, 1};
+#define TURN_F32(v) (SWAP_F32(v) * TURN_SIGN_F32)
+#define TURN_F64(v) (SWAP_F64(v) * TURN_SIGN_F64)
 
-DEFINE_PRODUCT(float, vec_f32, EVEN_F32, ODD_F32, product_c64)
-DEFINE_PRODUCT(double, vec_f64, EVEN_F64, ODD_F64, product_c128)
+DEFINE_PRODUCT(float, vec_f32, EVEN_F32, ODD_F32, TURN_F32, product_c64)
+DEFINE_PRODUCT(double, vec_f64, EVEN_F64, ODD_F64, TURN_F64, product_c128)
 
 PyDoc_STRVAR(product_doc,
 "product(x, y, h, itemsize, batch, groups, ci, co, tiles, freqs, f_lo, f_hi)\n"
@@ -315,7 +324,7 @@ PyDoc_STRVAR(product_doc,
 "``y[b, g, o, t, f] = sum_c h[g, o, c, f] * x[b, g, c, t, f]`` for f_lo <= f < f_hi:\n"
 "x (batch, groups, ci, tiles, freqs) and y (batch, groups, co, tiles, freqs) complex,\n"
 "C-contiguous; h the kernel spectra in blocks of 64 / (2 * itemsize) frequencies,\n"
-"(groups, blocks, co, ci, 2, lanes): h and 1j * h. ``itemsize`` of the real parts:\n"
+"(groups, blocks, co, ci, lanes), zeros beyond freqs. ``itemsize`` of the real parts:\n"
 "4 (complex64) or 8 (complex128). Releases the GIL.");
 
 static PyObject *product(PyObject *Py_UNUSED(self), PyObject *args)
@@ -340,8 +349,8 @@ static PyObject *product(PyObject *Py_UNUSED(self), PyObject *args)
         problem = "x is not (batch, groups, ci, tiles, freqs)";
     else if (y.len != B * G * co * tiles * F * 2 * itemsize)
         problem = "y is not (batch, groups, co, tiles, freqs)";
-    else if (h.len != ((F + lanes - 1) / lanes) * G * co * ci * 2 * 64)
-        problem = "h is not (groups, blocks, co, ci, 2, lanes)";
+    else if (h.len != ((F + lanes - 1) / lanes) * G * co * ci * 64)
+        problem = "h is not (groups, blocks, co, ci, lanes)";
     if (problem != NULL) {
         PyBuffer_Release(&x);
         PyBuffer_Release(&y);
