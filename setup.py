@@ -1,7 +1,8 @@
 """specconv's one compiled module; everything else about the package is in pyproject.toml.
 
-The module is optional: without a C compiler the install still succeeds (setuptools says the
-build failed) and the direct method runs its numpy loops instead, slower, with the same results.
+The module (depthwise correlation and the FFT path's per-frequency product) is optional: without
+a C compiler the install still succeeds (setuptools says the build failed), and numpy and BLAS
+do that work instead, slower, with the same results.
 """
 
 import sys

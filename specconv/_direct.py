@@ -318,7 +318,7 @@ def _depthwise(x, pads, weight, geom, dtype, workers):
     3 × 3 taps 10-11 ms, 7 × 7 40 ms (one tap at a time over whole shifted copies: 84 and
     465 ms).
     """
-    if compiled_depthwise(geom) and np.dtype(dtype).kind == "f":
+    if compiled_depthwise(geom):
         return _depthwise_compiled(x, pads, weight, geom, dtype, workers)
     x, pads = _split_pads(x, pads)
     B, G = x.shape[:2]
@@ -398,7 +398,7 @@ def _depthwise_compiled(x, pads, weight, geom, dtype, workers):
     def share(k):
         a, b = bounds[k], bounds[k + 1]
         _compiled.loops.depthwise(images[a:b], out_images[a:b], w, taps, rows, lines,
-                        images.itemsize, a, G, math.prod(padded), n_out[-1])
+                                  images.itemsize, a, G, math.prod(padded), n_out[-1])
 
     run_parallel([lambda k=k: share(k) for k in range(workers)])
     return out

@@ -10,9 +10,9 @@ case). Per chunk of tiles:
 1. gather: copy the tiles of every input channel into one buffer;
 2. forward: every input channel and tile is transformed once (r2c for real data);
 3. product: at every frequency, the C_out × C_in kernel matrix (block-diagonal for groups)
-   times the C_in × (batch · tiles) spectra -- a batched BLAS matmul on blocks of frequencies
-   transposed while in cache, or elementwise products in FFTW's natural layout for depthwise
-   and small kernel matrices;
+   times the C_in × (batch · tiles) spectra -- compiled loops in FFTW's natural layout
+   (``_simd.c``; without them, a batched BLAS matmul on blocks of frequencies transposed
+   while in cache), or elementwise products for depthwise and small kernel matrices;
 4. inverse: every output channel and tile is transformed back once (with a stride, the
    spectrum is folded first, which makes that transform stride times smaller);
 5. scatter: the valid part of every tile is written to the output.
@@ -339,7 +339,7 @@ class _ChunkWorker:
 
         A team's members each take a range of frequencies for the tiles of every member, so
         each BLAS call gets the whole chunk's tiles as columns and the kernel spectra are
-        read once per chunk.
+        read once per chunk. The compiled loops take each member's tiles in FFTW's layout.
         """
         if self.compiled:
             for m in members:
