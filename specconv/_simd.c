@@ -68,6 +68,30 @@ typedef double vec_f64 __attribute__((vector_size(64), aligned(8)));
 DEFINE_LINES(float, vec_f32, lines_f32)
 DEFINE_LINES(double, vec_f64, lines_f64)
 
+/*
+ * Every image: copied into the zeroed scratch image (only its inside: the pads stay zero),
+ * then every output channel of its group, line by line.
+ */
+#define DEFINE_IMAGES(T, LINES, NAME)                                                        \
+    static void NAME(const T *x, T *out, const T *w, const int64_t *taps, Py_ssize_t ntaps,  \
+                     const int64_t *rows, Py_ssize_t nrows, Py_ssize_t row,                  \
+                     const int64_t *lines, Py_ssize_t nlines, Py_ssize_t len,                \
+                     Py_ssize_t images, Py_ssize_t first, Py_ssize_t groups,                 \
+                     Py_ssize_t mult, T *pad)                                                \
+    {                                                                                        \
+        for (Py_ssize_t i = 0; i < images; i++) {                                            \
+            const Py_ssize_t g = (first + i) % groups;                                       \
+            for (Py_ssize_t r = 0; r < nrows; r++)                                           \
+                memcpy(pad + rows[r], x + (i * nrows + r) * row, (size_t)row * sizeof(T));   \
+            for (Py_ssize_t j = 0; j < mult; j++)                                            \
+                LINES(pad, w + (g * mult + j) * ntaps, taps, ntaps, lines, nlines, len,      \
+                      out + (i * mult + j) * nlines * len);                                  \
+        }                                                                                    \
+    }
+
+DEFINE_IMAGES(float, lines_f32, images_f32)
+DEFINE_IMAGES(double, lines_f64, images_f64)
+
 typedef struct {
     Py_buffer x, out, w, taps, rows, lines;
 } Buffers;
@@ -154,28 +178,13 @@ static PyObject *depthwise(PyObject *Py_UNUSED(self), PyObject *args)
         return PyErr_NoMemory();
     }
     const int64_t *taps = b.taps.buf, *rows = b.rows.buf, *lines = b.lines.buf;
-    Py_ssize_t in_image = nrows * row, out_image = nlines * length;
     Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = 0; i < images; i++) {
-        Py_ssize_t g = (first + i) % groups;
-        if (itemsize == 4) {
-            const float *src = (const float *)b.x.buf + i * in_image;
-            float *pad = scratch;
-            for (Py_ssize_t r = 0; r < nrows; r++)
-                memcpy(pad + rows[r], src + r * row, (size_t)row * sizeof(float));
-            for (Py_ssize_t j = 0; j < mult; j++)
-                lines_f32(pad, (const float *)b.w.buf + (g * mult + j) * ntaps, taps, ntaps,
-                          lines, nlines, length, (float *)b.out.buf + (i * mult + j) * out_image);
-        } else {
-            const double *src = (const double *)b.x.buf + i * in_image;
-            double *pad = scratch;
-            for (Py_ssize_t r = 0; r < nrows; r++)
-                memcpy(pad + rows[r], src + r * row, (size_t)row * sizeof(double));
-            for (Py_ssize_t j = 0; j < mult; j++)
-                lines_f64(pad, (const double *)b.w.buf + (g * mult + j) * ntaps, taps, ntaps,
-                          lines, nlines, length, (double *)b.out.buf + (i * mult + j) * out_image);
-        }
-    }
+    if (itemsize == 4)
+        images_f32(b.x.buf, b.out.buf, b.w.buf, taps, ntaps, rows, nrows, row, lines, nlines,
+                   length, images, first, groups, mult, scratch);
+    else
+        images_f64(b.x.buf, b.out.buf, b.w.buf, taps, ntaps, rows, nrows, row, lines, nlines,
+                   length, images, first, groups, mult, scratch);
     Py_END_ALLOW_THREADS
     free(scratch);
     release(&b);
