@@ -339,13 +339,13 @@ class _ChunkWorker:
 
         A team's members each take a range of frequencies for the tiles of every member, so
         each BLAS call gets the whole chunk's tiles as columns and the kernel spectra are
-        read once per chunk. The compiled loops take each member's tiles in FFTW's layout.
+        read once per chunk; so do the compiled loops, in FFTW's layout.
         """
-        if self.compiled:
-            for m in members:
-                B, G, ci, T, F = m.xflat.shape
-                _compiled.loops.product(m.xflat, m.yflat, spectra, m.xflat.itemsize // 2, B, G,
-                                        ci, m.yflat.shape[2], T, F, f_lo, f_hi)
+        if self.compiled:  # every member's tiles are columns of one call
+            B, G, ci, T, F = self.xflat.shape
+            _compiled.loops.product([m.xflat for m in members], [m.yflat for m in members],
+                                    spectra, self.xflat.itemsize // 2, B, G, ci,
+                                    self.yflat.shape[2], T, F, f_lo, f_hi)
             return
         fb, G, B, T, ci = self.xblock.shape
         co = self.yblock.shape[-1]

@@ -214,12 +214,14 @@ static PyObject *depthwise(PyObject *Py_UNUSED(self), PyObject *args)
 #define SUPER 32 /* columns whose duplicated x are kept (in cache) while every o passes */
 
 #define DEFINE_PRODUCT(T, V, EVEN, ODD, TURN, NAME)                                          \
-    CLONED static void NAME(const T *x, T *y, const T *h, Py_ssize_t B, Py_ssize_t G,        \
-                            Py_ssize_t ci, Py_ssize_t co, Py_ssize_t tiles, Py_ssize_t F,    \
-                            Py_ssize_t f_lo, Py_ssize_t f_hi, V *xd)                         \
+    CLONED static void NAME(const T *const *x, T *const *y, Py_ssize_t members, const T *h,  \
+                            Py_ssize_t B, Py_ssize_t G, Py_ssize_t ci, Py_ssize_t co,        \
+                            Py_ssize_t tiles, Py_ssize_t F, Py_ssize_t f_lo,                 \
+                            Py_ssize_t f_hi, V *xd)                                          \
     {                                                                                        \
         enum { LANES = sizeof(V) / (2 * sizeof(T)) }; /* complex numbers per vector */       \
-        const Py_ssize_t columns = B * tiles, row = 2 * F; /* reals per (b, g, c, t) row */  \
+        const Py_ssize_t columns = members * B * tiles;                                      \
+        const Py_ssize_t row = 2 * F; /* reals per (b, g, c, t) row */                       \
         const Py_ssize_t blocks = (F + LANES - 1) / LANES;                                   \
         for (Py_ssize_t fb = f_lo / LANES; fb * LANES < f_hi; fb++) {                        \
             const Py_ssize_t f0 = fb * LANES;                                                \
@@ -230,9 +232,11 @@ static PyObject *depthwise(PyObject *Py_UNUSED(self), PyObject *args)
                     const Py_ssize_t ns = columns - s0 < SUPER ? columns - s0 : SUPER;       \
                     /* xd[(j * ci + c) * 2 + 0 / 1]: duplicated real / imaginary parts */    \
                     for (Py_ssize_t j = 0; j < ns; j++) {                                    \
-                        const Py_ssize_t b = (s0 + j) / tiles, t = (s0 + j) % tiles;         \
+                        const Py_ssize_t m = (s0 + j) / (B * tiles);                         \
+                        const Py_ssize_t b = (s0 + j) / tiles % B, t = (s0 + j) % tiles;     \
                         for (Py_ssize_t c = 0; c < ci; c++) {                                \
-                            const T *src = x + ((((b * G + g) * ci + c) * tiles + t) * row); \
+                            const T *src = x[m] + (((b * G + g) * ci + c) * tiles + t)       \
+                                                      * row;                                 \
                             V *dup = &xd[(j * ci + c) * 2];                                  \
                             if (whole) {                                                     \
                                 const V v = *(const V *)(src + 2 * f0);                      \
@@ -282,9 +286,10 @@ static PyObject *depthwise(PyObject *Py_UNUSED(self), PyObject *args)
                             }                                                                \
                             for (int i = 0; i < no; i++)                                     \
                                 for (int j = 0; j < nj; j++) {                               \
-                                    const Py_ssize_t b = (s0 + j0 + j) / tiles;              \
-                                    const Py_ssize_t t = (s0 + j0 + j) % tiles;              \
-                                    T *dst = y + ((((b * G + g) * co + o0 + i) * tiles + t)  \
+                                    const Py_ssize_t col = s0 + j0 + j;                      \
+                                    const Py_ssize_t b = col / tiles % B, t = col % tiles;   \
+                                    T *dst = y[col / (B * tiles)]                            \
+                                        + ((((b * G + g) * co + o0 + i) * tiles + t)         \
                                                   * row) + 2 * f0;                           \
                                     if (whole) {                                             \
                                         *(V *)dst = acc[i][j];                               \
@@ -330,63 +335,104 @@ DEFINE_PRODUCT(float, vec_f32, EVEN_F32, ODD_F32, TURN_F32, product_c64)
 DEFINE_PRODUCT(double, vec_f64, EVEN_F64, ODD_F64, TURN_F64, product_c128)
 
 PyDoc_STRVAR(product_doc,
-"product(x, y, h, itemsize, batch, groups, ci, co, tiles, freqs, f_lo, f_hi)\n"
+"product(xs, ys, h, itemsize, batch, groups, ci, co, tiles, freqs, f_lo, f_hi)\n"
 "\n"
-"``y[b, g, o, t, f] = sum_c h[g, o, c, f] * x[b, g, c, t, f]`` for f_lo <= f < f_hi:\n"
-"x (batch, groups, ci, tiles, freqs) and y (batch, groups, co, tiles, freqs) complex,\n"
-"C-contiguous; h the kernel spectra in blocks of 64 / (2 * itemsize) frequencies,\n"
-"(groups, blocks, co, ci, lanes), zeros beyond freqs. ``itemsize`` of the real parts:\n"
-"4 (complex64) or 8 (complex128). Releases the GIL.");
+"``y[b, g, o, t, f] = sum_c h[g, o, c, f] * x[b, g, c, t, f]`` for f_lo <= f < f_hi and\n"
+"every pair (x, y) of the sequences xs, ys (a team's members: their tiles are columns of\n"
+"the same product): x (batch, groups, ci, tiles, freqs) and y (batch, groups, co, tiles,\n"
+"freqs) complex, C-contiguous; h the kernel spectra in blocks of 64 / (2 * itemsize)\n"
+"frequencies, (groups, blocks, co, ci, lanes), zeros beyond freqs. ``itemsize`` of the real\n"
+"parts: 4 (complex64) or 8 (complex128). Releases the GIL.");
+
+/* The buffers of a sequence of arrays (writable ones for ``writable``), or -1 and an error. */
+static Py_ssize_t get_buffers(PyObject *arrays, int writable, Py_buffer **out)
+{
+    PyObject *seq = PySequence_Fast(arrays, "specconv._simd.product: x and y must be sequences");
+    if (seq == NULL) return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    Py_buffer *bufs = PyMem_Calloc(n ? n : 1, sizeof(Py_buffer));
+    if (bufs == NULL) {
+        Py_DECREF(seq);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int flags = PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0);
+        if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(seq, i), &bufs[i], flags) != 0) {
+            while (i-- > 0) PyBuffer_Release(&bufs[i]);
+            PyMem_Free(bufs);
+            Py_DECREF(seq);
+            return -1;
+        }
+    }
+    Py_DECREF(seq);
+    *out = bufs;
+    return n;
+}
+
+static void release_all(Py_buffer *bufs, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 0; i < n; i++) PyBuffer_Release(&bufs[i]);
+    PyMem_Free(bufs);
+}
 
 static PyObject *product(PyObject *Py_UNUSED(self), PyObject *args)
 {
-    Py_buffer x = {0}, y = {0}, h = {0};
+    PyObject *xs, *ys;
+    Py_buffer h = {0}, *x = NULL, *y = NULL;
     int itemsize;
-    Py_ssize_t B, G, ci, co, tiles, F, f_lo, f_hi;
-    if (!PyArg_ParseTuple(args, "y*w*y*innnnnnnn", &x, &y, &h, &itemsize, &B, &G, &ci, &co,
-                          &tiles, &F, &f_lo, &f_hi)) {
-        if (x.obj) PyBuffer_Release(&x);
-        if (y.obj) PyBuffer_Release(&y);
-        if (h.obj) PyBuffer_Release(&h);
+    Py_ssize_t B, G, ci, co, tiles, F, f_lo, f_hi, nx = -1, ny = -1;
+    if (!PyArg_ParseTuple(args, "OOy*innnnnnnn", &xs, &ys, &h, &itemsize, &B, &G, &ci, &co,
+                          &tiles, &F, &f_lo, &f_hi))
         return NULL;
-    }
+    PyObject *result = NULL;
+    void *xd = NULL, **pointers = NULL;
+    if ((nx = get_buffers(xs, 0, &x)) < 0 || (ny = get_buffers(ys, 1, &y)) < 0) goto done;
     const char *problem = NULL;
     const Py_ssize_t lanes = 64 / (2 * (Py_ssize_t)(itemsize ? itemsize : 1));
     if (itemsize != 4 && itemsize != 8) problem = "itemsize must be 4 or 8";
     else if (B < 1 || G < 1 || ci < 1 || co < 1 || tiles < 1 || F < 1)
         problem = "a non-positive size";
+    else if (nx < 1 || nx != ny) problem = "x and y hold different numbers of arrays";
     else if (f_lo < 0 || f_hi > F || f_lo > f_hi) problem = "frequencies outside 0 .. freqs";
-    else if (x.len != B * G * ci * tiles * F * 2 * itemsize)
-        problem = "x is not (batch, groups, ci, tiles, freqs)";
-    else if (y.len != B * G * co * tiles * F * 2 * itemsize)
-        problem = "y is not (batch, groups, co, tiles, freqs)";
     else if (h.len != ((F + lanes - 1) / lanes) * G * co * ci * 64)
         problem = "h is not (groups, blocks, co, ci, lanes)";
-    if (problem != NULL) {
-        PyBuffer_Release(&x);
-        PyBuffer_Release(&y);
-        PyBuffer_Release(&h);
-        PyErr_Format(PyExc_ValueError, "specconv._simd.product: %s", problem);
-        return NULL;
+    for (Py_ssize_t i = 0; problem == NULL && i < nx; i++) {
+        if (x[i].len != B * G * ci * tiles * F * 2 * itemsize)
+            problem = "x is not (batch, groups, ci, tiles, freqs)";
+        else if (y[i].len != B * G * co * tiles * F * 2 * itemsize)
+            problem = "y is not (batch, groups, co, tiles, freqs)";
     }
-    void *xd = NULL;
-    if (posix_memalign(&xd, 64, (size_t)SUPER * ci * 2 * 64) != 0) {
-        PyBuffer_Release(&x);
-        PyBuffer_Release(&y);
-        PyBuffer_Release(&h);
-        return PyErr_NoMemory();
+    if (problem != NULL) {
+        PyErr_Format(PyExc_ValueError, "specconv._simd.product: %s", problem);
+        goto done;
+    }
+    pointers = PyMem_Calloc(2 * nx, sizeof(void *));
+    if (pointers == NULL || posix_memalign(&xd, 64, (size_t)SUPER * ci * 2 * 64) != 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < nx; i++) {
+        pointers[i] = x[i].buf;
+        pointers[nx + i] = y[i].buf;
     }
     Py_BEGIN_ALLOW_THREADS
     if (itemsize == 4)
-        product_c64(x.buf, y.buf, h.buf, B, G, ci, co, tiles, F, f_lo, f_hi, xd);
+        product_c64((const float *const *)pointers, (float *const *)(pointers + nx), nx,
+                    h.buf, B, G, ci, co, tiles, F, f_lo, f_hi, xd);
     else
-        product_c128(x.buf, y.buf, h.buf, B, G, ci, co, tiles, F, f_lo, f_hi, xd);
+        product_c128((const double *const *)pointers, (double *const *)(pointers + nx), nx,
+                     h.buf, B, G, ci, co, tiles, F, f_lo, f_hi, xd);
     Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+done:
     free(xd);
-    PyBuffer_Release(&x);
-    PyBuffer_Release(&y);
+    PyMem_Free(pointers);
+    if (nx > 0) release_all(x, nx);
+    if (ny > 0) release_all(y, ny);
     PyBuffer_Release(&h);
-    Py_RETURN_NONE;
+    return result;
 }
 
 static PyMethodDef methods[] = {
@@ -398,7 +444,7 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {
     .m_base = PyModuleDef_HEAD_INIT,
     .m_name = "_simd",
-    .m_doc = "Compiled depthwise correlation for specconv's direct method (see _simd.c).",
+    .m_doc = "Compiled loops of specconv's direct method and FFT path (see _simd.c).",
     .m_size = -1,
     .m_methods = methods,
 };

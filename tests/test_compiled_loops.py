@@ -107,20 +107,22 @@ _PRODUCTS = [
 
 
 @compiled_only
+@pytest.mark.parametrize("members", [1, 2])  # a team's members: one call for all their tiles
 @pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
 @pytest.mark.parametrize("case", range(len(_PRODUCTS)))
-def test_the_compiled_product_is_the_per_frequency_matrix_product(dtype, case):
+def test_the_compiled_product_is_the_per_frequency_matrix_product(members, dtype, case):
     B, G, ci, co, T, F, lo, hi = _PRODUCTS[case]
     rng = np.random.default_rng(case)
-    x = ref.random_array(rng, (B, G, ci, T, F), dtype)
+    xs = [ref.random_array(rng, (B, G, ci, T, F), dtype) for _ in range(members)]
+    ys = [np.full((B, G, co, T, F), 7 - 7j, dtype) for _ in range(members)]
     h = ref.random_array(rng, (G, co, ci, F), dtype)
-    y = np.full((B, G, co, T, F), 7 - 7j, dtype)
     lanes = _engine.product_lanes(np.dtype(dtype).itemsize)
-    _compiled.loops.product(x, y, _product_layout(h, lanes), np.dtype(dtype).itemsize // 2,
+    _compiled.loops.product(xs, ys, _product_layout(h, lanes), np.dtype(dtype).itemsize // 2,
                             B, G, ci, co, T, F, lo, hi)
-    expected = np.einsum("gocf,bgctf->bgotf", h, x)
-    assert_close(y[..., lo:hi], expected[..., lo:hi])
-    assert np.all(y[..., :lo] == 7 - 7j) and np.all(y[..., hi:] == 7 - 7j)  # left alone
+    for x, y in zip(xs, ys):
+        expected = np.einsum("gocf,bgctf->bgotf", h, x)
+        assert_close(y[..., lo:hi], expected[..., lo:hi])
+        assert np.all(y[..., :lo] == 7 - 7j) and np.all(y[..., hi:] == 7 - 7j)  # left alone
 
 
 @compiled_only
@@ -129,13 +131,14 @@ def test_the_compiled_product_is_the_per_frequency_matrix_product(dtype, case):
     (dict(ci=0), "a non-positive size"),
     (dict(f_hi=6), "frequencies outside 0 .. freqs"),
     (dict(f_lo=3, f_hi=2), "frequencies outside 0 .. freqs"),
-    (dict(x=np.ones((1, 1, 2, 3, 4), np.complex64)), r"x is not \(batch, groups, ci"),
-    (dict(y=np.ones((1, 1, 2, 3, 5), np.complex64)), r"y is not \(batch, groups, co"),
+    (dict(x=[np.ones((1, 1, 2, 3, 4), np.complex64)]), r"x is not \(batch, groups, ci"),
+    (dict(y=[np.ones((1, 1, 2, 3, 5), np.complex64)]), r"y is not \(batch, groups, co"),
+    (dict(y=[]), "x and y hold different numbers of arrays"),
     (dict(h=np.ones(3, np.complex64)), r"h is not \(groups, blocks, co, ci, lanes\)"),
 ])
 def test_the_compiled_product_refuses_buffers_of_other_sizes(change, message):
     x, y = np.ones((1, 1, 2, 3, 5), np.complex64), np.empty((1, 1, 3, 3, 5), np.complex64)
-    args = dict(x=x, y=y, h=_product_layout(np.ones((1, 3, 2, 5), np.complex64), 8),
+    args = dict(x=[x], y=[y], h=_product_layout(np.ones((1, 3, 2, 5), np.complex64), 8),
                 itemsize=4, B=1, G=1, ci=2, co=3, tiles=3, F=5, f_lo=0, f_hi=5)
     _compiled.loops.product(*args.values())
     np.testing.assert_array_equal(y, 2)
