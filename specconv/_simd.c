@@ -429,8 +429,8 @@ static PyObject *product(PyObject *Py_UNUSED(self), PyObject *args)
 done:
     free(xd);
     PyMem_Free(pointers);
-    if (nx > 0) release_all(x, nx);
-    if (ny > 0) release_all(y, ny);
+    if (nx >= 0) release_all(x, nx);
+    if (ny >= 0) release_all(y, ny);
     PyBuffer_Release(&h);
     return result;
 }
