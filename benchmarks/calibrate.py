@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -32,31 +33,31 @@ def median_seconds(fn, repeat=7):
     return float(np.median(times))
 
 
-def compiled_over_blas(rng, B=4, T=13, c=64, F=228, block=32):
-    """Time of the compiled product of one complex128 chunk (FFTW's layout) over that of the
-    BLAS matmul with the transposes around it, as the engine computes either."""
+def compiled_over_blas(rng, B=4, T=13, c=64, fft_shape=(12, 36)):
+    """Time of the engine's compiled product on one chunk (complex128, FFTW's layout) over
+    that of its BLAS matmul with the transposes around it (``_ChunkWorker.matmul``, either
+    way, with the kernel spectra ``kernel_spectra`` lays out for each)."""
+    geom = Geometry(B, c, c, 1, (3, 3), (1, 1), (1, 1), fft_shape, False)
+    tiling = _engine.Tiling.make(geom, fft_shape)
+    weight = rng.standard_normal((c, c, 3, 3))
+    F = math.prod(_engine.spectral_shape(fft_shape, False))
     x = rng.standard_normal((B, 1, c, T, F)) + 1j * rng.standard_normal((B, 1, c, T, F))
-    h = rng.standard_normal((F, 1, c, c)) + 0j
-    y = np.empty_like(x)
-    lanes = _engine.product_lanes(16)
-    padded = np.zeros((1, c, c, -(-F // lanes) * lanes), complex)
-    padded[..., :F] = h.transpose(1, 3, 2, 0)
-    laid_out = np.ascontiguousarray(padded.reshape(1, c, c, -1, lanes).transpose(0, 3, 1, 2, 4))
+    block = min(_engine.FREQ_BLOCK, F)
+    chunk = SimpleNamespace(xflat=x, yflat=np.empty_like(x), compiled=True,
+                            xblock=np.empty((block, 1, B, T, c), complex),
+                            yblock=np.empty((block, 1, B, T, c), complex))
+    laid_out = _engine.kernel_spectra(weight, geom, tiling, np.float64)
     compiled = median_seconds(
-        lambda: _compiled.loops.product(x, y, laid_out, 8, B, 1, c, c, T, F, 0, F))
-    xb = np.empty((block, 1, B, T, c), complex)
-    yb = np.empty_like(xb)
-
-    def blas():
-        for f0 in range(0, F, block):
-            n = min(block, F - f0)
-            np.copyto(xb[:n], x[..., f0 : f0 + n].transpose(4, 1, 0, 3, 2))
-            np.matmul(xb[:n].reshape(n, 1, B * T, c), h[f0 : f0 + n],
-                      out=yb[:n].reshape(n, 1, B * T, c))
-            np.copyto(y[..., f0 : f0 + n], yb[:n].transpose(2, 1, 4, 3, 0))
-
+        lambda: _engine._ChunkWorker.matmul(chunk, laid_out, (chunk,), 0, F))
+    loops, _compiled.loops = _compiled.loops, None
+    try:
+        by_frequency = _engine.kernel_spectra(weight, geom, tiling, np.float64)
+    finally:
+        _compiled.loops = loops
+    chunk.compiled = False
     with _blas_limit(1):
-        return compiled / median_seconds(blas)
+        return compiled / median_seconds(
+            lambda: _engine._ChunkWorker.matmul(chunk, by_frequency, (chunk,), 0, F))
 
 
 def main():

@@ -53,7 +53,7 @@ T_CMAC_MATMUL = 7.9e-11  # complex multiply-add inside a batched BLAS matmul
 T_CMAC_ELEMENTWISE = 4.8e-10  # complex multiply-add as a numpy elementwise product
 # complex multiply-add in the compiled product: T_CMAC_MATMUL scaled by the time of a
 # chunk's compiled product over that of its BLAS matmul with the transposes around it, which
-# the model leaves out (complex128, 64 x 64 channels, 52 columns: 0.76)
+# the model leaves out (complex128, 64 x 64 channels, 52 columns: 0.76-0.80)
 T_CMAC_COMPILED = 6e-11
 T_MAC_DIRECT = 2.1e-11  # real multiply-add in a 1 x 1 kernel's GEMM
 T_DEPTHWISE_TAP = 1.9e-10  # one tap at one sample of the numpy depthwise loops' grid
