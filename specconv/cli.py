@@ -477,7 +477,8 @@ def _cmd_sys_info(args):
         ("scipy", _version("scipy")),
         ("pyfftw", fft.fftw_version()),
         ("FFTW threads", str(fft.get_num_threads())),
-        ("FFTW planning", f"time limit {fft._planning_timelimit():g} s per plan, wisdom "
+        ("FFTW planning", f"time limit {fft._planning_timelimit():g} s per plan "
+                          f"({fft.REMEASURE_FACTOR}x to measure a provisional one again), wisdom "
                           f"{fft._wisdom_path()}"),
     ]
     for name in _OPTIONAL:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import threading
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -351,3 +352,78 @@ def test_concurrent_transforms_are_correct():
     assert len(out) == 40
     for (i, _), X in out.items():
         assert_close(X, np.fft.rfft(xs[i], axis=1))
+
+
+# --------------------------------------------------------------------------------------------
+# provisional plans: measured again once the time limit cut them short
+
+
+@pytest.fixture
+def planner(monkeypatch):
+    """An empty pool whose plans report ``planner.seconds`` of planning (default: all of the
+    time limit, as when FFTW's measuring is cut short); ``planner.limits`` logs each build's
+    limit."""
+    monkeypatch.setattr(fft, "_pool", fft._PlanPool())
+    monkeypatch.setenv("SPECCONV_PLANNING_TIMELIMIT", "0.01")
+    build = fft._PlanPool._build
+    log = SimpleNamespace(limits=[], seconds=None)
+
+    def reporting(*key, timelimit):
+        plan, _ = build(*key, timelimit=timelimit)
+        log.limits.append(timelimit)
+        return plan, timelimit if log.seconds is None else log.seconds
+
+    monkeypatch.setattr(fft._PlanPool, "_build", staticmethod(reporting))
+    return log
+
+
+MEASURED = ((4, 64, 256), np.float64, (4, 64, 129), np.complex128, (1, 2))  # 2^16: measured
+
+
+def _transform_is_right(plan):
+    x = np.random.default_rng(5).standard_normal(MEASURED[0])
+    plan.input_array[...] = x
+    plan.execute()
+    assert_close(plan.output_array, np.fft.rfftn(x, axes=(1, 2)))
+
+
+def test_a_plan_cut_short_is_measured_again_when_next_borrowed(planner):
+    with fft.borrow(*MEASURED, threads=1) as first:
+        with fft.borrow(*MEASURED, threads=1):  # its twin, lent at the same time
+            pass
+    assert planner.limits == [0.01, 0.01]
+    planner.seconds = 0.001  # measured to the end, this time
+    with fft.borrow(*MEASURED, threads=1) as again:
+        assert again is not first
+        _transform_is_right(again)
+    assert planner.limits == [0.01, 0.01, 0.01 * fft.REMEASURE_FACTOR]
+    with fft.borrow(*MEASURED, threads=1) as reused:  # no more measuring: the new plan is lent
+        assert reused is again
+    assert len(planner.limits) == 3
+
+
+def test_a_plan_lent_while_its_transform_is_measured_again_is_dropped_on_return(planner):
+    lent = fft.borrow(*MEASURED, threads=1)
+    stale = lent.__enter__()
+    with fft.borrow(*MEASURED, threads=1):  # its twin, back in the pool first
+        pass
+    planner.seconds = 0.001
+    with fft.borrow(*MEASURED, threads=1) as remeasured:
+        pass
+    lent.__exit__(None, None, None)  # comes back after the new measuring: not kept
+    with fft.borrow(*MEASURED, threads=1) as a, fft.borrow(*MEASURED, threads=1) as b:
+        assert remeasured in (a, b) and stale not in (a, b)
+    assert planner.limits == [0.01, 0.01, 0.01 * fft.REMEASURE_FACTOR, 0.01]
+
+
+def test_a_plan_measured_to_the_end_or_estimated_is_kept(planner):
+    planner.seconds = 0.0
+    with fft.borrow(*MEASURED, threads=1) as first:
+        pass
+    small = ((16,), np.float64, (9,), np.complex128, (0,))  # estimated: under MEASURE_FROM
+    planner.seconds = None
+    with fft.borrow(*small, threads=1) as estimated:
+        pass
+    with fft.borrow(*MEASURED, threads=1) as p, fft.borrow(*small, threads=1) as q:
+        assert p is first and q is estimated
+    assert len(planner.limits) == 2
