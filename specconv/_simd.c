@@ -30,40 +30,81 @@
  * images, 7 x 7, float32: 2, 4, 6 and 8 accumulators 10.7, 7.8, 7.4 and 8.0 ms; with 4, one
  * core runs at its AVX-512 FMA peak). */
 #define ACCUMULATORS 4
+
+/* The taps of two lines ``step`` apart, merged (see DEFINE_LINES): ``count`` offsets
+ * ``both``, and where each is a tap of the first and of the second line (-1: it is not). */
+typedef struct {
+    Py_ssize_t step, count;
+    int64_t *both, *of_first, *of_second;
+} Pairs;
 typedef float vec_f32 __attribute__((vector_size(64), aligned(4)));
 typedef double vec_f64 __attribute__((vector_size(64), aligned(8)));
 
 /*
  * out[l * len + n] = sum_t w[t] * pad[lines[l] + taps[t] + n], for every line l and n < len.
+ *
+ * Two lines ``step`` apart (the rows of a 2-D image, say) read mostly the same samples: a
+ * sample at offset both[k] from the first line's start is tap w0[k] of the first line and
+ * w1[k] of the second (either 0 where that line has no such tap). Such pairs are computed
+ * together, each sample loaded once for both (8 x 64 x 128^2 images, two threads, float32:
+ * 7 x 7 6.4 -> 5.7 ms, 15 x 15 23 -> 18, 31 x 31 84 -> 68; float64 7 x 7 12.7 -> 11.5).
  */
 #define DEFINE_LINES(T, V, NAME)                                                             \
+    static inline void NAME##_from(const T *base, const T *w, const int64_t *taps,           \
+                                   Py_ssize_t ntaps, Py_ssize_t n, Py_ssize_t len, T *dst)   \
+    {                                                                                        \
+        enum { LANES = sizeof(V) / sizeof(T), WIDE = ACCUMULATORS * LANES };                 \
+        for (; n + WIDE <= len; n += WIDE) {                                                 \
+            V acc[ACCUMULATORS] = {0};                                                       \
+            for (Py_ssize_t t = 0; t < ntaps; t++) {                                         \
+                const V *src = (const V *)(base + taps[t] + n);                              \
+                for (int a = 0; a < ACCUMULATORS; a++) acc[a] += w[t] * src[a];              \
+            }                                                                                \
+            for (int a = 0; a < ACCUMULATORS; a++) *(V *)(dst + n + a * LANES) = acc[a];     \
+        }                                                                                    \
+        for (; n + LANES <= len; n += LANES) {                                               \
+            V acc = {0};                                                                     \
+            for (Py_ssize_t t = 0; t < ntaps; t++)                                           \
+                acc += w[t] * *(const V *)(base + taps[t] + n);                              \
+            *(V *)(dst + n) = acc;                                                           \
+        }                                                                                    \
+        for (; n < len; n++) {                                                               \
+            T acc = 0;                                                                       \
+            for (Py_ssize_t t = 0; t < ntaps; t++) acc += w[t] * base[taps[t] + n];          \
+            dst[n] = acc;                                                                    \
+        }                                                                                    \
+    }                                                                                        \
     CLONED static void NAME(const T *pad, const T *w, const int64_t *taps, Py_ssize_t ntaps, \
-                            const int64_t *lines, Py_ssize_t nlines, Py_ssize_t len, T *out) \
+                            const int64_t *lines, Py_ssize_t nlines, Py_ssize_t len, T *out, \
+                            const Pairs *pairs, const T *w0, const T *w1)                    \
     {                                                                                        \
         enum { LANES = sizeof(V) / sizeof(T), WIDE = ACCUMULATORS * LANES };                 \
         for (Py_ssize_t l = 0; l < nlines; l++) {                                            \
             const T *base = pad + lines[l];                                                  \
             T *dst = out + l * len;                                                          \
             Py_ssize_t n = 0;                                                                \
-            for (; n + WIDE <= len; n += WIDE) {                                             \
-                V acc[ACCUMULATORS] = {0};                                                   \
-                for (Py_ssize_t t = 0; t < ntaps; t++) {                                     \
-                    const V *src = (const V *)(base + taps[t] + n);                          \
-                    for (int a = 0; a < ACCUMULATORS; a++) acc[a] += w[t] * src[a];          \
+            if (l + 1 < nlines && lines[l + 1] - lines[l] == pairs->step) {                  \
+                for (; n + WIDE <= len; n += WIDE) {                                         \
+                    V first[ACCUMULATORS] = {0}, second[ACCUMULATORS] = {0};                 \
+                    for (Py_ssize_t k = 0; k < pairs->count; k++) {                          \
+                        const V *src = (const V *)(base + pairs->both[k] + n);               \
+                        for (int a = 0; a < ACCUMULATORS; a++) {                             \
+                            const V v = src[a];                                              \
+                            first[a] += w0[k] * v;                                           \
+                            second[a] += w1[k] * v;                                          \
+                        }                                                                    \
+                    }                                                                        \
+                    for (int a = 0; a < ACCUMULATORS; a++) {                                 \
+                        *(V *)(dst + n + a * LANES) = first[a];                              \
+                        *(V *)(dst + len + n + a * LANES) = second[a];                       \
+                    }                                                                        \
                 }                                                                            \
-                for (int a = 0; a < ACCUMULATORS; a++) *(V *)(dst + n + a * LANES) = acc[a]; \
+                NAME##_from(base + pairs->step, w, taps, ntaps, n, len, dst + len);          \
+                NAME##_from(base, w, taps, ntaps, n, len, dst);                              \
+                l++;                                                                         \
+                continue;                                                                    \
             }                                                                                \
-            for (; n + LANES <= len; n += LANES) {                                           \
-                V acc = {0};                                                                 \
-                for (Py_ssize_t t = 0; t < ntaps; t++)                                       \
-                    acc += w[t] * *(const V *)(base + taps[t] + n);                          \
-                *(V *)(dst + n) = acc;                                                       \
-            }                                                                                \
-            for (; n < len; n++) {                                                           \
-                T acc = 0;                                                                   \
-                for (Py_ssize_t t = 0; t < ntaps; t++) acc += w[t] * base[taps[t] + n];      \
-                dst[n] = acc;                                                                \
-            }                                                                                \
+            NAME##_from(base, w, taps, ntaps, 0, len, dst);                                  \
         }                                                                                    \
     }
 
@@ -79,17 +120,48 @@ DEFINE_LINES(double, vec_f64, lines_f64)
                      const int64_t *rows, Py_ssize_t nrows, Py_ssize_t row,                  \
                      const int64_t *lines, Py_ssize_t nlines, Py_ssize_t len,                \
                      Py_ssize_t images, Py_ssize_t first, Py_ssize_t groups,                 \
-                     Py_ssize_t mult, T *pad)                                                \
+                     Py_ssize_t mult, const Pairs *pairs, T *pad, T *w0, T *w1)              \
     {                                                                                        \
         for (Py_ssize_t i = 0; i < images; i++) {                                            \
             const Py_ssize_t g = (first + i) % groups;                                       \
             for (Py_ssize_t r = 0; r < nrows; r++)                                           \
                 memcpy(pad + rows[r], x + (i * nrows + r) * row, (size_t)row * sizeof(T));   \
-            for (Py_ssize_t j = 0; j < mult; j++)                                            \
-                LINES(pad, w + (g * mult + j) * ntaps, taps, ntaps, lines, nlines, len,      \
-                      out + (i * mult + j) * nlines * len);                                  \
+            for (Py_ssize_t j = 0; j < mult; j++) {                                          \
+                const T *wj = w + (g * mult + j) * ntaps;                                    \
+                for (Py_ssize_t k = 0; k < pairs->count; k++) {                              \
+                    w0[k] = pairs->of_first[k] < 0 ? 0 : wj[pairs->of_first[k]];             \
+                    w1[k] = pairs->of_second[k] < 0 ? 0 : wj[pairs->of_second[k]];           \
+                }                                                                            \
+                LINES(pad, wj, taps, ntaps, lines, nlines, len,                              \
+                      out + (i * mult + j) * nlines * len, pairs, w0, w1);                   \
+            }                                                                                \
         }                                                                                    \
     }
+
+/*
+ * The taps of lines ``step`` apart merged (``taps`` ascending). Pairs are used where most
+ * samples are shared: 3 x 3 kernels (12 merged taps for 9) ran 3-10 % slower in pairs, and
+ * 1 x k kernels and 1-D lines share none.
+ */
+static void merge_pairs(const int64_t *taps, Py_ssize_t ntaps, Py_ssize_t step, Pairs *pairs)
+{
+    Py_ssize_t i = 0, j = 0, k = 0;
+    while (i < ntaps || j < ntaps) {
+        const int64_t a = i < ntaps ? taps[i] : INT64_MAX;
+        const int64_t b = j < ntaps ? taps[j] + step : INT64_MAX;
+        const int64_t at = a < b ? a : b;
+        pairs->both[k] = at;
+        pairs->of_first[k] = a == at ? i++ : -1;
+        pairs->of_second[k] = b == at ? j++ : -1;
+        k++;
+    }
+    pairs->step = step;
+    pairs->count = k;
+    if (4 * k > 5 * ntaps) { /* too few shared: no pairs */
+        pairs->step = -1;
+        pairs->count = 0;
+    }
+}
 
 DEFINE_IMAGES(float, lines_f32, images_f32)
 DEFINE_IMAGES(double, lines_f64, images_f64)
@@ -174,19 +246,28 @@ static PyObject *depthwise(PyObject *Py_UNUSED(self), PyObject *args)
         return NULL;
     }
 
-    void *scratch = calloc((size_t)padded, (size_t)itemsize);
+    const int64_t *taps = b.taps.buf, *rows = b.rows.buf, *lines = b.lines.buf;
+    /* scratch: the padded image, then the pairs' offsets and their two lines' weights */
+    const size_t image = ((size_t)padded * itemsize + 63) / 64 * 64;
+    char *scratch = calloc(image + (size_t)ntaps * 2 * (24 + 2 * itemsize), 1);
     if (scratch == NULL) {
         release(&b);
         return PyErr_NoMemory();
     }
-    const int64_t *taps = b.taps.buf, *rows = b.rows.buf, *lines = b.lines.buf;
+    int64_t *merged = (int64_t *)(scratch + image);
+    Pairs pairs = {-1, 0, merged, merged + 2 * ntaps, merged + 4 * ntaps};
+    void *w0 = merged + 6 * ntaps, *w1 = (char *)w0 + 2 * ntaps * itemsize;
+    int ascending = 1;
+    for (Py_ssize_t t = 1; t < ntaps; t++) ascending &= taps[t] > taps[t - 1];
+    if (nlines > 1 && lines[1] > lines[0] && ascending)
+        merge_pairs(taps, ntaps, lines[1] - lines[0], &pairs);
     Py_BEGIN_ALLOW_THREADS
     if (itemsize == 4)
         images_f32(b.x.buf, b.out.buf, b.w.buf, taps, ntaps, rows, nrows, row, lines, nlines,
-                   length, images, first, groups, mult, scratch);
+                   length, images, first, groups, mult, &pairs, (float *)scratch, w0, w1);
     else
         images_f64(b.x.buf, b.out.buf, b.w.buf, taps, ntaps, rows, nrows, row, lines, nlines,
-                   length, images, first, groups, mult, scratch);
+                   length, images, first, groups, mult, &pairs, (double *)scratch, w0, w1);
     Py_END_ALLOW_THREADS
     free(scratch);
     release(&b);
