@@ -372,12 +372,13 @@ def _line_starts(shape, first, padded):
 def _depthwise_compiled(x, pads, weight, geom, dtype, workers):
     """Stride-1 depthwise correlation of real images through the compiled loops.
 
-    Each image is copied into a zeroed padded scratch image; every output line then keeps a
-    block of samples in registers across all taps, so memory sees the image once and the
-    output once. The images are shared among ``workers`` threads (the loops release the
-    GIL). Measured on 8 × 64 × 128² images, two threads, float32 / float64: 3 × 3 taps
-    3.7 / 8.0 ms, 7 × 7 7.5 / 11 ms, 15 × 15 20 / 40 ms (the numpy loops: 10 / 19,
-    40 / 75 ms; torch 2.13's conv2d: 5 / 20, 7 / 120, 540 / 700 ms).
+    Each image is copied into a zeroed padded scratch image; every output line (or pair of
+    lines, where their taps share most samples) then keeps a block of samples in registers
+    across all taps, so memory sees the image once and the output once. The images are
+    shared among ``workers`` threads (the loops release the GIL). Measured on 8 × 64 × 128²
+    images, two threads, float32 / float64 (W4 of the benchmarks): 3 × 3 taps 3.0 / 6.7 ms,
+    7 × 7 5.8 / 11.1 ms, 15 × 15 16.8 / 35 ms (the numpy loops: 10 / 19, 40 / 75 ms;
+    torch 2.13's conv2d: 5.4 / 21, 6.9 / 290, 520 / 2900 ms).
     """
     x, pads = _split_pads(x, pads)
     B, G = x.shape[:2]

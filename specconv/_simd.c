@@ -30,6 +30,8 @@
  * images, 7 x 7, float32: 2, 4, 6 and 8 accumulators 10.7, 7.8, 7.4 and 8.0 ms; with 4, one
  * core runs at its AVX-512 FMA peak). */
 #define ACCUMULATORS 4
+typedef float vec_f32 __attribute__((vector_size(64), aligned(4)));
+typedef double vec_f64 __attribute__((vector_size(64), aligned(8)));
 
 /* The taps of two lines ``step`` apart, merged (see DEFINE_LINES): ``count`` offsets
  * ``both``, and where each is a tap of the first and of the second line (-1: it is not). */
@@ -37,8 +39,6 @@ typedef struct {
     Py_ssize_t step, count;
     int64_t *both, *of_first, *of_second;
 } Pairs;
-typedef float vec_f32 __attribute__((vector_size(64), aligned(4)));
-typedef double vec_f64 __attribute__((vector_size(64), aligned(8)));
 
 /*
  * out[l * len + n] = sum_t w[t] * pad[lines[l] + taps[t] + n], for every line l and n < len.
