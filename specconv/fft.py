@@ -345,8 +345,9 @@ class _PlanPool:
             limit = _planning_timelimit() * (REMEASURE_FACTOR if remeasure else 1)
             with self._build_lock:
                 plan, seconds = self._build(*key, timelimit=limit)
-            # FFTW stops measuring at the limit and estimates the rest
-            if not remeasure and plan.flags[0] == "FFTW_MEASURE" and seconds >= 0.9 * limit:
+            # FFTW stops measuring at the limit and estimates the rest; a transform is measured
+            # again once at most (a twin of one whose wisdom is still cut short would loop)
+            if generation == 0 and plan.flags[0] == "FFTW_MEASURE" and seconds >= 0.9 * limit:
                 with self._lock:
                     self._provisional.add(key)
         try:

@@ -427,3 +427,10 @@ def test_a_plan_measured_to_the_end_or_estimated_is_kept(planner):
     with fft.borrow(*MEASURED, threads=1) as p, fft.borrow(*small, threads=1) as q:
         assert p is first and q is estimated
     assert len(planner.limits) == 2
+
+
+def test_a_transform_is_measured_again_once_at_most(planner):
+    for _ in range(4):  # every plan reports its measuring cut short
+        with fft.borrow(*MEASURED, threads=1), fft.borrow(*MEASURED, threads=1):
+            pass
+    assert planner.limits == [0.01, 0.01, 0.01 * fft.REMEASURE_FACTOR, 0.01]
