@@ -175,8 +175,8 @@ def compiled_product(geom):
     complex128: 16 × 16 channels, 40 columns, 1184 frequencies, compiled 1.0 / 2.7 ms, BLAS
     with its transposes 2.3 / 4.3 (BLAS alone 1.2 / 2.1); 64 × 64 channels, 52 columns, 228
     frequencies, 3.2 / 6.5 against 5.3 / 9.6 ms. Whole layers, float64 (BLAS → compiled):
-    W4 3 × 3 dense 76 → 58 ms, 7 × 7 groups 4 52 → 41, W1a 190 → 172, W5 88 → 65; one
-    slower, W4 31 × 31 dense 209 → 239.
+    W4 3 × 3 dense 76 → 58 ms, 7 × 7 groups 4 52 → 41, W1a 190 → 172, W5 88 → 65, W4
+    31 × 31 dense 209 → 171 (a team's members in one call).
     """
     return _compiled.loops is not None and uses_matmul(geom)
 
@@ -209,8 +209,10 @@ def kernel_spectra(weight, geom, tiling, dtype):
 
     ``weight`` is ``(C_out, C_in/groups, *kernel)`` (cross-correlation taps). Returns, scaled by
     ``1/prod(fft_shape)`` so that the inverse transform needs no normalisation, an array of
-    shape ``(F, groups, C_in/groups, C_out/groups)`` for the matmul product or
-    ``(groups, C_out/groups, C_in/groups, F)`` for the elementwise one (F = number of
+    shape ``(groups, blocks, C_out/groups, C_in/groups, lanes)`` for the compiled product
+    (``lanes`` frequencies per block, see :func:`product_lanes`; the last block zero-padded),
+    ``(F, groups, C_in/groups, C_out/groups)`` for the BLAS matmul or
+    ``(groups, C_out/groups, C_in/groups, F)`` for the elementwise product (F = number of
     frequencies).
     """
     d = geom.ndim

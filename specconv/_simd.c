@@ -27,8 +27,7 @@
 
 /* Vectors of 64 bytes (the compiler splits them where the hardware's are narrower), loaded
  * from any address; four of them accumulate a block of one output line (8 x 64 x 128^2
- * images, 7 x 7, float32: 2, 4, 6 and 8 accumulators 10.7, 7.8, 7.4 and 8.0 ms; with 4, one
- * core runs at its AVX-512 FMA peak). */
+ * images, 7 x 7, float32: 2, 4, 6 and 8 accumulators 10.7, 7.8, 7.4 and 8.0 ms). */
 #define ACCUMULATORS 4
 typedef float vec_f32 __attribute__((vector_size(64), aligned(4)));
 typedef double vec_f64 __attribute__((vector_size(64), aligned(8)));
