@@ -19,7 +19,9 @@ direct
     GEMMs, copies and taps in single precision take half as long.
 fft (overlap-save with tile shape L, T tiles, F frequencies per tile)
     ``T · B · (C_in · t(L) + C_out · t(L / stride))``                transforms and tile copies,
-    ``t(n) = t_fft · n log2 n + t_copy · n`` (a stride folds the inverse transform)
+    ``t(L) = t_fft · n (log2 n + s · k) + t_copy · n`` for the ``n`` points of ``L``, where ``k``
+    counts the axes but the last whose length FFTW has no single codelet for (a stride folds
+    the inverse transform)
     ``+ T · B · G · (C_out/G) · (C_in/G) · F · t_cmac``              per-frequency product
     (``t_cmac``: BLAS matmul, the compiled product, or elementwise)
     ``+ T · B · C_out · F · passes · t_fold``                       folding for a stride
@@ -78,6 +80,13 @@ T_FOLD = 5e-10
 # (64 x 64 x 1001 taps on 70k samples, float32, 2 chunks instead of 4: 84-134 MB less read,
 # 5.4-6.2 ms faster; float64 on 300k samples: 3.3e-11)
 T_SPECTRA_PASS = 5e-11
+# ``s``: an axis but the last (strided in memory) whose length takes FFTW more than one codelet
+# costs as many more stages of n log2 n. Measured on batches of 2-D transforms, one thread,
+# per n log2 n: complex64 (n, 72) 0.10-0.12 ns for n = 8-16, 20, 32, 64, 128, and 0.22 for 28,
+# 0.19 for 40, 0.15 for 72; float32 (n, 64) 0.09-0.10 against 0.13, 0.12, 0.11; complex128 and
+# float64 alike; the last axis, contiguous, hardly minds. W3a float32: tiles of 28 x 72 28.6 ms,
+# 20 x 72 23.3; W4 15 x 15 groups 4: 48 x 144 48.3 ms, 64 x 144 38.9 (float64: 74.3, 66.7).
+STRIDED_PASS = 6.0
 
 SPECTRA_BUDGET = 512 * 2**20  # bytes of cached kernel spectra per layer and tile shape
 CHUNK_BUDGET = 64 * 2**20  # bytes of tile buffers per chunk (matmul product)
@@ -152,6 +161,12 @@ def _is_tile_length(n):
     while n % 2 == 0:
         n //= 2
     return n in (1, 3, 5, 7, 9)
+
+
+def _one_codelet(n):
+    """Whether FFTW transforms length ``n`` in one codelet, without a twiddle pass over the data
+    (FFTW 3.3's SIMD codelets)."""
+    return n <= 16 or n in (20, 25, 32, 64, 128)
 
 
 def _axis_candidates(span, stride, padded, ndim):
@@ -288,7 +303,6 @@ def fft_cost(geom, fft_shape, spectra_cached=False, itemsize=8, spectra_budget=N
     G = geom.groups
     ci, co = geom.in_channels // G, geom.out_channels // G
     cx = 2 if geom.is_complex else 1
-    L = math.prod(fft_shape)
     F = math.prod(spectral_shape(fft_shape, geom.is_complex))
     budget = SPECTRA_BUDGET if spectra_budget is None else spectra_budget
     if spectra_bytes(geom, fft_shape, itemsize) > budget:
@@ -297,21 +311,24 @@ def fft_cost(geom, fft_shape, spectra_cached=False, itemsize=8, spectra_budget=N
     if min(steps) < 1:
         return math.inf
     T = math.prod(-(-n // st) for n, st in zip(geom.out_shape, steps))
-    L_out = math.prod(n // s if n % s == 0 else n for n, s in zip(fft_shape, geom.stride))
+    out_len = tuple(n // s if n % s == 0 else n for n, s in zip(fft_shape, geom.stride))
 
-    def transform(n):
-        return T_FFT * cx * n * math.log2(max(n, 2)) + T_COPY * n
+    def transform(shape):
+        n = math.prod(shape)
+        stages = math.log2(max(n, 2)) + STRIDED_PASS * sum(
+            not _one_codelet(m) for m in shape[:-1])
+        return T_FFT * cx * n * stages + T_COPY * n
 
     if compiled_product(geom):
         t_cmac = T_CMAC_COMPILED
     else:
         t_cmac = T_CMAC_MATMUL if uses_matmul(geom) else T_CMAC_ELEMENTWISE
     seconds = T * geom.batch * (
-        geom.in_channels * transform(L) + geom.out_channels * transform(L_out)
+        geom.in_channels * transform(fft_shape) + geom.out_channels * transform(out_len)
         + G * co * ci * F * t_cmac + geom.out_channels * F * _fold_passes(geom, fft_shape) * T_FOLD
     )
     if not spectra_cached:
-        seconds += G * co * ci * transform(L)
+        seconds += G * co * ci * transform(fft_shape)
     return seconds + T * T_CHUNK / 8
 
 

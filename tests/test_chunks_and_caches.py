@@ -174,6 +174,16 @@ def test_auto_counts_the_folding_of_strided_spectra():
     assert _costmodel._fold_passes(geom, (18, 48)) == 1 + 2 + 2
 
 
+def test_tiles_avoid_strided_lengths_that_take_fftw_two_passes():
+    # W3a, complex64: tiles of 28 x 72 took 28.6 ms, 20 x 72 23.3 ms (28 = 4 x 7 takes FFTW a
+    # twiddle pass on the strided axis; 20 is one codelet); 72 is the contiguous axis
+    geom = _engine.Geometry(1, 32, 32, 1, (7, 7), (1, 1), (1, 1), (320, 320), True)
+    assert _costmodel.fft_cost(geom, (20, 72)) < _costmodel.fft_cost(geom, (28, 72))
+    assert _costmodel.choose(geom, "auto", 4, 2).tiling.fft_shape[0] in (16, 20, 32, 64)
+    assert [n for n in range(8, 130) if _costmodel._one_codelet(n)] == [
+        *range(8, 17), 20, 25, 32, 64, 128]
+
+
 def test_slabs_take_every_stride_1_kernel_but_one_tap():
     assert _direct.uses_slabs(_cnn_geometry(groups=4, kernel=3))
     assert not _direct.uses_slabs(_cnn_geometry(groups=4, kernel=1))
