@@ -73,6 +73,18 @@ def main():
         howmany * L * math.log2(L)
     )
 
+    # batches of 2-D complex tiles: strided lengths of two passes (28, 40) against one codelet (32)
+    def rate(n, m=72, batch=128):
+        tiles = fft.aligned_empty((batch, n, m), np.complex128)
+        tiles[:] = rng.standard_normal(tiles.shape)
+        spectra = fft.aligned_empty(tiles.shape, np.complex128)
+        seconds = median_seconds(lambda: fft.execute(tiles, spectra, (1, 2), threads=threads))
+        return seconds / (batch * n * m * math.log2(n * m))
+
+    one_codelet = rate(32)
+    measured["STRIDED_PASS"] = float(np.mean(
+        [(rate(n) / one_codelet - 1) * math.log2(n * 72) for n in (28, 40)]))
+
     src = rng.standard_normal((64, 300_000))
     dst = np.empty((64, 40, 4096))
     windows = np.lib.stride_tricks.sliding_window_view(src, 4096, axis=-1)[:, : 40 * 3000 : 3000]

@@ -86,6 +86,7 @@ T_SPECTRA_PASS = 5e-11
 # 0.19 for 40, 0.15 for 72; float32 (n, 64) 0.09-0.10 against 0.13, 0.12, 0.11; complex128 and
 # float64 alike; the last axis, contiguous, hardly minds. W3a float32: tiles of 28 x 72 28.6 ms,
 # 20 x 72 23.3; W4 15 x 15 groups 4: 48 x 144 48.3 ms, 64 x 144 38.9 (float64: 74.3, 66.7).
+# benchmarks/calibrate.py: 6.2 (complex128 tiles of 28 and 40 x 72 against 32 x 72)
 STRIDED_PASS = 6.0
 
 SPECTRA_BUDGET = 512 * 2**20  # bytes of cached kernel spectra per layer and tile shape

@@ -180,8 +180,6 @@ def test_tiles_avoid_strided_lengths_that_take_fftw_two_passes():
     geom = _engine.Geometry(1, 32, 32, 1, (7, 7), (1, 1), (1, 1), (320, 320), True)
     assert _costmodel.fft_cost(geom, (20, 72)) < _costmodel.fft_cost(geom, (28, 72))
     assert _costmodel.choose(geom, "auto", 4, 2).tiling.fft_shape[0] in (16, 20, 32, 64)
-    assert [n for n in range(8, 130) if _costmodel._one_codelet(n)] == [
-        *range(8, 17), 20, 25, 32, 64, 128]
 
 
 def test_slabs_take_every_stride_1_kernel_but_one_tap():
