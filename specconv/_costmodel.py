@@ -25,7 +25,7 @@ fft (overlap-save with tile shape L, T tiles, F frequencies per tile)
     ``+ T · B · G · (C_out/G) · (C_in/G) · F · t_cmac``              per-frequency product
     (``t_cmac``: BLAS matmul, the compiled product, or elementwise)
     ``+ T · B · C_out · F · passes · t_fold``                       folding for a stride
-    ``+ G · (C_out/G) · (C_in/G) · t_fft · L log2 L``                kernel spectra (once)
+    ``+ G · (C_out/G) · (C_in/G) · t(L)``                            kernel spectra (once)
     ``+ chunks · t_chunk``                                           per-chunk overhead
     subject to the kernel spectra fitting in ``SPECTRA_BUDGET`` bytes. A layer applied to many
     signals of one shape (the out-of-core chunks) computes its spectra once: it plans with
