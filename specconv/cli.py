@@ -281,6 +281,58 @@ def _cmd_apply(args):
 
 _BANDS = {"delta": (1.0, 4.0), "theta": (4.0, 8.0), "alpha": (8.0, 13.0), "beta": (13.0, 30.0)}
 
+#: What the demo needs beyond the core, and what for; all of it comes with ``specconv[demo]``.
+_DEMO_NEEDS = {"mne": "the EEG sample (FIF) and the EEG filter bank",
+               "h5py": "the MRI sample and result (HDF5)"}
+
+#: The samples the demo uses and the model each was generated from (datasets/README.md).
+_DEMO_SAMPLES = {
+    "eeg-fif": "resting EEG: 1/f background, a 10 Hz occipital alpha rhythm, eye blinks, "
+               "50 Hz line noise",
+    "audio-float32": "four plucked notes panned across the stereo field, light pink noise",
+    "ir-true-stereo": "a room's 2 x 2 impulse response: direct sound, 10 early reflections, "
+                      "a decaying tail (RT60 0.3 s)",
+    "mri-fastmri": "k-space of a Shepp-Logan head phantom seen by 8 loop coils, with noise",
+}
+
+
+def _check_demo_needs():
+    """Fail before anything is written if a package the demo needs is missing."""
+    from importlib.util import find_spec
+
+    missing = [name for name in _DEMO_NEEDS if find_spec(name) is None]
+    if missing:
+        needs = "; ".join(f"{name} for {_DEMO_NEEDS[name]}" for name in missing)
+        raise ImportError(
+            f"the demo needs packages that are not installed ({needs}). Install them with: "
+            "pip install \"specconv[demo]\" (from a source folder: pip install \".[demo]\")"
+        )
+
+
+def _sample_line(name):
+    from . import datasets
+
+    entry = datasets.describe(name)
+    sig = entry["signal"]
+    if sig["domain"] == "time":
+        size = (f"{sig['n_channels']} ch x {sig['n_samples']} samples at "
+                f"{sig['sfreq'] / 1000:g} kHz ({sig['n_samples'] / sig['sfreq']:g} s)"
+                if sig["sfreq"] >= 1000 else
+                f"{sig['n_channels']} ch x {sig['n_samples']} samples at {sig['sfreq']:g} Hz "
+                f"({sig['n_samples'] / sig['sfreq']:g} s)")
+    else:
+        size = " x ".join(str(n) for n in sig["shape"]) + " (slices x coils x H x W)"
+    return (_wrap(f"  {name:<15} {_DEMO_SAMPLES[name]}", indent=18) + "\n"
+            + _wrap(f"  {'':<15} {size}, {entry['file']}, {entry['bytes'] / 1e6:.2f} MB",
+                    indent=18))
+
+
+def _wrap(text, indent=3, width=92):
+    import textwrap
+
+    return textwrap.fill(text, width=width, subsequent_indent=" " * indent,
+                         break_on_hyphens=False)
+
 
 def _rel_err(y, ref, scale=None):
     """max |y - ref| relative to the largest magnitude of the result (or ``scale``)."""
@@ -301,32 +353,30 @@ def _timed(fn, *args, **kwargs):
 
 def _demo_eeg(out_dir):
     """Depthwise multiplier layer: every channel through 4 band-pass FIRs (groups = C)."""
-    from scipy.signal import firwin
-
     from . import datasets, io
+    from .apps import eeg
     from .conv import conv
-    from .layers import SpectralConv
 
     sig = datasets.load("eeg-fif")
     c = sig.n_channels
-    taps = int(2 * sig.sfreq) + 1  # 2 s: 1 Hz transition bands reach down to delta
-    firs = np.stack([firwin(taps, band, pass_zero=False, fs=sig.sfreq)
-                     for band in _BANDS.values()])
-    weight = np.tile(firs, (c, 1))[:, None, :]  # (4C, 1, taps): output 4c+b = band b of c
+    bank = eeg.filter_bank(sig.sfreq, list(_BANDS.values()), c)  # MNE's FIR design
+    taps = bank.weight.shape[-1]
     names = tuple(f"{ch}-{band}" for ch in sig.ch_names for band in _BANDS)
-    layer = SpectralConv(weight, groups=c, padding=taps // 2)
-    filtered, seconds = _timed(sig.apply, layer, ch_names=names)
-    reference, direct_s = _timed(conv, sig.data, weight, groups=c, padding=taps // 2,
+    filtered, seconds = _timed(sig.apply, bank, ch_names=names)
+    reference, direct_s = _timed(conv, sig.data, bank.weight, groups=bank.groups,
+                                 padding=bank.padding, padding_mode=bank.padding_mode,
                                  method="direct")
     path = out_dir / "eeg_filterbank_raw.fif"
     io.write(filtered, path, overwrite=True)
     power = np.mean(filtered.data**2, axis=-1).reshape(c, len(_BANDS))
     alpha = list(_BANDS).index("alpha")
     peak = sig.ch_names[int(np.argmax(power[:, alpha]))]
+    bands = ", ".join(f"{name} {lo:g}-{hi:g}" for name, (lo, hi) in _BANDS.items())
     return {
         "task": "EEG filter bank",
-        "detail": f"{c} ch x {len(_BANDS)} bands ({taps} taps, groups={c}); alpha peaks at "
-                  f"{peak}",
+        "detail": [f"every channel through 4 band-pass filters ({bands} Hz; MNE's FIR design, "
+                   f"{taps} taps): apps.eeg.filter_bank, one layer with groups={c}",
+                   f"alpha peaks at {peak} (the sample's alpha source is occipital)"],
         "shape": f"{sig.data.shape} -> {filtered.data.shape}",
         "seconds": seconds, "direct_seconds": direct_s,
         "error": _rel_err(filtered.data, reference), "dtype": filtered.data.dtype,
@@ -361,12 +411,17 @@ def _demo_reverb(out_dir):
                                scale=np.max(np.abs(wet.data))))
     # The energy-normalised room adds up to ~1.5x the dry peak; leave headroom in the file.
     peak = float(np.max(np.abs(wet.data)))
+    gain = 0.9 / peak
     path = out_dir / "audio_reverb.wav"
-    io.write(wet.replace(data=wet.data * (0.9 / peak)), path, overwrite=True)
+    io.write(wet.replace(data=wet.data * gain), path, overwrite=True)
     return {
         "task": "true-stereo reverb",
-        "detail": f"2 x 2 IR, {taps} taps at {dry.sfreq:g} Hz; direct check on 2 windows "
-                  f"of {width} samples; written at peak 0.9 (x{0.9 / peak:.2f})",
+        "detail": [f"the sound through the 2 x 2 room response ({taps} taps at "
+                   f"{dry.sfreq:g} Hz), scipy.signal.convolve semantics",
+                   f"the direct method checks two windows of {width} samples (the start and "
+                   "the middle); the whole signal would take it seconds",
+                   f"the file is scaled by {gain:.2f} so that its loudest sample is at 90 % "
+                   f"of full scale (the reverb's loudest is {peak:.2f})"],
         "shape": f"{dry.data.shape} -> {wet.data.shape}",
         "seconds": seconds, "direct_seconds": direct_s,
         "error": max(errors), "dtype": wet.data.dtype, "file": path,
@@ -397,9 +452,12 @@ def _demo_coils(out_dir, n_virtual=4):
     io.write(compressed, path, overwrite=True)
     return {
         "task": "MRI coil compression",
-        "detail": f"{k.n_channels} -> {n_virtual} coils, 1 x 1 layer (SVD); "
-                  f"{100 * kept:.2f} % of the k-space energy kept; checked with method "
-                  "'auto' and 'fft'",
+        "detail": [f"{k.n_channels} coils -> {n_virtual} virtual coils, a 1 x 1 layer from "
+                   f"the SVD of the coil covariance; {100 * kept:.2f} % of the k-space "
+                   "energy kept",
+                   "for a 1 x 1 layer 'auto' may choose the direct product itself, so "
+                   "method='fft' is run too and compared with 'direct'; the larger "
+                   "difference is shown"],
         "shape": f"{x.shape} -> {compressed.data.shape}",
         "seconds": seconds, "direct_seconds": direct_s,
         "error": error, "dtype": compressed.data.dtype,
@@ -408,22 +466,44 @@ def _demo_coils(out_dir, n_virtual=4):
 
 
 def _cmd_demo(args):
+    _check_demo_needs()  # before the output folder exists: a failed start leaves nothing
     out_dir = Path(args.output)
+    created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
-    print(f"specconv demo: the bundled samples through three conv layers -> {out_dir}/")
-    print("(times include FFTW planning on the first call; the check recomputes each result "
-          "with method='direct')\n")
+    try:
+        return _run_demo(out_dir)
+    except BaseException:
+        if created and not any(out_dir.iterdir()):
+            out_dir.rmdir()
+        raise
+
+
+def _run_demo(out_dir):
+    print(f"specconv demo: three conv layers on the bundled samples; results go to {out_dir}/")
+    print("\nThe samples are synthetic (CC0), generated with fixed seeds by "
+          "datasets/make_samples.py\nfrom the models described in datasets/README.md "
+          "(parameters in specconv/datasets/MANIFEST.json):")
+    for name in _DEMO_SAMPLES:
+        print(_sample_line(name))
+    print("\nEach layer runs with method='auto' (specconv picks FFT or direct by its cost "
+          "model; times include\nFFTW planning on a first call). Its output is compared "
+          "with method='direct', the same layer\ncomputed as plain sums of products without "
+          "FFTs: 'max relative error' is the largest\ndifference divided by the output's "
+          "largest magnitude.\n")
     failed = False
-    for step in (_demo_eeg, _demo_reverb, _demo_coils):
+    for number, step in enumerate((_demo_eeg, _demo_reverb, _demo_coils), start=1):
         r = step(out_dir)
-        ok = r["error"] <= _tolerance(r["dtype"])
+        tol = _tolerance(r["dtype"])
+        ok = r["error"] <= tol
         failed |= not ok
-        print(f"{r['task']}: {r['detail']}")
-        print(f"  {r['shape']}, {r['dtype']}: {r['seconds']:.3f} s "
-              f"(direct check {r['direct_seconds']:.3f} s)")
-        print(f"  max relative error vs direct {r['error']:.1e} "
-              f"{'ok' if ok else 'FAILED (tolerance %.0e)' % _tolerance(r['dtype'])}")
-        print(f"  wrote {r['file']}")
+        print(_wrap(f"{number}. {r['task']}: {r['detail'][0]}"))
+        for line in r["detail"][1:]:
+            print(_wrap(f"   {line}"))
+        print(f"   {r['shape']}, {r['dtype']}: {r['seconds']:.3f} s "
+              f"(the direct method: {r['direct_seconds']:.3f} s)")
+        print(f"   max relative error vs direct {r['error']:.1e} (tolerance for "
+              f"{r['dtype']}: {tol:.0e}) {'ok' if ok else 'FAILED'}")
+        print(f"   wrote {r['file']}")
     print("\nall results agree with the direct method" if not failed
           else "\nSOME RESULTS DISAGREE WITH THE DIRECT METHOD")
     return 1 if failed else 0
