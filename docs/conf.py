@@ -42,6 +42,7 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",  # MathJax served with the pages: formulas render offline too
     "numpydoc",
     "sphinx_gallery.gen_gallery",
 ]
@@ -181,7 +182,8 @@ html_theme_options = {
     "navbar_align": "left",
     "show_toc_level": 2,
     "navigation_with_keys": False,
-    "secondary_sidebar_items": ["page-toc", "sourcelink"],
+    # the tutorials' code and output lines are up to 95 characters: give them the width
+    "secondary_sidebar_items": {"tutorials/*": []},
 }
 html_static_path = []
 html_show_sourcelink = False
