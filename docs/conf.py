@@ -79,35 +79,40 @@ def _write_if_changed(path, text):
         path.write_text(text, encoding="utf-8")
 
 
-def _api_page():
-    lines = ["API reference", "=============", "",
+def _api_pages():
+    """The API index and one page per public module: its docstring, then its names."""
+    index = ["API reference", "=============", "",
              "Every public name of specconv, module by module. A name that a module re-exports "
              "from another is documented once, where it is listed first (``specconv.io."
-             "VectorSignal`` is ``specconv.VectorSignal``).", ""]
-    seen = {}
+             "VectorSignal`` is ``specconv.VectorSignal``).", "",
+             ".. list-table::", "   :widths: 30 70", ""]
+    pages, seen = {}, {}
     for module_name, summary in PUBLIC_MODULES.items():
         module = importlib.import_module(module_name)
-        names = [n for n in module.__all__ if id(getattr(module, n)) not in seen]
-        again = [f"``{n}`` (see ``{seen[id(getattr(module, n))]}``)"
-                 for n in module.__all__ if id(getattr(module, n)) in seen
-                 and not isinstance(getattr(module, n), (str, tuple, dict))]
+        index += [f"   * - :doc:`{module_name} <{module_name}>`", f"     - {summary}"]
+        public = [n for n in module.__all__ if not isinstance(getattr(module, n),
+                                                                (str, tuple, dict))]
+        names = [n for n in public if id(getattr(module, n)) not in seen]
+        again = [f":obj:`{n} <{seen[id(getattr(module, n))]}>`"
+                 for n in public if id(getattr(module, n)) in seen]
         title = f"``{module_name}``"
-        lines += [title, "-" * len(title), "", f".. automodule:: {module_name}",
-                  "   :no-members:", "   :no-index:", "", summary, ""]
-        if again:
-            lines += ["Also here: " + ", ".join(again) + ".", ""]
-        data = [n for n in names if isinstance(getattr(module, n), (str, tuple, dict))]
-        names = [n for n in names if n not in data]
+        lines = [title, "=" * len(title), "", f".. automodule:: {module_name}",
+                 "   :no-members:", ""]
         if names:
-            lines += [f".. currentmodule:: {module_name}", "", ".. autosummary::",
-                      "   :toctree: api", ""]
+            lines += [f".. currentmodule:: {module_name}", "", ".. rubric:: Contents", "",
+                      ".. autosummary::", "   :toctree: api", ""]
             lines += [f"   {n}" for n in names]
             lines.append("")
-        for n in data:
-            lines += [f"``{module_name}.{n}`` = ``{getattr(module, n)!r}``", ""]
+        if again:
+            lines += ["Also importable from here: " + ", ".join(again) + ".", ""]
+        for n in module.__all__:
+            if isinstance(getattr(module, n), (str, tuple, dict)):
+                lines += [f"``{module_name}.{n}`` = ``{getattr(module, n)!r}``", ""]
         for n in names:
             seen[id(getattr(module, n))] = f"{module_name}.{n}"
-    return "\n".join(lines) + "\n"
+        pages[module_name] = "\n".join(lines) + "\n"
+    index += ["", ".. toctree::", "   :hidden:", ""] + [f"   {m}" for m in PUBLIC_MODULES]
+    return "\n".join(index) + "\n", pages
 
 
 # -- tutorials as a sphinx-gallery ----------------------------------------------------------------
@@ -142,7 +147,10 @@ def _generate():
         "this site was built, on the samples bundled with specconv; download it as a script "
         "(``.py``, a jupytext percent script that Jupyter opens as a notebook) or as a "
         "notebook (``.ipynb``) at the bottom of the page.\n"))
-    _write_if_changed(GENERATED / "api.rst", _api_page())
+    index, pages = _api_pages()
+    _write_if_changed(GENERATED / "api.rst", index)
+    for module_name, text in pages.items():
+        _write_if_changed(GENERATED / f"{module_name}.rst", text)
     results = (ROOT / "benchmarks" / "RESULTS.md").read_text(encoding="utf-8")
     _write_if_changed(GENERATED / "results.rst", md2rst.convert(results, lambda url: (
         url if url.startswith(("http://", "https://")) else None)))
