@@ -193,7 +193,10 @@ html_theme_options = {
     # the tutorials' code and output lines are up to 95 characters: give them the width
     "secondary_sidebar_items": {"tutorials/*": []},
 }
-html_static_path = []
+html_static_path = ["_static"]
+html_css_files = ["specconv.css"]
+# pages without siblings: no empty "Section Navigation" column, more width for the tables
+html_sidebars = {"index": [], "design": [], "benchmarks": []}
 html_show_sourcelink = False
 
 
