@@ -29,9 +29,9 @@ sys.path.insert(0, str(DOCS))
 # The source tree's specconv (with `pip install -e .` it is also the installed one).
 sys.path.insert(0, str(ROOT))
 
-import md2rst  # noqa: E402
+import md2rst
 
-import specconv  # noqa: E402
+import specconv
 
 project = "specconv"
 author = "specconv developers"
@@ -82,9 +82,9 @@ def _write_if_changed(path, text):
 def _api_pages():
     """The API index and one page per public module: its docstring, then its names."""
     index = ["API reference", "=============", "",
-             "Every public name of specconv, module by module. A name that a module re-exports "
-             "from another is documented once, where it is listed first (``specconv.io."
-             "VectorSignal`` is ``specconv.VectorSignal``).", "",
+             ("Every public name of specconv, module by module. A name that a module "
+              "re-exports from another is documented once, where it is listed first "
+              "(``specconv.io.VectorSignal`` is ``specconv.VectorSignal``)."), "",
              ".. list-table::", "   :widths: 30 70", ""]
     pages, seen = {}, {}
     for module_name, summary in PUBLIC_MODULES.items():
@@ -141,9 +141,9 @@ def _generate():
         _write_if_changed(gallery_src / path.name, text)
     _write_if_changed(gallery_src / "README.rst", (
         "Tutorials\n=========\n\n"
-        "Seven notebooks, in reading order: the first three teach the idea (a conv layer is a "
-        "matrix of kernels, and an ordinary complex matrix at every frequency), the last four "
-        "apply it to EEG, audio, MRI and long recordings. Each page below was executed when "
+        "The notebooks, in reading order: the first three teach the idea (a conv layer is a "
+        "matrix of kernels, and an ordinary complex matrix at every frequency), the others "
+        "apply it to EEG, audio, MRI, long recordings and more. Each page below was executed when "
         "this site was built, on the samples bundled with specconv; download it as a script "
         "(``.py``, a jupytext percent script that Jupyter opens as a notebook) or as a "
         "notebook (``.ipynb``) at the bottom of the page.\n"))

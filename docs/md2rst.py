@@ -17,7 +17,7 @@ __all__ = ["convert", "tutorial_to_gallery"]
 
 _PARSER = MarkdownIt("commonmark").enable("table")
 _UNDERLINES = "=-~^\""
-_MATH_BLOCK = re.compile(r"\$\$(.+?)\$\$", re.S)
+_MATH_BLOCK = re.compile(r"\$\$(.+?)\$\$", re.DOTALL)
 _MATH_INLINE = re.compile(r"(?<![\\$])\$(?!\$)([^$\n]+?)\$")
 _SPECIAL = re.compile(r"([\\*`_|])")
 

@@ -374,8 +374,8 @@ def _demo_eeg(out_dir):
     bands = ", ".join(f"{name} {lo:g}-{hi:g}" for name, (lo, hi) in _BANDS.items())
     return {
         "task": "EEG filter bank",
-        "detail": [f"every channel through 4 band-pass filters ({bands} Hz; MNE's FIR design, "
-                   f"{taps} taps): apps.eeg.filter_bank, one layer with groups={c}",
+        "detail": [(f"every channel through 4 band-pass filters ({bands} Hz; MNE's FIR "
+                    f"design, {taps} taps): apps.eeg.filter_bank, one layer with groups={c}"),
                    f"alpha peaks at {peak} (the sample's alpha source is occipital)"],
         "shape": f"{sig.data.shape} -> {filtered.data.shape}",
         "seconds": seconds, "direct_seconds": direct_s,
@@ -416,12 +416,12 @@ def _demo_reverb(out_dir):
     io.write(wet.replace(data=wet.data * gain), path, overwrite=True)
     return {
         "task": "true-stereo reverb",
-        "detail": [f"the sound through the 2 x 2 room response ({taps} taps at "
-                   f"{dry.sfreq:g} Hz), scipy.signal.convolve semantics",
-                   f"the direct method checks two windows of {width} samples (the start and "
-                   "the middle); the whole signal would take it seconds",
-                   f"the file is scaled by {gain:.2f} so that its loudest sample is at 90 % "
-                   f"of full scale (the reverb's loudest is {peak:.2f})"],
+        "detail": [(f"the sound through the 2 x 2 room response ({taps} taps at "
+                    f"{dry.sfreq:g} Hz), scipy.signal.convolve semantics"),
+                   (f"the direct method checks two windows of {width} samples (the start "
+                    "and the middle); the whole signal would take it seconds"),
+                   (f"the file is scaled by {gain:.2f} so that its loudest sample is at 90 % "
+                    f"of full scale (the reverb's loudest is {peak:.2f})")],
         "shape": f"{dry.data.shape} -> {wet.data.shape}",
         "seconds": seconds, "direct_seconds": direct_s,
         "error": max(errors), "dtype": wet.data.dtype, "file": path,
@@ -437,7 +437,7 @@ def _demo_coils(out_dir, n_virtual=4):
     k = datasets.load("mri-fastmri")
     x = k.data  # (slices, coils, H, W)
     coils = np.moveaxis(x, 1, 0).reshape(k.n_channels, -1)
-    u, s, _ = np.linalg.svd(coils @ coils.conj().T)  # eigenvectors of the Hermitian covariance
+    u, _, _ = np.linalg.svd(coils @ coils.conj().T)  # eigenvectors of the Hermitian covariance
     weight = u[:, :n_virtual].conj().T[:, :, None, None].astype(x.dtype)
     layer = SpectralConv(weight)
     names = tuple(f"virtual{i}" for i in range(n_virtual))
@@ -452,12 +452,12 @@ def _demo_coils(out_dir, n_virtual=4):
     io.write(compressed, path, overwrite=True)
     return {
         "task": "MRI coil compression",
-        "detail": [f"{k.n_channels} coils -> {n_virtual} virtual coils, a 1 x 1 layer from "
-                   f"the SVD of the coil covariance; {100 * kept:.2f} % of the k-space "
-                   "energy kept",
-                   "for a 1 x 1 layer 'auto' may choose the direct product itself, so "
-                   "method='fft' is run too and compared with 'direct'; the larger "
-                   "difference is shown"],
+        "detail": [(f"{k.n_channels} coils -> {n_virtual} virtual coils, a 1 x 1 layer "
+                    f"from the SVD of the coil covariance; {100 * kept:.2f} % of the k-space "
+                    "energy kept"),
+                   ("for a 1 x 1 layer 'auto' may choose the direct product itself, so "
+                    "method='fft' is run too and compared with 'direct'; the larger "
+                    "difference is shown")],
         "shape": f"{x.shape} -> {compressed.data.shape}",
         "seconds": seconds, "direct_seconds": direct_s,
         "error": error, "dtype": compressed.data.dtype,
