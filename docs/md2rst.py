@@ -3,8 +3,8 @@
 The tutorials' prose and ``benchmarks/RESULTS.md`` are Markdown, which reads well in Jupyter
 and on a code host; Sphinx and sphinx-gallery read reStructuredText. This converts the subset
 those files use -- headings, paragraphs, emphasis, inline code, links, lists, code blocks,
-tables, ``$...$`` and ``$$...$$`` math -- through markdown-it-py's token stream (a dependency
-of Sphinx's own toolchain here), so that no Markdown parser has to be written by hand.
+tables, ``$...$`` and ``$$...$$`` math -- through markdown-it-py's token stream (in the
+``docs`` extra), so that no Markdown parser has to be written by hand.
 """
 
 from __future__ import annotations
