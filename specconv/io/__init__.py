@@ -252,7 +252,8 @@ def read(path, *, format=None, **options):  # noqa: A002 - the natural name for 
           ``allow_truncated``; ``flac``/``ogg``: ``dtype``, ``allow_truncated``;
         * ``fastmri``: ``dataset``; ``cfl``: ``coil_axis`` (default 3, BART's COIL_DIM),
           ``domain`` (default ``"kspace"``), ``mmap``;
-        * ``npy``/``npz``: ``coil_axis`` (default 0), ``batch_axis``, ``domain``,
+        * ``npy``/``npz``: ``coil_axis`` (default 0), ``batch_axis``, ``domain`` (default
+          "time" with ``sfreq``, else "kspace" for complex and "image" for real arrays),
           ``sfreq``, ``spacing``; ``npz``: ``key``; ``npy``: ``mmap``.
 
     Returns
