@@ -145,6 +145,16 @@ class LayerTransformer(_sklearn_base.TransformerMixin, _sklearn_base.BaseEstimat
         Returns
         -------
         self
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from specconv.kernels import fir_layer
+        >>> from specconv.sklearn import LayerTransformer
+        >>> t = LayerTransformer(fir_layer(np.ones((2, 1, 3)) / 3, mode="same", delay=1,
+        ...                                groups=2))
+        >>> t.fit(np.zeros((5, 2, 100))).n_features_in_
+        2
         """
         self._check_X(X, reset=True)
         return self
@@ -159,6 +169,16 @@ class LayerTransformer(_sklearn_base.TransformerMixin, _sklearn_base.BaseEstimat
         Returns
         -------
         Xt : ndarray [shape=(n_epochs, C_out, n_times') or (n_samples, n_times')]
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from specconv.kernels import fir_layer
+        >>> from specconv.sklearn import LayerTransformer
+        >>> ramp = np.arange(6.0)[np.newaxis]                      # one sample, one channel
+        >>> LayerTransformer(fir_layer(np.ones((1, 1, 3)) / 3, mode="same", delay=1),
+        ...                  pad="reflect").transform(ramp)       # odd reflection: a ramp stays
+        array([[0., 1., 2., 3., 4., 5.]])
         """
         X = self._check_X(X, reset=False)
         x = X[:, np.newaxis, :] if X.ndim == 2 else X
@@ -181,6 +201,15 @@ class LayerTransformer(_sklearn_base.TransformerMixin, _sklearn_base.BaseEstimat
         Returns
         -------
         ndarray of str
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from specconv.kernels import pointwise
+        >>> from specconv.sklearn import LayerTransformer
+        >>> t = LayerTransformer(pointwise([[0.5, 0.5]]), names=["mean"]).fit(np.ones((4, 2, 8)))
+        >>> t.get_feature_names_out().tolist()
+        ['mean']
         """
         _validation.check_is_fitted(self, "n_features_in_")
         names_in = input_features

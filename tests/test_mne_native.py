@@ -270,3 +270,27 @@ def test_errors_name_what_is_wrong(raw):
         apply_to_mne(layer, raw, skip_by_annotation=3)
     with pytest.raises(TypeError, match="copy must be a bool"):
         apply_to_mne(layer, raw, copy="yes")
+
+
+def test_filter_bank_out_of_core_equals_in_memory_and_keeps_skipped_samples(raw, tmp_path):
+    path = tmp_path / "annotated_raw.fif"
+    raw.save(path, fmt="double", verbose="error")
+    lazy = mne.io.read_raw_fif(path, preload=False, verbose=False)
+    loaded = mne.io.read_raw_fif(path, preload=True, verbose=False)
+    bank = filter_bank(raw.info["sfreq"], BANDS, 30)
+    streamed = apply_to_mne(bank, lazy, bands=BANDS, memory_budget=4 * 2**20, verbose=False)
+    in_memory = apply_to_mne(bank, loaded, bands=BANDS, verbose=False)
+    assert streamed.ch_names == in_memory.ch_names
+    assert_close(streamed.get_data(), in_memory.get_data())
+    # inside BAD_ACQ_SKIP (10.0 .. 12.4 s) every band holds its channel's input, as raw.filter
+    # leaves skipped samples
+    a, b = raw.time_as_index([10.1, 12.3])
+    cz = loaded.get_data(picks="Cz", start=a, stop=b)
+    for band in ("4-8Hz", "8-13Hz", "13-30Hz"):
+        assert np.array_equal(streamed.get_data(picks=f"Cz-{band}", start=a, stop=b), cz)
+
+
+def test_out_of_core_pads_are_those_computable_from_the_ends(edf_path):
+    lazy = mne.io.read_raw_edf(edf_path, preload=False, verbose=False)
+    with pytest.raises(ValueError, match="'pad' parameter.*'mean'"):
+        apply_to_mne(_one_band(lazy, (8.0, 13.0), picks="data"), lazy, pad="mean")
