@@ -10,13 +10,13 @@ import scipy.io.wavfile
 import scipy.signal
 
 from specconv.apps.audio import (
+    binaural_plant,
+    channel_separation,
+    crosstalk_canceller,
     k_weighting,
     loudness,
     normalize,
     peak_dbfs,
-    binaural_plant,
-    channel_separation,
-    crosstalk_canceller,
     read_brir_mat,
     true_stereo_reverb,
 )

@@ -11,7 +11,12 @@ import pytest
 
 from specconv import datasets
 from specconv.apps import _eeg_mne
-from specconv.apps.eeg import apply_to_mne, filter_bank, output_names, rereference_matrix
+from specconv.apps.eeg import (
+    apply_to_mne,
+    filter_bank,
+    output_names,
+    rereference_matrix,
+)
 from specconv.kernels import fir_layer, pointwise
 
 from ._tolerances import assert_close

@@ -8,19 +8,19 @@ import pytest
 sklearn = pytest.importorskip("sklearn")
 mne = pytest.importorskip("mne")
 
-from sklearn.base import clone  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
-from sklearn.model_selection import StratifiedKFold, cross_val_score  # noqa: E402
-from sklearn.pipeline import make_pipeline  # noqa: E402
-from sklearn.preprocessing import FunctionTransformer, StandardScaler  # noqa: E402
-from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from specconv import datasets  # noqa: E402
-from specconv.apps.eeg import filter_bank  # noqa: E402
-from specconv.kernels import fir_layer, pointwise  # noqa: E402
-from specconv.sklearn import LayerTransformer  # noqa: E402
+from specconv import datasets
+from specconv.apps.eeg import filter_bank
+from specconv.kernels import fir_layer, pointwise
+from specconv.sklearn import LayerTransformer
 
-from ._tolerances import assert_close  # noqa: E402
+from ._tolerances import assert_close
 
 BANDS = [(None, 4.0), (4.0, 8.0), (8.0, 13.0), (13.0, 30.0)]
 SMOOTH = np.array([[[0.25, 0.5, 0.25]]])

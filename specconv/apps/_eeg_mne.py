@@ -32,7 +32,7 @@ from .._validate import check_option
 from ..kernels import side_pads, without_padding
 from ..layers import SpectralConv
 
-__all__ = ["apply_to_mne", "output_names", "band_label"]
+__all__ = ["apply_to_mne", "band_label", "output_names"]
 
 #: Default skip_by_annotation of ``raw.filter``.
 SKIP_DEFAULT = ("edge", "bad_acq_skip")
@@ -507,13 +507,13 @@ def apply_to_mne(layer, inst, *, picks=None, names=None, bands=None,
         else:
             starts, stops = np.array([0]), np.array([len(inst.times)])
             longest = len(inst.times)
-        if 0 < longest < span:
-            if mne.utils.logger.level <= logging.WARNING:  # MNE's rule: verbose="error" mutes
-                warnings.warn(
-                    f"The layer's span ({span} samples) is longer than the signal ({longest});"
-                    " distortion is likely (as MNE warns for filter_length).",
-                    RuntimeWarning, stacklevel=2,
-                )
+        # MNE's rule: warn for the longest segment only, and verbose="error" mutes it
+        if 0 < longest < span and mne.utils.logger.level <= logging.WARNING:
+            warnings.warn(
+                f"The layer's span ({span} samples) is longer than the signal ({longest}); "
+                "distortion is likely (as MNE warns for filter_length).",
+                RuntimeWarning, stacklevel=2,
+            )
         if same_channels and (preloaded or not is_raw):
             return _in_place(mne, layer, inst if not copy else inst.copy(), picks,
                              starts, stops, lo, hi, pad)
