@@ -252,7 +252,8 @@ def read(path, *, format=None, **options):  # noqa: A002 - the natural name for 
           ``allow_truncated``; ``flac``/``ogg``: ``dtype``, ``allow_truncated``;
         * ``fastmri``: ``dataset``; ``cfl``: ``coil_axis`` (default 3, BART's COIL_DIM),
           ``domain`` (default ``"kspace"``), ``mmap``;
-        * ``npy``/``npz``: ``coil_axis`` (default 0), ``batch_axis``, ``domain``,
+        * ``npy``/``npz``: ``coil_axis`` (default 0), ``batch_axis``, ``domain`` (default
+          "time" with ``sfreq``, else "kspace" for complex and "image" for real arrays),
           ``sfreq``, ``spacing``; ``npz``: ``key``; ``npy``: ``mmap``.
 
     Returns
@@ -347,9 +348,10 @@ def write(sig, path, *, format=None, overwrite=False, **options):  # noqa: A002
 
         * ``wav``: ``subtype`` (``"PCM_U8"``, ``"PCM_16"``, ``"PCM_24"``, ``"PCM_32"``,
           ``"FLOAT"``, ``"DOUBLE"``; default: the subtype read, else FLOAT for float32 and
-          DOUBLE for float64 data), ``clip`` (``"raise"`` or ``"warn"``);
+          DOUBLE for float64 data), ``clip`` (``"raise"``, ``"warn"``: clip, ``"allow"``:
+          float only; default raise for PCM, a ClippingWarning above 0 dBFS for floats);
         * ``flac``: ``subtype`` (``"PCM_16"``, ``"PCM_24"``), ``clip``; ``ogg``: ``subtype``
-          (``"VORBIS"``);
+          (``"VORBIS"``), ``clip``;
         * ``fif``: ``fmt`` (``"single"``/``"double"``, default by dtype), ``ch_types``;
           ``edf``/``bdf``/``brainvision``/``eeglab``: ``ch_types`` and
           :func:`mne.export.export_raw` options (``physical_range`` ...);
