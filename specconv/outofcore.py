@@ -231,10 +231,15 @@ class _ArraySource:
         _copy_through_mapping(out, view, axis, self._mm)
         return out
 
+    owned = False  # a mapping apply() opened itself: dropped at close, even while a
+    # traceback still holds this object (its file stays open as long as the mapping lives)
+
     def close(self):
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        if self.owned:
+            self.arr = self._mm = None
 
 
 class _RawSource:
@@ -271,7 +276,9 @@ def _open_source(source, dataset, picks, reject_by_annotation, stack):
             raise FileNotFoundError(f"No such file: {str(path)!r}.")
         name = path.name.lower()
         if name.endswith(".npy"):
-            return _ArraySource(np.load(path, mmap_mode="r"), str(path)), path
+            src = _ArraySource(np.load(path, mmap_mode="r"), str(path))
+            src.owned = True
+            return src, path
         if name.endswith(_H5_SUFFIXES):
             h5py = soft_import("h5py", "mri", purpose="reading HDF5 files")
             f = stack.enter_context(h5py.File(path, "r"))
@@ -381,8 +388,7 @@ class _NpyWriter:
             self.f.truncate(size)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise OSError(exc.errno, f"Not enough disk space for the output ({size} "
-                              "bytes)", path) from exc
+                raise OSError(exc.errno, f"needs {size} bytes", path) from exc
             self.f.truncate(size)  # not supported by this file system
 
     def write(self, m0, y):

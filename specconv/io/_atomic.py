@@ -277,32 +277,41 @@ _SHORT_WRITE = re.compile(r"(\d+) requested and (\d+) written")
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
+def _disk_full(folder, missing):
+    """Whether the file system of ``folder`` lacks ``missing`` bytes (or is all but full)."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < max(missing, 16 * st.f_frsize)
+
+
 def write_error(err, target, folder):
     """The error to raise for ``err`` while writing ``target``, or None to keep ``err``.
 
     Backends often lose the file's name (h5py names the temporary file) or the cause (numpy
-    reports a full disk as "N requested and M written", without errno). The replacement names
-    the target and the cause; it must be built while the partial output still fills
-    ``folder``, which tells a full disk from other short writes.
+    reports a full disk as "N requested and M written", libsndfile as "System error", both
+    without errno). The replacement names the target and the cause; it must be built while
+    the partial output still fills ``folder``, which tells a full disk from other failures.
     """
-    if not isinstance(err, OSError) or isinstance(err, (FileExistsError, IsADirectoryError)):
+    if isinstance(err, (FileExistsError, FileNotFoundError, IsADirectoryError,
+                        NotADirectoryError, PermissionError)):
         return None
-    code = err.errno
-    short = _SHORT_WRITE.search(str(err))
-    if code is None and short is None and "No space left on device" not in str(err):
+    if not (isinstance(err, OSError) or type(err).__name__ == "LibsndfileError"):
         return None
-    if code is None:
-        code = errno.ENOSPC if "No space left on device" in str(err) else None
-    if code is None:
-        with contextlib.suppress(OSError):
-            st = os.statvfs(folder)
-            missing = int(short[1]) - int(short[2])
-            if st.f_bavail * st.f_frsize < max(missing, st.f_frsize):
-                code = errno.ENOSPC
+    text = str(err)
+    short = _SHORT_WRITE.search(text)
+    code = getattr(err, "errno", None) if isinstance(err, OSError) else None
+    if code is None and "No space left on device" in text:
+        code = errno.ENOSPC
+    if code is None and _disk_full(folder, int(short[1]) - int(short[2]) if short else 0):
+        code = errno.ENOSPC
     if code in _FULL:
-        return OSError(code, f"{os.strerror(code)} while writing the output; the partial "
-                       "file was removed", str(target))
-    if code is None:
+        detail = getattr(err, "strerror", None) or ""  # a writer's own detail, not a dump
+        detail = f" ({detail})" if detail.startswith("needs ") else ""
+        return OSError(code, f"{os.strerror(code)} while writing the output{detail}; the "
+                       "partial file was removed", str(target))
+    if code is None and short is not None:
         return OSError(f"Could not write {str(target)!r}: {err} (a short write: the device "
                        "failed or a size limit was reached); the partial file was removed.")
     return None
@@ -386,7 +395,7 @@ def atomic_output(targets, *, overwrite=False, protected=(), label=None):
         tmp_paths = [tmpdir / t.name for t in targets]
         try:
             yield tmp_paths
-        except OSError as err:
+        except Exception as err:
             better = write_error(err, targets[0] if label is None else label, tmpdir)
             if better is None:
                 raise
