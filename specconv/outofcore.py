@@ -10,7 +10,9 @@ files), MNE ``Raw`` objects read with ``preload=False`` (and any file ``mne.io.r
 reads), or any array-like with ``shape``, ``dtype`` and slicing. Outputs: ``.npy``, HDF5 and
 FIF files, written atomically (a temporary file next to the target, renamed when complete: an
 error or Ctrl-C leaves nothing behind), or an array you opened yourself (``np.memmap``, h5py
-dataset), written in place.
+dataset), written in place. A target that is the source under another name (the same array or
+memory, a link to its file, a memmap of it, a dataset in its HDF5 file) is refused before
+anything is written: the chunks would overwrite input samples still to be read.
 """
 
 from __future__ import annotations
@@ -731,10 +733,13 @@ def apply(layer, source, target=None, *, dataset=None, target_dataset="data", pi
     Raises
     ------
     ValueError
-        Shapes that do not fit the layer, a target equal to the source file, a budget too small
-        for one chunk.
+        Shapes that do not fit the layer, a budget too small for one chunk, a ``target`` that
+        is the source or shares memory or a file with it (checked before anything is written).
     FileExistsError
         ``target`` exists and ``overwrite`` is False.
+    OSError
+        The disk filled up (``errno.ENOSPC``, the target in ``filename``); nothing partial is
+        kept and every file is closed.
 
     See Also
     --------
