@@ -200,11 +200,10 @@ def _load_kernel(kernel_path, bias_path):
 
 def _check_not_input(src, out):
     """Refuse an output that would replace the input file or one of its companion files."""
+    from .io._atomic import same_file
+
     src, out = Path(src), Path(out)
-    same = False
-    if out.exists():
-        with contextlib.suppress(OSError):
-            same = os.path.samefile(src, out)
+    same = same_file(src, out)  # hard links and symlinks included
     if not same and out.resolve().parent == src.resolve().parent:
         a, b = src.suffix.lower(), out.suffix.lower()
         same = src.name == out.name or (

@@ -20,7 +20,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import errno
-from io import FileIO
 import logging
 import math
 import mmap
@@ -29,6 +28,7 @@ import os
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from io import FileIO
 from pathlib import Path
 
 import numpy as np
@@ -330,8 +330,9 @@ class _H5File(FileIO):
         return super().write(data)
 
     def truncate(self, size=None):
-        return self.tell() if self.discard and size is None else (
-            size if self.discard else super().truncate(size))
+        if self.discard:
+            return self.tell() if size is None else size
+        return super().truncate(size)
 
     def flush(self):
         if not self.discard:
@@ -347,16 +348,17 @@ def _write_h5(chunker, path, dataset, progress):
             dset = f.create_dataset(dataset, shape=chunker.out_shape, dtype=chunker.dtype)
             _run(chunker, _ArrayWriter(dset, chunker.axis), progress)
         except BaseException:
-            fh.discard = True
+            fh.discard = True  # what is left to flush goes nowhere: closing cannot fail
+            f.close()
             raise
-        finally:
-            try:
-                f.close()
-            except BaseException:
-                fh.discard = True  # the flush failed: drop what is left, close the file
-                f.close()
-                raise
+        try:
+            f.close()
+        except BaseException:
+            fh.discard = True  # the final flush failed: close without it
+            f.close()
+            raise
     finally:
+        fh.discard = True  # nothing reaches the file after this, whatever HDF5 still holds
         fh.close()
 
 

@@ -67,14 +67,14 @@ def _mount_tmpfs(path, options):
         pytest.skip("mounting a tmpfs needs root")
     path.mkdir()
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, check=False)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
 
 
 def _unmount(path):
-    if subprocess.run(["umount", str(path)], capture_output=True).returncode != 0:
-        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+    if subprocess.run(["umount", str(path)], capture_output=True, check=False).returncode:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)
 
 
 @pytest.fixture
@@ -310,7 +310,7 @@ def test_temporaries_are_judged_by_pid_start_time_and_boot(tmp_path):
     host, boot = _atomic._tag(__import__("socket").gethostname()), _atomic._tag(_atomic._boot_id())
     pid, start = os.getpid(), _atomic._start_ticks(os.getpid())
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True).stdout.strip()
+                          capture_output=True, text=True, check=False).stdout.strip()
     names = {
         f".specconv-{pid}-{host}{boot}-{start}-aaaa.tmp": True,  # this process: kept
         f".specconv-{pid}-{host}{boot}-{start + 1}-bbbb.tmp": False,  # pid recycled
@@ -417,7 +417,7 @@ def test_full_disk_hdf5_process_exits_cleanly(tmp_path, full_disk):
     )
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120, check=False)
     assert (done.returncode, done.stdout.strip()) == (0, "ENOSPC"), done.stderr
     assert _listing(full_disk) == []
 
@@ -445,3 +445,36 @@ def test_read_only_folder_cli_fails_before_the_work(tmp_path, read_only_dir, x, 
     assert status == 2
     assert "Cannot write to the output directory" in capsys.readouterr().err
     assert _listing(read_only_dir) == []
+
+
+# ------------------------------------------------------- exceptions at the worst moments
+def test_an_interrupt_right_after_the_temporary_folder_is_made(tmp_path, monkeypatch, x):
+    """A signal's exception can land just after ``mkdir`` returns: the folder still goes."""
+    real_mkdir = os.mkdir
+
+    def mkdir_then_interrupt(path, *args, **kwargs):
+        real_mkdir(path, *args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "mkdir", mkdir_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        io.write(VectorSignal(x, sfreq=100.0), tmp_path / "y.npz")
+    assert _listing(tmp_path) == []
+
+
+def test_an_interrupt_between_the_files_of_a_set_leaves_no_incomplete_set(tmp_path, monkeypatch):
+    pytest.importorskip("pybv")
+    sig = _time_signal(2000)
+    real_replace, calls = os.replace, []
+
+    def replace_then_interrupt(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        io.write(sig, tmp_path / "y.vhdr", ch_types="eeg")
+    assert len(calls) == 2  # one file of the three had been moved into place
+    assert _listing(tmp_path) == []

@@ -25,18 +25,18 @@ import hashlib
 import logging
 import os
 import re
+import secrets
 import shutil
 import socket
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 logger = logging.getLogger("specconv")
 
-__all__ = ["atomic_output", "same_file", "files_behind", "check_not_aliased", "write_error",
-           "make_temporary_directory", "remove_stale_temporaries"]
+__all__ = ["atomic_output", "check_not_aliased", "files_behind", "remove_stale_temporaries",
+           "same_file", "temporary_directory", "write_error"]
 
 
 # ----------------------------------------------------------------------------- aliasing
@@ -254,22 +254,48 @@ def remove_stale_temporaries(folder):
     return removed
 
 
-def make_temporary_directory(parent):
-    """A new owner-tagged temporary directory in ``parent`` (stale ones removed first)."""
+@contextlib.contextmanager
+def temporary_directory(parent):
+    """A new owner-tagged temporary directory in ``parent``, removed at the end of the block.
+
+    Stale ones are removed first. The directory is made inside the ``try`` whose ``finally``
+    removes it: an exception raised by a signal handler just after ``mkdir`` returns (where
+    :func:`tempfile.mkdtemp` would leave it behind) still finds it cleaned up.
+    """
     remove_stale_temporaries(parent)
+    path = None
     try:
-        return Path(tempfile.mkdtemp(prefix=_owner_prefix(), suffix=_TEMP_SUFFIX, dir=parent))
-    except PermissionError as err:
-        raise PermissionError(
-            err.errno, f"Cannot write to the output directory {str(parent)!r}: {err.strerror}."
-        ) from err
-    except OSError as err:
-        if err.errno != errno.EROFS:
-            raise
-        raise PermissionError(
-            err.errno, f"Cannot write to the output directory {str(parent)!r}: it is on a "
-            "read-only file system."
-        ) from err
+        for _ in range(100):
+            path = Path(parent) / f"{_owner_prefix()}{secrets.token_hex(8)}{_TEMP_SUFFIX}"
+            try:
+                os.mkdir(path, 0o700)
+                break
+            except FileExistsError:  # not ours (64 random bits: practically never)
+                path = None
+            except OSError as err:
+                path = None
+                better = _unwritable(parent, err)
+                if better is None:
+                    raise
+                raise better from err
+        else:
+            raise FileExistsError(f"Cannot create a temporary directory in {str(parent)!r}.")
+        yield path
+    finally:
+        if path is not None:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _unwritable(parent, err):
+    if err.errno == errno.EROFS:
+        why = "it is on a read-only file system"
+    elif isinstance(err, PermissionError):
+        why = err.strerror
+    else:
+        return None
+    return PermissionError(
+        err.errno, f"Cannot write to the output directory {str(parent)!r}: {why}."
+    )
 
 
 # ------------------------------------------------------------------------ write errors
@@ -390,8 +416,7 @@ def atomic_output(targets, *, overwrite=False, protected=(), label=None):
     for t in targets:
         _check_target(t, overwrite, protected)
     parent = targets[0].parent
-    tmpdir = make_temporary_directory(parent)
-    try:
+    with temporary_directory(parent) as tmpdir:
         tmp_paths = [tmpdir / t.name for t in targets]
         try:
             yield tmp_paths
@@ -409,8 +434,14 @@ def atomic_output(targets, *, overwrite=False, protected=(), label=None):
         moves = [(p, parent / p.name) for p in extra] + list(zip(tmp_paths, targets))
         for _, final in moves:  # again: files may have appeared meanwhile
             _check_target(final, overwrite, protected)
-        for tmp, final in moves:
-            os.replace(tmp, final)
-            logger.debug("wrote %s", final)
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
+        moved = []
+        try:
+            for tmp, final in moves:
+                moved.append(final)
+                os.replace(tmp, final)
+                logger.debug("wrote %s", final)
+        except BaseException:  # e.g. a signal between two files: no incomplete set stays
+            for final in moved:
+                with contextlib.suppress(OSError):
+                    final.unlink()
+            raise
