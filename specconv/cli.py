@@ -593,7 +593,8 @@ def build_parser():
             "file renamed at the end): an error, Ctrl-C, SIGTERM or SIGHUP leaves nothing "
             "behind, and the input is never overwritten. --convention torch (default) is "
             "specconv.SpectralConv: PyTorch Conv semantics, cross-correlation, weight (C_out, "
-            "C_in/groups, *kernel), padding 0 by default like PyTorch (use --padding same to keep the length). "
+            "C_in/groups, *kernel), padding 0 by default like PyTorch (use --padding same to "
+            "keep the length). "
             "--convention scipy is specconv.convolve: true convolution summed over input "
             "channels, --mode same by default so the output keeps the input's length and "
             "sampling grid and can be written back to the same format."),
