@@ -9,8 +9,9 @@ Commands::
     specconv sys-info                   versions, FFTW threads, BLAS (for bug reports)
 
 Exit status: 0 on success, 1 when the demo's check against the direct method fails, 2 for a
-usage or input error (one line on stderr, no traceback; ``--traceback`` shows it), 130 when
-interrupted.
+usage or input error (one line on stderr, no traceback; ``--traceback`` shows it), 128 + the
+signal's number when stopped by SIGINT (130, Ctrl-C), SIGHUP (129) or SIGTERM (143), after
+removing the partial output.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ import importlib.metadata
 import json
 import os
 import platform
+import signal
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -43,6 +46,65 @@ _FAMILIES = ({".cfl", ".hdr"}, {".vhdr", ".vmrk", ".eeg"}, {".set", ".fdt"})
 
 class UsageError(ValueError):
     """A mistake in the command line itself (reported like any other user error)."""
+
+
+class _Terminated(BaseException):
+    """SIGTERM or SIGHUP, raised in the main thread so that clean-up code runs (not an
+    Exception: nothing may swallow it)."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stopped(fired, status):
+    """``status``, or, after a real signal, the end of the process with it.
+
+    An exception raised by a signal handler can land inside the standard library's thread-pool
+    bookkeeping (a worker started but not yet registered for shutdown), and the interpreter
+    would then wait for that idle thread forever at exit. The output is cleaned up by now, so
+    the process ends at once.
+    """
+    if not fired:  # raised by code, not by a signal: an ordinary return
+        return status
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(status)
+
+
+@contextlib.contextmanager
+def _ending_signals():
+    """SIGTERM and SIGHUP (kill, timeout, job schedulers) end a command like Ctrl-C does.
+
+    Each raises in the main thread, so temporary outputs are removed on the way out; a second
+    signal during that clean-up is ignored rather than cutting it short. Installed by the
+    command line only (a library must not take over a program's signals), and not over a
+    signal the caller chose to ignore (``nohup``, background jobs).
+    """
+    fired = []
+    if threading.current_thread() is not threading.main_thread():
+        yield fired
+        return
+
+    def handler(signum, frame):
+        if fired:
+            return
+        fired.append(signum)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise _Terminated(signum)
+
+    previous = {}
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        signum = getattr(signal, name, None)
+        if signum is not None and signal.getsignal(signum) is not signal.SIG_IGN:
+            previous[signum] = signal.signal(signum, handler)
+    try:
+        yield fired
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -138,11 +200,10 @@ def _load_kernel(kernel_path, bias_path):
 
 def _check_not_input(src, out):
     """Refuse an output that would replace the input file or one of its companion files."""
+    from .io._atomic import same_file
+
     src, out = Path(src), Path(out)
-    same = False
-    if out.exists():
-        with contextlib.suppress(OSError):
-            same = os.path.samefile(src, out)
+    same = same_file(src, out)  # hard links and symlinks included
     if not same and out.resolve().parent == src.resolve().parent:
         a, b = src.suffix.lower(), out.suffix.lower()
         same = src.name == out.name or (
@@ -265,11 +326,15 @@ def _cmd_apply(args):
     groups = 1 if args.groups is None else args.groups
     _check_kernel_fits(sig, weight, groups, args.file)
 
-    start = time.perf_counter()
-    result = sig.apply(layer, ch_names=_output_names(sig, weight.shape[0], groups),
-                       **_output_grid(sig, getattr(layer, "stride", 1)))
-    elapsed = time.perf_counter() - start
-    io.write(result, args.output, format=args.output_format, overwrite=args.overwrite)
+    # The output is reserved (checked, its temporary folder made) before the work, so an
+    # unwritable target fails at once and a signal during the work leaves nothing behind.
+    with io._output(args.output, format=args.output_format, overwrite=args.overwrite,
+                    protected=io._protected(sig)) as put:
+        start = time.perf_counter()
+        result = sig.apply(layer, ch_names=_output_names(sig, weight.shape[0], groups),
+                           **_output_grid(sig, getattr(layer, "stride", 1)))
+        elapsed = time.perf_counter() - start
+        put(result)
     print(f"{args.file}: {sig.data.shape} -> {result.data.shape} in {elapsed:.3f} s; "
           f"wrote {args.output}")
     return 0
@@ -605,10 +670,11 @@ def build_parser():
         description=(
             "Read FILE with the adapter its format needs, apply one conv layer, and write OUT "
             "in the format its extension names. The output is written atomically (a temporary "
-            "file renamed at the end): an error or Ctrl-C leaves nothing behind, and the input "
-            "is never overwritten. --convention torch (default) is specconv.SpectralConv: "
-            "PyTorch Conv semantics, cross-correlation, weight (C_out, C_in/groups, *kernel), "
-            "padding 0 by default like PyTorch (use --padding same to keep the length). "
+            "file renamed at the end): an error, Ctrl-C, SIGTERM or SIGHUP leaves nothing "
+            "behind, and the input is never overwritten. --convention torch (default) is "
+            "specconv.SpectralConv: PyTorch Conv semantics, cross-correlation, weight (C_out, "
+            "C_in/groups, *kernel), padding 0 by default like PyTorch (use --padding same to "
+            "keep the length). "
             "--convention scipy is specconv.convolve: true convolution summed over input "
             "channels, --mode same by default so the output keeps the input's length and "
             "sampling grid and can be written back to the same format."),
@@ -663,8 +729,9 @@ def main(argv=None):
     Returns
     -------
     status : int
-        0 on success, 1 if the demo's check fails, 2 for usage and input errors, 130 when
-        interrupted.
+        0 on success, 1 if the demo's check fails, 2 for usage and input errors. Stopped by
+        SIGINT, SIGHUP or SIGTERM, the command removes its partial output and the process
+        exits at once with 128 + the signal's number (130, 129, 143).
 
     Examples
     --------
@@ -681,6 +748,7 @@ def main(argv=None):
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
+    fired = []  # the signals that stopped the command (filled by _ending_signals)
     try:
         with warnings.catch_warnings():
             # Keep the active filters (-W, PYTHONWARNINGS); only print warnings as one line.
@@ -689,10 +757,15 @@ def main(argv=None):
                       file=sys.stderr)
 
             warnings.showwarning = show
-            return args.func(args)
+            with _ending_signals() as fired:
+                return args.func(args)
     except KeyboardInterrupt:
         print("specconv: interrupted; no output was written", file=sys.stderr)
-        return 130
+        return _stopped(fired, 128 + signal.SIGINT)
+    except _Terminated as stop:
+        print(f"specconv: stopped by {signal.Signals(stop.signum).name}; no output was written",
+              file=sys.stderr)
+        return _stopped(fired, 128 + stop.signum)
     except USER_ERRORS as err:
         if args.traceback:
             raise

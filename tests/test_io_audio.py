@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -527,7 +526,7 @@ def test_output_directory_problems(tmp_path, stereo, monkeypatch):
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(tempfile, "mkdtemp", denied)
+    monkeypatch.setattr(os, "mkdir", denied)
     with pytest.raises(PermissionError, match="Cannot write to the output directory"):
         io.write(stereo, tmp_path / "x.wav")
     assert _listing(tmp_path) == ["dir.wav", "file"]
