@@ -11,6 +11,7 @@ Layers of the package, dependencies pointing down only::
     cli, io/, datasets/, apps/, plot      the edge: formats, samples, applications, pictures
     outofcore, dask, stream, kernels      long signals and the kernel-matrix algebra
     signal (VectorSignal)                 a C-channel signal with its sampling and metadata
+    linop                                 a layer and its exact adjoint as a scipy LinearOperator
     layers (SpectralConv, ...)            layer objects: validated once, spectra cached
     conv (conv, convolve, ...)            the public functions, two semantic families
     _correlate                            non-finite handling, method choice, spectra cache
@@ -28,6 +29,18 @@ from .stream import StreamingConv
 
 __version__ = "0.1.0"
 
+#: imported on first use: scipy.sparse.linalg would add a sixth to ``import specconv``
+_LAZY = {"aslinearoperator": "linop", "LayerOperator": "linop"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "conv",
     "conv_transpose",
@@ -36,6 +49,8 @@ __all__ = [
     "SpectralConv",
     "SpectralConvTranspose",
     "StreamingConv",
+    "LayerOperator",
+    "aslinearoperator",
     "VectorSignal",
     "result_dtype",
     "get_num_threads",
