@@ -271,6 +271,17 @@ def aslinearoperator(layer, input_shape, *, dtype=None):
     adjoint : the adjoint applied to an array.
     specconv.kernels.inverse : a regularised FIR inverse (one filter, no iterations).
 
+    Notes
+    -----
+    ``lsqr(A, y, damp=λ)`` solves the Tikhonov problem ``min ‖A x − y‖² + λ² ‖x‖²`` that
+    :func:`specconv.kernels.inverse` with ``reg=λ²`` solves per frequency on a periodic
+    signal; the operator solves it on the finite signal, edges included.
+
+    A solver's vector operations run in numpy's BLAS between the products. A multithreaded
+    OpenBLAS keeps its threads spinning after each one, and on machines with few cores they
+    take the cores from specconv's FFT threads: run the solver inside
+    ``threadpoolctl.threadpool_limits(1, user_api="blas")`` (see benchmarks/RESULTS.md).
+
     Examples
     --------
     >>> import numpy as np
