@@ -11,7 +11,7 @@ Layers of the package, dependencies pointing down only::
     cli, io/, datasets/, apps/, plot      the edge: formats, samples, applications, pictures
     outofcore, dask, stream, kernels      long signals and the kernel-matrix algebra
     signal (VectorSignal)                 a C-channel signal with its sampling and metadata
-    linop                                 a layer and its exact adjoint as a scipy LinearOperator
+    linop, gradients                      a layer as an operator with its adjoint; gradients
     layers (SpectralConv, ...)            layer objects: validated once, spectra cached
     conv (conv, convolve, ...)            the public functions, two semantic families
     _correlate                            non-finite handling, method choice, spectra cache
@@ -23,6 +23,7 @@ Layers of the package, dependencies pointing down only::
 from ._validate import result_dtype
 from .conv import conv, conv_transpose, convolve, correlate
 from .fft import get_num_threads, set_num_threads
+from .gradients import conv_transpose_weight_grad, conv_weight_grad
 from .layers import SpectralConv, SpectralConvTranspose
 from .signal import VectorSignal
 from .stream import StreamingConv
@@ -46,6 +47,8 @@ __all__ = [
     "conv_transpose",
     "convolve",
     "correlate",
+    "conv_weight_grad",
+    "conv_transpose_weight_grad",
     "SpectralConv",
     "SpectralConvTranspose",
     "StreamingConv",

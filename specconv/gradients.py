@@ -154,13 +154,13 @@ def conv_weight_grad(x, weight_shape, grad_output, *, stride=1, padding=0, dilat
     from .linop import output_shape
 
     out = output_shape(layer, xb.shape[2:])
-    g = _check_grad_output(grad_output, xb.shape[0], layer.out_channels, out, batched)
-    dtype = result_dtype(xb, g)
     pads = layer._pads
     if layer.padding_mode != "zeros":
         xb = layer._pad_by_mode(xb, pads)  # checks the pad against the input size, as forward
     elif any(p != (0, 0) for p in pads):
         xb = np.pad(xb, ((0, 0), (0, 0)) + pads)
+    g = _check_grad_output(grad_output, xb.shape[0], layer.out_channels, out, batched)
+    dtype = result_dtype(xb, g)
     return _weight_grad(xb, g, layer.kernel_size, layer.stride, layer.dilation, layer.groups,
                         dtype, method)
 

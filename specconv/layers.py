@@ -309,6 +309,52 @@ class SpectralConv(_Layer):
 
         return aslinearoperator(self, input_shape, dtype=dtype)
 
+    def vjp(self, x, grad_output, *, method="auto"):
+        """The gradients of a loss with respect to the input, weight and bias, given its
+        gradient ``grad_output`` with respect to the output (a vector-Jacobian product).
+
+        PyTorch semantics, as torch's autograd (complex tensors included): ``grad_x`` is the
+        adjoint applied to ``grad_output`` (padding modes folded back), ``grad_weight`` is
+        :func:`specconv.conv_weight_grad`, ``grad_bias`` the sum over batch and space.
+
+        Parameters
+        ----------
+        x : array_like [shape=(C_in, *spatial) or (B, C_in, *spatial)]
+            The input of the forward pass.
+        grad_output : array_like [shape=(C_out, *out) or (B, C_out, *out)]
+        method : {"auto", "fft", "direct"}
+            For the weight gradient (the input gradient uses the layer's own method).
+
+        Returns
+        -------
+        grad_x : ndarray [shape=x.shape]
+        grad_weight : ndarray [shape=weight.shape]
+        grad_bias : ndarray [shape=(C_out,)] or None
+            None for a layer without bias.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from specconv import SpectralConv
+        >>> rng = np.random.default_rng(0)
+        >>> layer = SpectralConv(rng.standard_normal((4, 2, 5)), np.zeros(4), padding="same")
+        >>> x = rng.standard_normal((2, 100))
+        >>> gx, gw, gb = layer.vjp(x, 2 * layer(x))    # loss = ||layer(x)||²
+        >>> gx.shape, gw.shape, gb.shape
+        ((2, 100), (4, 2, 5), (4,))
+        """
+        from . import gradients, linop
+
+        x = as_array("x", x)
+        grad_x = linop.adjoint(self, grad_output, x.shape[-self.ndim:])
+        grad_w = gradients.conv_weight_grad(
+            x, self.weight.shape, grad_output, stride=self.stride, padding=self._pads,
+            dilation=self.dilation, groups=self.groups, padding_mode=self.padding_mode,
+            method=method,
+        )
+        grad_b = None if self.bias is None else gradients.bias_grad(grad_output, self.ndim)
+        return grad_x, grad_w, grad_b
+
     # the kernel-matrix algebra (specconv.kernels imports this module: import on use)
     def __matmul__(self, other):
         """``a @ b`` is the one layer equal to applying ``b`` then ``a`` (kernels.compose)."""
@@ -594,6 +640,34 @@ class SpectralConvTranspose(_Layer):
         from .linop import aslinearoperator
 
         return aslinearoperator(self, input_shape, dtype=dtype)
+
+    def vjp(self, x, grad_output, *, method="auto"):
+        """The input, weight and bias gradients for the upstream gradient ``grad_output``
+        (a vector-Jacobian product), as torch's autograd of ``ConvTranspose``.
+
+        See :meth:`SpectralConv.vjp`; the weight gradient is
+        :func:`specconv.conv_transpose_weight_grad`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from specconv import SpectralConvTranspose
+        >>> up = SpectralConvTranspose(np.ones((3, 2, 4)), np.zeros(2), stride=2)
+        >>> gx, gw, gb = up.vjp(np.ones((3, 10)), np.ones((2, 22)))
+        >>> gx.shape, gw.shape, gb
+        ((3, 10), (3, 2, 4), array([22., 22.]))
+        """
+        from . import gradients, linop
+
+        x = as_array("x", x)
+        grad_x = linop.adjoint(self, grad_output, x.shape[-self.ndim:])
+        grad_w = gradients.conv_transpose_weight_grad(
+            x, self.weight.shape, grad_output, stride=self.stride, padding=self._pads,
+            output_padding=self.output_padding, groups=self.groups, dilation=self.dilation,
+            method=method,
+        )
+        grad_b = None if self.bias is None else gradients.bias_grad(grad_output, self.ndim)
+        return grad_x, grad_w, grad_b
 
     def frequency_response(self, shape, *, whole=None):
         """Per-frequency C_out × C_in matrices (stride 1), as :meth:`SpectralConv.frequency_response`.
