@@ -406,17 +406,20 @@ def _correlate_lags(x, g, lags, N, groups, dtype):
     spec = _engine.spectral_shape(N, is_complex)
     F = math.prod(spec)
     axes = tuple(range(2, 2 + d))
-    transform = fft.fftn if is_complex else fft.rfftn
     units = [(t, b) for t in itertools.product(*(range(c) for c in counts)) for b in range(B)]
     per_unit = (C_in + C_out) * F * cdtype.itemsize
     chunk = max(1, CHUNK_BUDGET // per_unit)
+    chunk = -(-len(units) // -(-len(units) // chunk))  # even chunks: fewer plans to make
     acc = np.zeros((F, G, co, ci), dtype=cdtype)
     workers = fft.get_num_threads()
     bounds = [F * k // workers for k in range(workers + 1)]
     for start in range(0, len(units), chunk):
         part = units[start : start + chunk]
-        xt = np.zeros((len(part), C_in) + tuple(N), dtype=dtype)
-        gt = np.zeros((len(part), C_out) + tuple(N), dtype=dtype)
+        # tiles straight into the transforms' aligned buffers: no copy on the way in
+        xt = fft.aligned_empty((len(part), C_in) + tuple(N), dtype)
+        gt = fft.aligned_empty((len(part), C_out) + tuple(N), dtype)
+        xt[...] = 0
+        gt[...] = 0
         for u, (t, b) in enumerate(part):
             lo = [ti * st for ti, st in zip(t, steps)]
             xs = tuple(slice(a, min(a + m, n)) for a, m, n in zip(lo, N, x.shape[2:]))
@@ -424,9 +427,11 @@ def _correlate_lags(x, g, lags, N, groups, dtype):
             xv, gv = x[(b, slice(None)) + xs], g[(b, slice(None)) + gs]
             xt[(u, slice(None)) + tuple(slice(0, n) for n in xv.shape[1:])] = xv
             gt[(u, slice(None)) + tuple(slice(0, n) for n in gv.shape[1:])] = gv
-        X = transform(xt, axes=axes).reshape(len(part), G, ci, F)
-        Gs = transform(gt, axes=axes).reshape(len(part), G, co, F)
+        X = fft.execute(xt, fft.aligned_empty(xt.shape[:2] + spec, cdtype), axes)
+        Gs = fft.execute(gt, fft.aligned_empty(gt.shape[:2] + spec, cdtype), axes)
         del xt, gt
+        X = X.reshape(len(part), G, ci, F)
+        Gs = Gs.reshape(len(part), G, co, F)
         # acc[f, g] += conj(G_f)ᵀ-side outer products, one batched matmul per frequency block
         Xm = np.ascontiguousarray(X.transpose(3, 1, 0, 2))  # (F, G, units, ci)
         Gm = np.ascontiguousarray(np.conj(Gs).transpose(3, 1, 2, 0))  # (F, G, co, units)
@@ -438,13 +443,16 @@ def _correlate_lags(x, g, lags, N, groups, dtype):
         with _blas.limit(1):  # small matmuls: single-threaded BLAS on parallel blocks
             _engine.run_parallel([functools.partial(accumulate, a, b)
                                   for a, b in zip(bounds, bounds[1:]) if b > a])
-    # back to lags: (G, co, ci, *spec) -> inverse transform -> the first ``lags`` samples
-    M = np.moveaxis(acc.reshape(spec + (G, co, ci)), tuple(range(d)), tuple(range(3, 3 + d)))
+    # back to lags: one transposing copy to (C_out·ci, *spec), one batch of inverse transforms
+    M = fft.aligned_empty((C_out * ci,) + spec, cdtype)
+    M.reshape(-1, F)[...] = acc.reshape(F, -1).T
     del acc
-    axes = tuple(range(3, 3 + d))
+    axes = tuple(range(1, 1 + d))
     if is_complex:
-        r = np.conj(fft.ifftn(M, axes=axes))
-    else:
-        r = fft.irfftn(M, s=N, axes=axes)
-    r = r[(Ellipsis,) + tuple(slice(0, q) for q in lags)]
+        r = fft.execute(M, fft.aligned_empty(M.shape, cdtype), axes, inverse=True)
+        r = np.conj(r)
+    else:  # c2r overwrites M, which is ours
+        r = fft.execute(M, fft.aligned_empty((C_out * ci,) + tuple(N), dtype), axes,
+                        inverse=True)
+    r = r[(Ellipsis,) + tuple(slice(0, q) for q in lags)] * (1.0 / math.prod(N))
     return np.ascontiguousarray(r.reshape((C_out, ci) + tuple(lags)), dtype=dtype)
