@@ -5,6 +5,7 @@ The cases of issue 23 (section 4)::
     python benchmarks/bench_grad.py --case grad1d --dtype float32   # 64 x 64 x 1001, 64 x 100 000
     python benchmarks/bench_grad.py --case grad2d --dtype float64   # 8 x 64 x 128², 31 x 31
     python benchmarks/bench_grad.py --case lsqr                     # tutorial 8's deconvolution
+    python benchmarks/bench_grad.py --case train1d --dtype float32  # one training step, torch
 
 Each specconv row is the best of ``--repeat`` calls after one warm-up (FFTW planning); torch
 (``torch.nn.grad.conv{1,2}d_weight``, its CPU threads as configured) is timed once, as its
@@ -91,9 +92,36 @@ def lsqr(repeat):
     return rows
 
 
+def train1d(dtype, repeat):
+    """Forward + backward of a 32 -> 32 channel, 1001-tap Conv1d on 2 x 32 x 20 000 samples:
+    torch.nn.Conv1d against the specconv.torch drop-in (same state_dict)."""
+    import torch
+
+    import specconv.torch as sct
+
+    tdtype = getattr(torch, str(np.dtype(dtype)))
+    torch.manual_seed(0)
+    ours = sct.Conv1d(32, 32, 1001, padding="same", dtype=tdtype)
+    theirs = torch.nn.Conv1d(32, 32, 1001, padding="same", dtype=tdtype)
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(2, 32, 20_000, dtype=tdtype, requires_grad=True)
+    rows = []
+    for label, module, n in (("specconv.torch.Conv1d", ours, repeat), ("torch.nn.Conv1d", theirs, 1)):
+        def step():
+            module.zero_grad()
+            x.grad = None
+            y = module(x)
+            y.square().mean().backward()
+            return y
+
+        t, _ = _best(step, n)
+        rows.append((f"training step (forward + backward), {label}", t))
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--case", choices=("grad1d", "grad2d", "lsqr"), required=True)
+    parser.add_argument("--case", choices=("grad1d", "grad2d", "lsqr", "train1d"), required=True)
     parser.add_argument("--dtype", default="float64", choices=("float32", "float64"))
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-torch", action="store_true")
@@ -102,6 +130,8 @@ def main():
           f"{specconv.get_num_threads()}, case {args.case}, {args.dtype}")
     if args.case == "lsqr":
         rows = lsqr(args.repeat)
+    elif args.case == "train1d":
+        rows = train1d(args.dtype, args.repeat)
     else:
         rows = grad(args.case, np.dtype(args.dtype), args.repeat, not args.no_torch)
     for label, seconds in rows:

@@ -96,7 +96,7 @@ def test_gradcheck_float64(transposed, complex_):
     dtype = torch.complex128 if complex_ else torch.float64
     g = torch.Generator().manual_seed(3)
     if transposed:
-        x = torch.randn(2, 4, 9, 5, dtype=dtype, generator=g, requires_grad=True)
+        x = torch.randn(1, 4, 4, 3, dtype=dtype, generator=g, requires_grad=True)
         w = torch.randn(4, 1, 3, 2, dtype=dtype, generator=g, requires_grad=True)
         b = torch.randn(2, dtype=dtype, generator=g, requires_grad=True)
 
@@ -104,9 +104,9 @@ def test_gradcheck_float64(transposed, complex_):
             return sct.conv_transpose(x, w, b, stride=(2, 1), padding=(1, 0),
                                       output_padding=(1, 0), groups=2, dilation=(1, 2))
     else:
-        x = torch.randn(2, 4, 12, 7, dtype=dtype, generator=g, requires_grad=True)
-        w = torch.randn(6, 2, 3, 2, dtype=dtype, generator=g, requires_grad=True)
-        b = torch.randn(6, dtype=dtype, generator=g, requires_grad=True)
+        x = torch.randn(1, 4, 7, 4, dtype=dtype, generator=g, requires_grad=True)
+        w = torch.randn(4, 2, 3, 2, dtype=dtype, generator=g, requires_grad=True)
+        b = torch.randn(4, dtype=dtype, generator=g, requires_grad=True)
         mode = "zeros" if complex_ else "reflect"
 
         def fn(x, w, b):
