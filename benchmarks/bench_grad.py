@@ -45,7 +45,7 @@ def grad(case, dtype, repeat, torch_too):
     g = rng.standard_normal(x.shape[:1] + (w_shape[0],) + tuple(n_out)).astype(dtype)
     rows = []
     for method in ("auto", "fft"):
-        t, dw = _best(lambda: specconv.conv_weight_grad(x, w_shape, g, method=method, **kw),
+        t, dw = _best(lambda m=method: specconv.conv_weight_grad(x, w_shape, g, method=m, **kw),
                       repeat)
         rows.append((f"specconv {method}", t))
     if torch_too:
@@ -80,7 +80,7 @@ def lsqr(repeat):
     damp = noise / np.sqrt(np.mean(x**2))
     rows = []
     for label, blas in (("LSQR, BLAS threads as numpy's", None), ("LSQR, one BLAS thread", 1)):
-        def solve():
+        def solve(blas=blas):
             if blas is None:
                 return scipy_lsqr(A, y.ravel(), damp=damp, atol=1e-4, btol=1e-4)
             with threadpool_limits(blas, user_api="blas"):
@@ -107,7 +107,7 @@ def train1d(dtype, repeat):
     x = torch.randn(2, 32, 20_000, dtype=tdtype, requires_grad=True)
     rows = []
     for label, module, n in (("specconv.torch.Conv1d", ours, repeat), ("torch.nn.Conv1d", theirs, 1)):
-        def step():
+        def step(module=module):
             module.zero_grad()
             x.grad = None
             y = module(x)

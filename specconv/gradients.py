@@ -42,7 +42,7 @@ from ._engine import Geometry
 from ._validate import as_array, check_option, check_signal, result_dtype
 from .layers import METHODS, SpectralConv, SpectralConvTranspose
 
-__all__ = ["conv_weight_grad", "conv_transpose_weight_grad", "bias_grad"]
+__all__ = ["bias_grad", "conv_transpose_weight_grad", "conv_weight_grad"]
 
 #: Bytes of the per-frequency accumulator ``C_out × C_in/G`` (the forward pass's bound on its
 #: kernel spectra, which have the same shape).
@@ -273,7 +273,6 @@ def bias_grad(grad_output, ndim):
 def _weight_grad(xp, g, kernel, stride, dilation, groups, dtype, method):
     """``dw[o, c, k] = sum_b sum_n g[b, o, n] conj(xp[b, c', n·s + k·d])`` for the padded
     ``xp`` (B, C_in, *P) and ``g`` (B, C_out, *out)."""
-    d = len(kernel)
     out = g.shape[2:]
     # only the samples some output reads
     used = tuple(s * (o - 1) + dl * (k - 1) + 1 for s, o, dl, k in zip(stride, out, dilation, kernel))
@@ -369,7 +368,6 @@ def _choose(B, C_in, C_out, groups, kernel, stride, dilation, out, used, dtype):
 
 
 def _fft_grad(xp, g, kernel, stride, dilation, groups, dtype):
-    d = len(kernel)
     C_out = g.shape[1]
     ci = xp.shape[1] // groups
     out = g.shape[2:]
@@ -389,6 +387,10 @@ def _fft_grad(xp, g, kernel, stride, dilation, groups, dtype):
         dw[(slice(None), slice(None)) + np.ix_(*[taps for _, taps, *_ in combo])] = r[
             (slice(None), slice(None)) + take]
     return dw
+
+
+def _accumulate(acc, Gm, Xm, a, b):
+    acc[a:b] += np.matmul(Gm[a:b], Xm[a:b])
 
 
 def _correlate_lags(x, g, lags, N, groups, dtype):
@@ -437,12 +439,9 @@ def _correlate_lags(x, g, lags, N, groups, dtype):
         Gm = np.ascontiguousarray(np.conj(Gs).transpose(3, 1, 2, 0))  # (F, G, co, units)
         del X, Gs
 
-        def accumulate(a, b):
-            acc[a:b] += np.matmul(Gm[a:b], Xm[a:b])
-
         with _blas.limit(1):  # small matmuls: single-threaded BLAS on parallel blocks
-            _engine.run_parallel([functools.partial(accumulate, a, b)
-                                  for a, b in zip(bounds, bounds[1:]) if b > a])
+            _engine.run_parallel([functools.partial(_accumulate, acc, Gm, Xm, a, b)
+                                  for a, b in itertools.pairwise(bounds) if b > a])
     # back to lags: one transposing copy to (C_out·ci, *spec), one batch of inverse transforms
     M = fft.aligned_empty((C_out * ci,) + spec, cdtype)
     M.reshape(-1, F)[...] = acc.reshape(F, -1).T

@@ -22,7 +22,7 @@ from scipy.sparse.linalg import LinearOperator
 from ._validate import as_tuple, result_dtype
 from .layers import _NUMPY_PAD_MODE, SpectralConv, SpectralConvTranspose
 
-__all__ = ["LayerOperator", "aslinearoperator", "adjoint"]
+__all__ = ["LayerOperator", "adjoint", "aslinearoperator"]
 
 
 def _check_layer(layer):

@@ -43,8 +43,14 @@ from .layers import SpectralConv, SpectralConvTranspose
 torch = soft_import("torch", "torch", purpose="specconv.torch")
 
 __all__ = [
-    "conv", "conv_transpose",
-    "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d",
+    "Conv1d",
+    "Conv2d",
+    "Conv3d",
+    "ConvTranspose1d",
+    "ConvTranspose2d",
+    "ConvTranspose3d",
+    "conv",
+    "conv_transpose",
 ]
 
 
@@ -98,8 +104,8 @@ class _Conv(torch.autograd.Function):
             grad_x = torch.from_numpy(np.ascontiguousarray(
                 linop.adjoint(layer, g, xn.shape[-layer.ndim:])))
         if ctx.needs_input_grad[1]:
-            common = dict(stride=layer.stride, padding=layer._pads, dilation=layer.dilation,
-                          groups=layer.groups, method=opts["method"])
+            common = {"stride": layer.stride, "padding": layer._pads, "dilation": layer.dilation,
+                          "groups": layer.groups, "method": opts["method"]}
             if opts["transposed"]:
                 gw = gradients.conv_transpose_weight_grad(
                     xn, layer.weight.shape, g, output_padding=layer.output_padding, **common)
@@ -114,9 +120,9 @@ class _Conv(torch.autograd.Function):
 
 def _options(*, stride, padding, dilation, groups, padding_mode="zeros", output_padding=0,
              transposed=False, method="auto"):
-    return dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
-                padding_mode=padding_mode, output_padding=output_padding,
-                transposed=transposed, method=method)
+    return {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups,
+                "padding_mode": padding_mode, "output_padding": output_padding,
+                "transposed": transposed, "method": method}
 
 
 def conv(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
@@ -174,14 +180,14 @@ def _padding_arg(module):
 class _ConvMixin:
     """``_conv_forward`` of torch's ``_ConvNd`` replaced by specconv's autograd function."""
 
-    def _conv_forward(self, input, weight, bias):  # noqa: A002 (torch's name)
+    def _conv_forward(self, input, weight, bias):
         return conv(input, weight, bias, stride=tuple(self.stride), padding=_padding_arg(self),
                     dilation=tuple(self.dilation), groups=self.groups,
                     padding_mode=self.padding_mode, method=self.method)
 
 
 class _ConvTransposeMixin:
-    def forward(self, input, output_size=None):  # noqa: A002 (torch's name)
+    def forward(self, input, output_size=None):
         d = len(self.kernel_size)
         output_padding = self._output_padding(
             input, output_size, self.stride, self.padding, self.kernel_size, d, self.dilation)

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import itertools
 
+import _reference as ref
 import numpy as np
 import pytest
+from _tolerances import assert_close, rtol
 from hypothesis import given
 from hypothesis import strategies as st
 
 import specconv
 from specconv import SpectralConv, SpectralConvTranspose
 from specconv.gradients import bias_grad, conv_transpose_weight_grad, conv_weight_grad
-
-import _reference as ref
-from _tolerances import assert_close, rtol
 
 GRAD_METHODS = ("auto", "fft", "direct")
 
@@ -112,7 +111,7 @@ def test_long_signal_over_many_tiles(method, dtype):
     """A long 1-D signal the FFT method cuts into tiles, with a stride and dilation."""
     rng = np.random.default_rng(1)
     x = ref.random_array(rng, (2, 4, 3000), dtype)
-    kw = dict(stride=3, padding=(5,), dilation=2, groups=2)
+    kw = {"stride": 3, "padding": (5,), "dilation": 2, "groups": 2}
     w_shape = (6, 2, 41)
     g = ref.random_array(rng, ref.conv(x, np.zeros(w_shape), **kw).shape, dtype)
     dw = conv_weight_grad(x, w_shape, g, method=method, **kw)
@@ -148,8 +147,8 @@ def test_vjp_of_a_layer_is_its_derivative(padding_mode):
     """The three gradients against the numpy reference and the adjoint."""
     rng = np.random.default_rng(4)
     w, b = rng.standard_normal((4, 1, 3, 3)), rng.standard_normal(4)
-    kw = dict(stride=(1, 2), padding=((2, 1), (1, 1)), dilation=(2, 1), groups=2,
-              padding_mode=padding_mode)
+    kw = {"stride": (1, 2), "padding": ((2, 1), (1, 1)), "dilation": (2, 1), "groups": 2,
+              "padding_mode": padding_mode}
     layer = SpectralConv(w, b, **kw)
     x = rng.standard_normal((2, 2, 9, 11))
     g = rng.standard_normal(layer(x).shape)
@@ -165,7 +164,7 @@ def test_vjp_of_a_layer_is_its_derivative(padding_mode):
 def test_vjp_of_a_transposed_layer():
     rng = np.random.default_rng(6)
     w, b = rng.standard_normal((3, 2, 4)), rng.standard_normal(2)
-    kw = dict(stride=2, padding=1, output_padding=1, dilation=1, groups=1)
+    kw = {"stride": 2, "padding": 1, "output_padding": 1, "dilation": 1, "groups": 1}
     layer = SpectralConvTranspose(w, b, **kw)
     x = rng.standard_normal((3, 12))
     g = rng.standard_normal(layer(x).shape)

@@ -7,18 +7,17 @@ adjoint, entry by entry), and the plain numpy reference for the forward products
 
 from __future__ import annotations
 
+import _reference as ref
 import numpy as np
 import pytest
 import scipy.sparse.linalg
+from _tolerances import assert_close, rtol
 from hypothesis import given
 from hypothesis import strategies as st
 
 import specconv
 from specconv import SpectralConv, SpectralConvTranspose
 from specconv.linop import LayerOperator, adjoint, aslinearoperator
-
-import _reference as ref
-from _tolerances import assert_close, rtol
 
 
 def _layer(cfg, dtype, method="auto", transposed=False):

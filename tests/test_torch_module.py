@@ -85,7 +85,7 @@ def test_conv_transpose_modules_match_torch(cfg, bias, dtype):
 
 
 def test_output_size_picks_the_output_padding():
-    ours, theirs = _pair("ConvTranspose1d", (3, 2, 4), dict(stride=3), torch.float64, 0)
+    ours, theirs = _pair("ConvTranspose1d", (3, 2, 4), {"stride": 3}, torch.float64, 0)
     x = torch.randn(2, 3, 10, dtype=torch.float64)
     _compare(ours, theirs, x, output_size=[32])
 

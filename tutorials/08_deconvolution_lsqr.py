@@ -46,7 +46,6 @@ import numpy as np
 from scipy.sparse.linalg import lsqr
 from threadpoolctl import threadpool_limits
 
-import specconv
 from specconv import datasets, io, kernels
 
 sound = datasets.load("audio-pcm16") if AUDIO_FILE is None else io.read(AUDIO_FILE)
