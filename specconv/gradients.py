@@ -332,8 +332,12 @@ def _fft_tiles(out, lags, B, C_in, C_out, groups, is_complex, itemsize):
     per_axis = {1: 24, 2: 8}.get(d, 5)
     axes = []
     for o, q in zip(out, lags):
-        lo, hi = fft.next_fast_len(q + min(o, q)), fft.next_fast_len(o + q - 1)
-        cands = fft.fast_lengths(lo, hi) or [hi]
+        # FFTW's fastest lengths (as the forward pass's tiles), up to one tile for everything
+        lengths = [n for n in fft.fast_lengths(q + min(o, q), 2 * (o + q) + 16)
+                   if _costmodel._is_tile_length(n)]
+        whole = next(n for n in lengths if n >= o + q - 1)
+        cands = [n for n in lengths if n <= whole]
+        hi = whole
         if len(cands) > per_axis:  # evenly spaced in log: the cost is smooth in N
             idx = np.unique(np.geomspace(1, len(cands), per_axis).astype(int) - 1)
             cands = [cands[i] for i in idx] + ([hi] if cands[-1] != hi else [])
@@ -347,7 +351,10 @@ def _fft_tiles(out, lags, B, C_in, C_out, groups, is_complex, itemsize):
         if C_out * ci * F * 2 * itemsize > ACCUMULATOR_BUDGET and best is not None:
             continue
         n = math.prod(N)
-        t_n = _costmodel.T_FFT * cx * n * math.log2(max(n, 2)) + _costmodel.T_COPY * n
+        # an axis but the last whose length takes FFTW more than one codelet costs more passes
+        stages = math.log2(max(n, 2)) + _costmodel.STRIDED_PASS * sum(
+            not _costmodel._one_codelet(m) for m in N[:-1])
+        t_n = _costmodel.T_FFT * cx * n * stages + _costmodel.T_COPY * n
         tiles = math.prod(-(-o // (m - q + 1)) for o, m, q in zip(out, N, lags))
         cost = (tiles * B * ((C_in + C_out) * t_n + G * co * ci * F * _costmodel.T_CMAC_MATMUL)
                 + C_out * ci * t_n)
