@@ -278,9 +278,10 @@ def aslinearoperator(layer, input_shape, *, dtype=None):
     signal; the operator solves it on the finite signal, edges included.
 
     A solver's vector operations run in numpy's BLAS between the products. A multithreaded
-    OpenBLAS keeps its threads spinning after each one, and on machines with few cores they
-    take the cores from specconv's FFT threads: run the solver inside
-    ``threadpoolctl.threadpool_limits(1, user_api="blas")`` (see benchmarks/RESULTS.md).
+    OpenBLAS keeps its threads spinning after each one; on a machine whose cores are busy
+    with other work they then compete with specconv's FFT threads, and running the solver
+    inside ``threadpoolctl.threadpool_limits(1, user_api="blas")`` helps (on an idle machine
+    it makes no difference; see benchmarks/RESULTS.md).
 
     Examples
     --------

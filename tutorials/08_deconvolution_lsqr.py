@@ -126,9 +126,10 @@ assert np.allclose(A @ x.ravel(), y_clean.ravel())  # the operator is the layer
 # against the clean `x`.
 #
 # The solver's own vector operations (norms, dot products) run in numpy's BLAS. A
-# multithreaded OpenBLAS keeps its threads spinning after each of them, and on a machine with
-# few cores they take the cores from specconv's FFT threads between the products; one BLAS
-# thread (`threadpoolctl.threadpool_limits`) keeps the solver's cost at that of its products.
+# multithreaded OpenBLAS keeps its threads spinning after each of them; when the machine's
+# cores are busy with other work too, they compete with specconv's FFT threads between the
+# products. One BLAS thread (`threadpoolctl.threadpool_limits`) keeps the solver's cost at
+# that of its products (on an idle machine it makes no difference).
 
 # %%
 def rel_error(estimate):
