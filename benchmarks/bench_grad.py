@@ -52,12 +52,16 @@ def grad(case, dtype, repeat, torch_too):
         import torch
 
         fn = torch.nn.grad.conv1d_weight if case == "grad1d" else torch.nn.grad.conv2d_weight
+        label = f"torch.nn.grad ({torch.get_num_threads()} threads)"
         t0 = time.perf_counter()
-        ref = fn(torch.from_numpy(x), w_shape, torch.from_numpy(g), **torch_kw).numpy()
-        rows.append((f"torch.nn.grad ({torch.get_num_threads()} threads)",
-                     time.perf_counter() - t0))
-        err = np.abs(dw - ref).max() / np.abs(ref).max()
-        print(f"max |specconv - torch| / max |torch| = {err:.2g}")
+        try:
+            ref = fn(torch.from_numpy(x), w_shape, torch.from_numpy(g), **torch_kw).numpy()
+        except RuntimeError as err:  # its float64 CPU path unfolds the input: tens of GB
+            print(f"{label} failed: {str(err).splitlines()[0][:160]}")
+        else:
+            rows.append((label, time.perf_counter() - t0))
+            err = np.abs(dw - ref).max() / np.abs(ref).max()
+            print(f"max |specconv - torch| / max |torch| = {err:.2g}")
     return rows
 
 
