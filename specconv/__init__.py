@@ -11,6 +11,7 @@ Layers of the package, dependencies pointing down only::
     cli, io/, datasets/, apps/, plot      the edge: formats, samples, applications, pictures
     outofcore, dask, stream, kernels      long signals and the kernel-matrix algebra
     signal (VectorSignal)                 a C-channel signal with its sampling and metadata
+    linop, gradients                      a layer as an operator with its adjoint; gradients
     layers (SpectralConv, ...)            layer objects: validated once, spectra cached
     conv (conv, convolve, ...)            the public functions, two semantic families
     _correlate                            non-finite handling, method choice, spectra cache
@@ -22,20 +23,37 @@ Layers of the package, dependencies pointing down only::
 from ._validate import result_dtype
 from .conv import conv, conv_transpose, convolve, correlate
 from .fft import get_num_threads, set_num_threads
+from .gradients import conv_transpose_weight_grad, conv_weight_grad
 from .layers import SpectralConv, SpectralConvTranspose
 from .signal import VectorSignal
 from .stream import StreamingConv
 
 __version__ = "0.1.0"
 
+#: imported on first use: scipy.sparse.linalg would add a sixth to ``import specconv``
+_LAZY = {"aslinearoperator": "linop", "LayerOperator": "linop"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "conv",
     "conv_transpose",
     "convolve",
     "correlate",
+    "conv_weight_grad",
+    "conv_transpose_weight_grad",
     "SpectralConv",
     "SpectralConvTranspose",
     "StreamingConv",
+    "LayerOperator",
+    "aslinearoperator",
     "VectorSignal",
     "result_dtype",
     "get_num_threads",

@@ -31,6 +31,11 @@ NAN_POLICIES = ("propagate", "raise")
 _NUMPY_PAD_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 
+def _conj(weight):
+    """The conjugated weight (the real weight itself: no copy)."""
+    return np.conj(weight) if weight.dtype.kind == "c" else weight
+
+
 def _frozen(arr, copy=True):
     arr = np.array(arr, copy=True) if copy else arr.view()
     arr.flags.writeable = False
@@ -137,6 +142,8 @@ class SpectralConv(_Layer):
     in_channels, out_channels, groups, kernel_size, stride, dilation, padding : as given
     T : SpectralConvTranspose
         The transposed layer (the adjoint with respect to x, for real weights).
+    H : SpectralConvTranspose
+        The adjoint (conjugate transpose), also for complex weights.
 
     See Also
     --------
@@ -251,6 +258,102 @@ class SpectralConv(_Layer):
             self.weight, stride=self.stride, padding=self._pads, dilation=self.dilation,
             groups=self.groups, method=self.method, nan_policy=self.nan_policy,
         )
+
+    @property
+    def H(self):
+        """The adjoint layer (conjugate transpose): ``<self(x), y> = <x, self.H(y)>``.
+
+        The transposed layer of the conjugated weight: equal to :attr:`T` for real weights,
+        the true adjoint for complex ones (``np.vdot`` conjugates its first argument). No
+        bias. A strided layer maps several input lengths to one output length: call the
+        adjoint with ``output_size`` to pick the input's. Zero padding only; for the other
+        padding modes the adjoint also folds the pad back onto the samples it copied, which
+        :meth:`as_operator` does.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from specconv import SpectralConv
+        >>> rng = np.random.default_rng(0)
+        >>> w = rng.standard_normal((3, 2, 5)) + 1j * rng.standard_normal((3, 2, 5))
+        >>> layer = SpectralConv(w, stride=2, padding=((1, 3),))
+        >>> x = rng.standard_normal((2, 21)) + 1j * rng.standard_normal((2, 21))
+        >>> y = rng.standard_normal((3, 11)) + 1j * rng.standard_normal((3, 11))
+        >>> bool(np.isclose(np.vdot(layer(x), y), np.vdot(x, layer.H(y, output_size=(21,)))))
+        True
+        """
+        if self.padding_mode != "zeros":
+            raise ValueError(
+                f"The adjoint of a layer with padding_mode={self.padding_mode!r} is not a "
+                "ConvTranspose layer (it also folds the padding back); use "
+                "layer.as_operator(input_shape) or specconv.linop.adjoint."
+            )
+        return SpectralConvTranspose(
+            _conj(self.weight), stride=self.stride, padding=self._pads, dilation=self.dilation,
+            groups=self.groups, method=self.method, nan_policy=self.nan_policy,
+        )
+
+    def as_operator(self, input_shape, *, dtype=None):
+        """This layer on inputs of ``input_shape`` as a scipy ``LinearOperator`` (bias left
+        out), with its exact adjoint: see :func:`specconv.aslinearoperator`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from specconv import SpectralConv
+        >>> A = SpectralConv(np.ones((4, 2, 3)), padding="same").as_operator((2, 100))
+        >>> A.shape, A.output_shape
+        ((400, 200), (4, 100))
+        """
+        from .linop import aslinearoperator
+
+        return aslinearoperator(self, input_shape, dtype=dtype)
+
+    def vjp(self, x, grad_output, *, method="auto"):
+        """The gradients of a loss with respect to the input, weight and bias, given its
+        gradient ``grad_output`` with respect to the output (a vector-Jacobian product).
+
+        PyTorch semantics, as torch's autograd (complex tensors included): ``grad_x`` is the
+        adjoint applied to ``grad_output`` (padding modes folded back), ``grad_weight`` is
+        :func:`specconv.conv_weight_grad`, ``grad_bias`` the sum over batch and space.
+
+        Parameters
+        ----------
+        x : array_like [shape=(C_in, *spatial) or (B, C_in, *spatial)]
+            The input of the forward pass.
+        grad_output : array_like [shape=(C_out, *out) or (B, C_out, *out)]
+        method : {"auto", "fft", "direct"}
+            For the weight gradient (the input gradient uses the layer's own method).
+
+        Returns
+        -------
+        grad_x : ndarray [shape=x.shape]
+        grad_weight : ndarray [shape=weight.shape]
+        grad_bias : ndarray [shape=(C_out,)] or None
+            None for a layer without bias.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from specconv import SpectralConv
+        >>> rng = np.random.default_rng(0)
+        >>> layer = SpectralConv(rng.standard_normal((4, 2, 5)), np.zeros(4), padding="same")
+        >>> x = rng.standard_normal((2, 100))
+        >>> gx, gw, gb = layer.vjp(x, 2 * layer(x))    # loss = ||layer(x)||²
+        >>> gx.shape, gw.shape, gb.shape
+        ((2, 100), (4, 2, 5), (4,))
+        """
+        from . import gradients, linop
+
+        x = as_array("x", x)
+        grad_x = linop.adjoint(self, grad_output, x.shape[-self.ndim:])
+        grad_w = gradients.conv_weight_grad(
+            x, self.weight.shape, grad_output, stride=self.stride, padding=self._pads,
+            dilation=self.dilation, groups=self.groups, padding_mode=self.padding_mode,
+            method=method,
+        )
+        grad_b = None if self.bias is None else gradients.bias_grad(grad_output, self.ndim)
+        return grad_x, grad_w, grad_b
 
     # the kernel-matrix algebra (specconv.kernels imports this module: import on use)
     def __matmul__(self, other):
@@ -498,6 +601,73 @@ class SpectralConvTranspose(_Layer):
             self.weight, stride=self.stride, padding=self._pads, dilation=self.dilation,
             groups=self.groups, method=self.method, nan_policy=self.nan_policy,
         )
+
+    @property
+    def H(self):
+        """The adjoint layer (a :class:`SpectralConv` of the conjugated weight), no bias.
+
+        Equal to :attr:`T` for real weights. Its output may be longer than this layer's input
+        when ``output_padding >= stride`` (possible with dilation > stride); the first
+        samples are the adjoint's.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from specconv import SpectralConvTranspose
+        >>> rng = np.random.default_rng(0)
+        >>> w = rng.standard_normal((2, 3, 4)) + 1j * rng.standard_normal((2, 3, 4))
+        >>> up = SpectralConvTranspose(w, stride=2)
+        >>> x, y = rng.standard_normal((2, 10)), rng.standard_normal((3, 22))
+        >>> bool(np.isclose(np.vdot(up(x), y), np.vdot(x, up.H(y))))
+        True
+        """
+        return SpectralConv(
+            _conj(self.weight), stride=self.stride, padding=self._pads, dilation=self.dilation,
+            groups=self.groups, method=self.method, nan_policy=self.nan_policy,
+        )
+
+    def as_operator(self, input_shape, *, dtype=None):
+        """This layer on inputs of ``input_shape`` as a scipy ``LinearOperator`` (bias left
+        out), with its exact adjoint: see :func:`specconv.aslinearoperator`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from specconv import SpectralConvTranspose
+        >>> SpectralConvTranspose(np.ones((2, 1, 4)), stride=2).as_operator((2, 10)).shape
+        (22, 20)
+        """
+        from .linop import aslinearoperator
+
+        return aslinearoperator(self, input_shape, dtype=dtype)
+
+    def vjp(self, x, grad_output, *, method="auto"):
+        """The input, weight and bias gradients for the upstream gradient ``grad_output``
+        (a vector-Jacobian product), as torch's autograd of ``ConvTranspose``.
+
+        See :meth:`SpectralConv.vjp`; the weight gradient is
+        :func:`specconv.conv_transpose_weight_grad`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from specconv import SpectralConvTranspose
+        >>> up = SpectralConvTranspose(np.ones((3, 2, 4)), np.zeros(2), stride=2)
+        >>> gx, gw, gb = up.vjp(np.ones((3, 10)), np.ones((2, 22)))
+        >>> gx.shape, gw.shape, gb
+        ((3, 10), (3, 2, 4), array([22., 22.]))
+        """
+        from . import gradients, linop
+
+        x = as_array("x", x)
+        grad_x = linop.adjoint(self, grad_output, x.shape[-self.ndim:])
+        grad_w = gradients.conv_transpose_weight_grad(
+            x, self.weight.shape, grad_output, stride=self.stride, padding=self._pads,
+            output_padding=self.output_padding, groups=self.groups, dilation=self.dilation,
+            method=method,
+        )
+        grad_b = None if self.bias is None else gradients.bias_grad(grad_output, self.ndim)
+        return grad_x, grad_w, grad_b
 
     def frequency_response(self, shape, *, whole=None):
         """Per-frequency C_out × C_in matrices (stride 1), as :meth:`SpectralConv.frequency_response`.

@@ -38,7 +38,7 @@ KERNEL = "specconv-tutorials"
 def test_the_tutorials_are_there():
     numbers = [p.name[:2] for p in NOTEBOOKS]
     assert numbers == [f"{i:02d}" for i in range(1, len(NOTEBOOKS) + 1)]
-    assert len(NOTEBOOKS) == 7
+    assert len(NOTEBOOKS) == 8
     readme = (TUTORIALS / "README.md").read_text(encoding="utf-8")
     links = [readme.find(f"]({p.name})") for p in NOTEBOOKS]
     assert -1 not in links, "the README must link every notebook"

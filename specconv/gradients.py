@@ -1,0 +1,464 @@
+"""Gradients of conv layers: the weight and bias gradients, and the layers' vector-Jacobian
+product.
+
+PyTorch conv-layer semantics. For ``y = conv(x, w)`` with stride s and dilation d, the gradient
+of a loss with respect to the weight, given the upstream gradient ``g = dL/dy``, is::
+
+    dw[o, c, k] = sum_b sum_n g[b, o, n] · conj(xpad[b, group(o)·C_in/G + c, n·s + k·d])
+
+(``conj`` as PyTorch's autograd for complex tensors). It is a correlation of the padded input
+with the upstream gradient, summed over the batch, evaluated at the K lags ``k·d``. Two
+methods compute it exactly:
+
+direct
+    torch's formulation: the correlation of ``conj(xpad)``, batch as channels, with ``g`` as
+    the kernel (dilation s, stride d), by specconv's direct method.
+fft
+    In the frequency domain the weight gradient at every frequency is the outer product
+    ``sum over batch and tiles of conj(G(f)) X(f)ᵀ`` -- a ``C_out × C_in/G`` matrix per
+    frequency, accumulated by BLAS over overlap-save tiles of the output, and transformed
+    back once per weight entry. A tile of ``L`` outputs reads ``L + Q - 1`` input samples
+    (``Q`` lags); the transform length ``N = L + Q - 1`` is picked by a cost model under a
+    memory bound, as the forward pass's tiles are. A stride splits the input into its s
+    polyphase components: each is a stride-1 correlation with the same ``g`` at the lags of
+    the taps in its residue class, so no stuffed zero is transformed.
+
+"auto" picks between them with the cost model of :mod:`specconv._costmodel`: the direct
+method's model for the equivalent correlation, and the operation counts above priced with the
+same per-operation times.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+import numbers
+
+import numpy as np
+
+from . import _blas, _costmodel, _direct, _engine, fft
+from ._engine import Geometry
+from ._validate import as_array, check_option, check_signal, result_dtype
+from .layers import METHODS, SpectralConv, SpectralConvTranspose
+
+__all__ = ["bias_grad", "conv_transpose_weight_grad", "conv_weight_grad"]
+
+#: Bytes of the per-frequency accumulator ``C_out × C_in/G`` (the forward pass's bound on its
+#: kernel spectra, which have the same shape).
+ACCUMULATOR_BUDGET = _costmodel.SPECTRA_BUDGET
+#: Bytes of tile spectra per chunk (the forward pass's chunk bound).
+CHUNK_BUDGET = _costmodel.CHUNK_BUDGET
+
+
+class _ConvShape(SpectralConv):
+    """A layer that validates the options for a weight shape, without a weight of its own."""
+
+    _borrows_weight = True
+
+
+class _ConvTransposeShape(SpectralConvTranspose):
+    _borrows_weight = True
+
+
+def _weight_shape(weight_shape):
+    shape = tuple(weight_shape) if not isinstance(weight_shape, (str, bytes)) else ()
+    if len(shape) < 3 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool)
+                                 and v >= 1 for v in shape):
+        raise ValueError(
+            f"weight_shape must be a tuple of at least 3 positive ints (C_out, C_in/groups, "
+            f"*kernel) (ConvTranspose: (C_in, C_out/groups, *kernel)), got {weight_shape!r}."
+        )
+    return tuple(int(v) for v in shape)
+
+
+def _placeholder(weight_shape):
+    # zero strides: validation reads only the shape, so no weight-sized array is made
+    return np.broadcast_to(np.zeros((), dtype=np.float64), weight_shape)
+
+
+def _check_grad_output(grad_output, batch, channels, out, batched):
+    g = as_array("grad_output", grad_output)
+    expected = ((batch,) if batched else ()) + (channels,) + tuple(out)
+    if g.shape != expected:
+        raise ValueError(
+            f"grad_output must have the layer's output shape {expected} for this x, got "
+            f"{g.shape}."
+        )
+    return g if batched else g[np.newaxis]
+
+
+# --------------------------------------------------------------------------------------------
+# public functions
+
+
+def conv_weight_grad(x, weight_shape, grad_output, *, stride=1, padding=0, dilation=1,
+                     groups=1, padding_mode="zeros", method="auto"):
+    """The gradient of a loss with respect to a conv layer's weight, PyTorch semantics.
+
+    Equal to ``torch.nn.grad.conv{1,2,3}d_weight(x, weight_shape, grad_output, ...)`` (and to
+    torch's autograd, also for complex tensors and padding modes), in any number of dims.
+
+    Parameters
+    ----------
+    x : array_like [shape=(C_in, *spatial) or (B, C_in, *spatial)]
+        The layer's input.
+    weight_shape : tuple of ints
+        ``(C_out, C_in/groups, *kernel)``.
+    grad_output : array_like [shape=(C_out, *out) or (B, C_out, *out)]
+        The upstream gradient ``dL/dy``, of the layer's output shape for ``x``.
+    stride, padding, dilation, groups, padding_mode : as :class:`~specconv.SpectralConv`
+    method : {"auto", "fft", "direct"}
+        "fft": per-frequency outer products over overlap-save tiles; "direct": the
+        correlation by specconv's direct method; "auto" picks by the cost model.
+
+    Returns
+    -------
+    grad_weight : ndarray [shape=weight_shape]
+        dtype by :func:`specconv.result_dtype` of ``x`` and ``grad_output``.
+
+    See Also
+    --------
+    conv_transpose_weight_grad : the same for the transposed layer.
+    SpectralConv.vjp : the input, weight and bias gradients in one call.
+
+    Notes
+    -----
+    ``dw[o, c, k] = sum_b sum_n g[b, o, n] conj(xpad[b, c', n·s + k·d])``; see the module
+    docstring for the two methods. Memory: one padded copy of ``x``, the accumulator
+    ``C_out × C_in/G`` per frequency of a tile (bounded like the forward pass's kernel
+    spectra) and one chunk of tile spectra.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import specconv
+    >>> rng = np.random.default_rng(0)
+    >>> x, w = rng.standard_normal((2, 3, 200)), rng.standard_normal((4, 3, 9))
+    >>> g = rng.standard_normal((2, 4, 96))             # dL/dy for y = conv(x, w, stride=2)
+    >>> dw = specconv.conv_weight_grad(x, w.shape, g, stride=2)
+    >>> dw.shape
+    (4, 3, 9)
+    >>> # the directional derivative of <y, g> along v is <dw, v>
+    >>> v = rng.standard_normal(w.shape)
+    >>> lhs = np.vdot(g, specconv.conv(x, v, stride=2))
+    >>> bool(np.isclose(lhs, np.vdot(dw, v)))
+    True
+    """
+    weight_shape = _weight_shape(weight_shape)
+    method = check_option("method", method, METHODS)
+    layer = _ConvShape(_placeholder(weight_shape), stride=stride, padding=padding,
+                       dilation=dilation, groups=groups, padding_mode=padding_mode)
+    x = as_array("x", x)
+    xb, batched = check_signal(x, layer.in_channels, layer.ndim)
+    from .linop import output_shape
+
+    out = output_shape(layer, xb.shape[2:])
+    pads = layer._pads
+    if layer.padding_mode != "zeros":
+        xb = layer._pad_by_mode(xb, pads)  # checks the pad against the input size, as forward
+    elif any(p != (0, 0) for p in pads):
+        xb = np.pad(xb, ((0, 0), (0, 0)) + pads)
+    g = _check_grad_output(grad_output, xb.shape[0], layer.out_channels, out, batched)
+    dtype = result_dtype(xb, g)
+    return _weight_grad(xb, g, layer.kernel_size, layer.stride, layer.dilation, layer.groups,
+                        dtype, method)
+
+
+def conv_transpose_weight_grad(x, weight_shape, grad_output, *, stride=1, padding=0,
+                               output_padding=0, groups=1, dilation=1, method="auto"):
+    """The gradient of a loss with respect to a transposed conv layer's weight.
+
+    PyTorch ``ConvTranspose`` semantics: equal to torch's autograd of
+    ``conv_transpose{1,2,3}d`` with respect to its weight, in any number of dims.
+
+    Parameters
+    ----------
+    x : array_like [shape=(C_in, *spatial) or (B, C_in, *spatial)]
+    weight_shape : tuple of ints
+        ``(C_in, C_out/groups, *kernel)``.
+    grad_output : array_like [shape=(C_out, *out) or (B, C_out, *out)]
+    stride, padding, output_padding, groups, dilation : as
+        :class:`~specconv.SpectralConvTranspose`
+    method : {"auto", "fft", "direct"}
+
+    Returns
+    -------
+    grad_weight : ndarray [shape=weight_shape]
+
+    See Also
+    --------
+    conv_weight_grad : for :func:`specconv.conv`.
+
+    Notes
+    -----
+    The transposed layer scatters ``w[i, o, k] x[b, i, n]`` to full-output sample
+    ``n·s + k·d``; its weight gradient is ``conv_weight_grad`` with the roles of the input and
+    the upstream gradient exchanged (the upstream gradient zero-padded back to the full
+    output), conjugated.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import specconv
+    >>> rng = np.random.default_rng(0)
+    >>> x, w = rng.standard_normal((3, 50)), rng.standard_normal((3, 2, 4))
+    >>> g = rng.standard_normal((2, 102))               # dL/dy, y = conv_transpose(x, w, stride=2)
+    >>> dw = specconv.conv_transpose_weight_grad(x, w.shape, g, stride=2)
+    >>> v = rng.standard_normal(w.shape)
+    >>> bool(np.isclose(np.vdot(g, specconv.conv_transpose(x, v, stride=2)), np.vdot(dw, v)))
+    True
+    """
+    weight_shape = _weight_shape(weight_shape)
+    method = check_option("method", method, METHODS)
+    layer = _ConvTransposeShape(_placeholder(weight_shape), stride=stride, padding=padding,
+                                output_padding=output_padding, groups=groups,
+                                dilation=dilation)
+    x = as_array("x", x)
+    xb, batched = check_signal(x, layer.in_channels, layer.ndim)
+    from .linop import output_shape
+
+    out = output_shape(layer, xb.shape[2:])
+    g = _check_grad_output(grad_output, xb.shape[0], layer.out_channels, out, batched)
+    dtype = result_dtype(xb, g)
+    # the full output (before cropping ``padding``): (m - 1)·s + span samples per axis
+    full = tuple((m - 1) * s + dl * (k - 1) + 1 for m, s, dl, k
+                 in zip(xb.shape[2:], layer.stride, layer.dilation, layer.kernel_size))
+    gp = np.zeros(g.shape[:2] + full, dtype=g.dtype)
+    src, dst = [], []
+    for (a, _), o, f in zip(layer._pads, out, full):
+        length = min(o, f - a)  # output_padding beyond the full output reads nothing
+        src.append(slice(0, length))
+        dst.append(slice(a, a + length))
+    gp[(Ellipsis,) + tuple(dst)] = g[(Ellipsis,) + tuple(src)]
+    dw = _weight_grad(gp, xb, layer.kernel_size, layer.stride, layer.dilation, layer.groups,
+                      dtype, method)
+    return np.conj(dw) if dw.dtype.kind == "c" else dw
+
+
+def bias_grad(grad_output, ndim):
+    """The gradient with respect to the bias: ``grad_output`` summed over batch and space.
+
+    Parameters
+    ----------
+    grad_output : array_like [shape=(C_out, *out) or (B, C_out, *out)]
+    ndim : int
+        The number of spatial dimensions ``d``.
+
+    Returns
+    -------
+    grad_bias : ndarray [shape=(C_out,)]
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from specconv.gradients import bias_grad
+    >>> bias_grad(np.ones((2, 3, 10)), 1)
+    array([20., 20., 20.])
+    """
+    g = as_array("grad_output", grad_output)
+    if not isinstance(ndim, numbers.Integral) or ndim < 1 or g.ndim not in (ndim + 1, ndim + 2):
+        raise ValueError(
+            f"grad_output must have shape (C_out, *out) or (B, C_out, *out) with ndim={ndim!r} "
+            f"spatial dimension(s), got shape {g.shape}."
+        )
+    axes = tuple(range(g.ndim - ndim, g.ndim)) + ((0,) if g.ndim == ndim + 2 else ())
+    return g.sum(axis=axes, dtype=result_dtype(g))
+
+
+# --------------------------------------------------------------------------------------------
+# the two methods
+
+
+def _weight_grad(xp, g, kernel, stride, dilation, groups, dtype, method):
+    """``dw[o, c, k] = sum_b sum_n g[b, o, n] conj(xp[b, c', n·s + k·d])`` for the padded
+    ``xp`` (B, C_in, *P) and ``g`` (B, C_out, *out)."""
+    out = g.shape[2:]
+    # only the samples some output reads
+    used = tuple(s * (o - 1) + dl * (k - 1) + 1 for s, o, dl, k in zip(stride, out, dilation, kernel))
+    xp = xp[(Ellipsis,) + tuple(slice(0, u) for u in used)]
+    B, C_in, C_out = xp.shape[0], xp.shape[1], g.shape[1]
+    dtype = np.dtype(dtype)
+    if method == "auto":
+        method = _choose(B, C_in, C_out, groups, kernel, stride, dilation, out, used, dtype)
+    if method == "direct":
+        return _direct_grad(xp, g, kernel, stride, dilation, groups, dtype)
+    return _fft_grad(xp, g, kernel, stride, dilation, groups, dtype)
+
+
+def _equivalent_geometry(B, C_in, C_out, groups, kernel, stride, dilation, out, used, dtype):
+    """The correlation of the direct method: batch as channels, ``g`` as the kernel."""
+    return Geometry(C_in // groups, groups * B, C_out, groups, tuple(out), tuple(stride),
+                    tuple(dilation), tuple(used), dtype.kind == "c")
+
+
+def _direct_grad(xp, g, kernel, stride, dilation, groups, dtype):
+    B, C_in = xp.shape[:2]
+    C_out = g.shape[1]
+    G, ci, co = groups, C_in // groups, C_out // groups
+    d = len(kernel)
+    sp = tuple(range(3, 3 + d))
+    # signals: (ci, G·B, *P), channel g·B + b; kernels: (C_out, B, *out)
+    xs = xp.reshape((B, G, ci) + xp.shape[2:]).transpose((2, 1, 0) + sp)
+    xs = np.conj(xs) if xs.dtype.kind == "c" else xs
+    xs = np.ascontiguousarray(xs, dtype=dtype).reshape((ci, G * B) + xp.shape[2:])
+    ks = g.reshape((B, G, co) + g.shape[2:]).transpose((1, 2, 0) + sp)
+    ks = np.ascontiguousarray(ks, dtype=dtype).reshape((C_out, B) + g.shape[2:])
+    from .conv import conv
+
+    r = conv(xs, ks, stride=dilation, dilation=stride, groups=G, method="direct")
+    r = r[(Ellipsis,) + tuple(slice(0, k) for k in kernel)]  # (ci, C_out, *K)
+    return np.ascontiguousarray(np.moveaxis(r, 0, 1))
+
+
+def _lag_plan(kernel, stride, dilation):
+    """Per axis and residue r of the stride: the taps k with k·d ≡ r (mod s), their first
+    lag ``q0`` in strides, the lag spacing and the number of lags ``Q`` to compute."""
+    plan = []
+    for K, s, dl in zip(kernel, stride, dilation):
+        axis = []
+        for r in range(s):
+            taps, spacing = _direct.residue_taps(K, dl, s, r)
+            if taps:
+                q0 = (taps[0] * dl - r) // s
+                axis.append((r, taps, q0, spacing, (len(taps) - 1) * spacing + 1))
+        plan.append(axis)
+    return plan
+
+
+def _fft_tiles(out, lags, B, C_in, C_out, groups, is_complex, itemsize):
+    """The transform shape ``N`` (per axis) minimising the modelled time, and its cost."""
+    d = len(out)
+    per_axis = {1: 24, 2: 8}.get(d, 5)
+    axes = []
+    for o, q in zip(out, lags):
+        # FFTW's fastest lengths (as the forward pass's tiles), up to one tile for everything
+        lengths = [n for n in fft.fast_lengths(q + min(o, q), 2 * (o + q) + 16)
+                   if _costmodel._is_tile_length(n)]
+        whole = next(n for n in lengths if n >= o + q - 1)
+        cands = [n for n in lengths if n <= whole]
+        hi = whole
+        if len(cands) > per_axis:  # evenly spaced in log: the cost is smooth in N
+            idx = np.unique(np.geomspace(1, len(cands), per_axis).astype(int) - 1)
+            cands = [cands[i] for i in idx] + ([hi] if cands[-1] != hi else [])
+        axes.append(sorted(set(cands)))
+    G = groups
+    ci, co = C_in // G, C_out // G
+    cx = 2 if is_complex else 1
+    best = None
+    for N in itertools.product(*axes):
+        F = math.prod(_engine.spectral_shape(N, is_complex))
+        if C_out * ci * F * 2 * itemsize > ACCUMULATOR_BUDGET and best is not None:
+            continue
+        n = math.prod(N)
+        # an axis but the last whose length takes FFTW more than one codelet costs more passes
+        stages = math.log2(max(n, 2)) + _costmodel.STRIDED_PASS * sum(
+            not _costmodel._one_codelet(m) for m in N[:-1])
+        t_n = _costmodel.T_FFT * cx * n * stages + _costmodel.T_COPY * n
+        tiles = math.prod(-(-o // (m - q + 1)) for o, m, q in zip(out, N, lags))
+        cost = (tiles * B * ((C_in + C_out) * t_n + G * co * ci * F * _costmodel.T_CMAC_MATMUL)
+                + C_out * ci * t_n)
+        if best is None or cost < best[0]:
+            best = (cost, N)
+    return best[1], best[0]
+
+
+def _choose(B, C_in, C_out, groups, kernel, stride, dilation, out, used, dtype):
+    geom = _equivalent_geometry(B, C_in, C_out, groups, kernel, stride, dilation, out, used,
+                                dtype)
+    direct = _costmodel.direct_cost(geom, dtype.itemsize, fft.get_num_threads())
+    plan = _lag_plan(kernel, stride, dilation)
+    phases = math.prod(len(a) for a in plan)
+    lags = [max(q for *_, q in a) for a in plan]
+    _, cost = _fft_tiles(out, lags, B, C_in, C_out, groups, dtype.kind == "c", dtype.itemsize)
+    return "direct" if direct <= phases * cost else "fft"
+
+
+def _fft_grad(xp, g, kernel, stride, dilation, groups, dtype):
+    C_out = g.shape[1]
+    ci = xp.shape[1] // groups
+    out = g.shape[2:]
+    is_complex = dtype.kind == "c"
+    plan = _lag_plan(kernel, stride, dilation)
+    lags = tuple(max(q for *_, q in a) for a in plan)
+    N, _ = _fft_tiles(out, lags, xp.shape[0], xp.shape[1], C_out, groups, is_complex,
+                      dtype.itemsize)
+    dw = np.empty((C_out, ci) + tuple(kernel), dtype=dtype)
+    gx = np.asarray(g, dtype=dtype)
+    for combo in itertools.product(*plan):
+        # the polyphase component of this residue, from its first lag on
+        sel = tuple(slice(r + q0 * s, None, s) for (r, _, q0, _, _), s in zip(combo, stride))
+        phase = np.asarray(xp[(Ellipsis,) + sel], dtype=dtype)
+        r = _correlate_lags(phase, gx, lags, N, groups, dtype)  # (C_out, ci, *lags)
+        take = tuple(slice(0, (len(taps) - 1) * sp + 1, sp) for _, taps, _, sp, _ in combo)
+        dw[(slice(None), slice(None)) + np.ix_(*[taps for _, taps, *_ in combo])] = r[
+            (slice(None), slice(None)) + take]
+    return dw
+
+
+def _accumulate(acc, Gm, Xm, a, b):
+    acc[a:b] += np.matmul(Gm[a:b], Xm[a:b])
+
+
+def _correlate_lags(x, g, lags, N, groups, dtype):
+    """``r[o, c, q] = sum_b sum_n g[b, o, n] conj(x[b, c', n + q])`` for ``q < lags``, by
+    per-frequency outer products over tiles of ``N`` samples (``N - lags + 1`` outputs)."""
+    d = len(lags)
+    B, C_in = x.shape[:2]
+    C_out = g.shape[1]
+    G, ci, co = groups, C_in // groups, C_out // groups
+    out = g.shape[2:]
+    is_complex = dtype.kind == "c"
+    cdtype = np.result_type(dtype, np.complex64)
+    steps = tuple(m - q + 1 for m, q in zip(N, lags))
+    counts = tuple(-(-o // st) for o, st in zip(out, steps))
+    spec = _engine.spectral_shape(N, is_complex)
+    F = math.prod(spec)
+    axes = tuple(range(2, 2 + d))
+    units = [(t, b) for t in itertools.product(*(range(c) for c in counts)) for b in range(B)]
+    per_unit = (C_in + C_out) * F * cdtype.itemsize
+    chunk = max(1, CHUNK_BUDGET // per_unit)
+    chunk = -(-len(units) // -(-len(units) // chunk))  # even chunks: fewer plans to make
+    acc = np.zeros((F, G, co, ci), dtype=cdtype)
+    workers = fft.get_num_threads()
+    bounds = [F * k // workers for k in range(workers + 1)]
+    for start in range(0, len(units), chunk):
+        part = units[start : start + chunk]
+        # tiles straight into the transforms' aligned buffers: no copy on the way in
+        xt = fft.aligned_empty((len(part), C_in) + tuple(N), dtype)
+        gt = fft.aligned_empty((len(part), C_out) + tuple(N), dtype)
+        xt[...] = 0
+        gt[...] = 0
+        for u, (t, b) in enumerate(part):
+            lo = [ti * st for ti, st in zip(t, steps)]
+            xs = tuple(slice(a, min(a + m, n)) for a, m, n in zip(lo, N, x.shape[2:]))
+            gs = tuple(slice(a, min(a + st, o)) for a, st, o in zip(lo, steps, out))
+            xv, gv = x[(b, slice(None)) + xs], g[(b, slice(None)) + gs]
+            xt[(u, slice(None)) + tuple(slice(0, n) for n in xv.shape[1:])] = xv
+            gt[(u, slice(None)) + tuple(slice(0, n) for n in gv.shape[1:])] = gv
+        X = fft.execute(xt, fft.aligned_empty(xt.shape[:2] + spec, cdtype), axes)
+        Gs = fft.execute(gt, fft.aligned_empty(gt.shape[:2] + spec, cdtype), axes)
+        del xt, gt
+        X = X.reshape(len(part), G, ci, F)
+        Gs = Gs.reshape(len(part), G, co, F)
+        # acc[f, g] += conj(G_f)ᵀ-side outer products, one batched matmul per frequency block
+        Xm = np.ascontiguousarray(X.transpose(3, 1, 0, 2))  # (F, G, units, ci)
+        Gm = np.ascontiguousarray(np.conj(Gs).transpose(3, 1, 2, 0))  # (F, G, co, units)
+        del X, Gs
+
+        with _blas.limit(1):  # small matmuls: single-threaded BLAS on parallel blocks
+            _engine.run_parallel([functools.partial(_accumulate, acc, Gm, Xm, a, b)
+                                  for a, b in itertools.pairwise(bounds) if b > a])
+    # back to lags: one transposing copy to (C_out·ci, *spec), one batch of inverse transforms
+    M = fft.aligned_empty((C_out * ci,) + spec, cdtype)
+    M.reshape(-1, F)[...] = acc.reshape(F, -1).T
+    del acc
+    axes = tuple(range(1, 1 + d))
+    if is_complex:
+        r = fft.execute(M, fft.aligned_empty(M.shape, cdtype), axes, inverse=True)
+        r = np.conj(r)
+    else:  # c2r overwrites M, which is ours
+        r = fft.execute(M, fft.aligned_empty((C_out * ci,) + tuple(N), dtype), axes,
+                        inverse=True)
+    r = r[(Ellipsis,) + tuple(slice(0, q) for q in lags)] * (1.0 / math.prod(N))
+    return np.ascontiguousarray(r.reshape((C_out, ci) + tuple(lags)), dtype=dtype)
