@@ -54,6 +54,14 @@ def isa_flags():
     return []
 
 
+def cores():
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def blas():
     """numpy's BLAS: implementation, version, CPU kernel and thread count (threadpoolctl)."""
     try:
@@ -72,7 +80,7 @@ def commit():
     """The short commit of the working tree the benchmarks ran from, or "?"."""
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, cwd=Path(__file__).resolve().parent)
+                             text=True, cwd=Path(__file__).resolve().parent, check=False)
         return out.stdout.strip() or "?"
     except OSError:
         return "?"
@@ -88,10 +96,6 @@ def describe(**extra):
     import specconv
     from specconv import _compiled, fft
 
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count()
     level = _compiled.level or "off (numpy/BLAS path)"
     forced = os.environ.get(_compiled.ENVIRONMENT)
     rows = [
@@ -99,7 +103,7 @@ def describe(**extra):
         ("commit", commit()),
         ("CPU", cpu_model()),
         ("ISA", " ".join(isa_flags()) or "?"),
-        ("cores", str(cores)),
+        ("cores", str(cores())),
         ("compiled level", f"{level}" + (f" ({_compiled.ENVIRONMENT}={forced})" if forced else "")
          + f"; this CPU runs {', '.join(_compiled.levels()) or 'none'}"),
         ("specconv threads", str(specconv.get_num_threads())),

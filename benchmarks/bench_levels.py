@@ -25,10 +25,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _machine  # noqa: E402
+import _machine
 
-import specconv  # noqa: E402
-from specconv import _compiled  # noqa: E402
+import specconv
+from specconv import _compiled
 
 # (name, loop, x shape, weight shape, groups, padding, method, complex input)
 CASES = [
@@ -72,7 +72,7 @@ def loop_dtype(case, real_name):
 
 def time_case(case, real_name, variants, repeat):
     """Median seconds per call of each variant ("off" or a level), interleaved round by round."""
-    name, _, _, _, groups, padding, method, _ = case
+    _, _, _, _, groups, padding, method, _ = case
     x, w = arrays(case, real_name)
 
     def call():
