@@ -405,7 +405,7 @@ def print_case(case):
     s = summarize(case)
     target = f"target ≥ {case['target']}×" if case["target"] else ""
     print(f"\n== {case['workload']} {case['title']} — {case['dtype']} — {target}")
-    print(f"   {'method':<32} {'median':>12} {'peer/auto':>10} {'rel err':>9} {'peak mem':>9}  note")
+    print(f"   {'method':<40} {'median':>12} {'peer/auto':>10} {'rel err':>9} {'peak mem':>9}  note")
     for r in case["rows"]:
         t = fmt_time(r["seconds"]) if r["seconds"] is not None else r["status"]
         ratio = fmt_ratio(r["seconds"] / s["auto"]) if r["seconds"] and s["auto"] else ""
@@ -414,22 +414,22 @@ def print_case(case):
         note = ", ".join(t for t in (r["note"], how) if t)
         flag = f"  {r['status']}" if r["seconds"] is not None and r["status"] else ""
         mem = f"{r['mem'] / 2**30:.2f} GB" if r["mem"] is not None else ""
-        print(f"   {r['name']:<32} {t:>12} {ratio:>10} {err:>9} {mem:>9}  {note}{flag}")
+        print(f"   {r['name']:<40} {t:>12} {ratio:>10} {err:>9} {mem:>9}  {note}{flag}")
     ide = case["ideal"]
     if ide is not None:
         if "error" in ide:
-            print(f"   {'ideal':<32} {'error':>12}  {ide['error']}")
+            print(f"   {'ideal':<40} {'error':>12}  {ide['error']}")
         else:
             parts = f"fwd {fmt_time(ide['fwd'])} + product {fmt_time(ide['mm'])} + inv {fmt_time(ide['inv'])}"
-            print(f"   {'ideal':<32} {fmt_time(ide['total']):>12} {'':>10} {'':>9} {'':>9}  {parts}; "
+            print(f"   {'ideal':<40} {fmt_time(ide['total']):>12} {'':>10} {'':>9} {'':>9}  {parts}; "
                   f"tile {tuple(ide['tile'])} x {ide['cols']} cols, {ide['source']}; "
                   f"{ide['planner']} planning {ide['plan_seconds']:.1f} s")
     first = case["first"]
     if first is not None:
         if "error" in first:
-            print(f"   {'first call (auto)':<32} {'error':>12}  {first['error']}")
+            print(f"   {'first call (auto)':<40} {'error':>12}  {first['error']}")
         else:
-            print(f"   {'first call (auto)':<32} {first['first'] * 1e3:>9.0f} ms {'':>10} {'':>9} {'':>9}  "
+            print(f"   {'first call (auto)':<40} {first['first'] * 1e3:>9.0f} ms {'':>10} {'':>9} {'':>9}  "
                   f"warm {fmt_time(first['warm'])} in that process; first − warm = {first['first'] - first['warm']:.2f} s")
     fp = s["fastest"]
     line = f"   => fastest peer: {fp['name']} {fmt_time(fp['seconds'])}" if fp else "   => no peer ran"
