@@ -63,17 +63,23 @@ def cores():
 
 
 def blas():
-    """numpy's BLAS: implementation, version, CPU kernel and thread count (threadpoolctl)."""
+    """The BLAS libraries loaded (numpy's first): implementation, version, CPU kernels and
+    threads, each with the package that ships it (threadpoolctl)."""
     try:
         from threadpoolctl import threadpool_info
     except ImportError:
         return "unknown"
     found = [p for p in threadpool_info() if p.get("user_api") == "blas"]
-    if not found:
-        return "unknown"
-    p = found[0]
-    arch = f", {p['architecture']} kernels" if p.get("architecture") else ""
-    return f"{p.get('internal_api')} {p.get('version')} ({p.get('num_threads')} threads{arch})"
+    found.sort(key=lambda p: "numpy" not in str(p.get("filepath")))
+    described = []
+    for p in found:
+        path = Path(str(p.get("filepath")))
+        owner = next((part.split(".")[0] for part in path.parts if part.endswith(".libs")),
+                     path.parent.name)
+        arch = f", {p['architecture']} kernels" if p.get("architecture") else ""
+        described.append(f"{p.get('internal_api')} {p.get('version')} ({owner}, "
+                         f"{p.get('num_threads')} threads{arch})")
+    return "; ".join(described) or "unknown"
 
 
 def commit():
@@ -107,7 +113,8 @@ def describe(**extra):
         ("compiled level", f"{level}" + (f" ({_compiled.ENVIRONMENT}={forced})" if forced else "")
          + f"; this CPU runs {', '.join(_compiled.levels()) or 'none'}"),
         ("specconv threads", str(specconv.get_num_threads())),
-        ("numpy", f"{np.__version__}, BLAS {blas()}"),
+        ("numpy", np.__version__),
+        ("BLAS", blas()),
         ("FFTW", fft.fftw_version()),
     ]
     rows += [(k.replace("_", " "), str(v)) for k, v in extra.items()]
