@@ -28,7 +28,8 @@
 #define X86_LEVELS 1
 /* Feature lists rather than "arch=x86-64-v4": older gcc and clang know the features only.
  * supported() checks the same features, so a level never runs where it was not meant to. */
-#define TARGET_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,bmi,bmi2")))
+#define TARGET_AVX512                                                                        \
+    __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,bmi,bmi2")))
 #define TARGET_AVX2 __attribute__((target("avx2,fma,bmi,bmi2")))
 #endif
 #define TARGET_BASELINE
@@ -195,7 +196,7 @@ typedef struct {
 #define SHUFFLE(v, IV, ...) __builtin_shuffle(v, (IV){__VA_ARGS__})
 #endif
 
-#define DEFINE_PRODUCT(T, V, IV, N, OUTS, COLS, TARGET, NAME)                                \
+#define DEFINE_PRODUCT(T, V, IV, N, OUTS, COLS, XOUTER, TARGET, NAME)                        \
     TARGET static void NAME(const T *const *x, T *const *y, Py_ssize_t members, const T *h,  \
                             Py_ssize_t B, Py_ssize_t G, Py_ssize_t ci, Py_ssize_t co,        \
                             Py_ssize_t tiles, Py_ssize_t F, Py_ssize_t f_lo,                 \
@@ -221,39 +222,48 @@ typedef struct {
                 const T *hg = h + (g * blocks + fb) * co * ci * BLOCK;                       \
                 for (Py_ssize_t s0 = 0; s0 < columns; s0 += SUPER) {                         \
                     const Py_ssize_t ns = columns - s0 < SUPER ? columns - s0 : SUPER;       \
-                    /* xd[((j * ci + c) * 2 + 0 / 1) * PARTS + p]: part p of the duplicated  \
-                     * real / imaginary parts */                                            \
+                    /* xd[((p * SUPER + j) * ci + c) * 2 + 0 / 1]: part p of the duplicated  \
+                     * real / imaginary parts, each part's together */                      \
                     for (Py_ssize_t j = 0; j < ns; j++) {                                    \
                         const Py_ssize_t m = (s0 + j) / (B * tiles);                         \
                         const Py_ssize_t b = (s0 + j) / tiles % B, t = (s0 + j) % tiles;     \
                         for (Py_ssize_t c = 0; c < ci; c++) {                                \
                             const T *src = x[m] + (((b * G + g) * ci + c) * tiles + t)       \
                                                       * row;                                 \
-                            V *dup = &xd[(j * ci + c) * 2 * PARTS];                          \
+                            V *dup = &xd[(j * ci + c) * 2];                                  \
                             if (f0 + AHEAD < f_hi) __builtin_prefetch(src + 2 * (f0 + AHEAD));  \
                             if (whole) {                                                     \
                                 for (int p = 0; p < PARTS; p++) {                            \
                                     const V v = *(const V *)(src + 2 * f0 + p * PART);       \
-                                    dup[p] = SHUFFLE(v, IV, EVEN_##N);                       \
-                                    dup[PARTS + p] = SHUFFLE(v, IV, ODD_##N) * sign;         \
+                                    dup[p * SUPER * ci * 2] = SHUFFLE(v, IV, EVEN_##N);      \
+                                    dup[p * SUPER * ci * 2 + 1] = SHUFFLE(v, IV, ODD_##N) * sign;  \
                                 }                                                            \
                                 continue;                                                    \
                             }                                                                \
-                            T *re = (T *)&dup[0], *im = (T *)&dup[PARTS];                    \
                             for (int k = 0; k < LANES; k++) {                                \
                                 const Py_ssize_t f = f0 + k;                                 \
                                 const int in = f >= f_lo && f < f_hi;                        \
-                                re[2 * k] = re[2 * k + 1] = in ? src[2 * f] : 0;             \
-                                im[2 * k + 1] = in ? src[2 * f + 1] : 0;                     \
-                                im[2 * k] = -im[2 * k + 1];                                  \
+                                V *part = dup + (2 * k / PART) * SUPER * ci * 2;             \
+                                T *re = (T *)&part[0], *im = (T *)&part[1];                  \
+                                const int at = 2 * k % PART;                                 \
+                                re[at] = re[at + 1] = in ? src[2 * f] : 0;                   \
+                                im[at + 1] = in ? src[2 * f + 1] : 0;                        \
+                                im[at] = -im[at + 1];                                        \
                             }                                                                \
                         }                                                                    \
                     }                                                                        \
+                    /* XOUTER: blocks of columns outside, so that theirs stay in L1 while   \
+                     * every output channel passes (x is read 2 * COLS times per OUTS       \
+                     * reads of h); else blocks of outputs outside */                      \
                     for (int p = 0; p < PARTS; p++)                                          \
-                    for (Py_ssize_t o0 = 0; o0 < co; o0 += OUTS) {                           \
-                        const int no = co - o0 < OUTS ? (int)(co - o0) : OUTS;               \
-                        for (Py_ssize_t j0 = 0; j0 < ns; j0 += COLS) {                       \
+                    for (Py_ssize_t a0 = 0; a0 < (XOUTER ? ns : co);                         \
+                         a0 += (XOUTER ? COLS : OUTS))                                       \
+                        for (Py_ssize_t b0 = 0; b0 < (XOUTER ? co : ns);                     \
+                             b0 += (XOUTER ? OUTS : COLS)) {                                 \
+                            const Py_ssize_t o0 = XOUTER ? b0 : a0, j0 = XOUTER ? a0 : b0;   \
+                            const int no = co - o0 < OUTS ? (int)(co - o0) : OUTS;           \
                             const int nj = ns - j0 < COLS ? (int)(ns - j0) : COLS;           \
+                            const V *xp = xd + p * SUPER * ci * 2;                           \
                             V acc[OUTS][COLS] = {{{0}}};                                     \
                             if (no == OUTS && nj == COLS) {                                  \
                                 for (Py_ssize_t c = 0; c < ci; c++) {                        \
@@ -264,8 +274,8 @@ typedef struct {
                                         hs[i] = SHUFFLE(hv[i], IV, SWAP_##N);                \
                                     }                                                        \
                                     for (int j = 0; j < COLS; j++) {                         \
-                                        const V *d = &xd[((j0 + j) * ci + c) * 2 * PARTS];   \
-                                        const V xr = d[p], xi = d[PARTS + p];                \
+                                        const V *d = &xp[((j0 + j) * ci + c) * 2];           \
+                                        const V xr = d[0], xi = d[1];                        \
                                         for (int i = 0; i < OUTS; i++) {                     \
                                             acc[i][j] += xr * hv[i];                         \
                                             acc[i][j] += xi * hs[i];                         \
@@ -279,8 +289,8 @@ typedef struct {
                                                                       * BLOCK + p * PART);   \
                                         const V hs = SHUFFLE(hv, IV, SWAP_##N);              \
                                         for (int j = 0; j < nj; j++) {                       \
-                                            const V *d = &xd[((j0 + j) * ci + c) * 2 * PARTS];  \
-                                            acc[i][j] += d[p] * hv + d[PARTS + p] * hs;      \
+                                            const V *d = &xp[((j0 + j) * ci + c) * 2];       \
+                                            acc[i][j] += d[0] * hv + d[1] * hs;              \
                                         }                                                    \
                                     }                                                        \
                             }                                                                \
@@ -304,7 +314,6 @@ typedef struct {
                                     }                                                        \
                                 }                                                            \
                         }                                                                    \
-                    }                                                                        \
                 }                                                                            \
             }                                                                                \
         }                                                                                    \
@@ -312,13 +321,13 @@ typedef struct {
 
 /* One level: its vector width W (bytes), the depthwise accumulators per line ACC, the
  * product's register block OUTS x COLS. N32 / N64: float / double elements per vector. */
-#define DEFINE_LEVEL(L, TARGET, W, N32, N64, ACC, OUTS, COLS)                                \
+#define DEFINE_LEVEL(L, TARGET, W, N32, N64, ACC, OUTS, COLS, XOUTER)                        \
     DEFINE_LINES(float, f32x##W, ACC, TARGET, lines_f32_##L)                                 \
     DEFINE_LINES(double, f64x##W, ACC, TARGET, lines_f64_##L)                                \
     DEFINE_IMAGES(float, lines_f32_##L, TARGET, images_f32_##L)                              \
     DEFINE_IMAGES(double, lines_f64_##L, TARGET, images_f64_##L)                             \
-    DEFINE_PRODUCT(float, f32x##W, i32x##W, N32, OUTS, COLS, TARGET, product_c64_##L)        \
-    DEFINE_PRODUCT(double, f64x##W, i64x##W, N64, OUTS, COLS, TARGET, product_c128_##L)
+    DEFINE_PRODUCT(float, f32x##W, i32x##W, N32, OUTS, COLS, XOUTER, TARGET, product_c64_##L)  \
+    DEFINE_PRODUCT(double, f64x##W, i64x##W, N64, OUTS, COLS, XOUTER, TARGET, product_c128_##L)
 
 /* Measured (benchmarks/bench_levels.py, results in benchmarks/RESULTS.md). Overridable at
  * build time (-DAVX2_ACC=...) to measure other blocks. */
@@ -340,6 +349,15 @@ typedef struct {
 #ifndef AVX2_COLS
 #define AVX2_COLS 4
 #endif
+#ifndef AVX512_XOUTER
+#define AVX512_XOUTER 1
+#endif
+#ifndef AVX2_XOUTER
+#define AVX2_XOUTER 1
+#endif
+#ifndef BASELINE_XOUTER
+#define BASELINE_XOUTER 1
+#endif
 #ifndef BASELINE_ACC
 #define BASELINE_ACC 4
 #endif
@@ -351,11 +369,13 @@ typedef struct {
 #endif
 
 #ifdef X86_LEVELS
-DEFINE_LEVEL(avx512, TARGET_AVX512, 64, 16, 8, AVX512_ACC, AVX512_OUTS, AVX512_COLS)
-DEFINE_LEVEL(avx2, TARGET_AVX2, 32, 8, 4, AVX2_ACC, AVX2_OUTS, AVX2_COLS)
+DEFINE_LEVEL(avx512, TARGET_AVX512, 64, 16, 8, AVX512_ACC, AVX512_OUTS, AVX512_COLS,
+             AVX512_XOUTER)
+DEFINE_LEVEL(avx2, TARGET_AVX2, 32, 8, 4, AVX2_ACC, AVX2_OUTS, AVX2_COLS, AVX2_XOUTER)
 #endif
 /* 16 bytes: SSE2's and NEON's registers (wider generic vectors are split into several) */
-DEFINE_LEVEL(baseline, TARGET_BASELINE, 16, 4, 2, BASELINE_ACC, BASELINE_OUTS, BASELINE_COLS)
+DEFINE_LEVEL(baseline, TARGET_BASELINE, 16, 4, 2, BASELINE_ACC, BASELINE_OUTS, BASELINE_COLS,
+             BASELINE_XOUTER)
 
 typedef void images_f32_fn(const float *, float *, const float *, const int64_t *, Py_ssize_t,
                            const int64_t *, Py_ssize_t, Py_ssize_t, const int64_t *,
