@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import specconv  # noqa: E402
 from specconv import _costmodel, _engine, fft  # noqa: E402
 
+import _machine  # noqa: E402
 from bench_conv import Allocator, measure  # noqa: E402
 
 
@@ -152,12 +153,14 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     allocator = Allocator(keep=True)
+    print(_machine.header(malloc="kept for reuse"), flush=True)
     results = {dtype: bench(dtype, args, allocator) for dtype in args.dtypes.split(",")}
     lines = [line for dtype, rows in results.items() for line in summary(dtype, rows)]
     print("\n".join(lines))
     if args.markdown:
         with open(args.markdown, "w") as f:
-            f.write(f"`python benchmarks/bench_choice.py {' '.join(argv or sys.argv[1:])}`\n\n")
+            f.write(f"`python benchmarks/bench_choice.py {' '.join(argv or sys.argv[1:])}`; "
+                    f"{_machine.markdown(malloc='kept for reuse')}\n\n")
             f.write("\n".join(f"- {line}" for line in lines) + "\n\n```\n")
             f.write("\n".join(format_row(dtype, r) for dtype, rows in results.items()
                               for r in rows) + "\n```\n")

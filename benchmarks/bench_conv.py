@@ -30,6 +30,7 @@ import numpy as np
 
 # The harness modules beside this file, and the checkout's specconv (before an installed one).
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
+import _machine  # noqa: E402
 import ideal  # noqa: E402
 import workloads  # noqa: E402
 
@@ -67,7 +68,8 @@ def measure(fn, repeat, max_seconds):
 
 
 class Allocator:
-    """glibc's malloc set to keep freed memory for reuse, so every row is timed at steady state.
+    """With ``--malloc keep``: glibc's malloc set to keep freed memory for reuse, so every row is
+    timed at steady state. The default is the C library's own settings, as a user's process has.
 
     With glibc's defaults an array above 32 MiB is a fresh ``mmap`` on every call, and each of
     its 4 KiB pages faults on first touch. torch's depthwise conv on W4 allocates three 34 MB
@@ -77,7 +79,7 @@ class Allocator:
     to 1 GiB, torch's float64 probe on W1b held 24 GB and the run was killed for lack of
     memory. ``trim()`` before each row hands the kept memory back, so the row's warm-up call
     faults its own memory in and ``peak mem`` still counts it. A no-op on other C libraries,
-    or with ``--malloc default``.
+    and with ``--malloc default`` (the default).
     """
 
     M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # from glibc's malloc.h
@@ -316,7 +318,8 @@ def bench_case(wl, dtype_name, args, conv, conv_why, subprocesses=True):
         layer = layer_cls(w, padding=wl.padding, groups=wl.groups)
         record("SpectralConv layer, auto", layer, note="kernel spectra cached after the warm-up")
 
-    peer_list, missing = peers_mod.build(wl, w, args.peer_mem_gb * 2**30, args.scipy_workers)
+    peer_list, missing = peers_mod.build(wl, w, args.peer_mem_gb * 2**30, args.scipy_workers,
+                                         args.mne_jobs)
     for peer in peer_list:
         if peer.probe == "truncate":
             est = lambda peer=peer: estimate_direct(peer.fn, wl, x, args.max_seconds, args.allocator.trim)
@@ -402,7 +405,7 @@ def print_case(case):
     s = summarize(case)
     target = f"target ≥ {case['target']}×" if case["target"] else ""
     print(f"\n== {case['workload']} {case['title']} — {case['dtype']} — {target}")
-    print(f"   {'method':<32} {'median':>12} {'peer/auto':>10} {'rel err':>9} {'peak mem':>9}  note")
+    print(f"   {'method':<40} {'median':>12} {'peer/auto':>10} {'rel err':>9} {'peak mem':>9}  note")
     for r in case["rows"]:
         t = fmt_time(r["seconds"]) if r["seconds"] is not None else r["status"]
         ratio = fmt_ratio(r["seconds"] / s["auto"]) if r["seconds"] and s["auto"] else ""
@@ -411,22 +414,22 @@ def print_case(case):
         note = ", ".join(t for t in (r["note"], how) if t)
         flag = f"  {r['status']}" if r["seconds"] is not None and r["status"] else ""
         mem = f"{r['mem'] / 2**30:.2f} GB" if r["mem"] is not None else ""
-        print(f"   {r['name']:<32} {t:>12} {ratio:>10} {err:>9} {mem:>9}  {note}{flag}")
+        print(f"   {r['name']:<40} {t:>12} {ratio:>10} {err:>9} {mem:>9}  {note}{flag}")
     ide = case["ideal"]
     if ide is not None:
         if "error" in ide:
-            print(f"   {'ideal':<32} {'error':>12}  {ide['error']}")
+            print(f"   {'ideal':<40} {'error':>12}  {ide['error']}")
         else:
             parts = f"fwd {fmt_time(ide['fwd'])} + product {fmt_time(ide['mm'])} + inv {fmt_time(ide['inv'])}"
-            print(f"   {'ideal':<32} {fmt_time(ide['total']):>12} {'':>10} {'':>9} {'':>9}  {parts}; "
+            print(f"   {'ideal':<40} {fmt_time(ide['total']):>12} {'':>10} {'':>9} {'':>9}  {parts}; "
                   f"tile {tuple(ide['tile'])} x {ide['cols']} cols, {ide['source']}; "
                   f"{ide['planner']} planning {ide['plan_seconds']:.1f} s")
     first = case["first"]
     if first is not None:
         if "error" in first:
-            print(f"   {'first call (auto)':<32} {'error':>12}  {first['error']}")
+            print(f"   {'first call (auto)':<40} {'error':>12}  {first['error']}")
         else:
-            print(f"   {'first call (auto)':<32} {first['first'] * 1e3:>9.0f} ms {'':>10} {'':>9} {'':>9}  "
+            print(f"   {'first call (auto)':<40} {first['first'] * 1e3:>9.0f} ms {'':>10} {'':>9} {'':>9}  "
                   f"warm {fmt_time(first['warm'])} in that process; first − warm = {first['first'] - first['warm']:.2f} s")
     fp = s["fastest"]
     line = f"   => fastest peer: {fp['name']} {fmt_time(fp['seconds'])}" if fp else "   => no peer ran"
@@ -447,8 +450,8 @@ COLUMNS = [  # (markdown header, how a row name maps to it)
     ("auto, new weights", lambda n: n == "specconv auto, new weights"),
     ("layer", lambda n: n.startswith("SpectralConv")),
     ("torch", lambda n: n.startswith("torch")),
-    ("fftconvolve bcast", lambda n: n == "scipy fftconvolve bcast"),
-    ("oaconvolve bcast", lambda n: n == "scipy oaconvolve bcast"),
+    ("fftconvolve bcast", lambda n: n.startswith("scipy fftconvolve bcast")),
+    ("oaconvolve bcast", lambda n: n.startswith("scipy oaconvolve bcast")),
     ("oaconvolve loop", lambda n: n.startswith("scipy oaconvolve per")),
     ("MNE", lambda n: n.startswith("MNE")),
 ]
@@ -463,31 +466,30 @@ def _cell(row):
     return st.replace("skipped ", "skip ") if st.startswith("skipped") else ("n/a" if st.startswith("n/a") else "error")
 
 
+def machine_lines(args):
+    """The machine, the compiled level and every thread count, for the header of each output."""
+    cores = _machine.cores()
+    return _machine.describe(
+        malloc="kept for reuse (--malloc keep)" if args.allocator.keeps_memory
+        else "C library defaults",
+        peer_threads=f"torch {cores}; scipy.fft workers {' and '.join(map(str, args.scipy_workers or (1, cores)))}"
+                     f" (each a row, the faster counts); MNE n_jobs "
+                     f"{' and '.join(map(str, args.mne_jobs or (1, cores)))}",
+    )
+
+
 def markdown(cases, argv, args):
-    versions = []
-    for mod in ("numpy", "scipy", "pyfftw", "torch", "mne"):
-        try:
-            versions.append(f"{mod} {__import__(mod).__version__}")
-        except ImportError:
-            pass
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).resolve().parent).stdout.strip()
-    except OSError:
-        commit = "?"
     out = [
         "## Benchmark results", "",
-        f"`python benchmarks/bench_conv.py {shlex.join(argv)}` at commit {commit}, {time.strftime('%Y-%m-%d')}; "
-        f"{os.cpu_count()} cores ({platform.processor() or platform.machine()}), {', '.join(versions)}. "
+        f"`python benchmarks/bench_conv.py {shlex.join(argv)}`; "
+        + "; ".join(f"{k} {v}" for k, v in machine_lines(args))
+        + ". Other versions: " + ", ".join(_versions()) + ". "
         "Medians after one warm-up call; times in ms. ratio = fastest peer ÷ specconv auto "
         "(same weights every call, as the peers get: specconv reuses their kernel spectra); "
         "new-w ratio = the same with new weights in every call (spectra recomputed); "
         "of ideal = ideal ÷ specconv fft; first − warm in a fresh process with an empty wisdom cache; "
         "peak mem = resident memory above the pre-call level, output included. "
-        + ("malloc keeps freed memory (`--malloc keep`: no fresh-page faults in warm calls). "
-           if args.allocator.keeps_memory else "malloc: C library defaults. ")
-        + "Threads: specconv, "
-        f"the ideal and torch all cores; scipy {args.scipy_workers} scipy.fft worker(s); MNE n_jobs=1. "
+        "Peers with several thread counts show the faster. "
         "See benchmarks/README.md for what each peer computes.", "",
         "| workload | dtype | auto ms | fastest peer | ratio | target | new-w ratio | fft ms | ideal ms | of ideal | first − warm | auto peak mem |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -513,8 +515,11 @@ def markdown(cases, argv, args):
             "|---|---|" + "---|" * (len(COLUMNS) + 1)]
     for c in cases:
         cells = []
-        for _, match in COLUMNS:
-            cells.append(_cell(next((r for r in c["rows"] if match(r["name"])), None)))
+        for _, match in COLUMNS:  # several thread counts of one peer: the fastest
+            rows = [r for r in c["rows"] if match(r["name"])]
+            timed = [r for r in rows if r["seconds"] is not None]
+            cells.append(_cell(min(timed, key=lambda r: r["seconds"]) if timed else
+                               rows[0] if rows else None))
         ide = (c["ideal"] or {}).get("total")
         cells.append(f"{ide * 1e3:.4g}" if ide else "—")
         out.append(f"| {c['workload']} | {c['dtype']} | " + " | ".join(cells) + " |")
@@ -523,6 +528,23 @@ def markdown(cases, argv, args):
 
 
 # -- main ------------------------------------------------------------------------------------
+
+def _versions():
+    versions = []
+    for mod in ("scipy", "torch", "mne"):
+        try:
+            versions.append(f"{mod} {__import__(mod).__version__}")
+        except ImportError:
+            pass
+    return versions
+
+
+def _counts(text):
+    counts = [int(t) for t in text.split(",") if t.strip()]
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"positive integers separated by commas, got {text!r}")
+    return counts
+
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -535,13 +557,17 @@ def parse_args(argv):
     p.add_argument("--peer-mem-gb", type=float, default=6.0, help="memory budget (GB) per row: scipy peers are chunked to it, probed direct methods estimated above it are skipped")
     p.add_argument("--ideal-mem-gb", type=float, default=4.0, help="memory budget for the ideal's arrays")
     p.add_argument("--ideal-plan-limit", type=float, help="FFTW_MEASURE time limit (s) per ideal plan; 0 = FFTW_ESTIMATE (default 30, --quick 0)")
-    p.add_argument("--scipy-workers", type=int, default=1,
-                   help="scipy.fft workers for the scipy peers (default 1, scipy's own default)")
+    p.add_argument("--scipy-workers", type=_counts,
+                   help="comma-separated scipy.fft worker counts, each timed as a row of its own "
+                        "(default: 1 and all cores; the faster counts)")
+    p.add_argument("--mne-jobs", type=_counts,
+                   help="comma-separated MNE n_jobs values (default: 1 and all cores)")
     p.add_argument("--no-ideal", action="store_true", help="skip the ideal line")
     p.add_argument("--no-first-call", action="store_true", help="skip the first-call subprocess")
-    p.add_argument("--malloc", choices=("keep", "default"), default="keep",
-                   help="keep: glibc keeps freed memory, so no row pays page faults for fresh large "
-                        "arrays on every call (default); default: glibc's own settings")
+    p.add_argument("--malloc", choices=("default", "keep"), default="default",
+                   help="default: the C library's own settings, as in a user's process (default); "
+                        "keep: glibc keeps freed memory, so no row pays page faults for fresh "
+                        "large arrays on every call")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--child", nargs=2, metavar=("KIND", "JSON"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -566,6 +592,7 @@ def main(argv=None):
     conv, why = specconv_conv()
     if conv is None:
         log(f"specconv rows disabled: {why}")
+    print("\n".join(f"{k}: {v}" for k, v in machine_lines(args)), flush=True)
     start = time.perf_counter()
     cases = []
     for wl in chosen:

@@ -13,11 +13,11 @@ spectrum is recomputed once per chunk, which is what broadcasting costs a scipy 
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass
 from typing import Callable
 
+import _machine
 import numpy as np
 import scipy.signal
 
@@ -125,14 +125,17 @@ def pair_loop(fn, label, wl, w):
     return Peer(label, run, note, probe="pairs", n_pairs=len(pairs))
 
 
-def mne_overlap_add(wl, w):
+def mne_overlap_add(wl, w, n_jobs=1):
     """MNE's FIR overlap-add, one call per output channel (each has its own filter).
 
     MNE has no public function taking an arbitrary FIR (filter_data designs its own from
     l_freq/h_freq), so this calls the private ``mne.filter._overlap_add_filter`` with
     phase="zero" and its default edge padding; its output is the "same"-length filtered signal,
     from which the "valid" part is cut. MNE filters float64 only: float32 input is converted
-    inside the timing, as an MNE user's data would be.
+    inside the timing, as an MNE user's data would be. Each call filters the channel's rows of
+    every batch item. With ``n_jobs`` > 1 the calls run through ``mne.parallel.parallel_func``
+    (MNE's own n_jobs splits the rows of one call, and a depthwise layer's call has one row per
+    batch item: nothing to split at batch 1).
     """
     from mne.filter import _overlap_add_filter
 
@@ -142,15 +145,29 @@ def mne_overlap_add(wl, w):
     (n_out,) = wl.out_spatial()
     hf = _flip(w).astype(np.float64)
 
-    def run(x):
-        y = np.empty((wl.batch, wl.c_out, n_out), dtype=x.dtype)
-        for b in range(wl.batch):
-            for o in range(wl.c_out):
-                row = x[b, o // m][None].astype(np.float64)
-                y[b, o] = _overlap_add_filter(row, hf[o, 0], phase="zero", n_jobs=None, copy=False)[0, off:off + n_out]
-        return y
+    def one(rows, h):
+        return _overlap_add_filter(rows, h, phase="zero", n_jobs=None, copy=False)[:, off:off + n_out]
 
-    return Peer("MNE overlap-add", run, f"private _overlap_add_filter, {wl.c_out} calls, 1 job")
+    if n_jobs == 1:
+        def run(x):
+            y = np.empty((wl.batch, wl.c_out, n_out), dtype=x.dtype)
+            for o in range(wl.c_out):
+                y[:, o] = one(x[:, o // m].astype(np.float64), hf[o, 0])
+            return y
+    else:
+        from mne.parallel import parallel_func
+
+        parallel, p_one, _ = parallel_func(one, n_jobs)
+
+        def run(x):
+            y = np.empty((wl.batch, wl.c_out, n_out), dtype=x.dtype)
+            parts = parallel(p_one(x[:, o // m].astype(np.float64), hf[o, 0]) for o in range(wl.c_out))
+            for o, part in enumerate(parts):
+                y[:, o] = part
+            return y
+
+    name = "MNE overlap-add" + (f", n_jobs={n_jobs}" if n_jobs != 1 else "")
+    return Peer(name, run, f"private _overlap_add_filter, {wl.c_out} calls, n_jobs={n_jobs}")
 
 
 def torch_conv(wl, w):
@@ -158,7 +175,7 @@ def torch_conv(wl, w):
     import torch
     import torch.nn.functional as F
 
-    torch.set_num_threads(os.cpu_count())
+    torch.set_num_threads(_machine.cores())
     conv = getattr(F, f"conv{wl.ndim}d")
     wt = torch.from_numpy(w)
     pads = wl.pads()
@@ -178,7 +195,7 @@ def torch_conv(wl, w):
 
 
 def _with_workers(peer, workers):
-    """Run a scipy peer inside ``scipy.fft.set_workers`` (scipy's default is 1 worker)."""
+    """A scipy peer run inside ``scipy.fft.set_workers(workers)`` (scipy's default is 1)."""
     import scipy.fft
 
     inner = peer.fn
@@ -187,16 +204,21 @@ def _with_workers(peer, workers):
         with scipy.fft.set_workers(workers):
             return inner(x, **kw)
 
-    peer.fn = run
-    peer.note += f", {workers} scipy.fft workers"
-    return peer
+    return Peer(f"{peer.name}, {workers} workers", run, f"{peer.note}, {workers} scipy.fft workers",
+                peer.probe, peer.n_pairs)
 
 
-def build(wl, w, budget_bytes, scipy_workers=1):
+def build(wl, w, budget_bytes, scipy_workers=None, mne_jobs=None):
     """The peers that apply to workload ``wl``, with the (probe-able) functions to time.
 
+    Peers at their best: every scipy peer with each of ``scipy_workers`` scipy.fft workers
+    (default 1 and all cores) and MNE with each of ``mne_jobs`` (default 1 and all cores),
+    each a row of its own; the summaries take the fastest.
     Returns ``(peers, unavailable)`` where ``unavailable`` lists (name, reason) pairs.
     """
+    cores = _machine.cores()
+    scipy_workers = sorted(set(scipy_workers or (1, cores)))
+    mne_jobs = sorted(set(mne_jobs or (1, cores)))
     peers, missing = [], []
     if wl.ndim <= 3:
         try:
@@ -205,15 +227,16 @@ def build(wl, w, budget_bytes, scipy_workers=1):
             missing.append(("torch", f"not importable ({exc})"))
     else:
         missing.append(("torch", f"no conv{wl.ndim}d"))
-    peers.append(scipy_broadcast(scipy.signal.fftconvolve, "scipy fftconvolve bcast", wl, w, budget_bytes, 4))
-    peers.append(scipy_broadcast(scipy.signal.oaconvolve, "scipy oaconvolve bcast", wl, w, budget_bytes, 9))
     label = "scipy oaconvolve per channel" if wl.cin_per_group == 1 else "scipy oaconvolve per pair"
-    peers.append(pair_loop(scipy.signal.oaconvolve, label, wl, w))
-    if scipy_workers != 1:
-        peers = [_with_workers(p, scipy_workers) if p.name.startswith("scipy") else p for p in peers]
+    for peer in (
+        scipy_broadcast(scipy.signal.fftconvolve, "scipy fftconvolve bcast", wl, w, budget_bytes, 4),
+        scipy_broadcast(scipy.signal.oaconvolve, "scipy oaconvolve bcast", wl, w, budget_bytes, 9),
+        pair_loop(scipy.signal.oaconvolve, label, wl, w),
+    ):
+        peers += [peer if n == 1 else _with_workers(peer, n) for n in scipy_workers]
     if wl.ndim == 1 and wl.depthwise and not wl.is_complex and wl.padding in (0, "valid"):
         try:
-            peers.append(mne_overlap_add(wl, w))
+            peers += [mne_overlap_add(wl, w, n) for n in mne_jobs]
         except ImportError as exc:
             missing.append(("MNE", f"not importable ({exc})"))
     return peers, missing

@@ -1,13 +1,18 @@
 /*
  * Compiled loops for the two steps numpy makes slow, each written for the compiler's
- * vectoriser (64-byte vectors; on x86-64 with gcc and Linux cloned for AVX-512 and AVX2, the
- * best picked when the module loads):
+ * vectoriser:
  *
  * - depthwise correlation (the direct method): numpy makes every tap one pass over memory,
  *   a 7 x 7 kernel 49 passes; here a block of each output line stays in registers across
  *   all taps, so the image is read once and the output written once;
  * - the per-frequency product of the FFT path in FFTW's own layout, where BLAS needs the
  *   spectra transposed and back (see product below).
+ *
+ * Every loop is compiled once per instruction-set level, each with its own vector width and
+ * register blocks (the blocks that fit AVX-512's 32 registers spill on AVX2's 16): on x86-64
+ * "avx512" (x86-64-v4), "avx2" (x86-64-v3) and "baseline" (the build's own target), elsewhere
+ * "baseline" alone. ``supported()`` names the levels this CPU runs, best first; the loops of
+ * level L are ``depthwise_L`` and ``product_L``. specconv/_compiled.py picks one at import.
  *
  * Python side: specconv/_direct.py and specconv/_engine.py, through specconv/_compiled.py.
  * No numpy headers: arrays come in through the buffer protocol, and every size and offset
@@ -19,18 +24,26 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define CLONED __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define CLONED
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define X86_LEVELS 1
+/* Feature lists rather than "arch=x86-64-v4": older gcc and clang know the features only.
+ * supported() checks the same features, so a level never runs where it was not meant to. */
+#define TARGET_AVX512                                                                        \
+    __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,bmi,bmi2")))
+#define TARGET_AVX2 __attribute__((target("avx2,fma,bmi,bmi2")))
 #endif
+#define TARGET_BASELINE
 
-/* Vectors of 64 bytes (the compiler splits them where the hardware's are narrower), loaded
- * from any address; four of them accumulate a block of one output line (8 x 64 x 128^2
- * images, 7 x 7, float32: 2, 4, 6 and 8 accumulators 10.7, 7.8, 7.4 and 8.0 ms). */
-#define ACCUMULATORS 4
-typedef float vec_f32 __attribute__((vector_size(64), aligned(4)));
-typedef double vec_f64 __attribute__((vector_size(64), aligned(8)));
+/* Vectors of W bytes loaded from any address (the element alignment), and the integer
+ * vectors gcc's shuffles take as index lists. */
+#define VECTOR_TYPES(W)                                                                      \
+    typedef float f32x##W __attribute__((vector_size(W), aligned(4)));                       \
+    typedef double f64x##W __attribute__((vector_size(W), aligned(8)));                      \
+    typedef int32_t i32x##W __attribute__((vector_size(W)));                                 \
+    typedef int64_t i64x##W __attribute__((vector_size(W)));
+VECTOR_TYPES(16)
+VECTOR_TYPES(32)
+VECTOR_TYPES(64)
 
 /* The taps of two lines ``step`` apart, merged (see DEFINE_LINES): ``count`` offsets
  * ``both``, and where each is a tap of the first and of the second line (-1: it is not). */
@@ -40,26 +53,28 @@ typedef struct {
 } Pairs;
 
 /*
- * out[l * len + n] = sum_t w[t] * pad[lines[l] + taps[t] + n], for every line l and n < len.
+ * out[l * len + n] = sum_t w[t] * pad[lines[l] + taps[t] + n], for every line l and n < len,
+ * in vectors V, ACC of them accumulating a block of one output line.
  *
  * Two lines ``step`` apart (the rows of a 2-D image, say) read mostly the same samples: a
  * sample at offset both[k] from the first line's start is tap w0[k] of the first line and
  * w1[k] of the second (either 0 where that line has no such tap). Such pairs are computed
- * together, each sample loaded once for both (8 x 64 x 128^2 images, two threads, float32:
- * 7 x 7 6.4 -> 5.7 ms, 15 x 15 23 -> 18, 31 x 31 84 -> 68; float64 7 x 7 12.7 -> 11.5).
+ * together, each sample loaded once for both; their 2 * ACC accumulators must stay in
+ * registers (on AVX2, 2 x 4 accumulators of 64 bytes took 16 ymm registers and spilled).
  */
-#define DEFINE_LINES(T, V, NAME)                                                             \
-    static inline void NAME##_from(const T *base, const T *w, const int64_t *taps,           \
-                                   Py_ssize_t ntaps, Py_ssize_t n, Py_ssize_t len, T *dst)   \
+#define DEFINE_LINES(T, V, ACC, TARGET, NAME)                                                \
+    TARGET static inline void NAME##_from(const T *base, const T *w, const int64_t *taps,    \
+                                          Py_ssize_t ntaps, Py_ssize_t n, Py_ssize_t len,    \
+                                          T *dst)                                            \
     {                                                                                        \
-        enum { LANES = sizeof(V) / sizeof(T), WIDE = ACCUMULATORS * LANES };                 \
+        enum { LANES = sizeof(V) / sizeof(T), WIDE = ACC * LANES };                          \
         for (; n + WIDE <= len; n += WIDE) {                                                 \
-            V acc[ACCUMULATORS] = {0};                                                       \
+            V acc[ACC] = {0};                                                                \
             for (Py_ssize_t t = 0; t < ntaps; t++) {                                         \
                 const V *src = (const V *)(base + taps[t] + n);                              \
-                for (int a = 0; a < ACCUMULATORS; a++) acc[a] += w[t] * src[a];              \
+                for (int a = 0; a < ACC; a++) acc[a] += w[t] * src[a];                       \
             }                                                                                \
-            for (int a = 0; a < ACCUMULATORS; a++) *(V *)(dst + n + a * LANES) = acc[a];     \
+            for (int a = 0; a < ACC; a++) *(V *)(dst + n + a * LANES) = acc[a];              \
         }                                                                                    \
         for (; n + LANES <= len; n += LANES) {                                               \
             V acc = {0};                                                                     \
@@ -73,27 +88,27 @@ typedef struct {
             dst[n] = acc;                                                                    \
         }                                                                                    \
     }                                                                                        \
-    CLONED static void NAME(const T *pad, const T *w, const int64_t *taps, Py_ssize_t ntaps, \
+    TARGET static void NAME(const T *pad, const T *w, const int64_t *taps, Py_ssize_t ntaps, \
                             const int64_t *lines, Py_ssize_t nlines, Py_ssize_t len, T *out, \
                             const Pairs *pairs, const T *w0, const T *w1)                    \
     {                                                                                        \
-        enum { LANES = sizeof(V) / sizeof(T), WIDE = ACCUMULATORS * LANES };                 \
+        enum { LANES = sizeof(V) / sizeof(T), WIDE = ACC * LANES };                          \
         for (Py_ssize_t l = 0; l < nlines; l++) {                                            \
             const T *base = pad + lines[l];                                                  \
             T *dst = out + l * len;                                                          \
             Py_ssize_t n = 0;                                                                \
             if (l + 1 < nlines && lines[l + 1] - lines[l] == pairs->step) {                  \
                 for (; n + WIDE <= len; n += WIDE) {                                         \
-                    V first[ACCUMULATORS] = {0}, second[ACCUMULATORS] = {0};                 \
+                    V first[ACC] = {0}, second[ACC] = {0};                                   \
                     for (Py_ssize_t k = 0; k < pairs->count; k++) {                          \
                         const V *src = (const V *)(base + pairs->both[k] + n);               \
-                        for (int a = 0; a < ACCUMULATORS; a++) {                             \
+                        for (int a = 0; a < ACC; a++) {                                      \
                             const V v = src[a];                                              \
                             first[a] += w0[k] * v;                                           \
                             second[a] += w1[k] * v;                                          \
                         }                                                                    \
                     }                                                                        \
-                    for (int a = 0; a < ACCUMULATORS; a++) {                                 \
+                    for (int a = 0; a < ACC; a++) {                                          \
                         *(V *)(dst + n + a * LANES) = first[a];                              \
                         *(V *)(dst + len + n + a * LANES) = second[a];                       \
                     }                                                                        \
@@ -107,19 +122,17 @@ typedef struct {
         }                                                                                    \
     }
 
-DEFINE_LINES(float, vec_f32, lines_f32)
-DEFINE_LINES(double, vec_f64, lines_f64)
-
 /*
  * Every image: copied into the zeroed scratch image (only its inside: the pads stay zero),
  * then every output channel of its group, line by line.
  */
-#define DEFINE_IMAGES(T, LINES, NAME)                                                        \
-    static void NAME(const T *x, T *out, const T *w, const int64_t *taps, Py_ssize_t ntaps,  \
-                     const int64_t *rows, Py_ssize_t nrows, Py_ssize_t row,                  \
-                     const int64_t *lines, Py_ssize_t nlines, Py_ssize_t len,                \
-                     Py_ssize_t images, Py_ssize_t first, Py_ssize_t groups,                 \
-                     Py_ssize_t mult, const Pairs *pairs, T *pad, T *w0, T *w1)              \
+#define DEFINE_IMAGES(T, LINES, TARGET, NAME)                                                \
+    TARGET static void NAME(const T *x, T *out, const T *w, const int64_t *taps,             \
+                            Py_ssize_t ntaps, const int64_t *rows, Py_ssize_t nrows,         \
+                            Py_ssize_t row, const int64_t *lines, Py_ssize_t nlines,         \
+                            Py_ssize_t len, Py_ssize_t images, Py_ssize_t first,             \
+                            Py_ssize_t groups, Py_ssize_t mult, const Pairs *pairs, T *pad,  \
+                            T *w0, T *w1)                                                    \
     {                                                                                        \
         for (Py_ssize_t i = 0; i < images; i++) {                                            \
             const Py_ssize_t g = (first + i) % groups;                                       \
@@ -136,6 +149,283 @@ DEFINE_LINES(double, vec_f64, lines_f64)
             }                                                                                \
         }                                                                                    \
     }
+
+/*
+ * The per-frequency product of the FFT path, in FFTW's natural layout:
+ *
+ *     y[b, g, o, t, f] = sum_c h[g, o, c, f] * x[b, g, c, t, f]      (complex, interleaved)
+ *
+ * numpy computes it as a batched BLAS matmul on blocks of frequencies, which needs both
+ * spectra transposed and back. Here a vector holds consecutive frequencies of one (b, g, c, t)
+ * row as they lie, and the kernel spectra come in blocks of 64 bytes of frequencies, LANES of
+ * them, at every level (see _engine.kernel_spectra); a level with narrower vectors V computes
+ * each block in PARTS parts, one after another. With x's real and imaginary parts each
+ * duplicated into both slots of every complex number, the imaginary one signed (xr, xr) and
+ * (-xi, xi), and h's parts swapped, one complex multiply-add is two fused multiply-adds:
+ * (xr, xr) * (hr, hi) + (-xi, xi) * (hi, hr) = (xr hr - xi hi, xr hi + xi hr).
+ * The duplicates of x serve every output channel, the swapped h every column of a block
+ * (signing x rather than h: a shuffle per h, not a shuffle and a multiply, which would
+ * compete with the FMAs for their ports).
+ * Register blocks: OUTS output channels by COLS columns (b, t), OUTS * COLS accumulators and
+ * 2 * OUTS vectors of h, which must fit the level's registers.
+ */
+#define SUPER 32 /* columns whose duplicated x are kept (in cache) while every o passes */
+/* Every (column, channel) row of x and y is a stream of its own, one block of frequencies at
+ * a time: too many streams for the hardware's prefetchers (32 x 32 channels, 30 tiles of
+ * 64 x 72: 1920), so each row is fetched PREFETCH blocks ahead. */
+#define PREFETCH 4
+#define BLOCK_BYTES 64
+
+/* index lists of the shuffles: every real part, or every imaginary part, in both slots of its
+ * complex number, and (re, im) -> (im, re); by the number of elements */
+#define EVEN_2 0, 0
+#define EVEN_4 0, 0, 2, 2
+#define EVEN_8 0, 0, 2, 2, 4, 4, 6, 6
+#define EVEN_16 0, 0, 2, 2, 4, 4, 6, 6, 8, 8, 10, 10, 12, 12, 14, 14
+#define ODD_2 1, 1
+#define ODD_4 1, 1, 3, 3
+#define ODD_8 1, 1, 3, 3, 5, 5, 7, 7
+#define ODD_16 1, 1, 3, 3, 5, 5, 7, 7, 9, 9, 11, 11, 13, 13, 15, 15
+#define SWAP_2 1, 0
+#define SWAP_4 1, 0, 3, 2
+#define SWAP_8 1, 0, 3, 2, 5, 4, 7, 6
+#define SWAP_16 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14
+#if defined(__clang__)
+#define SHUFFLE(v, IV, ...) __builtin_shufflevector(v, v, __VA_ARGS__)
+#else
+#define SHUFFLE(v, IV, ...) __builtin_shuffle(v, (IV){__VA_ARGS__})
+#endif
+
+#define DEFINE_PRODUCT(T, V, IV, N, OUTS, COLS, XOUTER, TARGET, NAME)                        \
+    TARGET static void NAME(const T *const *x, T *const *y, Py_ssize_t members, const T *h,  \
+                            Py_ssize_t B, Py_ssize_t G, Py_ssize_t ci, Py_ssize_t co,        \
+                            Py_ssize_t tiles, Py_ssize_t F, Py_ssize_t f_lo,                 \
+                            Py_ssize_t f_hi, void *scratch)                                  \
+    {                                                                                        \
+        V *xd = scratch;                                                                     \
+        enum {                                                                               \
+            BLOCK = BLOCK_BYTES / sizeof(T), /* reals per block */                           \
+            LANES = BLOCK / 2,               /* frequencies per block */                     \
+            PART = sizeof(V) / sizeof(T),    /* reals per vector */                          \
+            PARTS = BLOCK / PART,                                                            \
+            AHEAD = PREFETCH * LANES                                                         \
+        };                                                                                   \
+        V sign;                                                                              \
+        for (int k = 0; k < PART; k++) sign[k] = k % 2 ? 1 : -1;                             \
+        const Py_ssize_t columns = members * B * tiles;                                      \
+        const Py_ssize_t row = 2 * F; /* reals per (b, g, c, t) row */                       \
+        const Py_ssize_t blocks = (F + LANES - 1) / LANES;                                   \
+        for (Py_ssize_t fb = f_lo / LANES; fb * LANES < f_hi; fb++) {                        \
+            const Py_ssize_t f0 = fb * LANES;                                                \
+            const int whole = f0 >= f_lo && f0 + LANES <= f_hi;                              \
+            for (Py_ssize_t g = 0; g < G; g++) {                                             \
+                const T *hg = h + (g * blocks + fb) * co * ci * BLOCK;                       \
+                for (Py_ssize_t s0 = 0; s0 < columns; s0 += SUPER) {                         \
+                    const Py_ssize_t ns = columns - s0 < SUPER ? columns - s0 : SUPER;       \
+                    /* xd[((p * SUPER + j) * ci + c) * 2 + 0 / 1]: part p of the duplicated  \
+                     * real / imaginary parts, each part's together */                      \
+                    for (Py_ssize_t j = 0; j < ns; j++) {                                    \
+                        const Py_ssize_t m = (s0 + j) / (B * tiles);                         \
+                        const Py_ssize_t b = (s0 + j) / tiles % B, t = (s0 + j) % tiles;     \
+                        for (Py_ssize_t c = 0; c < ci; c++) {                                \
+                            const T *src = x[m] + (((b * G + g) * ci + c) * tiles + t)       \
+                                                      * row;                                 \
+                            V *dup = &xd[(j * ci + c) * 2];                                  \
+                            if (f0 + AHEAD < f_hi) __builtin_prefetch(src + 2 * (f0 + AHEAD));  \
+                            if (whole) {                                                     \
+                                for (int p = 0; p < PARTS; p++) {                            \
+                                    const V v = *(const V *)(src + 2 * f0 + p * PART);       \
+                                    dup[p * SUPER * ci * 2] = SHUFFLE(v, IV, EVEN_##N);      \
+                                    dup[p * SUPER * ci * 2 + 1] = SHUFFLE(v, IV, ODD_##N) * sign;  \
+                                }                                                            \
+                                continue;                                                    \
+                            }                                                                \
+                            for (int k = 0; k < LANES; k++) {                                \
+                                const Py_ssize_t f = f0 + k;                                 \
+                                const int in = f >= f_lo && f < f_hi;                        \
+                                V *part = dup + (2 * k / PART) * SUPER * ci * 2;             \
+                                T *re = (T *)&part[0], *im = (T *)&part[1];                  \
+                                const int at = 2 * k % PART;                                 \
+                                re[at] = re[at + 1] = in ? src[2 * f] : 0;                   \
+                                im[at + 1] = in ? src[2 * f + 1] : 0;                        \
+                                im[at] = -im[at + 1];                                        \
+                            }                                                                \
+                        }                                                                    \
+                    }                                                                        \
+                    /* XOUTER: blocks of columns outside, so that theirs stay in L1 while   \
+                     * every output channel passes (x is read 2 * COLS times per OUTS       \
+                     * reads of h); else blocks of outputs outside */                      \
+                    for (int p = 0; p < PARTS; p++)                                          \
+                    for (Py_ssize_t a0 = 0; a0 < (XOUTER ? ns : co);                         \
+                         a0 += (XOUTER ? COLS : OUTS))                                       \
+                        for (Py_ssize_t b0 = 0; b0 < (XOUTER ? co : ns);                     \
+                             b0 += (XOUTER ? OUTS : COLS)) {                                 \
+                            const Py_ssize_t o0 = XOUTER ? b0 : a0, j0 = XOUTER ? a0 : b0;   \
+                            const int no = co - o0 < OUTS ? (int)(co - o0) : OUTS;           \
+                            const int nj = ns - j0 < COLS ? (int)(ns - j0) : COLS;           \
+                            const V *xp = xd + p * SUPER * ci * 2;                           \
+                            V acc[OUTS][COLS] = {{{0}}};                                     \
+                            if (no == OUTS && nj == COLS) {                                  \
+                                for (Py_ssize_t c = 0; c < ci; c++) {                        \
+                                    V hv[OUTS], hs[OUTS];                                    \
+                                    for (int i = 0; i < OUTS; i++) {                         \
+                                        hv[i] = *(const V *)(hg + ((o0 + i) * ci + c)        \
+                                                                 * BLOCK + p * PART);        \
+                                        hs[i] = SHUFFLE(hv[i], IV, SWAP_##N);                \
+                                    }                                                        \
+                                    for (int j = 0; j < COLS; j++) {                         \
+                                        const V *d = &xp[((j0 + j) * ci + c) * 2];           \
+                                        const V xr = d[0], xi = d[1];                        \
+                                        for (int i = 0; i < OUTS; i++) {                     \
+                                            acc[i][j] += xr * hv[i];                         \
+                                            acc[i][j] += xi * hs[i];                         \
+                                        }                                                    \
+                                    }                                                        \
+                                }                                                            \
+                            } else {                                                         \
+                                for (Py_ssize_t c = 0; c < ci; c++)                          \
+                                    for (int i = 0; i < no; i++) {                           \
+                                        const V hv = *(const V *)(hg + ((o0 + i) * ci + c)   \
+                                                                      * BLOCK + p * PART);   \
+                                        const V hs = SHUFFLE(hv, IV, SWAP_##N);              \
+                                        for (int j = 0; j < nj; j++) {                       \
+                                            const V *d = &xp[((j0 + j) * ci + c) * 2];       \
+                                            acc[i][j] += d[0] * hv + d[1] * hs;              \
+                                        }                                                    \
+                                    }                                                        \
+                            }                                                                \
+                            for (int i = 0; i < no; i++)                                     \
+                                for (int j = 0; j < nj; j++) {                               \
+                                    const Py_ssize_t col = s0 + j0 + j;                      \
+                                    const Py_ssize_t b = col / tiles % B, t = col % tiles;   \
+                                    T *dst = y[col / (B * tiles)]                            \
+                                        + ((((b * G + g) * co + o0 + i) * tiles + t)         \
+                                                  * row) + 2 * f0;                           \
+                                    if (whole) {                                             \
+                                        if (p == 0 && f0 + AHEAD < f_hi)                     \
+                                            __builtin_prefetch(dst + 2 * AHEAD, 1);          \
+                                        *(V *)(dst + p * PART) = acc[i][j];                  \
+                                    } else {                                                 \
+                                        const T *a = (const T *)&acc[i][j];                  \
+                                        for (int k = 0; k < PART; k++) {                     \
+                                            const Py_ssize_t f = f0 + (p * PART + k) / 2;    \
+                                            if (f >= f_lo && f < f_hi) dst[p * PART + k] = a[k];  \
+                                        }                                                    \
+                                    }                                                        \
+                                }                                                            \
+                        }                                                                    \
+                }                                                                            \
+            }                                                                                \
+        }                                                                                    \
+    }
+
+/* One level: its vector width W (bytes), the depthwise accumulators per line ACC, the
+ * product's register block OUTS x COLS. N32 / N64: float / double elements per vector. */
+#define DEFINE_LEVEL(L, TARGET, W, N32, N64, ACC, OUTS, COLS, XOUTER)                        \
+    DEFINE_LINES(float, f32x##W, ACC, TARGET, lines_f32_##L)                                 \
+    DEFINE_LINES(double, f64x##W, ACC, TARGET, lines_f64_##L)                                \
+    DEFINE_IMAGES(float, lines_f32_##L, TARGET, images_f32_##L)                              \
+    DEFINE_IMAGES(double, lines_f64_##L, TARGET, images_f64_##L)                             \
+    DEFINE_PRODUCT(float, f32x##W, i32x##W, N32, OUTS, COLS, XOUTER, TARGET, product_c64_##L)  \
+    DEFINE_PRODUCT(double, f64x##W, i64x##W, N64, OUTS, COLS, XOUTER, TARGET, product_c128_##L)
+
+/* Measured (benchmarks/bench_levels.py, results in benchmarks/RESULTS.md). Overridable at
+ * build time (-DAVX2_ACC=...) to measure other blocks. */
+#ifndef AVX512_ACC
+#define AVX512_ACC 4
+#endif
+#ifndef AVX512_OUTS
+#define AVX512_OUTS 4
+#endif
+#ifndef AVX512_COLS
+#define AVX512_COLS 4
+#endif
+#ifndef AVX2_ACC
+#define AVX2_ACC 4
+#endif
+#ifndef AVX2_OUTS
+#define AVX2_OUTS 2
+#endif
+#ifndef AVX2_COLS
+#define AVX2_COLS 4
+#endif
+#ifndef AVX512_XOUTER
+#define AVX512_XOUTER 1
+#endif
+#ifndef AVX2_XOUTER
+#define AVX2_XOUTER 1
+#endif
+#ifndef BASELINE_XOUTER
+#define BASELINE_XOUTER 1
+#endif
+#ifndef BASELINE_ACC
+#define BASELINE_ACC 4
+#endif
+#ifndef BASELINE_OUTS
+#define BASELINE_OUTS 2
+#endif
+#ifndef BASELINE_COLS
+#define BASELINE_COLS 4
+#endif
+
+#ifdef X86_LEVELS
+DEFINE_LEVEL(avx512, TARGET_AVX512, 64, 16, 8, AVX512_ACC, AVX512_OUTS, AVX512_COLS,
+             AVX512_XOUTER)
+DEFINE_LEVEL(avx2, TARGET_AVX2, 32, 8, 4, AVX2_ACC, AVX2_OUTS, AVX2_COLS, AVX2_XOUTER)
+#endif
+/* 16 bytes: SSE2's and NEON's registers (wider generic vectors are split into several) */
+DEFINE_LEVEL(baseline, TARGET_BASELINE, 16, 4, 2, BASELINE_ACC, BASELINE_OUTS, BASELINE_COLS,
+             BASELINE_XOUTER)
+
+typedef void images_f32_fn(const float *, float *, const float *, const int64_t *, Py_ssize_t,
+                           const int64_t *, Py_ssize_t, Py_ssize_t, const int64_t *,
+                           Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t,
+                           Py_ssize_t, const Pairs *, float *, float *, float *);
+typedef void images_f64_fn(const double *, double *, const double *, const int64_t *,
+                           Py_ssize_t, const int64_t *, Py_ssize_t, Py_ssize_t,
+                           const int64_t *, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t,
+                           Py_ssize_t, Py_ssize_t, const Pairs *, double *, double *,
+                           double *);
+typedef void product_c64_fn(const float *const *, float *const *, Py_ssize_t, const float *,
+                            Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t,
+                            Py_ssize_t, Py_ssize_t, Py_ssize_t, void *);
+typedef void product_c128_fn(const double *const *, double *const *, Py_ssize_t,
+                             const double *, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t,
+                             Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, void *);
+
+typedef struct {
+    const char *name;
+    images_f32_fn *images_f32;
+    images_f64_fn *images_f64;
+    product_c64_fn *product_c64;
+    product_c128_fn *product_c128;
+} Level;
+
+#define LEVEL(L) {#L, images_f32_##L, images_f64_##L, product_c64_##L, product_c128_##L}
+enum { AVX512, AVX2, BASELINE }; /* indices into LEVELS on x86-64 */
+static const Level LEVELS[] = {
+#ifdef X86_LEVELS
+    LEVEL(avx512),
+    LEVEL(avx2),
+#endif
+    LEVEL(baseline),
+};
+#define NLEVELS ((int)(sizeof LEVELS / sizeof LEVELS[0]))
+
+/* Whether this CPU (and its OS, which must save the wider registers) runs level i. */
+static int runs(int i)
+{
+#ifdef X86_LEVELS
+    __builtin_cpu_init();
+    const int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
+        && __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2");
+    if (i == AVX2) return avx2;
+    if (i == AVX512)
+        return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")
+            && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
+#endif
+    return i >= 0 && i < NLEVELS;
+}
 
 /*
  * The taps of lines ``step`` apart merged (``taps`` ascending). Pairs are used where most
@@ -161,9 +451,6 @@ static void merge_pairs(const int64_t *taps, Py_ssize_t ntaps, Py_ssize_t step, 
         pairs->count = 0;
     }
 }
-
-DEFINE_IMAGES(float, lines_f32, images_f32)
-DEFINE_IMAGES(double, lines_f64, images_f64)
 
 typedef struct {
     Py_buffer x, out, w, taps, rows, lines;
@@ -198,7 +485,7 @@ PyDoc_STRVAR(depthwise_doc,
 "``taps``, ``rows`` and ``lines`` are int64; ``w`` is (groups, m, taps); ``itemsize`` 4\n"
 "(float32) or 8 (float64). Releases the GIL.");
 
-static PyObject *depthwise(PyObject *Py_UNUSED(self), PyObject *args)
+static PyObject *depthwise(const Level *level, PyObject *args)
 {
     Buffers b = {0};
     int itemsize;
@@ -262,167 +549,20 @@ static PyObject *depthwise(PyObject *Py_UNUSED(self), PyObject *args)
         merge_pairs(taps, ntaps, lines[1] - lines[0], &pairs);
     Py_BEGIN_ALLOW_THREADS
     if (itemsize == 4)
-        images_f32(b.x.buf, b.out.buf, b.w.buf, taps, ntaps, rows, nrows, row, lines, nlines,
-                   length, images, first, groups, mult, &pairs, (float *)scratch, w0, w1);
+        level->images_f32(b.x.buf, b.out.buf, b.w.buf, taps, ntaps, rows, nrows, row, lines,
+                           nlines,
+                           length, images, first, groups, mult, &pairs, (float *)scratch, w0,
+                           w1);
     else
-        images_f64(b.x.buf, b.out.buf, b.w.buf, taps, ntaps, rows, nrows, row, lines, nlines,
-                   length, images, first, groups, mult, &pairs, (double *)scratch, w0, w1);
+        level->images_f64(b.x.buf, b.out.buf, b.w.buf, taps, ntaps, rows, nrows, row, lines,
+                           nlines,
+                           length, images, first, groups, mult, &pairs, (double *)scratch, w0,
+                           w1);
     Py_END_ALLOW_THREADS
     free(scratch);
     release(&b);
     Py_RETURN_NONE;
 }
-
-/*
- * The per-frequency product of the FFT path, in FFTW's natural layout:
- *
- *     y[b, g, o, t, f] = sum_c h[g, o, c, f] * x[b, g, c, t, f]      (complex, interleaved)
- *
- * numpy computes it as a batched BLAS matmul on blocks of frequencies, which needs both
- * spectra transposed and back. Here a vector holds LANES consecutive frequencies of one
- * (b, g, c, t) row as they lie, and the kernel spectra come in blocks of LANES frequencies
- * (see _engine.kernel_spectra). With x's real and imaginary parts each duplicated into both
- * slots of every complex number, the imaginary one signed (xr, xr) and (-xi, xi), and h's
- * parts swapped, one complex multiply-add is two fused multiply-adds:
- * (xr, xr) * (hr, hi) + (-xi, xi) * (hi, hr) = (xr hr - xi hi, xr hi + xi hr).
- * The duplicates of x serve every output channel, the swapped h every column of a block
- * (signing x rather than h: a shuffle per h, not a shuffle and a multiply, which would
- * compete with the FMAs for their ports).
- * Register blocks: OUTS output channels by COLS columns (b, t). Measured on chunks of 16 x 16,
- * 32 x 32 and 64 x 64 channels, complex64: 4 x 4 blocks 11-12 G complex multiply-adds per
- * second on one core, 2 x 4 and 4 x 3 6-8, 4 x 5 9-12 (BLAS's cgemm alone: 10).
- */
-#define OUTS 4
-#define COLS 4
-#define SUPER 32 /* columns whose duplicated x are kept (in cache) while every o passes */
-/* Every (column, channel) row of x and y is a stream of its own, one vector per block of
- * frequencies: too many streams for the hardware's prefetchers (32 x 32 channels, 30 tiles
- * of 64 x 72: 1920). Fetching each row PREFETCH blocks ahead: 7.7 -> 8.8-9.1 G complex
- * multiply-adds per second on that chunk, complex64 (2, 8 and 16 blocks: no better). */
-#define PREFETCH 4
-
-#define DEFINE_PRODUCT(T, V, EVEN, ODD, SWAP, SIGN, NAME)                                          \
-    CLONED static void NAME(const T *const *x, T *const *y, Py_ssize_t members, const T *h,  \
-                            Py_ssize_t B, Py_ssize_t G, Py_ssize_t ci, Py_ssize_t co,        \
-                            Py_ssize_t tiles, Py_ssize_t F, Py_ssize_t f_lo,                 \
-                            Py_ssize_t f_hi, V *xd)                                          \
-    {                                                                                        \
-        enum { LANES = sizeof(V) / (2 * sizeof(T)), AHEAD = PREFETCH * LANES };              \
-        const Py_ssize_t columns = members * B * tiles;                                      \
-        const Py_ssize_t row = 2 * F; /* reals per (b, g, c, t) row */                       \
-        const Py_ssize_t blocks = (F + LANES - 1) / LANES;                                   \
-        for (Py_ssize_t fb = f_lo / LANES; fb * LANES < f_hi; fb++) {                        \
-            const Py_ssize_t f0 = fb * LANES;                                                \
-            const int whole = f0 >= f_lo && f0 + LANES <= f_hi;                              \
-            for (Py_ssize_t g = 0; g < G; g++) {                                             \
-                const V *hg = (const V *)h + (g * blocks + fb) * co * ci;                    \
-                for (Py_ssize_t s0 = 0; s0 < columns; s0 += SUPER) {                         \
-                    const Py_ssize_t ns = columns - s0 < SUPER ? columns - s0 : SUPER;       \
-                    /* xd[(j * ci + c) * 2 + 0 / 1]: duplicated real / imaginary parts */    \
-                    for (Py_ssize_t j = 0; j < ns; j++) {                                    \
-                        const Py_ssize_t m = (s0 + j) / (B * tiles);                         \
-                        const Py_ssize_t b = (s0 + j) / tiles % B, t = (s0 + j) % tiles;     \
-                        for (Py_ssize_t c = 0; c < ci; c++) {                                \
-                            const T *src = x[m] + (((b * G + g) * ci + c) * tiles + t)       \
-                                                      * row;                                 \
-                            V *dup = &xd[(j * ci + c) * 2];                                  \
-                            if (f0 + AHEAD < f_hi) __builtin_prefetch(src + 2 * (f0 + AHEAD));  \
-                            if (whole) {                                                     \
-                                const V v = *(const V *)(src + 2 * f0);                      \
-                                dup[0] = EVEN(v);                                            \
-                                dup[1] = ODD(v) * SIGN;                                      \
-                                continue;                                                    \
-                            }                                                                \
-                            T *re = (T *)&dup[0], *im = (T *)&dup[1];                        \
-                            for (int k = 0; k < LANES; k++) {                                \
-                                const Py_ssize_t f = f0 + k;                                 \
-                                const int in = f >= f_lo && f < f_hi;                        \
-                                re[2 * k] = re[2 * k + 1] = in ? src[2 * f] : 0;             \
-                                im[2 * k + 1] = in ? src[2 * f + 1] : 0;                     \
-                                im[2 * k] = -im[2 * k + 1];                                  \
-                            }                                                                \
-                        }                                                                    \
-                    }                                                                        \
-                    for (Py_ssize_t o0 = 0; o0 < co; o0 += OUTS) {                           \
-                        const int no = co - o0 < OUTS ? (int)(co - o0) : OUTS;               \
-                        for (Py_ssize_t j0 = 0; j0 < ns; j0 += COLS) {                       \
-                            const int nj = ns - j0 < COLS ? (int)(ns - j0) : COLS;           \
-                            V acc[OUTS][COLS] = {{{0}}};                                     \
-                            if (no == OUTS && nj == COLS) {                                  \
-                                for (Py_ssize_t c = 0; c < ci; c++) {                        \
-                                    V hv[OUTS], hs[OUTS];                                    \
-                                    for (int i = 0; i < OUTS; i++) {                         \
-                                        hv[i] = hg[(o0 + i) * ci + c];                       \
-                                        hs[i] = SWAP(hv[i]);                                 \
-                                    }                                                        \
-                                    for (int j = 0; j < COLS; j++) {                         \
-                                        const V xr = xd[((j0 + j) * ci + c) * 2];            \
-                                        const V xi = xd[((j0 + j) * ci + c) * 2 + 1];        \
-                                        for (int i = 0; i < OUTS; i++) {                     \
-                                            acc[i][j] += xr * hv[i];                         \
-                                            acc[i][j] += xi * hs[i];                         \
-                                        }                                                    \
-                                    }                                                        \
-                                }                                                            \
-                            } else {                                                         \
-                                for (Py_ssize_t c = 0; c < ci; c++)                          \
-                                    for (int i = 0; i < no; i++) {                           \
-                                        const V hv = hg[(o0 + i) * ci + c];                  \
-                                        const V hs = SWAP(hv);                               \
-                                        for (int j = 0; j < nj; j++)                         \
-                                            acc[i][j] += xd[((j0 + j) * ci + c) * 2] * hv    \
-                                                + xd[((j0 + j) * ci + c) * 2 + 1] * hs;      \
-                                    }                                                        \
-                            }                                                                \
-                            for (int i = 0; i < no; i++)                                     \
-                                for (int j = 0; j < nj; j++) {                               \
-                                    const Py_ssize_t col = s0 + j0 + j;                      \
-                                    const Py_ssize_t b = col / tiles % B, t = col % tiles;   \
-                                    T *dst = y[col / (B * tiles)]                            \
-                                        + ((((b * G + g) * co + o0 + i) * tiles + t)         \
-                                                  * row) + 2 * f0;                           \
-                                    if (whole) {                                             \
-                                        if (f0 + AHEAD < f_hi)                               \
-                                            __builtin_prefetch(dst + 2 * AHEAD, 1);          \
-                                        *(V *)dst = acc[i][j];                               \
-                                    } else {                                                 \
-                                        const T *a = (const T *)&acc[i][j];                  \
-                                        for (int k = 0; k < 2 * LANES; k++)                  \
-                                            if (f0 + k / 2 >= f_lo && f0 + k / 2 < f_hi)     \
-                                                dst[k] = a[k];                               \
-                                    }                                                        \
-                                }                                                            \
-                        }                                                                    \
-                    }                                                                        \
-                }                                                                            \
-            }                                                                                \
-        }                                                                                    \
-    }
-
-/* every real part, or every imaginary part, in both slots of its complex number; (hr, hi) ->
- * (hi, hr) */
-#if defined(__clang__)
-#define EVEN_F32(v) __builtin_shufflevector(v, v, 0, 0, 2, 2, 4, 4, 6, 6, 8, 8, 10, 10, 12, 12, 14, 14)
-#define ODD_F32(v) __builtin_shufflevector(v, v, 1, 1, 3, 3, 5, 5, 7, 7, 9, 9, 11, 11, 13, 13, 15, 15)
-#define EVEN_F64(v) __builtin_shufflevector(v, v, 0, 0, 2, 2, 4, 4, 6, 6)
-#define ODD_F64(v) __builtin_shufflevector(v, v, 1, 1, 3, 3, 5, 5, 7, 7)
-#define SWAP_F32(v) __builtin_shufflevector(v, v, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14)
-#define SWAP_F64(v) __builtin_shufflevector(v, v, 1, 0, 3, 2, 5, 4, 7, 6)
-#else
-typedef int32_t vec_i32 __attribute__((vector_size(64)));
-typedef int64_t vec_i64 __attribute__((vector_size(64)));
-#define EVEN_F32(v) __builtin_shuffle(v, (vec_i32){0, 0, 2, 2, 4, 4, 6, 6, 8, 8, 10, 10, 12, 12, 14, 14})
-#define ODD_F32(v) __builtin_shuffle(v, (vec_i32){1, 1, 3, 3, 5, 5, 7, 7, 9, 9, 11, 11, 13, 13, 15, 15})
-#define EVEN_F64(v) __builtin_shuffle(v, (vec_i64){0, 0, 2, 2, 4, 4, 6, 6})
-#define ODD_F64(v) __builtin_shuffle(v, (vec_i64){1, 1, 3, 3, 5, 5, 7, 7})
-#define SWAP_F32(v) __builtin_shuffle(v, (vec_i32){1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14})
-#define SWAP_F64(v) __builtin_shuffle(v, (vec_i64){1, 0, 3, 2, 5, 4, 7, 6})
-#endif
-static const vec_f32 SIGN_F32 = {-1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1};
-static const vec_f64 SIGN_F64 = {-1, 1, -1, 1, -1, 1, -1, 1};
-
-DEFINE_PRODUCT(float, vec_f32, EVEN_F32, ODD_F32, SWAP_F32, SIGN_F32, product_c64)
-DEFINE_PRODUCT(double, vec_f64, EVEN_F64, ODD_F64, SWAP_F64, SIGN_F64, product_c128)
 
 PyDoc_STRVAR(product_doc,
 "product(xs, ys, h, itemsize, batch, groups, ci, co, tiles, freqs, f_lo, f_hi)\n"
@@ -434,7 +574,7 @@ PyDoc_STRVAR(product_doc,
 "frequencies, (groups, blocks, co, ci, lanes), zeros beyond freqs. ``itemsize`` of the real\n"
 "parts: 4 (complex64) or 8 (complex128). Releases the GIL.");
 
-/* The buffers of a sequence of arrays (writable ones for ``writable``), or -1 and an error. */
+
 static Py_ssize_t get_buffers(PyObject *arrays, int writable, Py_buffer **out)
 {
     PyObject *seq = PySequence_Fast(arrays, "specconv._simd.product: x and y must be sequences");
@@ -466,7 +606,7 @@ static void release_all(Py_buffer *bufs, Py_ssize_t n)
     PyMem_Free(bufs);
 }
 
-static PyObject *product(PyObject *Py_UNUSED(self), PyObject *args)
+static PyObject *product(const Level *level, PyObject *args)
 {
     PyObject *xs, *ys;
     Py_buffer h = {0}, *x = NULL, *y = NULL;
@@ -479,13 +619,13 @@ static PyObject *product(PyObject *Py_UNUSED(self), PyObject *args)
     void *xd = NULL, **pointers = NULL;
     if ((nx = get_buffers(xs, 0, &x)) < 0 || (ny = get_buffers(ys, 1, &y)) < 0) goto done;
     const char *problem = NULL;
-    const Py_ssize_t lanes = 64 / (2 * (Py_ssize_t)(itemsize ? itemsize : 1));
+    const Py_ssize_t lanes = BLOCK_BYTES / (2 * (Py_ssize_t)(itemsize ? itemsize : 1));
     if (itemsize != 4 && itemsize != 8) problem = "itemsize must be 4 or 8";
     else if (B < 1 || G < 1 || ci < 1 || co < 1 || tiles < 1 || F < 1)
         problem = "a non-positive size";
     else if (nx < 1 || nx != ny) problem = "x and y hold different numbers of arrays";
     else if (f_lo < 0 || f_hi > F || f_lo > f_hi) problem = "frequencies outside 0 .. freqs";
-    else if (h.len != ((F + lanes - 1) / lanes) * G * co * ci * 64)
+    else if (h.len != ((F + lanes - 1) / lanes) * G * co * ci * BLOCK_BYTES)
         problem = "h is not (groups, blocks, co, ci, lanes)";
     for (Py_ssize_t i = 0; problem == NULL && i < nx; i++) {
         if (x[i].len != B * G * ci * tiles * F * 2 * itemsize)
@@ -498,7 +638,7 @@ static PyObject *product(PyObject *Py_UNUSED(self), PyObject *args)
         goto done;
     }
     pointers = PyMem_Calloc(2 * nx, sizeof(void *));
-    if (pointers == NULL || posix_memalign(&xd, 64, (size_t)SUPER * ci * 2 * 64) != 0) {
+    if (pointers == NULL || posix_memalign(&xd, 64, (size_t)SUPER * ci * 2 * BLOCK_BYTES) != 0) {
         PyErr_NoMemory();
         goto done;
     }
@@ -508,10 +648,10 @@ static PyObject *product(PyObject *Py_UNUSED(self), PyObject *args)
     }
     Py_BEGIN_ALLOW_THREADS
     if (itemsize == 4)
-        product_c64((const float *const *)pointers, (float *const *)(pointers + nx), nx,
+        level->product_c64((const float *const *)pointers, (float *const *)(pointers + nx), nx,
                     h.buf, B, G, ci, co, tiles, F, f_lo, f_hi, xd);
     else
-        product_c128((const double *const *)pointers, (double *const *)(pointers + nx), nx,
+        level->product_c128((const double *const *)pointers, (double *const *)(pointers + nx), nx,
                      h.buf, B, G, ci, co, tiles, F, f_lo, f_hi, xd);
     Py_END_ALLOW_THREADS
     result = Py_None;
@@ -525,16 +665,63 @@ done:
     return result;
 }
 
+/* the loops of each level, as module functions depthwise_<level> and product_<level> */
+#define WRAPPERS(L, I)                                                                       \
+    static PyObject *depthwise_##L(PyObject *Py_UNUSED(self), PyObject *args)                \
+    {                                                                                        \
+        return depthwise(&LEVELS[I], args);                                                  \
+    }                                                                                        \
+    static PyObject *product_##L(PyObject *Py_UNUSED(self), PyObject *args)                  \
+    {                                                                                        \
+        return product(&LEVELS[I], args);                                                    \
+    }
+#ifdef X86_LEVELS
+WRAPPERS(avx512, AVX512)
+WRAPPERS(avx2, AVX2)
+WRAPPERS(baseline, BASELINE)
+#else
+WRAPPERS(baseline, 0)
+#endif
+
+PyDoc_STRVAR(supported_doc,
+"supported()\n"
+"\n"
+"The names of the levels this CPU runs, best first (the loops of level L are\n"
+"``depthwise_L`` and ``product_L``).");
+
+static PyObject *supported(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(args))
+{
+    PyObject *names = PyList_New(0);
+    for (int i = 0; names != NULL && i < NLEVELS; i++) {
+        if (!runs(i)) continue;
+        PyObject *name = PyUnicode_FromString(LEVELS[i].name);
+        if (name == NULL || PyList_Append(names, name) != 0) Py_CLEAR(names);
+        Py_XDECREF(name);
+    }
+    if (names == NULL) return NULL;
+    PyObject *result = PyList_AsTuple(names);
+    Py_DECREF(names);
+    return result;
+}
+
+#define METHODS(L)                                                                           \
+    {"depthwise_" #L, depthwise_##L, METH_VARARGS, depthwise_doc},                           \
+    {"product_" #L, product_##L, METH_VARARGS, product_doc}
 static PyMethodDef methods[] = {
-    {"depthwise", depthwise, METH_VARARGS, depthwise_doc},
-    {"product", product, METH_VARARGS, product_doc},
+#ifdef X86_LEVELS
+    METHODS(avx512),
+    METHODS(avx2),
+#endif
+    METHODS(baseline),
+    {"supported", supported, METH_NOARGS, supported_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     .m_base = PyModuleDef_HEAD_INIT,
     .m_name = "_simd",
-    .m_doc = "Compiled loops of specconv's direct method and FFT path (see _simd.c).",
+    .m_doc = "Compiled loops of specconv's direct method and FFT path, per instruction-set "
+             "level (see _simd.c).",
     .m_size = -1,
     .m_methods = methods,
 };

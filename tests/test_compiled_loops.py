@@ -1,22 +1,24 @@
 """The compiled loops (specconv/_simd.c) and the numpy code they stand in for: the depthwise
-direct method and the FFT path's per-frequency product."""
+direct method and the FFT path's per-frequency product, at every instruction-set level this
+CPU runs, and the environment variable that picks the level."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+import textwrap
 
+import _reference as ref
 import numpy as np
 import pytest
+from _tolerances import assert_close, rtol
+from test_chunks_and_caches import _check_direct
 
 import specconv
 from specconv import _compiled, _direct, _engine
 from specconv._engine import Geometry
-
-import _reference as ref
-from _tolerances import assert_close
-from test_chunks_and_caches import _check_direct
-
-compiled_only = pytest.mark.skipif(_compiled.loops is None, reason="specconv._simd not built")
 
 # (x shape, weight shape, groups, dilation, stride, pads). Lines of 150 samples take the wide
 # register blocks, a narrow one and single samples; the negative pads crop x, the last case
@@ -36,12 +38,22 @@ _CASES = [
 ]
 
 
-@pytest.fixture(params=["compiled", "numpy"])
+# every level any build has; those this CPU cannot run are skipped
+LEVELS = ["avx512", "avx2", "baseline"]
+
+
+def _level(name):
+    """The loops of level ``name``, or a skip where this CPU does not run it."""
+    if name not in _compiled.levels():
+        pytest.skip(f"this CPU runs the levels {_compiled.levels()}, not {name!r}")
+    return _compiled.loops_at(name)
+
+
+@pytest.fixture(params=[*LEVELS, "numpy"])
 def loops(request, monkeypatch):
-    if request.param == "numpy":
-        monkeypatch.setattr(_compiled, "loops", None)
-    elif _compiled.loops is None:
-        pytest.skip("specconv._simd not built")
+    """Every compiled level in turn, then the numpy/BLAS path (loops = None)."""
+    monkeypatch.setattr(_compiled, "loops", None if request.param == "numpy"
+                        else _level(request.param))
     return request.param
 
 
@@ -62,7 +74,7 @@ def test_only_real_stride_1_layers_take_the_compiled_loops(monkeypatch):
     assert not _direct.compiled_depthwise(real)
 
 
-@compiled_only
+@pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize("change, message", [
     (dict(taps=np.array([0, 5], np.int64)), "outside the padded image"),
     (dict(lines=np.array([-1], np.int64)), "outside the padded image"),
@@ -73,22 +85,23 @@ def test_only_real_stride_1_layers_take_the_compiled_loops(monkeypatch):
     (dict(x=np.ones(3, np.float32)), "x and out hold different numbers of images"),
     (dict(x=np.ones(7)), "outside the padded image"),
 ])
-def test_the_compiled_loops_refuse_offsets_outside_their_buffers(change, message):
+def test_the_compiled_loops_refuse_offsets_outside_their_buffers(level, change, message):
     # one image of 4 samples padded to 6, two taps, an output line of 4: everything in bounds
     args = dict(x=np.ones(4), out=np.empty(4), w=np.ones(2), taps=np.array([0, 2], np.int64),
                 rows=np.array([1], np.int64), lines=np.array([0], np.int64), itemsize=8,
                 first=0, groups=1, padded=6, length=4)
-    _compiled.loops.depthwise(*args.values())
+    loops = _level(level)
+    loops.depthwise(*args.values())
     np.testing.assert_array_equal(args["out"], [1, 2, 2, 1])
     args.update(change)
     with pytest.raises(ValueError, match=message):
-        _compiled.loops.depthwise(*args.values())
+        loops.depthwise(*args.values())
 
 
 @pytest.mark.skipif(os.environ.get("SPECCONV_REQUIRE_COMPILED") != "1",
                     reason="only where the build is known to have a C compiler (CI)")
 def test_the_compiled_loops_are_built():
-    assert _compiled.loops is not None, "specconv._simd failed to build: see pip's output"
+    assert _compiled.levels(), "specconv._simd failed to build: see pip's output"
 
 
 def _product_layout(h, lanes):
@@ -100,37 +113,41 @@ def _product_layout(h, lanes):
     return np.ascontiguousarray(padded.reshape(G, co, ci, -1, lanes).transpose(0, 3, 1, 2, 4))
 
 
-# (batch, groups, ci, co, tiles, freqs, f_lo, f_hi): whole register blocks of 4 x 4 and their
-# remainders (co 6, 5 columns), frequency ranges that start and end inside a vector
+# (batch, groups, ci, co, tiles, freqs, f_lo, f_hi): whole register blocks (4 x 4 at avx512,
+# 2 x 4 below) and their remainders (co 6, 5 columns), frequency ranges that start and end
+# inside a vector
 _PRODUCTS = [
     (2, 3, 5, 6, 7, 37, 0, 37),
     (1, 1, 4, 8, 9, 20, 3, 17),
     (3, 2, 2, 2, 1, 8, 0, 8),
     (1, 2, 9, 4, 40, 5, 1, 2),
     (2, 1, 3, 1, 3, 11, 11, 11),
+    # one input channel, 3 outputs, 7 columns; a range inside one block of every level
+    (1, 1, 1, 3, 7, 19, 5, 13),
+    (2, 1, 3, 7, 5, 9, 1, 6),
 ]
 
 
-@compiled_only
+@pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize("members", [1, 2])  # a team's members: one call for all their tiles
 @pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
 @pytest.mark.parametrize("case", range(len(_PRODUCTS)))
-def test_the_compiled_product_is_the_per_frequency_matrix_product(members, dtype, case):
+def test_the_compiled_product_is_the_per_frequency_matrix_product(level, members, dtype, case):
     B, G, ci, co, T, F, lo, hi = _PRODUCTS[case]
     rng = np.random.default_rng(case)
     xs = [ref.random_array(rng, (B, G, ci, T, F), dtype) for _ in range(members)]
     ys = [np.full((B, G, co, T, F), 7 - 7j, dtype) for _ in range(members)]
     h = ref.random_array(rng, (G, co, ci, F), dtype)
     lanes = _engine.product_lanes(np.dtype(dtype).itemsize)
-    _compiled.loops.product(xs, ys, _product_layout(h, lanes), np.dtype(dtype).itemsize // 2,
-                            B, G, ci, co, T, F, lo, hi)
+    _level(level).product(xs, ys, _product_layout(h, lanes), np.dtype(dtype).itemsize // 2,
+                          B, G, ci, co, T, F, lo, hi)
     for x, y in zip(xs, ys):
         expected = np.einsum("gocf,bgctf->bgotf", h, x)
         assert_close(y[..., lo:hi], expected[..., lo:hi])
         assert np.all(y[..., :lo] == 7 - 7j) and np.all(y[..., hi:] == 7 - 7j)  # left alone
 
 
-@compiled_only
+@pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize("change, message", [
     (dict(itemsize=2), "itemsize must be 4 or 8"),
     (dict(ci=0), "a non-positive size"),
@@ -141,15 +158,16 @@ def test_the_compiled_product_is_the_per_frequency_matrix_product(members, dtype
     (dict(y=[]), "x and y hold different numbers of arrays"),
     (dict(h=np.ones(3, np.complex64)), r"h is not \(groups, blocks, co, ci, lanes\)"),
 ])
-def test_the_compiled_product_refuses_buffers_of_other_sizes(change, message):
+def test_the_compiled_product_refuses_buffers_of_other_sizes(level, change, message):
     x, y = np.ones((1, 1, 2, 3, 5), np.complex64), np.empty((1, 1, 3, 3, 5), np.complex64)
     args = dict(x=[x], y=[y], h=_product_layout(np.ones((1, 3, 2, 5), np.complex64), 8),
                 itemsize=4, B=1, G=1, ci=2, co=3, tiles=3, F=5, f_lo=0, f_hi=5)
-    _compiled.loops.product(*args.values())
+    loops = _level(level)
+    loops.product(*args.values())
     np.testing.assert_array_equal(y, 2)
     args.update(change)
     with pytest.raises(ValueError, match=message):
-        _compiled.loops.product(*args.values())
+        loops.product(*args.values())
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.complex64, np.float64, np.complex128])
@@ -166,3 +184,94 @@ def test_fft_products_match_the_reference_either_way(loops, dtype, x_shape, w_sh
     y = specconv.conv(x, w, groups=groups, padding=2, method="fft")
     assert y.dtype == dtype
     assert_close(y, ref.conv(x, w, groups=groups, padding=2))
+
+
+# A fresh process for each value of SPECCONV_SIMD: the level it selected, and its depthwise
+# and product results against the same process's numpy path (odd shapes: every remainder).
+_FORCED = textwrap.dedent("""
+    import json
+    import numpy as np
+    import specconv
+    from specconv import _compiled
+    rng = np.random.default_rng(3)
+    cases = [  # (x shape, w shape, groups, method): depthwise 5 x 3 in pairs of lines, product
+        ((2, 3, 13, 37), (6, 1, 5, 3), 3, "direct"),
+        ((1, 9, 21, 19), (11, 9, 3, 4), 1, "fft"),  # 9 x 11 channels: a matrix product
+    ]
+    worst = {}
+    for dtype in ("float32", "float64", "complex64", "complex128"):
+        for x_shape, w_shape, groups, method in cases:
+            if method == "direct" and dtype.startswith("complex"):
+                continue  # the compiled depthwise loops take real data only
+            x = rng.standard_normal(x_shape).astype(dtype)
+            w = rng.standard_normal(w_shape).astype(dtype)
+            if dtype.startswith("complex"):
+                x = x + 1j * rng.standard_normal(x_shape).astype(dtype)
+            loops = _compiled.loops
+            y = specconv.conv(x, w, groups=groups, padding=2, method=method)
+            _compiled.loops = None
+            expected = specconv.conv(x, w, groups=groups, padding=2, method=method)
+            _compiled.loops = loops
+            err = float(np.max(np.abs(y - expected)) / np.max(np.abs(expected)))
+            worst[dtype] = max(worst.get(dtype, 0.0), err)
+    print(json.dumps({"level": _compiled.level, "worst": worst}))
+""")
+
+
+@pytest.mark.parametrize("value", [*LEVELS, "off", "auto"])
+def test_a_level_forced_by_the_environment_computes_the_numpy_paths_numbers(value):
+    if value in LEVELS:
+        _level(value)  # skips where this CPU does not run it
+    env = dict(os.environ, SPECCONV_SIMD=value.upper() if value == "avx2" else value)
+    done = subprocess.run([sys.executable, "-W", "error", "-c", _FORCED], env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    best = _compiled.levels()[0] if _compiled.levels() else None
+    assert result["level"] == {"off": None, "auto": best}.get(value, value)
+    for dtype, err in result["worst"].items():
+        assert err <= rtol(dtype), (dtype, err)
+
+
+@pytest.mark.parametrize("value", ["avx1024", "on", "3"])
+def test_an_unknown_level_in_the_environment_warns_and_takes_the_best(value, monkeypatch):
+    monkeypatch.setenv("SPECCONV_SIMD", value)
+    with pytest.warns(RuntimeWarning, match=rf"SPECCONV_SIMD environment variable\. Allowed "
+                                            rf"values on this machine are 'auto', 'off'.*"
+                                            rf"but got {value!r} instead; using 'auto'"):
+        assert _compiled._from_environment() == "auto"
+
+
+def test_a_level_this_cpu_does_not_run_warns(monkeypatch):
+    monkeypatch.setattr(_compiled, "levels", lambda: ("baseline",))
+    monkeypatch.setenv("SPECCONV_SIMD", "avx512")
+    with pytest.warns(RuntimeWarning, match="are 'auto', 'off' and 'baseline', but got 'avx512'"):
+        assert _compiled._from_environment() == "auto"
+
+
+@pytest.mark.parametrize("value, expected", [("off", "off"), (" Auto ", "auto"), ("", "auto")])
+def test_the_environment_variable_takes_off_and_auto_in_any_case(value, expected, monkeypatch):
+    monkeypatch.setenv("SPECCONV_SIMD", value)
+    assert _compiled._from_environment() == expected
+
+
+def test_select_sets_the_level_and_refuses_unknown_ones(monkeypatch):
+    monkeypatch.setattr(_compiled, "loops", _compiled.loops)
+    monkeypatch.setattr(_compiled, "level", _compiled.level)
+    assert _compiled.select("off") is None and _compiled.level is None
+    for name in _compiled.levels():
+        assert _compiled.select(name) is _compiled.loops and _compiled.level == name
+        assert _compiled.loops.level == name
+    with pytest.raises(ValueError, match=r"'name' parameter\. Allowed values are 'auto', 'off'"):
+        _compiled.select("avx1024")
+    with pytest.raises(ValueError, match="'level' parameter"):
+        _compiled.loops_at("off")
+
+
+def test_use_says_no_without_loops_or_for_a_losing_loop(monkeypatch):
+    monkeypatch.setattr(_compiled, "loops", object())
+    monkeypatch.setattr(_compiled, "losing", {("product", "complex64")})
+    assert _compiled.use("depthwise", np.float32) and _compiled.use("product", "complex128")
+    assert not _compiled.use("product", np.complex64)
+    monkeypatch.setattr(_compiled, "loops", None)
+    assert not _compiled.use("depthwise", np.float32)
