@@ -15,10 +15,21 @@ import numpy as np
 COMPUTE_DTYPES = (np.float32, np.float64, np.complex64, np.complex128)
 
 
+#: The longest spatial axis (padded input, zero-stuffed input or output) specconv computes:
+#: the largest FFT length it plans.
+MAX_LENGTH = 2**31
+
+
 def check_option(name, value, allowed):
-    """Return ``value`` if it is one of ``allowed``, else raise a ValueError naming them."""
+    """Return ``value`` if it is one of ``allowed``, else raise a ValueError naming them
+    (a TypeError if it is no string at all)."""
     if isinstance(value, str) and value in allowed:
         return value
+    if not isinstance(value, str):
+        raise TypeError(
+            f"{name} must be a str, one of {', '.join(repr(a) for a in allowed)}, got "
+            f"{type(value).__name__} {value!r}."
+        )
     options = ", ".join(repr(a) for a in allowed[:-1]) + f" and {allowed[-1]!r}"
     raise ValueError(
         f"Invalid value for the {name!r} parameter. Allowed values are {options}, "
@@ -26,17 +37,47 @@ def check_option(name, value, allowed):
     )
 
 
-def as_array(name, value):
-    """Return ``value`` as a numeric ndarray (no copy when it already is one)."""
-    arr = np.asarray(value)
+def as_array(name, value, *, allow_empty=False):
+    """Return ``value`` as a numeric ndarray in native byte order (no copy when it already is
+    one).
+
+    Masked arrays are refused: the engine would read the values under the mask, so ignoring
+    the mask silently changes the answer. Fill them (``np.ma.filled``) or use NaN with
+    ``nan_policy``.
+    """
+    if isinstance(value, np.ma.MaskedArray):
+        raise TypeError(
+            f"{name} is a masked array; specconv does not honour masks. Pass "
+            f"{name}.filled(value) (or NaN for missing samples, see nan_policy) instead."
+        )
+    if value is None or isinstance(value, (str, bytes, dict, set)):
+        raise TypeError(f"{name} must be an array_like of numbers, got {type(value).__name__}.")
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as err:  # ragged nested lists, unconvertible objects
+        raise ValueError(
+            f"{name} must be an array_like of numbers with a regular shape (not a ragged nested "
+            f"list); numpy could not convert it: {err}"
+        ) from None
     if arr.dtype.kind not in "biufc":
         raise TypeError(
             f"{name} must be a numeric array (bool, int, float or complex), "
             f"got dtype {arr.dtype}."
         )
-    if arr.size == 0:
+    if arr.size == 0 and not allow_empty:
         raise ValueError(f"{name} must not be empty, got shape {arr.shape}.")
+    if not arr.dtype.isnative:  # big-endian data on a little-endian machine: one native copy
+        arr = arr.astype(arr.dtype.newbyteorder("="))
     return arr
+
+
+def as_dtype(name, value):
+    """``np.dtype(value)``, with an error that names the parameter."""
+    try:
+        return np.dtype(value)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{name} must be a numpy dtype (e.g. 'float32'), got {value!r}: {err}"
+                        ) from None
 
 
 def result_dtype(*arrays):
@@ -59,18 +100,48 @@ def result_dtype(*arrays):
     return dtype
 
 
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _from_ndarray(name, value):
+    """An integer ndarray as the Python int(s) it holds; other arrays are refused."""
+    if not isinstance(value, np.ndarray):
+        return value
+    if value.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be an int or a tuple of ints, got an array of {value.dtype}.")
+    return value.tolist()
+
+
+def as_int(name, value, *, minimum=None, maximum=None):
+    """``value`` as a Python int (numpy integers included; bools, floats and strings refused)."""
+    value = _from_ndarray(name, value)
+    if not _is_int(value):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}.")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}.")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}.")
+    return value
+
+
 def as_tuple(name, value, ndim, *, minimum=1):
-    """Normalize an int or a sequence of ``ndim`` ints, each ``>= minimum``."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+    """Normalize an int or a sequence of ``ndim`` ints, each ``>= minimum``, to Python ints."""
+    value = _from_ndarray(name, value)
+    if _is_int(value):
         values = (int(value),) * ndim
     elif isinstance(value, Sequence) and not isinstance(value, str):
         values = tuple(value)
-        if len(values) != ndim or not all(
-            isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values
-        ):
-            raise ValueError(
+        if not all(_is_int(v) for v in values):
+            raise TypeError(
                 f"{name} must be an int or a tuple of {ndim} ints (one per spatial "
                 f"dimension), got {value!r}."
+            )
+        if len(values) != ndim:
+            raise ValueError(
+                f"{name} must be an int or a tuple of {ndim} ints (one per spatial "
+                f"dimension), got {value!r} ({len(values)} values)."
             )
         values = tuple(int(v) for v in values)
     else:
@@ -80,18 +151,38 @@ def as_tuple(name, value, ndim, *, minimum=1):
     return values
 
 
+def check_length(shape, what, names):
+    """Refuse a spatial ``shape`` with an axis longer than :data:`MAX_LENGTH`.
+
+    ``what`` says which array (e.g. "padded input"), ``names`` which parameters made it so.
+    """
+    if any(n > MAX_LENGTH for n in shape):
+        raise ValueError(
+            f"The {what} would have spatial shape {tuple(shape)}, longer than {MAX_LENGTH} "
+            f"samples (the longest axis specconv computes); check {names}."
+        )
+
+
 def check_groups(groups, in_channels, out_channels):
     """Check that ``groups`` is a positive int dividing both channel counts."""
-    if not isinstance(groups, numbers.Integral) or isinstance(groups, bool):
-        raise TypeError(f"groups must be a positive int, got {groups!r}.")
-    if groups < 1:
-        raise ValueError(f"groups must be >= 1, got {groups}.")
+    groups = as_int("groups", groups, minimum=1)
     for label, count in (("in_channels", in_channels), ("out_channels", out_channels)):
         if count % groups:
             raise ValueError(
                 f"{label} ({count}) must be divisible by groups ({groups})."
             )
-    return int(groups)
+    return groups
+
+
+def check_finite_weights(weight, bias=None, *, name="weight"):
+    """Under ``nan_policy="raise"``: refuse non-finite taps or bias values."""
+    for label, arr in ((name, weight), ("bias", bias)):
+        if arr is not None and not np.isfinite(arr).all():
+            count = int(np.count_nonzero(~np.isfinite(arr)))
+            raise ValueError(
+                f"{label} contains {count} non-finite value(s) (NaN or ±Inf) and "
+                f"nan_policy='raise'; a non-finite tap would make its whole output channel NaN."
+            )
 
 
 def check_signal(x, weight_in_channels, ndim_spatial, *, name="x"):
@@ -117,6 +208,7 @@ def check_signal(x, weight_in_channels, ndim_spatial, *, name="x"):
 
 def as_pads(name, value, ndim):
     """Normalize padding to ``((before, after), ...)``: an int, d ints, or d (before, after) pairs."""
+    value = _from_ndarray(name, value)
     if isinstance(value, Sequence) and not isinstance(value, str) and len(value) == ndim and all(
         isinstance(v, Sequence) and not isinstance(v, str) for v in value
     ):

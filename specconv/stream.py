@@ -16,14 +16,20 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft
 
 from . import fft
-from ._validate import COMPUTE_DTYPES, as_array, result_dtype
+from ._validate import (
+    COMPUTE_DTYPES,
+    as_array,
+    as_dtype,
+    as_int,
+    check_finite_weights,
+    result_dtype,
+)
 from .layers import SpectralConv
 
 logger = logging.getLogger("specconv")
@@ -259,11 +265,7 @@ class StreamingConv:
             )
         if block_size is None:
             block_size = 256
-        if not isinstance(block_size, numbers.Integral) or isinstance(block_size, bool):
-            raise TypeError(f"block_size must be a positive int, got {block_size!r}.")
-        if block_size < 1:
-            raise ValueError(f"block_size must be >= 1, got {block_size}.")
-        self.block_size = self.latency = int(block_size)
+        self.block_size = self.latency = as_int("block_size", block_size, minimum=1)
         self.in_channels, self.out_channels = layer.in_channels, layer.out_channels
         self.groups = layer.groups
         self._K = layer.kernel_size[0]
@@ -276,7 +278,7 @@ class StreamingConv:
         if dtype is None:
             self.dtype = natural
         else:
-            self.dtype = np.dtype(dtype)
+            self.dtype = as_dtype("dtype", dtype)
             if self.dtype not in COMPUTE_DTYPES:
                 raise TypeError(
                     f"dtype must be float32, float64, complex64 or complex128, got {self.dtype}."
@@ -384,12 +386,11 @@ class StreamingConv:
         for name, arr in (("weight", weight), ("bias", bias)):
             if arr is not None and arr.dtype.kind == "c" and not self._complex:
                 raise TypeError(f"{name} is complex but the stream is real ({self.dtype}).")
+        if self.nan_policy == "raise":
+            check_finite_weights(weight, bias)
         if crossfade is None:
             crossfade = self.block_size
-        if not isinstance(crossfade, numbers.Integral) or isinstance(crossfade, bool):
-            raise TypeError(f"crossfade must be an int number of samples, got {crossfade!r}.")
-        if crossfade < 0:
-            raise ValueError(f"crossfade must be >= 0, got {crossfade}.")
+        crossfade = as_int("crossfade", crossfade, minimum=0)
         voice = self._make_voice(weight, bias)
         if self._batch is None or crossfade == 0:
             if self._batch is not None:
@@ -484,9 +485,7 @@ class StreamingConv:
 
     # ------------------------------------------------------------------------ processing
     def _check_block(self, block):
-        x = np.asarray(block)
-        if x.dtype.kind not in "biufc":
-            raise TypeError(f"block must be a numeric array, got dtype {x.dtype}.")
+        x = as_array("block", block, allow_empty=True)
         if x.ndim not in (2, 3):
             raise ValueError(
                 f"block must have shape (C_in, n) or (B, C_in, n), got shape {x.shape}."
