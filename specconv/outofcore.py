@@ -275,6 +275,9 @@ def _open_source(source, dataset, picks, reject_by_annotation, stack):
         if name.endswith(_H5_SUFFIXES):
             h5py = soft_import("h5py", "mri", purpose="reading HDF5 files")
             f = stack.enter_context(h5py.File(path, "r"))
+            if dataset is not None and not isinstance(dataset, str):
+                raise TypeError(f"dataset must be a str (an HDF5 path) or None, got "
+                                f"{type(dataset).__name__} {dataset!r}.")
             if dataset is None:
                 names = [k for k, v in f.items() if isinstance(v, h5py.Dataset)]
                 if len(names) != 1:
@@ -282,8 +285,12 @@ def _open_source(source, dataset, picks, reject_by_annotation, stack):
                         f"{str(path)!r} holds the datasets {names}; choose one with dataset=."
                     )
                 dataset = names[0]
-            if dataset not in f:
-                raise KeyError(f"{str(path)!r} has no dataset {dataset!r}.")
+            if not isinstance(f.get(dataset), h5py.Dataset):
+                from .io import FormatError  # a ValueError, as io.read raises
+
+                names = [k for k, v in f.items() if isinstance(v, h5py.Dataset)]
+                raise FormatError(f"{str(path)!r} has no dataset {dataset!r} (it has {names}); "
+                                  f"choose one with dataset=.")
             return _ArraySource(f[dataset], f"{path}:{dataset}"), path
         mne = soft_import("mne", "eeg", purpose="reading EEG/MEG files")
         raw = mne.io.read_raw(path, preload=False, verbose="error")
@@ -704,7 +711,8 @@ def apply(layer, source, target=None, *, dataset=None, target_dataset="data", pi
     ------
     ValueError
         Shapes that do not fit the layer, a target equal to the source file, a budget too small
-        for one chunk.
+        for one chunk, an HDF5 ``source`` without the ``dataset`` (a
+        :class:`specconv.io.FormatError`).
     FileExistsError
         ``target`` exists and ``overwrite`` is False.
 
