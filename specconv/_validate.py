@@ -6,6 +6,7 @@ everywhere: they name the parameter, the value received and what is allowed.
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Sequence
 
@@ -126,6 +127,20 @@ def as_int(name, value, *, minimum=None, maximum=None):
     return value
 
 
+def as_real(name, value, *, minimum=None, positive=False):
+    """``value`` as a finite Python float (numpy reals included; bools and strings refused)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}.")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}.")
+    if positive and value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}.")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}.")
+    return value
+
+
 def as_tuple(name, value, ndim, *, minimum=1):
     """Normalize an int or a sequence of ``ndim`` ints, each ``>= minimum``, to Python ints."""
     value = _from_ndarray(name, value)
@@ -149,6 +164,17 @@ def as_tuple(name, value, ndim, *, minimum=1):
     if any(v < minimum for v in values):
         raise ValueError(f"{name} must be >= {minimum} in every dimension, got {value!r}.")
     return values
+
+
+def as_shape(name, value):
+    """An array shape: a sequence of ints ``>= 0`` (numpy integers included), as Python ints."""
+    value = _from_ndarray(name, value)
+    if isinstance(value, str) or not isinstance(value, Sequence) or not all(
+            _is_int(v) for v in value):
+        raise TypeError(f"{name} must be a shape (a tuple of ints), got {value!r}.")
+    if any(v < 0 for v in value):
+        raise ValueError(f"{name} must be a shape of sizes >= 0, got {value!r}.")
+    return tuple(int(v) for v in value)
 
 
 def check_length(shape, what, names):

@@ -204,6 +204,8 @@ def next_fast_len(n):
     n = int(n)
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}.")
+    if n > _SMOOTH[-1]:
+        raise ValueError(f"n must be <= {int(_SMOOTH[-1])} (the longest length planned), got {n}.")
     return int(_SMOOTH[np.searchsorted(_SMOOTH, n)])
 
 

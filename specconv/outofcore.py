@@ -21,7 +21,6 @@ import errno
 import logging
 import math
 import mmap
-import numbers
 import os
 import shutil
 import sys
@@ -34,7 +33,7 @@ import numpy as np
 
 from . import fft
 from ._optional import has_module, soft_import
-from ._validate import result_dtype
+from ._validate import as_int, as_shape, result_dtype
 from .layers import SpectralConv
 
 logger = logging.getLogger("specconv")
@@ -82,19 +81,24 @@ def output_shape(layer, shape):
     >>> output_shape(SpectralConv(np.ones((8, 4, 101)), stride=2), (4, 10_000))
     (8, 4950)
     """
+    return _output_shape(layer, shape)
+
+
+def _output_shape(layer, shape, name="shape"):
+    """:func:`output_shape`; ``name`` is the parameter the errors name (``source`` in apply)."""
     _check_layer(layer)
-    shape = tuple(int(n) for n in shape)
+    shape = as_shape(name, shape)
     d = layer.ndim
     if len(shape) not in (d + 1, d + 2):
         raise ValueError(
-            f"shape must be (C_in, *spatial) or (B, C_in, *spatial) with {d} spatial "
-            f"dimension(s), got {shape}."
+            f"{name} must be (C_in, *spatial) or (B, C_in, *spatial) with {d} spatial "
+            f"dimension(s), got shape {shape}."
         )
     lead = shape[: len(shape) - d - 1]
     if shape[len(lead)] != layer.in_channels:
         raise ValueError(
             f"the input has {shape[len(lead)]} channels but the layer expects "
-            f"{layer.in_channels}."
+            f"{layer.in_channels} ({name} of shape {shape})."
         )
     out = []
     for a, n in enumerate(shape[-d:]):
@@ -428,7 +432,7 @@ class _Chunker:
         self.layer, self.src = layer, src
         shape = src.shape
         self.batched = len(shape) == d + 2
-        self.out_shape = output_shape(layer, shape)
+        self.out_shape = _output_shape(layer, shape, "source")
         self.axis = len(shape) - d  # the chunked axis in source and output arrays
         self.n_in = shape[self.axis]
         self.n_out = self.out_shape[self.axis]
@@ -760,15 +764,9 @@ def apply(layer, source, target=None, *, dataset=None, target_dataset="data", pi
     True
     """
     layer = _check_layer(layer)
-    if not isinstance(memory_budget, numbers.Integral) or isinstance(memory_budget, bool):
-        raise TypeError(f"memory_budget must be an int number of bytes, got {memory_budget!r}.")
-    if memory_budget <= 0:
-        raise ValueError(f"memory_budget must be positive, got {memory_budget}.")
+    memory_budget = as_int("memory_budget", memory_budget, minimum=1)
     if chunk_size is not None:
-        if not isinstance(chunk_size, numbers.Integral) or isinstance(chunk_size, bool):
-            raise TypeError(f"chunk_size must be a positive int or None, got {chunk_size!r}.")
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}.")
+        chunk_size = as_int("chunk_size", chunk_size, minimum=1)
     with contextlib.ExitStack() as stack:
         src, src_path = _open_source(source, dataset, picks, reject_by_annotation, stack)
         stack.callback(src.close)

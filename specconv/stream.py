@@ -187,7 +187,8 @@ class StreamingConv:
         reflect samples that have not arrived yet).
     block_size : int, optional
         Partition size of the kernel head, default 256: the call size that costs least and
-        the latency of a real-time loop. :meth:`process` accepts blocks of any size, also
+        the latency of a real-time loop (partitions stop at 131072 taps; larger blocks are
+        computed as several frames). :meth:`process` accepts blocks of any size, also
         changing from call to call, and always returns exactly their outputs.
     dtype : dtype, optional
         Precision of the stream: float32, float64, complex64 or complex128. Default: the
@@ -266,6 +267,9 @@ class StreamingConv:
         if block_size is None:
             block_size = 256
         self.block_size = self.latency = as_int("block_size", block_size, minimum=1)
+        # the head partition: blocks beyond the largest partition are cut into several frames
+        # (exact either way), so no call does work proportional to block_size alone
+        self._head = min(self.block_size, _MAX_PARTITION)
         self.in_channels, self.out_channels = layer.in_channels, layer.out_channels
         self.groups = layer.groups
         self._K = layer.kernel_size[0]
@@ -294,7 +298,7 @@ class StreamingConv:
         self._ci, self._co = self.in_channels // G, self.out_channels // G
         self._mm = _uses_matmul(self._ci, self._co)
         self.levels = plan_levels(
-            self.kernel_span, self.block_size, G, self._ci, self._co, self._complex
+            self.kernel_span, self._head, G, self._ci, self._co, self._complex
         )
         self._voices = [self._make_voice(layer.weight, layer.bias)]
         self._weight_shape = layer.weight.shape
@@ -412,7 +416,7 @@ class StreamingConv:
         L_max = max(lv.fft_len for lv in self.levels)
         self._hist = np.zeros((B, C_in, 1 << (2 * L_max - 1).bit_length()), dtype=self.dtype)
         top = max(lv.size for lv in self.levels)
-        self._acc_cap = 1 << (2 * (top + self.block_size) - 1).bit_length()
+        self._acc_cap = 1 << (2 * (top + self._head) - 1).bit_length()
         self._t = 0
         self._buf, self._rings, self._ring_len, self._pushes = [], [], [], []
         for i, lv in enumerate(self.levels):
@@ -542,7 +546,7 @@ class StreamingConv:
         x = self._screen(x)
         B = x.shape[0]
         out = np.zeros((B, self.out_channels, n), dtype=self.dtype)
-        P = self.block_size
+        P = self._head
         t = self._t
         pos = 0
         while pos < n:
