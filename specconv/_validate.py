@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -175,6 +176,28 @@ def as_shape(name, value):
     if any(v < 0 for v in value):
         raise ValueError(f"{name} must be a shape of sizes >= 0, got {value!r}.")
     return tuple(int(v) for v in value)
+
+
+def _physical_memory():
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not POSIX: leave it to the allocator
+        return None
+
+
+def check_memory(shape, itemsize, what, names):
+    """Refuse an array of ``shape`` larger than this machine's physical memory.
+
+    Allocating it would fail late (Linux overcommits: the process is killed while filling
+    it) instead of at once with a message that says which parameter asked for it.
+    """
+    nbytes = math.prod(int(n) for n in shape) * int(itemsize)
+    limit = _physical_memory()
+    if limit is not None and nbytes > limit:
+        raise ValueError(
+            f"The {what} would take {nbytes / 2**30:.3g} GiB (shape {tuple(shape)}), more than "
+            f"this machine's {limit / 2**30:.3g} GiB of memory; check {names}."
+        )
 
 
 def check_length(shape, what, names):

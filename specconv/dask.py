@@ -21,7 +21,7 @@ import numpy as np
 
 from . import fft
 from ._optional import soft_import
-from ._validate import result_dtype
+from ._validate import as_array, result_dtype
 from .layers import SpectralConv
 
 logger = logging.getLogger("specconv")
@@ -131,7 +131,7 @@ def conv_dask(x, layer):
     if not isinstance(layer, SpectralConv):
         raise TypeError(f"layer must be a specconv.SpectralConv, got {type(layer).__name__}.")
     if not isinstance(x, da.Array):
-        x = da.asarray(x)
+        x = da.asarray(as_array("x", x, allow_empty=True))
     if x.dtype.kind not in "biufc":
         raise TypeError(f"x must hold numbers, got dtype {x.dtype}.")
     d = layer.ndim

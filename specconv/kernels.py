@@ -45,6 +45,7 @@ from ._validate import (
     as_tuple,
     check_groups,
     check_length,
+    check_memory,
     check_option,
 )
 from .conv import convolve
@@ -1296,6 +1297,8 @@ def inverse(layer, n_taps, *, reg=0.0, delay=None, window=("tukey", 0.5), nfft=N
         nfft = tuple(fft.next_fast_len(max(2 * t, e)) for t, e in zip(n_taps, span))
     nfft = as_tuple("nfft", nfft, d)
     check_length(nfft, "design grid", "nfft")
+    check_memory((layer.out_channels, layer.in_channels) + nfft, 16, "design grid",
+                 "n_taps and nfft")
     rcond = as_real("rcond", rcond, minimum=0)
     whole = layer.weight.dtype.kind == "c"
     H, blocks = _blocks(layer, nfft, whole)

@@ -23,6 +23,7 @@ from ._validate import (
     check_finite_weights,
     check_groups,
     check_length,
+    check_memory,
     check_option,
     check_signal,
     result_dtype,
@@ -230,6 +231,10 @@ class SpectralConv(_Layer):
                 f"the padded input {padded} (input {xb.shape[2:]}, padding {self.padding!r})."
             )
         check_length(padded, "padded input", "padding")
+        itemsize = dtype.itemsize
+        check_memory(xb.shape[:2] + padded, itemsize, "padded input", "padding")
+        check_memory((xb.shape[0], self.out_channels) + geom.out_shape, itemsize, "output",
+                     "padding, stride and dilation")
         # a stride beyond the last window start leaves one output per axis, whatever its size:
         # take the smallest such stride, so no work scales with the stride's magnitude
         stride = tuple(min(s, p - e + 1) for s, p, e in zip(self.stride, padded, geom.span))
@@ -437,6 +442,9 @@ class SpectralConvTranspose(_Layer):
         stuffed = tuple((m - 1) * s + 1 for m, s in zip(n, self.stride))
         check_length([m + a + b for m, (a, b) in zip(stuffed, pads)], "zero-stuffed input",
                      "stride and dilation")
+        check_memory((xb.shape[0], self.out_channels) + tuple(b + e for b, e in zip(base, extra)),
+                     dtype.itemsize, "output", "stride, padding, dilation and output_padding")
+        check_memory(xb.shape[:2] + stuffed, dtype.itemsize, "zero-stuffed input", "stride")
         geom = Geometry(
             xb.shape[0], self.in_channels, self.out_channels, self.groups, self.kernel_size,
             self.dilation, (1,) * d, tuple(m + a + b for m, (a, b) in zip(stuffed, pads)),
@@ -550,6 +558,8 @@ def _frequency_response(layer, shape, whole, transposed):
     d = layer.ndim
     shape = as_tuple("shape", shape, d)
     check_length(shape, "DFT", "shape")
+    check_memory((layer.out_channels, layer.in_channels) + shape, 16, "frequency response",
+                 "shape")
     if whole is not None and not isinstance(whole, (bool, np.bool_)):
         raise TypeError(f"whole must be None or a bool, got {type(whole).__name__} {whole!r}.")
     span = tuple(dl * (k - 1) + 1 for k, dl in zip(layer.kernel_size, layer.dilation))

@@ -168,8 +168,37 @@ def any_value(base=None):
 # the contract
 
 
+#: Address space a fuzzed call may add to the process: a legal value whose answer is larger
+#: (a 2-D padding of 32767, say: gigabytes of zeros) gets a MemoryError instead of taking the
+#: shared test machine's memory. specconv itself refuses anything beyond physical memory.
+HEADROOM = 3 * 2**30
+
+
+@contextlib.contextmanager
+def _memory_capped():
+    try:
+        import resource
+    except ImportError:  # not POSIX: no cap, and no MemoryError is accepted
+        yield False
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    with open("/proc/self/statm") as f:
+        in_use = int(f.read().split()[0]) * resource.getpagesize()
+    cap = in_use + HEADROOM
+    if hard != resource.RLIM_INFINITY:
+        cap = min(cap, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    try:
+        yield True
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
 def call_guarded(fn, *args, **kwargs):
-    """``("ok", result)`` or ``("error", exception)``; fails the test after TIMEOUT seconds."""
+    """``("ok", result)`` or ``("error", exception)``; fails the test after TIMEOUT seconds.
+
+    A MemoryError under the test's memory cap is returned as ``("too big", error)``.
+    """
     box = {}
 
     def target():
@@ -178,11 +207,16 @@ def call_guarded(fn, *args, **kwargs):
         except BaseException as err:  # judged by the test
             box["error"] = err
 
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(TIMEOUT)
+    with _memory_capped() as capped:
+        thread = threading.Thread(target=target, daemon=True)
+        thread.start()
+        thread.join(TIMEOUT)
     assert not thread.is_alive(), f"the call did not return within {TIMEOUT} s"
-    return ("ok", box["ok"]) if "ok" in box else ("error", box["error"])
+    if "ok" in box:
+        return "ok", box["ok"]
+    if capped and isinstance(box["error"], MemoryError):
+        return "too big", box["error"]
+    return "error", box["error"]
 
 
 def _snapshot(value):
@@ -234,6 +268,8 @@ def check_call(fn, name, kwargs, *, errors=DOCUMENTED, names=None):
         assert _unchanged(v, snaps[k]), f"the call changed its input {k!r}"
     if status == "ok":
         return value
+    if status == "too big":  # legal, but its answer does not fit the test's memory cap
+        return None
     err = value
     if not isinstance(err, errors):
         raise AssertionError(f"undocumented {type(err).__name__} for {name}: {err}") from err
@@ -536,3 +572,103 @@ def test_cli(option, word):
     else:
         assert np.load(folder / "y.npy").shape[0] == 6
     assert np.array_equal(np.load(folder / "x.npy"), X1)
+
+
+# --------------------------------------------------------------------------------------------
+# the applications: the contract only
+
+
+def _app_calls():
+    from specconv.apps import audio, eeg, mri
+
+    ksp = RNG.standard_normal((4, 16, 8)) + 1j * RNG.standard_normal((4, 16, 8))
+    near = np.zeros(16)
+    near[0] = 1.0
+    far = np.zeros(16)
+    far[3] = 0.6
+    plant = audio.binaural_plant([[near, far], [far, near]])
+    pos = RNG.standard_normal((5, 3))
+    return {
+        "undersample": (mri.undersample, {"ksp": ksp, "R": 2, "n_acs": 4, "offset": 0}),
+        "svd_coil_compression": (mri.svd_coil_compression, {"ksp": ksp, "n_virtual": 2,
+                                                            "energy": None}),
+        "geometric_coil_compression": (mri.geometric_coil_compression, {
+            "ksp": ksp, "n_virtual": 2, "align": True}),
+        "calibrate_grappa": (mri.calibrate_grappa, {"acs": ksp, "R": 2, "kernel_size": (2, 3),
+                                                    "reg": 0.01}),
+        "nrmse": (mri.nrmse, {"x": ksp, "ref": ksp + 1}),
+        "rereference_matrix": (eeg.rereference_matrix, {"n_channels": 4, "ref": "average"}),
+        "laplacian_matrix": (eeg.laplacian_matrix, {"positions": pos, "n_neighbors": 3}),
+        "true_stereo_reverb": (audio.true_stereo_reverb, {"ir": RNG.standard_normal((8, 4)),
+                                                          "mode": "full"}),
+        "crosstalk_canceller": (audio.crosstalk_canceller, {
+            "plant": plant, "n_taps": 32, "fs": 1000.0, "band": (50.0, 400.0), "reg": 0.01,
+            "reg_outside": 100.0, "delay": None, "mode": "full"}),
+        "channel_separation": (audio.channel_separation, {"plant": plant, "canceller": None,
+                                                          "fs": 100.0, "nfft": 32}),
+    }
+
+
+APP_NAMES = ["undersample", "svd_coil_compression", "geometric_coil_compression",
+             "calibrate_grappa", "nrmse", "rereference_matrix", "laplacian_matrix",
+             "true_stereo_reverb", "crosstalk_canceller", "channel_separation"]
+
+
+@pytest.mark.parametrize("fname", APP_NAMES)
+@settings(FUZZ, max_examples=15)
+@given(data=st.data())
+def test_apps_contract(fname, data):
+    fn, base = _app_calls()[fname]
+    name, label, value, same, kwargs = _fuzzed_kwargs(data.draw, base)
+    check_call(lambda **kw: fn(**kw), name, kwargs)
+
+
+@settings(FUZZ, max_examples=20)
+@given(data=st.data())
+def test_dask(data):
+    pytest.importorskip("dask")
+    from specconv.dask import conv_dask
+
+    layer = SpectralConv(W1, B1, padding=1, groups=2)
+    label, value, same = data.draw(any_value(X1))
+    y = check_call(lambda x: np.asarray(conv_dask(x, layer)), "x", {"x": value})
+    if y is not None and same:
+        assert_matches(y, ref.conv(_reference_args({"x": value})["x"], W1, B1, padding=1,
+                                   groups=2))
+
+
+INFO_FILES = {
+    "directory": lambda folder: folder,
+    "empty .wav": lambda folder: _write(folder / "e.wav", b""),
+    "garbage .edf": lambda folder: _write(folder / "g.edf", b"garbage" * 40),
+    "missing": lambda folder: folder / "nope.npy",
+    "text .npy": lambda folder: _write(folder / "t.npy", b"\x93NUMPY junk"),
+    "no extension": lambda folder: _write(folder / "noext", b"\x00" * 64),
+    "a good .npy": lambda folder: _save(folder / "x.npy"),
+}
+
+
+def _write(path, content):
+    path.write_bytes(content)
+    return path
+
+
+def _save(path):
+    np.save(path, X1)
+    return path
+
+
+@pytest.mark.parametrize("case", sorted(INFO_FILES))
+def test_cli_info(case):
+    folder = Path(tempfile.mkdtemp(dir=_TMP))
+    path = INFO_FILES[case](folder)
+    err = stdio.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(stdio.StringIO()):
+        status, code = call_guarded(main, ["info", str(path)])
+    assert status == "ok", f"main raised {code!r}"
+    assert code == (0 if case == "a good .npy" else 2), err.getvalue()
+    assert "Traceback" not in err.getvalue()
+    if code == 2:
+        assert str(path) in err.getvalue()
+        if case == "directory":
+            assert "is a directory" in err.getvalue()

@@ -28,7 +28,7 @@ import numbers
 import numpy as np
 
 from .._optional import soft_import
-from .._validate import as_array, check_option
+from .._validate import as_array, check_memory, check_option
 from ..kernels import compose, fir_layer, pointwise, side_pads, without_padding
 from ..layers import SpectralConv
 
@@ -293,12 +293,17 @@ def rereference_matrix(n_channels, ref="average"):
     if not isinstance(n_channels, numbers.Integral) or isinstance(n_channels, bool) \
             or n_channels < 1:
         raise ValueError(f"n_channels must be a positive int, got {n_channels!r}.")
+    n_channels = int(n_channels)
+    check_memory((n_channels, n_channels), 8, "matrix", "n_channels")
     w = np.zeros(n_channels)
     if isinstance(ref, str):
         check_option("ref", ref, ("average",))
         w[:] = 1.0 / n_channels
     else:
-        idx = np.atleast_1d(np.asarray(ref))
+        try:
+            idx = np.atleast_1d(np.asarray(ref))
+        except (TypeError, ValueError):  # ragged lists
+            idx = np.array([], dtype=float)
         if idx.dtype.kind not in "iu" or idx.ndim != 1 or idx.size == 0 \
                 or np.any((idx < 0) | (idx >= n_channels)):
             raise ValueError(

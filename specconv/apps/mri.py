@@ -658,6 +658,8 @@ def calibrate_grappa(acs, R, *, kernel_size=(2, 5), reg=1e-2):
     if not isinstance(reg, numbers.Real) or reg < 0:
         raise ValueError(f"reg must be a non-negative number, got {reg!r}.")
     n_coils, n_acs, nx = acs.shape
+    if R > n_acs:  # no training line pairs: refuse before any work that grows with R
+        raise ValueError(f"R ({R}) must be at most the number of ACS lines ({n_acs}).")
     offsets = _grappa_offsets(R, n_lines)
     half_y = int(max(np.abs(o).max() for o in offsets.values()))
     half_x = n_read // 2
@@ -775,6 +777,8 @@ def grappa(ksp, R, *, mask=None, kernel_size=(2, 5), reg=1e-2, domain="kspace"):
     domain = check_option("domain", domain, ("kspace", "image"))
     rows = _sampled_rows(ksp, mask)
     acs = _longest_run(rows)
+    if R > len(rows):
+        raise ValueError(f"R ({R}) must be at most the number of k-space lines ({len(rows)}).")
     lattice = [r for r in range(R) if rows[r::R].all()]
     if not lattice:
         raise ValueError(f"The sampled lines do not contain a regular lattice of every "
