@@ -82,22 +82,27 @@ def as_dtype(name, value):
                         ) from None
 
 
-def result_dtype(*arrays):
+def result_dtype(*arrays, names=None):
     """The dtype a convolution of ``arrays`` is computed and returned in.
 
     numpy's ``result_type`` of the inputs, then: bool and integer become float64, float16
     becomes float32 (FFTW has no half precision); float32 stays float32, so single-precision
     inputs use single-precision FFT plans. Extended precision is refused rather than silently
-    rounded.
+    rounded; ``names`` (one per array) say in the message which array brought it.
     """
     dtype = np.result_type(*[a.dtype for a in arrays if a is not None])
+    supported = COMPUTE_DTYPES + (np.float16,)
     if dtype.kind in "biu":
         return np.dtype(np.float64)
     if dtype == np.float16:
         return np.dtype(np.float32)
     if dtype not in COMPUTE_DTYPES:
+        culprits = [n for n, a in zip(names or (), arrays) if a is not None
+                    and a.dtype.kind not in "biu" and a.dtype not in supported]
+        origin = f" (the dtype of {' and '.join(culprits)})" if culprits else ""
         raise TypeError(
-            f"dtype {dtype} is not supported; use float32, float64, complex64 or complex128."
+            f"dtype {dtype} is not supported; use float32, float64, complex64 or "
+            f"complex128{origin}."
         )
     return dtype
 
@@ -128,6 +133,13 @@ def as_int(name, value, *, minimum=None, maximum=None):
     return value
 
 
+def as_bool(name, value):
+    """``value`` as a Python bool: only ``True``/``False`` (numpy's included) are taken."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}.")
+    return bool(value)
+
+
 def as_real(name, value, *, minimum=None, positive=False):
     """``value`` as a finite Python float (numpy reals included; bools and strings refused)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
@@ -142,7 +154,7 @@ def as_real(name, value, *, minimum=None, positive=False):
     return value
 
 
-def as_tuple(name, value, ndim, *, minimum=1):
+def as_tuple(name, value, ndim, *, minimum=1, of=None):
     """Normalize an int or a sequence of ``ndim`` ints, each ``>= minimum``, to Python ints."""
     value = _from_ndarray(name, value)
     if _is_int(value):
@@ -155,9 +167,10 @@ def as_tuple(name, value, ndim, *, minimum=1):
                 f"dimension), got {value!r}."
             )
         if len(values) != ndim:
+            whose = f"; {of} has {ndim}" if of else ""
             raise ValueError(
                 f"{name} must be an int or a tuple of {ndim} ints (one per spatial "
-                f"dimension), got {value!r} ({len(values)} values)."
+                f"dimension), got {value!r} ({len(values)} values{whose})."
             )
         values = tuple(int(v) for v in values)
     else:
@@ -212,13 +225,15 @@ def check_length(shape, what, names):
         )
 
 
-def check_groups(groups, in_channels, out_channels):
-    """Check that ``groups`` is a positive int dividing both channel counts."""
+def check_groups(groups, in_channels, out_channels, *, weight=None, name="weight"):
+    """Check that ``groups`` is a positive int dividing both channel counts (``weight``, if
+    given, is named with its shape in the message: the channel counts come from it)."""
     groups = as_int("groups", groups, minimum=1)
     for label, count in (("in_channels", in_channels), ("out_channels", out_channels)):
         if count % groups:
+            origin = "" if weight is None else f" ({name} has shape {weight.shape})"
             raise ValueError(
-                f"{label} ({count}) must be divisible by groups ({groups})."
+                f"{label} ({count}) must be divisible by groups ({groups}){origin}."
             )
     return groups
 
@@ -234,10 +249,11 @@ def check_finite_weights(weight, bias=None, *, name="weight"):
             )
 
 
-def check_signal(x, weight_in_channels, ndim_spatial, *, name="x"):
+def check_signal(x, weight_in_channels, ndim_spatial, *, name="x", groups=1):
     """Return ``x`` as ``(B, C, *spatial)`` plus whether a batch axis was given.
 
-    ``weight_in_channels`` is the channel count the layer expects.
+    ``weight_in_channels`` is the channel count the layer expects (``groups`` times the
+    weight's input channels per group).
     """
     if x.ndim not in (ndim_spatial + 1, ndim_spatial + 2):
         raise ValueError(
@@ -250,12 +266,14 @@ def check_signal(x, weight_in_channels, ndim_spatial, *, name="x"):
     if xb.shape[1] != weight_in_channels:
         raise ValueError(
             f"{name} has {xb.shape[1]} channels (axis {1 if batched else 0} of shape "
-            f"{x.shape}) but the weight expects {weight_in_channels} input channels."
+            f"{x.shape}) but the weight expects {weight_in_channels} input channels"
+            + (f" ({weight_in_channels // groups} per group, groups={groups})." if groups > 1
+               else " (weight.shape[1] × groups, with groups=1).")
         )
     return xb, batched
 
 
-def as_pads(name, value, ndim):
+def as_pads(name, value, ndim, *, of=None):
     """Normalize padding to ``((before, after), ...)``: an int, d ints, or d (before, after) pairs."""
     value = _from_ndarray(name, value)
     if isinstance(value, Sequence) and not isinstance(value, str) and len(value) == ndim and all(
@@ -267,4 +285,4 @@ def as_pads(name, value, ndim):
                 f"dimension, got {value!r}."
             )
         return tuple(as_tuple(name, tuple(v), 2, minimum=0) for v in value)
-    return tuple((p, p) for p in as_tuple(name, value, ndim, minimum=0))
+    return tuple((p, p) for p in as_tuple(name, value, ndim, minimum=0, of=of))

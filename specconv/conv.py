@@ -251,8 +251,8 @@ def _scipy_family(x, taps, mode, groups, method, nan_policy):
     d = taps.ndim - 2
     groups = as_int("groups", groups, minimum=1)
     out_channels, in_channels = taps.shape[0], taps.shape[1] * groups
-    groups = check_groups(groups, in_channels, out_channels)
-    xb, batched = check_signal(x, in_channels, d)
+    groups = check_groups(groups, in_channels, out_channels, weight=taps, name="h")
+    xb, batched = check_signal(x, in_channels, d, groups=groups)
     n, k = xb.shape[2:], taps.shape[2:]
     if mode == "full":
         pads = tuple((m - 1, m - 1) for m in k)
@@ -267,7 +267,7 @@ def _scipy_family(x, taps, mode, groups, method, nan_policy):
             f"For mode='valid', the kernel {k} must be no larger than x {n} in every spatial "
             f"dimension, or at least as large in every dimension."
         )
-    dtype = result_dtype(xb, taps)
+    dtype = result_dtype(xb, taps, names=("x", "h"))
     padded = tuple(m + a + b for m, (a, b) in zip(n, pads))
     check_length(padded, "padded input", "the shapes of x and h")
     geom = Geometry(xb.shape[0], in_channels, out_channels, groups, k, (1,) * d, (1,) * d,

@@ -158,7 +158,7 @@ def conv_dask(x, layer):
         if n + pl + pr < e:
             raise ValueError(
                 f"The kernel (span {e}) is larger than the padded input ({n + pl + pr}) along "
-                f"spatial axis {a}."
+                f"spatial axis {a} (x of shape {x.shape})."
             )
     x = x.rechunk({lead - 1: -1})
     # the output chunks follow the input's: a window starting at padded position b gives

@@ -40,6 +40,7 @@ import numpy as np
 from . import fft
 from ._validate import (
     as_array,
+    as_bool,
     as_int,
     as_real,
     as_tuple,
@@ -646,9 +647,9 @@ def pointwise(matrix, *, ndim=1, bias=None):
     m = as_array("matrix", matrix)
     if m.ndim != 2:
         raise ValueError(f"matrix must have shape (C_out, C_in), got shape {m.shape}.")
-    if not isinstance(ndim, numbers.Integral) or isinstance(ndim, bool) or ndim < 1:
-        raise ValueError(f"ndim must be a positive int, got {ndim!r}.")
-    return SpectralConv(m.reshape(m.shape + (1,) * int(ndim)), bias)
+    # numpy arrays have at most 64 axes: the weight has ndim + 2
+    ndim = as_int("ndim", ndim, minimum=1, maximum=62)
+    return SpectralConv(m.reshape(m.shape + (1,) * ndim), bias)
 
 
 def as_conv(layer):
@@ -798,6 +799,7 @@ def fir_layer(h, *, mode="full", delay=0, groups=1, bias=None, padding_mode="zer
     delay = as_tuple("delay", delay, d, minimum=0)
     if any(D >= t for D, t in zip(delay, n_taps)):
         raise ValueError(f"delay {delay} must be smaller than the number of taps {n_taps}.")
+    groups = as_int("groups", groups, minimum=1)
     check_groups(groups, h.shape[1] * groups, h.shape[0])
     if bias is not None:
         bias = as_array("bias", bias)
@@ -991,6 +993,7 @@ def svd(layer, shape, *, whole=None, per_group=False):
     ((5, 2), array([3., 2.]))
     """
     _check_layer("layer", layer)
+    per_group = as_bool("per_group", per_group)
     H, blocks = _blocks(layer, shape, whole)
     if per_group:
         parts = [np.linalg.svd(b, full_matrices=False) for b in blocks]
@@ -1031,6 +1034,7 @@ def eig(layer, shape, *, whole=None, hermitian=False):
             f"eig needs a square layer, got {layer.in_channels} -> {layer.out_channels} "
             "channels; use svd."
         )
+    hermitian = as_bool("hermitian", hermitian)
     H = layer.frequency_response(shape, whole=whole)
     return np.linalg.eigh(H) if hermitian else np.linalg.eig(H)
 
@@ -1300,6 +1304,9 @@ def inverse(layer, n_taps, *, reg=0.0, delay=None, window=("tukey", 0.5), nfft=N
     check_memory((layer.out_channels, layer.in_channels) + nfft, 16, "design grid",
                  "n_taps and nfft")
     rcond = as_real("rcond", rcond, minimum=0)
+    if any(n < max(e, t) for n, e, t in zip(nfft, span, n_taps)):
+        raise ValueError(f"nfft {nfft} must be at least the layer's kernel span {span} and "
+                         f"n_taps {n_taps}.")
     whole = layer.weight.dtype.kind == "c"
     H, blocks = _blocks(layer, nfft, whole)
     beta = _regularization(reg, nfft, whole, H.shape[:d])
@@ -1445,6 +1452,7 @@ def estimate_transfer(x, y, *, nperseg=256, noverlap=None, window="hann", fs=1.0
             f"x and y must have the same length and batch, got shapes {x.shape} and {y.shape}."
         )
     nperseg = as_int("nperseg", nperseg)
+    detrend = as_bool("detrend", detrend)
     fs = as_real("fs", fs, positive=True)
     reg = as_real("reg", reg, minimum=0)
     if nperseg < 2 or nperseg > x.shape[-1]:

@@ -67,17 +67,19 @@ class _Layer:
             in_channels, out_channels = weight.shape[0], weight.shape[1] * groups
         else:
             out_channels, in_channels = weight.shape[0], weight.shape[1] * groups
-        self.groups = check_groups(groups, in_channels, out_channels)
+        self.groups = check_groups(groups, in_channels, out_channels, weight=weight)
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.stride = as_tuple("stride", stride, d)
-        self.dilation = as_tuple("dilation", dilation, d)
+        self.stride = as_tuple("stride", stride, d, of="weight")
+        self.dilation = as_tuple("dilation", dilation, d, of="weight")
         self.method = check_option("method", method, METHODS)
         self.nan_policy = check_option("nan_policy", nan_policy, NAN_POLICIES)
         if bias is not None:
             bias = as_array("bias", bias)
             if bias.shape != (out_channels,):
+                source = ("weight.shape[1] × groups" if transposed else "weight.shape[0]")
                 raise ValueError(
-                    f"bias must have shape (C_out,) = ({out_channels},), got {bias.shape}."
+                    f"bias must have shape (C_out,) = ({out_channels},), got {bias.shape} "
+                    f"(C_out = {source}, groups={groups})."
                 )
             bias = _frozen(bias)
         if self.nan_policy == "raise":
@@ -108,8 +110,9 @@ class _Layer:
 
     def _check_x(self, x):
         x = as_array("x", x)
-        xb, batched = check_signal(x, self.in_channels, self.ndim)
-        return xb, batched, result_dtype(xb, self.weight, self.bias)
+        xb, batched = check_signal(x, self.in_channels, self.ndim, groups=self.groups)
+        return xb, batched, result_dtype(xb, self.weight, self.bias,
+                                         names=("x", "weight", "bias"))
 
 
 class SpectralConv(_Layer):
@@ -186,7 +189,7 @@ class SpectralConv(_Layer):
             else:
                 self._pads = tuple(((e - 1) // 2, e - 1 - (e - 1) // 2) for e in span)
         else:
-            self._pads = as_pads("padding", padding, d)
+            self._pads = as_pads("padding", padding, d, of="weight")
             symmetric = all(a == b for a, b in self._pads)
             self.padding = tuple(a for a, _ in self._pads) if symmetric else self._pads
 
@@ -371,10 +374,11 @@ class SpectralConvTranspose(_Layer):
         super().__init__(weight, bias, stride=stride, dilation=dilation, groups=groups,
                          method=method, nan_policy=nan_policy, transposed=True)
         d = self.ndim
-        self._pads = as_pads("padding", padding, d)
+        self._pads = as_pads("padding", padding, d, of="weight")
         symmetric = all(a == b for a, b in self._pads)
         self.padding = tuple(a for a, _ in self._pads) if symmetric else self._pads
-        self.output_padding = as_tuple("output_padding", output_padding, d, minimum=0)
+        self.output_padding = as_tuple("output_padding", output_padding, d, minimum=0,
+                                       of="weight")
         for op, s, dl in zip(self.output_padding, self.stride, self.dilation):
             if op >= max(s, dl):
                 raise ValueError(

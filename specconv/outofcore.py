@@ -33,7 +33,7 @@ import numpy as np
 
 from . import fft
 from ._optional import has_module, soft_import
-from ._validate import as_int, as_shape, result_dtype
+from ._validate import as_bool, as_int, as_shape, result_dtype
 from .layers import SpectralConv
 
 logger = logging.getLogger("specconv")
@@ -107,7 +107,7 @@ def _output_shape(layer, shape, name="shape"):
         if m < 1:
             raise ValueError(
                 f"The kernel (span {e}) is larger than the padded input ({n + pl + pr}) "
-                f"along spatial axis {a}."
+                f"along spatial axis {a} ({name} of shape {shape})."
             )
         out.append(m)
     return lead + (layer.out_channels,) + tuple(out)
@@ -765,6 +765,9 @@ def apply(layer, source, target=None, *, dataset=None, target_dataset="data", pi
     """
     layer = _check_layer(layer)
     memory_budget = as_int("memory_budget", memory_budget, minimum=1)
+    overwrite = as_bool("overwrite", overwrite)
+    if progress is not None:
+        progress = as_bool("progress", progress)
     if chunk_size is not None:
         chunk_size = as_int("chunk_size", chunk_size, minimum=1)
     with contextlib.ExitStack() as stack:

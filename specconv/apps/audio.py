@@ -283,7 +283,7 @@ def channel_separation(plant, canceller=None, *, fs, nfft=None):
         spans.append(canceller.dilation[0] * (canceller.kernel_size[0] - 1) + 1)
     if nfft is None:
         nfft = 1 << int(np.ceil(np.log2(sum(spans))))
-    nfft = as_int("nfft", nfft, minimum=1)
+    nfft = as_int("nfft", nfft, minimum=max(spans))
     S = plant.frequency_response(nfft)
     if canceller is not None:
         S = S @ canceller.frequency_response(nfft)

@@ -34,7 +34,7 @@ import numbers
 
 import numpy as np
 
-from .._validate import as_array, check_option, result_dtype
+from .._validate import as_array, as_bool, check_option, result_dtype
 from ..io import image_to_kspace, kspace_to_image
 from ..layers import SpectralConv
 
@@ -393,8 +393,9 @@ def geometric_coil_compression(ksp, n_virtual, *, align=True):
     n_coils, nx = ksp.shape[0], ksp.shape[-1]
     n_virtual = _int("n_virtual", n_virtual, 1)
     if n_virtual > n_coils:
-        raise ValueError(f"n_virtual must be at most the number of coils ({n_coils}), "
-                         f"got {n_virtual}.")
+        raise ValueError(f"n_virtual must be at most the number of coils ({n_coils}, axis 0 of "
+                         f"ksp), got {n_virtual}.")
+    align = as_bool("align", align)
     hybrid = kspace_to_image(ksp, axes=-1).reshape(n_coils, -1, nx)
     u, s = _coil_svd(np.moveaxis(hybrid, -1, 0))                 # per x: (nx, C, C)
     w = u[..., :n_virtual].conj().swapaxes(-1, -2)                   # (nx, C_v, C)

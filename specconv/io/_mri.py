@@ -15,6 +15,7 @@ import numbers
 import numpy as np
 
 from .._optional import soft_import
+from .._validate import as_bool, as_int
 from ..signal import VectorSignal
 from ._common import FormatError, reading
 
@@ -284,9 +285,10 @@ def read_cfl(path, *, coil_axis=BART_COIL_DIM, domain="kspace", mmap=False):
         if not p.exists():
             raise FileNotFoundError(f"BART data needs both {cfl.name} and {hdr.name}; "
                                     f"{str(p)!r} does not exist.")
+    mmap = as_bool("mmap", mmap)
     with reading(path, "BART cfl"):
         dims = _read_dims(hdr)
-    coil_axis = int(coil_axis)
+    coil_axis = as_int("coil_axis", coil_axis)
     if not 0 <= coil_axis < BART_MAX_DIMS:
         raise ValueError(f"coil_axis must be in [0, {BART_MAX_DIMS}), got {coil_axis}.")
     dims = dims + [1] * max(0, coil_axis + 1 - len(dims))
