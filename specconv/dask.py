@@ -181,7 +181,8 @@ def conv_dask(x, layer):
         layer.weight, layer.bias, stride=layer.stride, padding=0, dilation=layer.dilation,
         groups=layer.groups, method=layer.method, nan_policy=layer.nan_policy,
     )
-    dtype = result_dtype(np.empty(0, x.dtype), layer.weight, layer.bias)
+    dtype = result_dtype(np.empty(0, x.dtype), layer.weight, layer.bias,
+                         names=("x", "weight", "bias"))
     shared = dask.delayed(valid, pure=True)  # one graph key: shipped once per worker
     return da.map_blocks(
         _conv_block, xo, shared, spans, chunks=out_chunks, dtype=dtype,

@@ -1304,6 +1304,8 @@ def inverse(layer, n_taps, *, reg=0.0, delay=None, window=("tukey", 0.5), nfft=N
     check_memory((layer.out_channels, layer.in_channels) + nfft, 16, "design grid",
                  "n_taps and nfft")
     rcond = as_real("rcond", rcond, minimum=0)
+    if rcond > 1:  # relative to the largest singular value: above 1 drops every one
+        raise ValueError(f"rcond must be in [0, 1], got {rcond!r}.")
     if any(n < max(e, t) for n, e, t in zip(nfft, span, n_taps)):
         raise ValueError(f"nfft {nfft} must be at least the layer's kernel span {span} and "
                          f"n_taps {n_taps}.")

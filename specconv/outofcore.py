@@ -438,7 +438,8 @@ class _Chunker:
         self.n_out = self.out_shape[self.axis]
         self.pads = layer._pads
         self.stride, self.span = layer.stride[0], _span(layer, 0)
-        self.dtype = result_dtype(np.empty(0, src.dtype), layer.weight, layer.bias)
+        self.dtype = result_dtype(np.empty(0, src.dtype), layer.weight, layer.bias,
+                                  names=("source", "weight", "bias"))
         for (pl, pr), n, a in zip(self.pads, shape[-d:], range(d)):
             mode = layer.padding_mode
             if (mode == "reflect" and max(pl, pr) >= n) or (mode == "circular" and max(pl, pr) > n):

@@ -174,8 +174,8 @@ class VectorSignal:
             )
         if self.domain == "time" and data.ndim != lead + 1:
             raise ValueError(
-                f"a time-domain signal must have shape {'(B, C, N)' if batched else '(C, N)'}, "
-                f"got shape {data.shape}."
+                f"data of a time-domain signal must have shape "
+                f"{'(B, C, N)' if batched else '(C, N)'}, got shape {data.shape}."
             )
         n_channels = data.shape[lead - 1]
         if n_channels < 1:
@@ -185,6 +185,7 @@ class VectorSignal:
         if ch_names is None:
             ch_names = default_ch_names(n_channels)
         elif (isinstance(ch_names, str) or not isinstance(ch_names, (Sequence, np.ndarray))
+              or (isinstance(ch_names, np.ndarray) and ch_names.ndim != 1)
               or not all(isinstance(c, str) for c in ch_names)):
             raise TypeError(f"ch_names must be a sequence of str, got {ch_names!r}.")
         ch_names = tuple(ch_names)

@@ -128,7 +128,7 @@ SAME_VALUES = {
 }
 #: Layouts that change the values or the shape: any documented outcome.
 OTHER_VALUES = {
-    "0-d": lambda a: np.array(a.flat[0]),
+    "0-d": lambda a: np.array(a.flat[1]),
     "empty": lambda a: a[..., :0],
     "extra axis": lambda a: a[np.newaxis, np.newaxis],
     "one axis less": lambda a: a[0],
@@ -136,7 +136,7 @@ OTHER_VALUES = {
     "more channels": lambda a: np.concatenate([a, a], axis=-2 if a.ndim > 1 else 0),
     "object": lambda a: a.astype(object),
     "strings": lambda a: a.astype(str),
-    "longdouble": lambda a: a.astype(np.longdouble),
+    "longdouble": lambda a: a.astype(np.clongdouble if a.dtype.kind == "c" else np.longdouble),
     "ragged list": lambda a: [a.reshape(-1).tolist(), [1.0]],
     "masked": lambda a: np.ma.masked_array(a, mask=np.arange(a.size).reshape(a.shape) % 2 == 0),
     "nan": lambda a: np.where(np.arange(a.size).reshape(a.shape) == 1, np.nan, a),

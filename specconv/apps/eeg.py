@@ -340,9 +340,12 @@ def laplacian_matrix(positions, n_neighbors=4):
     >>> laplacian_matrix(pos, n_neighbors=2)[1]
     array([-0.5,  1. , -0.5,  0. ])
     """
-    pos = as_array("positions", positions).astype(float)
-    if pos.ndim != 2 or pos.shape[1] != 3:
-        raise ValueError(f"positions must have shape (C, 3), got {pos.shape}.")
+    pos = as_array("positions", positions)
+    if pos.dtype.kind == "c":
+        raise TypeError(f"positions must be real coordinates, got dtype {pos.dtype}.")
+    pos = pos.astype(float)
+    if pos.ndim != 2 or pos.shape[1] != 3 or pos.shape[0] < 2:
+        raise ValueError(f"positions must have shape (C, 3) with C >= 2, got {pos.shape}.")
     C = pos.shape[0]
     if not isinstance(n_neighbors, numbers.Integral) or not 1 <= n_neighbors < C:
         raise ValueError(f"n_neighbors must be an int in [1, {C - 1}], got {n_neighbors!r}.")

@@ -56,6 +56,9 @@ __all__ = [
 # -- argument checks ---------------------------------------------------------------------------
 def _kspace(name, value, ndim=None):
     arr = as_array(name, value)
+    if not np.isfinite(arr).all():  # an SVD or a least-squares fit cannot use NaN or Inf
+        raise ValueError(f"{name} must be finite; it holds "
+                         f"{int(np.count_nonzero(~np.isfinite(arr)))} NaN or Inf value(s).")
     if ndim is None and arr.ndim < 2:
         raise ValueError(
             f"{name} must have shape (C, *spatial) with at least one spatial axis, got shape "
@@ -810,4 +813,7 @@ def nrmse(x, ref):
     x, ref = as_array("x", x), as_array("ref", ref)
     if x.shape != ref.shape:
         raise ValueError(f"x and ref must have the same shape, got {x.shape} and {ref.shape}.")
-    return float(np.linalg.norm(x - ref) / np.linalg.norm(ref))
+    scale = np.linalg.norm(ref)
+    if not (np.isfinite(scale) and scale > 0):
+        raise ValueError(f"ref must be finite and not all zeros (its norm is {scale}).")
+    return float(np.linalg.norm(x - ref) / scale)
