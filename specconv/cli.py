@@ -9,8 +9,9 @@ Commands::
     specconv sys-info                   versions, FFTW threads, BLAS (for bug reports)
 
 Exit status: 0 on success, 1 when the demo's check against the direct method fails, 2 for a
-usage or input error (one line on stderr, no traceback; ``--traceback`` shows it), 130 when
-interrupted.
+usage or input error (one line on stderr, no traceback; ``--traceback`` shows it), 128 + the
+signal's number when stopped by SIGINT (130, Ctrl-C), SIGHUP (129) or SIGTERM (143), after
+removing the partial output.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ import importlib.metadata
 import json
 import os
 import platform
+import signal
 import sys
+import threading
 import time
 import warnings
 import zipfile
@@ -44,6 +47,65 @@ _FAMILIES = ({".cfl", ".hdr"}, {".vhdr", ".vmrk", ".eeg"}, {".set", ".fdt"})
 
 class UsageError(ValueError):
     """A mistake in the command line itself (reported like any other user error)."""
+
+
+class _Terminated(BaseException):
+    """SIGTERM or SIGHUP, raised in the main thread so that clean-up code runs (not an
+    Exception: nothing may swallow it)."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stopped(fired, status):
+    """``status``, or, after a real signal, the end of the process with it.
+
+    An exception raised by a signal handler can land inside the standard library's thread-pool
+    bookkeeping (a worker started but not yet registered for shutdown), and the interpreter
+    would then wait for that idle thread forever at exit. The output is cleaned up by now, so
+    the process ends at once.
+    """
+    if not fired:  # raised by code, not by a signal: an ordinary return
+        return status
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(status)
+
+
+@contextlib.contextmanager
+def _ending_signals():
+    """SIGTERM and SIGHUP (kill, timeout, job schedulers) end a command like Ctrl-C does.
+
+    Each raises in the main thread, so temporary outputs are removed on the way out; a second
+    signal during that clean-up is ignored rather than cutting it short. Installed by the
+    command line only (a library must not take over a program's signals), and not over a
+    signal the caller chose to ignore (``nohup``, background jobs).
+    """
+    fired = []
+    if threading.current_thread() is not threading.main_thread():
+        yield fired
+        return
+
+    def handler(signum, frame):
+        if fired:
+            return
+        fired.append(signum)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise _Terminated(signum)
+
+    previous = {}
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        signum = getattr(signal, name, None)
+        if signum is not None and signal.getsignal(signum) is not signal.SIG_IGN:
+            previous[signum] = signal.signal(signum, handler)
+    try:
+        yield fired
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -157,11 +219,10 @@ def _load_kernel(kernel_path, bias_path):
 
 def _check_not_input(src, out):
     """Refuse an output that would replace the input file or one of its companion files."""
+    from .io._atomic import same_file
+
     src, out = Path(src), Path(out)
-    same = False
-    if out.exists():
-        with contextlib.suppress(OSError):
-            same = os.path.samefile(src, out)
+    same = same_file(src, out)  # hard links and symlinks included
     if not same and out.resolve().parent == src.resolve().parent:
         a, b = src.suffix.lower(), out.suffix.lower()
         same = src.name == out.name or (
@@ -284,11 +345,15 @@ def _cmd_apply(args):
     groups = 1 if args.groups is None else args.groups
     _check_kernel_fits(sig, weight, groups, args.file)
 
-    start = time.perf_counter()
-    result = sig.apply(layer, ch_names=_output_names(sig, weight.shape[0], groups),
-                       **_output_grid(sig, getattr(layer, "stride", 1)))
-    elapsed = time.perf_counter() - start
-    io.write(result, args.output, format=args.output_format, overwrite=args.overwrite)
+    # The output is reserved (checked, its temporary folder made) before the work, so an
+    # unwritable target fails at once and a signal during the work leaves nothing behind.
+    with io._output(args.output, format=args.output_format, overwrite=args.overwrite,
+                    protected=io._protected(sig)) as put:
+        start = time.perf_counter()
+        result = sig.apply(layer, ch_names=_output_names(sig, weight.shape[0], groups),
+                           **_output_grid(sig, getattr(layer, "stride", 1)))
+        elapsed = time.perf_counter() - start
+        put(result)
     print(f"{args.file}: {sig.data.shape} -> {result.data.shape} in {elapsed:.3f} s; "
           f"wrote {args.output}")
     return 0
@@ -299,6 +364,58 @@ def _cmd_apply(args):
 # ---------------------------------------------------------------------------------------------
 
 _BANDS = {"delta": (1.0, 4.0), "theta": (4.0, 8.0), "alpha": (8.0, 13.0), "beta": (13.0, 30.0)}
+
+#: What the demo needs beyond the core, and what for; all of it comes with ``specconv[demo]``.
+_DEMO_NEEDS = {"mne": "the EEG sample (FIF) and the EEG filter bank",
+               "h5py": "the MRI sample and result (HDF5)"}
+
+#: The samples the demo uses and the model each was generated from (datasets/README.md).
+_DEMO_SAMPLES = {
+    "eeg-fif": "resting EEG: 1/f background, a 10 Hz occipital alpha rhythm, eye blinks, "
+               "50 Hz line noise",
+    "audio-float32": "four plucked notes panned across the stereo field, light pink noise",
+    "ir-true-stereo": "a room's 2 x 2 impulse response: direct sound, 10 early reflections, "
+                      "a decaying tail (RT60 0.3 s)",
+    "mri-fastmri": "k-space of a Shepp-Logan head phantom seen by 8 loop coils, with noise",
+}
+
+
+def _check_demo_needs():
+    """Fail before anything is written if a package the demo needs is missing."""
+    from importlib.util import find_spec
+
+    missing = [name for name in _DEMO_NEEDS if find_spec(name) is None]
+    if missing:
+        needs = "; ".join(f"{name} for {_DEMO_NEEDS[name]}" for name in missing)
+        raise ImportError(
+            f"the demo needs packages that are not installed ({needs}). Install them with: "
+            "pip install \"specconv[demo]\" (from a source folder: pip install \".[demo]\")"
+        )
+
+
+def _sample_line(name):
+    from . import datasets
+
+    entry = datasets.describe(name)
+    sig = entry["signal"]
+    if sig["domain"] == "time":
+        size = (f"{sig['n_channels']} ch x {sig['n_samples']} samples at "
+                f"{sig['sfreq'] / 1000:g} kHz ({sig['n_samples'] / sig['sfreq']:g} s)"
+                if sig["sfreq"] >= 1000 else
+                f"{sig['n_channels']} ch x {sig['n_samples']} samples at {sig['sfreq']:g} Hz "
+                f"({sig['n_samples'] / sig['sfreq']:g} s)")
+    else:
+        size = " x ".join(str(n) for n in sig["shape"]) + " (slices x coils x H x W)"
+    return (_wrap(f"  {name:<15} {_DEMO_SAMPLES[name]}", indent=18) + "\n"
+            + _wrap(f"  {'':<15} {size}, {entry['file']}, {entry['bytes'] / 1e6:.2f} MB",
+                    indent=18))
+
+
+def _wrap(text, indent=3, width=92):
+    import textwrap
+
+    return textwrap.fill(text, width=width, subsequent_indent=" " * indent,
+                         break_on_hyphens=False)
 
 
 def _rel_err(y, ref, scale=None):
@@ -320,32 +437,30 @@ def _timed(fn, *args, **kwargs):
 
 def _demo_eeg(out_dir):
     """Depthwise multiplier layer: every channel through 4 band-pass FIRs (groups = C)."""
-    from scipy.signal import firwin
-
     from . import datasets, io
+    from .apps import eeg
     from .conv import conv
-    from .layers import SpectralConv
 
     sig = datasets.load("eeg-fif")
     c = sig.n_channels
-    taps = int(2 * sig.sfreq) + 1  # 2 s: 1 Hz transition bands reach down to delta
-    firs = np.stack([firwin(taps, band, pass_zero=False, fs=sig.sfreq)
-                     for band in _BANDS.values()])
-    weight = np.tile(firs, (c, 1))[:, None, :]  # (4C, 1, taps): output 4c+b = band b of c
+    bank = eeg.filter_bank(sig.sfreq, list(_BANDS.values()), c)  # MNE's FIR design
+    taps = bank.weight.shape[-1]
     names = tuple(f"{ch}-{band}" for ch in sig.ch_names for band in _BANDS)
-    layer = SpectralConv(weight, groups=c, padding=taps // 2)
-    filtered, seconds = _timed(sig.apply, layer, ch_names=names)
-    reference, direct_s = _timed(conv, sig.data, weight, groups=c, padding=taps // 2,
+    filtered, seconds = _timed(sig.apply, bank, ch_names=names)
+    reference, direct_s = _timed(conv, sig.data, bank.weight, groups=bank.groups,
+                                 padding=bank.padding, padding_mode=bank.padding_mode,
                                  method="direct")
     path = out_dir / "eeg_filterbank_raw.fif"
     io.write(filtered, path, overwrite=True)
     power = np.mean(filtered.data**2, axis=-1).reshape(c, len(_BANDS))
     alpha = list(_BANDS).index("alpha")
     peak = sig.ch_names[int(np.argmax(power[:, alpha]))]
+    bands = ", ".join(f"{name} {lo:g}-{hi:g}" for name, (lo, hi) in _BANDS.items())
     return {
         "task": "EEG filter bank",
-        "detail": f"{c} ch x {len(_BANDS)} bands ({taps} taps, groups={c}); alpha peaks at "
-                  f"{peak}",
+        "detail": [(f"every channel through 4 band-pass filters ({bands} Hz; MNE's FIR "
+                    f"design, {taps} taps): apps.eeg.filter_bank, one layer with groups={c}"),
+                   f"alpha peaks at {peak} (the sample's alpha source is occipital)"],
         "shape": f"{sig.data.shape} -> {filtered.data.shape}",
         "seconds": seconds, "direct_seconds": direct_s,
         "error": _rel_err(filtered.data, reference), "dtype": filtered.data.dtype,
@@ -380,12 +495,17 @@ def _demo_reverb(out_dir):
                                scale=np.max(np.abs(wet.data))))
     # The energy-normalised room adds up to ~1.5x the dry peak; leave headroom in the file.
     peak = float(np.max(np.abs(wet.data)))
+    gain = 0.9 / peak
     path = out_dir / "audio_reverb.wav"
-    io.write(wet.replace(data=wet.data * (0.9 / peak)), path, overwrite=True)
+    io.write(wet.replace(data=wet.data * gain), path, overwrite=True)
     return {
         "task": "true-stereo reverb",
-        "detail": f"2 x 2 IR, {taps} taps at {dry.sfreq:g} Hz; direct check on 2 windows "
-                  f"of {width} samples; written at peak 0.9 (x{0.9 / peak:.2f})",
+        "detail": [(f"the sound through the 2 x 2 room response ({taps} taps at "
+                    f"{dry.sfreq:g} Hz), scipy.signal.convolve semantics"),
+                   (f"the direct method checks two windows of {width} samples (the start "
+                    "and the middle); the whole signal would take it seconds"),
+                   (f"the file is scaled by {gain:.2f} so that its loudest sample is at 90 % "
+                    f"of full scale (the reverb's loudest is {peak:.2f})")],
         "shape": f"{dry.data.shape} -> {wet.data.shape}",
         "seconds": seconds, "direct_seconds": direct_s,
         "error": max(errors), "dtype": wet.data.dtype, "file": path,
@@ -401,7 +521,7 @@ def _demo_coils(out_dir, n_virtual=4):
     k = datasets.load("mri-fastmri")
     x = k.data  # (slices, coils, H, W)
     coils = np.moveaxis(x, 1, 0).reshape(k.n_channels, -1)
-    u, s, _ = np.linalg.svd(coils @ coils.conj().T)  # eigenvectors of the Hermitian covariance
+    u, _, _ = np.linalg.svd(coils @ coils.conj().T)  # eigenvectors of the Hermitian covariance
     weight = u[:, :n_virtual].conj().T[:, :, None, None].astype(x.dtype)
     layer = SpectralConv(weight)
     names = tuple(f"virtual{i}" for i in range(n_virtual))
@@ -416,9 +536,12 @@ def _demo_coils(out_dir, n_virtual=4):
     io.write(compressed, path, overwrite=True)
     return {
         "task": "MRI coil compression",
-        "detail": f"{k.n_channels} -> {n_virtual} coils, 1 x 1 layer (SVD); "
-                  f"{100 * kept:.2f} % of the k-space energy kept; checked with method "
-                  "'auto' and 'fft'",
+        "detail": [(f"{k.n_channels} coils -> {n_virtual} virtual coils, a 1 x 1 layer "
+                    f"from the SVD of the coil covariance; {100 * kept:.2f} % of the k-space "
+                    "energy kept"),
+                   ("for a 1 x 1 layer 'auto' may choose the direct product itself, so "
+                    "method='fft' is run too and compared with 'direct'; the larger "
+                    "difference is shown")],
         "shape": f"{x.shape} -> {compressed.data.shape}",
         "seconds": seconds, "direct_seconds": direct_s,
         "error": error, "dtype": compressed.data.dtype,
@@ -427,22 +550,44 @@ def _demo_coils(out_dir, n_virtual=4):
 
 
 def _cmd_demo(args):
+    _check_demo_needs()  # before the output folder exists: a failed start leaves nothing
     out_dir = Path(args.output)
+    created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
-    print(f"specconv demo: the bundled samples through three conv layers -> {out_dir}/")
-    print("(times include FFTW planning on the first call; the check recomputes each result "
-          "with method='direct')\n")
+    try:
+        return _run_demo(out_dir)
+    except BaseException:
+        if created and not any(out_dir.iterdir()):
+            out_dir.rmdir()
+        raise
+
+
+def _run_demo(out_dir):
+    print(f"specconv demo: three conv layers on the bundled samples; results go to {out_dir}/")
+    print("\nThe samples are synthetic (CC0), generated with fixed seeds by "
+          "datasets/make_samples.py\nfrom the models described in datasets/README.md "
+          "(parameters in specconv/datasets/MANIFEST.json):")
+    for name in _DEMO_SAMPLES:
+        print(_sample_line(name))
+    print("\nEach layer runs with method='auto' (specconv picks FFT or direct by its cost "
+          "model; times include\nFFTW planning on a first call). Its output is compared "
+          "with method='direct', the same layer\ncomputed as plain sums of products without "
+          "FFTs: 'max relative error' is the largest\ndifference divided by the output's "
+          "largest magnitude.\n")
     failed = False
-    for step in (_demo_eeg, _demo_reverb, _demo_coils):
+    for number, step in enumerate((_demo_eeg, _demo_reverb, _demo_coils), start=1):
         r = step(out_dir)
-        ok = r["error"] <= _tolerance(r["dtype"])
+        tol = _tolerance(r["dtype"])
+        ok = r["error"] <= tol
         failed |= not ok
-        print(f"{r['task']}: {r['detail']}")
-        print(f"  {r['shape']}, {r['dtype']}: {r['seconds']:.3f} s "
-              f"(direct check {r['direct_seconds']:.3f} s)")
-        print(f"  max relative error vs direct {r['error']:.1e} "
-              f"{'ok' if ok else 'FAILED (tolerance %.0e)' % _tolerance(r['dtype'])}")
-        print(f"  wrote {r['file']}")
+        print(_wrap(f"{number}. {r['task']}: {r['detail'][0]}"))
+        for line in r["detail"][1:]:
+            print(_wrap(f"   {line}"))
+        print(f"   {r['shape']}, {r['dtype']}: {r['seconds']:.3f} s "
+              f"(the direct method: {r['direct_seconds']:.3f} s)")
+        print(f"   max relative error vs direct {r['error']:.1e} (tolerance for "
+              f"{r['dtype']}: {tol:.0e}) {'ok' if ok else 'FAILED'}")
+        print(f"   wrote {r['file']}")
     print("\nall results agree with the direct method" if not failed
           else "\nSOME RESULTS DISAGREE WITH THE DIRECT METHOD")
     return 1 if failed else 0
@@ -544,10 +689,11 @@ def build_parser():
         description=(
             "Read FILE with the adapter its format needs, apply one conv layer, and write OUT "
             "in the format its extension names. The output is written atomically (a temporary "
-            "file renamed at the end): an error or Ctrl-C leaves nothing behind, and the input "
-            "is never overwritten. --convention torch (default) is specconv.SpectralConv: "
-            "PyTorch Conv semantics, cross-correlation, weight (C_out, C_in/groups, *kernel), "
-            "padding 0 by default like PyTorch (use --padding same to keep the length). "
+            "file renamed at the end): an error, Ctrl-C, SIGTERM or SIGHUP leaves nothing "
+            "behind, and the input is never overwritten. --convention torch (default) is "
+            "specconv.SpectralConv: PyTorch Conv semantics, cross-correlation, weight (C_out, "
+            "C_in/groups, *kernel), padding 0 by default like PyTorch (use --padding same to "
+            "keep the length). "
             "--convention scipy is specconv.convolve: true convolution summed over input "
             "channels, --mode same by default so the output keeps the input's length and "
             "sampling grid and can be written back to the same format."),
@@ -602,8 +748,9 @@ def main(argv=None):
     Returns
     -------
     status : int
-        0 on success, 1 if the demo's check fails, 2 for usage and input errors, 130 when
-        interrupted.
+        0 on success, 1 if the demo's check fails, 2 for usage and input errors. Stopped by
+        SIGINT, SIGHUP or SIGTERM, the command removes its partial output and the process
+        exits at once with 128 + the signal's number (130, 129, 143).
 
     Examples
     --------
@@ -620,6 +767,7 @@ def main(argv=None):
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
+    fired = []  # the signals that stopped the command (filled by _ending_signals)
     try:
         with warnings.catch_warnings():
             # Keep the active filters (-W, PYTHONWARNINGS); only print warnings as one line.
@@ -628,10 +776,15 @@ def main(argv=None):
                       file=sys.stderr)
 
             warnings.showwarning = show
-            return args.func(args)
+            with _ending_signals() as fired:
+                return args.func(args)
     except KeyboardInterrupt:
         print("specconv: interrupted; no output was written", file=sys.stderr)
-        return 130
+        return _stopped(fired, 128 + signal.SIGINT)
+    except _Terminated as stop:
+        print(f"specconv: stopped by {signal.Signals(stop.signum).name}; no output was written",
+              file=sys.stderr)
+        return _stopped(fired, 128 + stop.signum)
     except USER_ERRORS as err:
         if args.traceback:
             raise

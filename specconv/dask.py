@@ -243,6 +243,10 @@ def map_files(paths, layer, out_dir, *, client=None, suffix=None, read_options=N
 
     Raises
     ------
+    ValueError
+        An output would be one of the inputs (``out_dir`` is their folder and ``suffix``
+        keeps their extension, or a link to an input is in ``out_dir``): checked before any
+        task runs.
     Exception
         The first error of any task (the other tasks are cancelled); outputs already
         written stay.
@@ -298,6 +302,11 @@ def map_files(paths, layer, out_dir, *, client=None, suffix=None, read_options=N
     if len(set(targets)) != len(targets):
         dup = sorted({t.name for t in targets if targets.count(t) > 1})
         raise ValueError(f"Several inputs would write the same output file(s): {dup}.")
+    # before any task runs: no output may be one of the inputs (same name, hard or symlink)
+    from .io._atomic import check_not_aliased
+
+    for t in targets:
+        check_not_aliased(t, paths, name="the output in out_dir")
     if num_threads is None and client is not None:
         num_threads = 1
     options = dict(read_options=dict(read_options or {}), write_options=dict(write_options or {}),

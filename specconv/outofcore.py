@@ -10,7 +10,9 @@ files), MNE ``Raw`` objects read with ``preload=False`` (and any file ``mne.io.r
 reads), or any array-like with ``shape``, ``dtype`` and slicing. Outputs: ``.npy``, HDF5 and
 FIF files, written atomically (a temporary file next to the target, renamed when complete: an
 error or Ctrl-C leaves nothing behind), or an array you opened yourself (``np.memmap``, h5py
-dataset), written in place.
+dataset), written in place. A target that is the source under another name (the same array or
+memory, a link to its file, a memmap of it, a dataset in its HDF5 file) is refused before
+anything is written: the chunks would overwrite input samples still to be read.
 """
 
 from __future__ import annotations
@@ -22,11 +24,10 @@ import logging
 import math
 import mmap
 import os
-import shutil
 import sys
-import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from io import FileIO
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,8 @@ import numpy as np
 from . import fft
 from ._optional import has_module, soft_import
 from ._validate import as_bool, as_int, as_shape, result_dtype
+from .io._atomic import atomic_output, check_not_aliased, files_behind
+from .io._common import FormatError
 from .layers import SpectralConv
 
 logger = logging.getLogger("specconv")
@@ -235,10 +238,15 @@ class _ArraySource:
         _copy_through_mapping(out, view, axis, self._mm)
         return out
 
+    owned = False  # a mapping apply() opened itself: dropped at close, even while a
+    # traceback still holds this object (its file stays open as long as the mapping lives)
+
     def close(self):
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        if self.owned:
+            self.arr = self._mm = None
 
 
 class _RawSource:
@@ -275,7 +283,9 @@ def _open_source(source, dataset, picks, reject_by_annotation, stack):
             raise FileNotFoundError(f"No such file: {str(path)!r}.")
         name = path.name.lower()
         if name.endswith(".npy"):
-            return _ArraySource(np.load(path, mmap_mode="r"), str(path)), path
+            src = _ArraySource(np.load(path, mmap_mode="r"), str(path))
+            src.owned = True
+            return src, path
         if name.endswith(_H5_SUFFIXES):
             h5py = soft_import("h5py", "mri", purpose="reading HDF5 files")
             f = stack.enter_context(h5py.File(path, "r"))
@@ -290,8 +300,6 @@ def _open_source(source, dataset, picks, reject_by_annotation, stack):
                     )
                 dataset = names[0]
             if not isinstance(f.get(dataset), h5py.Dataset):
-                from .io import FormatError  # a ValueError, as io.read raises
-
                 names = [k for k, v in f.items() if isinstance(v, h5py.Dataset)]
                 raise FormatError(f"{str(path)!r} has no dataset {dataset!r} (it has {names}); "
                                   f"choose one with dataset=.")
@@ -316,34 +324,52 @@ def _open_source(source, dataset, picks, reject_by_annotation, stack):
 
 
 # ------------------------------------------------------------------------------- outputs
-def _same_file(a, b):
-    if a is None or b is None:
-        return False
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return Path(a).resolve() == Path(b).resolve()
+class _H5File(FileIO):
+    """An HDF5 target's file, handed to h5py as a file object.
+
+    After an error it discards writes: closing an HDF5 file flushes it, and when that flush
+    fails too (a full disk) HDF5 keeps the file open -- its space held, the temporary file
+    undeletable in practice -- and crashes at exit. The file is thrown away anyway.
+    """
+
+    discard = False
+
+    def write(self, data):
+        if self.discard:
+            return memoryview(data).nbytes
+        return super().write(data)
+
+    def truncate(self, size=None):
+        if self.discard:
+            return self.tell() if size is None else size
+        return super().truncate(size)
+
+    def flush(self):
+        if not self.discard:
+            super().flush()
 
 
-@contextlib.contextmanager
-def _atomic_path(target, overwrite):
-    """Yield a temporary path with the target's name; move it into place on success only."""
-    target = Path(target)
-    if not target.parent.is_dir():
-        raise FileNotFoundError(f"Output directory {str(target.parent)!r} does not exist.")
-    if target.exists() and not overwrite:
-        raise FileExistsError(
-            f"Output file {str(target)!r} already exists; pass overwrite=True to replace it."
-        )
-    tmpdir = Path(tempfile.mkdtemp(prefix=".specconv-", suffix=".tmp", dir=target.parent))
+def _write_h5(chunker, path, dataset, progress):
+    h5py = soft_import("h5py", "mri", purpose="writing HDF5 files")
+    fh = _H5File(path, "w+")
     try:
-        tmp = tmpdir / target.name
-        yield tmp
-        produced = sorted(tmpdir.iterdir())  # FIF files above 2 GB are split in several
-        for p in produced:
-            os.replace(p, target.parent / p.name)
+        f = h5py.File(fh, "w")
+        try:
+            dset = f.create_dataset(dataset, shape=chunker.out_shape, dtype=chunker.dtype)
+            _run(chunker, _ArrayWriter(dset, chunker.axis), progress)
+        except BaseException:
+            fh.discard = True  # what is left to flush goes nowhere: closing cannot fail
+            f.close()
+            raise
+        try:
+            f.close()
+        except BaseException:
+            fh.discard = True  # the final flush failed: close without it
+            f.close()
+            raise
     finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
+        fh.discard = True  # nothing reaches the file after this, whatever HDF5 still holds
+        fh.close()
 
 
 class _NpyWriter:
@@ -357,22 +383,27 @@ class _NpyWriter:
     def __init__(self, path, shape, dtype, axis):
         self.shape, self.dtype, self.axis = shape, np.dtype(dtype), axis
         self.f = open(path, "wb")  # noqa: SIM115 - closed in close()
+        try:
+            self._reserve(path)
+        except BaseException:
+            self.f.close()
+            raise
+        self._recent = collections.deque(maxlen=3)  # file ranges of the last chunks written
+
+    def _reserve(self, path):
         header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
-                  "shape": shape}
+                  "shape": self.shape}
         np.lib.format.write_array_header_2_0(self.f, header)
         self.offset = self.f.tell()
-        size = self.offset + math.prod(shape) * self.dtype.itemsize
+        size = self.offset + math.prod(self.shape) * self.dtype.itemsize
         try:  # blocks reserved now: a full disk fails at once, and the writes cost less CPU
             os.posix_fallocate(self.f.fileno(), 0, size)
         except AttributeError:  # not on this platform
             self.f.truncate(size)
         except OSError as exc:
-            if exc.errno == errno.ENOSPC:
-                raise OSError(
-                    errno.ENOSPC, f"Not enough disk space for the output ({size} bytes)", path
-                ) from exc
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise OSError(exc.errno, f"needs {size} bytes", path) from exc
             self.f.truncate(size)  # not supported by this file system
-        self._recent = collections.deque(maxlen=3)  # file ranges of the last chunks written
 
     def write(self, m0, y):
         # every index before the chunk axis selects one contiguous run in the file
@@ -715,11 +746,14 @@ def apply(layer, source, target=None, *, dataset=None, target_dataset="data", pi
     Raises
     ------
     ValueError
-        Shapes that do not fit the layer, a target equal to the source file, a budget too small
-        for one chunk, an HDF5 ``source`` without the ``dataset`` (a
-        :class:`specconv.io.FormatError`).
+        Shapes that do not fit the layer, a budget too small for one chunk, a ``target`` that
+        is the source or shares memory or a file with it (checked before anything is written),
+        an HDF5 ``source`` without the ``dataset`` (a :class:`specconv.io.FormatError`).
     FileExistsError
         ``target`` exists and ``overwrite`` is False.
+    OSError
+        The disk filled up (``errno.ENOSPC``, the target in ``filename``); nothing partial is
+        kept and every file is closed.
 
     See Also
     --------
@@ -780,6 +814,7 @@ def apply(layer, source, target=None, *, dataset=None, target_dataset="data", pi
             src.name, chunker.out_shape, -(-chunker.n_out // chunker.chunk), chunker.chunk,
             chunker.estimate / 2**20,
         )
+        check_not_aliased(target, [source, src_path], name="target")
         if target is None:
             result = np.empty(chunker.out_shape, chunker.dtype)
             _run(chunker, _ArrayWriter(result, chunker.axis), progress)
@@ -797,33 +832,24 @@ def apply(layer, source, target=None, *, dataset=None, target_dataset="data", pi
                 writer.close()
             return target
         target = Path(target)
-        if _same_file(target, src_path):
-            raise ValueError(
-                f"Refusing to write over the input file {str(src_path)!r}: choose another "
-                "target (specconv never modifies its input)."
-            )
         name = target.name.lower()
-        if name.endswith(".npy"):
-            with _atomic_path(target, overwrite) as tmp:
+        if not name.endswith((".npy", *_H5_SUFFIXES, *_FIF_SUFFIXES)):
+            raise ValueError(
+                f"Cannot choose an output format for {str(target)!r}: use a .npy, "
+                f"{', '.join(_H5_SUFFIXES)} or .fif file name, or pass an array."
+            )
+        protected = [p for p in files_behind(source) + [src_path] if p is not None]
+        with atomic_output([target], overwrite=overwrite, protected=protected) as (tmp,):
+            if name.endswith(".npy"):
                 writer = _NpyWriter(tmp, chunker.out_shape, chunker.dtype, chunker.axis)
                 try:
                     _run(chunker, writer, progress)
                 finally:
                     writer.close()
-        elif name.endswith(_H5_SUFFIXES):
-            h5py = soft_import("h5py", "mri", purpose="writing HDF5 files")
-            with _atomic_path(target, overwrite) as tmp, h5py.File(tmp, "w") as f:
-                dset = f.create_dataset(target_dataset, shape=chunker.out_shape,
-                                        dtype=chunker.dtype)
-                _run(chunker, _ArrayWriter(dset, chunker.axis), progress)
-        elif name.endswith(_FIF_SUFFIXES):
-            with _atomic_path(target, overwrite) as tmp:
+            elif name.endswith(_H5_SUFFIXES):
+                _write_h5(chunker, tmp, target_dataset, progress)
+            else:
                 _write_fif(chunker, tmp, progress, sfreq, ch_names)
-        else:
-            raise ValueError(
-                f"Cannot choose an output format for {str(target)!r}: use a .npy, "
-                f"{', '.join(_H5_SUFFIXES)} or .fif file name, or pass an array."
-            )
         return target
 
 

@@ -13,6 +13,10 @@ from specconv.apps.audio import (
     binaural_plant,
     channel_separation,
     crosstalk_canceller,
+    k_weighting,
+    loudness,
+    normalize,
+    peak_dbfs,
     read_brir_mat,
     true_stereo_reverb,
 )
@@ -157,3 +161,81 @@ def test_refusals(brirs):
         binaural_plant(h[0])
     with pytest.raises(ValueError, match="Invalid value for the 'mode' parameter"):
         true_stereo_reverb(np.ones((4, 3)), mode="same")
+
+
+# -- levels ------------------------------------------------------------------------------------
+# Oracles: ITU-R BS.1770-4 itself: its K-weighting coefficients tabulated at 48 kHz, and its
+# calibration (a 0 dBFS 997 Hz sine in one channel reads -3.01 LKFS).
+def test_k_weighting_matches_the_standard_table_at_48k():
+    (b1, a1), (b2, a2) = k_weighting(48000.0)
+    np.testing.assert_allclose(b1, [1.53512485958697, -2.69169618940638, 1.19839281085285],
+                               rtol=0, atol=1e-12)
+    np.testing.assert_allclose(a1, [1.0, -1.69065929318241, 0.73248077421585], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(b2, [1.0, -2.0, 1.0], rtol=0, atol=0)
+    np.testing.assert_allclose(a2, [1.0, -1.99004745483398, 0.99007225036621], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(("fs", "tol"), [(48000.0, 0.001), (44100.0, 0.05), (96000.0, 0.05)])
+def test_loudness_calibration_sine(fs, tol):
+    # other rates: the analogue prototype differs from the 48 kHz table by up to 0.02 LU at
+    # 997 Hz (EBU Tech 3341 allows 0.1)
+    t = np.arange(int(3 * fs)) / fs
+    sine = np.sin(2 * np.pi * 997 * t)
+    level = loudness(np.stack([sine, np.zeros_like(t)]), fs)
+    assert level == pytest.approx(-3.01, abs=tol)
+    # both channels: twice the power, +3.01 LU; -20 dB in amplitude: -20 LU
+    assert loudness(np.stack([sine, sine]), fs) == pytest.approx(level + 3.0103, abs=1e-3)
+    assert loudness(0.1 * sine[np.newaxis], fs) == pytest.approx(level - 20.0, abs=1e-3)
+
+
+def test_loudness_gates():
+    fs = 48000.0
+    t = np.arange(int(4 * fs)) / fs
+    sine = 0.5 * np.sin(2 * np.pi * 997 * t)
+    full = loudness(sine[np.newaxis], fs)
+    # 2 s of silence, then 2 s of sine: blocks (400 ms, every 100 ms) from 2.0 s are full,
+    # those from 1.7, 1.8, 1.9 s hold 1/4, 1/2, 3/4 of it, the rest is silent (absolute gate)
+    gap = np.where(t < 2.0, 0.0, sine)
+    assert loudness(gap[np.newaxis], fs) == pytest.approx(full + 10 * np.log10(18.5 / 20),
+                                                         abs=1e-3)
+    # 30 dB quieter instead of silent: above -70 LUFS, but removed by the relative gate
+    quiet = np.where(t < 2.0, sine * 10 ** (-30 / 20), sine)
+    kept = 17 + (0.25 + 0.75e-3) + (0.5 + 0.5e-3) + (0.75 + 0.25e-3)
+    assert loudness(quiet[np.newaxis], fs) == pytest.approx(full + 10 * np.log10(kept / 20),
+                                                           abs=1e-3)
+    assert loudness(np.zeros((2, int(fs))), fs) == float("-inf")
+    with pytest.raises(ValueError, match="at least 400 ms"):
+        loudness(np.zeros((1, 100)), fs)
+
+
+def test_normalize_peak_and_loudness():
+    x = np.random.default_rng(0).standard_normal((2, 48000)) * 3.0
+    before = x.copy()
+    y = normalize(x, peak=-1.0)
+    assert peak_dbfs(y) == pytest.approx(-1.0)
+    assert_close(y, x * (y[0, 0] / x[0, 0]))  # one gain for all channels: the image stays
+    z = normalize(x, lufs=-23.0, fs=48000.0)
+    assert loudness(z, 48000.0) == pytest.approx(-23.0, abs=1e-9)
+    np.testing.assert_array_equal(x, before)  # the input is never changed
+
+
+def test_normalize_keeps_a_signal_a_signal():
+    from specconv import datasets
+
+    dry = datasets.load("audio-pcm16")
+    out = normalize(dry, lufs=-14.0)
+    assert type(out) is type(dry) and out.ch_names == dry.ch_names and out.sfreq == dry.sfreq
+    assert loudness(out) == pytest.approx(-14.0, abs=1e-9)
+
+
+def test_normalize_refusals():
+    with pytest.raises(ValueError, match="exactly one of peak= and lufs="):
+        normalize(np.ones((1, 10)))
+    with pytest.raises(ValueError, match="exactly one of peak= and lufs="):
+        normalize(np.ones((1, 10)), peak=0.0, lufs=-23.0)
+    with pytest.raises(TypeError, match="finite number, got 'loud'"):
+        normalize(np.ones((1, 10)), peak="loud")
+    with pytest.raises(ValueError, match="silent"):
+        normalize(np.zeros((1, 10)), peak=0.0)
+    with pytest.raises(ValueError, match="fs must be a positive number"):
+        normalize(np.ones((1, 48000)), lufs=-23.0)

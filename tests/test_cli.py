@@ -394,6 +394,33 @@ def test_demo_default_folder_is_named_in_the_current_directory(capsys, tmp_path,
     assert (tmp_path / "specconv-demo-output" / "audio_reverb.wav").exists()
 
 
+@pytest.mark.parametrize("missing", ["mne", "h5py"])
+def test_demo_checks_its_needs_before_creating_its_folder(capsys, tmp_path, monkeypatch,
+                                                        missing):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == missing else real(name, *a))
+    monkeypatch.chdir(tmp_path)
+    status, out, err = run(capsys, "demo")
+    assert status == 2
+    assert missing in err and 'pip install "specconv[demo]"' in err
+    assert list(tmp_path.iterdir()) == []  # no empty specconv-demo-output/ left behind
+
+
+def test_the_demo_extra_brings_what_the_demo_needs():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    from specconv import cli
+
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    extras = tomllib.loads(pyproject.read_text())["project"]["optional-dependencies"]
+    names = {req.split(">")[0].split("=")[0].split("[")[0].strip() for req in extras["demo"]}
+    assert names == set(cli._DEMO_NEEDS)
+    assert "torch" not in names  # a plain torch requirement pulls a multi-GB CUDA build
+
+
 def test_sys_info_reports_versions_threads_and_blas(capsys):
     status, out, _ = run(capsys, "sys-info")
     assert status == 0

@@ -14,7 +14,6 @@ import threading
 import numpy as np
 import pytest
 
-import specconv
 from specconv import (
     SpectralConv,
     SpectralConvTranspose,

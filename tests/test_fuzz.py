@@ -31,7 +31,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import specconv
 from specconv import (
     SpectralConv,
     SpectralConvTranspose,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -94,10 +94,66 @@ def test_wav_float_round_trip_is_exact_in_its_precision(tmp_path, stereo, subtyp
     np.testing.assert_array_equal(back.data, stereo.data.astype(dtype))
 
 
-def test_float_wav_keeps_values_beyond_full_scale(tmp_path):
+def test_float_wav_beyond_full_scale_warns_and_keeps_the_values(tmp_path):
     sig = VectorSignal(np.array([[3.0, -2.5]], dtype=np.float32), sfreq=8000.0)
-    io.write(sig, tmp_path / "hot.wav")  # FLOAT by default for float32, nothing to clip
+    with pytest.warns(ClippingWarning, match=r"peaks at \+9\.5 dBFS \(3, channel 0, sample 0\)"):
+        io.write(sig, tmp_path / "hot.wav")  # FLOAT by default for float32
     np.testing.assert_array_equal(io.read(tmp_path / "hot.wav").data, sig.data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        io.write(sig, tmp_path / "allowed.wav", clip="allow")  # the caller's choice: silent
+    np.testing.assert_array_equal(io.read(tmp_path / "allowed.wav").data, sig.data)
+
+
+@pytest.mark.parametrize("subtype", ["FLOAT", "DOUBLE"])
+def test_float_wav_clip_raise_refuses_and_warn_clips(tmp_path, subtype):
+    sig = VectorSignal(np.array([[0.5, 1.0], [-4.0, 0.25]]), sfreq=8000.0)
+    with pytest.raises(ValueError, match=r"\+12\.0 dBFS \(-4, channel 1, sample 0\).*"
+                                         r"clip='allow'"):
+        io.write(sig, tmp_path / "x.wav", subtype=subtype, clip="raise")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.warns(ClippingWarning, match="clipping it"):
+        io.write(sig, tmp_path / "x.wav", subtype=subtype, clip="warn")
+    np.testing.assert_array_equal(io.read(tmp_path / "x.wav").data, np.clip(sig.data, -1, 1))
+
+
+def test_clip_allow_is_for_float_subtypes_only(tmp_path, stereo):
+    with pytest.raises(ValueError, match="clip='allow' applies to float subtypes: 16-bit PCM"):
+        io.write(stereo, tmp_path / "x.wav", subtype="PCM_16", clip="allow")
+
+
+def test_full_scale_exactly_is_silent(tmp_path):
+    sig = VectorSignal(np.array([[1.0, -1.0, 0.0]]), sfreq=8000.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        io.write(sig, tmp_path / "x.wav")
+
+
+def test_reverb_from_new_signal_and_from_apply_are_treated_alike(tmp_path):
+    """The issue's case: a 2 x 2 reverb of the bundled PCM sound, +3 dBFS. Through
+    dry.apply it keeps PCM_16 and is refused; from a new VectorSignal it is float and now
+    warns; normalized, both write silently."""
+    from specconv import datasets
+    from specconv.apps.audio import normalize, true_stereo_reverb
+
+    dry = datasets.load("audio-pcm16")
+    reverb = true_stereo_reverb(datasets.load("ir-true-stereo").data, mode="causal")
+    wet = dry.apply(reverb)
+    with pytest.raises(ValueError, match="outside the range of 16-bit PCM"):
+        io.write(wet, tmp_path / "wet16.wav")
+    fresh = VectorSignal(reverb(dry.data), ("left", "right"), sfreq=dry.sfreq)
+    with pytest.warns(ClippingWarning, match=r"peaks at \+3\.2 dBFS"):
+        io.write(fresh, tmp_path / "wet_float.wav")
+    with pytest.raises(ValueError, match="above full scale"):
+        io.write(fresh, tmp_path / "refused.wav", clip="raise")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        io.write(normalize(wet, peak=-1.0), tmp_path / "wet16_ok.wav")
+        io.write(normalize(fresh, peak=-1.0), tmp_path / "wet_float_ok.wav")
+    a = io.read(tmp_path / "wet16_ok.wav").data
+    b = io.read(tmp_path / "wet_float_ok.wav").data
+    assert np.max(np.abs(b)) == pytest.approx(10 ** (-1 / 20))
+    np.testing.assert_allclose(a, b, rtol=0, atol=2**-15)  # 16-bit rounding
 
 
 def test_default_subtype_is_the_one_read(tmp_path, stereo):
@@ -470,7 +526,7 @@ def test_output_directory_problems(tmp_path, stereo, monkeypatch):
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(tempfile, "mkdtemp", denied)
+    monkeypatch.setattr(os, "mkdir", denied)
     with pytest.raises(PermissionError, match="Cannot write to the output directory"):
         io.write(stereo, tmp_path / "x.wav")
     assert _listing(tmp_path) == ["dir.wav", "file"]

@@ -299,6 +299,21 @@ def test_npy_domain_defaults_and_time_series(tmp_path):
         io.read(tmp_path / "eeg.npy", domain="freq")
 
 
+def test_npy_time_series_from_sfreq_and_neutral_names(tmp_path, kspace):
+    np.save(tmp_path / "eeg.npy", np.zeros((3, 500), np.float32))
+    sig = io.read(tmp_path / "eeg.npy", sfreq=250.0)  # sampling given: a time series
+    assert (sig.domain, sig.sfreq, sig.duration) == ("time", 250.0, 2.0)
+    assert sig.ch_names == ("ch000", "ch001", "ch002")
+    real = io.read(tmp_path / "eeg.npy")  # no hint: a real array is an image, not coils
+    assert real.domain == "image" and real.ch_names[0] == "ch000"
+    assert io.read(tmp_path / "eeg.npy", spacing=(0.5,)).domain == "image"
+    np.save(tmp_path / "k.npy", kspace[0])  # complex: MRI k-space, named as coils
+    assert io.read(tmp_path / "k.npy").ch_names[0] == "coil00"
+    np.save(tmp_path / "iq.npy", kspace[0, :, 0, :])  # complex (4, 12) with a rate: I/Q time
+    assert io.read(tmp_path / "iq.npy", sfreq=1e3).ch_names[0] == "ch000"
+    assert io.info(tmp_path / "eeg.npy")["domain"] == "image"
+
+
 def test_npy_mmap_and_round_trip(tmp_path, kspace):
     sig = VectorSignal(kspace, domain="kspace", batched=True)
     io.write(sig, tmp_path / "x.npy")

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 PKG = REPO / "specconv"
 
 OPTIONAL = ("mne", "h5py", "matplotlib", "soundfile", "dask", "distributed", "torch", "tqdm",
-            "edfio", "pybv", "eeglabio")
+            "edfio", "pybv", "eeglabio", "sklearn")
 EDGE = ("io", "datasets", "cli", "signal")
 CORE = sorted(
     [p for p in PKG.glob("_*.py") if not p.name.startswith("__")]  # not __init__/__main__

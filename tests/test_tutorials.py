@@ -1,4 +1,5 @@
-"""The tutorials run: every ``tutorials/NN_*.py`` jupytext script is executed as a notebook.
+"""The tutorials run: every ``tutorials/NN_*.py`` jupytext script is executed as a notebook
+and as a plain script (``python tutorials/NN_*.py``).
 
 Each percent script is converted with jupytext, executed with nbclient on a kernel of this
 interpreter (in a temporary working directory, so the WAV/FIF/NPY files a tutorial writes land
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -102,3 +104,28 @@ def test_tutorial_runs(path, kernel_name, tmp_path):
         if "image/png" in out.get("data", {})
     )
     assert n_figures >= 1, f"{path.name} shows no figure"
+
+
+@pytest.mark.parametrize(
+    "path", [pytest.param(p, id=p.stem, marks=_marks(p)) for p in NOTEBOOKS]
+)
+def test_tutorial_runs_as_a_plain_script(path, tmp_path):
+    """``python tutorials/NN_*.py`` from another folder, as if IPython were not installed."""
+    # no extra installs IPython: a stand-in package that fails to import, as a missing one does
+    blocker = tmp_path / "no-ipython" / "IPython"
+    blocker.mkdir(parents=True)
+    blocker.joinpath("__init__.py").write_text(
+        'raise ImportError("IPython is hidden: the tutorials must run as plain scripts")\n')
+    work = tmp_path / "work"
+    work.mkdir()
+    env = dict(os.environ)
+    package_root = str(Path(specconv.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(blocker.parent), package_root, env.get("PYTHONPATH")]))
+    env["MPLBACKEND"] = "Agg"  # headless: plt.show() returns at once
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, str(path)], check=False, cwd=work, env=env,
+                          capture_output=True, text=True, timeout=BUDGET)
+    print(f"{path.name} as a script: {time.monotonic() - start:.1f} s")
+    assert proc.returncode == 0, f"{path.name} failed as a script:\n{proc.stderr[-3000:]}"
+    assert "Warning" not in proc.stderr, f"{path.name} printed warnings:\n{proc.stderr}"

@@ -40,13 +40,13 @@ IR_FILE = None  # e.g. "data/audio/web_audio_samples/kitchen-true-stereo.wav"
 BRIR_DIR = None  # e.g. "data/audio/communication_acoustics"
 
 # %%
+import sys
 from fractions import Fraction
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import scipy.signal
-from IPython.display import Audio, display
 
 import specconv
 from specconv import datasets, io
@@ -75,7 +75,14 @@ def write_wav(name, data):
     data = 0.9 * data / np.abs(data).max()
     io.write(VectorSignal(data, ("left", "right"), sfreq=fs), name, subtype="PCM_16",
              overwrite=True)
-    display(Audio(name))
+    # in Jupyter, a player under the cell; as a plain script (no IPython needed), the file name
+    ipython = sys.modules.get("IPython")
+    if ipython is not None and ipython.get_ipython() is not None:
+        from IPython.display import Audio, display
+
+        display(Audio(name))
+    else:
+        print(f"wrote {name}")
 
 
 # %% [markdown]

@@ -249,7 +249,8 @@ assert np.allclose(back.get_data(), expected, atol=1e-6 * np.abs(expected).max()
 # %%
 import dask
 import dask.array as da
-from dask.distributed import Client, LocalCluster
+from dask.distributed import Client
+from distributed.deploy.subprocess import SubprocessCluster
 
 from specconv.dask import conv_dask, map_files
 
@@ -277,8 +278,12 @@ print(lazy_out)
 print("output chunks along time:", lazy_out.chunks[1][:4], "...")
 
 # %% [markdown]
-# Now a cluster. `LocalCluster(n_workers=2, processes=True)` starts two worker processes on
-# this machine; a real cluster only changes the line that makes the client (see below).
+# Now a cluster. `SubprocessCluster(n_workers=2)` starts a scheduler and two workers as
+# programs of their own on this machine, as `dask scheduler` and `dask worker` do on a real
+# cluster; a real cluster only changes the line that makes the client (see below). (Dask's
+# `LocalCluster(processes=True)` would start its workers with `multiprocessing`, which
+# re-runs a plain script in every worker unless the whole script sits under an
+# `if __name__ == "__main__":` guard; separate programs keep this notebook a plain script.)
 # `map_files` runs read → layer → write on every file, one task per file, the layer sent to
 # the workers once. We make four small "subject" recordings to process.
 
@@ -293,9 +298,11 @@ for k in range(4):
     io.write(subject, paths[-1], overwrite=True)
 
 t0 = time.perf_counter()
-with LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                  dashboard_address=":0") as cluster, Client(cluster) as client:
-    print(client)
+with SubprocessCluster(n_workers=2, threads_per_worker=1,
+                       dashboard_address=":0") as cluster, Client(cluster) as client:
+    client.wait_for_workers(2)
+    n_workers = len(client.scheduler_info()["workers"])
+    print(f"{n_workers} workers, scheduler at {cluster.scheduler_address}")
     outputs = map_files(paths, bank, out_dir, client=client, overwrite=True)
     y_cluster = lazy_out.compute()  # the lazy array, computed by the workers
 print(f"cluster work (including starting it): {time.perf_counter() - t0:.1f} s")

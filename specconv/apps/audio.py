@@ -8,7 +8,10 @@ Every multichannel acoustic path is a matrix of impulse responses, i.e. a conv l
 * a crosstalk canceller is a regularized inverse of that plant
   (:func:`crosstalk_canceller`, built on :func:`specconv.kernels.inverse`) so that each ear
   hears only its own program channel; :func:`channel_separation` measures how well, frequency
-  by frequency.
+  by frequency;
+* levels: :func:`peak_dbfs`, :func:`loudness` (ITU-R BS.1770 integrated LUFS) and
+  :func:`normalize` to a peak or a loudness before writing (:func:`specconv.io.write`
+  refuses PCM beyond full scale and warns about float files above 0 dBFS).
 
 Layers take ``(channels, samples)`` arrays; impulse responses are applied by true
 convolution (scipy.signal semantics for the taps, as :func:`specconv.kernels.fir_layer`).
@@ -31,6 +34,10 @@ __all__ = [
     "binaural_plant",
     "crosstalk_canceller",
     "channel_separation",
+    "peak_dbfs",
+    "loudness",
+    "k_weighting",
+    "normalize",
 ]
 
 MODES = ("full", "causal")
@@ -298,3 +305,202 @@ def channel_separation(plant, canceller=None, *, fs, nfft=None):
             20 * np.log10(np.maximum(mag[:, 1, 1], tiny) / np.maximum(mag[:, 1, 0], tiny)),
         ], axis=-1)
     return np.fft.rfftfreq(nfft, 1.0 / fs), sep
+
+
+# -- levels: peak and loudness -----------------------------------------------------------------
+#: ITU-R BS.1770 K-weighting (the pre-filter's high shelf, then the RLB high-pass), as
+#: analogue prototypes so that any sampling rate gets the same response (libebur128's form).
+_SHELF = {"f0": 1681.974450955533, "gain_db": 3.999843853973347, "q": 0.7071752369554196}
+_HIGHPASS = {"f0": 38.13547087602444, "q": 0.5003270373238773}
+_BLOCK_S, _STEP_S = 0.4, 0.1        # gating blocks of 400 ms, 75 % overlap
+_ABSOLUTE_GATE, _RELATIVE_GATE = -70.0, -10.0
+
+
+def _samples(x):
+    """``(data, sfreq or None, wrap)``: a VectorSignal or an array, and the way back."""
+    from ..signal import VectorSignal
+
+    if isinstance(x, VectorSignal):
+        return np.asarray(x.data), x.sfreq, lambda y: x.replace(data=y)
+    arr = as_array("x", x)
+    return arr, None, lambda y: y
+
+
+def k_weighting(fs):
+    """The BS.1770 K-weighting filter at ``fs``: two biquads ``(b, a)``, shelf then high-pass.
+
+    Parameters
+    ----------
+    fs : float
+        Sampling rate in Hz.
+
+    Returns
+    -------
+    stages : list of (b, a), each ndarray [shape=(3,)]
+
+    Examples
+    --------
+    >>> from specconv.apps.audio import k_weighting
+    >>> (b1, a1), (b2, a2) = k_weighting(48000.0)       # the standard's table at 48 kHz
+    >>> [round(float(v), 8) for v in b1], [round(float(v), 8) for v in a2]
+    ([1.53512486, -2.69169619, 1.19839281], [1.0, -1.99004745, 0.99007225])
+    """
+    fs = _check_fs(fs)
+    k = np.tan(np.pi * _SHELF["f0"] / fs)
+    vh = 10 ** (_SHELF["gain_db"] / 20)
+    vb = vh ** 0.4996667741545416
+    q = _SHELF["q"]
+    a0 = 1 + k / q + k * k
+    shelf = (np.array([vh + vb * k / q + k * k, 2 * (k * k - vh), vh - vb * k / q + k * k]) / a0,
+             np.array([1.0, 2 * (k * k - 1) / a0, (1 - k / q + k * k) / a0]))
+    k = np.tan(np.pi * _HIGHPASS["f0"] / fs)
+    q = _HIGHPASS["q"]
+    a0 = 1 + k / q + k * k
+    highpass = (np.array([1.0, -2.0, 1.0]),
+                np.array([1.0, 2 * (k * k - 1) / a0, (1 - k / q + k * k) / a0]))
+    return [shelf, highpass]
+
+
+def peak_dbfs(x):
+    """The sample peak in dB relative to full scale (±1): ``20 log10 max|x|``.
+
+    Parameters
+    ----------
+    x : array_like or VectorSignal
+
+    Returns
+    -------
+    float
+        ``-inf`` for silence; above 0 for a signal that a PCM file would clip.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from specconv.apps.audio import peak_dbfs
+    >>> round(peak_dbfs(np.array([[0.5, -0.25]])), 2)
+    -6.02
+    """
+    data, _, _ = _samples(x)
+    peak = float(np.max(np.abs(data)))
+    if np.isnan(peak):
+        raise ValueError("x contains NaN: its peak is undefined.")
+    with np.errstate(divide="ignore"):
+        return float(20 * np.log10(peak))
+
+
+def loudness(x, fs=None, *, weights=None):
+    """Integrated loudness in LUFS (LKFS), ITU-R BS.1770-4: K-weighted, gated.
+
+    Each channel is K-weighted (:func:`k_weighting`); the mean square of 400 ms blocks (75 %
+    overlap), summed over channels with ``weights``, gives a block loudness
+    ``−0.691 + 10 log10(Σ G_c z_c)``; blocks below −70 LUFS, then those more than 10 LU below
+    the mean of the rest, are dropped; the mean of the remaining blocks is the loudness.
+
+    Parameters
+    ----------
+    x : array_like [shape=(C, N)] or VectorSignal
+        Channels first; at least 400 ms.
+    fs : float, optional
+        Sampling rate in Hz (default: the signal's ``sfreq``).
+    weights : sequence of float, optional
+        Channel weights ``G_c``: 1.0 for left, right and centre (default for every channel),
+        1.41 for surround channels.
+
+    Returns
+    -------
+    float
+        LUFS; ``-inf`` when every block is below the absolute gate (silence).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from specconv.apps.audio import loudness
+    >>> fs = 48000.0
+    >>> t = np.arange(int(2 * fs)) / fs
+    >>> tone = np.stack([np.sin(2 * np.pi * 997 * t), np.zeros_like(t)])  # 0 dBFS, left only
+    >>> round(loudness(tone, fs), 2)                  # the standard's calibration: -3.01
+    -3.01
+    """
+    import scipy.signal
+
+    data, sfreq, _ = _samples(x)
+    fs = _check_fs(fs if fs is not None else sfreq)
+    if data.ndim != 2:
+        raise ValueError(f"x must have shape (C, N), got shape {data.shape}.")
+    n_channels, n = data.shape
+    g = np.ones(n_channels) if weights is None else np.asarray(weights, dtype=float)
+    if g.shape != (n_channels,):
+        raise ValueError(f"weights must hold {n_channels} values (one per channel), got {weights!r}.")
+    block, step = round(_BLOCK_S * fs), round(_STEP_S * fs)
+    if n < block:
+        raise ValueError(
+            f"loudness needs at least 400 ms ({block} samples at {fs:g} Hz), got {n} samples."
+        )
+    y = np.asarray(data, dtype=np.float64)
+    for b, a in k_weighting(fs):
+        y = scipy.signal.lfilter(b, a, y, axis=-1)
+    # block mean squares from a cumulative sum: O(N) for the 75 % overlap
+    csum = np.concatenate([np.zeros((n_channels, 1)), np.cumsum(y * y, axis=-1)], axis=-1)
+    starts = np.arange(0, n - block + 1, step)
+    z = (csum[:, starts + block] - csum[:, starts]) / block          # (C, n_blocks)
+    power = g @ z
+    with np.errstate(divide="ignore"):
+        level = -0.691 + 10 * np.log10(power)
+    keep = level > _ABSOLUTE_GATE
+    if not keep.any():
+        return float("-inf")
+    relative = -0.691 + 10 * np.log10(power[keep].mean()) + _RELATIVE_GATE
+    keep &= level > relative
+    return float(-0.691 + 10 * np.log10(power[keep].mean()))
+
+
+def normalize(x, *, peak=None, lufs=None, fs=None):
+    """Scale a signal to a target sample peak (dBFS) or integrated loudness (LUFS).
+
+    One gain for all channels, so the stereo image stays. Returns a scaled copy; the input
+    is never changed.
+
+    Parameters
+    ----------
+    x : array_like [shape=(C, N)] or VectorSignal
+    peak : float, optional
+        Target peak in dBFS, e.g. ``-1.0`` (one of ``peak`` and ``lufs``).
+    lufs : float, optional
+        Target integrated loudness (:func:`loudness`), e.g. ``-23.0`` (EBU R 128) or
+        ``-14.0`` (streaming). The peak may then exceed 0 dBFS: check :func:`peak_dbfs`
+        before writing PCM.
+    fs : float, optional
+        Sampling rate for ``lufs`` (default: the signal's ``sfreq``).
+
+    Returns
+    -------
+    ndarray or VectorSignal
+        The same kind as ``x``, float.
+
+    See Also
+    --------
+    specconv.io.write : refuses (PCM) or warns about (float) samples above 0 dBFS.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from specconv.apps.audio import normalize, peak_dbfs
+    >>> loud = np.array([[4.0, -2.0], [1.0, 0.5]])                  # +12 dBFS
+    >>> normalize(loud, peak=0.0)
+    array([[ 1.   , -0.5  ],
+           [ 0.25 ,  0.125]])
+    >>> round(peak_dbfs(normalize(loud, peak=-6.0)), 6)
+    -6.0
+    """
+    if (peak is None) == (lufs is None):
+        raise ValueError(f"pass exactly one of peak= and lufs=, got peak={peak!r}, lufs={lufs!r}.")
+    target = peak if peak is not None else lufs
+    if isinstance(target, bool) or not isinstance(target, numbers.Real) or not np.isfinite(target):
+        raise TypeError(f"the target level must be a finite number, got {target!r}.")
+    data, _, wrap = _samples(x)
+    current = peak_dbfs(x) if peak is not None else loudness(x, fs)
+    if not np.isfinite(current):
+        raise ValueError("x is silent (or below the -70 LUFS gate): no gain reaches a level.")
+    gain = 10 ** ((target - current) / 20)
+    dtype = np.result_type(data.dtype, np.float32)
+    return wrap(np.asarray(data * gain, dtype=dtype))

@@ -15,10 +15,14 @@ act on it:
 
 MNE extends the signal beyond its edges by an *odd* reflection (``pad="reflect_limited"``,
 its default), which no padding mode of a layer expresses; :func:`apply_like_mne` pads the
-MNE way and applies the layer without its own padding.
+MNE way and applies the layer without its own padding. :func:`apply_to_mne` does the same on
+MNE objects and returns MNE objects: ``raw.filter`` / ``epochs.filter`` for any layer, with
+the same picks, annotation segments and edges, and named channels for filter banks
+(:func:`output_names`).
 
 MNE is optional (``pip install "specconv[eeg]"``): only :func:`bandpass_firs`,
-:func:`filter_bank`, :func:`montage_positions` and :func:`csd_matrix` import it.
+:func:`filter_bank`, :func:`montage_positions`, :func:`csd_matrix` and :func:`apply_to_mne`
+import it.
 """
 
 from __future__ import annotations
@@ -31,8 +35,12 @@ from .._optional import soft_import
 from .._validate import as_array, check_memory, check_option
 from ..kernels import compose, fir_layer, pointwise, side_pads, without_padding
 from ..layers import SpectralConv
+from ._eeg_mne import apply_to_mne, band_label, mne_pad, output_names
 
 __all__ = [
+    "apply_to_mne",
+    "output_names",
+    "band_label",
     "bandpass_firs",
     "filter_bank",
     "apply_like_mne",
@@ -194,24 +202,6 @@ def filter_bank(sfreq, bands, n_channels, *, phase="zero", pad="constant", filte
                      padding_mode=_PAD_MODES[pad])
 
 
-def _odd_reflect(x, lo, hi):
-    """MNE's "reflect_limited": ``2·x[0] − x[k]`` up to the signal length, zeros beyond."""
-    n = x.shape[-1]
-    parts = []
-    if lo:
-        k = min(lo, n - 1)
-        left = 2 * x[..., :1] - x[..., k:0:-1]
-        parts.append(np.zeros(x.shape[:-1] + (lo - k,), dtype=x.dtype))
-        parts.append(left)
-    parts.append(x)
-    if hi:
-        k = min(hi, n - 1)
-        right = 2 * x[..., -1:] - x[..., -2 : -k - 2 : -1]
-        parts.append(right)
-        parts.append(np.zeros(x.shape[:-1] + (hi - k,), dtype=x.dtype))
-    return np.concatenate(parts, axis=-1)
-
-
 def apply_like_mne(layer, x, *, pad="reflect_limited"):
     """Apply a 1-D layer with MNE's edge extension instead of the layer's own padding.
 
@@ -229,7 +219,8 @@ def apply_like_mne(layer, x, *, pad="reflect_limited"):
     pad : {"reflect_limited", "reflect", "constant", "edge", "wrap", ...}
         MNE's ``pad``: "reflect_limited" (default) and "reflect" are odd reflections
         (``2·x[0] − x[k]``; "reflect_limited" puts zeros beyond one signal length); any other
-        value is a :func:`numpy.pad` mode.
+        value is a :func:`numpy.pad` mode. As MNE, at most ``n_times − 1`` samples are
+        extended per side; the layer sees zeros beyond.
 
     Returns
     -------
@@ -253,15 +244,7 @@ def apply_like_mne(layer, x, *, pad="reflect_limited"):
         raise TypeError(f"pad must be a str, got {pad!r}.")
     x = as_array("x", x)
     ((lo, hi),) = side_pads(layer)
-    if pad == "reflect_limited":
-        padded = _odd_reflect(x, lo, hi)
-    else:
-        widths = ((0, 0),) * (x.ndim - 1) + ((lo, hi),)
-        kwargs = {"reflect_type": "odd"} if pad == "reflect" else {}
-        try:
-            padded = np.pad(x, widths, mode=pad, **kwargs)
-        except ValueError as err:
-            raise ValueError(f"Invalid value for the 'pad' parameter: {err}") from None
+    padded = mne_pad(x, lo, hi, pad)
     return without_padding(layer)(padded)
 
 

@@ -26,6 +26,7 @@ npy, npz       .npy; .npz                                  yes    yes
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import logging
@@ -33,7 +34,7 @@ import logging
 from .._validate import check_option
 from ..signal import VectorSignal
 from . import _array, _audio, _eeg, _mri
-from ._atomic import atomic_output
+from ._atomic import atomic_output, check_not_aliased, files_behind
 from ._audio import ClippingWarning, stereo_ir_kernel, true_stereo_kernel
 from ._common import FormatError, as_path
 from ._eeg import from_mne, to_mne
@@ -252,7 +253,8 @@ def read(path, *, format=None, **options):  # noqa: A002 - the natural name for 
           ``allow_truncated``; ``flac``/``ogg``: ``dtype``, ``allow_truncated``;
         * ``fastmri``: ``dataset``; ``cfl``: ``coil_axis`` (default 3, BART's COIL_DIM),
           ``domain`` (default ``"kspace"``), ``mmap``;
-        * ``npy``/``npz``: ``coil_axis`` (default 0), ``batch_axis``, ``domain``,
+        * ``npy``/``npz``: ``coil_axis`` (default 0), ``batch_axis``, ``domain`` (default
+          "time" with ``sfreq``, else "kspace" for complex and "image" for real arrays),
           ``sfreq``, ``spacing``; ``npz``: ``key``; ``npy``: ``mmap``.
 
     Returns
@@ -347,9 +349,10 @@ def write(sig, path, *, format=None, overwrite=False, **options):  # noqa: A002
 
         * ``wav``: ``subtype`` (``"PCM_U8"``, ``"PCM_16"``, ``"PCM_24"``, ``"PCM_32"``,
           ``"FLOAT"``, ``"DOUBLE"``; default: the subtype read, else FLOAT for float32 and
-          DOUBLE for float64 data), ``clip`` (``"raise"`` or ``"warn"``);
+          DOUBLE for float64 data), ``clip`` (``"raise"``, ``"warn"``: clip, ``"allow"``:
+          float only; default raise for PCM, a ClippingWarning above 0 dBFS for floats);
         * ``flac``: ``subtype`` (``"PCM_16"``, ``"PCM_24"``), ``clip``; ``ogg``: ``subtype``
-          (``"VORBIS"``);
+          (``"VORBIS"``), ``clip``;
         * ``fif``: ``fmt`` (``"single"``/``"double"``, default by dtype), ``ch_types``;
           ``edf``/``bdf``/``brainvision``/``eeglab``: ``ch_types`` and
           :func:`mne.export.export_raw` options (``physical_range`` ...);
@@ -360,10 +363,14 @@ def write(sig, path, *, format=None, overwrite=False, **options):  # noqa: A002
     FileExistsError
         The target exists and ``overwrite`` is False.
     ValueError
-        The target is the input file; the signal does not fit the format (e.g. a batched
+        The target is the input file (under any name: hard link, symlink, or the file a
+        memory-mapped signal reads); the signal does not fit the format (e.g. a batched
         signal to WAV, samples that would clip with ``clip="raise"``).
     FileNotFoundError, PermissionError
-        The output directory is missing or not writable.
+        The output directory is missing or not writable (read-only file system included).
+    OSError
+        The disk filled up while writing (``errno.ENOSPC``, the target in ``filename``);
+        nothing partial is kept.
     ImportError
         A needed optional dependency is missing (the message names the pip extra).
 
@@ -390,6 +397,23 @@ def write(sig, path, *, format=None, overwrite=False, **options):  # noqa: A002
     """
     if not isinstance(sig, VectorSignal):
         raise TypeError(f"sig must be a VectorSignal, got {type(sig).__name__}.")
+    with _output(path, format=format, overwrite=overwrite, **options) as put:
+        put(sig)
+
+
+def _protected(sig):
+    """The files ``sig`` was read from or still reads (a memory map): never written."""
+    return [*(sig.metadata.get("source") or ()), *files_behind(sig.data)]
+
+
+@contextlib.contextmanager
+def _output(path, *, format=None, overwrite=False, protected=(), **options):  # noqa: A002
+    """:func:`write` in two steps: check and reserve ``path`` now, write a signal later.
+
+    Yields ``put(sig)``, which writes into the temporary directory; the files move into place
+    when the block ends without an error. The command line computes inside the block, so an
+    unwritable target fails before the work, and a signal during the work leaves nothing.
+    """
     path = as_path(path)
     if format is None:
         fmt = _format_from_extension(path)
@@ -406,10 +430,19 @@ def write(sig, path, *, format=None, overwrite=False, **options):  # noqa: A002
         fmt = _check_format(format, "write")
     writer, fixed, which = _WRITERS[fmt]
     _check_options(writer, options, fmt, "write", fixed)
-    protected = sig.metadata.get("source") or ()
-    with atomic_output(_targets(fmt, path), overwrite=overwrite, protected=protected) as tmp:
-        target = {"first": tmp[0], "last": tmp[-1], "all": tmp}[which]
-        writer(sig, target, **fixed, **options)
+    protected = [*protected]  # put() adds the signal's own files; the final check sees them
+    targets = _targets(fmt, path)
+    with atomic_output(targets, overwrite=overwrite, protected=protected, label=path) as tmp:
+
+        def put(sig):
+            for source in _protected(sig):
+                for t in targets:
+                    check_not_aliased(t, [source], name="path")
+                protected.append(source)
+            writer(sig, {"first": tmp[0], "last": tmp[-1], "all": tmp}[which],
+                   **fixed, **options)
+
+        yield put
 
 
 # -- summaries ------------------------------------------------------------------------------

@@ -2,9 +2,11 @@
 
 A ``.npy`` file carries no channel axis, sampling or domain, so they are options:
 ``coil_axis`` (default 0) is the channel axis, ``batch_axis`` an optional batch axis, and the
-domain defaults to ``"kspace"`` for complex arrays (as MRI tools store them) and ``"image"``
-for real ones; pass ``domain="time", sfreq=...`` for time series. ``.npz`` files written by
-specconv are self-describing (data, channel names, domain, sampling) and read back exactly.
+domain is ``"time"`` when ``sfreq`` is given, ``"image"`` when ``spacing`` is given, else
+``"kspace"`` for complex arrays (as MRI tools store them) and ``"image"`` for real ones
+(``domain=`` says it outright). Channels are named ``coil00, ...`` for complex MRI arrays and
+neutrally ``ch000, ...`` otherwise. ``.npz`` files written by specconv are self-describing
+(data, channel names, domain, sampling) and read back exactly.
 """
 
 from __future__ import annotations
@@ -46,7 +48,12 @@ def from_array(arr, *, coil_axis=0, batch_axis=None, domain=None, sfreq=None, sp
             raise ValueError(f"batch_axis and coil_axis must differ, both are {coil_axis}.")
         data = np.moveaxis(arr, (batch, coil), (0, 1))
     if domain is None:
-        domain = "kspace" if arr.dtype.kind == "c" else "image"
+        if sfreq is not None:
+            domain = "time"
+        elif spacing is not None or arr.dtype.kind != "c":
+            domain = "image"
+        else:
+            domain = "kspace"
     if domain not in DOMAINS:
         raise ValueError(
             f"Invalid value for the 'domain' parameter. Allowed values are 'time', 'image' "
@@ -54,7 +61,9 @@ def from_array(arr, *, coil_axis=0, batch_axis=None, domain=None, sfreq=None, sp
         )
     n = data.shape[1 if batch_axis is not None else 0]
     if ch_names is None:
-        ch_names = default_ch_names(n) if domain == "time" else coil_names(n)
+        # "coil" says MRI: only complex spatial data (k-space, coil images) is presumed so
+        mri = arr.dtype.kind == "c" and domain != "time"
+        ch_names = coil_names(n) if mri else default_ch_names(n)
     return VectorSignal(data, ch_names, domain=domain, sfreq=sfreq, spacing=spacing,
                         batched=batch_axis is not None, metadata=metadata or {})
 

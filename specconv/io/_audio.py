@@ -12,7 +12,10 @@ and writing quantizes with ``round(x * 2**(b - 1))`` (to nearest, ties to even).
 (soundfile) reads with the same rule, so both backends give the same numbers; for writing,
 specconv quantizes itself and hands libsndfile integers, so libsndfile's own float -> int
 scaling never applies. Writing never clips silently: values outside the integer range raise
-(default) or are clipped with a :class:`ClippingWarning` (``clip="warn"``).
+(default) or are clipped with a :class:`ClippingWarning` (``clip="warn"``). Float files
+(WAV FLOAT/DOUBLE, Ogg) hold values beyond full scale (±1, 0 dBFS), which players and
+conversions to PCM clip: writing one warns (default), refuses (``clip="raise"``), clips
+(``clip="warn"``) or stays silent (``clip="allow"``).
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ __all__ = [
 
 
 class ClippingWarning(UserWarning):
-    """Samples outside the range of the integer subtype were clipped while writing."""
+    """Samples beyond full scale were clipped while writing, or written above 0 dBFS to a
+    float file (where players and conversions to PCM will clip them)."""
 
 
 #: Subtypes :func:`write_wav` accepts, with their bits per sample (None for floats).
@@ -277,6 +281,45 @@ def quantize(data, bits, *, clip="raise", unsigned=False):
     return q.astype(np.int16 if bits <= 16 else np.int32)
 
 
+_CLIP = ("raise", "warn", "allow")
+
+
+def _check_clip(clip, bits):
+    """``clip`` for a subtype of ``bits`` (None: float): None means "raise" for integers."""
+    if clip is None:
+        return "raise" if bits is not None else None
+    check_option("clip", clip, _CLIP)
+    if clip == "allow" and bits is not None:
+        raise ValueError(
+            f"clip='allow' applies to float subtypes: {bits}-bit PCM cannot hold samples beyond "
+            "full scale; use clip='raise' or 'warn'."
+        )
+    return clip
+
+
+def _full_scale(data, clip):
+    """Float samples beyond ±1 (0 dBFS): warn (``clip=None``), raise, clip or allow."""
+    x = np.asarray(data)
+    peak = float(np.max(np.abs(x))) if x.size else 0.0
+    if not peak > 1.0 or clip == "allow":  # NaN compares False
+        return x
+    ch, n = np.unravel_index(int(np.argmax(np.abs(x))), x.shape)
+    msg = (f"the signal peaks at {20 * np.log10(peak):+.1f} dBFS ({float(x[ch, n]):.6g}, "
+           f"channel {ch}, sample {n}), above full scale (±1)")
+    fix = "scale it (specconv.apps.audio.normalize)"
+    if clip == "raise":
+        raise ValueError(f"{msg}; {fix}, or pass clip='allow' to write it as is.")
+    if clip == "warn":
+        warnings.warn(msg + "; clipping it.", ClippingWarning, stacklevel=4)
+        return np.clip(x, -1.0, 1.0)
+    warnings.warn(
+        f"{msg}: a float file stores it, but players and conversions to PCM will clip it. "
+        f"To write it: {fix}; clip='allow' (as is), 'warn' (clipped) or 'raise' (refused).",
+        ClippingWarning, stacklevel=4,
+    )
+    return x
+
+
 def _default_subtype(sig, allowed, fallback_float):
     subtype = sig.metadata.get("subtype")
     if subtype in allowed:
@@ -284,7 +327,7 @@ def _default_subtype(sig, allowed, fallback_float):
     return fallback_float(sig.data.dtype)
 
 
-def write_wav(sig, path, *, subtype=None, clip="raise"):
+def write_wav(sig, path, *, subtype=None, clip=None):
     """Write a ``(C, N)`` time signal as a little-endian WAV file (RF64 above 4 GiB).
 
     Parameters
@@ -295,8 +338,11 @@ def write_wav(sig, path, *, subtype=None, clip="raise"):
     subtype : {"PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE"}, optional
         Default: the subtype the signal was read with, else FLOAT for float32 data and
         DOUBLE for float64 (no silent rounding). PCM_24 needs soundfile (extra ``audio``).
-    clip : {"raise", "warn"}
-        What to do with samples outside an integer subtype's range.
+    clip : {None, "raise", "warn", "allow"}
+        Samples beyond full scale (±1): "raise" refuses them, "warn" clips them with a
+        :class:`ClippingWarning`, "allow" (float subtypes only) writes them as they are.
+        Default: "raise" for integer subtypes; for float subtypes a ClippingWarning, the
+        samples written as they are.
     """
     require_time_signal(sig, "WAV")
     subtype = subtype or _default_subtype(
@@ -305,9 +351,10 @@ def write_wav(sig, path, *, subtype=None, clip="raise"):
     check_option("subtype", subtype, tuple(WAV_SUBTYPES))
     rate = _integer_rate(sig.sfreq, "WAV")
     bits = WAV_SUBTYPES[subtype]
+    clip = _check_clip(clip, bits)
     if bits is None:
         frames = np.ascontiguousarray(
-            sig.data.T, dtype=np.float32 if subtype == "FLOAT" else np.float64
+            _full_scale(sig.data, clip).T, dtype=np.float32 if subtype == "FLOAT" else np.float64
         )
     else:
         frames = quantize(sig.data, bits, clip=clip, unsigned=subtype == "PCM_U8")
@@ -319,7 +366,7 @@ def write_wav(sig, path, *, subtype=None, clip="raise"):
         wavfile.write(path, rate, frames)
 
 
-def write_soundfile(sig, path, *, fmt, subtype=None, clip="raise"):
+def write_soundfile(sig, path, *, fmt, subtype=None, clip=None):
     """Write FLAC (PCM_16, PCM_24) or OGG/Vorbis through soundfile."""
     sf = soft_import("soundfile", "audio", purpose=f"writing {fmt.upper()} audio")
     require_time_signal(sig, fmt.upper())
@@ -329,8 +376,9 @@ def write_soundfile(sig, path, *, fmt, subtype=None, clip="raise"):
     check_option("subtype", subtype, tuple(allowed))
     rate = _integer_rate(sig.sfreq, fmt.upper())
     bits = allowed[subtype]
+    clip = _check_clip(clip, bits)
     if bits is None:
-        frames = np.ascontiguousarray(sig.data.T, dtype=np.float32)
+        frames = np.ascontiguousarray(_full_scale(sig.data, clip).T, dtype=np.float32)
     else:
         frames = quantize(sig.data, bits, clip=clip)
     sf.write(str(path), frames, rate, subtype=subtype, format=_SF_FORMAT[fmt])
