@@ -19,9 +19,9 @@ import specconv
 from specconv import fft
 
 import _reference as ref
+from _tolerances import assert_close
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-from _tolerances import assert_close
 
 
 _COMPLEX_OF = {
