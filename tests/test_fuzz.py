@@ -383,6 +383,26 @@ def test_conv(base, data):
 
 @FUZZ
 @given(data=st.data())
+def test_conv_two_parameters_at_once(data):
+    """Interactions (a stride with "same", a dilation with a pair of paddings...)."""
+    names = data.draw(st.lists(st.sampled_from(sorted(CONV_BASE)), min_size=2, max_size=2,
+                               unique=True))
+    kwargs = dict(CONV_BASE)
+    for name in names:
+        kwargs[name] = data.draw(any_value(CONV_BASE[name]))[1]
+    wanted = (*names, "padded input", "kernel")
+    y = check_call(_call_positional(conv), names[0], kwargs, names=wanted)
+    if y is None:
+        return
+    r = _reference_args(kwargs)
+    expected = refconv(r["x"], r["weight"], r["bias"], stride=r["stride"],
+                       padding=r["padding"], dilation=r["dilation"], groups=r["groups"],
+                       padding_mode=r["padding_mode"])
+    assert_matches(y, expected)
+
+
+@FUZZ
+@given(data=st.data())
 def test_conv_transpose(data):
     name, label, value, same, kwargs = _fuzzed_kwargs(data.draw, TRANSPOSE_BASE)
     y = check_call(_call_positional(conv_transpose), name, kwargs,
@@ -549,7 +569,8 @@ def test_io_read_and_write(data):
     path = Path(tempfile.mkdtemp(dir=_TMP)) / "sig.npy"
     io.write(sig, path)
     action = data.draw(st.sampled_from(["read", "write"]))
-    options = {"read": {"path": path, "format": None, "mmap": False},
+    options = {"read": {"path": path, "format": None, "mmap": False, "coil_axis": 0,
+                        "batch_axis": None, "domain": "time", "sfreq": 100.0},
                "write": {"sig": sig, "path": path.with_name("out.npy"), "format": None}}[action]
     name, label, value, same, kwargs = _fuzzed_kwargs(data.draw, options)
     fn = io.read if action == "read" else io.write

@@ -54,7 +54,7 @@ def from_array(arr, *, coil_axis=0, batch_axis=None, domain=None, sfreq=None, sp
             domain = "image"
         else:
             domain = "kspace"
-    if domain not in DOMAINS:
+    if not isinstance(domain, str) or domain not in DOMAINS:
         raise ValueError(
             f"Invalid value for the 'domain' parameter. Allowed values are 'time', 'image' "
             f"and 'kspace', but got {domain!r} instead."
