@@ -17,11 +17,13 @@ search, about ten minutes).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import copy
 import io as stdio
 import os
 import re
+import shutil
 import tempfile
 import threading
 from pathlib import Path
@@ -64,6 +66,7 @@ FUZZ = settings(
 
 DOCUMENTED = (TypeError, ValueError)
 _TMP = Path(tempfile.mkdtemp(prefix="specconv-fuzz-"))
+atexit.register(shutil.rmtree, _TMP, ignore_errors=True)  # memmaps and files of the examples
 
 
 # --------------------------------------------------------------------------------------------
