@@ -160,16 +160,19 @@ def correlate(x, weight, geom, pads, dtype, *, method, nan_policy, cache=None, c
         x = np.where(bad, 0, x)
     if choice is None:
         choice = _costmodel.choose(geom, method, np.dtype(dtype).itemsize, fft.get_num_threads())
-    if choice.method == "direct":
-        y = _direct.correlate_direct(x, pads, weight, geom, dtype, fft.get_num_threads())
-        if out is not None:
-            np.copyto(out, y)
-            y = out
-    else:
-        cache = cache or SHARED_SPECTRA
-        spectra = cache.get(weight, geom, choice.tiling, dtype, digest)
-        y = _engine.correlate_fft(x, pads, spectra, geom, choice.tiling, dtype,
-                                  fft.get_num_threads(), out)
+    # a non-finite tap (allowed under "propagate") makes its output channel NaN, as documented:
+    # numpy's "invalid value" warnings on the way say nothing more
+    with np.errstate(invalid="ignore"):
+        if choice.method == "direct":
+            y = _direct.correlate_direct(x, pads, weight, geom, dtype, fft.get_num_threads())
+            if out is not None:
+                np.copyto(out, y)
+                y = out
+        else:
+            cache = cache or SHARED_SPECTRA
+            spectra = cache.get(weight, geom, choice.tiling, dtype, digest)
+            y = _engine.correlate_fft(x, pads, spectra, geom, choice.tiling, dtype,
+                                      fft.get_num_threads(), out)
     if bad is not None:
         y[nonfinite_outputs(bad, pads, geom)] = math.nan
     return y

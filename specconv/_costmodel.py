@@ -175,7 +175,10 @@ def _axis_candidates(span, stride, padded, ndim):
     lengths = [n for n in fft.fast_lengths(lo, 2 * max(padded, lo)) if _is_tile_length(n)]
     # multiples of the stride let the engine fold the spectrum (a smaller inverse transform)
     lengths = [n for n in lengths if n % stride == 0] or lengths
-    whole = next(n for n in lengths if n >= padded)
+    whole = next((n for n in lengths if n >= padded), None)
+    if whole is None:  # the public functions refuse such lengths first (_validate.MAX_LENGTH)
+        raise ValueError(f"No FFT length specconv plans covers an axis of {padded} samples "
+                         f"(kernel span {span}, stride {stride}).")
     lengths = [n for n in lengths if n <= whole]
     count = CANDIDATES_PER_AXIS.get(ndim, 6)
     if len(lengths) > count:  # thin out geometrically, keep both ends

@@ -6,7 +6,9 @@ everywhere: they name the parameter, the value received and what is allowed.
 
 from __future__ import annotations
 
+import math
 import numbers
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -15,10 +17,21 @@ import numpy as np
 COMPUTE_DTYPES = (np.float32, np.float64, np.complex64, np.complex128)
 
 
+#: The longest spatial axis (padded input, zero-stuffed input or output) specconv computes:
+#: the largest FFT length it plans.
+MAX_LENGTH = 2**31
+
+
 def check_option(name, value, allowed):
-    """Return ``value`` if it is one of ``allowed``, else raise a ValueError naming them."""
+    """Return ``value`` if it is one of ``allowed``, else raise a ValueError naming them
+    (a TypeError if it is no string at all)."""
     if isinstance(value, str) and value in allowed:
         return value
+    if not isinstance(value, str):
+        raise TypeError(
+            f"{name} must be a str, one of {', '.join(repr(a) for a in allowed)}, got "
+            f"{type(value).__name__} {value!r}."
+        )
     options = ", ".join(repr(a) for a in allowed[:-1]) + f" and {allowed[-1]!r}"
     raise ValueError(
         f"Invalid value for the {name!r} parameter. Allowed values are {options}, "
@@ -26,51 +39,138 @@ def check_option(name, value, allowed):
     )
 
 
-def as_array(name, value):
-    """Return ``value`` as a numeric ndarray (no copy when it already is one)."""
-    arr = np.asarray(value)
+def as_array(name, value, *, allow_empty=False):
+    """Return ``value`` as a numeric ndarray in native byte order (no copy when it already is
+    one).
+
+    Masked arrays are refused: the engine would read the values under the mask, so ignoring
+    the mask silently changes the answer. Fill them (``np.ma.filled``) or use NaN with
+    ``nan_policy``.
+    """
+    if isinstance(value, np.ma.MaskedArray):
+        raise TypeError(
+            f"{name} is a masked array; specconv does not honour masks. Pass "
+            f"{name}.filled(value) (or NaN for missing samples, see nan_policy) instead."
+        )
+    if value is None or isinstance(value, (str, bytes, dict, set)):
+        raise TypeError(f"{name} must be an array_like of numbers, got {type(value).__name__}.")
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as err:  # ragged nested lists, unconvertible objects
+        raise ValueError(
+            f"{name} must be an array_like of numbers with a regular shape (not a ragged nested "
+            f"list); numpy could not convert it: {err}"
+        ) from None
     if arr.dtype.kind not in "biufc":
         raise TypeError(
             f"{name} must be a numeric array (bool, int, float or complex), "
             f"got dtype {arr.dtype}."
         )
-    if arr.size == 0:
+    if arr.size == 0 and not allow_empty:
         raise ValueError(f"{name} must not be empty, got shape {arr.shape}.")
+    if not arr.dtype.isnative:  # big-endian data on a little-endian machine: one native copy
+        arr = arr.astype(arr.dtype.newbyteorder("="))
     return arr
 
 
-def result_dtype(*arrays):
+def as_dtype(name, value):
+    """``np.dtype(value)``, with an error that names the parameter."""
+    try:
+        return np.dtype(value)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{name} must be a numpy dtype (e.g. 'float32'), got {value!r}: {err}"
+                        ) from None
+
+
+def result_dtype(*arrays, names=None):
     """The dtype a convolution of ``arrays`` is computed and returned in.
 
     numpy's ``result_type`` of the inputs, then: bool and integer become float64, float16
     becomes float32 (FFTW has no half precision); float32 stays float32, so single-precision
     inputs use single-precision FFT plans. Extended precision is refused rather than silently
-    rounded.
+    rounded; ``names`` (one per array) say in the message which array brought it.
     """
     dtype = np.result_type(*[a.dtype for a in arrays if a is not None])
+    supported = COMPUTE_DTYPES + (np.float16,)
     if dtype.kind in "biu":
         return np.dtype(np.float64)
     if dtype == np.float16:
         return np.dtype(np.float32)
     if dtype not in COMPUTE_DTYPES:
+        culprits = [n for n, a in zip(names or (), arrays) if a is not None
+                    and a.dtype.kind not in "biu" and a.dtype not in supported]
+        origin = f" (the dtype of {' and '.join(culprits)})" if culprits else ""
         raise TypeError(
-            f"dtype {dtype} is not supported; use float32, float64, complex64 or complex128."
+            f"dtype {dtype} is not supported; use float32, float64, complex64 or "
+            f"complex128{origin}."
         )
     return dtype
 
 
-def as_tuple(name, value, ndim, *, minimum=1):
-    """Normalize an int or a sequence of ``ndim`` ints, each ``>= minimum``."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _from_ndarray(name, value):
+    """An integer ndarray as the Python int(s) it holds; other arrays are refused."""
+    if not isinstance(value, np.ndarray):
+        return value
+    if value.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be an int or a tuple of ints, got an array of {value.dtype}.")
+    return value.tolist()
+
+
+def as_int(name, value, *, minimum=None, maximum=None):
+    """``value`` as a Python int (numpy integers included; bools, floats and strings refused)."""
+    value = _from_ndarray(name, value)
+    if not _is_int(value):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}.")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}.")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}.")
+    return value
+
+
+def as_bool(name, value):
+    """``value`` as a Python bool: only ``True``/``False`` (numpy's included) are taken."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}.")
+    return bool(value)
+
+
+def as_real(name, value, *, minimum=None, positive=False):
+    """``value`` as a finite Python float (numpy reals included; bools and strings refused)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}.")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}.")
+    if positive and value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}.")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}.")
+    return value
+
+
+def as_tuple(name, value, ndim, *, minimum=1, of=None):
+    """Normalize an int or a sequence of ``ndim`` ints, each ``>= minimum``, to Python ints."""
+    value = _from_ndarray(name, value)
+    if _is_int(value):
         values = (int(value),) * ndim
     elif isinstance(value, Sequence) and not isinstance(value, str):
         values = tuple(value)
-        if len(values) != ndim or not all(
-            isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values
-        ):
-            raise ValueError(
+        if not all(_is_int(v) for v in values):
+            raise TypeError(
                 f"{name} must be an int or a tuple of {ndim} ints (one per spatial "
                 f"dimension), got {value!r}."
+            )
+        if len(values) != ndim:
+            whose = f"; {of} has {ndim}" if of else ""
+            raise ValueError(
+                f"{name} must be an int or a tuple of {ndim} ints (one per spatial "
+                f"dimension), got {value!r} ({len(values)} values{whose})."
             )
         values = tuple(int(v) for v in values)
     else:
@@ -80,24 +180,80 @@ def as_tuple(name, value, ndim, *, minimum=1):
     return values
 
 
-def check_groups(groups, in_channels, out_channels):
-    """Check that ``groups`` is a positive int dividing both channel counts."""
-    if not isinstance(groups, numbers.Integral) or isinstance(groups, bool):
-        raise TypeError(f"groups must be a positive int, got {groups!r}.")
-    if groups < 1:
-        raise ValueError(f"groups must be >= 1, got {groups}.")
+def as_shape(name, value):
+    """An array shape: a sequence of ints ``>= 0`` (numpy integers included), as Python ints."""
+    value = _from_ndarray(name, value)
+    if isinstance(value, str) or not isinstance(value, Sequence) or not all(
+            _is_int(v) for v in value):
+        raise TypeError(f"{name} must be a shape (a tuple of ints), got {value!r}.")
+    if any(v < 0 for v in value):
+        raise ValueError(f"{name} must be a shape of sizes >= 0, got {value!r}.")
+    return tuple(int(v) for v in value)
+
+
+def _physical_memory():
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not POSIX: leave it to the allocator
+        return None
+
+
+def check_memory(shape, itemsize, what, names):
+    """Refuse an array of ``shape`` larger than this machine's physical memory.
+
+    Allocating it would fail late (Linux overcommits: the process is killed while filling
+    it) instead of at once with a message that says which parameter asked for it.
+    """
+    nbytes = math.prod(int(n) for n in shape) * int(itemsize)
+    limit = _physical_memory()
+    if limit is not None and nbytes > limit:
+        raise ValueError(
+            f"The {what} would take {nbytes / 2**30:.3g} GiB (shape {tuple(shape)}), more than "
+            f"this machine's {limit / 2**30:.3g} GiB of memory; check {names}."
+        )
+
+
+def check_length(shape, what, names):
+    """Refuse a spatial ``shape`` with an axis longer than :data:`MAX_LENGTH`.
+
+    ``what`` says which array (e.g. "padded input"), ``names`` which parameters made it so.
+    """
+    if any(n > MAX_LENGTH for n in shape):
+        raise ValueError(
+            f"The {what} would have spatial shape {tuple(shape)}, longer than {MAX_LENGTH} "
+            f"samples (the longest axis specconv computes); check {names}."
+        )
+
+
+def check_groups(groups, in_channels, out_channels, *, weight=None, name="weight"):
+    """Check that ``groups`` is a positive int dividing both channel counts (``weight``, if
+    given, is named with its shape in the message: the channel counts come from it)."""
+    groups = as_int("groups", groups, minimum=1)
     for label, count in (("in_channels", in_channels), ("out_channels", out_channels)):
         if count % groups:
+            origin = "" if weight is None else f" ({name} has shape {weight.shape})"
             raise ValueError(
-                f"{label} ({count}) must be divisible by groups ({groups})."
+                f"{label} ({count}) must be divisible by groups ({groups}){origin}."
             )
-    return int(groups)
+    return groups
 
 
-def check_signal(x, weight_in_channels, ndim_spatial, *, name="x"):
+def check_finite_weights(weight, bias=None, *, name="weight"):
+    """Under ``nan_policy="raise"``: refuse non-finite taps or bias values."""
+    for label, arr in ((name, weight), ("bias", bias)):
+        if arr is not None and not np.isfinite(arr).all():
+            count = int(np.count_nonzero(~np.isfinite(arr)))
+            raise ValueError(
+                f"{label} contains {count} non-finite value(s) (NaN or ±Inf) and "
+                f"nan_policy='raise'; a non-finite tap would make its whole output channel NaN."
+            )
+
+
+def check_signal(x, weight_in_channels, ndim_spatial, *, name="x", groups=1):
     """Return ``x`` as ``(B, C, *spatial)`` plus whether a batch axis was given.
 
-    ``weight_in_channels`` is the channel count the layer expects.
+    ``weight_in_channels`` is the channel count the layer expects (``groups`` times the
+    weight's input channels per group).
     """
     if x.ndim not in (ndim_spatial + 1, ndim_spatial + 2):
         raise ValueError(
@@ -110,13 +266,16 @@ def check_signal(x, weight_in_channels, ndim_spatial, *, name="x"):
     if xb.shape[1] != weight_in_channels:
         raise ValueError(
             f"{name} has {xb.shape[1]} channels (axis {1 if batched else 0} of shape "
-            f"{x.shape}) but the weight expects {weight_in_channels} input channels."
+            f"{x.shape}) but the weight expects {weight_in_channels} input channels"
+            + (f" ({weight_in_channels // groups} per group, groups={groups})." if groups > 1
+               else " (weight.shape[1] × groups, with groups=1).")
         )
     return xb, batched
 
 
-def as_pads(name, value, ndim):
+def as_pads(name, value, ndim, *, of=None):
     """Normalize padding to ``((before, after), ...)``: an int, d ints, or d (before, after) pairs."""
+    value = _from_ndarray(name, value)
     if isinstance(value, Sequence) and not isinstance(value, str) and len(value) == ndim and all(
         isinstance(v, Sequence) and not isinstance(v, str) for v in value
     ):
@@ -126,4 +285,4 @@ def as_pads(name, value, ndim):
                 f"dimension, got {value!r}."
             )
         return tuple(as_tuple(name, tuple(v), 2, minimum=0) for v in value)
-    return tuple((p, p) for p in as_tuple(name, value, ndim, minimum=0))
+    return tuple((p, p) for p in as_tuple(name, value, ndim, minimum=0, of=of))

@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -168,14 +169,31 @@ def _cmd_info(args):
 # apply
 # ---------------------------------------------------------------------------------------------
 
+@contextlib.contextmanager
+def _reading_array(option, path):
+    """Name the option and the file in any failure to read an array from ``path``."""
+    try:
+        yield
+    except UsageError:
+        raise
+    except OSError as err:  # missing, unreadable, a directory: keep the OSError subclass
+        raise type(err)(f"{option} {path}: cannot read it: {err.strerror or err}") from None
+    except (ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise UsageError(
+            f"{option} {path}: not a readable NumPy {Path(path).suffix} array ({_one_line(err)})."
+        ) from None
+
+
 def _load_kernel(kernel_path, bias_path):
     kernel_path = Path(kernel_path)
     suffix = kernel_path.suffix.lower()
     bias = None
     if suffix == ".npy":
-        weight = np.load(kernel_path, allow_pickle=False)
+        with _reading_array("--kernel", kernel_path):
+            weight = np.load(kernel_path, allow_pickle=False)
     elif suffix == ".npz":
-        with np.load(kernel_path, allow_pickle=False) as npz:
+        with _reading_array("--kernel", kernel_path), np.load(kernel_path,
+                                                              allow_pickle=False) as npz:
             if "weight" not in npz.files:
                 raise UsageError(
                     f"--kernel {kernel_path}: an .npz kernel must hold an array named "
@@ -194,7 +212,8 @@ def _load_kernel(kernel_path, bias_path):
             )
         if Path(bias_path).suffix.lower() != ".npy":
             raise UsageError(f"--bias must be a .npy file, got {str(bias_path)!r}.")
-        bias = np.load(bias_path, allow_pickle=False)
+        with _reading_array("--bias", bias_path):
+            bias = np.load(bias_path, allow_pickle=False)
     return weight, bias
 
 

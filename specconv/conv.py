@@ -14,7 +14,16 @@ import numpy as np
 
 from . import _correlate
 from ._engine import Geometry
-from ._validate import as_array, check_groups, check_option, check_signal, result_dtype
+from ._validate import (
+    as_array,
+    as_int,
+    check_finite_weights,
+    check_groups,
+    check_length,
+    check_option,
+    check_signal,
+    result_dtype,
+)
 from .layers import METHODS, NAN_POLICIES, SpectralConv, SpectralConvTranspose
 
 
@@ -151,6 +160,9 @@ def convolve(x, h, *, mode="full", groups=1, method="auto", nan_policy="propagat
         Block-diagonal kernel matrix: output group g sees only input group g.
     method : {"auto", "fft", "direct"}
     nan_policy : {"propagate", "raise"}
+        As for :class:`SpectralConv`: non-finite samples of x stay local under "propagate",
+        but a non-finite tap in ``h[i]`` makes the whole output channel ``i`` NaN; "raise"
+        refuses non-finite x or h with a ValueError.
 
     Returns
     -------
@@ -233,11 +245,14 @@ def _scipy_family(x, taps, mode, groups, method, nan_policy):
     mode = check_option("mode", mode, MODES)
     method = check_option("method", method, METHODS)
     nan_policy = check_option("nan_policy", nan_policy, NAN_POLICIES)
+    if nan_policy == "raise":
+        check_finite_weights(taps, name="h")
     x = as_array("x", x)
     d = taps.ndim - 2
+    groups = as_int("groups", groups, minimum=1)
     out_channels, in_channels = taps.shape[0], taps.shape[1] * groups
-    groups = check_groups(groups, in_channels, out_channels)
-    xb, batched = check_signal(x, in_channels, d)
+    groups = check_groups(groups, in_channels, out_channels, weight=taps, name="h")
+    xb, batched = check_signal(x, in_channels, d, groups=groups)
     n, k = xb.shape[2:], taps.shape[2:]
     if mode == "full":
         pads = tuple((m - 1, m - 1) for m in k)
@@ -252,8 +267,9 @@ def _scipy_family(x, taps, mode, groups, method, nan_policy):
             f"For mode='valid', the kernel {k} must be no larger than x {n} in every spatial "
             f"dimension, or at least as large in every dimension."
         )
-    dtype = result_dtype(xb, taps)
+    dtype = result_dtype(xb, taps, names=("x", "h"))
     padded = tuple(m + a + b for m, (a, b) in zip(n, pads))
+    check_length(padded, "padded input", "the shapes of x and h")
     geom = Geometry(xb.shape[0], in_channels, out_channels, groups, k, (1,) * d, (1,) * d,
                     padded, dtype.kind == "c")
     y = _correlate.correlate(xb, taps, geom, pads, dtype, method=method, nan_policy=nan_policy)

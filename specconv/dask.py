@@ -21,7 +21,7 @@ import numpy as np
 
 from . import fft
 from ._optional import soft_import
-from ._validate import result_dtype
+from ._validate import as_array, result_dtype
 from .layers import SpectralConv
 
 logger = logging.getLogger("specconv")
@@ -131,7 +131,7 @@ def conv_dask(x, layer):
     if not isinstance(layer, SpectralConv):
         raise TypeError(f"layer must be a specconv.SpectralConv, got {type(layer).__name__}.")
     if not isinstance(x, da.Array):
-        x = da.asarray(x)
+        x = da.asarray(as_array("x", x, allow_empty=True))
     if x.dtype.kind not in "biufc":
         raise TypeError(f"x must hold numbers, got dtype {x.dtype}.")
     d = layer.ndim
@@ -158,7 +158,7 @@ def conv_dask(x, layer):
         if n + pl + pr < e:
             raise ValueError(
                 f"The kernel (span {e}) is larger than the padded input ({n + pl + pr}) along "
-                f"spatial axis {a}."
+                f"spatial axis {a} (x of shape {x.shape})."
             )
     x = x.rechunk({lead - 1: -1})
     # the output chunks follow the input's: a window starting at padded position b gives
@@ -181,7 +181,8 @@ def conv_dask(x, layer):
         layer.weight, layer.bias, stride=layer.stride, padding=0, dilation=layer.dilation,
         groups=layer.groups, method=layer.method, nan_policy=layer.nan_policy,
     )
-    dtype = result_dtype(np.empty(0, x.dtype), layer.weight, layer.bias)
+    dtype = result_dtype(np.empty(0, x.dtype), layer.weight, layer.bias,
+                         names=("x", "weight", "bias"))
     shared = dask.delayed(valid, pure=True)  # one graph key: shipped once per worker
     return da.map_blocks(
         _conv_block, xo, shared, spans, chunks=out_chunks, dtype=dtype,

@@ -30,9 +30,9 @@ from __future__ import annotations
 import atexit
 import collections
 import contextlib
+import json
 import logging
 import os
-import pickle
 import platform
 import tempfile
 import threading
@@ -204,6 +204,8 @@ def next_fast_len(n):
     n = int(n)
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}.")
+    if n > _SMOOTH[-1]:
+        raise ValueError(f"n must be <= {int(_SMOOTH[-1])} (the longest length planned), got {n}.")
     return int(_SMOOTH[np.searchsorted(_SMOOTH, n)])
 
 
@@ -236,20 +238,59 @@ def _wisdom_origin():
     return (_fftw().fftw_version, platform.machine(), platform.node())
 
 
+#: The first line of a wisdom file; bumped whenever the layout below changes.
+WISDOM_HEADER = "specconv-fftw-wisdom 1"
+
+
 def _wisdom_path():
+    return _cache_dir() / "fftw-wisdom.json"
+
+
+def _legacy_wisdom_path():
+    # Written by earlier versions with pickle; never read (unpickling runs code), replaced.
     return _cache_dir() / "fftw-wisdom.pickle"
 
 
+def _encode_wisdom(wisdom):
+    """The cache file's text: a version header line, then JSON of the origin and wisdom.
+
+    pyFFTW's wisdom is a tuple of ``bytes`` (FFTW's own text format, one per precision), stored
+    as latin-1 strings so any byte round-trips.
+    """
+    body = {"origin": list(_wisdom_origin()), "wisdom": [w.decode("latin-1") for w in wisdom]}
+    return WISDOM_HEADER + "\n" + json.dumps(body) + "\n"
+
+
+def _decode_wisdom(text):
+    """The wisdom tuple of a cache file's ``text``; ValueError says why it cannot be used."""
+    header, _, body = text.partition("\n")
+    if header != WISDOM_HEADER:
+        raise ValueError(f"its first line is not {WISDOM_HEADER!r}")
+    stored = json.loads(body)
+    if not isinstance(stored, dict) or tuple(stored.get("origin", ())) != _wisdom_origin():
+        raise ValueError("it was made by another FFTW build or machine")
+    wisdom = stored.get("wisdom")
+    if not (isinstance(wisdom, list) and all(isinstance(w, str) for w in wisdom)):
+        raise ValueError("it holds no list of wisdom strings")
+    return tuple(w.encode("latin-1") for w in wisdom)
+
+
 def _load_wisdom():
+    legacy = _legacy_wisdom_path()
+    if legacy.exists():
+        warnings.warn(
+            f"Ignoring the old FFTW wisdom file {legacy}: pickled caches are never loaded "
+            f"(unpickling can run code). It will be replaced by {_wisdom_path().name}.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     path = _wisdom_path()
     if not path.exists():
         return
     try:
-        with open(path, "rb") as f:
-            stored = pickle.load(f)
-        if not (isinstance(stored, dict) and stored.get("origin") == _wisdom_origin()):
-            raise ValueError("it was made by another FFTW build or machine")
-        ok = _fftw().import_wisdom(stored["wisdom"])
+        with open(path, encoding="latin-1") as f:
+            wisdom = _decode_wisdom(f.read())
+        ok = _fftw().import_wisdom(wisdom)
         if not all(ok):
             raise ValueError("FFTW rejected part of it")
     except Exception as err:  # any unreadable file is just ignored
@@ -263,20 +304,26 @@ def _load_wisdom():
 def save_wisdom():
     """Write FFTW's accumulated wisdom to the cache directory (atomically).
 
-    Called automatically at interpreter exit; failures are logged, never raised.
+    The file is text (a version header, then JSON), never a pickle. An old pickled cache left
+    by earlier versions is removed. Called automatically at interpreter exit; failures are
+    logged, never raised.
     """
     path = _wisdom_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"origin": _wisdom_origin(), "wisdom": _fftw().export_wisdom()}
+        text = _encode_wisdom(_fftw().export_wisdom())
+        # a private temp file renamed over the target: readers in other processes see the old
+        # file or the new one, never a partial one
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".wisdom-", suffix=".tmp")
         try:
-            with os.fdopen(fd, "wb") as f:
-                pickle.dump(payload, f)
+            with os.fdopen(fd, "w", encoding="latin-1") as f:
+                f.write(text)
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+        with contextlib.suppress(FileNotFoundError):
+            _legacy_wisdom_path().unlink()
     except OSError as err:
         logger.info("could not save FFTW wisdom to %s: %s", path, err)
 

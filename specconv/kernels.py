@@ -38,7 +38,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import fft
-from ._validate import as_array, as_tuple, check_groups, check_option
+from ._validate import (
+    as_array,
+    as_bool,
+    as_int,
+    as_real,
+    as_tuple,
+    check_groups,
+    check_length,
+    check_memory,
+    check_option,
+)
 from .conv import convolve
 from .layers import PADDING_MODES, SpectralConv, SpectralConvTranspose
 
@@ -637,9 +647,9 @@ def pointwise(matrix, *, ndim=1, bias=None):
     m = as_array("matrix", matrix)
     if m.ndim != 2:
         raise ValueError(f"matrix must have shape (C_out, C_in), got shape {m.shape}.")
-    if not isinstance(ndim, numbers.Integral) or isinstance(ndim, bool) or ndim < 1:
-        raise ValueError(f"ndim must be a positive int, got {ndim!r}.")
-    return SpectralConv(m.reshape(m.shape + (1,) * int(ndim)), bias)
+    # numpy arrays have at most 64 axes: the weight has ndim + 2
+    ndim = as_int("ndim", ndim, minimum=1, maximum=62)
+    return SpectralConv(m.reshape(m.shape + (1,) * ndim), bias)
 
 
 def as_conv(layer):
@@ -789,6 +799,7 @@ def fir_layer(h, *, mode="full", delay=0, groups=1, bias=None, padding_mode="zer
     delay = as_tuple("delay", delay, d, minimum=0)
     if any(D >= t for D, t in zip(delay, n_taps)):
         raise ValueError(f"delay {delay} must be smaller than the number of taps {n_taps}.")
+    groups = as_int("groups", groups, minimum=1)
     check_groups(groups, h.shape[1] * groups, h.shape[0])
     if bias is not None:
         bias = as_array("bias", bias)
@@ -982,6 +993,7 @@ def svd(layer, shape, *, whole=None, per_group=False):
     ((5, 2), array([3., 2.]))
     """
     _check_layer("layer", layer)
+    per_group = as_bool("per_group", per_group)
     H, blocks = _blocks(layer, shape, whole)
     if per_group:
         parts = [np.linalg.svd(b, full_matrices=False) for b in blocks]
@@ -1022,6 +1034,7 @@ def eig(layer, shape, *, whole=None, hermitian=False):
             f"eig needs a square layer, got {layer.in_channels} -> {layer.out_channels} "
             "channels; use svd."
         )
+    hermitian = as_bool("hermitian", hermitian)
     H = layer.frequency_response(shape, whole=whole)
     return np.linalg.eigh(H) if hermitian else np.linalg.eig(H)
 
@@ -1030,14 +1043,29 @@ def eig(layer, shape, *, whole=None, hermitian=False):
 # FIR design from per-frequency matrices, inversion
 
 
+def _scipy_window(window, n, name="window", fftbins=False):
+    """scipy's window ``window`` (a name or a (name, parameter...) tuple) of ``n`` taps."""
+    import scipy.signal
+
+    try:
+        return scipy.signal.get_window(window, n, fftbins=fftbins)
+    except (TypeError, ValueError, IndexError, KeyError) as err:
+        raise ValueError(
+            f"{name} must be a window scipy.signal.get_window knows (e.g. 'hann' or "
+            f"('tukey', 0.5)), got {window!r}: {err}"
+        ) from None
+
+
 def _window_taps(window, n, name="window"):
     if window is None:
         return np.ones(n)
     if isinstance(window, (str, tuple)):
-        import scipy.signal
-
-        return scipy.signal.get_window(window, n, fftbins=False)
-    w = np.asarray(window, dtype=float)
+        return _scipy_window(window, n, name)
+    try:
+        w = np.asarray(window, dtype=float)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be None, a window name, a tuple or an array of {n} real "
+                        f"taps, got {window!r}.") from None
     if w.shape != (n,):
         raise ValueError(f"{name} given as an array must have shape ({n},), got {w.shape}.")
     return w
@@ -1103,9 +1131,11 @@ def from_response(H, n_taps, *, shape=None, delay=None, window=None, mode="full"
     >>> layer(np.array([[1.0, 0.0, 0.0]]))             # full convolution with h
     array([[1.  , 0.5 , 0.25, 0.  , 0.  ]])
     """
-    H = np.asarray(H)
+    H = as_array("H", H)
     if H.ndim < 3:
         raise ValueError(f"H must have shape (*freq, C_out, C_in), got shape {H.shape}.")
+    if not isinstance(whole, (bool, np.bool_)):
+        raise TypeError(f"whole must be a bool, got {type(whole).__name__} {whole!r}.")
     if H.dtype.kind not in "fc":
         raise TypeError(f"H must be a float or complex array, got dtype {H.dtype}.")
     mode = check_option("mode", mode, ("full", "causal", "same"))
@@ -1115,6 +1145,7 @@ def from_response(H, n_taps, *, shape=None, delay=None, window=None, mode="full"
     if shape is None:
         shape = freq if whole else freq[:-1] + (2 * (freq[-1] - 1),)
     shape = as_tuple("shape", shape, d)
+    check_length(shape, "DFT", "shape")
     expect = shape if whole else shape[:-1] + (shape[-1] // 2 + 1,)
     if freq != expect:
         raise ValueError(
@@ -1161,9 +1192,16 @@ def _freq_grid(shape, whole):
 
 def _regularization(reg, shape, whole, freq_shape):
     if callable(reg):
-        beta = np.asarray(reg(*_freq_grid(shape, whole)), dtype=float)
+        beta = reg(*_freq_grid(shape, whole))
     else:
-        beta = np.asarray(reg, dtype=float)
+        beta = reg
+    try:
+        beta = np.asarray(beta, dtype=float)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"reg must be a real number, an array of them or a callable returning one, got "
+            f"{type(beta).__name__} {beta!r}."
+        ) from None
     try:
         beta = np.broadcast_to(beta, freq_shape)
     except ValueError:
@@ -1257,12 +1295,20 @@ def inverse(layer, n_taps, *, reg=0.0, delay=None, window=("tukey", 0.5), nfft=N
         raise ValueError(f"inverse needs a stride-1 layer, got stride {layer.stride}.")
     d = layer.ndim
     n_taps = as_tuple("n_taps", n_taps, d)
+    check_length([2 * t for t in n_taps], "design grid", "n_taps")
     span = _span(layer.kernel_size, layer.dilation)
     if nfft is None:
         nfft = tuple(fft.next_fast_len(max(2 * t, e)) for t, e in zip(n_taps, span))
     nfft = as_tuple("nfft", nfft, d)
-    if not isinstance(rcond, numbers.Real) or rcond < 0:
-        raise ValueError(f"rcond must be a real number >= 0, got {rcond!r}.")
+    check_length(nfft, "design grid", "nfft")
+    check_memory((layer.out_channels, layer.in_channels) + nfft, 16, "design grid",
+                 "n_taps and nfft")
+    rcond = as_real("rcond", rcond, minimum=0)
+    if rcond > 1:  # relative to the largest singular value: above 1 drops every one
+        raise ValueError(f"rcond must be in [0, 1], got {rcond!r}.")
+    if any(n < max(e, t) for n, e, t in zip(nfft, span, n_taps)):
+        raise ValueError(f"nfft {nfft} must be at least the layer's kernel span {span} and "
+                         f"n_taps {n_taps}.")
     whole = layer.weight.dtype.kind == "c"
     H, blocks = _blocks(layer, nfft, whole)
     beta = _regularization(reg, nfft, whole, H.shape[:d])
@@ -1407,18 +1453,20 @@ def estimate_transfer(x, y, *, nperseg=256, noverlap=None, window="hann", fs=1.0
         raise ValueError(
             f"x and y must have the same length and batch, got shapes {x.shape} and {y.shape}."
         )
-    if not isinstance(nperseg, numbers.Integral) or nperseg < 2 or nperseg > x.shape[-1]:
+    nperseg = as_int("nperseg", nperseg)
+    detrend = as_bool("detrend", detrend)
+    fs = as_real("fs", fs, positive=True)
+    reg = as_real("reg", reg, minimum=0)
+    if nperseg < 2 or nperseg > x.shape[-1]:
         raise ValueError(
             f"nperseg must be an int between 2 and the signal length {x.shape[-1]}, got "
             f"{nperseg!r}."
         )
-    noverlap = nperseg // 2 if noverlap is None else noverlap
-    if not isinstance(noverlap, numbers.Integral) or not 0 <= noverlap < nperseg:
+    noverlap = nperseg // 2 if noverlap is None else as_int("noverlap", noverlap)
+    if not 0 <= noverlap < nperseg:
         raise ValueError(f"noverlap must be an int in [0, nperseg), got {noverlap!r}.")
     if isinstance(window, (str, tuple)):
-        import scipy.signal
-
-        win = scipy.signal.get_window(window, nperseg)
+        win = _scipy_window(window, nperseg, fftbins=True)
     else:
         win = _window_taps(window, nperseg)
     step = nperseg - noverlap

@@ -17,9 +17,13 @@ from . import _correlate, _costmodel, _direct, fft
 from ._engine import Geometry
 from ._validate import (
     as_array,
+    as_int,
     as_pads,
     as_tuple,
+    check_finite_weights,
     check_groups,
+    check_length,
+    check_memory,
     check_option,
     check_signal,
     result_dtype,
@@ -63,23 +67,28 @@ class _Layer:
         d = weight.ndim - 2
         self.ndim = d
         self.kernel_size = weight.shape[2:]
+        groups = as_int("groups", groups, minimum=1)  # a numpy int would overflow below
         if transposed:
             in_channels, out_channels = weight.shape[0], weight.shape[1] * groups
         else:
             out_channels, in_channels = weight.shape[0], weight.shape[1] * groups
-        self.groups = check_groups(groups, in_channels, out_channels)
+        self.groups = check_groups(groups, in_channels, out_channels, weight=weight)
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.stride = as_tuple("stride", stride, d)
-        self.dilation = as_tuple("dilation", dilation, d)
+        self.stride = as_tuple("stride", stride, d, of="weight")
+        self.dilation = as_tuple("dilation", dilation, d, of="weight")
         self.method = check_option("method", method, METHODS)
         self.nan_policy = check_option("nan_policy", nan_policy, NAN_POLICIES)
         if bias is not None:
             bias = as_array("bias", bias)
             if bias.shape != (out_channels,):
+                source = ("weight.shape[1] × groups" if transposed else "weight.shape[0]")
                 raise ValueError(
-                    f"bias must have shape (C_out,) = ({out_channels},), got {bias.shape}."
+                    f"bias must have shape (C_out,) = ({out_channels},), got {bias.shape} "
+                    f"(C_out = {source}, groups={groups})."
                 )
             bias = _frozen(bias)
+        if self.nan_policy == "raise":
+            check_finite_weights(weight, bias)
         self.weight = _frozen(weight, copy=not self._borrows_weight)
         self.bias = bias
         self._cache = (_correlate.SHARED_SPECTRA if self._shared_spectra
@@ -106,8 +115,9 @@ class _Layer:
 
     def _check_x(self, x):
         x = as_array("x", x)
-        xb, batched = check_signal(x, self.in_channels, self.ndim)
-        return xb, batched, result_dtype(xb, self.weight, self.bias)
+        xb, batched = check_signal(x, self.in_channels, self.ndim, groups=self.groups)
+        return xb, batched, result_dtype(xb, self.weight, self.bias,
+                                         names=("x", "weight", "bias"))
 
 
 class SpectralConv(_Layer):
@@ -135,7 +145,10 @@ class SpectralConv(_Layer):
         "auto" picks the direct method or overlap-save FFT tiles with a cost model.
     nan_policy : {"propagate", "raise"}
         "propagate" keeps non-finite input local: an output is NaN exactly where the kernel's
-        receptive field covers a non-finite input; every other output is unaffected.
+        receptive field covers a non-finite input; every other output is unaffected. A
+        non-finite tap in ``weight[o]`` (or ``bias[o]``) is not local: it makes the whole
+        output channel ``o`` NaN (every output multiplies it, zero padding included).
+        "raise" raises a ValueError for non-finite input, weight or bias.
 
     Attributes
     ----------
@@ -183,7 +196,7 @@ class SpectralConv(_Layer):
             else:
                 self._pads = tuple(((e - 1) // 2, e - 1 - (e - 1) // 2) for e in span)
         else:
-            self._pads = as_pads("padding", padding, d)
+            self._pads = as_pads("padding", padding, d, of="weight")
             symmetric = all(a == b for a, b in self._pads)
             self.padding = tuple(a for a, _ in self._pads) if symmetric else self._pads
 
@@ -227,6 +240,16 @@ class SpectralConv(_Layer):
                 f"The kernel (span {geom.span} with dilation {self.dilation}) is larger than "
                 f"the padded input {padded} (input {xb.shape[2:]}, padding {self.padding!r})."
             )
+        check_length(padded, "padded input", "padding")
+        itemsize = dtype.itemsize
+        check_memory(xb.shape[:2] + padded, itemsize, "padded input", "padding")
+        check_memory((xb.shape[0], self.out_channels) + geom.out_shape, itemsize, "output",
+                     "padding, stride and dilation")
+        # a stride beyond the last window start leaves one output per axis, whatever its size:
+        # take the smallest such stride, so no work scales with the stride's magnitude
+        stride = tuple(min(s, p - e + 1) for s, p, e in zip(self.stride, padded, geom.span))
+        if stride != self.stride:
+            geom = dataclasses.replace(geom, stride=stride)
         if out is not None and not batched:
             out = out[np.newaxis]
         y = self._run(xb, self.weight, geom, pads, dtype, out)
@@ -454,10 +477,11 @@ class SpectralConvTranspose(_Layer):
         super().__init__(weight, bias, stride=stride, dilation=dilation, groups=groups,
                          method=method, nan_policy=nan_policy, transposed=True)
         d = self.ndim
-        self._pads = as_pads("padding", padding, d)
+        self._pads = as_pads("padding", padding, d, of="weight")
         symmetric = all(a == b for a, b in self._pads)
         self.padding = tuple(a for a, _ in self._pads) if symmetric else self._pads
-        self.output_padding = as_tuple("output_padding", output_padding, d, minimum=0)
+        self.output_padding = as_tuple("output_padding", output_padding, d, minimum=0,
+                                       of="weight")
         for op, s, dl in zip(self.output_padding, self.stride, self.dilation):
             if op >= max(s, dl):
                 raise ValueError(
@@ -486,9 +510,11 @@ class SpectralConvTranspose(_Layer):
         Parameters
         ----------
         x : array_like [shape=(C_in, *spatial) or (B, C_in, *spatial)]
-        output_size : tuple of d ints, optional
+        output_size : int or sequence of ints, optional
             The spatial output shape, as PyTorch's ``output_size``: picks the output padding
-            (e.g. to invert the shape of a strided :class:`SpectralConv`).
+            (e.g. to invert the shape of a strided :class:`SpectralConv`). d ints, or d + 1 or
+            d + 2 whose last d are used (PyTorch's full shapes); an int is the same size in
+            every dimension.
 
         Returns
         -------
@@ -503,7 +529,7 @@ class SpectralConvTranspose(_Layer):
         )
         extra = self.output_padding
         if output_size is not None:
-            output_size = as_tuple("output_size", tuple(output_size)[-d:], d)
+            output_size = _spatial_output_size(output_size, d)
             extra = tuple(o - b for o, b in zip(output_size, base))
             # the range of output_padding: PyTorch's output_size stops at stride − 1
             if any(e < 0 or e >= max(s, dl) for e, s, dl in zip(extra, self.stride, self.dilation)):
@@ -516,9 +542,16 @@ class SpectralConvTranspose(_Layer):
                 f"The output would be empty: input {n} with padding {self.padding} gives "
                 f"spatial shape {tuple(b + e for b, e in zip(base, extra))}."
             )
+        check_length([b + e for b, e in zip(base, extra)], "output",
+                     "stride, padding, dilation and output_padding")
         # a correlation of the input, zero-stuffed by the stride, with the forward kernel
         pads = tuple((e - 1 - a, e - 1 - b + op) for e, (a, b), op in zip(span, self._pads, extra))
         stuffed = tuple((m - 1) * s + 1 for m, s in zip(n, self.stride))
+        check_length([m + a + b for m, (a, b) in zip(stuffed, pads)], "zero-stuffed input",
+                     "stride and dilation")
+        check_memory((xb.shape[0], self.out_channels) + tuple(b + e for b, e in zip(base, extra)),
+                     dtype.itemsize, "output", "stride, padding, dilation and output_padding")
+        check_memory(xb.shape[:2] + stuffed, dtype.itemsize, "zero-stuffed input", "stride")
         geom = Geometry(
             xb.shape[0], self.in_channels, self.out_channels, self.groups, self.kernel_size,
             self.dilation, (1,) * d, tuple(m + a + b for m, (a, b) in zip(stuffed, pads)),
@@ -686,9 +719,23 @@ class SpectralConvTranspose(_Layer):
         return _frequency_response(self, shape, whole, transposed=True)
 
 
+def _spatial_output_size(output_size, d):
+    """``output_size`` as d ints: an int, d ints, or PyTorch's d + 1 / d + 2 (last d used)."""
+    if isinstance(output_size, np.ndarray) and output_size.ndim == 1:
+        output_size = output_size.tolist()
+    if isinstance(output_size, (list, tuple)) and len(output_size) in (d + 1, d + 2):
+        output_size = output_size[-d:]
+    return as_tuple("output_size", output_size, d)
+
+
 def _frequency_response(layer, shape, whole, transposed):
     d = layer.ndim
     shape = as_tuple("shape", shape, d)
+    check_length(shape, "DFT", "shape")
+    check_memory((layer.out_channels, layer.in_channels) + shape, 16, "frequency response",
+                 "shape")
+    if whole is not None and not isinstance(whole, (bool, np.bool_)):
+        raise TypeError(f"whole must be None or a bool, got {type(whole).__name__} {whole!r}.")
     span = tuple(dl * (k - 1) + 1 for k, dl in zip(layer.kernel_size, layer.dilation))
     if any(e > n for e, n in zip(span, shape)):
         raise ValueError(f"shape {shape} must be at least the kernel span {span}.")

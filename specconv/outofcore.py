@@ -23,7 +23,6 @@ import errno
 import logging
 import math
 import mmap
-import numbers
 import os
 import sys
 import threading
@@ -35,8 +34,9 @@ import numpy as np
 
 from . import fft
 from ._optional import has_module, soft_import
-from ._validate import result_dtype
+from ._validate import as_bool, as_int, as_shape, result_dtype
 from .io._atomic import atomic_output, check_not_aliased, files_behind
+from .io._common import FormatError
 from .layers import SpectralConv
 
 logger = logging.getLogger("specconv")
@@ -84,19 +84,24 @@ def output_shape(layer, shape):
     >>> output_shape(SpectralConv(np.ones((8, 4, 101)), stride=2), (4, 10_000))
     (8, 4950)
     """
+    return _output_shape(layer, shape)
+
+
+def _output_shape(layer, shape, name="shape"):
+    """:func:`output_shape`; ``name`` is the parameter the errors name (``source`` in apply)."""
     _check_layer(layer)
-    shape = tuple(int(n) for n in shape)
+    shape = as_shape(name, shape)
     d = layer.ndim
     if len(shape) not in (d + 1, d + 2):
         raise ValueError(
-            f"shape must be (C_in, *spatial) or (B, C_in, *spatial) with {d} spatial "
-            f"dimension(s), got {shape}."
+            f"{name} must be (C_in, *spatial) or (B, C_in, *spatial) with {d} spatial "
+            f"dimension(s), got shape {shape}."
         )
     lead = shape[: len(shape) - d - 1]
     if shape[len(lead)] != layer.in_channels:
         raise ValueError(
             f"the input has {shape[len(lead)]} channels but the layer expects "
-            f"{layer.in_channels}."
+            f"{layer.in_channels} ({name} of shape {shape})."
         )
     out = []
     for a, n in enumerate(shape[-d:]):
@@ -105,7 +110,7 @@ def output_shape(layer, shape):
         if m < 1:
             raise ValueError(
                 f"The kernel (span {e}) is larger than the padded input ({n + pl + pr}) "
-                f"along spatial axis {a}."
+                f"along spatial axis {a} ({name} of shape {shape})."
             )
         out.append(m)
     return lead + (layer.out_channels,) + tuple(out)
@@ -284,6 +289,9 @@ def _open_source(source, dataset, picks, reject_by_annotation, stack):
         if name.endswith(_H5_SUFFIXES):
             h5py = soft_import("h5py", "mri", purpose="reading HDF5 files")
             f = stack.enter_context(h5py.File(path, "r"))
+            if dataset is not None and not isinstance(dataset, str):
+                raise TypeError(f"dataset must be a str (an HDF5 path) or None, got "
+                                f"{type(dataset).__name__} {dataset!r}.")
             if dataset is None:
                 names = [k for k, v in f.items() if isinstance(v, h5py.Dataset)]
                 if len(names) != 1:
@@ -291,8 +299,10 @@ def _open_source(source, dataset, picks, reject_by_annotation, stack):
                         f"{str(path)!r} holds the datasets {names}; choose one with dataset=."
                     )
                 dataset = names[0]
-            if dataset not in f:
-                raise KeyError(f"{str(path)!r} has no dataset {dataset!r}.")
+            if not isinstance(f.get(dataset), h5py.Dataset):
+                names = [k for k, v in f.items() if isinstance(v, h5py.Dataset)]
+                raise FormatError(f"{str(path)!r} has no dataset {dataset!r} (it has {names}); "
+                                  f"choose one with dataset=.")
             return _ArraySource(f[dataset], f"{path}:{dataset}"), path
         mne = soft_import("mne", "eeg", purpose="reading EEG/MEG files")
         raw = mne.io.read_raw(path, preload=False, verbose="error")
@@ -453,13 +463,14 @@ class _Chunker:
         self.layer, self.src = layer, src
         shape = src.shape
         self.batched = len(shape) == d + 2
-        self.out_shape = output_shape(layer, shape)
+        self.out_shape = _output_shape(layer, shape, "source")
         self.axis = len(shape) - d  # the chunked axis in source and output arrays
         self.n_in = shape[self.axis]
         self.n_out = self.out_shape[self.axis]
         self.pads = layer._pads
         self.stride, self.span = layer.stride[0], _span(layer, 0)
-        self.dtype = result_dtype(np.empty(0, src.dtype), layer.weight, layer.bias)
+        self.dtype = result_dtype(np.empty(0, src.dtype), layer.weight, layer.bias,
+                                  names=("source", "weight", "bias"))
         for (pl, pr), n, a in zip(self.pads, shape[-d:], range(d)):
             mode = layer.padding_mode
             if (mode == "reflect" and max(pl, pr) >= n) or (mode == "circular" and max(pl, pr) > n):
@@ -736,7 +747,8 @@ def apply(layer, source, target=None, *, dataset=None, target_dataset="data", pi
     ------
     ValueError
         Shapes that do not fit the layer, a budget too small for one chunk, a ``target`` that
-        is the source or shares memory or a file with it (checked before anything is written).
+        is the source or shares memory or a file with it (checked before anything is written),
+        an HDF5 ``source`` without the ``dataset`` (a :class:`specconv.io.FormatError`).
     FileExistsError
         ``target`` exists and ``overwrite`` is False.
     OSError
@@ -787,15 +799,12 @@ def apply(layer, source, target=None, *, dataset=None, target_dataset="data", pi
     True
     """
     layer = _check_layer(layer)
-    if not isinstance(memory_budget, numbers.Integral) or isinstance(memory_budget, bool):
-        raise TypeError(f"memory_budget must be an int number of bytes, got {memory_budget!r}.")
-    if memory_budget <= 0:
-        raise ValueError(f"memory_budget must be positive, got {memory_budget}.")
+    memory_budget = as_int("memory_budget", memory_budget, minimum=1)
+    overwrite = as_bool("overwrite", overwrite)
+    if progress is not None:
+        progress = as_bool("progress", progress)
     if chunk_size is not None:
-        if not isinstance(chunk_size, numbers.Integral) or isinstance(chunk_size, bool):
-            raise TypeError(f"chunk_size must be a positive int or None, got {chunk_size!r}.")
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}.")
+        chunk_size = as_int("chunk_size", chunk_size, minimum=1)
     with contextlib.ExitStack() as stack:
         src, src_path = _open_source(source, dataset, picks, reject_by_annotation, stack)
         stack.callback(src.close)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -152,6 +152,11 @@ class VectorSignal:
                 f"data must be a numpy.ndarray, got {type(data).__name__}; convert it with "
                 "numpy.asarray first."
             )
+        if isinstance(data, np.ma.MaskedArray):
+            raise TypeError(
+                "data is a masked array; a VectorSignal does not carry a mask. Pass "
+                "data.filled(value) (or NaN for missing samples) instead."
+            )
         if data.dtype.kind not in "iufc":
             raise TypeError(
                 f"data must have an integer, float or complex dtype, got {data.dtype}."
@@ -169,8 +174,8 @@ class VectorSignal:
             )
         if self.domain == "time" and data.ndim != lead + 1:
             raise ValueError(
-                f"a time-domain signal must have shape {'(B, C, N)' if batched else '(C, N)'}, "
-                f"got shape {data.shape}."
+                f"data of a time-domain signal must have shape "
+                f"{'(B, C, N)' if batched else '(C, N)'}, got shape {data.shape}."
             )
         n_channels = data.shape[lead - 1]
         if n_channels < 1:
@@ -179,7 +184,9 @@ class VectorSignal:
         ch_names = self.ch_names
         if ch_names is None:
             ch_names = default_ch_names(n_channels)
-        elif isinstance(ch_names, str) or not all(isinstance(c, str) for c in ch_names):
+        elif (isinstance(ch_names, str) or not isinstance(ch_names, (Sequence, np.ndarray))
+              or (isinstance(ch_names, np.ndarray) and ch_names.ndim != 1)
+              or not all(isinstance(c, str) for c in ch_names)):
             raise TypeError(f"ch_names must be a sequence of str, got {ch_names!r}.")
         ch_names = tuple(ch_names)
         if len(ch_names) != n_channels:
@@ -211,6 +218,11 @@ class VectorSignal:
             if spacing is not None:
                 if isinstance(spacing, numbers.Real):
                     spacing = (spacing,) * n_spatial
+                if isinstance(spacing, str) or not isinstance(spacing, (Sequence, np.ndarray)):
+                    raise TypeError(
+                        f"spacing must be a positive number or a sequence of {n_spatial}, got "
+                        f"{spacing!r}."
+                    )
                 spacing = tuple(_positive_float("spacing", s) for s in spacing)
                 if len(spacing) != n_spatial:
                     raise ValueError(

@@ -16,14 +16,20 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft
 
 from . import fft
-from ._validate import COMPUTE_DTYPES, as_array, result_dtype
+from ._validate import (
+    COMPUTE_DTYPES,
+    as_array,
+    as_dtype,
+    as_int,
+    check_finite_weights,
+    result_dtype,
+)
 from .layers import SpectralConv
 
 logger = logging.getLogger("specconv")
@@ -181,7 +187,8 @@ class StreamingConv:
         reflect samples that have not arrived yet).
     block_size : int, optional
         Partition size of the kernel head, default 256: the call size that costs least and
-        the latency of a real-time loop. :meth:`process` accepts blocks of any size, also
+        the latency of a real-time loop (partitions stop at 131072 taps; larger blocks are
+        computed as several frames). :meth:`process` accepts blocks of any size, also
         changing from call to call, and always returns exactly their outputs.
     dtype : dtype, optional
         Precision of the stream: float32, float64, complex64 or complex128. Default: the
@@ -259,11 +266,10 @@ class StreamingConv:
             )
         if block_size is None:
             block_size = 256
-        if not isinstance(block_size, numbers.Integral) or isinstance(block_size, bool):
-            raise TypeError(f"block_size must be a positive int, got {block_size!r}.")
-        if block_size < 1:
-            raise ValueError(f"block_size must be >= 1, got {block_size}.")
-        self.block_size = self.latency = int(block_size)
+        self.block_size = self.latency = as_int("block_size", block_size, minimum=1)
+        # the head partition: blocks beyond the largest partition are cut into several frames
+        # (exact either way), so no call does work proportional to block_size alone
+        self._head = min(self.block_size, _MAX_PARTITION)
         self.in_channels, self.out_channels = layer.in_channels, layer.out_channels
         self.groups = layer.groups
         self._K = layer.kernel_size[0]
@@ -276,7 +282,7 @@ class StreamingConv:
         if dtype is None:
             self.dtype = natural
         else:
-            self.dtype = np.dtype(dtype)
+            self.dtype = as_dtype("dtype", dtype)
             if self.dtype not in COMPUTE_DTYPES:
                 raise TypeError(
                     f"dtype must be float32, float64, complex64 or complex128, got {self.dtype}."
@@ -292,7 +298,7 @@ class StreamingConv:
         self._ci, self._co = self.in_channels // G, self.out_channels // G
         self._mm = _uses_matmul(self._ci, self._co)
         self.levels = plan_levels(
-            self.kernel_span, self.block_size, G, self._ci, self._co, self._complex
+            self.kernel_span, self._head, G, self._ci, self._co, self._complex
         )
         self._voices = [self._make_voice(layer.weight, layer.bias)]
         self._weight_shape = layer.weight.shape
@@ -314,7 +320,8 @@ class StreamingConv:
             full[..., : seg.shape[-1]] = seg
             parts[..., :P] = full.reshape(h.shape[:2] + (M, P))
             transform = scipy.fft.fft if self._complex else scipy.fft.rfft
-            spec = transform(parts, axis=-1) * (1.0 / L)
+            with np.errstate(invalid="ignore"):  # a non-finite tap: its channel is NaN anyway
+                spec = transform(parts, axis=-1) * (1.0 / L)
             out.append(spec.astype(self._cdtype, copy=False))
         return out
 
@@ -384,12 +391,11 @@ class StreamingConv:
         for name, arr in (("weight", weight), ("bias", bias)):
             if arr is not None and arr.dtype.kind == "c" and not self._complex:
                 raise TypeError(f"{name} is complex but the stream is real ({self.dtype}).")
+        if self.nan_policy == "raise":
+            check_finite_weights(weight, bias)
         if crossfade is None:
             crossfade = self.block_size
-        if not isinstance(crossfade, numbers.Integral) or isinstance(crossfade, bool):
-            raise TypeError(f"crossfade must be an int number of samples, got {crossfade!r}.")
-        if crossfade < 0:
-            raise ValueError(f"crossfade must be >= 0, got {crossfade}.")
+        crossfade = as_int("crossfade", crossfade, minimum=0)
         voice = self._make_voice(weight, bias)
         if self._batch is None or crossfade == 0:
             if self._batch is not None:
@@ -411,7 +417,7 @@ class StreamingConv:
         L_max = max(lv.fft_len for lv in self.levels)
         self._hist = np.zeros((B, C_in, 1 << (2 * L_max - 1).bit_length()), dtype=self.dtype)
         top = max(lv.size for lv in self.levels)
-        self._acc_cap = 1 << (2 * (top + self.block_size) - 1).bit_length()
+        self._acc_cap = 1 << (2 * (top + self._head) - 1).bit_length()
         self._t = 0
         self._buf, self._rings, self._ring_len, self._pushes = [], [], [], []
         for i, lv in enumerate(self.levels):
@@ -484,9 +490,7 @@ class StreamingConv:
 
     # ------------------------------------------------------------------------ processing
     def _check_block(self, block):
-        x = np.asarray(block)
-        if x.dtype.kind not in "biufc":
-            raise TypeError(f"block must be a numeric array, got dtype {x.dtype}.")
+        x = as_array("block", block, allow_empty=True)
         if x.ndim not in (2, 3):
             raise ValueError(
                 f"block must have shape (C_in, n) or (B, C_in, n), got shape {x.shape}."
@@ -535,7 +539,10 @@ class StreamingConv:
         if self._batch is None:
             self._batch_flag = batched
             self._start(xb.shape[0])
-        return self._run(xb, batched)
+        # a non-finite tap makes its output channel NaN (see SpectralConv's nan_policy): no
+        # warnings from numpy on the way
+        with np.errstate(invalid="ignore"):
+            return self._run(xb, batched)
 
     def _run(self, xb, batched):
         n = xb.shape[-1]
@@ -543,7 +550,7 @@ class StreamingConv:
         x = self._screen(x)
         B = x.shape[0]
         out = np.zeros((B, self.out_channels, n), dtype=self.dtype)
-        P = self.block_size
+        P = self._head
         t = self._t
         pos = 0
         while pos < n:
@@ -589,7 +596,8 @@ class StreamingConv:
             return np.zeros((self.out_channels, 0), dtype=self.dtype)
         B, batched = self._batch
         zeros = np.zeros((B, self.in_channels, self.kernel_span - 1), dtype=self.dtype)
-        y = self._run(zeros, batched)
+        with np.errstate(invalid="ignore"):
+            y = self._run(zeros, batched)
         self.reset()
         return y
 

@@ -31,3 +31,12 @@ def _quick_fftw_planning():
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SPECCONV_PLANNING_TIMELIMIT", "0.002")
         yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_wisdom_cache(tmp_path_factory):
+    """The suite never reads or writes the user's FFTW wisdom (``~/.cache/specconv``): a cache
+    left there by another version would make the run depend on it."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SPECCONV_CACHE_DIR", str(tmp_path_factory.mktemp("specconv-cache")))
+        yield

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import pickle
+import subprocess
+import sys
 import threading
 from types import SimpleNamespace
 
@@ -16,6 +20,8 @@ from specconv import fft
 
 import _reference as ref
 from _tolerances import assert_close
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 _COMPLEX_OF = {
@@ -153,7 +159,7 @@ def fresh_wisdom(monkeypatch, tmp_path):
     monkeypatch.setenv("SPECCONV_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(fft, "_wisdom_loaded", False)
     monkeypatch.setattr(fft, "_pool", fft._PlanPool())
-    return tmp_path / "fftw-wisdom.pickle"
+    return tmp_path / "fftw-wisdom.json"
 
 
 def _plan_something(n=77):
@@ -161,42 +167,107 @@ def _plan_something(n=77):
     assert_close(fft.rfftn(x), np.fft.rfftn(x))
 
 
+def _reload_wisdom(monkeypatch):
+    monkeypatch.setattr(fft, "_wisdom_loaded", False)
+    monkeypatch.setattr(fft, "_pool", fft._PlanPool())
+
+
+def _stored_wisdom(path):
+    header, body = path.read_text(encoding="latin-1").split("\n", 1)
+    assert header == fft.WISDOM_HEADER
+    return json.loads(body)
+
+
 @pytest.mark.parametrize(
     "content",
-    [b"garbage, not a pickle", pickle.dumps([1, 2, 3]), pickle.dumps({"origin": "elsewhere"}), b""],
-    ids=["garbage", "not-a-dict", "foreign", "empty"],
+    [
+        b"garbage, not wisdom",
+        pickle.dumps({"origin": fft._wisdom_origin(), "wisdom": (b"", b"", b"")}),
+        (fft.WISDOM_HEADER + "\n[1, 2, 3]").encode(),
+        (fft.WISDOM_HEADER + '\n{"origin": ["elsewhere"], "wisdom": []}').encode(),
+        (fft.WISDOM_HEADER + "\n{not json").encode(),
+        b"",
+    ],
+    ids=["garbage", "a-pickle", "not-a-dict", "foreign", "bad-json", "empty"],
 )
 def test_corrupt_or_foreign_wisdom_is_ignored_with_a_warning(fresh_wisdom, monkeypatch, content):
     fresh_wisdom.write_bytes(content)
-    with pytest.warns(RuntimeWarning, match=r"Ignoring the FFTW wisdom file .*fftw-wisdom\.pickle"
+    with pytest.warns(RuntimeWarning, match=r"Ignoring the FFTW wisdom file .*fftw-wisdom\.json"
                                             r".*It will be rewritten"):
         _plan_something()
     fft.save_wisdom()
-    stored = pickle.loads(fresh_wisdom.read_bytes())
-    assert stored["origin"] == fft._wisdom_origin()
-    assert isinstance(stored["wisdom"], tuple) and len(stored["wisdom"]) == 3
+    stored = _stored_wisdom(fresh_wisdom)
+    assert tuple(stored["origin"]) == fft._wisdom_origin()
+    assert len(stored["wisdom"]) == 3 and all(isinstance(w, str) for w in stored["wisdom"])
     # the rewritten file loads silently (filterwarnings=error would turn a warning into failure)
-    monkeypatch.setattr(fft, "_wisdom_loaded", False)
-    monkeypatch.setattr(fft, "_pool", fft._PlanPool())
+    _reload_wisdom(monkeypatch)
     _plan_something(78)
 
 
 def test_rejected_wisdom_is_ignored_with_a_warning(fresh_wisdom):
-    payload = {"origin": fft._wisdom_origin(), "wisdom": (b"junk", b"junk", b"junk")}
-    fresh_wisdom.write_bytes(pickle.dumps(payload))
+    body = {"origin": list(fft._wisdom_origin()), "wisdom": ["junk", "junk", "junk"]}
+    fresh_wisdom.write_text(fft.WISDOM_HEADER + "\n" + json.dumps(body))
     with pytest.warns(RuntimeWarning, match=r"Ignoring the FFTW wisdom file.*rejected"):
         _plan_something()
+
+
+class _Booby:
+    """Unpickling this would create the marker file: proof that a cache was unpickled."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_an_old_pickled_cache_is_never_unpickled_and_is_replaced(fresh_wisdom, monkeypatch):
+    legacy = fresh_wisdom.with_name("fftw-wisdom.pickle")
+    marker = fresh_wisdom.with_name("unpickled")
+    legacy.write_bytes(pickle.dumps(_Booby(str(marker))))
+    with pytest.warns(RuntimeWarning, match=r"old FFTW wisdom file .*fftw-wisdom\.pickle.*never "
+                                            r"loaded.*replaced by fftw-wisdom\.json"):
+        _plan_something()
+    assert not marker.exists()
+    fft.save_wisdom()
+    assert sorted(p.name for p in fresh_wisdom.parent.iterdir()) == ["fftw-wisdom.json"]
+    _reload_wisdom(monkeypatch)
+    _plan_something(78)  # silent now
+
+
+def test_wisdom_round_trips_through_the_cache(fresh_wisdom, monkeypatch):
+    _plan_something(81)
+    fft.save_wisdom()
+    saved = fft._fftw().export_wisdom()
+    fft._fftw().forget_wisdom()
+    _reload_wisdom(monkeypatch)
+    _plan_something(82)  # loads the file first
+    loaded = fft._fftw().export_wisdom()
+    assert all(line in new for old, new in zip(saved, loaded) for line in old.splitlines()[1:])
+
+
+def test_four_processes_sharing_one_cache_never_see_a_partial_file(tmp_path):
+    code = (
+        "import warnings, numpy as np; warnings.simplefilter('error');"
+        "from specconv import fft\n"
+        "for n in range(60, 100):\n"
+        "    fft._wisdom_loaded = False; fft.rfftn(np.ones(n)); fft.save_wisdom()\n"
+    )
+    env = {**os.environ, "SPECCONV_CACHE_DIR": str(tmp_path), "PYTHONPATH": REPO}
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE)
+             for _ in range(4)]
+    errors = [p.communicate(timeout=120)[1].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, errors
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fftw-wisdom.json"]
 
 
 def test_missing_wisdom_is_fine_and_save_creates_the_directory(monkeypatch, tmp_path):
     target = tmp_path / "new" / "dir"
     monkeypatch.setenv("SPECCONV_CACHE_DIR", str(target))
-    monkeypatch.setattr(fft, "_wisdom_loaded", False)
-    monkeypatch.setattr(fft, "_pool", fft._PlanPool())
+    _reload_wisdom(monkeypatch)
     _plan_something(79)
     fft.save_wisdom()
-    assert (target / "fftw-wisdom.pickle").is_file()
-    assert [p.name for p in target.iterdir()] == ["fftw-wisdom.pickle"]  # no temp files left
+    assert [p.name for p in target.iterdir()] == ["fftw-wisdom.json"]  # no temp files left
 
 
 def test_save_wisdom_never_raises(monkeypatch, tmp_path):

@@ -23,7 +23,7 @@ import numbers
 
 import numpy as np
 
-from .._validate import as_array, check_option
+from .._validate import as_array, as_int, check_memory, check_option
 from ..io import true_stereo_kernel
 from ..kernels import fir_layer, inverse
 from ..layers import SpectralConv
@@ -290,6 +290,8 @@ def channel_separation(plant, canceller=None, *, fs, nfft=None):
         spans.append(canceller.dilation[0] * (canceller.kernel_size[0] - 1) + 1)
     if nfft is None:
         nfft = 1 << int(np.ceil(np.log2(sum(spans))))
+    nfft = as_int("nfft", nfft, minimum=max(spans))
+    check_memory((plant.out_channels, plant.in_channels, nfft), 16, "frequency response", "nfft")
     S = plant.frequency_response(nfft)
     if canceller is not None:
         S = S @ canceller.frequency_response(nfft)

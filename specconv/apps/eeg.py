@@ -32,7 +32,7 @@ import numbers
 import numpy as np
 
 from .._optional import soft_import
-from .._validate import as_array, check_option
+from .._validate import as_array, check_memory, check_option
 from ..kernels import compose, fir_layer, pointwise, side_pads, without_padding
 from ..layers import SpectralConv
 from ._eeg_mne import apply_to_mne, band_label, mne_pad, output_names
@@ -276,12 +276,17 @@ def rereference_matrix(n_channels, ref="average"):
     if not isinstance(n_channels, numbers.Integral) or isinstance(n_channels, bool) \
             or n_channels < 1:
         raise ValueError(f"n_channels must be a positive int, got {n_channels!r}.")
+    n_channels = int(n_channels)
+    check_memory((n_channels, n_channels), 8, "matrix", "n_channels")
     w = np.zeros(n_channels)
     if isinstance(ref, str):
         check_option("ref", ref, ("average",))
         w[:] = 1.0 / n_channels
     else:
-        idx = np.atleast_1d(np.asarray(ref))
+        try:
+            idx = np.atleast_1d(np.asarray(ref))
+        except (TypeError, ValueError):  # ragged lists
+            idx = np.array([], dtype=float)
         if idx.dtype.kind not in "iu" or idx.ndim != 1 or idx.size == 0 \
                 or np.any((idx < 0) | (idx >= n_channels)):
             raise ValueError(
@@ -318,9 +323,12 @@ def laplacian_matrix(positions, n_neighbors=4):
     >>> laplacian_matrix(pos, n_neighbors=2)[1]
     array([-0.5,  1. , -0.5,  0. ])
     """
-    pos = as_array("positions", positions).astype(float)
-    if pos.ndim != 2 or pos.shape[1] != 3:
-        raise ValueError(f"positions must have shape (C, 3), got {pos.shape}.")
+    pos = as_array("positions", positions)
+    if pos.dtype.kind == "c":
+        raise TypeError(f"positions must be real coordinates, got dtype {pos.dtype}.")
+    pos = pos.astype(float)
+    if pos.ndim != 2 or pos.shape[1] != 3 or pos.shape[0] < 2:
+        raise ValueError(f"positions must have shape (C, 3) with C >= 2, got {pos.shape}.")
     C = pos.shape[0]
     if not isinstance(n_neighbors, numbers.Integral) or not 1 <= n_neighbors < C:
         raise ValueError(f"n_neighbors must be an int in [1, {C - 1}], got {n_neighbors!r}.")

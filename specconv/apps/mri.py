@@ -34,7 +34,7 @@ import numbers
 
 import numpy as np
 
-from .._validate import as_array, check_option, result_dtype
+from .._validate import as_array, as_bool, check_option, result_dtype
 from ..io import image_to_kspace, kspace_to_image
 from ..layers import SpectralConv
 
@@ -56,6 +56,9 @@ __all__ = [
 # -- argument checks ---------------------------------------------------------------------------
 def _kspace(name, value, ndim=None):
     arr = as_array(name, value)
+    if not np.isfinite(arr).all():  # an SVD or a least-squares fit cannot use NaN or Inf
+        raise ValueError(f"{name} must be finite; it holds "
+                         f"{int(np.count_nonzero(~np.isfinite(arr)))} NaN or Inf value(s).")
     if ndim is None and arr.ndim < 2:
         raise ValueError(
             f"{name} must have shape (C, *spatial) with at least one spatial axis, got shape "
@@ -393,8 +396,9 @@ def geometric_coil_compression(ksp, n_virtual, *, align=True):
     n_coils, nx = ksp.shape[0], ksp.shape[-1]
     n_virtual = _int("n_virtual", n_virtual, 1)
     if n_virtual > n_coils:
-        raise ValueError(f"n_virtual must be at most the number of coils ({n_coils}), "
-                         f"got {n_virtual}.")
+        raise ValueError(f"n_virtual must be at most the number of coils ({n_coils}, axis 0 of "
+                         f"ksp), got {n_virtual}.")
+    align = as_bool("align", align)
     hybrid = kspace_to_image(ksp, axes=-1).reshape(n_coils, -1, nx)
     u, s = _coil_svd(np.moveaxis(hybrid, -1, 0))                 # per x: (nx, C, C)
     w = u[..., :n_virtual].conj().swapaxes(-1, -2)                   # (nx, C_v, C)
@@ -658,6 +662,8 @@ def calibrate_grappa(acs, R, *, kernel_size=(2, 5), reg=1e-2):
     if not isinstance(reg, numbers.Real) or reg < 0:
         raise ValueError(f"reg must be a non-negative number, got {reg!r}.")
     n_coils, n_acs, nx = acs.shape
+    if R > n_acs:  # no training line pairs: refuse before any work that grows with R
+        raise ValueError(f"R ({R}) must be at most the number of ACS lines ({n_acs}).")
     offsets = _grappa_offsets(R, n_lines)
     half_y = int(max(np.abs(o).max() for o in offsets.values()))
     half_x = n_read // 2
@@ -775,6 +781,8 @@ def grappa(ksp, R, *, mask=None, kernel_size=(2, 5), reg=1e-2, domain="kspace"):
     domain = check_option("domain", domain, ("kspace", "image"))
     rows = _sampled_rows(ksp, mask)
     acs = _longest_run(rows)
+    if R > len(rows):
+        raise ValueError(f"R ({R}) must be at most the number of k-space lines ({len(rows)}).")
     lattice = [r for r in range(R) if rows[r::R].all()]
     if not lattice:
         raise ValueError(f"The sampled lines do not contain a regular lattice of every "
@@ -805,4 +813,7 @@ def nrmse(x, ref):
     x, ref = as_array("x", x), as_array("ref", ref)
     if x.shape != ref.shape:
         raise ValueError(f"x and ref must have the same shape, got {x.shape} and {ref.shape}.")
-    return float(np.linalg.norm(x - ref) / np.linalg.norm(ref))
+    scale = np.linalg.norm(ref)
+    if not (np.isfinite(scale) and scale > 0):
+        raise ValueError(f"ref must be finite and not all zeros (its norm is {scale}).")
+    return float(np.linalg.norm(x - ref) / scale)

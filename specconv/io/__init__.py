@@ -481,6 +481,8 @@ def info(path, *, format=None):  # noqa: A002
     path = as_path(path)
     if not path.exists():
         raise FileNotFoundError(f"No such file: {str(path)!r}.")
+    if path.is_dir() and _suffix(path) not in _DIRECTORY_FORMATS:
+        raise IsADirectoryError(f"{str(path)!r} is a directory, not a signal file.")
     fmt = _detect(path) if format is None else _check_format(format, "read")
     out = {"format": fmt, "path": str(path)}
     if fmt in _MNE_FORMATS:

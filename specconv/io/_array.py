@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._validate import as_bool
 from ..signal import DOMAINS, VectorSignal, default_ch_names
 from ._common import FormatError, reading
 from ._mri import coil_names
@@ -53,7 +54,7 @@ def from_array(arr, *, coil_axis=0, batch_axis=None, domain=None, sfreq=None, sp
             domain = "image"
         else:
             domain = "kspace"
-    if domain not in DOMAINS:
+    if not isinstance(domain, str) or domain not in DOMAINS:
         raise ValueError(
             f"Invalid value for the 'domain' parameter. Allowed values are 'time', 'image' "
             f"and 'kspace', but got {domain!r} instead."
@@ -70,6 +71,7 @@ def from_array(arr, *, coil_axis=0, batch_axis=None, domain=None, sfreq=None, sp
 def read_npy(path, *, coil_axis=0, batch_axis=None, domain=None, sfreq=None, spacing=None,
              mmap=False):
     """Read a ``.npy`` array; ``mmap=True`` maps it read-only instead of loading it."""
+    mmap = as_bool("mmap", mmap)
     with reading(path, "NumPy .npy"):
         arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     return from_array(arr, coil_axis=coil_axis, batch_axis=batch_axis, domain=domain,

@@ -27,7 +27,7 @@ import numpy as np
 from scipy.io import wavfile
 
 from .._optional import has_module, soft_import
-from .._validate import check_option
+from .._validate import as_array, check_option
 from ..signal import VectorSignal, default_ch_names
 from ._common import FormatError, reading, require_time_signal
 
@@ -391,10 +391,10 @@ def _ir_array(ir, n_channels, what):
             raise ValueError(f"{what} must be an unbatched time signal, got {ir!r}.")
         arr = ir.data
     else:
-        arr = np.asarray(ir)
+        arr = as_array("ir", ir)
     if arr.ndim != 2 or arr.shape[0] != n_channels:
         raise ValueError(
-            f"{what} must have shape ({n_channels}, N) (channels first; transpose a "
+            f"ir ({what}) must have shape ({n_channels}, N) (channels first; transpose a "
             f"(frames, channels) array), got shape {arr.shape}."
         )
     return arr

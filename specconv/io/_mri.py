@@ -15,6 +15,7 @@ import numbers
 import numpy as np
 
 from .._optional import soft_import
+from .._validate import as_bool, as_int
 from ..signal import VectorSignal
 from ._common import FormatError, reading
 
@@ -166,6 +167,20 @@ def _attr_value(v):
     return v
 
 
+def _dataset(f, name, path):
+    """The dataset ``name`` of the open HDF5 file ``f``, or a FormatError naming what it has."""
+    if not isinstance(name, str):
+        raise TypeError(f"dataset must be a str (an HDF5 path), got {type(name).__name__} "
+                        f"{name!r}.")
+    ds = f.get(name)
+    if not isinstance(ds, _h5py().Dataset):
+        raise FormatError(
+            f"{str(path)!r} has no {name!r} dataset (it has {sorted(f.keys())}); "
+            "pass dataset=... to pick one."
+        )
+    return ds
+
+
 def read_fastmri(path, *, dataset="kspace"):
     """Read a fastMRI-style HDF5 file: ``kspace`` ``(slices, coils, H, W)`` -> batched signal.
 
@@ -176,12 +191,7 @@ def read_fastmri(path, *, dataset="kspace"):
     h5py = _h5py()
     with reading(path, "fastMRI HDF5"):
         with h5py.File(path, "r") as f:
-            if dataset not in f:
-                raise FormatError(
-                    f"{str(path)!r} has no {dataset!r} dataset (it has {sorted(f.keys())}); "
-                    "pass dataset=... to pick one."
-                )
-            data = f[dataset][()]
+            data = _dataset(f, dataset, path)[()]
             attrs = {k: _attr_value(v) for k, v in f.attrs.items()}
             header = None
             if "ismrmrd_header" in f:
@@ -232,7 +242,7 @@ def fastmri_info(path, *, dataset="kspace"):
     h5py = _h5py()
     with reading(path, "fastMRI HDF5"):
         with h5py.File(path, "r") as f:
-            ds = f[dataset]
+            ds = _dataset(f, dataset, path)
             shape, dtype = ds.shape, str(ds.dtype)
     coils = shape[1] if len(shape) == 4 else 1
     return {"channels": coils, "batch": shape[0], "shape": shape, "dtype": dtype}
@@ -275,9 +285,10 @@ def read_cfl(path, *, coil_axis=BART_COIL_DIM, domain="kspace", mmap=False):
         if not p.exists():
             raise FileNotFoundError(f"BART data needs both {cfl.name} and {hdr.name}; "
                                     f"{str(p)!r} does not exist.")
+    mmap = as_bool("mmap", mmap)
     with reading(path, "BART cfl"):
         dims = _read_dims(hdr)
-    coil_axis = int(coil_axis)
+    coil_axis = as_int("coil_axis", coil_axis)
     if not 0 <= coil_axis < BART_MAX_DIMS:
         raise ValueError(f"coil_axis must be in [0, {BART_MAX_DIMS}), got {coil_axis}.")
     dims = dims + [1] * max(0, coil_axis + 1 - len(dims))
