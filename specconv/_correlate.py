@@ -211,12 +211,12 @@ def run_plan(plan, x, weight, dtype, cache=None, digest=None, out=None):
     if not plan.transposed:
         return _engine.correlate_fft(plan.phase_input(x), plan.pads, spectra, plan.geom,
                                      plan.tiling, dtype, workers, out)
-    z = _engine.correlate_fft(x, plan.pads, spectra, plan.geom, plan.tiling, dtype, workers)
-    if out is None:
-        out = np.empty((x.shape[0], plan.geom.out_channels // plan.phases) + plan.lengths,
-                       dtype)
-    plan.interleave(z, out)
-    return out
+    y, phases = plan.output(x.shape[0], dtype)
+    _engine.correlate_fft(x, plan.pads, spectra, plan.geom, plan.tiling, dtype, workers, phases)
+    if out is not None:
+        np.copyto(out, y)
+        y = out
+    return y
 
 
 def correlate_transposed(x, weight, plan, geom, pads, stride, dtype, *, nan_policy, cache=None,

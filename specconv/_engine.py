@@ -461,14 +461,19 @@ def _gather(x, pads, geom, tiling, t0, xin):
 
 
 def _scatter(valid, out, t0, geom, tiling):
-    """Write the valid samples of a chunk's tiles into ``out`` (shape (B, C_out, *n))."""
+    """Write the valid samples of a chunk's tiles into ``out``: shape (B, C_out, *n), or
+    (B, G, *channels, *n) with the channels of a group split over several axes (any strides:
+    the phases of a transposed layer write straight into their interleaved output)."""
     d = geom.ndim
     n = geom.out_shape
     step = tuple(st // s for st, s in zip(tiling.step, geom.stride))  # outputs per tile
     B = out.shape[0]
     G = geom.groups
-    out = out.reshape((B, G, geom.out_channels // G) + n)
-    chunk_tiles = valid.shape[3 : 3 + d]
+    if out.ndim == 2 + d:
+        out = out.reshape((B, G, geom.out_channels // G) + n)
+    lead = out.ndim - d  # batch, group and channel axes
+    valid = valid.reshape(out.shape[:lead] + valid.shape[3:])
+    chunk_tiles = valid.shape[lead : lead + d]
     first = (t0,) + (0,) * (d - 1)
     # per axis: the run of whole tiles, then at most one cut tile at the end of the signal
     parts = []
@@ -489,12 +494,13 @@ def _scatter(valid, out, t0, geom, tiling):
             + tuple(slice(0, p[1]) for p in combo)
         ]
         # interleave (tiles_a, samples_a) so it matches the output's axis order
-        perm = (0, 1, 2) + tuple(i for a in range(d) for i in (3 + a, 3 + d + a))
+        perm = tuple(range(lead)) + tuple(i for a in range(d) for i in (lead + a, lead + d + a))
         src = src.transpose(perm)
         dst = out[(Ellipsis,) + tuple(slice(p[2], p[2] + p[3] * p[1]) for p in combo)]
-        shape = dst.shape[:3] + tuple(v for p in combo for v in (p[3], p[1]))
-        strides = dst.strides[:3] + tuple(
-            v for a, p in enumerate(combo) for v in (p[1] * dst.strides[3 + a], dst.strides[3 + a])
+        shape = dst.shape[:lead] + tuple(v for p in combo for v in (p[3], p[1]))
+        strides = dst.strides[:lead] + tuple(
+            v for a, p in enumerate(combo)
+            for v in (p[1] * dst.strides[lead + a], dst.strides[lead + a])
         )
         np.copyto(np.lib.stride_tricks.as_strided(dst, shape, strides), src, casting="same_kind")
 
@@ -509,7 +515,9 @@ def correlate_fft(x, pads, spectra, geom, tiling, dtype, workers, out=None):
     spectra : output of :func:`kernel_spectra` for this geometry and tiling.
     dtype : compute dtype of the tiles (complex when ``geom.is_complex``).
     workers : number of threads.
-    out : ndarray of ``dtype``, (B, C_out, *geom.out_shape), C-contiguous, or None (allocated).
+    out : ndarray of ``dtype``, (B, C_out, *geom.out_shape), C-contiguous, or None (allocated);
+        or any view of shape (B, G, *channels, *geom.out_shape) (the channels of a group split
+        over several axes).
 
     Returns
     -------
@@ -517,6 +525,7 @@ def correlate_fft(x, pads, spectra, geom, tiling, dtype, workers, out=None):
     """
     if out is None:
         out = np.empty((geom.batch, geom.out_channels) + geom.out_shape, dtype=dtype)
+    split = out.ndim > 2 + geom.ndim  # (B, G, *channels, *out_shape): see _scatter
     block = tiling.block_geometry(geom)
     bb, gb = tiling.batch_block, tiling.group_block
     ci, co = geom.in_channels // geom.groups, geom.out_channels // geom.groups
@@ -526,7 +535,7 @@ def correlate_fft(x, pads, spectra, geom, tiling, dtype, workers, out=None):
         (
             x[b0 : b0 + bb, g0 * ci : (g0 + gb) * ci],
             spectra[:, g0 : g0 + gb] if layout_by_frequency else spectra[g0 : g0 + gb],
-            out[b0 : b0 + bb, g0 * co : (g0 + gb) * co],
+            out[b0 : b0 + bb, g0 : g0 + gb] if split else out[b0 : b0 + bb, g0 * co : (g0 + gb) * co],
             t0,
         )
         for b0 in range(0, geom.batch, bb)

@@ -55,9 +55,10 @@ class AxisPhases:
     lo: int
 
     @staticmethod
-    def make(stride, entries):
-        """From ``(residue, original tap, input offset)`` triples."""
-        phases = tuple(sorted({r for r, _, _ in entries}))
+    def make(stride, entries, phases=None):
+        """From ``(residue, original tap, input offset)`` triples (``phases``: default, the
+        residues some tap reaches)."""
+        phases = phases or tuple(sorted({r for r, _, _ in entries}))
         offsets = [e for _, _, e in entries]
         lo = min(offsets)
         spacing = functools.reduce(math.gcd, (e - lo for e in offsets), 0) or 1
@@ -71,11 +72,17 @@ class AxisPhases:
 
 def transposed_axis(K, dilation, stride, before):
     """Output phases of a transposed layer's axis (``before``: the stuffed input's left pad,
-    ``span − 1 − padding``); see the module docstring."""
+    ``span − 1 − padding``); see the module docstring.
+
+    The phases are every residue ``≡ before`` modulo ``g = gcd(dilation, stride)``, evenly
+    spaced so that the phase layer can write straight into the interleaved output; with
+    fewer than ``stride / g`` taps some of them hold no tap (and compute zeros).
+    """
     entries = [(r, k, (r + k * dilation - before) // stride)
                for r in range(stride) for k in range(K)
                if (r + k * dilation - before) % stride == 0]
-    return AxisPhases.make(stride, entries)
+    g = math.gcd(dilation, stride)
+    return AxisPhases.make(stride, entries, tuple(range(before % g, stride, g)))
 
 
 def strided_axis(K, dilation, stride, before):
@@ -171,21 +178,36 @@ class Plan:
                     + (slice(None),) * (len(counts) - a - 1)] = 0
         return out.reshape((B, -1) + self.lengths)
 
-    def interleave(self, z, out):
-        """Write the output phases ``z`` ``(B, G · P · C_out/G, *M)`` into ``out``
-        ``(B, C_out, *n)``; phases no tap reaches are zero."""
-        B, C = out.shape[:2]
-        G = self.geom.groups
-        counts = tuple(len(a.phases) for a in self.axes)
-        zg = z.reshape((B, G) + counts + (C // G,) + z.shape[2:])
-        og = out.reshape((B, G, C // G) + out.shape[2:])
-        if any(c < s for c, s in zip(counts, self.stride)):
-            out[...] = 0
-        for index in itertools.product(*[range(c) for c in counts]):
-            dst = og[(Ellipsis,) + tuple(
-                slice(a.phases[i], None, s) for a, i, s in zip(self.axes, index, self.stride))]
-            src = zg[(slice(None), slice(None)) + index]
-            dst[...] = src[(Ellipsis,) + tuple(slice(0, n) for n in dst.shape[3:])]
+    def output(self, batch, dtype):
+        """``(y, phases)``: the transposed layer's output ``(B, C_out, *n)`` and the view of it
+        the phase layer writes, ``(B, G, *phases per axis, C_out/G, *M)`` (phase ``p`` of an
+        axis is output sample ``phases[p] + stride · j``). Residues no phase covers are zero.
+
+        ``y`` is a view of a buffer up to ``stride − 1`` samples longer per axis, where the
+        last phase sample of some phases falls past the output's end.
+        """
+        G, d = self.geom.groups, self.geom.ndim
+        P = self.phases
+        co = self.geom.out_channels // (G * P)
+        M = self.geom.out_shape
+        first = tuple(a.phases[0] for a in self.axes)
+        ext = tuple(max(n, c + s * m) for n, c, s, m in zip(self.lengths, first, self.stride, M))
+        buf = np.empty((batch, G * co) + ext, dtype)
+        y = buf[(Ellipsis,) + tuple(slice(0, n) for n in self.lengths)]
+        spacing = tuple(a.phases[1] - a.phases[0] if len(a.phases) > 1 else 1
+                        for a in self.axes)
+        for a, (axis, s) in enumerate(zip(self.axes, self.stride)):
+            for r in set(range(s)) - set(axis.phases):  # residues no tap reaches
+                y[(Ellipsis,) + (slice(None),) * a + (slice(r, None, s),)
+                  + (slice(None),) * (d - a - 1)] = 0
+        rows = buf.strides[2:]
+        phases = np.lib.stride_tricks.as_strided(
+            buf[(Ellipsis,) + first],
+            (batch, G) + tuple(len(a.phases) for a in self.axes) + (co,) + M,
+            buf.strides[:1] + (co * buf.strides[1],) + tuple(g * r for g, r in zip(spacing, rows))
+            + buf.strides[1:2] + tuple(s * r for s, r in zip(self.stride, rows)),
+        )
+        return y, phases
 
 
 def _copy_seconds(samples, itemsize):
