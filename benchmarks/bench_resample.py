@@ -44,8 +44,8 @@ import scipy.signal
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import specconv  # noqa: E402
-from specconv import _compiled, fft  # noqa: E402
+import specconv
+from specconv import _compiled, fft
 
 CORES = os.cpu_count()
 
@@ -75,8 +75,8 @@ def compiled_level():
         return str(level)
     # the loops are target clones, picked by the CPU's flags at load time
     try:
-        flags = set(next(line for line in open("/proc/cpuinfo") if line.startswith("flags"))
-                    .split(":")[1].split())
+        with open("/proc/cpuinfo") as f:
+            flags = set(next(line for line in f if line.startswith("flags")).split(":")[1].split())
     except (OSError, StopIteration):
         return "compiled (level unknown)"
     if {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= flags:

@@ -439,8 +439,11 @@ class SpectralConvTranspose(_Layer):
             plan = _polyphase.transposed_plan(geom, self.stride, pads, n, "fft", dtype.itemsize,
                                               workers, **self._planning)
         if self.method == "auto" and plan is not None:
-            direct = sum(_costmodel.direct_cost(part, dtype.itemsize, workers)
-                         for *_, part in parts if part is not None) <= plan.seconds
+            # the phases, and copying each into its interleaved place
+            copies = _polyphase.copy_seconds(math.prod(geom.out_shape) * xb.shape[0]
+                                             * self.out_channels, dtype.itemsize)
+            direct = copies + sum(_costmodel.direct_cost(part, dtype.itemsize, workers)
+                                  for *_, part in parts if part is not None) <= plan.seconds
         if direct:
             return self._apply_phases(xb, parts, geom.out_shape, dtype)
         if plan is not None and self._digest is None:

@@ -219,7 +219,7 @@ def test_nonfinite_input_stays_in_the_taps_receptive_field(transposed):
         expected = ref.conv_transpose(x, w, **kw)
     else:
         w = rng.standard_normal((6, 2, 5))
-        xb, geom, pads, plan = _strided_plan(x, w, **kw)
+        _, geom, pads, plan = _strided_plan(x, w, **kw)
         y = _correlate.correlate(x, w, geom, pads, np.dtype(np.float64), method="fft",
                                  nan_policy="propagate", choice=plan)
         expected = ref.conv(x, w, **kw)
