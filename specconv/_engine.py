@@ -434,7 +434,11 @@ def _fold(spec, geom, tiling, folded):
 
 
 def _gather(x, pads, geom, tiling, t0, xin):
-    """Copy the tiles ``t0 .. t0 + chunk`` (first axis) of the zero-padded ``x`` into ``xin``."""
+    """Copy the tiles ``t0 .. t0 + chunk`` (first axis) of the zero-padded ``x`` into ``xin``.
+
+    ``x`` is (B, C_in, *spatial), or (B, G, *channels, *spatial) with the channels of a group
+    split over several axes (any strides: a strided layer's input phases are read in place).
+    """
     d = geom.ndim
     L, S = tiling.fft_shape, tiling.step
     n_tiles = (tiling.chunk,) + tiling.tiles[1:]
@@ -442,21 +446,21 @@ def _gather(x, pads, geom, tiling, t0, xin):
     # region of the padded input the chunk reads, in source coordinates
     lo = [f * s - p for f, s, (p, _) in zip(first, S, pads)]
     hi = [a + (n - 1) * s + ln for a, n, s, ln in zip(lo, n_tiles, S, L)]
-    spatial = x.shape[2:]
+    spatial = x.shape[-d:]
+    lead = x.ndim - d  # batch and channel axes
     inside = all(a >= 0 and b <= n for a, b, n in zip(lo, hi, spatial))
     if inside:
         region = x[(Ellipsis,) + tuple(slice(a, b) for a, b in zip(lo, hi))]
     else:
-        region = np.zeros(x.shape[:2] + tuple(b - a for a, b in zip(lo, hi)), dtype=xin.dtype)
+        region = np.zeros(x.shape[:lead] + tuple(b - a for a, b in zip(lo, hi)), dtype=xin.dtype)
         src = tuple(slice(max(a, 0), min(b, n)) for a, b, n in zip(lo, hi, spatial))
         dst = tuple(slice(s.start - a, s.stop - a) for s, a in zip(src, lo))
         if all(s.stop > s.start for s in src):
             region[(Ellipsis,) + dst] = x[(Ellipsis,) + src]
-    axes = tuple(range(2, 2 + d))
+    axes = tuple(range(lead, lead + d))
     windows = np.lib.stride_tricks.sliding_window_view(region, L, axis=axes)
     windows = windows[(Ellipsis,) + tuple(slice(None, None, s) for s in S) + (slice(None),) * d]
-    B, C = x.shape[:2]
-    target = xin.reshape((B, C) + xin.shape[3:])
+    target = xin.reshape(x.shape[:lead] + xin.shape[3:])
     np.copyto(target, windows, casting="unsafe" if xin.dtype.kind == "c" else "same_kind")
 
 
@@ -510,7 +514,8 @@ def correlate_fft(x, pads, spectra, geom, tiling, dtype, workers, out=None):
 
     Parameters
     ----------
-    x : ndarray, (B, C_in, *spatial), any dtype castable to ``dtype``, finite.
+    x : ndarray, (B, C_in, *spatial), any dtype castable to ``dtype``, finite; or any view of
+        shape (B, G, *channels, *spatial) (the channels of a group split over several axes).
     pads : tuple of (before, after) zero padding per spatial axis (negative crops).
     spectra : output of :func:`kernel_spectra` for this geometry and tiling.
     dtype : compute dtype of the tiles (complex when ``geom.is_complex``).
@@ -526,6 +531,7 @@ def correlate_fft(x, pads, spectra, geom, tiling, dtype, workers, out=None):
     if out is None:
         out = np.empty((geom.batch, geom.out_channels) + geom.out_shape, dtype=dtype)
     split = out.ndim > 2 + geom.ndim  # (B, G, *channels, *out_shape): see _scatter
+    split_in = x.ndim > 2 + geom.ndim  # (B, G, *channels, *spatial): see _gather
     block = tiling.block_geometry(geom)
     bb, gb = tiling.batch_block, tiling.group_block
     ci, co = geom.in_channels // geom.groups, geom.out_channels // geom.groups
@@ -533,7 +539,7 @@ def correlate_fft(x, pads, spectra, geom, tiling, dtype, workers, out=None):
     layout_by_frequency = matmul and not compiled_product(geom)
     units = [
         (
-            x[b0 : b0 + bb, g0 * ci : (g0 + gb) * ci],
+            x[b0 : b0 + bb, g0 : g0 + gb] if split_in else x[b0 : b0 + bb, g0 * ci : (g0 + gb) * ci],
             spectra[:, g0 : g0 + gb] if layout_by_frequency else spectra[g0 : g0 + gb],
             out[b0 : b0 + bb, g0 : g0 + gb] if split else out[b0 : b0 + bb, g0 * co : (g0 + gb) * co],
             t0,

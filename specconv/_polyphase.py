@@ -91,7 +91,8 @@ def strided_axis(K, dilation, stride, before):
     for k in range(K):
         q, v = divmod(k * dilation - before, stride)
         entries.append((v, k, q))
-    return AxisPhases.make(stride, entries)
+    g = math.gcd(dilation, stride)  # as for transposed_axis: evenly spaced, read in place
+    return AxisPhases.make(stride, entries, tuple(range(-before % g, stride, g)))
 
 
 def phase_weight(weight, groups, axes, transposed):
@@ -161,9 +162,27 @@ class Plan:
         return hashlib.sha256(digest + layout.encode()).digest()
 
     def phase_input(self, x):
-        """The strided layer's input phases as channels ``(B, G · P · C_in/G, *lengths)``,
-        ordered (group, phase, channel); zeros past each phase's end."""
+        """The strided layer's input phases as channels ordered (group, phase, channel).
+
+        A view of ``x``, ``(B, G, *phases per axis, C_in/G, *lengths)``, where every phase
+        has ``lengths`` samples (each axis a multiple of its stride); otherwise a copy
+        ``(B, G · P · C_in/G, *lengths)`` with zeros past each phase's end.
+        """
         B, C = x.shape[:2]
+        if all(n == m * s for n, m, s in zip(x.shape[2:], self.lengths, self.stride)):
+            xg = x.reshape((B, self.geom.groups, C // self.geom.groups) + x.shape[2:])
+            first = tuple(a.phases[0] for a in self.axes)
+            rows = xg.strides[3:]
+            spacing = tuple(a.phases[1] - a.phases[0] if len(a.phases) > 1 else 1
+                            for a in self.axes)
+            return np.lib.stride_tricks.as_strided(
+                xg[(Ellipsis,) + first],
+                xg.shape[:2] + tuple(len(a.phases) for a in self.axes) + xg.shape[2:3]
+                + self.lengths,
+                xg.strides[:2] + tuple(g * r for g, r in zip(spacing, rows)) + xg.strides[2:3]
+                + tuple(s * r for s, r in zip(self.stride, rows)),
+                writeable=False,
+            )
         G = self.geom.groups
         counts = tuple(len(a.phases) for a in self.axes)
         out = np.empty((B, G) + counts + (C // G,) + self.lengths, x.dtype)
@@ -231,7 +250,10 @@ def strided_plan(geom, pads, method, itemsize, workers, **planning):
     )
     part_pads = tuple((-a.lo, p - m + a.lo) for a, m, p in zip(axes, lengths, part.padded))
     choice = _costmodel.choose(part, method, itemsize, workers, **planning)
-    copies = copy_seconds(geom.batch * part.in_channels * math.prod(lengths), itemsize)
+    # read in place where every phase is equally long; else copied once
+    exact = all(m == q * s for m, q, s in zip(n, lengths, geom.stride))
+    copies = 0 if exact else copy_seconds(geom.batch * part.in_channels * math.prod(lengths),
+                                          itemsize)
     return Plan(False, choice.seconds + copies, part, part_pads, choice, axes, geom.stride,
                 lengths)
 

@@ -251,3 +251,21 @@ def test_choice_is_the_cheaper_of_folding_and_the_phases(method):
     assert choice.seconds == min(folding.seconds, phases.seconds)
     assert isinstance(choice, _polyphase.Plan) == (phases.seconds < folding.seconds)
     assert _correlate.choose(geom, pads, "direct", 4, workers).method == "direct"
+
+
+@pytest.mark.parametrize("n", [(24, 18), (25, 19)])
+@pytest.mark.parametrize(("stride", "dilation", "padding"), [((2, 3), (1, 1), (1, 2)),
+                                                             ((4, 2), (2, 4), (3, 0))])
+def test_strided_phases_read_in_place_or_copied(n, stride, dilation, padding):
+    """Input lengths that are multiples of the stride are read in place (a view of x, no
+    copy); others are copied with zeros past each phase's end. Both equal the reference."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 4) + n)
+    w = rng.standard_normal((6, 2, 3, 2))
+    kw = {"stride": stride, "padding": padding, "dilation": dilation, "groups": 2}
+    xb, geom, pads, plan = _strided_plan(x, w, **kw)
+    in_place = all(m % s == 0 for m, s in zip(n, stride))
+    assert np.shares_memory(plan.phase_input(xb), xb) == in_place
+    y = _correlate.correlate(xb, w, geom, pads, np.dtype(np.float64), method="fft",
+                             nan_policy="propagate", choice=plan)
+    assert_close(y, ref.conv(x, w, **kw))
