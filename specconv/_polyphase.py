@@ -20,8 +20,10 @@ Decimation (a strided layer)
 
 Per axis, the taps of a phase are evenly spaced; across phases their offsets share the
 spacing ``D`` = the gcd of their differences, which becomes the phase layer's dilation.
-Phases no tap reaches (a dilation sharing a factor with the stride) are left out: their
-outputs are zero (transposed) or their inputs unused (strided).
+Taps reach only the residues of one class modulo ``g = gcd(dilation, stride)``: the phases
+are that class's ``stride / g`` residues (evenly spaced, so the engine reads the input's
+phases and writes the output's in place, through strided views), the other residues are left
+out -- their outputs are zero (transposed), their inputs unused (strided).
 """
 
 from __future__ import annotations

@@ -184,10 +184,12 @@ def test_transposed_phase_layer_runs_at_the_input_rate_with_stacked_rows():
 @pytest.mark.parametrize(("stride", "dilation", "phases"), [(4, 2, 2), (6, 4, 3), (3, 3, 1),
                                                             (4, 1, 4), (5, 3, 5)])
 def test_phases_no_tap_reaches_are_left_out(stride, dilation, phases):
-    """A dilation sharing a factor g with the stride reaches s / g phases only."""
+    """A dilation sharing a factor g with the stride reaches s / g phases only (evenly
+    spaced by g)."""
     axis = _polyphase.transposed_axis(6, dilation, stride, before=0)
     assert len(axis.phases) == phases
     assert sorted(k for _, k, _ in axis.taps) == list(range(6))
+    assert set(np.diff(axis.phases)) <= {stride // phases}
     axis = _polyphase.strided_axis(6, dilation, stride, before=0)
     assert len(axis.phases) == phases
 
