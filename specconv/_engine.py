@@ -537,11 +537,16 @@ def correlate_fft(x, pads, spectra, geom, tiling, dtype, workers, out=None):
     ci, co = geom.in_channels // geom.groups, geom.out_channels // geom.groups
     matmul = uses_matmul(geom)
     layout_by_frequency = matmul and not compiled_product(geom)
+    # a block's groups: one axis of a split view, a run of channels otherwise
+    x_groups = (lambda g0: slice(g0, g0 + gb)) if split_in else (
+        lambda g0: slice(g0 * ci, (g0 + gb) * ci))
+    out_groups = (lambda g0: slice(g0, g0 + gb)) if split else (
+        lambda g0: slice(g0 * co, (g0 + gb) * co))
     units = [
         (
-            x[b0 : b0 + bb, g0 : g0 + gb] if split_in else x[b0 : b0 + bb, g0 * ci : (g0 + gb) * ci],
+            x[b0 : b0 + bb, x_groups(g0)],
             spectra[:, g0 : g0 + gb] if layout_by_frequency else spectra[g0 : g0 + gb],
-            out[b0 : b0 + bb, g0 : g0 + gb] if split else out[b0 : b0 + bb, g0 * co : (g0 + gb) * co],
+            out[b0 : b0 + bb, out_groups(g0)],
             t0,
         )
         for b0 in range(0, geom.batch, bb)

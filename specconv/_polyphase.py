@@ -5,8 +5,8 @@ at every frequency of shorter transforms -- with a reshuffle of samples on one s
 
 Interpolation (a transposed layer, stride s per axis)
     Output sample ``r + s·j`` (phase r) reads only the taps ``k`` with
-    ``r + k·d − p ≡ 0 (mod s)``, at input sample ``j + (r + k·d − p) / s``: every output phase
-    is a stride-1 correlation of the *input itself*. Stacked as extra output rows of the kernel
+    ``r + k·d − p ≡ 0 (mod s)``, at input sample ``j + (r + k·d − p) / s``: every output
+    phase is a stride-1 correlation of the *input itself*. Stacked as extra output rows of the kernel
     matrix (s^d · C_out rows; groups stay block-diagonal, the phases inside each group), that
     is one layer at the input rate: one forward transform per input channel, one inverse per
     (phase, output channel), then the phases are interleaved into the output ("pixel
