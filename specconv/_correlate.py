@@ -18,7 +18,7 @@ import threading
 
 import numpy as np
 
-from . import _costmodel, _direct, _engine, fft
+from . import _costmodel, _direct, _engine, _polyphase, fft
 
 
 #: Arrays above twice this many bytes are summed or hashed in parts on the worker threads
@@ -105,17 +105,25 @@ class SpectraCache:
         self._lock = threading.Lock()
 
     def get(self, weight, geom, tiling, dtype, digest=None):
-        """The spectra (``digest``: :func:`weight_digest` of ``weight``, if already known)."""
-        digest = digest or weight_digest(weight)
+        """The spectra (``digest``: :func:`weight_digest` of ``weight``, if already known).
+
+        ``weight`` may also be a function that makes it, called only when the spectra are not
+        cached; ``digest`` then identifies it, shape and dtype included.
+        """
+        if callable(weight):
+            make, shape_key = weight, None
+        else:
+            digest = digest or weight_digest(weight)
+            make, shape_key = (lambda: weight), (weight.shape, weight.dtype.str)
         key = (
-            digest, weight.shape, weight.dtype.str, geom.groups, geom.kernel, geom.dilation,
+            digest, shape_key, geom.groups, geom.kernel, geom.dilation,
             geom.is_complex, tiling.fft_shape, np.dtype(dtype).str, _engine.uses_matmul(geom),
             _engine.compiled_product(geom),
         )
         with self._lock:
             spectra = self._entries.pop(key, None)
         if spectra is None:
-            spectra = _engine.kernel_spectra(weight, geom, tiling, dtype)
+            spectra = _engine.kernel_spectra(make(), geom, tiling, dtype)
         with self._lock:
             self._entries[key] = spectra
             while self._entries and (
@@ -139,31 +147,48 @@ class SpectraCache:
 SHARED_SPECTRA = SpectraCache(max_entries=8, max_bytes=_costmodel.SPECTRA_BUDGET)
 
 
+def split_nonfinite(x, nan_policy):
+    """``(x with non-finite samples zeroed, their mask)``, or ``(x, None)`` when all are finite.
+
+    Raises for ``nan_policy="raise"`` when some are not.
+    """
+    if not has_nonfinite(x):
+        return x, None
+    if nan_policy == "raise":
+        count = int(np.count_nonzero(~np.isfinite(x)))
+        raise ValueError(
+            f"x contains {count} non-finite value(s) (NaN or ±Inf) and nan_policy='raise'; "
+            f"use nan_policy='propagate' to keep them local to their receptive fields."
+        )
+    bad = ~np.isfinite(x)
+    return np.where(bad, 0, x), bad
+
+
+def choose(geom, pads, method, itemsize, workers, **planning):
+    """The method for a valid correlation: the cost model's choice, or for a strided layer its
+    input phases' stride-1 layer where that is cheaper (a :class:`~specconv._polyphase.Plan`)."""
+    return _polyphase.choose_strided(geom, pads, method, itemsize, workers, **planning)
+
+
 def correlate(x, weight, geom, pads, dtype, *, method, nan_policy, cache=None, choice=None,
               digest=None, out=None):
     """Valid correlation of the zero-padded ``x`` (B, C_in, *spatial) with ``weight``.
 
     ``pads`` are (before, after) zeros per spatial axis; ``choice`` a precomputed
-    :class:`~specconv._costmodel.Choice` (layers keep theirs so the cached spectra match);
-    ``cache`` a :class:`SpectraCache` (default: the shared one) and ``digest`` the weight's;
-    ``out`` a C-contiguous array of the result's shape and ``dtype`` to write it to.
+    :class:`~specconv._costmodel.Choice` or :class:`~specconv._polyphase.Plan` (from
+    :func:`choose`; layers keep theirs so the cached spectra match); ``cache`` a
+    :class:`SpectraCache` (default: the shared one) and ``digest`` the weight's; ``out`` a
+    C-contiguous array of the result's shape and ``dtype`` to write it to.
     """
-    bad = None
-    if has_nonfinite(x):
-        if nan_policy == "raise":
-            count = int(np.count_nonzero(~np.isfinite(x)))
-            raise ValueError(
-                f"x contains {count} non-finite value(s) (NaN or ±Inf) and nan_policy='raise'; "
-                f"use nan_policy='propagate' to keep them local to their receptive fields."
-            )
-        bad = ~np.isfinite(x)
-        x = np.where(bad, 0, x)
+    x, bad = split_nonfinite(x, nan_policy)
     if choice is None:
-        choice = _costmodel.choose(geom, method, np.dtype(dtype).itemsize, fft.get_num_threads())
+        choice = choose(geom, pads, method, np.dtype(dtype).itemsize, fft.get_num_threads())
     # a non-finite tap (allowed under "propagate") makes its output channel NaN, as documented:
     # numpy's "invalid value" warnings on the way say nothing more
     with np.errstate(invalid="ignore"):
-        if choice.method == "direct":
+        if isinstance(choice, _polyphase.Plan):
+            y = run_plan(choice, x, weight, dtype, cache, digest, out)
+        elif choice.method == "direct":
             y = _direct.correlate_direct(x, pads, weight, geom, dtype, fft.get_num_threads())
             if out is not None:
                 np.copyto(out, y)
@@ -175,4 +200,46 @@ def correlate(x, weight, geom, pads, dtype, *, method, nan_policy, cache=None, c
                                       fft.get_num_threads(), out)
     if bad is not None:
         y[nonfinite_outputs(bad, pads, geom)] = math.nan
+    return y
+
+
+def run_plan(plan, x, weight, dtype, cache=None, digest=None, out=None):
+    """A strided or transposed layer of the finite ``x`` by its phase layer (see
+    :mod:`specconv._polyphase`): ``weight`` is the layer's forward correlation taps."""
+    cache = cache or SHARED_SPECTRA
+    digest = plan.digest(weight, digest or weight_digest(weight))
+    spectra = cache.get(functools.partial(plan.weight, weight), plan.geom, plan.tiling, dtype,
+                        digest)
+    workers = fft.get_num_threads()
+    if not plan.transposed:
+        return _engine.correlate_fft(plan.phase_input(x), plan.pads, spectra, plan.geom,
+                                     plan.tiling, dtype, workers, out)
+    y, phases = plan.output(x.shape[0], dtype)
+    _engine.correlate_fft(x, plan.pads, spectra, plan.geom, plan.tiling, dtype, workers, phases)
+    if out is not None:
+        np.copyto(out, y)
+        y = out
+    return y
+
+
+def correlate_transposed(x, weight, plan, geom, pads, stride, dtype, *, nan_policy, cache=None,
+                         digest=None):
+    """A strided transposed layer by its output phases' layer (``plan``, from
+    :func:`~specconv._polyphase.transposed_plan`; None: no tap reaches the output).
+
+    ``geom`` and ``pads`` describe the equivalent correlation of ``x`` zero-stuffed by
+    ``stride``, with the forward taps ``weight``; they place the NaNs of non-finite input
+    exactly where that correlation's taps read it.
+    """
+    x, bad = split_nonfinite(x, nan_policy)
+    if plan is None:
+        y = np.zeros((x.shape[0], geom.out_channels) + geom.out_shape, dtype)
+    else:
+        with np.errstate(invalid="ignore"):  # as in correlate: a NaN tap's channel is NaN
+            y = run_plan(plan, x, weight, dtype, cache, digest)
+    if bad is not None:
+        stuffed = np.zeros(bad.shape[:2] + tuple(p - a - b for p, (a, b) in
+                                                 zip(geom.padded, pads)), bool)
+        stuffed[(Ellipsis,) + tuple(slice(None, None, s) for s in stride)] = bad
+        y[nonfinite_outputs(stuffed, pads, geom)] = math.nan
     return y

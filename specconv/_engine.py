@@ -434,7 +434,11 @@ def _fold(spec, geom, tiling, folded):
 
 
 def _gather(x, pads, geom, tiling, t0, xin):
-    """Copy the tiles ``t0 .. t0 + chunk`` (first axis) of the zero-padded ``x`` into ``xin``."""
+    """Copy the tiles ``t0 .. t0 + chunk`` (first axis) of the zero-padded ``x`` into ``xin``.
+
+    ``x`` is (B, C_in, *spatial), or (B, G, *channels, *spatial) with the channels of a group
+    split over several axes (any strides: a strided layer's input phases are read in place).
+    """
     d = geom.ndim
     L, S = tiling.fft_shape, tiling.step
     n_tiles = (tiling.chunk,) + tiling.tiles[1:]
@@ -442,33 +446,38 @@ def _gather(x, pads, geom, tiling, t0, xin):
     # region of the padded input the chunk reads, in source coordinates
     lo = [f * s - p for f, s, (p, _) in zip(first, S, pads)]
     hi = [a + (n - 1) * s + ln for a, n, s, ln in zip(lo, n_tiles, S, L)]
-    spatial = x.shape[2:]
+    spatial = x.shape[-d:]
+    lead = x.ndim - d  # batch and channel axes
     inside = all(a >= 0 and b <= n for a, b, n in zip(lo, hi, spatial))
     if inside:
         region = x[(Ellipsis,) + tuple(slice(a, b) for a, b in zip(lo, hi))]
     else:
-        region = np.zeros(x.shape[:2] + tuple(b - a for a, b in zip(lo, hi)), dtype=xin.dtype)
+        region = np.zeros(x.shape[:lead] + tuple(b - a for a, b in zip(lo, hi)), dtype=xin.dtype)
         src = tuple(slice(max(a, 0), min(b, n)) for a, b, n in zip(lo, hi, spatial))
         dst = tuple(slice(s.start - a, s.stop - a) for s, a in zip(src, lo))
         if all(s.stop > s.start for s in src):
             region[(Ellipsis,) + dst] = x[(Ellipsis,) + src]
-    axes = tuple(range(2, 2 + d))
+    axes = tuple(range(lead, lead + d))
     windows = np.lib.stride_tricks.sliding_window_view(region, L, axis=axes)
     windows = windows[(Ellipsis,) + tuple(slice(None, None, s) for s in S) + (slice(None),) * d]
-    B, C = x.shape[:2]
-    target = xin.reshape((B, C) + xin.shape[3:])
+    target = xin.reshape(x.shape[:lead] + xin.shape[3:])
     np.copyto(target, windows, casting="unsafe" if xin.dtype.kind == "c" else "same_kind")
 
 
 def _scatter(valid, out, t0, geom, tiling):
-    """Write the valid samples of a chunk's tiles into ``out`` (shape (B, C_out, *n))."""
+    """Write the valid samples of a chunk's tiles into ``out``: shape (B, C_out, *n), or
+    (B, G, *channels, *n) with the channels of a group split over several axes (any strides:
+    the phases of a transposed layer write straight into their interleaved output)."""
     d = geom.ndim
     n = geom.out_shape
     step = tuple(st // s for st, s in zip(tiling.step, geom.stride))  # outputs per tile
     B = out.shape[0]
     G = geom.groups
-    out = out.reshape((B, G, geom.out_channels // G) + n)
-    chunk_tiles = valid.shape[3 : 3 + d]
+    if out.ndim == 2 + d:
+        out = out.reshape((B, G, geom.out_channels // G) + n)
+    lead = out.ndim - d  # batch, group and channel axes
+    valid = valid.reshape(out.shape[:lead] + valid.shape[3:])
+    chunk_tiles = valid.shape[lead : lead + d]
     first = (t0,) + (0,) * (d - 1)
     # per axis: the run of whole tiles, then at most one cut tile at the end of the signal
     parts = []
@@ -489,12 +498,13 @@ def _scatter(valid, out, t0, geom, tiling):
             + tuple(slice(0, p[1]) for p in combo)
         ]
         # interleave (tiles_a, samples_a) so it matches the output's axis order
-        perm = (0, 1, 2) + tuple(i for a in range(d) for i in (3 + a, 3 + d + a))
+        perm = tuple(range(lead)) + tuple(i for a in range(d) for i in (lead + a, lead + d + a))
         src = src.transpose(perm)
         dst = out[(Ellipsis,) + tuple(slice(p[2], p[2] + p[3] * p[1]) for p in combo)]
-        shape = dst.shape[:3] + tuple(v for p in combo for v in (p[3], p[1]))
-        strides = dst.strides[:3] + tuple(
-            v for a, p in enumerate(combo) for v in (p[1] * dst.strides[3 + a], dst.strides[3 + a])
+        shape = dst.shape[:lead] + tuple(v for p in combo for v in (p[3], p[1]))
+        strides = dst.strides[:lead] + tuple(
+            v for a, p in enumerate(combo)
+            for v in (p[1] * dst.strides[lead + a], dst.strides[lead + a])
         )
         np.copyto(np.lib.stride_tricks.as_strided(dst, shape, strides), src, casting="same_kind")
 
@@ -504,12 +514,15 @@ def correlate_fft(x, pads, spectra, geom, tiling, dtype, workers, out=None):
 
     Parameters
     ----------
-    x : ndarray, (B, C_in, *spatial), any dtype castable to ``dtype``, finite.
+    x : ndarray, (B, C_in, *spatial), any dtype castable to ``dtype``, finite; or any view of
+        shape (B, G, *channels, *spatial) (the channels of a group split over several axes).
     pads : tuple of (before, after) zero padding per spatial axis (negative crops).
     spectra : output of :func:`kernel_spectra` for this geometry and tiling.
     dtype : compute dtype of the tiles (complex when ``geom.is_complex``).
     workers : number of threads.
-    out : ndarray of ``dtype``, (B, C_out, *geom.out_shape), C-contiguous, or None (allocated).
+    out : ndarray of ``dtype``, (B, C_out, *geom.out_shape), C-contiguous, or None (allocated);
+        or any view of shape (B, G, *channels, *geom.out_shape) (the channels of a group split
+        over several axes).
 
     Returns
     -------
@@ -517,16 +530,23 @@ def correlate_fft(x, pads, spectra, geom, tiling, dtype, workers, out=None):
     """
     if out is None:
         out = np.empty((geom.batch, geom.out_channels) + geom.out_shape, dtype=dtype)
+    split = out.ndim > 2 + geom.ndim  # (B, G, *channels, *out_shape): see _scatter
+    split_in = x.ndim > 2 + geom.ndim  # (B, G, *channels, *spatial): see _gather
     block = tiling.block_geometry(geom)
     bb, gb = tiling.batch_block, tiling.group_block
     ci, co = geom.in_channels // geom.groups, geom.out_channels // geom.groups
     matmul = uses_matmul(geom)
     layout_by_frequency = matmul and not compiled_product(geom)
+    # a block's groups: one axis of a split view, a run of channels otherwise
+    x_groups = (lambda g0: slice(g0, g0 + gb)) if split_in else (
+        lambda g0: slice(g0 * ci, (g0 + gb) * ci))
+    out_groups = (lambda g0: slice(g0, g0 + gb)) if split else (
+        lambda g0: slice(g0 * co, (g0 + gb) * co))
     units = [
         (
-            x[b0 : b0 + bb, g0 * ci : (g0 + gb) * ci],
+            x[b0 : b0 + bb, x_groups(g0)],
             spectra[:, g0 : g0 + gb] if layout_by_frequency else spectra[g0 : g0 + gb],
-            out[b0 : b0 + bb, g0 * co : (g0 + gb) * co],
+            out[b0 : b0 + bb, out_groups(g0)],
             t0,
         )
         for b0 in range(0, geom.batch, bb)

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from . import _correlate, _costmodel, _direct, fft
+from . import _correlate, _costmodel, _direct, _polyphase, fft
 from ._engine import Geometry
 from ._validate import (
     as_array,
@@ -101,8 +101,8 @@ class _Layer:
     def _run(self, xb, weight, geom, pads, dtype, out=None):
         """Correlate (see ``_correlate.correlate``) and add the bias."""
         # choose() is memoised: repeated calls get the same tiling and hit the cached spectra
-        choice = _costmodel.choose(geom, self.method, dtype.itemsize, fft.get_num_threads(),
-                                   **self._planning)
+        choice = _correlate.choose(geom, pads, self.method, dtype.itemsize,
+                                   fft.get_num_threads(), **self._planning)
         if choice.method == "fft" and self._digest is None:
             self._digest = _correlate.weight_digest(weight)
         y = _correlate.correlate(
@@ -558,26 +558,39 @@ class SpectralConvTranspose(_Layer):
             dtype.kind == "c",
         )
         if any(s > 1 for s in self.stride):
-            parts = self._output_phases(geom, n, [a for a, _ in pads])
-            if self._phases_are_faster(geom, parts, dtype):
-                y = self._apply_phases(xb, parts, geom.out_shape, dtype)
-                return y if batched else y[0]
-            up = np.zeros(xb.shape[:2] + stuffed, dtype=xb.dtype)
-            up[(Ellipsis,) + tuple(slice(None, None, s) for s in self.stride)] = xb
-            xb = up
+            y = self._apply_strided(xb, geom, pads, dtype)
+            return y if batched else y[0]
         y = self._run(xb, self._forward_weight, geom, pads, dtype)
         return y if batched else y[0]
 
-    def _phases_are_faster(self, geom, parts, dtype):
-        """Whether to compute the output phase by phase, by the direct method, rather than
-        correlate the stuffed input (the FFT's choice: as many transforms, once each)."""
-        if self.method != "auto":
-            return self.method == "direct"
+    def _apply_strided(self, xb, geom, pads, dtype):
+        """A strided layer by its output phases: by the direct method (:meth:`_apply_phases`)
+        or as one stride-1 layer of the phases at the input rate by the FFT engine
+        (``_polyphase``), whichever the cost model prices lower (``method="auto"``)."""
+        n = xb.shape[2:]
         workers = fft.get_num_threads()
-        phases = sum(_costmodel.direct_cost(part, dtype.itemsize, workers)
-                     for *_, part in parts if part is not None)
-        stuffed = _costmodel.choose(geom, "auto", dtype.itemsize, workers, **self._planning)
-        return phases <= stuffed.seconds
+        parts = self._output_phases(geom, n, [a for a, _ in pads])
+        plan, direct = None, self.method == "direct"
+        if not direct:
+            plan = _polyphase.transposed_plan(geom, self.stride, pads, n, "fft", dtype.itemsize,
+                                              workers, **self._planning)
+        if self.method == "auto" and plan is not None:
+            # the phases, and copying each into its interleaved place
+            copies = _polyphase.copy_seconds(math.prod(geom.out_shape) * xb.shape[0]
+                                             * self.out_channels, dtype.itemsize)
+            direct = copies + sum(_costmodel.direct_cost(part, dtype.itemsize, workers)
+                                  for *_, part in parts if part is not None) <= plan.seconds
+        if direct:
+            return self._apply_phases(xb, parts, geom.out_shape, dtype)
+        if plan is not None and self._digest is None:
+            self._digest = _correlate.weight_digest(self._forward_weight)
+        y = _correlate.correlate_transposed(
+            xb, self._forward_weight, plan, geom, pads, self.stride, dtype,
+            nan_policy=self.nan_policy, cache=self._cache, digest=self._digest,
+        )
+        if self.bias is not None:
+            y += self.bias.reshape((-1,) + (1,) * self.ndim)
+        return y
 
     def _output_phases(self, geom, n, before):
         """The stride-1 correlations of the input itself that make the output's phases.
