@@ -557,22 +557,25 @@ class SpectralConvTranspose(_Layer):
             self.dilation, (1,) * d, tuple(m + a + b for m, (a, b) in zip(stuffed, pads)),
             dtype.kind == "c",
         )
-        if any(s > 1 for s in self.stride):
-            y = self._apply_strided(xb, geom, pads, dtype)
+        # an axis of one input sample has nothing to interleave: its stride changes nothing
+        # (so no work grows with the stride's magnitude)
+        stride = tuple(1 if m == 1 else st for m, st in zip(n, self.stride))
+        if any(st > 1 for st in stride):
+            y = self._apply_strided(xb, geom, pads, dtype, stride)
             return y if batched else y[0]
         y = self._run(xb, self._forward_weight, geom, pads, dtype)
         return y if batched else y[0]
 
-    def _apply_strided(self, xb, geom, pads, dtype):
+    def _apply_strided(self, xb, geom, pads, dtype, stride):
         """A strided layer by its output phases: by the direct method (:meth:`_apply_phases`)
         or as one stride-1 layer of the phases at the input rate by the FFT engine
         (``_polyphase``), whichever the cost model prices lower (``method="auto"``)."""
         n = xb.shape[2:]
         workers = fft.get_num_threads()
-        parts = self._output_phases(geom, n, [a for a, _ in pads])
+        parts = self._output_phases(geom, n, [a for a, _ in pads], stride)
         plan, direct = None, self.method == "direct"
         if not direct:
-            plan = _polyphase.transposed_plan(geom, self.stride, pads, n, "fft", dtype.itemsize,
+            plan = _polyphase.transposed_plan(geom, stride, pads, n, "fft", dtype.itemsize,
                                               workers, **self._planning)
         if self.method == "auto" and plan is not None:
             # the phases, and copying each into its interleaved place
@@ -581,18 +584,18 @@ class SpectralConvTranspose(_Layer):
             direct = copies + sum(_costmodel.direct_cost(part, dtype.itemsize, workers)
                                   for *_, part in parts if part is not None) <= plan.seconds
         if direct:
-            return self._apply_phases(xb, parts, geom.out_shape, dtype)
+            return self._apply_phases(xb, parts, geom.out_shape, dtype, stride)
         if plan is not None and self._digest is None:
             self._digest = _correlate.weight_digest(self._forward_weight)
         y = _correlate.correlate_transposed(
-            xb, self._forward_weight, plan, geom, pads, self.stride, dtype,
+            xb, self._forward_weight, plan, geom, pads, stride, dtype,
             nan_policy=self.nan_policy, cache=self._cache, digest=self._digest,
         )
         if self.bias is not None:
             y += self.bias.reshape((-1,) + (1,) * self.ndim)
         return y
 
-    def _output_phases(self, geom, n, before):
+    def _output_phases(self, geom, n, before, stride):
         """The stride-1 correlations of the input itself that make the output's phases.
 
         ``geom`` correlates the input zero-stuffed by the stride s and padded by ``before``
@@ -605,7 +608,7 @@ class SpectralConvTranspose(_Layer):
         phase; the geometry is None where no tap reaches the phase.
         """
         per_axis = []
-        for K, dl, s, m, p, size in zip(geom.kernel, geom.dilation, self.stride, n, before,
+        for K, dl, s, m, p, size in zip(geom.kernel, geom.dilation, stride, n, before,
                                         geom.out_shape):
             axis = []
             for r in range(min(s, size)):
@@ -622,12 +625,12 @@ class SpectralConvTranspose(_Layer):
             parts.append((phase, taps, pads, part))
         return parts
 
-    def _apply_phases(self, xb, parts, out_shape, dtype):
+    def _apply_phases(self, xb, parts, out_shape, dtype, stride):
         """The output, phase by phase (see :meth:`_output_phases`), by the direct method."""
         y = np.empty((xb.shape[0], self.out_channels) + tuple(out_shape), dtype)
         bias = None if self.bias is None else self.bias.reshape((-1,) + (1,) * self.ndim)
         for phase, taps, pads, geom in parts:
-            target = y[(Ellipsis,) + tuple(slice(r, None, s) for r, s in zip(phase, self.stride))]
+            target = y[(Ellipsis,) + tuple(slice(r, None, s) for r, s in zip(phase, stride))]
             if geom is None:  # no tap reaches these outputs
                 target[...] = 0 if bias is None else bias
                 continue
