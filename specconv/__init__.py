@@ -11,8 +11,10 @@ Layers of the package, dependencies pointing down only::
     cli, io/, datasets/, apps/, plot      the edge: formats, samples, applications, pictures
     outofcore, dask, stream, kernels      long signals and the kernel-matrix algebra
     signal (VectorSignal)                 a C-channel signal with its sampling and metadata
-    layers (SpectralConv, ...)            layer objects: validated once, spectra cached
     conv (conv, convolve, ...)            the public functions, two semantic families
+    layers (SpectralConv, ...)            layer objects: validated once, spectra cached;
+                                          compose / add / scale of layers
+    _standard_form                        a layer as taps and per-side pads, and its arithmetic
     _correlate                            non-finite handling, method choice, spectra cache
     _costmodel, _engine, _direct          the methods: overlap-save FFT engine, direct taps
     fft                                   FFTW planning (the only module importing pyfftw)

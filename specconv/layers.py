@@ -10,11 +10,13 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import numbers
 
 import numpy as np
 
-from . import _correlate, _costmodel, _direct, fft
+from . import _correlate, _costmodel, _direct, _standard_form, fft
 from ._engine import Geometry
+from ._standard_form import StandardForm, kernel_span
 from ._validate import (
     as_array,
     as_pads,
@@ -252,27 +254,19 @@ class SpectralConv(_Layer):
             groups=self.groups, method=self.method, nan_policy=self.nan_policy,
         )
 
-    # the kernel-matrix algebra (specconv.kernels imports this module: import on use)
+    # the kernel-matrix algebra (functions at the end of this module)
     def __matmul__(self, other):
         """``a @ b`` is the one layer equal to applying ``b`` then ``a`` (kernels.compose)."""
-        from . import kernels
-
-        return kernels.compose(self, other)
+        return compose(self, other)
 
     def __add__(self, other):
-        from . import kernels
-
-        return kernels.add(self, other)
+        return add(self, other)
 
     def __sub__(self, other):
-        from . import kernels
-
-        return kernels.add(self, kernels.scale(other, -1))
+        return add(self, scale(other, -1))
 
     def __mul__(self, alpha):
-        from . import kernels
-
-        return kernels.scale(self, alpha)
+        return scale(self, alpha)
 
     __rmul__ = __mul__
 
@@ -550,3 +544,223 @@ def _frequency_response(layer, shape, whole, transposed):
     for g in range(G):
         H[..., g * r : (g + 1) * r, g * c : (g + 1) * c] = np.moveaxis(blocks[g], (0, 1), (-2, -1))
     return H
+
+
+# --------------------------------------------------------------------------------------------
+# the standard form, and the kernel-matrix arithmetic the operators above use
+# (specconv.kernels re-exports compose, add and scale with the rest of the algebra)
+
+
+def check_is_layer(name, layer):
+    """TypeError unless ``layer`` is a SpectralConv or SpectralConvTranspose."""
+    if not isinstance(layer, (SpectralConv, SpectralConvTranspose)):
+        raise TypeError(
+            f"{name} must be a SpectralConv (or a stride-1 SpectralConvTranspose), got "
+            f"{type(layer).__name__}."
+        )
+
+
+def standard_form(layer, name="layer"):
+    """The :class:`~specconv._standard_form.StandardForm` of ``layer`` (a stride-1
+    SpectralConvTranspose becomes the equal conv); ``name`` is the parameter in messages."""
+    check_is_layer(name, layer)
+    if isinstance(layer, SpectralConvTranspose):
+        if any(s != 1 for s in layer.stride):
+            raise ValueError(
+                f"{name} is a SpectralConvTranspose with stride {layer.stride}; only stride-1 "
+                "transposed layers are convolutions (a strided one upsamples)."
+            )
+        d = layer.ndim
+        span = kernel_span(layer.kernel_size, layer.dilation)
+        pads = tuple(
+            (e - 1 - p, e - 1 - p + op)
+            for e, p, op in zip(span, layer.padding, layer.output_padding)
+        )
+        if any(lo < 0 or hi < 0 for lo, hi in pads):
+            raise ValueError(
+                f"{name} is a SpectralConvTranspose whose padding {layer.padding} exceeds "
+                f"dilation·(kernel − 1) = {tuple(e - 1 for e in span)}: it crops its output, "
+                "which no conv layer with non-negative padding expresses."
+            )
+        G = layer.groups
+        ci, co = layer.in_channels // G, layer.out_channels // G
+        w = layer.weight.reshape((G, ci, co) + layer.kernel_size)
+        w = w.transpose((0, 2, 1) + tuple(range(3, 3 + d)))
+        w = w[(Ellipsis,) + (slice(None, None, -1),) * d]
+        w = w.reshape((layer.out_channels, ci) + layer.kernel_size)
+        return StandardForm(np.ascontiguousarray(w), G, tuple(layer.dilation), pads, "zeros",
+                            layer.bias, (1,) * d, layer.method, layer.nan_policy)
+    span = kernel_span(layer.kernel_size, layer.dilation)
+    if isinstance(layer.padding, str):
+        if layer.padding == "valid":
+            pads = ((0, 0),) * layer.ndim
+        else:
+            pads = tuple(((e - 1) // 2, e - 1 - (e - 1) // 2) for e in span)
+    else:
+        pads = tuple((p, p) for p in layer.padding)
+    return StandardForm(layer.weight, layer.groups, tuple(layer.dilation), pads,
+                        layer.padding_mode, layer.bias, tuple(layer.stride), layer.method,
+                        layer.nan_policy)
+
+
+def from_standard_form(t):
+    """The SpectralConv of a standard form (asymmetric pads become zero taps)."""
+    weight, padding, dilation = _standard_form.expressible(t)
+    return SpectralConv(
+        weight, t.bias, stride=t.stride, padding=padding, dilation=dilation, groups=t.groups,
+        padding_mode=t.mode, method=t.method, nan_policy=t.nan_policy,
+    )
+
+
+def compose(*layers, exact=True):
+    """One layer equal to applying ``layers`` right to left: ``compose(l2, l1)(x) == l2(l1(x))``.
+
+    PyTorch conv-layer semantics (cross-correlation). At every frequency the result's matrix
+    is the product ``H2(f) @ H1(f)``; in time the kernel spans add
+    (``span = span1 + span2 − 1``) and the pads add side by side.
+
+    Parameters
+    ----------
+    *layers : SpectralConv
+        Two or more layers, the last applied first (matrix order). Stride-1
+        :class:`~specconv.SpectralConvTranspose` layers are accepted (as the equivalent
+        convolution), so ``compose(layer.T, layer)`` is the normal operator.
+    exact : bool
+        Refuse (ValueError) a pair whose composition is not exactly sequential application
+        at the signal edges (see Notes). With ``exact=False`` the returned layer agrees with
+        sequential application except within the second layer's padding of the edges.
+
+    Returns
+    -------
+    layer : SpectralConv
+        Groups: ``gcd`` of the groups (the coarsest common block structure). Dilation: kept
+        where all layers share it, else 1. Stride: the last-applied layer's.
+
+    Raises
+    ------
+    ValueError
+        Channel counts that do not chain, a strided layer other than the last one, or an
+        inexact pair with ``exact=True``.
+
+    See Also
+    --------
+    composition_is_exact : check a pair beforehand.
+    add, scale : the other matrix operations.
+
+    Notes
+    -----
+    Sequential application pads the *intermediate* signal, so composing is exact only when
+    that padding equals what the composed layer sees. The rule, checked per axis and side,
+    for ``layer2 ∘ layer1``:
+
+    * ``layer2`` does not pad that side (e.g. ``padding="valid"``): always exact; the result
+      inherits ``layer1``'s padding and mode. Any number of layers composed with padding 0
+      after the first is exact.
+    * ``layer1`` is pointwise (``1 × 1`` kernel, no padding): exact for every padding mode of
+      ``layer2`` (padding commutes with channel mixing), except zero padding after a non-zero
+      bias.
+    * both pad with zeros and ``layer1`` pads that side by at least
+      ``dilation·(kernel − 1)`` ("full" padding): ``layer1``'s output already holds every
+      non-zero sample, so the zeros ``layer2`` adds are the true continuation. Needs
+      ``layer1`` without bias. E.g. two full-padded layers compose to the full-padded layer
+      of the convolved kernels.
+    * both circular and ``layer1`` keeps the length (pads totalling ``dilation·(kernel−1)``):
+      the intermediate signal is periodic with the input's period.
+
+    Everything else -- e.g. two ``padding="same"`` zero-padded layers -- differs within the
+    padding of the edges and needs ``exact=False``. The composed pads are the sums of the
+    pads; the circular mode needs them to stay at most the input length when applied.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from specconv import SpectralConv
+    >>> from specconv.kernels import compose
+    >>> rng = np.random.default_rng(0)
+    >>> l1 = SpectralConv(rng.standard_normal((4, 3, 5)), padding=4)     # full padding
+    >>> l2 = SpectralConv(rng.standard_normal((2, 4, 7)), padding=6)
+    >>> both = compose(l2, l1)
+    >>> both.kernel_size, both.padding
+    ((11,), (10,))
+    >>> x = rng.standard_normal((3, 100))
+    >>> bool(np.allclose(both(x), l2(l1(x))))
+    True
+    """
+    if len(layers) < 2:
+        raise ValueError(f"compose needs at least two layers, got {len(layers)}.")
+    if not isinstance(exact, bool):
+        raise TypeError(f"exact must be a bool, got {exact!r}.")
+    names = [f"layers[{i}]" for i in range(len(layers))]
+    forms = [standard_form(layer, n) for layer, n in zip(layers, names)]
+    return from_standard_form(_standard_form.compose_forms(forms, names, exact))
+
+
+def add(*layers):
+    """One layer equal to the sum of ``layers``: ``add(a, b)(x) == a(x) + b(x)``.
+
+    PyTorch conv-layer semantics. At every frequency the result's matrix is
+    ``H_a(f) + H_b(f)``. Exact at the edges too: padding (of one mode) extends the input the
+    same way whatever its amount, so the layers only need the same output length.
+
+    Parameters
+    ----------
+    *layers : SpectralConv
+        One or more layers with equal channel counts, stride, output length
+        (``pad_left + pad_right − span`` per axis) and padding mode (layers without padding
+        fit any mode).
+
+    Returns
+    -------
+    layer : SpectralConv
+        Offsets: the union of the layers' offsets; groups: their gcd; biases summed.
+
+    See Also
+    --------
+    scale : scalar multiples; ``add(a, scale(b, -1))`` is ``a − b``.
+    compose : products.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from specconv import SpectralConv
+    >>> from specconv.kernels import add
+    >>> rng = np.random.default_rng(0)
+    >>> a = SpectralConv(rng.standard_normal((2, 2, 3)), padding="same")
+    >>> b = SpectralConv(rng.standard_normal((2, 2, 7)), padding="same")
+    >>> x = rng.standard_normal((2, 50))
+    >>> bool(np.allclose(add(a, b)(x), a(x) + b(x)))
+    True
+    """
+    if not layers:
+        raise ValueError("add needs at least one layer.")
+    names = [f"layers[{i}]" for i in range(len(layers))]
+    forms = [standard_form(layer, n) for layer, n in zip(layers, names)]
+    return from_standard_form(_standard_form.add_forms(forms, names))
+
+
+def scale(layer, alpha):
+    """The layer times a scalar: ``scale(layer, a)(x) == a * layer(x)`` (bias scaled too).
+
+    Parameters
+    ----------
+    layer : SpectralConv
+    alpha : int, float or complex
+
+    Returns
+    -------
+    layer : SpectralConv
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from specconv import SpectralConv
+    >>> from specconv.kernels import scale
+    >>> layer = SpectralConv(np.ones((1, 1, 2)), bias=np.ones(1))
+    >>> scale(layer, -2)(np.arange(4.0)[None])
+    array([[ -4.,  -8., -12.]])
+    """
+    t = standard_form(layer)
+    if not isinstance(alpha, numbers.Number) or isinstance(alpha, bool):
+        raise TypeError(f"alpha must be a real or complex scalar, got {alpha!r}.")
+    bias = None if t.bias is None else t.bias * alpha
+    return from_standard_form(t.replace(weight=t.weight * alpha, bias=bias))
