@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _correlate
-from ._engine import Geometry
+from ._geometry import Geometry, kernel_span
 from ._validate import result_dtype
 
 
@@ -54,10 +54,6 @@ class StandardForm:
         """A copy with ``changes`` to its fields."""
         return dataclasses.replace(self, **changes)
 
-
-def kernel_span(kernel_size, dilation):
-    """Extent of a dilated kernel per axis: ``dilation · (kernel − 1) + 1``."""
-    return tuple(d * (k - 1) + 1 for k, d in zip(kernel_size, dilation))
 
 
 def dilate(weight, dilation, axes_mask):

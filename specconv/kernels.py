@@ -37,8 +37,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import fft
+from ._geometry import kernel_span
+from ._standard_form import StandardForm, at_groups, check_same_ndim, composed_mode
 from ._validate import as_array, as_tuple, check_groups, check_option
-from ._standard_form import StandardForm, at_groups, check_same_ndim, composed_mode, kernel_span
 from .layers import (
     PADDING_MODES,
     SpectralConv,

@@ -15,8 +15,8 @@ import numbers
 import numpy as np
 
 from . import _correlate, _costmodel, _direct, _standard_form, fft
-from ._engine import Geometry
-from ._standard_form import StandardForm, kernel_span
+from ._geometry import Geometry, kernel_span
+from ._standard_form import StandardForm
 from ._validate import (
     as_array,
     as_pads,
@@ -30,7 +30,41 @@ from ._validate import (
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 METHODS = ("auto", "fft", "direct")
 NAN_POLICIES = ("propagate", "raise")
-_NUMPY_PAD_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+#: numpy.pad's name of every padding mode
+NUMPY_PAD_MODE = {"zeros": "constant", "reflect": "reflect", "replicate": "edge",
+                  "circular": "wrap"}
+
+
+def check_padding_fits(mode, pads, shape):
+    """ValueError unless padding ``mode`` can pad spatial ``shape`` by ``pads`` (reflect needs
+    padding smaller than the input, circular at most as large)."""
+    for axis, ((a, b), n) in enumerate(zip(pads, shape)):
+        if mode == "reflect" and max(a, b) >= n:
+            raise ValueError(
+                f"padding_mode='reflect' needs padding smaller than the input size: got "
+                f"padding {max(a, b)} for spatial axis {axis} of size {n}."
+            )
+        if mode == "circular" and max(a, b) > n:
+            raise ValueError(
+                f"padding_mode='circular' needs padding at most the input size: got "
+                f"padding {max(a, b)} for spatial axis {axis} of size {n}."
+            )
+
+
+def _check_out(out, shape, dtype, x):
+    """``out`` if it can take a result of ``shape`` and ``dtype`` computed from ``x``."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy array, got {type(out).__name__}.")
+    if out.shape != shape or out.dtype != dtype:
+        raise ValueError(
+            f"out must have the result's shape {shape} and dtype {dtype}, got shape {out.shape} "
+            f"and dtype {out.dtype}."
+        )
+    if not (out.flags.c_contiguous and out.flags.writeable):
+        raise ValueError("out must be C-contiguous and writeable.")
+    if isinstance(x, np.ndarray) and np.may_share_memory(out, x):
+        raise ValueError("out shares memory with x: the result would overwrite its own input.")
+    return out
 
 
 def _frozen(arr, copy=True):
@@ -39,17 +73,41 @@ def _frozen(arr, copy=True):
     return arr
 
 
+@dataclasses.dataclass(frozen=True)
+class Planning:
+    """How a layer object is used, which steers what it keeps and how it plans.
+
+    The defaults suit a layer made once and applied many times. specconv's functions make
+    their one-call layers with :data:`ONE_CALL`; the out-of-core path plans its chunks'
+    layer for one shape applied many times.
+    """
+
+    #: read the weight in place instead of keeping a frozen copy: layers that live inside one
+    #: call (as numpy functions do, a copy of a large weight costs a few percent of the call),
+    #: or whose weight is already a frozen copy
+    borrow_weight: bool = False
+    #: keep kernel spectra in the functions' shared, bounded cache rather than the layer's own
+    shared_spectra: bool = False
+    #: plan for many signals of one shape: the one-off kernel spectra are left out of the cost
+    spectra_cached: bool = False
+    #: bytes the kernel spectra may take (None: the cost model's default)
+    spectra_budget: int | None = None
+
+    @property
+    def choose_options(self):
+        """Keyword arguments of ``_costmodel.choose`` for this use."""
+        return {"spectra_cached": self.spectra_cached, "spectra_budget": self.spectra_budget}
+
+
+#: the use of a layer made inside one call of a function (conv, conv_transpose)
+ONE_CALL = Planning(borrow_weight=True, shared_spectra=True)
+
+
 class _Layer:
     """What both layer kinds share: weight, bias, options, the spectra cache."""
 
-    #: Read the weight in place instead of keeping a copy: layers that live inside one call
-    #: of a function (conv, conv_transpose), as numpy functions do (a copy of a 64 x 64 x 1001
-    #: weight costs 3 % of that call), or that take an already frozen weight (out-of-core).
-    _borrows_weight = False
-    #: Keep kernel spectra in the functions' shared, bounded cache rather than the layer's own.
-    _shared_spectra = False
-
-    def __init__(self, weight, bias, *, stride, dilation, groups, method, nan_policy, transposed):
+    def __init__(self, weight, bias, *, stride, dilation, groups, method, nan_policy, transposed,
+                 planning):
         weight = as_array("weight", weight)
         if weight.ndim < 3:
             raise ValueError(
@@ -77,20 +135,27 @@ class _Layer:
                     f"bias must have shape (C_out,) = ({out_channels},), got {bias.shape}."
                 )
             bias = _frozen(bias)
-        self.weight = _frozen(weight, copy=not self._borrows_weight)
+        if planning is None:
+            planning = Planning()
+        elif not isinstance(planning, Planning):
+            raise TypeError(f"planning must be a specconv.layers.Planning, got {planning!r}.")
+        self.planning = planning
+        self.weight = _frozen(weight, copy=not planning.borrow_weight)
         self.bias = bias
-        self._cache = (_correlate.SHARED_SPECTRA if self._shared_spectra
+        self._cache = (_correlate.SHARED_SPECTRA if planning.shared_spectra
                        else _correlate.SpectraCache())
         self._digest = None  # of the (frozen) weight the layer correlates with, once needed
-        # cost-model options of _costmodel.choose: the out-of-core chunker, which applies one
-        # layer to many chunks of one shape, plans with the spectra computed once
-        self._planning = {}
+
+    @property
+    def kernel_span(self):
+        """Extent of the dilated kernel per spatial axis: ``dilation · (kernel − 1) + 1``."""
+        return kernel_span(self.kernel_size, self.dilation)
 
     def _run(self, xb, weight, geom, pads, dtype, out=None):
         """Correlate (see ``_correlate.correlate``) and add the bias."""
         # choose() is memoised: repeated calls get the same tiling and hit the cached spectra
         choice = _costmodel.choose(geom, self.method, dtype.itemsize, fft.get_num_threads(),
-                                   **self._planning)
+                                   **self.planning.choose_options)
         if choice.method == "fft" and self._digest is None:
             self._digest = _correlate.weight_digest(weight)
         y = _correlate.correlate(
@@ -133,10 +198,17 @@ class SpectralConv(_Layer):
     nan_policy : {"propagate", "raise"}
         "propagate" keeps non-finite input local: an output is NaN exactly where the kernel's
         receptive field covers a non-finite input; every other output is unaffected.
+    planning : Planning, optional
+        How the layer is used (see :class:`Planning`); the default suits a layer applied to
+        many signals.
 
     Attributes
     ----------
     in_channels, out_channels, groups, kernel_size, stride, dilation, padding : as given
+    pads : tuple of (before, after) pairs
+        The padding per side of every spatial axis ("same" and "valid" resolved).
+    kernel_span : tuple of int
+        Extent of the dilated kernel per spatial axis.
     T : SpectralConvTranspose
         The transposed layer (the adjoint with respect to x, for real weights).
 
@@ -160,12 +232,13 @@ class SpectralConv(_Layer):
     """
 
     def __init__(self, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
-                 padding_mode="zeros", method="auto", nan_policy="propagate"):
+                 padding_mode="zeros", method="auto", nan_policy="propagate", planning=None):
         super().__init__(weight, bias, stride=stride, dilation=dilation, groups=groups,
-                         method=method, nan_policy=nan_policy, transposed=False)
+                         method=method, nan_policy=nan_policy, transposed=False,
+                         planning=planning)
         self.padding_mode = check_option("padding_mode", padding_mode, PADDING_MODES)
         d = self.ndim
-        span = tuple(dl * (k - 1) + 1 for k, dl in zip(self.kernel_size, self.dilation))
+        span = self.kernel_span
         if isinstance(padding, str):
             check_option("padding", padding, ("same", "valid"))
             if padding == "same" and any(s != 1 for s in self.stride):
@@ -174,13 +247,13 @@ class SpectralConv(_Layer):
                 )
             self.padding = padding
             if padding == "valid":
-                self._pads = ((0, 0),) * d
+                self.pads = ((0, 0),) * d
             else:
-                self._pads = tuple(((e - 1) // 2, e - 1 - (e - 1) // 2) for e in span)
+                self.pads = tuple(((e - 1) // 2, e - 1 - (e - 1) // 2) for e in span)
         else:
-            self._pads = as_pads("padding", padding, d)
-            symmetric = all(a == b for a, b in self._pads)
-            self.padding = tuple(a for a, _ in self._pads) if symmetric else self._pads
+            self.pads = as_pads("padding", padding, d)
+            symmetric = all(a == b for a, b in self.pads)
+            self.padding = tuple(a for a, _ in self.pads) if symmetric else self.pads
 
     def __repr__(self):
         return (
@@ -190,25 +263,25 @@ class SpectralConv(_Layer):
             f"bias={self.bias is not None}, method={self.method!r})"
         )
 
-    def __call__(self, x):
+    def __call__(self, x, *, out=None):
         """Apply the layer.
 
         Parameters
         ----------
         x : array_like [shape=(C_in, *spatial) or (B, C_in, *spatial)]
+        out : ndarray, optional
+            Where to write the result, as numpy's ``out=``: C-contiguous, writeable, of the
+            result's shape and dtype, sharing no memory with ``x``. Saves allocating the
+            output when the layer is applied to many signals of one shape.
 
         Returns
         -------
         y : ndarray [shape=(C_out, *out) or (B, C_out, *out)]
-            ``out`` exactly as PyTorch computes it; dtype by :func:`specconv.result_dtype`.
+            The output length exactly as PyTorch computes it; dtype by
+            :func:`specconv.result_dtype`. ``out`` itself when given.
         """
-        return self._apply(x)
-
-    def _apply(self, x, out=None):
-        """``self(x)``, written to ``out`` if given (C-contiguous, the result's shape and dtype:
-        the out-of-core chunker reuses its output buffers)."""
         xb, batched, dtype = self._check_x(x)
-        pads = self._pads
+        pads = self.pads
         if self.padding_mode != "zeros" and any(p != (0, 0) for p in pads):
             xb = self._pad_by_mode(xb, pads)
             pads = ((0, 0),) * self.ndim
@@ -222,24 +295,17 @@ class SpectralConv(_Layer):
                 f"The kernel (span {geom.span} with dilation {self.dilation}) is larger than "
                 f"the padded input {padded} (input {xb.shape[2:]}, padding {self.padding!r})."
             )
-        if out is not None and not batched:
-            out = out[np.newaxis]
+        if out is not None:
+            shape = (xb.shape[0], self.out_channels) + geom.out_shape
+            out = _check_out(out, shape if batched else shape[1:], dtype, x)
+            if not batched:
+                out = out[np.newaxis]
         y = self._run(xb, self.weight, geom, pads, dtype, out)
         return y if batched else y[0]
 
     def _pad_by_mode(self, xb, pads):
-        for (a, b), n in zip(pads, xb.shape[2:]):
-            if self.padding_mode == "reflect" and max(a, b) >= n:
-                raise ValueError(
-                    f"padding_mode='reflect' needs padding smaller than the input size: got "
-                    f"padding {max(a, b)} for an axis of size {n}."
-                )
-            if self.padding_mode == "circular" and max(a, b) > n:
-                raise ValueError(
-                    f"padding_mode='circular' needs padding at most the input size: got "
-                    f"padding {max(a, b)} for an axis of size {n}."
-                )
-        return np.pad(xb, ((0, 0), (0, 0)) + pads, mode=_NUMPY_PAD_MODE[self.padding_mode])
+        check_padding_fits(self.padding_mode, pads, xb.shape[2:])
+        return np.pad(xb, ((0, 0), (0, 0)) + pads, mode=NUMPY_PAD_MODE[self.padding_mode])
 
     @property
     def T(self):
@@ -250,7 +316,7 @@ class SpectralConv(_Layer):
                 "ConvTranspose layer (only zero padding is); use padding_mode='zeros'."
             )
         return SpectralConvTranspose(
-            self.weight, stride=self.stride, padding=self._pads, dilation=self.dilation,
+            self.weight, stride=self.stride, padding=self.pads, dilation=self.dilation,
             groups=self.groups, method=self.method, nan_policy=self.nan_policy,
         )
 
@@ -325,7 +391,14 @@ class SpectralConvTranspose(_Layer):
     output_padding : int or tuple of d ints
         Extra samples on the right of the output, smaller than ``max(stride, dilation)``.
     groups : int
-    method, nan_policy : as for :class:`SpectralConv`
+    method, nan_policy, planning : as for :class:`SpectralConv`
+
+    Attributes
+    ----------
+    pads : tuple of (before, after) pairs
+        What is removed from each end of the full output, per spatial axis.
+    kernel_span : tuple of int
+        Extent of the dilated kernel per spatial axis.
 
     See Also
     --------
@@ -341,13 +414,14 @@ class SpectralConvTranspose(_Layer):
     """
 
     def __init__(self, weight, bias=None, *, stride=1, padding=0, output_padding=0, groups=1,
-                 dilation=1, method="auto", nan_policy="propagate"):
+                 dilation=1, method="auto", nan_policy="propagate", planning=None):
         super().__init__(weight, bias, stride=stride, dilation=dilation, groups=groups,
-                         method=method, nan_policy=nan_policy, transposed=True)
+                         method=method, nan_policy=nan_policy, transposed=True,
+                         planning=planning)
         d = self.ndim
-        self._pads = as_pads("padding", padding, d)
-        symmetric = all(a == b for a, b in self._pads)
-        self.padding = tuple(a for a, _ in self._pads) if symmetric else self._pads
+        self.pads = as_pads("padding", padding, d)
+        symmetric = all(a == b for a, b in self.pads)
+        self.padding = tuple(a for a, _ in self.pads) if symmetric else self.pads
         self.output_padding = as_tuple("output_padding", output_padding, d, minimum=0)
         for op, s, dl in zip(self.output_padding, self.stride, self.dilation):
             if op >= max(s, dl):
@@ -388,9 +462,9 @@ class SpectralConvTranspose(_Layer):
         xb, batched, dtype = self._check_x(x)
         d = self.ndim
         n = xb.shape[2:]
-        span = tuple(dl * (k - 1) + 1 for k, dl in zip(self.kernel_size, self.dilation))
+        span = self.kernel_span
         base = tuple(
-            (m - 1) * s - a - b + e for m, s, (a, b), e in zip(n, self.stride, self._pads, span)
+            (m - 1) * s - a - b + e for m, s, (a, b), e in zip(n, self.stride, self.pads, span)
         )
         extra = self.output_padding
         if output_size is not None:
@@ -408,7 +482,7 @@ class SpectralConvTranspose(_Layer):
                 f"spatial shape {tuple(b + e for b, e in zip(base, extra))}."
             )
         # a correlation of the input, zero-stuffed by the stride, with the forward kernel
-        pads = tuple((e - 1 - a, e - 1 - b + op) for e, (a, b), op in zip(span, self._pads, extra))
+        pads = tuple((e - 1 - a, e - 1 - b + op) for e, (a, b), op in zip(span, self.pads, extra))
         stuffed = tuple((m - 1) * s + 1 for m, s in zip(n, self.stride))
         geom = Geometry(
             xb.shape[0], self.in_channels, self.out_channels, self.groups, self.kernel_size,
@@ -434,7 +508,8 @@ class SpectralConvTranspose(_Layer):
         workers = fft.get_num_threads()
         phases = sum(_costmodel.direct_cost(part, dtype.itemsize, workers)
                      for *_, part in parts if part is not None)
-        stuffed = _costmodel.choose(geom, "auto", dtype.itemsize, workers, **self._planning)
+        stuffed = _costmodel.choose(geom, "auto", dtype.itemsize, workers,
+                                    **self.planning.choose_options)
         return phases <= stuffed.seconds
 
     def _output_phases(self, geom, n, before):
@@ -489,7 +564,7 @@ class SpectralConvTranspose(_Layer):
     def T(self):
         """The transposed layer (a :class:`SpectralConv`): same weight and options, no bias."""
         return SpectralConv(
-            self.weight, stride=self.stride, padding=self._pads, dilation=self.dilation,
+            self.weight, stride=self.stride, padding=self.pads, dilation=self.dilation,
             groups=self.groups, method=self.method, nan_policy=self.nan_policy,
         )
 
@@ -513,14 +588,14 @@ class SpectralConvTranspose(_Layer):
 def _frequency_response(layer, shape, whole, transposed):
     d = layer.ndim
     shape = as_tuple("shape", shape, d)
-    span = tuple(dl * (k - 1) + 1 for k, dl in zip(layer.kernel_size, layer.dilation))
+    span = layer.kernel_span
     if any(e > n for e, n in zip(span, shape)):
         raise ValueError(f"shape {shape} must be at least the kernel span {span}.")
     is_complex = layer.weight.dtype.kind == "c"
     whole = is_complex if whole is None else bool(whole)
     if not whole and is_complex:
         raise ValueError("whole=False (one-sided spectrum) needs real weights.")
-    pads = layer._pads
+    pads = layer.pads
     # the taps at their circular offsets k·dilation − padding
     a = np.zeros(layer.weight.shape[:2] + shape, dtype=np.result_type(layer.weight, np.float64))
     idx = tuple(
@@ -571,7 +646,7 @@ def standard_form(layer, name="layer"):
                 "transposed layers are convolutions (a strided one upsamples)."
             )
         d = layer.ndim
-        span = kernel_span(layer.kernel_size, layer.dilation)
+        span = layer.kernel_span
         pads = tuple(
             (e - 1 - p, e - 1 - p + op)
             for e, p, op in zip(span, layer.padding, layer.output_padding)
@@ -590,7 +665,7 @@ def standard_form(layer, name="layer"):
         w = w.reshape((layer.out_channels, ci) + layer.kernel_size)
         return StandardForm(np.ascontiguousarray(w), G, tuple(layer.dilation), pads, "zeros",
                             layer.bias, (1,) * d, layer.method, layer.nan_policy)
-    span = kernel_span(layer.kernel_size, layer.dilation)
+    span = layer.kernel_span
     if isinstance(layer.padding, str):
         if layer.padding == "valid":
             pads = ((0, 0),) * layer.ndim

@@ -10,7 +10,7 @@ import pytest
 
 import specconv
 from specconv import _compiled, _direct, _engine
-from specconv._engine import Geometry
+from specconv._geometry import Geometry
 
 import _reference as ref
 from _tolerances import assert_close
