@@ -6,19 +6,22 @@ frequency: specconv transforms every input channel once (FFTW), multiplies by th
 (BLAS; block-diagonal for groups), and transforms every output channel back once, over
 overlap-save tiles so memory stays bounded.
 
-Layers of the package, dependencies pointing down only::
+Layers of the package, each importing only from the lines below it (and, without a
+circle, its own line); ``tests/test_layout.py`` reads this list and enforces it::
 
-    cli, io/, datasets/, apps/, plot      the edge: formats, samples, applications, pictures
-    outofcore, dask, stream, kernels      long signals and the kernel-matrix algebra
-    signal (VectorSignal)                 a C-channel signal with its sampling and metadata
-    conv (conv, convolve, ...)            the public functions, two semantic families
-    layers (SpectralConv, ...)            layer objects: validated once, spectra cached;
-                                          compose / add / scale of layers
-    _standard_form                        a layer as taps and per-side pads, and its arithmetic
-    _correlate                            non-finite handling, method choice, spectra cache
-    _costmodel, _engine, _direct          the methods: overlap-save FFT engine, direct taps
-    fft                                   FFTW planning (the only module importing pyfftw)
-    _validate                             argument checks and the dtype policy
+    cli, __main__                           the command line
+    datasets, apps, plot, dask              samples, applications, pictures, clusters
+    io                                      file formats in and out (the adapters)
+    outofcore, stream, kernels, signal      long signals, kernel-matrix algebra, VectorSignal
+    conv                                    the public functions, two semantic families
+    layers                                  layer objects, validated once; compose, add, scale
+    _standard_form                          a layer as taps and per-side pads; its arithmetic
+    _correlate                              non-finite handling, method dispatch, spectra cache
+    _costmodel                              which method and tiles, in modelled seconds
+    _engine, _direct                        the methods: overlap-save FFT engine, direct taps
+    fft, _compiled                          FFTW planning (only it imports pyfftw); C loops
+    _geometry, _workers, _blas              a correlation's shapes, the thread pool, BLAS
+    _validate, _optional                    argument checks, dtype policy, optional imports
 """
 
 from ._validate import result_dtype
