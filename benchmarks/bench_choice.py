@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import specconv  # noqa: E402
-from specconv import _costmodel, _engine, fft  # noqa: E402
+from specconv import _costmodel, _geometry, fft  # noqa: E402
 
 import _machine  # noqa: E402
 from bench_conv import Allocator, measure  # noqa: E402
@@ -59,7 +59,7 @@ def auto_pick(x_shape, w_shape, groups, stride, dtype):
     """The method ``"auto"`` takes for this layer (the engine's own choice)."""
     d = len(x_shape) - 2
     pads = [k // 2 for k in w_shape[2:]]
-    geom = _engine.Geometry(
+    geom = _geometry.Geometry(
         x_shape[0], x_shape[1], w_shape[0], groups, w_shape[2:], (1,) * d, (stride,) * d,
         tuple(n + 2 * p for n, p in zip(x_shape[2:], pads)), False,
     )

@@ -80,7 +80,7 @@ def lsqr(repeat):
     y = plant(x)
     noise = 0.01 * np.sqrt(np.mean(y**2))
     y = y + noise * np.random.default_rng(0).standard_normal(y.shape)
-    A = plant.as_operator(x.shape)
+    A = specconv.aslinearoperator(plant, x.shape)
     damp = noise / np.sqrt(np.mean(x**2))
     rows = []
     for label, blas in (("LSQR, BLAS threads as numpy's", None), ("LSQR, one BLAS thread", 1)):

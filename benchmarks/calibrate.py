@@ -20,7 +20,7 @@ import specconv
 from specconv import _compiled, _costmodel, _engine, fft
 from specconv._blas import limit as _blas_limit
 from specconv._direct import _depthwise, _pointwise, _slabs
-from specconv._engine import Geometry
+from specconv._geometry import Geometry
 
 
 def median_seconds(fn, repeat=7):

@@ -116,18 +116,18 @@ def model_tile(wl, itemsize, budget_bytes):
 def specconv_tile(wl, x, w):
     """Ask specconv which FFT tile shape its "fft" method uses here: (tile or None, how we know).
 
-    Uses the engine's private planning interface (``_engine.Geometry`` and
+    Uses the engine's private planning interface (``_geometry.Geometry`` and
     ``_costmodel.choose``), the same call ``SpectralConv`` makes; adapt this one function
     when that interface changes.
     """
     try:
-        from specconv import _costmodel, _engine, fft
+        from specconv import _costmodel, _geometry, fft
     except ImportError as exc:
         return None, f"specconv planning not importable ({exc})"
     try:
         d = wl.ndim
         padded = tuple(n + lo + hi for n, (lo, hi) in zip(wl.spatial, wl.pads()))
-        geom = _engine.Geometry(wl.batch, wl.c_in, wl.c_out, wl.groups, wl.kernel, (1,) * d,
+        geom = _geometry.Geometry(wl.batch, wl.c_in, wl.c_out, wl.groups, wl.kernel, (1,) * d,
                                 (1,) * d, padded, wl.is_complex)
         itemsize = np.result_type(x, w).itemsize
         choice = _costmodel.choose(geom, "fft", itemsize, fft.get_num_threads())

@@ -6,24 +6,33 @@ frequency: specconv transforms every input channel once (FFTW), multiplies by th
 (BLAS; block-diagonal for groups), and transforms every output channel back once, over
 overlap-save tiles so memory stays bounded.
 
-Layers of the package, dependencies pointing down only::
+Layers of the package, each importing only from the lines below it (and, without a
+circle, its own line); ``tests/test_layout.py`` reads this list and enforces it::
 
-    cli, io/, datasets/, apps/, plot      the edge: formats, samples, applications, pictures
-    outofcore, dask, stream, kernels      long signals and the kernel-matrix algebra
-    signal (VectorSignal)                 a C-channel signal with its sampling and metadata
-    linop, gradients                      a layer as an operator with its adjoint; gradients
-    layers (SpectralConv, ...)            layer objects: validated once, spectra cached
-    conv (conv, convolve, ...)            the public functions, two semantic families
-    _correlate                            non-finite handling, method choice, spectra cache
-    _costmodel, _engine, _direct          the methods: overlap-save FFT engine, direct taps
-    fft                                   FFTW planning (the only module importing pyfftw)
-    _validate                             argument checks and the dtype policy
+    cli, __main__                           the command line
+    sklearn, torch                          a scikit-learn transformer; torch modules
+    datasets, apps, plot, dask              samples, applications, pictures, clusters
+    outofcore                               long recordings from file to file
+    io                                      file formats in and out (the adapters)
+    stream, kernels, signal, gradients      streaming, kernel-matrix algebra, VectorSignal,
+                                            weight gradients and vector-Jacobian products
+    linop                                   a layer as a scipy LinearOperator, its adjoint
+    conv                                    the public functions, two semantic families
+    layers                                  layer objects, validated once; compose, add, scale
+    _standard_form                          a layer as taps and per-side pads; its arithmetic
+    _correlate                              non-finite handling, method dispatch, spectra cache
+    _polyphase                              strided layers as their phases' stride-1 layer
+    _costmodel                              which method and tiles, in modelled seconds
+    _engine, _direct                        the methods: overlap-save FFT engine, direct taps
+    fft, _compiled                          FFTW planning (only it imports pyfftw); C loops
+    _geometry, _workers, _blas              a correlation's shapes, the thread pool, BLAS
+    _validate, _optional                    argument checks, dtype policy, optional imports
 """
 
 from ._validate import result_dtype
 from .conv import conv, conv_transpose, convolve, correlate
 from .fft import get_num_threads, set_num_threads
-from .gradients import conv_transpose_weight_grad, conv_weight_grad
+from .gradients import conv_transpose_weight_grad, conv_weight_grad, vjp
 from .layers import SpectralConv, SpectralConvTranspose
 from .signal import VectorSignal
 from .stream import StreamingConv
@@ -49,6 +58,7 @@ __all__ = [
     "correlate",
     "conv_weight_grad",
     "conv_transpose_weight_grad",
+    "vjp",
     "SpectralConv",
     "SpectralConvTranspose",
     "StreamingConv",

@@ -18,7 +18,7 @@ import threading
 
 import numpy as np
 
-from . import _costmodel, _direct, _engine, _polyphase, fft
+from . import _costmodel, _direct, _engine, _polyphase, _workers, fft
 
 
 #: Arrays above twice this many bytes are summed or hashed in parts on the worker threads
@@ -33,7 +33,7 @@ def _map_parts(fn, flat):
     if parts < 2:
         return [fn(flat)]
     bounds = [len(flat) * k // parts for k in range(parts + 1)]
-    return _engine.run_parallel([functools.partial(fn, flat[a:b])
+    return _workers.run_parallel([functools.partial(fn, flat[a:b])
                                  for a, b in zip(bounds, bounds[1:])])
 
 

@@ -25,7 +25,7 @@ import math
 import numpy as np
 
 from . import _blas, _compiled
-from ._engine import run_parallel
+from ._workers import run_parallel
 
 #: Multiply-adds below which a 1 × 1 kernel's matmul runs on one thread.
 SMALL_PRODUCT = 2**22
@@ -72,7 +72,7 @@ def zero_pad(x, pads):
 
 
 def correlate_direct(x, pads, weight, geom, dtype, workers=1):
-    """Valid correlation of the zero-padded ``x`` with ``weight``; see ``_engine.Geometry``.
+    """Valid correlation of the zero-padded ``x`` with ``weight``; see ``_geometry.Geometry``.
 
     ``workers`` threads share the work, each running single-threaded BLAS (a multithreaded
     BLAS keeps its threads spinning after a call: the next phase or layer then ran 2x slower).

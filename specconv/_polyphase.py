@@ -37,7 +37,7 @@ import math
 import numpy as np
 
 from . import _costmodel
-from ._engine import Geometry
+from ._geometry import Geometry
 
 
 @dataclasses.dataclass(frozen=True)

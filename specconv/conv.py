@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _correlate
-from ._engine import Geometry
+from ._geometry import Geometry
 from ._validate import (
     as_array,
     as_int,
@@ -24,15 +24,7 @@ from ._validate import (
     check_signal,
     result_dtype,
 )
-from .layers import METHODS, NAN_POLICIES, SpectralConv, SpectralConvTranspose
-
-
-class _OneCallConv(SpectralConv):
-    _borrows_weight = _shared_spectra = True  # see _Layer
-
-
-class _OneCallConvTranspose(SpectralConvTranspose):
-    _borrows_weight = _shared_spectra = True
+from .layers import METHODS, NAN_POLICIES, ONE_CALL, SpectralConv, SpectralConvTranspose
 
 
 MODES = ("full", "same", "valid")
@@ -90,9 +82,9 @@ def conv(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
     >>> bool(np.allclose(y, y_direct))
     True
     """
-    layer = _OneCallConv(
+    layer = SpectralConv(
         weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups,
-        padding_mode=padding_mode, method=method, nan_policy=nan_policy,
+        padding_mode=padding_mode, method=method, nan_policy=nan_policy, planning=ONE_CALL,
     )
     return layer(x)
 
@@ -135,9 +127,10 @@ def conv_transpose(x, weight, bias=None, *, stride=1, padding=0, output_padding=
     >>> bool(np.isclose(lhs, rhs))
     True
     """
-    layer = _OneCallConvTranspose(
+    layer = SpectralConvTranspose(
         weight, bias, stride=stride, padding=padding, output_padding=output_padding,
         groups=groups, dilation=dilation, method=method, nan_policy=nan_policy,
+        planning=ONE_CALL,
     )
     return layer(x)
 

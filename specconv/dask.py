@@ -22,15 +22,11 @@ import numpy as np
 from . import fft
 from ._optional import soft_import
 from ._validate import as_array, result_dtype
-from .layers import SpectralConv
+from .layers import NUMPY_PAD_MODE, SpectralConv, check_padding_fits
 
 logger = logging.getLogger("specconv")
 
 __all__ = ["conv_dask", "map_files"]
-
-_NUMPY_PAD_MODE = {"zeros": "constant", "reflect": "reflect", "replicate": "edge",
-                   "circular": "wrap"}
-
 
 def _dask_array():
     return soft_import("dask.array", "dask", purpose="dask arrays")
@@ -146,15 +142,10 @@ def conv_dask(x, layer):
             f"x has {x.shape[lead - 1]} channels (axis {lead - 1} of shape {x.shape}) but the "
             f"layer expects {layer.in_channels}."
         )
-    spans = tuple(dl * (k - 1) + 1 for k, dl in zip(layer.kernel_size, layer.dilation))
-    pads = layer._pads
+    spans = layer.kernel_span
+    pads = layer.pads
+    check_padding_fits(layer.padding_mode, pads, x.shape[lead:])
     for a, ((pl, pr), n, e) in enumerate(zip(pads, x.shape[lead:], spans)):
-        mode = layer.padding_mode
-        if (mode == "reflect" and max(pl, pr) >= n) or (mode == "circular" and max(pl, pr) > n):
-            raise ValueError(
-                f"padding_mode={mode!r} needs padding smaller than the input size: got "
-                f"padding {max(pl, pr)} for spatial axis {a} of size {n}."
-            )
         if n + pl + pr < e:
             raise ValueError(
                 f"The kernel (span {e}) is larger than the padded input ({n + pl + pr}) along "
@@ -168,7 +159,7 @@ def conv_dask(x, layer):
         inner = list(c[:-1]) + [c[-1] + pl + pr]
         wanted.append(_axis_chunks(inner, s, e))
     if any(p != (0, 0) for p in pads):
-        x = da.pad(x, ((0, 0),) * lead + tuple(pads), mode=_NUMPY_PAD_MODE[layer.padding_mode])
+        x = da.pad(x, ((0, 0),) * lead + tuple(pads), mode=NUMPY_PAD_MODE[layer.padding_mode])
     x = x.rechunk(x.chunks[:lead] + tuple(wanted))
     out_chunks = (
         x.chunks[: lead - 1] + ((layer.out_channels,),)

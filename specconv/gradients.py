@@ -38,27 +38,17 @@ import numbers
 import numpy as np
 
 from . import _blas, _costmodel, _direct, _engine, fft
-from ._engine import Geometry
+from ._geometry import Geometry
 from ._validate import as_array, check_option, check_signal, result_dtype
-from .layers import METHODS, SpectralConv, SpectralConvTranspose
+from .layers import METHODS, ONE_CALL, SpectralConv, SpectralConvTranspose
 
-__all__ = ["bias_grad", "conv_transpose_weight_grad", "conv_weight_grad"]
+__all__ = ["bias_grad", "conv_transpose_weight_grad", "conv_weight_grad", "vjp"]
 
 #: Bytes of the per-frequency accumulator ``C_out × C_in/G`` (the forward pass's bound on its
 #: kernel spectra, which have the same shape).
 ACCUMULATOR_BUDGET = _costmodel.SPECTRA_BUDGET
 #: Bytes of tile spectra per chunk (the forward pass's chunk bound).
 CHUNK_BUDGET = _costmodel.CHUNK_BUDGET
-
-
-class _ConvShape(SpectralConv):
-    """A layer that validates the options for a weight shape, without a weight of its own."""
-
-    _borrows_weight = True
-
-
-class _ConvTransposeShape(SpectralConvTranspose):
-    _borrows_weight = True
 
 
 def _weight_shape(weight_shape):
@@ -147,14 +137,16 @@ def conv_weight_grad(x, weight_shape, grad_output, *, stride=1, padding=0, dilat
     """
     weight_shape = _weight_shape(weight_shape)
     method = check_option("method", method, METHODS)
-    layer = _ConvShape(_placeholder(weight_shape), stride=stride, padding=padding,
-                       dilation=dilation, groups=groups, padding_mode=padding_mode)
+    # a layer that validates the options for the weight shape, reading no weight of its own
+    layer = SpectralConv(_placeholder(weight_shape), stride=stride, padding=padding,
+                         dilation=dilation, groups=groups, padding_mode=padding_mode,
+                         planning=ONE_CALL)
     x = as_array("x", x)
     xb, batched = check_signal(x, layer.in_channels, layer.ndim)
     from .linop import output_shape
 
     out = output_shape(layer, xb.shape[2:])
-    pads = layer._pads
+    pads = layer.pads
     if layer.padding_mode != "zeros":
         xb = layer._pad_by_mode(xb, pads)  # checks the pad against the input size, as forward
     elif any(p != (0, 0) for p in pads):
@@ -211,9 +203,9 @@ def conv_transpose_weight_grad(x, weight_shape, grad_output, *, stride=1, paddin
     """
     weight_shape = _weight_shape(weight_shape)
     method = check_option("method", method, METHODS)
-    layer = _ConvTransposeShape(_placeholder(weight_shape), stride=stride, padding=padding,
-                                output_padding=output_padding, groups=groups,
-                                dilation=dilation)
+    layer = SpectralConvTranspose(_placeholder(weight_shape), stride=stride, padding=padding,
+                                  output_padding=output_padding, groups=groups,
+                                  dilation=dilation, planning=ONE_CALL)
     x = as_array("x", x)
     xb, batched = check_signal(x, layer.in_channels, layer.ndim)
     from .linop import output_shape
@@ -226,7 +218,7 @@ def conv_transpose_weight_grad(x, weight_shape, grad_output, *, stride=1, paddin
                  in zip(xb.shape[2:], layer.stride, layer.dilation, layer.kernel_size))
     gp = np.zeros(g.shape[:2] + full, dtype=g.dtype)
     src, dst = [], []
-    for (a, _), o, f in zip(layer._pads, out, full):
+    for (a, _), o, f in zip(layer.pads, out, full):
         length = min(o, f - a)  # output_padding beyond the full output reads nothing
         src.append(slice(0, length))
         dst.append(slice(a, a + length))
@@ -269,6 +261,68 @@ def bias_grad(grad_output, ndim):
 # --------------------------------------------------------------------------------------------
 # the two methods
 
+
+
+def vjp(layer, x, grad_output, *, method="auto"):
+    """The gradients of a loss with respect to a layer's input, weight and bias, given its
+    gradient ``grad_output`` with respect to the output (a vector-Jacobian product).
+
+    PyTorch semantics, as torch's autograd (complex tensors included): ``grad_x`` is the
+    adjoint applied to ``grad_output`` (padding modes folded back, see
+    :func:`specconv.linop.adjoint`), ``grad_weight`` is :func:`conv_weight_grad` (or
+    :func:`conv_transpose_weight_grad` for a transposed layer), ``grad_bias`` the sum over
+    batch and space.
+
+    Parameters
+    ----------
+    layer : SpectralConv or SpectralConvTranspose
+    x : array_like [shape=(C_in, *spatial) or (B, C_in, *spatial)]
+        The input of the forward pass.
+    grad_output : array_like [shape=(C_out, *out) or (B, C_out, *out)]
+    method : {"auto", "fft", "direct"}
+        For the weight gradient (the input gradient uses the layer's own method).
+
+    Returns
+    -------
+    grad_x : ndarray [shape=x.shape]
+    grad_weight : ndarray [shape=weight.shape]
+    grad_bias : ndarray [shape=(C_out,)] or None
+        None for a layer without bias.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import specconv
+    >>> rng = np.random.default_rng(0)
+    >>> layer = specconv.SpectralConv(rng.standard_normal((4, 2, 5)), np.zeros(4),
+    ...                               padding="same")
+    >>> x = rng.standard_normal((2, 100))
+    >>> gx, gw, gb = specconv.vjp(layer, x, 2 * layer(x))    # loss = ||layer(x)||²
+    >>> gx.shape, gw.shape, gb.shape
+    ((2, 100), (4, 2, 5), (4,))
+    """
+    from . import linop
+
+    if not isinstance(layer, (SpectralConv, SpectralConvTranspose)):
+        raise TypeError(
+            f"layer must be a SpectralConv or SpectralConvTranspose, got {type(layer).__name__}."
+        )
+    x = as_array("x", x)
+    grad_x = linop.adjoint(layer, grad_output, x.shape[-layer.ndim:])
+    if isinstance(layer, SpectralConvTranspose):
+        grad_w = conv_transpose_weight_grad(
+            x, layer.weight.shape, grad_output, stride=layer.stride, padding=layer.pads,
+            output_padding=layer.output_padding, groups=layer.groups, dilation=layer.dilation,
+            method=method,
+        )
+    else:
+        grad_w = conv_weight_grad(
+            x, layer.weight.shape, grad_output, stride=layer.stride, padding=layer.pads,
+            dilation=layer.dilation, groups=layer.groups, padding_mode=layer.padding_mode,
+            method=method,
+        )
+    grad_b = None if layer.bias is None else bias_grad(grad_output, layer.ndim)
+    return grad_x, grad_w, grad_b
 
 def _weight_grad(xp, g, kernel, stride, dilation, groups, dtype, method):
     """``dw[o, c, k] = sum_b sum_n g[b, o, n] conj(xp[b, c', n·s + k·d])`` for the padded

@@ -31,13 +31,13 @@ result whose padding is asymmetric gets extra zero taps on one side of its kerne
 
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import fft
+from ._geometry import kernel_span
+from ._standard_form import StandardForm, at_groups, check_same_ndim, composed_mode
 from ._validate import (
     as_array,
     as_bool,
@@ -49,8 +49,16 @@ from ._validate import (
     check_memory,
     check_option,
 )
-from .conv import convolve
-from .layers import PADDING_MODES, SpectralConv, SpectralConvTranspose
+from .layers import (
+    PADDING_MODES,
+    SpectralConv,
+    add,
+    check_is_layer,
+    compose,
+    from_standard_form,
+    scale,
+    standard_form,
+)
 
 __all__ = [
     "compose",
@@ -78,237 +86,8 @@ __all__ = [
 # the canonical form: taps, per-side pads, one padding mode
 
 
-@dataclass(frozen=True)
-class _Taps:
-    """A stride-1-style description of a SpectralConv with explicit per-side pads."""
-
-    weight: np.ndarray  # (C_out, C_in/groups, *K)
-    groups: int
-    dilation: tuple
-    pads: tuple  # ((lo, hi), ...) per spatial axis
-    mode: str
-    bias: np.ndarray | None
-    stride: tuple
-    method: str
-    nan_policy: str
-
-    @property
-    def ndim(self):
-        return self.weight.ndim - 2
-
-    @property
-    def out_channels(self):
-        return self.weight.shape[0]
-
-    @property
-    def in_channels(self):
-        return self.weight.shape[1] * self.groups
-
-    @property
-    def span(self):
-        return tuple(d * (k - 1) + 1 for k, d in zip(self.weight.shape[2:], self.dilation))
-
-
-def _span(kernel_size, dilation):
-    return tuple(d * (k - 1) + 1 for k, d in zip(kernel_size, dilation))
-
-
-def _check_layer(name, layer):
-    if not isinstance(layer, (SpectralConv, SpectralConvTranspose)):
-        raise TypeError(
-            f"{name} must be a SpectralConv (or a stride-1 SpectralConvTranspose), got "
-            f"{type(layer).__name__}."
-        )
-
-
-def _taps_of(layer, name="layer"):
-    """The canonical form of a layer (a stride-1 SpectralConvTranspose becomes a conv)."""
-    _check_layer(name, layer)
-    if isinstance(layer, SpectralConvTranspose):
-        if any(s != 1 for s in layer.stride):
-            raise ValueError(
-                f"{name} is a SpectralConvTranspose with stride {layer.stride}; only stride-1 "
-                "transposed layers are convolutions (a strided one upsamples)."
-            )
-        d = layer.ndim
-        span = _span(layer.kernel_size, layer.dilation)
-        pads = tuple(
-            (e - 1 - p, e - 1 - p + op)
-            for e, p, op in zip(span, layer.padding, layer.output_padding)
-        )
-        if any(lo < 0 or hi < 0 for lo, hi in pads):
-            raise ValueError(
-                f"{name} is a SpectralConvTranspose whose padding {layer.padding} exceeds "
-                f"dilation·(kernel − 1) = {tuple(e - 1 for e in span)}: it crops its output, "
-                "which no conv layer with non-negative padding expresses."
-            )
-        G = layer.groups
-        ci, co = layer.in_channels // G, layer.out_channels // G
-        w = layer.weight.reshape((G, ci, co) + layer.kernel_size)
-        w = w.transpose((0, 2, 1) + tuple(range(3, 3 + d)))
-        w = w[(Ellipsis,) + (slice(None, None, -1),) * d]
-        w = w.reshape((layer.out_channels, ci) + layer.kernel_size)
-        return _Taps(np.ascontiguousarray(w), G, tuple(layer.dilation), pads, "zeros",
-                     layer.bias, (1,) * d, layer.method, layer.nan_policy)
-    span = _span(layer.kernel_size, layer.dilation)
-    if isinstance(layer.padding, str):
-        if layer.padding == "valid":
-            pads = ((0, 0),) * layer.ndim
-        else:
-            pads = tuple(((e - 1) // 2, e - 1 - (e - 1) // 2) for e in span)
-    else:
-        pads = tuple((p, p) for p in layer.padding)
-    return _Taps(layer.weight, layer.groups, tuple(layer.dilation), pads, layer.padding_mode,
-                 layer.bias, tuple(layer.stride), layer.method, layer.nan_policy)
-
-
-def _dilate(weight, dilation, axes_mask):
-    """Insert zeros between taps on the axes where ``axes_mask`` is true (dilation -> 1)."""
-    d = weight.ndim - 2
-    if not any(m and dl > 1 for m, dl in zip(axes_mask, dilation)):
-        return weight, tuple(dilation)
-    k = weight.shape[2:]
-    new_k = tuple((n - 1) * dl + 1 if m else n for n, dl, m in zip(k, dilation, axes_mask))
-    out = np.zeros(weight.shape[:2] + new_k, dtype=weight.dtype)
-    idx = tuple(slice(None, None, dl) if m else slice(None) for dl, m in zip(dilation, axes_mask))
-    out[(Ellipsis,) + idx] = weight
-    new_dil = tuple(1 if m else dl for dl, m in zip(dilation, axes_mask))
-    assert len(new_dil) == d
-    return out, new_dil
-
-
-def _at_groups(t, groups):
-    """Weight of ``t`` with ``groups`` blocks, ``groups`` dividing ``t.groups`` (zeros filled)."""
-    if t.groups == groups:
-        return t.weight
-    r = t.groups // groups  # sub-blocks per target block
-    co, ci = t.out_channels // t.groups, t.weight.shape[1]
-    k = t.weight.shape[2:]
-    out = np.zeros((t.out_channels, ci * r) + k, dtype=t.weight.dtype)
-    for g in range(t.groups):
-        rows = slice(g * co, (g + 1) * co)
-        j = g % r
-        out[rows, j * ci : (j + 1) * ci] = t.weight[rows]
-    return out
-
-
-def _expressible(t):
-    """(weight, padding) SpectralConv can take: asymmetric pads become zero taps."""
-    weight, dilation = t.weight, t.dilation
-    asym = [lo != hi for lo, hi in t.pads]
-    if not any(asym):
-        return weight, tuple(lo for lo, _ in t.pads), dilation
-    span = t.span
-    same = tuple(((e - 1) // 2, e - 1 - (e - 1) // 2) for e in span)
-    if all(s == 1 for s in t.stride) and t.pads == same:
-        return weight, "same", dilation
-    # a zero tap at offset lo-side (or hi-side) shifts the pads into balance
-    need = [a and (hi - lo) % dl != 0 for a, (lo, hi), dl in zip(asym, t.pads, dilation)]
-    weight, dilation = _dilate(weight, dilation, need)
-    padding = []
-    for ax, ((lo, hi), dl) in enumerate(zip(t.pads, dilation)):
-        if lo == hi:
-            padding.append(lo)
-            continue
-        extra = abs(hi - lo) // dl
-        width = [(0, 0)] * weight.ndim
-        width[2 + ax] = (extra, 0) if hi > lo else (0, extra)
-        weight = np.pad(weight, width)
-        padding.append(max(lo, hi))
-    return weight, tuple(padding), dilation
-
-
-def _build(t):
-    weight, padding, dilation = _expressible(t)
-    return SpectralConv(
-        weight, t.bias, stride=t.stride, padding=padding, dilation=dilation, groups=t.groups,
-        padding_mode=t.mode, method=t.method, nan_policy=t.nan_policy,
-    )
-
-
-def _merge_dilation(taps):
-    """Common dilation per axis, expanding to 1 where the layers disagree."""
-    d = taps[0].ndim
-    dil = []
-    for ax in range(d):
-        values = {t.dilation[ax] for t in taps}
-        dil.append(values.pop() if len(values) == 1 else 1)
-    out = []
-    for t in taps:
-        mask = [t.dilation[ax] != dil[ax] for ax in range(d)]
-        w, nd = _dilate(t.weight, t.dilation, mask)
-        out.append(_replace(t, weight=w, dilation=nd))
-    return out, tuple(dil)
-
-
-def _replace(t, **changes):
-    fields = dict(t.__dict__)
-    fields.update(changes)
-    return _Taps(**fields)
-
-
-def _nonzero_bias(t):
-    return t.bias is not None and bool(np.any(t.bias != 0))
-
-
-def _check_same_ndim(taps, names):
-    d = taps[0].ndim
-    for t, n in zip(taps, names):
-        if t.ndim != d:
-            raise ValueError(
-                f"all layers must have the same number of spatial dimensions: {names[0]} has "
-                f"{d}, {n} has {t.ndim}."
-            )
-
-
 # --------------------------------------------------------------------------------------------
 # composition
-
-
-def _composed_mode(t2, t1):
-    """Padding mode of ``t2 ∘ t1`` and whether it equals sequential application (see compose)."""
-    p1, p2, e1 = t1.pads, t2.pads, t1.span
-    reads = [(lo2 > 0, hi2 > 0) for lo2, hi2 in p2]
-    if not any(a or b for a, b in reads):
-        return (t1.mode if any(lo or hi for lo, hi in p1) else "zeros"), True, ""
-    pointwise1 = all(e == 1 for e in e1) and all(lo == 0 and hi == 0 for lo, hi in p1)
-    if pointwise1:
-        if t2.mode == "zeros" and _nonzero_bias(t1):
-            return t2.mode, False, (
-                "the first layer's bias is not zero where the second layer zero-pads"
-            )
-        return t2.mode, True, ""
-    padded1 = any(lo or hi for lo, hi in p1)
-    if t2.mode == "zeros" and (t1.mode == "zeros" or not padded1):
-        full = all(
-            (not r_lo or lo1 >= e - 1) and (not r_hi or hi1 >= e - 1)
-            for (r_lo, r_hi), (lo1, hi1), e in zip(reads, p1, e1)
-        )
-        if not full:
-            return "zeros", False, (
-                "the second layer zero-pads a side where the first layer's output does not "
-                "contain the whole convolution (pad < dilation·(kernel − 1) there)"
-            )
-        if _nonzero_bias(t1):
-            return "zeros", False, (
-                "the first layer's bias is not zero where the second layer zero-pads"
-            )
-        return "zeros", True, ""
-    if t2.mode == "circular" and (t1.mode == "circular" or not padded1):
-        periodic = all(
-            not (r_lo or r_hi) or lo1 + hi1 == e - 1
-            for (r_lo, r_hi), (lo1, hi1), e in zip(reads, p1, e1)
-        )
-        if periodic:
-            return "circular", True, ""
-        return "circular", False, (
-            "the first layer does not keep the length (circular padding totalling "
-            "dilation·(kernel − 1)) on an axis the second layer pads"
-        )
-    return t2.mode, False, (
-        f"the second layer pads with {t2.mode!r} and the first layer's output (padding "
-        f"mode {t1.mode!r}, pads {p1}) does not continue that way"
-    )
 
 
 def composition_is_exact(layer2, layer1):
@@ -338,283 +117,13 @@ def composition_is_exact(layer2, layer1):
     >>> composition_is_exact(s, s)[0]        # "same" twice: the edges differ
     False
     """
-    t1, t2 = _taps_of(layer1, "layer1"), _taps_of(layer2, "layer2")
-    _, exact, reason = _composed_mode(t2, t1)
+    t1, t2 = standard_form(layer1, "layer1"), standard_form(layer2, "layer2")
+    _, exact, reason = composed_mode(t2, t1)
     return exact, reason
-
-
-def _product_taps(w2, w1, G, d):
-    """Taps of the product of two grouped kernel matrices (offsets add: a convolution)."""
-    c2, c1 = w2.shape[0], w1.shape[0]
-    k1, k2 = w1.shape[2:], w2.shape[2:]
-    if math.prod(k1) == 1 or math.prod(k2) == 1:
-        # a pointwise factor: a plain matrix product per group, no convolution needed
-        a = w2.reshape((G, c2 // G, c1 // G, -1))  # (G, rows, middle, taps2)
-        b = w1.reshape((G, c1 // G, w1.shape[1], -1))  # (G, middle, cols, taps1)
-        out = np.einsum("gojs,gjct->gocst", a, b)  # one of s, t has length 1
-        return out.reshape((c2, w1.shape[1]) + (k2 if math.prod(k1) == 1 else k1))
-    # the composed layer's inputs become the batch: one grouped call for every block
-    x = np.moveaxis(w1, 1, 0)  # (c0/G, c1, *K1)
-    return np.moveaxis(convolve(x, w2, mode="full", groups=G), 0, 1)
-
-
-def _compose_pair(t2, t1, exact, names):
-    if t2.ndim != t1.ndim:
-        raise ValueError(
-            f"{names[0]} has {t2.ndim} spatial dimension(s) but {names[1]} has {t1.ndim}."
-        )
-    if t2.in_channels != t1.out_channels:
-        raise ValueError(
-            f"{names[0]} expects {t2.in_channels} input channels but {names[1]} produces "
-            f"{t1.out_channels}."
-        )
-    if any(s != 1 for s in t1.stride):
-        raise ValueError(
-            f"{names[1]} has stride {t1.stride}; only the last-applied layer of a composition "
-            "may be strided (a strided layer followed by another is not one convolution)."
-        )
-    mode, is_exact, reason = _composed_mode(t2, t1)
-    if exact and not is_exact:
-        raise ValueError(
-            f"compose({names[0]}, {names[1]}) would not equal applying them in turn: {reason}. "
-            "Pass exact=False to get the layer that agrees away from the edges."
-        )
-    (t2, t1), dil = _merge_dilation([t2, t1])
-    G = math.gcd(t1.groups, t2.groups)
-    w1 = _at_groups(t1, G)  # (c1, c0/G, *K1)
-    w2 = _at_groups(t2, G)  # (c2, c1/G, *K2)
-    d = t1.ndim
-    w = _product_taps(w2, w1, G, d)
-    pads = tuple((a1 + a2, b1 + b2) for (a1, b1), (a2, b2) in zip(t1.pads, t2.pads))
-    bias = t2.bias
-    if t1.bias is not None:
-        dense2 = _at_groups(t2, 1).sum(axis=tuple(range(2, 2 + d)))
-        carried = dense2 @ t1.bias
-        bias = carried if bias is None else bias + carried
-    return _Taps(np.ascontiguousarray(w), G, dil, pads, mode, bias, t2.stride,
-                 t2.method, t2.nan_policy)
-
-
-def compose(*layers, exact=True):
-    """One layer equal to applying ``layers`` right to left: ``compose(l2, l1)(x) == l2(l1(x))``.
-
-    PyTorch conv-layer semantics (cross-correlation). At every frequency the result's matrix
-    is the product ``H2(f) @ H1(f)``; in time the kernel spans add
-    (``span = span1 + span2 − 1``) and the pads add side by side.
-
-    Parameters
-    ----------
-    *layers : SpectralConv
-        Two or more layers, the last applied first (matrix order). Stride-1
-        :class:`~specconv.SpectralConvTranspose` layers are accepted (as the equivalent
-        convolution), so ``compose(layer.T, layer)`` is the normal operator.
-    exact : bool
-        Refuse (ValueError) a pair whose composition is not exactly sequential application
-        at the signal edges (see Notes). With ``exact=False`` the returned layer agrees with
-        sequential application except within the second layer's padding of the edges.
-
-    Returns
-    -------
-    layer : SpectralConv
-        Groups: ``gcd`` of the groups (the coarsest common block structure). Dilation: kept
-        where all layers share it, else 1. Stride: the last-applied layer's.
-
-    Raises
-    ------
-    ValueError
-        Channel counts that do not chain, a strided layer other than the last one, or an
-        inexact pair with ``exact=True``.
-
-    See Also
-    --------
-    composition_is_exact : check a pair beforehand.
-    add, scale : the other matrix operations.
-
-    Notes
-    -----
-    Sequential application pads the *intermediate* signal, so composing is exact only when
-    that padding equals what the composed layer sees. The rule, checked per axis and side,
-    for ``layer2 ∘ layer1``:
-
-    * ``layer2`` does not pad that side (e.g. ``padding="valid"``): always exact; the result
-      inherits ``layer1``'s padding and mode. Any number of layers composed with padding 0
-      after the first is exact.
-    * ``layer1`` is pointwise (``1 × 1`` kernel, no padding): exact for every padding mode of
-      ``layer2`` (padding commutes with channel mixing), except zero padding after a non-zero
-      bias.
-    * both pad with zeros and ``layer1`` pads that side by at least
-      ``dilation·(kernel − 1)`` ("full" padding): ``layer1``'s output already holds every
-      non-zero sample, so the zeros ``layer2`` adds are the true continuation. Needs
-      ``layer1`` without bias. E.g. two full-padded layers compose to the full-padded layer
-      of the convolved kernels.
-    * both circular and ``layer1`` keeps the length (pads totalling ``dilation·(kernel−1)``):
-      the intermediate signal is periodic with the input's period.
-
-    Everything else -- e.g. two ``padding="same"`` zero-padded layers -- differs within the
-    padding of the edges and needs ``exact=False``. The composed pads are the sums of the
-    pads; the circular mode needs them to stay at most the input length when applied.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from specconv import SpectralConv
-    >>> from specconv.kernels import compose
-    >>> rng = np.random.default_rng(0)
-    >>> l1 = SpectralConv(rng.standard_normal((4, 3, 5)), padding=4)     # full padding
-    >>> l2 = SpectralConv(rng.standard_normal((2, 4, 7)), padding=6)
-    >>> both = compose(l2, l1)
-    >>> both.kernel_size, both.padding
-    ((11,), (10,))
-    >>> x = rng.standard_normal((3, 100))
-    >>> bool(np.allclose(both(x), l2(l1(x))))
-    True
-    """
-    if len(layers) < 2:
-        raise ValueError(f"compose needs at least two layers, got {len(layers)}.")
-    if not isinstance(exact, bool):
-        raise TypeError(f"exact must be a bool, got {exact!r}.")
-    n = len(layers)
-    names = [f"layers[{i}]" for i in range(n)]
-    acc = _taps_of(layers[-1], names[-1])
-    acc_name = names[-1]
-    for i in range(n - 2, -1, -1):
-        t = _taps_of(layers[i], names[i])
-        acc = _compose_pair(t, acc, exact, (names[i], acc_name))
-        acc_name = f"compose({', '.join(names[i:])})"
-    return _build(acc)
 
 
 # --------------------------------------------------------------------------------------------
 # sums, scalar multiples, pointwise layers
-
-
-def add(*layers):
-    """One layer equal to the sum of ``layers``: ``add(a, b)(x) == a(x) + b(x)``.
-
-    PyTorch conv-layer semantics. At every frequency the result's matrix is
-    ``H_a(f) + H_b(f)``. Exact at the edges too: padding (of one mode) extends the input the
-    same way whatever its amount, so the layers only need the same output length.
-
-    Parameters
-    ----------
-    *layers : SpectralConv
-        One or more layers with equal channel counts, stride, output length
-        (``pad_left + pad_right − span`` per axis) and padding mode (layers without padding
-        fit any mode).
-
-    Returns
-    -------
-    layer : SpectralConv
-        Offsets: the union of the layers' offsets; groups: their gcd; biases summed.
-
-    See Also
-    --------
-    scale : scalar multiples; ``add(a, scale(b, -1))`` is ``a − b``.
-    compose : products.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from specconv import SpectralConv
-    >>> from specconv.kernels import add
-    >>> rng = np.random.default_rng(0)
-    >>> a = SpectralConv(rng.standard_normal((2, 2, 3)), padding="same")
-    >>> b = SpectralConv(rng.standard_normal((2, 2, 7)), padding="same")
-    >>> x = rng.standard_normal((2, 50))
-    >>> bool(np.allclose(add(a, b)(x), a(x) + b(x)))
-    True
-    """
-    if not layers:
-        raise ValueError("add needs at least one layer.")
-    names = [f"layers[{i}]" for i in range(len(layers))]
-    taps = [_taps_of(layer, n) for layer, n in zip(layers, names)]
-    _check_same_ndim(taps, names)
-    first = taps[0]
-    d = first.ndim
-    for t, n in zip(taps[1:], names[1:]):
-        if (t.out_channels, t.in_channels) != (first.out_channels, first.in_channels):
-            raise ValueError(
-                f"{n} maps {t.in_channels} -> {t.out_channels} channels but {names[0]} maps "
-                f"{first.in_channels} -> {first.out_channels}."
-            )
-        if t.stride != first.stride:
-            raise ValueError(f"{n} has stride {t.stride} but {names[0]} has {first.stride}.")
-        grow = tuple(lo + hi - e for (lo, hi), e in zip(t.pads, t.span))
-        grow0 = tuple(lo + hi - e for (lo, hi), e in zip(first.pads, first.span))
-        if grow != grow0:
-            raise ValueError(
-                f"{n} changes the signal length by {tuple(g + 1 for g in grow)} but "
-                f"{names[0]} by {tuple(g + 1 for g in grow0)}: their outputs cannot be added."
-            )
-    modes = {t.mode for t in taps if any(lo or hi for lo, hi in t.pads)}
-    if len(modes) > 1:
-        raise ValueError(
-            f"the padded layers use different padding modes {sorted(modes)}; their sum is no "
-            "single layer."
-        )
-    mode = modes.pop() if modes else "zeros"
-    lo = tuple(max(t.pads[ax][0] for t in taps) for ax in range(d))
-    top = tuple(max(e - 1 - t.pads[ax][0] for t, e in ((t, t.span[ax]) for t in taps))
-                for ax in range(d))
-    # a common dilation survives only if every layer's taps sit on one grid
-    dil = []
-    for ax in range(d):
-        values = {t.dilation[ax] for t in taps}
-        dl = values.pop() if len(values) == 1 else 1
-        if dl > 1 and len({(lo[ax] - t.pads[ax][0]) % dl for t in taps}) > 1:
-            dl = 1
-        if dl > 1 and (lo[ax] + top[ax]) % dl:
-            dl = 1
-        dil.append(dl)
-    dil = tuple(dil)
-    G = math.gcd(*[t.groups for t in taps])
-    size = tuple((lo[ax] + top[ax]) // dil[ax] + 1 for ax in range(d))
-    dtype = np.result_type(*[t.weight for t in taps])
-    out = np.zeros((first.out_channels, first.in_channels // G) + size, dtype=dtype)
-    for t in taps:
-        mask = [t.dilation[ax] != dil[ax] for ax in range(d)]
-        w, _ = _dilate(t.weight, t.dilation, mask)
-        w = _at_groups(_replace(t, weight=w), G)
-        start = tuple((lo[ax] - t.pads[ax][0]) // dil[ax] for ax in range(d))
-        idx = tuple(slice(s, s + n) for s, n in zip(start, w.shape[2:]))
-        out[(Ellipsis,) + idx] += w
-    span = tuple(dil[ax] * (size[ax] - 1) + 1 for ax in range(d))
-    pads = tuple(
-        (lo[ax], first.pads[ax][0] + first.pads[ax][1] - first.span[ax] + span[ax] - lo[ax])
-        for ax in range(d)
-    )
-    biases = [t.bias for t in taps if t.bias is not None]
-    bias = sum(biases[1:], biases[0].copy()) if biases else None
-    return _build(_Taps(out, G, dil, pads, mode, bias, first.stride, first.method,
-                        first.nan_policy))
-
-
-def scale(layer, alpha):
-    """The layer times a scalar: ``scale(layer, a)(x) == a * layer(x)`` (bias scaled too).
-
-    Parameters
-    ----------
-    layer : SpectralConv
-    alpha : int, float or complex
-
-    Returns
-    -------
-    layer : SpectralConv
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from specconv import SpectralConv
-    >>> from specconv.kernels import scale
-    >>> layer = SpectralConv(np.ones((1, 1, 2)), bias=np.ones(1))
-    >>> scale(layer, -2)(np.arange(4.0)[None])
-    array([[ -4.,  -8., -12.]])
-    """
-    t = _taps_of(layer)
-    if not isinstance(alpha, numbers.Number) or isinstance(alpha, bool):
-        raise TypeError(f"alpha must be a real or complex scalar, got {alpha!r}.")
-    bias = None if t.bias is None else t.bias * alpha
-    return _build(_replace(t, weight=t.weight * alpha, bias=bias))
 
 
 def pointwise(matrix, *, ndim=1, bias=None):
@@ -676,7 +185,7 @@ def as_conv(layer):
     >>> bool(np.allclose(as_conv(layer.T)(y), layer.T(y)))
     True
     """
-    return _build(_taps_of(layer))
+    return from_standard_form(standard_form(layer))
 
 
 def side_pads(layer):
@@ -706,7 +215,7 @@ def side_pads(layer):
     >>> side_pads(SpectralConv(np.ones((1, 1, 4)), padding="same"))
     ((1, 2),)
     """
-    return _taps_of(layer).pads
+    return standard_form(layer).pads
 
 
 def without_padding(layer):
@@ -735,8 +244,8 @@ def without_padding(layer):
     >>> without_padding(layer)(padded), layer(x)
     (array([[ 4.,  7., 10.]]), array([[ 4.,  7., 10.]]))
     """
-    t = _taps_of(layer)
-    return _build(_replace(t, pads=((0, 0),) * t.ndim))
+    t = standard_form(layer)
+    return from_standard_form(t.replace(pads=((0, 0),) * t.ndim))
 
 
 def _alignment_pads(n_taps, delay, mode):
@@ -804,8 +313,9 @@ def fir_layer(h, *, mode="full", delay=0, groups=1, bias=None, padding_mode="zer
     if bias is not None:
         bias = as_array("bias", bias)
     weight = np.ascontiguousarray(h[(Ellipsis,) + (slice(None, None, -1),) * d])
-    return _build(_Taps(weight, int(groups), (1,) * d, _alignment_pads(n_taps, delay, mode),
-                        padding_mode, bias, (1,) * d, "auto", "propagate"))
+    pads = _alignment_pads(n_taps, delay, mode)
+    return from_standard_form(StandardForm(weight, int(groups), (1,) * d, pads, padding_mode, bias,
+                                           (1,) * d, "auto", "propagate"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -837,8 +347,8 @@ def to_dense_groups(layer):
            [0., 0., 1., 0.],
            [0., 0., 0., 1.]]))
     """
-    t = _taps_of(layer)
-    return _build(_replace(t, weight=_at_groups(t, 1), groups=1))
+    t = standard_form(layer)
+    return from_standard_form(t.replace(weight=at_groups(t, 1), groups=1))
 
 
 def split_groups(layer):
@@ -865,13 +375,13 @@ def split_groups(layer):
     >>> [(b.in_channels, b.out_channels) for b in split_groups(layer)]
     [(2, 3), (2, 3)]
     """
-    t = _taps_of(layer)
+    t = standard_form(layer)
     co = t.out_channels // t.groups
     out = []
     for g in range(t.groups):
         rows = slice(g * co, (g + 1) * co)
         bias = None if t.bias is None else t.bias[rows]
-        out.append(_build(_replace(t, weight=t.weight[rows], groups=1, bias=bias)))
+        out.append(from_standard_form(t.replace(weight=t.weight[rows], groups=1, bias=bias)))
     return out
 
 
@@ -905,8 +415,8 @@ def block_diag(layers):
     if not layers:
         raise ValueError("block_diag needs at least one layer.")
     names = [f"layers[{i}]" for i in range(len(layers))]
-    taps = [_taps_of(layer, n) for layer, n in zip(layers, names)]
-    _check_same_ndim(taps, names)
+    taps = [standard_form(layer, n) for layer, n in zip(layers, names)]
+    check_same_ndim(taps, names)
     first = taps[0]
     for t, n in zip(taps[1:], names[1:]):
         for attr in ("pads", "dilation", "stride", "mode"):
@@ -937,10 +447,10 @@ def block_diag(layers):
         weight = np.zeros((c_out, c_in) + first.weight.shape[2:], dtype=dtype)
         r = c = 0
         for t in taps:
-            weight[r : r + t.out_channels, c : c + t.in_channels] = _at_groups(t, 1)
+            weight[r : r + t.out_channels, c : c + t.in_channels] = at_groups(t, 1)
             r, c = r + t.out_channels, c + t.in_channels
         groups = 1
-    return _build(_replace(first, weight=weight, groups=groups, bias=bias))
+    return from_standard_form(first.replace(weight=weight, groups=groups, bias=bias))
 
 
 # --------------------------------------------------------------------------------------------
@@ -992,7 +502,7 @@ def svd(layer, shape, *, whole=None, per_group=False):
     >>> s.shape, s[0]
     ((5, 2), array([3., 2.]))
     """
-    _check_layer("layer", layer)
+    check_is_layer("layer", layer)
     per_group = as_bool("per_group", per_group)
     H, blocks = _blocks(layer, shape, whole)
     if per_group:
@@ -1028,7 +538,7 @@ def eig(layer, shape, *, whole=None, hermitian=False):
     >>> np.round(w[0].real, 12)
     array([1., 3.])
     """
-    _check_layer("layer", layer)
+    check_is_layer("layer", layer)
     if layer.out_channels != layer.in_channels:
         raise ValueError(
             f"eig needs a square layer, got {layer.in_channels} -> {layer.out_channels} "
@@ -1176,8 +686,8 @@ def from_response(H, n_taps, *, shape=None, delay=None, window=None, mode="full"
     blocks = [h[g * co : (g + 1) * co, g * ci : (g + 1) * ci] for g in range(G)]
     weight = np.concatenate(blocks)[(Ellipsis,) + (slice(None, None, -1),) * d]
     pads = _alignment_pads(n_taps, delay, mode)
-    return _build(_Taps(np.ascontiguousarray(weight), G, (1,) * d, pads, padding_mode, None,
-                        (1,) * d, "auto", "propagate"))
+    return from_standard_form(StandardForm(np.ascontiguousarray(weight), G, (1,) * d, pads,
+                                           padding_mode, None, (1,) * d, "auto", "propagate"))
 
 
 def _freq_grid(shape, whole):
@@ -1290,13 +800,13 @@ def inverse(layer, n_taps, *, reg=0.0, delay=None, window=("tukey", 0.5), nfft=N
     >>> np.round(inv.weight[0, 0, ::-1][:4], 6)                     # 1, -0.5, 0.25, -0.125
     array([ 1.   , -0.5  ,  0.25 , -0.125])
     """
-    _check_layer("layer", layer)
+    check_is_layer("layer", layer)
     if any(s != 1 for s in layer.stride):
         raise ValueError(f"inverse needs a stride-1 layer, got stride {layer.stride}.")
     d = layer.ndim
     n_taps = as_tuple("n_taps", n_taps, d)
     check_length([2 * t for t in n_taps], "design grid", "n_taps")
-    span = _span(layer.kernel_size, layer.dilation)
+    span = kernel_span(layer.kernel_size, layer.dilation)
     if nfft is None:
         nfft = tuple(fft.next_fast_len(max(2 * t, e)) for t, e in zip(n_taps, span))
     nfft = as_tuple("nfft", nfft, d)

@@ -10,11 +10,13 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import numbers
 
 import numpy as np
 
-from . import _correlate, _costmodel, _direct, _polyphase, fft
-from ._engine import Geometry
+from . import _correlate, _costmodel, _direct, _polyphase, _standard_form, fft
+from ._geometry import Geometry, kernel_span
+from ._standard_form import StandardForm
 from ._validate import (
     as_array,
     as_int,
@@ -32,12 +34,46 @@ from ._validate import (
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 METHODS = ("auto", "fft", "direct")
 NAN_POLICIES = ("propagate", "raise")
-_NUMPY_PAD_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+#: numpy.pad's name of every padding mode
+NUMPY_PAD_MODE = {"zeros": "constant", "reflect": "reflect", "replicate": "edge",
+                  "circular": "wrap"}
 
 
 def _conj(weight):
     """The conjugated weight (the real weight itself: no copy)."""
     return np.conj(weight) if weight.dtype.kind == "c" else weight
+
+
+def check_padding_fits(mode, pads, shape):
+    """ValueError unless padding ``mode`` can pad spatial ``shape`` by ``pads`` (reflect needs
+    padding smaller than the input, circular at most as large)."""
+    for axis, ((a, b), n) in enumerate(zip(pads, shape)):
+        if mode == "reflect" and max(a, b) >= n:
+            raise ValueError(
+                f"padding_mode='reflect' needs padding smaller than the input size: got "
+                f"padding {max(a, b)} for spatial axis {axis} of size {n}."
+            )
+        if mode == "circular" and max(a, b) > n:
+            raise ValueError(
+                f"padding_mode='circular' needs padding at most the input size: got "
+                f"padding {max(a, b)} for spatial axis {axis} of size {n}."
+            )
+
+
+def _check_out(out, shape, dtype, x):
+    """``out`` if it can take a result of ``shape`` and ``dtype`` computed from ``x``."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy array, got {type(out).__name__}.")
+    if out.shape != shape or out.dtype != dtype:
+        raise ValueError(
+            f"out must have the result's shape {shape} and dtype {dtype}, got shape {out.shape} "
+            f"and dtype {out.dtype}."
+        )
+    if not (out.flags.c_contiguous and out.flags.writeable):
+        raise ValueError("out must be C-contiguous and writeable.")
+    if isinstance(x, np.ndarray) and np.may_share_memory(out, x):
+        raise ValueError("out shares memory with x: the result would overwrite its own input.")
+    return out
 
 
 def _frozen(arr, copy=True):
@@ -46,17 +82,41 @@ def _frozen(arr, copy=True):
     return arr
 
 
+@dataclasses.dataclass(frozen=True)
+class Planning:
+    """How a layer object is used, which steers what it keeps and how it plans.
+
+    The defaults suit a layer made once and applied many times. specconv's functions make
+    their one-call layers with :data:`ONE_CALL`; the out-of-core path plans its chunks'
+    layer for one shape applied many times.
+    """
+
+    #: read the weight in place instead of keeping a frozen copy: layers that live inside one
+    #: call (as numpy functions do, a copy of a large weight costs a few percent of the call),
+    #: or whose weight is already a frozen copy
+    borrow_weight: bool = False
+    #: keep kernel spectra in the functions' shared, bounded cache rather than the layer's own
+    shared_spectra: bool = False
+    #: plan for many signals of one shape: the one-off kernel spectra are left out of the cost
+    spectra_cached: bool = False
+    #: bytes the kernel spectra may take (None: the cost model's default)
+    spectra_budget: int | None = None
+
+    @property
+    def choose_options(self):
+        """Keyword arguments of ``_costmodel.choose`` for this use."""
+        return {"spectra_cached": self.spectra_cached, "spectra_budget": self.spectra_budget}
+
+
+#: the use of a layer made inside one call of a function (conv, conv_transpose)
+ONE_CALL = Planning(borrow_weight=True, shared_spectra=True)
+
+
 class _Layer:
     """What both layer kinds share: weight, bias, options, the spectra cache."""
 
-    #: Read the weight in place instead of keeping a copy: layers that live inside one call
-    #: of a function (conv, conv_transpose), as numpy functions do (a copy of a 64 x 64 x 1001
-    #: weight costs 3 % of that call), or that take an already frozen weight (out-of-core).
-    _borrows_weight = False
-    #: Keep kernel spectra in the functions' shared, bounded cache rather than the layer's own.
-    _shared_spectra = False
-
-    def __init__(self, weight, bias, *, stride, dilation, groups, method, nan_policy, transposed):
+    def __init__(self, weight, bias, *, stride, dilation, groups, method, nan_policy, transposed,
+                 planning):
         weight = as_array("weight", weight)
         if weight.ndim < 3:
             raise ValueError(
@@ -89,20 +149,27 @@ class _Layer:
             bias = _frozen(bias)
         if self.nan_policy == "raise":
             check_finite_weights(weight, bias)
-        self.weight = _frozen(weight, copy=not self._borrows_weight)
+        if planning is None:
+            planning = Planning()
+        elif not isinstance(planning, Planning):
+            raise TypeError(f"planning must be a specconv.layers.Planning, got {planning!r}.")
+        self.planning = planning
+        self.weight = _frozen(weight, copy=not planning.borrow_weight)
         self.bias = bias
-        self._cache = (_correlate.SHARED_SPECTRA if self._shared_spectra
+        self._cache = (_correlate.SHARED_SPECTRA if planning.shared_spectra
                        else _correlate.SpectraCache())
         self._digest = None  # of the (frozen) weight the layer correlates with, once needed
-        # cost-model options of _costmodel.choose: the out-of-core chunker, which applies one
-        # layer to many chunks of one shape, plans with the spectra computed once
-        self._planning = {}
+
+    @property
+    def kernel_span(self):
+        """Extent of the dilated kernel per spatial axis: ``dilation · (kernel − 1) + 1``."""
+        return kernel_span(self.kernel_size, self.dilation)
 
     def _run(self, xb, weight, geom, pads, dtype, out=None):
         """Correlate (see ``_correlate.correlate``) and add the bias."""
         # choose() is memoised: repeated calls get the same tiling and hit the cached spectra
         choice = _correlate.choose(geom, pads, self.method, dtype.itemsize,
-                                   fft.get_num_threads(), **self._planning)
+                                   fft.get_num_threads(), **self.planning.choose_options)
         if choice.method == "fft" and self._digest is None:
             self._digest = _correlate.weight_digest(weight)
         y = _correlate.correlate(
@@ -150,9 +217,17 @@ class SpectralConv(_Layer):
         output channel ``o`` NaN (every output multiplies it, zero padding included).
         "raise" raises a ValueError for non-finite input, weight or bias.
 
+    planning : Planning, optional
+        How the layer is used (see :class:`Planning`); the default suits a layer applied to
+        many signals.
+
     Attributes
     ----------
     in_channels, out_channels, groups, kernel_size, stride, dilation, padding : as given
+    pads : tuple of (before, after) pairs
+        The padding per side of every spatial axis ("same" and "valid" resolved).
+    kernel_span : tuple of int
+        Extent of the dilated kernel per spatial axis.
     T : SpectralConvTranspose
         The transposed layer (the adjoint with respect to x, for real weights).
     H : SpectralConvTranspose
@@ -178,12 +253,13 @@ class SpectralConv(_Layer):
     """
 
     def __init__(self, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
-                 padding_mode="zeros", method="auto", nan_policy="propagate"):
+                 padding_mode="zeros", method="auto", nan_policy="propagate", planning=None):
         super().__init__(weight, bias, stride=stride, dilation=dilation, groups=groups,
-                         method=method, nan_policy=nan_policy, transposed=False)
+                         method=method, nan_policy=nan_policy, transposed=False,
+                         planning=planning)
         self.padding_mode = check_option("padding_mode", padding_mode, PADDING_MODES)
         d = self.ndim
-        span = tuple(dl * (k - 1) + 1 for k, dl in zip(self.kernel_size, self.dilation))
+        span = self.kernel_span
         if isinstance(padding, str):
             check_option("padding", padding, ("same", "valid"))
             if padding == "same" and any(s != 1 for s in self.stride):
@@ -192,13 +268,13 @@ class SpectralConv(_Layer):
                 )
             self.padding = padding
             if padding == "valid":
-                self._pads = ((0, 0),) * d
+                self.pads = ((0, 0),) * d
             else:
-                self._pads = tuple(((e - 1) // 2, e - 1 - (e - 1) // 2) for e in span)
+                self.pads = tuple(((e - 1) // 2, e - 1 - (e - 1) // 2) for e in span)
         else:
-            self._pads = as_pads("padding", padding, d, of="weight")
-            symmetric = all(a == b for a, b in self._pads)
-            self.padding = tuple(a for a, _ in self._pads) if symmetric else self._pads
+            self.pads = as_pads("padding", padding, d, of="weight")
+            symmetric = all(a == b for a, b in self.pads)
+            self.padding = tuple(a for a, _ in self.pads) if symmetric else self.pads
 
     def __repr__(self):
         return (
@@ -208,25 +284,25 @@ class SpectralConv(_Layer):
             f"bias={self.bias is not None}, method={self.method!r})"
         )
 
-    def __call__(self, x):
+    def __call__(self, x, *, out=None):
         """Apply the layer.
 
         Parameters
         ----------
         x : array_like [shape=(C_in, *spatial) or (B, C_in, *spatial)]
+        out : ndarray, optional
+            Where to write the result, as numpy's ``out=``: C-contiguous, writeable, of the
+            result's shape and dtype, sharing no memory with ``x``. Saves allocating the
+            output when the layer is applied to many signals of one shape.
 
         Returns
         -------
         y : ndarray [shape=(C_out, *out) or (B, C_out, *out)]
-            ``out`` exactly as PyTorch computes it; dtype by :func:`specconv.result_dtype`.
+            The output length exactly as PyTorch computes it; dtype by
+            :func:`specconv.result_dtype`. ``out`` itself when given.
         """
-        return self._apply(x)
-
-    def _apply(self, x, out=None):
-        """``self(x)``, written to ``out`` if given (C-contiguous, the result's shape and dtype:
-        the out-of-core chunker reuses its output buffers)."""
         xb, batched, dtype = self._check_x(x)
-        pads = self._pads
+        pads = self.pads
         if self.padding_mode != "zeros" and any(p != (0, 0) for p in pads):
             xb = self._pad_by_mode(xb, pads)
             pads = ((0, 0),) * self.ndim
@@ -250,24 +326,17 @@ class SpectralConv(_Layer):
         stride = tuple(min(s, p - e + 1) for s, p, e in zip(self.stride, padded, geom.span))
         if stride != self.stride:
             geom = dataclasses.replace(geom, stride=stride)
-        if out is not None and not batched:
-            out = out[np.newaxis]
+        if out is not None:
+            shape = (xb.shape[0], self.out_channels) + geom.out_shape
+            out = _check_out(out, shape if batched else shape[1:], dtype, x)
+            if not batched:
+                out = out[np.newaxis]
         y = self._run(xb, self.weight, geom, pads, dtype, out)
         return y if batched else y[0]
 
     def _pad_by_mode(self, xb, pads):
-        for (a, b), n in zip(pads, xb.shape[2:]):
-            if self.padding_mode == "reflect" and max(a, b) >= n:
-                raise ValueError(
-                    f"padding_mode='reflect' needs padding smaller than the input size: got "
-                    f"padding {max(a, b)} for an axis of size {n}."
-                )
-            if self.padding_mode == "circular" and max(a, b) > n:
-                raise ValueError(
-                    f"padding_mode='circular' needs padding at most the input size: got "
-                    f"padding {max(a, b)} for an axis of size {n}."
-                )
-        return np.pad(xb, ((0, 0), (0, 0)) + pads, mode=_NUMPY_PAD_MODE[self.padding_mode])
+        check_padding_fits(self.padding_mode, pads, xb.shape[2:])
+        return np.pad(xb, ((0, 0), (0, 0)) + pads, mode=NUMPY_PAD_MODE[self.padding_mode])
 
     @property
     def T(self):
@@ -278,7 +347,7 @@ class SpectralConv(_Layer):
                 "ConvTranspose layer (only zero padding is); use padding_mode='zeros'."
             )
         return SpectralConvTranspose(
-            self.weight, stride=self.stride, padding=self._pads, dilation=self.dilation,
+            self.weight, stride=self.stride, padding=self.pads, dilation=self.dilation,
             groups=self.groups, method=self.method, nan_policy=self.nan_policy,
         )
 
@@ -291,7 +360,7 @@ class SpectralConv(_Layer):
         bias. A strided layer maps several input lengths to one output length: call the
         adjoint with ``output_size`` to pick the input's. Zero padding only; for the other
         padding modes the adjoint also folds the pad back onto the samples it copied, which
-        :meth:`as_operator` does.
+        :func:`specconv.aslinearoperator` does.
 
         Examples
         --------
@@ -309,96 +378,26 @@ class SpectralConv(_Layer):
             raise ValueError(
                 f"The adjoint of a layer with padding_mode={self.padding_mode!r} is not a "
                 "ConvTranspose layer (it also folds the padding back); use "
-                "layer.as_operator(input_shape) or specconv.linop.adjoint."
+                "specconv.aslinearoperator(layer, input_shape) or specconv.linop.adjoint."
             )
         return SpectralConvTranspose(
-            _conj(self.weight), stride=self.stride, padding=self._pads, dilation=self.dilation,
+            _conj(self.weight), stride=self.stride, padding=self.pads, dilation=self.dilation,
             groups=self.groups, method=self.method, nan_policy=self.nan_policy,
         )
 
-    def as_operator(self, input_shape, *, dtype=None):
-        """This layer on inputs of ``input_shape`` as a scipy ``LinearOperator`` (bias left
-        out), with its exact adjoint: see :func:`specconv.aslinearoperator`.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from specconv import SpectralConv
-        >>> A = SpectralConv(np.ones((4, 2, 3)), padding="same").as_operator((2, 100))
-        >>> A.shape, A.output_shape
-        ((400, 200), (4, 100))
-        """
-        from .linop import aslinearoperator
-
-        return aslinearoperator(self, input_shape, dtype=dtype)
-
-    def vjp(self, x, grad_output, *, method="auto"):
-        """The gradients of a loss with respect to the input, weight and bias, given its
-        gradient ``grad_output`` with respect to the output (a vector-Jacobian product).
-
-        PyTorch semantics, as torch's autograd (complex tensors included): ``grad_x`` is the
-        adjoint applied to ``grad_output`` (padding modes folded back), ``grad_weight`` is
-        :func:`specconv.conv_weight_grad`, ``grad_bias`` the sum over batch and space.
-
-        Parameters
-        ----------
-        x : array_like [shape=(C_in, *spatial) or (B, C_in, *spatial)]
-            The input of the forward pass.
-        grad_output : array_like [shape=(C_out, *out) or (B, C_out, *out)]
-        method : {"auto", "fft", "direct"}
-            For the weight gradient (the input gradient uses the layer's own method).
-
-        Returns
-        -------
-        grad_x : ndarray [shape=x.shape]
-        grad_weight : ndarray [shape=weight.shape]
-        grad_bias : ndarray [shape=(C_out,)] or None
-            None for a layer without bias.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from specconv import SpectralConv
-        >>> rng = np.random.default_rng(0)
-        >>> layer = SpectralConv(rng.standard_normal((4, 2, 5)), np.zeros(4), padding="same")
-        >>> x = rng.standard_normal((2, 100))
-        >>> gx, gw, gb = layer.vjp(x, 2 * layer(x))    # loss = ||layer(x)||²
-        >>> gx.shape, gw.shape, gb.shape
-        ((2, 100), (4, 2, 5), (4,))
-        """
-        from . import gradients, linop
-
-        x = as_array("x", x)
-        grad_x = linop.adjoint(self, grad_output, x.shape[-self.ndim:])
-        grad_w = gradients.conv_weight_grad(
-            x, self.weight.shape, grad_output, stride=self.stride, padding=self._pads,
-            dilation=self.dilation, groups=self.groups, padding_mode=self.padding_mode,
-            method=method,
-        )
-        grad_b = None if self.bias is None else gradients.bias_grad(grad_output, self.ndim)
-        return grad_x, grad_w, grad_b
-
-    # the kernel-matrix algebra (specconv.kernels imports this module: import on use)
+    # the kernel-matrix algebra (functions at the end of this module)
     def __matmul__(self, other):
         """``a @ b`` is the one layer equal to applying ``b`` then ``a`` (kernels.compose)."""
-        from . import kernels
-
-        return kernels.compose(self, other)
+        return compose(self, other)
 
     def __add__(self, other):
-        from . import kernels
-
-        return kernels.add(self, other)
+        return add(self, other)
 
     def __sub__(self, other):
-        from . import kernels
-
-        return kernels.add(self, kernels.scale(other, -1))
+        return add(self, scale(other, -1))
 
     def __mul__(self, alpha):
-        from . import kernels
-
-        return kernels.scale(self, alpha)
+        return scale(self, alpha)
 
     __rmul__ = __mul__
 
@@ -457,7 +456,14 @@ class SpectralConvTranspose(_Layer):
     output_padding : int or tuple of d ints
         Extra samples on the right of the output, smaller than ``max(stride, dilation)``.
     groups : int
-    method, nan_policy : as for :class:`SpectralConv`
+    method, nan_policy, planning : as for :class:`SpectralConv`
+
+    Attributes
+    ----------
+    pads : tuple of (before, after) pairs
+        What is removed from each end of the full output, per spatial axis.
+    kernel_span : tuple of int
+        Extent of the dilated kernel per spatial axis.
 
     See Also
     --------
@@ -473,13 +479,14 @@ class SpectralConvTranspose(_Layer):
     """
 
     def __init__(self, weight, bias=None, *, stride=1, padding=0, output_padding=0, groups=1,
-                 dilation=1, method="auto", nan_policy="propagate"):
+                 dilation=1, method="auto", nan_policy="propagate", planning=None):
         super().__init__(weight, bias, stride=stride, dilation=dilation, groups=groups,
-                         method=method, nan_policy=nan_policy, transposed=True)
+                         method=method, nan_policy=nan_policy, transposed=True,
+                         planning=planning)
         d = self.ndim
-        self._pads = as_pads("padding", padding, d, of="weight")
-        symmetric = all(a == b for a, b in self._pads)
-        self.padding = tuple(a for a, _ in self._pads) if symmetric else self._pads
+        self.pads = as_pads("padding", padding, d, of="weight")
+        symmetric = all(a == b for a, b in self.pads)
+        self.padding = tuple(a for a, _ in self.pads) if symmetric else self.pads
         self.output_padding = as_tuple("output_padding", output_padding, d, minimum=0,
                                        of="weight")
         for op, s, dl in zip(self.output_padding, self.stride, self.dilation):
@@ -523,9 +530,9 @@ class SpectralConvTranspose(_Layer):
         xb, batched, dtype = self._check_x(x)
         d = self.ndim
         n = xb.shape[2:]
-        span = tuple(dl * (k - 1) + 1 for k, dl in zip(self.kernel_size, self.dilation))
+        span = self.kernel_span
         base = tuple(
-            (m - 1) * s - a - b + e for m, s, (a, b), e in zip(n, self.stride, self._pads, span)
+            (m - 1) * s - a - b + e for m, s, (a, b), e in zip(n, self.stride, self.pads, span)
         )
         extra = self.output_padding
         if output_size is not None:
@@ -545,7 +552,7 @@ class SpectralConvTranspose(_Layer):
         check_length([b + e for b, e in zip(base, extra)], "output",
                      "stride, padding, dilation and output_padding")
         # a correlation of the input, zero-stuffed by the stride, with the forward kernel
-        pads = tuple((e - 1 - a, e - 1 - b + op) for e, (a, b), op in zip(span, self._pads, extra))
+        pads = tuple((e - 1 - a, e - 1 - b + op) for e, (a, b), op in zip(span, self.pads, extra))
         stuffed = tuple((m - 1) * s + 1 for m, s in zip(n, self.stride))
         check_length([m + a + b for m, (a, b) in zip(stuffed, pads)], "zero-stuffed input",
                      "stride and dilation")
@@ -576,7 +583,7 @@ class SpectralConvTranspose(_Layer):
         plan, direct = None, self.method == "direct"
         if not direct:
             plan = _polyphase.transposed_plan(geom, stride, pads, n, "fft", dtype.itemsize,
-                                              workers, **self._planning)
+                                              workers, **self.planning.choose_options)
         if self.method == "auto" and plan is not None:
             # the phases, and copying each into its interleaved place
             copies = _polyphase.copy_seconds(math.prod(geom.out_shape) * xb.shape[0]
@@ -647,7 +654,7 @@ class SpectralConvTranspose(_Layer):
     def T(self):
         """The transposed layer (a :class:`SpectralConv`): same weight and options, no bias."""
         return SpectralConv(
-            self.weight, stride=self.stride, padding=self._pads, dilation=self.dilation,
+            self.weight, stride=self.stride, padding=self.pads, dilation=self.dilation,
             groups=self.groups, method=self.method, nan_policy=self.nan_policy,
         )
 
@@ -671,52 +678,9 @@ class SpectralConvTranspose(_Layer):
         True
         """
         return SpectralConv(
-            _conj(self.weight), stride=self.stride, padding=self._pads, dilation=self.dilation,
+            _conj(self.weight), stride=self.stride, padding=self.pads, dilation=self.dilation,
             groups=self.groups, method=self.method, nan_policy=self.nan_policy,
         )
-
-    def as_operator(self, input_shape, *, dtype=None):
-        """This layer on inputs of ``input_shape`` as a scipy ``LinearOperator`` (bias left
-        out), with its exact adjoint: see :func:`specconv.aslinearoperator`.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from specconv import SpectralConvTranspose
-        >>> SpectralConvTranspose(np.ones((2, 1, 4)), stride=2).as_operator((2, 10)).shape
-        (22, 20)
-        """
-        from .linop import aslinearoperator
-
-        return aslinearoperator(self, input_shape, dtype=dtype)
-
-    def vjp(self, x, grad_output, *, method="auto"):
-        """The input, weight and bias gradients for the upstream gradient ``grad_output``
-        (a vector-Jacobian product), as torch's autograd of ``ConvTranspose``.
-
-        See :meth:`SpectralConv.vjp`; the weight gradient is
-        :func:`specconv.conv_transpose_weight_grad`.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from specconv import SpectralConvTranspose
-        >>> up = SpectralConvTranspose(np.ones((3, 2, 4)), np.zeros(2), stride=2)
-        >>> gx, gw, gb = up.vjp(np.ones((3, 10)), np.ones((2, 22)))
-        >>> gx.shape, gw.shape, gb
-        ((3, 10), (3, 2, 4), array([22., 22.]))
-        """
-        from . import gradients, linop
-
-        x = as_array("x", x)
-        grad_x = linop.adjoint(self, grad_output, x.shape[-self.ndim:])
-        grad_w = gradients.conv_transpose_weight_grad(
-            x, self.weight.shape, grad_output, stride=self.stride, padding=self._pads,
-            output_padding=self.output_padding, groups=self.groups, dilation=self.dilation,
-            method=method,
-        )
-        grad_b = None if self.bias is None else gradients.bias_grad(grad_output, self.ndim)
-        return grad_x, grad_w, grad_b
 
     def frequency_response(self, shape, *, whole=None):
         """Per-frequency C_out × C_in matrices (stride 1), as :meth:`SpectralConv.frequency_response`.
@@ -752,14 +716,14 @@ def _frequency_response(layer, shape, whole, transposed):
                  "shape")
     if whole is not None and not isinstance(whole, (bool, np.bool_)):
         raise TypeError(f"whole must be None or a bool, got {type(whole).__name__} {whole!r}.")
-    span = tuple(dl * (k - 1) + 1 for k, dl in zip(layer.kernel_size, layer.dilation))
+    span = layer.kernel_span
     if any(e > n for e, n in zip(span, shape)):
         raise ValueError(f"shape {shape} must be at least the kernel span {span}.")
     is_complex = layer.weight.dtype.kind == "c"
     whole = is_complex if whole is None else bool(whole)
     if not whole and is_complex:
         raise ValueError("whole=False (one-sided spectrum) needs real weights.")
-    pads = layer._pads
+    pads = layer.pads
     # the taps at their circular offsets k·dilation − padding
     a = np.zeros(layer.weight.shape[:2] + shape, dtype=np.result_type(layer.weight, np.float64))
     idx = tuple(
@@ -783,3 +747,223 @@ def _frequency_response(layer, shape, whole, transposed):
     for g in range(G):
         H[..., g * r : (g + 1) * r, g * c : (g + 1) * c] = np.moveaxis(blocks[g], (0, 1), (-2, -1))
     return H
+
+
+# --------------------------------------------------------------------------------------------
+# the standard form, and the kernel-matrix arithmetic the operators above use
+# (specconv.kernels re-exports compose, add and scale with the rest of the algebra)
+
+
+def check_is_layer(name, layer):
+    """TypeError unless ``layer`` is a SpectralConv or SpectralConvTranspose."""
+    if not isinstance(layer, (SpectralConv, SpectralConvTranspose)):
+        raise TypeError(
+            f"{name} must be a SpectralConv (or a stride-1 SpectralConvTranspose), got "
+            f"{type(layer).__name__}."
+        )
+
+
+def standard_form(layer, name="layer"):
+    """The :class:`~specconv._standard_form.StandardForm` of ``layer`` (a stride-1
+    SpectralConvTranspose becomes the equal conv); ``name`` is the parameter in messages."""
+    check_is_layer(name, layer)
+    if isinstance(layer, SpectralConvTranspose):
+        if any(s != 1 for s in layer.stride):
+            raise ValueError(
+                f"{name} is a SpectralConvTranspose with stride {layer.stride}; only stride-1 "
+                "transposed layers are convolutions (a strided one upsamples)."
+            )
+        d = layer.ndim
+        span = layer.kernel_span
+        pads = tuple(
+            (e - 1 - p, e - 1 - p + op)
+            for e, p, op in zip(span, layer.padding, layer.output_padding)
+        )
+        if any(lo < 0 or hi < 0 for lo, hi in pads):
+            raise ValueError(
+                f"{name} is a SpectralConvTranspose whose padding {layer.padding} exceeds "
+                f"dilation·(kernel − 1) = {tuple(e - 1 for e in span)}: it crops its output, "
+                "which no conv layer with non-negative padding expresses."
+            )
+        G = layer.groups
+        ci, co = layer.in_channels // G, layer.out_channels // G
+        w = layer.weight.reshape((G, ci, co) + layer.kernel_size)
+        w = w.transpose((0, 2, 1) + tuple(range(3, 3 + d)))
+        w = w[(Ellipsis,) + (slice(None, None, -1),) * d]
+        w = w.reshape((layer.out_channels, ci) + layer.kernel_size)
+        return StandardForm(np.ascontiguousarray(w), G, tuple(layer.dilation), pads, "zeros",
+                            layer.bias, (1,) * d, layer.method, layer.nan_policy)
+    span = layer.kernel_span
+    if isinstance(layer.padding, str):
+        if layer.padding == "valid":
+            pads = ((0, 0),) * layer.ndim
+        else:
+            pads = tuple(((e - 1) // 2, e - 1 - (e - 1) // 2) for e in span)
+    else:
+        pads = tuple((p, p) for p in layer.padding)
+    return StandardForm(layer.weight, layer.groups, tuple(layer.dilation), pads,
+                        layer.padding_mode, layer.bias, tuple(layer.stride), layer.method,
+                        layer.nan_policy)
+
+
+def from_standard_form(t):
+    """The SpectralConv of a standard form (asymmetric pads become zero taps)."""
+    weight, padding, dilation = _standard_form.expressible(t)
+    return SpectralConv(
+        weight, t.bias, stride=t.stride, padding=padding, dilation=dilation, groups=t.groups,
+        padding_mode=t.mode, method=t.method, nan_policy=t.nan_policy,
+    )
+
+
+def compose(*layers, exact=True):
+    """One layer equal to applying ``layers`` right to left: ``compose(l2, l1)(x) == l2(l1(x))``.
+
+    PyTorch conv-layer semantics (cross-correlation). At every frequency the result's matrix
+    is the product ``H2(f) @ H1(f)``; in time the kernel spans add
+    (``span = span1 + span2 − 1``) and the pads add side by side.
+
+    Parameters
+    ----------
+    *layers : SpectralConv
+        Two or more layers, the last applied first (matrix order). Stride-1
+        :class:`~specconv.SpectralConvTranspose` layers are accepted (as the equivalent
+        convolution), so ``compose(layer.T, layer)`` is the normal operator.
+    exact : bool
+        Refuse (ValueError) a pair whose composition is not exactly sequential application
+        at the signal edges (see Notes). With ``exact=False`` the returned layer agrees with
+        sequential application except within the second layer's padding of the edges.
+
+    Returns
+    -------
+    layer : SpectralConv
+        Groups: ``gcd`` of the groups (the coarsest common block structure). Dilation: kept
+        where all layers share it, else 1. Stride: the last-applied layer's.
+
+    Raises
+    ------
+    ValueError
+        Channel counts that do not chain, a strided layer other than the last one, or an
+        inexact pair with ``exact=True``.
+
+    See Also
+    --------
+    composition_is_exact : check a pair beforehand.
+    add, scale : the other matrix operations.
+
+    Notes
+    -----
+    Sequential application pads the *intermediate* signal, so composing is exact only when
+    that padding equals what the composed layer sees. The rule, checked per axis and side,
+    for ``layer2 ∘ layer1``:
+
+    * ``layer2`` does not pad that side (e.g. ``padding="valid"``): always exact; the result
+      inherits ``layer1``'s padding and mode. Any number of layers composed with padding 0
+      after the first is exact.
+    * ``layer1`` is pointwise (``1 × 1`` kernel, no padding): exact for every padding mode of
+      ``layer2`` (padding commutes with channel mixing), except zero padding after a non-zero
+      bias.
+    * both pad with zeros and ``layer1`` pads that side by at least
+      ``dilation·(kernel − 1)`` ("full" padding): ``layer1``'s output already holds every
+      non-zero sample, so the zeros ``layer2`` adds are the true continuation. Needs
+      ``layer1`` without bias. E.g. two full-padded layers compose to the full-padded layer
+      of the convolved kernels.
+    * both circular and ``layer1`` keeps the length (pads totalling ``dilation·(kernel−1)``):
+      the intermediate signal is periodic with the input's period.
+
+    Everything else -- e.g. two ``padding="same"`` zero-padded layers -- differs within the
+    padding of the edges and needs ``exact=False``. The composed pads are the sums of the
+    pads; the circular mode needs them to stay at most the input length when applied.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from specconv import SpectralConv
+    >>> from specconv.kernels import compose
+    >>> rng = np.random.default_rng(0)
+    >>> l1 = SpectralConv(rng.standard_normal((4, 3, 5)), padding=4)     # full padding
+    >>> l2 = SpectralConv(rng.standard_normal((2, 4, 7)), padding=6)
+    >>> both = compose(l2, l1)
+    >>> both.kernel_size, both.padding
+    ((11,), (10,))
+    >>> x = rng.standard_normal((3, 100))
+    >>> bool(np.allclose(both(x), l2(l1(x))))
+    True
+    """
+    if len(layers) < 2:
+        raise ValueError(f"compose needs at least two layers, got {len(layers)}.")
+    if not isinstance(exact, bool):
+        raise TypeError(f"exact must be a bool, got {exact!r}.")
+    names = [f"layers[{i}]" for i in range(len(layers))]
+    forms = [standard_form(layer, n) for layer, n in zip(layers, names)]
+    return from_standard_form(_standard_form.compose_forms(forms, names, exact))
+
+
+def add(*layers):
+    """One layer equal to the sum of ``layers``: ``add(a, b)(x) == a(x) + b(x)``.
+
+    PyTorch conv-layer semantics. At every frequency the result's matrix is
+    ``H_a(f) + H_b(f)``. Exact at the edges too: padding (of one mode) extends the input the
+    same way whatever its amount, so the layers only need the same output length.
+
+    Parameters
+    ----------
+    *layers : SpectralConv
+        One or more layers with equal channel counts, stride, output length
+        (``pad_left + pad_right − span`` per axis) and padding mode (layers without padding
+        fit any mode).
+
+    Returns
+    -------
+    layer : SpectralConv
+        Offsets: the union of the layers' offsets; groups: their gcd; biases summed.
+
+    See Also
+    --------
+    scale : scalar multiples; ``add(a, scale(b, -1))`` is ``a − b``.
+    compose : products.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from specconv import SpectralConv
+    >>> from specconv.kernels import add
+    >>> rng = np.random.default_rng(0)
+    >>> a = SpectralConv(rng.standard_normal((2, 2, 3)), padding="same")
+    >>> b = SpectralConv(rng.standard_normal((2, 2, 7)), padding="same")
+    >>> x = rng.standard_normal((2, 50))
+    >>> bool(np.allclose(add(a, b)(x), a(x) + b(x)))
+    True
+    """
+    if not layers:
+        raise ValueError("add needs at least one layer.")
+    names = [f"layers[{i}]" for i in range(len(layers))]
+    forms = [standard_form(layer, n) for layer, n in zip(layers, names)]
+    return from_standard_form(_standard_form.add_forms(forms, names))
+
+
+def scale(layer, alpha):
+    """The layer times a scalar: ``scale(layer, a)(x) == a * layer(x)`` (bias scaled too).
+
+    Parameters
+    ----------
+    layer : SpectralConv
+    alpha : int, float or complex
+
+    Returns
+    -------
+    layer : SpectralConv
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from specconv import SpectralConv
+    >>> from specconv.kernels import scale
+    >>> layer = SpectralConv(np.ones((1, 1, 2)), bias=np.ones(1))
+    >>> scale(layer, -2)(np.arange(4.0)[None])
+    array([[ -4.,  -8., -12.]])
+    """
+    t = standard_form(layer)
+    if not isinstance(alpha, numbers.Number) or isinstance(alpha, bool):
+        raise TypeError(f"alpha must be a real or complex scalar, got {alpha!r}.")
+    bias = None if t.bias is None else t.bias * alpha
+    return from_standard_form(t.replace(weight=t.weight * alpha, bias=bias))

@@ -20,7 +20,7 @@ import scipy.sparse
 from scipy.sparse.linalg import LinearOperator
 
 from ._validate import as_tuple, result_dtype
-from .layers import _NUMPY_PAD_MODE, SpectralConv, SpectralConvTranspose
+from .layers import NUMPY_PAD_MODE, SpectralConv, SpectralConvTranspose
 
 __all__ = ["LayerOperator", "adjoint", "aslinearoperator"]
 
@@ -30,12 +30,6 @@ def _check_layer(layer):
         raise TypeError(
             f"layer must be a SpectralConv or SpectralConvTranspose, got {type(layer).__name__}."
         )
-
-
-def _pads_of(layer):
-    # the layer's own normalised (before, after) pairs ("same" resolved): the adjoint must
-    # crop and pad exactly as the forward pass did
-    return layer._pads
 
 
 def _pad_adjoint(z, pads, n, mode):
@@ -50,7 +44,7 @@ def _pad_adjoint(z, pads, n, mode):
         a, b = pads[axis]
         if a == 0 and b == 0:
             continue
-        source = np.pad(np.arange(n[axis]), (a, b), mode=_NUMPY_PAD_MODE[mode])
+        source = np.pad(np.arange(n[axis]), (a, b), mode=NUMPY_PAD_MODE[mode])
         fold = scipy.sparse.csr_matrix(
             (np.ones(len(source)), (np.arange(len(source)), source)),
             shape=(len(source), n[axis]),
@@ -116,7 +110,7 @@ def _apply_adjoint(layer, H, y, n):
         return np.ascontiguousarray(x[(Ellipsis,) + tuple(slice(0, m) for m in n)])
     if layer.padding_mode == "zeros":
         return H(y, output_size=n)
-    pads = _pads_of(layer)
+    pads = layer.pads
     padded = tuple(m + a + b for m, (a, b) in zip(n, pads))
     return _pad_adjoint(H(y, output_size=padded), pads, n, layer.padding_mode)
 
@@ -148,7 +142,7 @@ def output_shape(layer, input_shape):
     d = layer.ndim
     n = as_tuple("input_shape", tuple(input_shape)[-d:], d)
     span = tuple(dl * (k - 1) + 1 for k, dl in zip(layer.kernel_size, layer.dilation))
-    pads = _pads_of(layer)
+    pads = layer.pads
     if isinstance(layer, SpectralConvTranspose):
         out = tuple((m - 1) * s - a - b + e + op for m, s, (a, b), e, op
                     in zip(n, layer.stride, pads, span, layer.output_padding))
@@ -168,7 +162,7 @@ class LayerOperator(LinearOperator):
     PyTorch conv-layer semantics. Vectors are the layer's input and output arrays flattened
     in C order; ``matvec`` applies the layer (without its bias), ``rmatvec`` the exact
     adjoint (see :func:`adjoint`), and ``matmat``/``rmatmat`` apply them to all columns in
-    one batched call. Build it with :func:`aslinearoperator` or ``layer.as_operator``.
+    one batched call. Build it with :func:`aslinearoperator`.
 
     Attributes
     ----------
@@ -229,12 +223,12 @@ class LayerOperator(LinearOperator):
 def _without_bias(layer):
     if isinstance(layer, SpectralConvTranspose):
         return SpectralConvTranspose(
-            layer.weight, stride=layer.stride, padding=_pads_of(layer),
+            layer.weight, stride=layer.stride, padding=layer.pads,
             output_padding=layer.output_padding, groups=layer.groups, dilation=layer.dilation,
             method=layer.method, nan_policy=layer.nan_policy,
         )
     return SpectralConv(
-        layer.weight, stride=layer.stride, padding=_pads_of(layer), dilation=layer.dilation,
+        layer.weight, stride=layer.stride, padding=layer.pads, dilation=layer.dilation,
         groups=layer.groups, padding_mode=layer.padding_mode, method=layer.method,
         nan_policy=layer.nan_policy,
     )

@@ -37,14 +37,12 @@ from ._optional import has_module, soft_import
 from ._validate import as_bool, as_int, as_shape, result_dtype
 from .io._atomic import atomic_output, check_not_aliased, files_behind
 from .io._common import FormatError
-from .layers import SpectralConv
+from .layers import NUMPY_PAD_MODE, Planning, SpectralConv, check_padding_fits
 
 logger = logging.getLogger("specconv")
 
 __all__ = ["apply", "output_shape"]
 
-_NUMPY_PAD_MODE = {"zeros": "constant", "reflect": "reflect", "replicate": "edge",
-                   "circular": "wrap"}
 _H5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
 _FIF_SUFFIXES = (".fif", ".fif.gz")
 DEFAULT_BUDGET = 256 * 2**20
@@ -57,10 +55,6 @@ def _check_layer(layer):
             f"layer must be a specconv.SpectralConv, got {type(layer).__name__}."
         )
     return layer
-
-
-def _span(layer, a):
-    return layer.dilation[a] * (layer.kernel_size[a] - 1) + 1
 
 
 def output_shape(layer, shape):
@@ -105,7 +99,7 @@ def _output_shape(layer, shape, name="shape"):
         )
     out = []
     for a, n in enumerate(shape[-d:]):
-        (pl, pr), s, e = layer._pads[a], layer.stride[a], _span(layer, a)
+        (pl, pr), s, e = layer.pads[a], layer.stride[a], layer.kernel_span[a]
         m = (n + pl + pr - e) // s + 1
         if m < 1:
             raise ValueError(
@@ -451,10 +445,6 @@ class _ArrayWriter:
 
 
 # --------------------------------------------------------------------------- the chunks
-class _ValidLayer(SpectralConv):
-    _borrows_weight = True  # the user's layer holds the frozen copy: no second one
-
-
 class _Chunker:
     """Output chunks along the first spatial axis, each from its input with the halo."""
 
@@ -467,29 +457,27 @@ class _Chunker:
         self.axis = len(shape) - d  # the chunked axis in source and output arrays
         self.n_in = shape[self.axis]
         self.n_out = self.out_shape[self.axis]
-        self.pads = layer._pads
-        self.stride, self.span = layer.stride[0], _span(layer, 0)
+        self.pads = layer.pads
+        self.stride, self.span = layer.stride[0], layer.kernel_span[0]
         self.dtype = result_dtype(np.empty(0, src.dtype), layer.weight, layer.bias,
                                   names=("source", "weight", "bias"))
-        for (pl, pr), n, a in zip(self.pads, shape[-d:], range(d)):
-            mode = layer.padding_mode
-            if (mode == "reflect" and max(pl, pr) >= n) or (mode == "circular" and max(pl, pr) > n):
-                raise ValueError(
-                    f"padding_mode={mode!r} needs padding smaller than the input size: got "
-                    f"padding {max(pl, pr)} for spatial axis {a} of size {n}."
-                )
+        check_padding_fits(layer.padding_mode, self.pads, shape[-d:])
         # every chunk runs through one valid-correlation layer of one geometry, so the
-        # kernel spectra are computed once (the last chunk is padded to the same length)
-        self.valid = _ValidLayer(
-            layer.weight, layer.bias, stride=layer.stride, padding=0, dilation=layer.dilation,
-            groups=layer.groups, method=layer.method, nan_policy=layer.nan_policy,
-        )
+        # kernel spectra are computed once (the last chunk is padded to the same length);
+        # the user's layer holds the frozen weight: no second copy
+        planning = Planning(borrow_weight=True)
         if chunk_size is None:
             self.chunk, spectra_budget, self.estimate = _plan_chunk(self, memory_budget)
-            self.valid._planning = {"spectra_cached": True, "spectra_budget": spectra_budget}
+            planning = Planning(borrow_weight=True, spectra_cached=True,
+                                spectra_budget=spectra_budget)
         else:
             self.chunk = min(chunk_size, self.n_out)
             self.estimate = math.nan
+        self.valid = SpectralConv(
+            layer.weight, layer.bias, stride=layer.stride, padding=0, dilation=layer.dilation,
+            groups=layer.groups, method=layer.method, nan_policy=layer.nan_policy,
+            planning=planning,
+        )
 
     def in_range(self, m0):
         """Source indices ``[lo, hi)`` along the axis that the outputs from ``m0`` need."""
@@ -505,13 +493,13 @@ class _Chunker:
         d = self.layer.ndim
         if d > 1 and any(p != (0, 0) for p in self.pads[1:]):
             widths = ((0, 0),) * (x.ndim - d + 1) + tuple(self.pads[1:])
-            x = np.pad(x, widths, mode=_NUMPY_PAD_MODE[self.layer.padding_mode])
+            x = np.pad(x, widths, mode=NUMPY_PAD_MODE[self.layer.padding_mode])
         return x
 
     def run(self, m0, x, out=None):
         """Outputs ``m0 .. m0 + chunk`` (cropped at the end) from ``read(m0)`` (computed
         in ``out``, from :meth:`output_buffer`, if given)."""
-        y = self.valid._apply(x, out)
+        y = self.valid(x, out=out)
         stop = min(self.chunk, self.n_out - m0)
         return y[(slice(None),) * self.axis + (slice(0, stop),)]
 
@@ -578,7 +566,7 @@ def _engine_plan(chunker, m, spectra_budget):
     the workers.
     """
     from . import _costmodel, _engine
-    from ._engine import Geometry
+    from ._geometry import Geometry
 
     layer, src = chunker.layer, chunker.src
     d = layer.ndim

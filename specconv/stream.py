@@ -275,8 +275,8 @@ class StreamingConv:
         self._K = layer.kernel_size[0]
         self._dilation = layer.dilation[0]
         self._stride = layer.stride[0]
-        self.kernel_span = self._dilation * (self._K - 1) + 1
-        self.layer_delay = self.kernel_span - 1 - layer._pads[0][0]
+        self.kernel_span = layer.kernel_span[0]
+        self.layer_delay = self.kernel_span - 1 - layer.pads[0][0]
         self.nan_policy = layer.nan_policy
         natural = result_dtype(layer.weight, layer.bias)
         if dtype is None:

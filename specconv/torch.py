@@ -104,7 +104,7 @@ class _Conv(torch.autograd.Function):
             grad_x = torch.from_numpy(np.ascontiguousarray(
                 linop.adjoint(layer, g, xn.shape[-layer.ndim:])))
         if ctx.needs_input_grad[1]:
-            common = {"stride": layer.stride, "padding": layer._pads, "dilation": layer.dilation,
+            common = {"stride": layer.stride, "padding": layer.pads, "dilation": layer.dilation,
                           "groups": layer.groups, "method": opts["method"]}
             if opts["transposed"]:
                 gw = gradients.conv_transpose_weight_grad(

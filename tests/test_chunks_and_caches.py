@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 
 import specconv
-from specconv import _compiled, _correlate, _costmodel, _direct, _engine
+from specconv import _compiled, _correlate, _costmodel, _direct, _engine, _geometry
 
 import _reference as ref
 from _tolerances import assert_close
 
 
 def _cnn_geometry(groups, kernel=15, batch=8, channels=64, size=128):
-    return _engine.Geometry(batch, channels, channels, groups, (kernel, kernel), (1, 1), (1, 1),
+    return _geometry.Geometry(batch, channels, channels, groups, (kernel, kernel), (1, 1), (1, 1),
                             (size + kernel - 1,) * 2, False)
 
 
@@ -39,7 +39,7 @@ def test_depthwise_chunks_fit_the_cache_budget_and_feed_every_worker(workers):
 def test_matmul_chunks_keep_enough_columns_for_blas():
     """A dense 1-D layer on one long signal: chunks are runs of tiles, not single tiles;
     with few columns per worker, the two workers share chunks of twice the columns."""
-    geom = _engine.Geometry(1, 16, 16, 1, (129,), (1,), (1,), (200_000,), False)
+    geom = _geometry.Geometry(1, 16, 16, 1, (129,), (1,), (1,), (200_000,), False)
     tiling = _costmodel.choose(geom, "fft", 8, 2).tiling
     assert tiling.tiles[0] > 4 * _costmodel.MIN_COLUMNS  # the premise
     assert tiling.chunk // tiling.team >= _costmodel.MIN_COLUMNS
@@ -49,7 +49,7 @@ def test_matmul_chunks_keep_enough_columns_for_blas():
     solo = _costmodel.chunking(geom, tiling.fft_shape, tiling.tiles, 8, 1)
     assert tiling.chunk <= 2 * solo[0]
     # plenty of columns already (a batch): no team
-    batched = _engine.Geometry(8, 16, 16, 1, (129,), (1,), (1,), (200_000,), False)
+    batched = _geometry.Geometry(8, 16, 16, 1, (129,), (1,), (1,), (200_000,), False)
     assert _costmodel.choose(batched, "fft", 8, 2).tiling.team == 1
 
 
@@ -57,9 +57,9 @@ def test_a_team_is_chosen_where_solo_chunks_would_be_uneven_too():
     """W5's 5 rows of tiles: solo chunks of 3 + 2 rows leave a worker idle for a row, as
     long as a team of 3 + 3 rows whose last is empty; the team wins on BLAS columns. With
     a batch, solo chunks are even and a team's empty rows would be a loss: solo."""
-    geom = _engine.Geometry(1, 16, 16, 1, (9, 9, 9), (1,) * 3, (1,) * 3, (64,) * 3, False)
+    geom = _geometry.Geometry(1, 16, 16, 1, (9, 9, 9), (1,) * 3, (1,) * 3, (64,) * 3, False)
     assert _costmodel.chunking(geom, (20, 20, 64), (5, 5, 1), 4, 2) == (6, 1, 1, 2)
-    cnn = _engine.Geometry(8, 64, 64, 1, (7, 7), (1, 1), (1, 1), (134, 134), False)
+    cnn = _geometry.Geometry(8, 64, 64, 1, (7, 7), (1, 1), (1, 1), (134, 134), False)
     assert _costmodel.chunking(cnn, (32, 32), (5, 5), 4, 2)[3] == 1
 
 
@@ -67,7 +67,7 @@ def test_a_team_is_chosen_where_solo_chunks_would_be_uneven_too():
 def test_a_failing_team_member_stops_the_others(monkeypatch, fail_at):
     """A member's error breaks the barrier: the call raises instead of hanging."""
     monkeypatch.setattr(_engine, "ELEMENTWISE_MAX_ENTRIES", 0)  # teams share matmul products
-    geom = _engine.Geometry(1, 4, 4, 1, (9,), (1,), (1,), (4000,), False)
+    geom = _geometry.Geometry(1, 4, 4, 1, (9,), (1,), (1,), (4000,), False)
     tiling = _engine.Tiling.make(geom, (64,), 8, 1, 1, 2)
     w = np.ones((4, 4, 9))
     spectra = _engine.kernel_spectra(w, geom, tiling, np.float64)
@@ -96,7 +96,7 @@ def test_depthwise_direct_blocks_cover_every_image_once(monkeypatch, workers, dt
     rng = np.random.default_rng(4)
     x = ref.random_array(rng, (1, 13, 11, 12), dtype)
     w = ref.random_array(rng, (26, 1, 3, 2), dtype)  # depthwise multiplier 2
-    geom = _engine.Geometry(1, 13, 26, 13, (3, 2), (2, 1), (2, 3), (13, 13), np.iscomplexobj(x))
+    geom = _geometry.Geometry(1, 13, 26, 13, (3, 2), (2, 1), (2, 3), (13, 13), np.iscomplexobj(x))
     pads = ((1, 1), (0, 1))
     y = _direct.correlate_direct(x, pads, w, geom, np.dtype(dtype), workers)
     assert y.shape == (1, 26) + geom.out_shape and y.dtype == dtype
@@ -135,7 +135,7 @@ def _check_direct(x_shape, w_shape, groups, dilation, stride, pads, dtype, worke
     x = ref.random_array(rng, x_shape, dtype)
     w = ref.random_array(rng, w_shape, dtype)
     padded = tuple(n + a + b for n, (a, b) in zip(x_shape[2:], pads))
-    geom = _engine.Geometry(x_shape[0], x_shape[1], w_shape[0], groups, w_shape[2:], dilation,
+    geom = _geometry.Geometry(x_shape[0], x_shape[1], w_shape[0], groups, w_shape[2:], dilation,
                             stride, padded, np.iscomplexobj(x))
     y = _direct.correlate_direct(x, pads, w, geom, np.dtype(dtype), workers)
     assert y.shape == (x_shape[0], w_shape[0]) + geom.out_shape and y.dtype == dtype
@@ -151,7 +151,7 @@ def test_direct_slabs_of_a_long_kernel_take_fewer_columns(monkeypatch):
     rng = np.random.default_rng(6)
     x = rng.standard_normal((1, 2, 700))
     w = rng.standard_normal((3, 2, 101))
-    geom = _engine.Geometry(1, 2, 3, 1, (101,), (1,), (1,), (700,), False)
+    geom = _geometry.Geometry(1, 2, 3, 1, (101,), (1,), (1,), (700,), False)
     assert _direct.slab_plan(geom, 8, 2)[2] == 64  # 2**14 bytes of buffer: 101 x 2 rows
     y = _direct.correlate_direct(x, ((0, 0),), w, geom, np.dtype(np.float64), 2)
     assert_close(y, ref.conv(x, w))
@@ -169,7 +169,7 @@ def test_auto_takes_the_slabs_only_for_small_kernels(kernel, itemsize, method):
 def test_auto_counts_the_folding_of_strided_spectra():
     # 8 x 64 x 128^2 depthwise, 3 x 3, stride 2, float64: direct 17-22 ms, fft 29-33 ms (the
     # model said 17 ms for the fft before it counted the folding)
-    geom = _engine.Geometry(8, 64, 64, 64, (3, 3), (1, 1), (2, 2), (130, 130), False)
+    geom = _geometry.Geometry(8, 64, 64, 64, (3, 3), (1, 1), (2, 2), (130, 130), False)
     assert _costmodel.choose(geom, "auto", 8, 2).method == "direct"
     assert _costmodel._fold_passes(geom, (18, 48)) == 1 + 2 + 2
 
@@ -177,7 +177,7 @@ def test_auto_counts_the_folding_of_strided_spectra():
 def test_tiles_avoid_strided_lengths_that_take_fftw_two_passes():
     # W3a, complex64: tiles of 28 x 72 took 28.6 ms, 20 x 72 23.3 ms (28 = 4 x 7 takes FFTW a
     # twiddle pass on the strided axis; 20 is one codelet); 72 is the contiguous axis
-    geom = _engine.Geometry(1, 32, 32, 1, (7, 7), (1, 1), (1, 1), (320, 320), True)
+    geom = _geometry.Geometry(1, 32, 32, 1, (7, 7), (1, 1), (1, 1), (320, 320), True)
     assert _costmodel.fft_cost(geom, (20, 72)) < _costmodel.fft_cost(geom, (28, 72))
     assert _costmodel.choose(geom, "auto", 4, 2).tiling.fft_shape[0] in (16, 20, 32, 64)
 
@@ -188,7 +188,7 @@ def test_slabs_take_every_stride_1_kernel_but_one_tap():
 
 
 def _phase_kernels(kernel, dilation, stride, out=10):
-    geom = _engine.Geometry(1, 2, 2, 1, kernel, dilation, stride,
+    geom = _geometry.Geometry(1, 2, 2, 1, kernel, dilation, stride,
                             tuple((out - 1) * s + d * (k - 1) + 1
                                   for k, d, s in zip(kernel, dilation, stride)), False)
     assert geom.out_shape == (out,) * len(kernel)
@@ -242,7 +242,7 @@ def test_a_pointwise_layer_shares_its_rows_among_the_workers(monkeypatch):
     rng = np.random.default_rng(8)
     x = rng.standard_normal((2, 6, 7, 5))
     w = rng.standard_normal((4, 3, 1, 1))
-    geom = _engine.Geometry(2, 6, 4, 2, (1, 1), (1, 1), (2, 1), (9, 5), False)
+    geom = _geometry.Geometry(2, 6, 4, 2, (1, 1), (1, 1), (2, 1), (9, 5), False)
     for workers in (1, 2, 3, 8):  # 8: more workers than the 5 output rows
         y = _direct.correlate_direct(x, ((1, 1), (0, 0)), w, geom, np.dtype(np.float64), workers)
         assert_close(y, ref.conv(x, w, stride=(2, 1), padding=((1, 1), (0, 0)), groups=2))
@@ -250,7 +250,7 @@ def test_a_pointwise_layer_shares_its_rows_among_the_workers(monkeypatch):
 
 def test_slabs_give_every_worker_a_unit():
     # one 16 x 16 image with 256 channels: one unit would leave a worker idle
-    geom = _engine.Geometry(1, 256, 256, 1, (3, 3), (1, 1), (1, 1), (18, 18), False)
+    geom = _geometry.Geometry(1, 256, 256, 1, (3, 3), (1, 1), (1, 1), (18, 18), False)
     rows, per_unit, _ = _direct.slab_plan(geom, 4, 2)
     assert -(-geom.out_shape[0] // rows) // per_unit >= 2
     assert _direct.slab_plan(geom, 4, 1)[0] == 16  # one worker: the whole image
@@ -302,7 +302,7 @@ def test_conv_reuses_spectra_for_the_same_weights_and_sees_in_place_changes(monk
 def test_the_shared_cache_is_bounded_in_bytes():
     rng = np.random.default_rng(5)
     cache = _correlate.SpectraCache(max_entries=8, max_bytes=2**20)
-    geom = _engine.Geometry(1, 4, 4, 1, (9,), (1,), (1,), (1000,), False)
+    geom = _geometry.Geometry(1, 4, 4, 1, (9,), (1,), (1,), (1000,), False)
     small = _engine.Tiling.make(geom, (64,))
     big = _engine.Tiling.make(geom, (2**15,))  # 4·4·16385 complex128: 4 MB
     w = rng.standard_normal((4, 4, 9))

@@ -18,7 +18,7 @@ from test_chunks_and_caches import _check_direct
 
 import specconv
 from specconv import _compiled, _direct, _engine
-from specconv._engine import Geometry
+from specconv._geometry import Geometry
 
 # (x shape, weight shape, groups, dilation, stride, pads). Lines of 150 samples take the wide
 # register blocks, a narrow one and single samples; the negative pads crop x, the last case

@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import specconv
-from specconv import _costmodel, _engine
+from specconv import _costmodel, _engine, _geometry
 
 import _reference as ref
 from _tolerances import assert_close
@@ -183,7 +183,7 @@ def test_overlap_save_tiles_match_reference(case):
     x = ref.random_array(rng, (case["batch"], G * case["ci"]) + case["n"], case["dtype"])
     w = ref.random_array(rng, (G * case["co"], case["ci"]) + case["kernel"], case["dtype"])
     padded = tuple(m + a + b for m, (a, b) in zip(case["n"], case["pads"]))
-    geom = _engine.Geometry(
+    geom = _geometry.Geometry(
         case["batch"], G * case["ci"], G * case["co"], G, case["kernel"], case["dilation"],
         case["stride"], padded, np.dtype(case["dtype"]).kind == "c",
     )
@@ -208,7 +208,7 @@ def test_long_signal_uses_several_tiles_and_matches(method, dtype):
     rng = np.random.default_rng(9)
     x = ref.random_array(rng, (2, 4, 6000), dtype)
     w = ref.random_array(rng, (4, 4, 65), dtype)
-    geom = _engine.Geometry(2, 4, 4, 1, (65,), (1,), (1,), (6000 + 2 * 32,),
+    geom = _geometry.Geometry(2, 4, 4, 1, (65,), (1,), (1,), (6000 + 2 * 32,),
                             np.dtype(dtype).kind == "c")
     choice = _costmodel.choose(geom, method, np.dtype(dtype).itemsize, 2)
     assert choice.method == "fft" and choice.tiling.tiles[0] > 1  # the premise of this test
@@ -233,7 +233,7 @@ def test_tiny_budgets_force_many_tiles_and_chunks(monkeypatch, threads, elementw
         y = specconv.conv(x, w, method="fft", **kw)
         assert_close(y, ref.conv(x, w, **kw))
         layer = specconv.SpectralConv(w, method="fft", **kw)
-        geom = _engine.Geometry(2, 3, 6, 1, (5, 4), (1, 2), (2, 1), (63, 25), False)
+        geom = _geometry.Geometry(2, 3, 6, 1, (5, 4), (1, 2), (2, 1), (63, 25), False)
         tiling = _costmodel.choose(geom, "fft", 8, threads).tiling
         assert tiling.n_chunks > 1 and tiling.fft_shape[0] < 63  # the premise
         assert_close(layer(x), ref.conv(x, w, **kw))
@@ -247,7 +247,7 @@ def test_whole_signal_and_overlap_save_agree_around_block_boundaries(fft_len):
     rng = np.random.default_rng(11)
     x = rng.standard_normal((1, 2, 70))
     w = rng.standard_normal((3, 2, 9))
-    geom = _engine.Geometry(1, 2, 3, 1, (9,), (1,), (1,), (74,), False)
+    geom = _geometry.Geometry(1, 2, 3, 1, (9,), (1,), (1,), (74,), False)
     pads = ((2, 2),)
     whole = _engine.Tiling.make(geom, (80,))
     assert whole.tiles == (1,)

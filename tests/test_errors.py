@@ -105,11 +105,11 @@ CASES = [
     ("reflect wider than input", lambda: conv(np.ones((2, 3)), W, padding=3,
                                               padding_mode="reflect"), ValueError,
      r"padding_mode='reflect' needs padding smaller than the input size: got padding 3 for "
-     r"an axis of size 3"),
+     r"spatial axis 0 of size 3"),
     ("reflect same wider than input", lambda: conv(np.ones((2, 4)), np.ones((1, 2, 9)),
                                                    padding="same", padding_mode="reflect"),
      ValueError, r"padding_mode='reflect' needs padding smaller than the input size: got "
-                 r"padding 4 for an axis of size 4"),
+                 r"padding 4 for spatial axis 0 of size 4"),
     ("circular wider than input", lambda: conv(np.ones((2, 3)), W, padding=4,
                                                padding_mode="circular"), ValueError,
      r"padding_mode='circular' needs padding at most the input size: got padding 4"),

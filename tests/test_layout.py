@@ -1,5 +1,7 @@
 """The package layout keeps its one-way dependencies.
 
+* every module imports only from the layers below its own, as the package docstring lists
+  them, imports inside functions included, and no imports run in a circle;
 * ``import specconv`` imports none of the optional, heavy dependencies (checked in a fresh
   interpreter, since this test session may have imported them already);
 * the core modules never import the edge (io, datasets, cli, signal), checked on their source;
@@ -103,3 +105,102 @@ def test_the_checks_see_the_core():
                                       "_correlate.py", "fft.py", "conv.py", "layers.py"}
     assert "specconv._engine" in _imported_modules(PKG / "_correlate.py")
     assert "specconv.layers.SpectralConv" in _imported_modules(PKG / "conv.py")
+
+
+# ---------------------------------------------------------------------------------------------
+# the order of the layers, read from the package docstring
+
+
+def _docstring_layers():
+    """The package docstring's layers, top first: a list of sets of module names."""
+    doc = ast.get_docstring(ast.parse((PKG / "__init__.py").read_text(encoding="utf-8")))
+    block = doc.split("::", 1)[1]
+    layers = []
+    for line in block.strip("\n").splitlines():
+        if line[4:5].strip():  # a line of names (continued descriptions are indented further)
+            names = line.strip().split("  ")[0]
+            layers.append({n.strip() for n in names.split(",")})
+    return layers
+
+
+def _package_modules():
+    """``{top-level module name: [its files]}`` (a subpackage counts as one module)."""
+    modules = {}
+    for path in PKG.rglob("*.py"):
+        parts = path.relative_to(PKG).with_suffix("").parts
+        if parts == ("__init__",):
+            continue
+        modules.setdefault(parts[0], []).append(path)
+    return modules
+
+
+def _module_imports(path):
+    """Top-level specconv modules that ``path`` imports, at any level of the code."""
+    rel = path.relative_to(PKG).with_suffix("").parts
+    package = ["specconv", *rel[:-1]]  # the package the file sits in
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            names = [module] + [f"{module}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "specconv" and len(parts) > 1:
+                found.add(parts[1])
+    return found
+
+
+def _import_graph():
+    modules = _package_modules()
+    return {name: set().union(*(_module_imports(p) for p in files)) & set(modules) - {name}
+            for name, files in modules.items()}
+
+
+def test_every_module_has_a_place_in_the_layers():
+    listed = set().union(*_docstring_layers())
+    assert set(_package_modules()) <= listed, (
+        f"modules missing from the package docstring's layers: "
+        f"{sorted(set(_package_modules()) - listed)}")
+    assert listed <= set(_package_modules()) | {"_simd"}, sorted(listed - set(_package_modules()))
+
+
+def test_imports_point_down_the_layers():
+    layers = _docstring_layers()
+    rank = {name: len(layers) - i for i, names in enumerate(layers) for name in names}
+    upward = sorted(f"{name} imports {dep}" for name, deps in _import_graph().items()
+                    for dep in deps if rank.get(dep, 0) > rank.get(name, 0))
+    assert not upward, upward
+
+
+def test_no_import_circle():
+    graph = _import_graph()
+    state = {}
+
+    def visit(name, path):
+        state[name] = "open"
+        for dep in sorted(graph.get(name, ())):
+            if state.get(dep) == "open":
+                raise AssertionError("import circle: " + " -> ".join(path + [name, dep]))
+            if dep not in state:
+                visit(dep, path + [name])
+        state[name] = "done"
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [])
+
+
+def test_the_layer_checks_see_real_imports():
+    """Guard against a vacuous pass: the graph has the engine's real edges."""
+    graph = _import_graph()
+    assert {"_engine", "_direct", "_costmodel"} <= graph["_correlate"]
+    assert "layers" in graph["conv"] and "io" in graph["cli"]
+    assert len(_docstring_layers()) >= 10

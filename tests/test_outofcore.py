@@ -326,16 +326,16 @@ def test_io_thread_yields_to_the_engine_and_only_it(tmp_path, monkeypatch):
 
 def test_chunks_plan_tiles_for_spectra_computed_once():
     """Every chunk reuses the kernel spectra: longer tiles than a one-off call, in budget."""
-    from specconv import _costmodel, _engine
+    from specconv import _costmodel, _geometry
     from specconv.outofcore import _ArraySource, _Chunker
 
     w = np.random.default_rng(10).standard_normal((16, 16, 1001)).astype(np.float32)
     layer = SpectralConv(w, padding="same")
     chunker = _Chunker(layer, _ArraySource(np.zeros((16, 3_000_000), np.float32), "x"),
                        64 * 2**20)
-    planning = chunker.valid._planning
+    planning = chunker.valid.planning.choose_options
     assert planning["spectra_cached"] and planning["spectra_budget"] < 64 * 2**20
-    geom = _engine.Geometry(1, 16, 16, 1, (1001,), (1,), (1,), (chunker.chunk + 1000,), False)
+    geom = _geometry.Geometry(1, 16, 16, 1, (1001,), (1,), (1,), (chunker.chunk + 1000,), False)
     once = _costmodel.choose(geom, "auto", 4, 2, **planning).tiling
     one_off = _costmodel.choose(geom, "auto", 4, 2).tiling
     assert once.fft_shape[0] > one_off.fft_shape[0]

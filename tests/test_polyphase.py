@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import specconv
 from specconv import _correlate, _costmodel, _polyphase, fft
-from specconv._engine import Geometry
+from specconv._geometry import Geometry
 
 import _reference as ref
 from _tolerances import assert_close

@@ -18,7 +18,7 @@
 # Getting `x` back is a linear inverse problem. Two ways, both with specconv:
 #
 # 1. **iterative**: the layer bound to the input's shape *is* the matrix `A`;
-#    `layer.as_operator(x.shape)` hands it to `scipy.sparse.linalg` as a `LinearOperator`
+#    `specconv.aslinearoperator(layer, x.shape)` hands it to `scipy.sparse.linalg` as a `LinearOperator`
 #    whose products run through specconv's FFT engine, with the exact adjoint `Aᴴ` for
 #    `rmatvec`. `lsqr(A, y, damp=λ)` minimises `‖A x − y‖² + λ² ‖x‖²` over the exact,
 #    finite-length problem;
@@ -46,6 +46,7 @@ import numpy as np
 from scipy.sparse.linalg import lsqr
 from threadpoolctl import threadpool_limits
 
+import specconv
 from specconv import datasets, io, kernels
 
 sound = datasets.load("audio-pcm16") if AUDIO_FILE is None else io.read(AUDIO_FILE)
@@ -109,7 +110,7 @@ plt.show()
 # adjoint is exact (it holds for every stride, padding, dilation, groups and padding mode).
 
 # %%
-A = plant.as_operator(x.shape)
+A = specconv.aslinearoperator(plant, x.shape)
 print(A)
 u, v = rng.standard_normal(A.shape[1]), rng.standard_normal(A.shape[0])
 lhs, rhs = np.vdot(A @ u, v), np.vdot(u, A.H @ v)

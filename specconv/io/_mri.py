@@ -371,11 +371,3 @@ def write_cfl(sig, paths):
     np.ascontiguousarray(arr.T).tofile(cfl)
     hdr.write_text("# Dimensions\n" + " ".join(str(d) for d in dims) + " \n",
                    encoding="ascii")
-
-
-def cfl_info(path):
-    _, hdr = cfl_paths(path)
-    with reading(path, "BART cfl"):
-        dims = _read_dims(hdr)
-    return {"shape": tuple(dims), "dtype": "complex64",
-            "channels": dims[BART_COIL_DIM] if len(dims) > BART_COIL_DIM else 1}
