@@ -129,20 +129,31 @@ def recalibrate(precisions=PRECISIONS, threads=None):
 
 def _cpu():
     """``(model name, ISA flags)`` of this CPU, as the OS reports them."""
-    model, flags = platform.processor() or platform.machine(), ""
+    model = flags = ""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                name, _, value = line.partition(":")
-                name = name.strip()
-                if name in ("model name", "Model", "Hardware") and model in ("", platform.machine(),
-                                                                           platform.processor()):
-                    model = value.strip()
+                name, _, value = (part.strip() for part in line.partition(":"))
+                if name in ("model name", "Model", "Hardware") and not model:
+                    model = value
                 elif name in ("flags", "Features") and not flags:
                     flags = " ".join(sorted(value.split()))
-    except OSError:  # not Linux: the platform module's words for it
-        pass
-    return model, flags
+    except OSError:  # not Linux
+        if platform.system() == "Darwin":
+            model, flags = _sysctl("machdep.cpu.brand_string"), " ".join(
+                _sysctl(k) for k in ("machdep.cpu.features", "machdep.cpu.leaf7_features",
+                                     "hw.optional.arm64"))
+    return model or platform.processor() or platform.machine(), flags
+
+
+def _sysctl(name):
+    import subprocess
+
+    try:
+        return subprocess.run(["sysctl", "-n", name], capture_output=True, text=True,
+                              timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
 
 
 def _blas():

@@ -1,8 +1,14 @@
 """Which method, and which overlap-save tiles: a cost model in seconds.
 
-The model counts the work of each method and multiplies by per-operation times measured on the
-development machine (2 cores, OpenBLAS, FFTW 3.3, float64; ``benchmarks/calibrate.py`` prints
-them again on any machine). Only the *relative* cost matters: the choice is an argmin.
+The model counts the work of each method and multiplies by per-operation times
+(:class:`Constants`), one set per precision and thread count. They are measured on the machine
+at hand the first time a call needs them -- about 0.3-0.6 s per precision on a 2-core machine,
+once: the result is stored as JSON in specconv's cache directory (``SPECCONV_CACHE_DIR``) and
+read by every later process (see :mod:`specconv._calibration`). ``SPECCONV_CALIBRATE=0`` keeps
+the shipped ones, measured on the development machine (2 cores, OpenBLAS, FFTW 3.3);
+``specconv calibrate`` measures again and prints both. Only the *relative* cost matters: the
+choice is an argmin. The streaming partitioner (``stream.plan_levels``) and the out-of-core
+chunk planner price their options with the same constants.
 
 direct
     Stride 1 (slabs of flat padded images, ``P_grid`` outputs on the padded row length):
@@ -16,7 +22,8 @@ direct
     copying every input and output sample once.
     A 1 × 1 kernel: one GEMM, ``B · P · (C_in · t_copy + C_out · C_in/G · t_mac)``.
     Strided: the sum of its stride-1 phases, plus adding them up.
-    GEMMs, copies and taps in single precision take half as long.
+    The constants are per real number of the precision: complex data counts twice (four times
+    for multiply-adds).
 fft (overlap-save with tile shape L, T tiles, F frequencies per tile)
     ``T · B · (C_in · t(L) + C_out · t(L / stride))``                transforms and tile copies,
     ``t(L) = t_fft · n (log2 n + s · k) + t_copy · n`` for the ``n`` points of ``L``, where ``k``
