@@ -163,7 +163,7 @@ def bench(dtype, args, allocator):
         methods = ("direct", "fft", "auto") if kind == "transpose" else ("direct", "fft")
         for method in methods:
             allocator.trim()
-            times[method] = measure(lambda: call(method), args.repeat, args.max_seconds)[0]
+            times[method] = measure(lambda m=method: call(m), args.repeat, args.max_seconds)[0]
         run_torch = None
         if not args.no_torch and kind != "complex":
             run_torch = torch_fn(x, w, groups, stride, padding, transpose=kind == "transpose")

@@ -7,7 +7,7 @@ reverse a choice. So the first time the model needs the constants of a precision
 double) at a thread count, this module times small kernels shaped like the engine's own work
 -- a batch of real FFTs, the tile copies, the per-frequency product (BLAS, elementwise and
 compiled), the direct method's 1 × 1 GEMM, depthwise loops and slabs -- fits the model's
-constants to them, and stores them. That takes about 0.3-0.6 s per precision on a 2-core
+constants to them, and stores them. That takes about 0.4-0.7 s per precision on a 2-core
 machine, once: every later process reads the file.
 
 The same measurement decides, per compiled loop and dtype, whether specconv's compiled loops
@@ -153,7 +153,7 @@ def _sysctl(name):
 
     try:
         return subprocess.run(["sysctl", "-n", name], capture_output=True, text=True,
-                              timeout=5).stdout.strip()
+                              timeout=5, check=False).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""
 
@@ -164,7 +164,7 @@ def _blas():
 
         return sorted(f"{p.get('internal_api')} {p.get('version')} {p.get('architecture')}"
                       for p in threadpoolctl.threadpool_info() if p.get("user_api") == "blas")
-    except Exception:  # threadpoolctl could not inspect the libraries
+    except Exception:  # noqa: BLE001 - threadpoolctl could not inspect the libraries
         return ["unknown"]
 
 
@@ -356,7 +356,7 @@ def measure(prec, threads):
     overheads, the strided-pass factor).
     """
     global measure_count
-    from . import _costmodel, _direct, _engine
+    from . import _costmodel, _direct
     from ._blas import limit as blas_limit
     from ._engine import Geometry
 
@@ -501,10 +501,12 @@ def _fit_slabs(rng, real, threads, zero, got, timings):
                         (size + 2,) * 2, False)
         x = rng.standard_normal((batch, channels, size, size)).astype(real)
         w = rng.standard_normal((channels, channels // groups, 3, 3)).astype(real)
-        t = _seconds(lambda: _direct._slabs(x, ((1, 1),) * 2, w, geom, real, threads))
+        t = _seconds(lambda x=x, w=w, geom=geom: _direct._slabs(x, ((1, 1),) * 2, w, geom, real,
+                                                                 threads))
         timings[f"slabs {batch}x{channels}x{size}^2 groups {groups}"] = t
         rows.append(_coefficients(
-            lambda c: _costmodel.slab_cost(geom, real.itemsize, threads, c), names, zero))
+            lambda c, geom=geom: _costmodel.slab_cost(geom, real.itemsize, threads, c), names,
+            zero))
         seconds.append(t)
     # relative errors count alike: each row scaled by its time
     A = np.array(rows) / np.array(seconds)[:, None]

@@ -2,7 +2,7 @@
 
 The model counts the work of each method and multiplies by per-operation times
 (:class:`Constants`), one set per precision and thread count. They are measured on the machine
-at hand the first time a call needs them -- about 0.3-0.6 s per precision on a 2-core machine,
+at hand the first time a call needs them -- about 0.4-0.7 s per precision on a 2-core machine,
 once: the result is stored as JSON in specconv's cache directory (``SPECCONV_CACHE_DIR``) and
 read by every later process (see :mod:`specconv._calibration`). ``SPECCONV_CALIBRATE=0`` keeps
 the shipped ones, measured on the development machine (2 cores, OpenBLAS, FFTW 3.3);
