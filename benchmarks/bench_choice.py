@@ -1,19 +1,28 @@
 """How well ``method="auto"`` chooses, on a grid of layers beyond the issue's workloads.
 
     python benchmarks/bench_choice.py [--dtypes float64,float32] [--only strided|stride1]
+                                      [--rows all|base|new] [--quick] [--part 1/4]
                                       [--repeat 5] [--no-torch] [--markdown OUT.md]
 
-For every layer of the grid: ``specconv.conv`` with ``method="direct"`` and ``method="fft"``
-(median of ``--repeat`` calls after a warm-up, the same weight every call), which of the two
-``"auto"`` picks, and torch's ``conv1d/2d/3d`` beside them when torch is installed. The
-*regret* of a layer is the time of auto's pick over the faster of the two: 1.00 means auto
-picked the faster method. The summary gives, per dtype, the geometric mean regret, how many
-layers are within 10 % and 25 % of the faster method, and the worst ones.
+For every layer of the grid: ``specconv.conv`` (or ``conv_transpose``) with ``method="direct"``
+and ``method="fft"`` (median of ``--repeat`` calls after a warm-up, the same weight every
+call), which of the two ``"auto"`` picks, and torch's ``conv1d/2d/3d`` beside them when torch is
+installed. The *regret* of a layer is the time of auto's pick over the faster of the two: 1.00
+means auto picked the faster method. Transposed layers have more than two ways to run (phases
+of the direct method, a zero-stuffed input, polyphase FFTs): their ``auto`` is timed too and its
+regret is that time over the fastest of the three. The summary gives, per dtype,
+the geometric mean regret, how many layers are within 10 % and 25 % of the faster method, and
+the worst ones. Every run names the CPU, the compiled loops' state, BLAS, FFTW and threads.
 
-The grid: 2-D CNN layers (1 x 3 x 224², 8 x 32 x 64², 8 x 64 x 128², 16 x 128 x 32²,
+The base grid: 2-D CNN layers (1 x 3 x 224², 8 x 32 x 64², 8 x 64 x 128², 16 x 128 x 32²,
 4 x 256 x 16², 1 x 64 x 256²) with 1 x 1 to 7 x 7 kernels, groups 1, 4 and depthwise, stride 1
 and 2 ("same" padding); 1-D layers (EEG-, sensor- and audio-like, 3 to 255 taps, groups 1 and
-depthwise); 3-D layers with 3³ and 5³ kernels. 172 rows per dtype, about 5 minutes each.
+depthwise); 3-D layers with 3³ and 5³ kernels: 172 rows per dtype, about 5 minutes each. The
+new rows (``--rows new``, 17): decimation (strided 1-D, depthwise and dense, long filters),
+interpolation (strided ``conv_transpose``), many short epochs, complex 2-D small kernels on
+medium images, long 1-D kernels with few channels. ``--quick``: the new rows and every sixth
+base row (about a minute per dtype); ``--part i/n``: the i-th of n slices of the rows, to run
+a long grid in pieces.
 """
 
 from __future__ import annotations
@@ -36,7 +45,7 @@ from bench_conv import Allocator, measure  # noqa: E402
 
 
 def layers():
-    """``(x shape, weight shape, groups, stride)`` of every layer of the grid."""
+    """``(x shape, weight shape, groups, stride)`` of every layer of the base grid."""
     grid = []
     for B, C, H in [(1, 3, 224), (8, 32, 64), (8, 64, 128), (16, 128, 32), (4, 256, 16),
                     (1, 64, 256)]:
@@ -55,25 +64,66 @@ def layers():
     return grid
 
 
-def auto_pick(x_shape, w_shape, groups, stride, dtype):
-    """The method ``"auto"`` takes for this layer (the engine's own choice)."""
+#: ``(x shape, weight shape, groups, stride, kind)`` of the new rows; kind "conv",
+#: "transpose" (weight (C_in, C_out/groups, k)) or "complex" (a conv of complex data).
+NEW_ROWS = [
+    # decimation: strided long filters, depthwise and dense
+    ((1, 64, 100_000), (64, 1, 801), 64, 4, "conv"),
+    ((1, 64, 100_000), (64, 1, 255), 64, 2, "conv"),
+    ((1, 16, 50_000), (16, 16, 127), 1, 4, "conv"),
+    ((4, 8, 20_000), (8, 8, 63), 1, 2, "conv"),
+    # interpolation: strided transposed layers
+    ((1, 32, 100_000), (32, 1, 32), 32, 4, "transpose"),
+    ((1, 32, 50_000), (32, 1, 48), 32, 4, "transpose"),
+    ((1, 8, 20_000), (8, 8, 64), 1, 2, "transpose"),
+    # many short epochs
+    ((300, 64, 1000), (64, 1, 129), 64, 1, "conv"),
+    ((100, 32, 500), (32, 32, 31), 1, 1, "conv"),
+    ((200, 16, 256), (16, 1, 33), 16, 1, "conv"),
+    # complex 2-D, small kernels on medium images
+    ((1, 16, 256, 256), (16, 16, 5, 5), 1, 1, "complex"),
+    ((4, 8, 128, 128), (8, 8, 3, 3), 1, 1, "complex"),
+    ((1, 32, 128, 128), (32, 32, 7, 7), 1, 1, "complex"),
+    ((2, 16, 128, 128), (16, 1, 5, 5), 16, 1, "complex"),
+    # long 1-D kernels, few channels
+    ((1, 2, 200_000), (2, 2, 4097), 1, 1, "conv"),
+    ((1, 1, 500_000), (1, 1, 1025), 1, 1, "conv"),
+    ((1, 4, 100_000), (4, 1, 2049), 4, 1, "conv"),
+]
+
+
+def rows(which, quick):
+    """The rows to run: ``(x shape, weight shape, groups, stride, kind)``."""
+    base = [row + ("conv",) for row in layers()]
+    if quick:
+        base = base[::6]
+    return {"all": base + NEW_ROWS, "base": base, "new": NEW_ROWS}[which]
+
+
+def auto_pick(x_shape, w_shape, groups, stride, dtype, is_complex=False, shipped=False):
+    """The method ``"auto"`` takes for this layer (the engine's own choice; with the shipped
+    constants instead of this machine's if ``shipped``)."""
     d = len(x_shape) - 2
     pads = [k // 2 for k in w_shape[2:]]
     geom = _geometry.Geometry(
         x_shape[0], x_shape[1], w_shape[0], groups, w_shape[2:], (1,) * d, (stride,) * d,
-        tuple(n + 2 * p for n, p in zip(x_shape[2:], pads)), False,
+        tuple(n + 2 * p for n, p in zip(x_shape[2:], pads)), is_complex,
     )
-    return _costmodel.choose(geom, "auto", np.dtype(dtype).itemsize, fft.get_num_threads()).method
+    itemsize = np.dtype(dtype).itemsize
+    constants = _costmodel.SHIPPED[_costmodel.precision(itemsize, is_complex)] if shipped else None
+    return _costmodel.choose(geom, "auto", itemsize, fft.get_num_threads(),
+                             constants=constants).method
 
 
-def torch_fn(x, w, groups, stride, padding):
+def torch_fn(x, w, groups, stride, padding, transpose=False):
     try:
         import torch
     except ImportError:
         return None
     torch.set_num_threads(fft.get_num_threads())
-    conv = {1: torch.nn.functional.conv1d, 2: torch.nn.functional.conv2d,
-            3: torch.nn.functional.conv3d}[w.ndim - 2]
+    F = torch.nn.functional
+    conv = ({1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d} if transpose
+            else {1: F.conv1d, 2: F.conv2d, 3: F.conv3d})[w.ndim - 2]
     tx, tw = torch.from_numpy(x), torch.from_numpy(w)
 
     def run():
@@ -85,39 +135,67 @@ def torch_fn(x, w, groups, stride, padding):
 
 def bench(dtype, args, allocator):
     rng = np.random.default_rng(0)
-    rows = []
-    for x_shape, w_shape, groups, stride in layers():
+    out = []
+    selected = rows(args.rows, args.quick)
+    i, n = args.part
+    for x_shape, w_shape, groups, stride, kind in selected[(i - 1) * len(selected) // n:
+                                                          i * len(selected) // n]:
         if args.only == "strided" and stride == 1 or args.only == "stride1" and stride > 1:
             continue
-        x = rng.standard_normal(x_shape).astype(dtype)
-        w = rng.standard_normal(w_shape).astype(dtype)
-        padding = tuple(k // 2 for k in w_shape[2:])
+        cdtype = np.result_type(dtype, np.complex64) if kind == "complex" else np.dtype(dtype)
+        x = rng.standard_normal(x_shape).astype(cdtype)
+        w = rng.standard_normal(w_shape).astype(cdtype)
+        if kind == "complex":
+            x += 1j * rng.standard_normal(x_shape)
+            w += 1j * rng.standard_normal(w_shape)
+        if kind == "transpose":
+            padding = 0
+
+            def call(method):
+                return specconv.conv_transpose(x, w, groups=groups, stride=stride,
+                                               method=method)
+        else:
+            padding = tuple(k // 2 for k in w_shape[2:])
+
+            def call(method):
+                return specconv.conv(x, w, groups=groups, stride=stride, padding=padding,
+                                     method=method)
         times = {}
-        for method in ("direct", "fft"):
+        methods = ("direct", "fft", "auto") if kind == "transpose" else ("direct", "fft")
+        for method in methods:
             allocator.trim()
-            times[method] = measure(
-                lambda: specconv.conv(x, w, groups=groups, stride=stride, padding=padding,
-                                      method=method),
-                args.repeat, args.max_seconds,
-            )[0]
-        run_torch = None if args.no_torch else torch_fn(x, w, groups, stride, padding)
+            times[method] = measure(lambda m=method: call(m), args.repeat, args.max_seconds)[0]
+        run_torch = None
+        if not args.no_torch and kind != "complex":
+            run_torch = torch_fn(x, w, groups, stride, padding, transpose=kind == "transpose")
         if run_torch is not None:
             allocator.trim()
             times["torch"] = measure(run_torch, args.repeat, args.max_seconds)[0]
-        pick = auto_pick(x_shape, w_shape, groups, stride, dtype)
-        regret = times[pick] / min(times["direct"], times["fft"])
+        if kind == "transpose":
+            pick = "auto"
+        else:
+            pick = auto_pick(x_shape, w_shape, groups, stride, cdtype, kind == "complex")
+        best = min(times[m] for m in methods)  # a transposed layer's auto may beat both
+        regret = times[pick] / best
         row = dict(x=x_shape, w=w_shape, groups=groups, stride=stride, pick=pick,
-                   regret=regret, **times)
-        rows.append(row)
+                   regret=regret, kind=kind, **times)
+        if kind != "transpose":  # what the shipped constants would have picked
+            shipped = auto_pick(x_shape, w_shape, groups, stride, cdtype, kind == "complex",
+                                shipped=True)
+            row["shipped_regret"] = times[shipped] / best
+        out.append(row)
         print(format_row(dtype, row), flush=True)
-    return rows
+    return out
 
 
 def format_row(dtype, row):
     torch_cell = f"{row['torch'] * 1e3:8.2f}" if "torch" in row else "       -"
+    kind = {"conv": "", "transpose": "T", "complex": "c"}[row.get("kind", "conv")]
+    auto_cell = f"  auto {row['auto'] * 1e3:8.2f}" if "auto" in row else ""
     return (f"{dtype:8s} {str(row['x']):20s} {str(row['w']):18s} g{row['groups']:<4d} "
-            f"s{row['stride']}  direct {row['direct'] * 1e3:8.2f}  fft {row['fft'] * 1e3:8.2f}"
-            f"  torch {torch_cell} ms  auto: {row['pick']:6s} regret {row['regret']:.2f}")
+            f"s{row['stride']}{kind:1s} direct {row['direct'] * 1e3:8.2f}  fft {row['fft'] * 1e3:8.2f}"
+            f"{auto_cell}  torch {torch_cell} ms  auto: {row['pick']:6s} regret {row['regret']:.2f}"
+            + (f" (shipped {row['shipped_regret']:.2f})" if "shipped_regret" in row else ""))
 
 
 def summary(dtype, rows):
@@ -129,6 +207,9 @@ def summary(dtype, rows):
         f"worst: " + "; ".join(
             f"{r['x']} {r['w']} g{r['groups']} s{r['stride']} {r['regret']:.2f}" for r in worst)
     ]
+    shipped = [r.get("shipped_regret", r["regret"]) for r in rows]
+    lines.append(f"{dtype}: with the shipped constants: geometric mean regret "
+                 f"{math.exp(np.log(shipped).mean()):.3f}, worst {max(shipped):.2f}")
     with_torch = [r for r in rows if "torch" in r]
     if with_torch:
         ratio = np.array([r["torch"] / r[r["pick"]] for r in with_torch])
@@ -139,10 +220,35 @@ def summary(dtype, rows):
     return lines
 
 
+def _part(text):
+    i, _, n = text.partition("/")
+    if not (i.isdigit() and n.isdigit() and 1 <= int(i) <= int(n)):
+        raise argparse.ArgumentTypeError(f"--part must be I/N with 1 <= I <= N, got {text!r}")
+    return int(i), int(n)
+
+
+def machine_line():
+    """CPU, compiled loops, BLAS, FFTW and threads of this run."""
+    from specconv import _calibration, _compiled
+
+    threads = fft.get_num_threads()
+    key = _calibration.machine_key(threads)
+    state = ("calibrated" if _calibration.enabled() else "shipped constants")
+    loops = "absent" if _compiled.loops is None else (
+        "on" if not _compiled.losing else f"off for {sorted(_compiled.losing)}")
+    return (f"CPU {key['cpu']}, compiled loops {loops} ({key['compiled']}), "
+            f"BLAS {'; '.join(key['blas'])}, {key['fftw']}, {threads} threads, {state}")
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dtypes", default="float64,float32")
     p.add_argument("--only", choices=("strided", "stride1"))
+    p.add_argument("--rows", choices=("all", "base", "new"), default="all")
+    p.add_argument("--quick", action="store_true",
+                   help="the new rows and every sixth base row")
+    p.add_argument("--part", type=_part, default=(1, 1), metavar="I/N",
+                   help="run only the I-th of N slices of the rows")
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--max-seconds", type=float, default=3.0)
     p.add_argument("--no-torch", action="store_true")
@@ -155,7 +261,8 @@ def main(argv=None):
     allocator = Allocator(keep=True)
     print(_machine.header(malloc="kept for reuse"), flush=True)
     results = {dtype: bench(dtype, args, allocator) for dtype in args.dtypes.split(",")}
-    lines = [line for dtype, rows in results.items() for line in summary(dtype, rows)]
+    lines = [machine_line()]
+    lines += [line for dtype, rows in results.items() for line in summary(dtype, rows)]
     print("\n".join(lines))
     if args.markdown:
         with open(args.markdown, "w") as f:

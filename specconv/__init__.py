@@ -22,13 +22,16 @@ circle, its own line); ``tests/test_layout.py`` reads this list and enforces it:
     _standard_form                          a layer as taps and per-side pads; its arithmetic
     _correlate                              non-finite handling, method dispatch, spectra cache
     _polyphase                              strided layers as their phases' stride-1 layer
+    _measure                                times the engine to calibrate the cost model
     _costmodel                              which method and tiles, in modelled seconds
+    _calibration                            the measured constants, stored per machine
     _engine, _direct                        the methods: overlap-save FFT engine, direct taps
     fft, _compiled                          FFTW planning (only it imports pyfftw); C loops
     _geometry, _workers, _blas              a correlation's shapes, the thread pool, BLAS
     _validate, _optional                    argument checks, dtype policy, optional imports
 """
 
+from . import _measure  # noqa: F401  (registers how the calibration measures: it sits above the engine)
 from ._validate import result_dtype
 from .conv import conv, conv_transpose, convolve, correlate
 from .fft import get_num_threads, set_num_threads

@@ -118,7 +118,7 @@ class SpectraCache:
         key = (
             digest, shape_key, geom.groups, geom.kernel, geom.dilation,
             geom.is_complex, tiling.fft_shape, np.dtype(dtype).str, _engine.uses_matmul(geom),
-            _engine.compiled_product(geom),
+            _engine.compiled_product(geom, dtype),
         )
         with self._lock:
             spectra = self._entries.pop(key, None)

@@ -1,8 +1,14 @@
 """Which method, and which overlap-save tiles: a cost model in seconds.
 
-The model counts the work of each method and multiplies by per-operation times measured on the
-development machine (2 cores, OpenBLAS, FFTW 3.3, float64; ``benchmarks/calibrate.py`` prints
-them again on any machine). Only the *relative* cost matters: the choice is an argmin.
+The model counts the work of each method and multiplies by per-operation times
+(:class:`~specconv._calibration.Constants`), one set per precision and thread count. They are measured on the machine
+at hand the first time a call needs them -- about 0.4-0.7 s per precision on a 2-core machine,
+once: the result is stored as JSON in specconv's cache directory (``SPECCONV_CACHE_DIR``) and
+read by every later process (see :mod:`specconv._calibration`). ``SPECCONV_CALIBRATE=0`` keeps
+the shipped ones, measured on the development machine (2 cores, OpenBLAS, FFTW 3.3);
+``specconv calibrate`` measures again and prints both. Only the *relative* cost matters: the
+choice is an argmin. The streaming partitioner (``stream.plan_levels``) and the out-of-core
+chunk planner price their options with the same constants.
 
 direct
     Stride 1 (slabs of flat padded images, ``P_grid`` outputs on the padded row length):
@@ -16,7 +22,8 @@ direct
     copying every input and output sample once.
     A 1 × 1 kernel: one GEMM, ``B · P · (C_in · t_copy + C_out · C_in/G · t_mac)``.
     Strided: the sum of its stride-1 phases, plus adding them up.
-    GEMMs, copies and taps in single precision take half as long.
+    The constants are per real number of the precision: complex data counts twice (four times
+    for multiply-adds).
 fft (overlap-save with tile shape L, T tiles, F frequencies per tile)
     ``T · B · (C_in · t(L) + C_out · t(L / stride))``                transforms and tile copies,
     ``t(L) = t_fft · n (log2 n + s · k) + t_copy · n`` for the ``n`` points of ``L``, where ``k``
@@ -37,6 +44,7 @@ to the whole padded signal, so the whole-signal FFT is simply the one-tile candi
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import math
@@ -44,50 +52,29 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _direct, fft
+from . import _calibration, _compiled, _direct, fft
+from ._calibration import SHIPPED
 from ._engine import Tiling, compiled_product, spectral_shape, uses_matmul
 
-# seconds per operation, measured by benchmarks/calibrate.py on the development machine (2 cores,
-# idle; float64 -- float32 transforms and products take about half)
-T_FFT = 8.1e-11  # real FFT, per L·log2(L) point (complex: x2)
-T_COPY = 3.2e-10  # gather/scatter, per sample and channel
-T_CMAC_MATMUL = 7.9e-11  # complex multiply-add inside a batched BLAS matmul
-T_CMAC_ELEMENTWISE = 4.8e-10  # complex multiply-add as a numpy elementwise product
-# complex multiply-add in the compiled product: T_CMAC_MATMUL scaled by the time of a
-# chunk's compiled product over that of its BLAS matmul with the transposes around it, which
-# the model leaves out (complex128, 64 x 64 channels, 52 columns: 0.76-0.80)
-T_CMAC_COMPILED = 6e-11
-T_MAC_DIRECT = 2.1e-11  # real multiply-add in a 1 x 1 kernel's GEMM
-T_DEPTHWISE_TAP = 1.9e-10  # one tap at one sample of the numpy depthwise loops' grid
-# the compiled depthwise loops: one tap at one output sample, and copying the input in and
-# the output out, per output sample (8 x 64 x 128^2 images, 1 x 1 to 15 x 15 taps: within
-# 12 %; small images, which stay in cache, take half the modelled time)
-T_COMPILED_TAP = 1.9e-11
-T_COMPILED_SAMPLE = 4.8e-10
-# the direct method's slabs: a real multiply-add in their single-threaded GEMMs (on two
-# workers), a sample copied or accumulated, a numpy call (fitted to eight layers from
-# 8 x 64 x 128^2 images with 3 x 3 and 5 x 5 taps, groups 1-32, to 1-D and 3-D ones:
-# within 10 %, one at 55 %)
-T_MAC_SLAB = 1.7e-11
-T_SLAB_SAMPLE = 4.0e-10
-T_CALL = 2e-6
-T_CHUNK = 2.0e-4  # python overhead per chunk of tiles
-# one pass of the stride's spectrum folding, per complex output frequency (8 x 64 x 128^2
-# images, 3 x 3 depthwise taps, stride 2, tiles of 18^2: the FFT path took 32.5 ms where
-# the model without folding said 17.2; a lower bound: dense layers folded slower still)
-T_FOLD = 5e-10
-# reading the kernel spectra once more, per byte: every chunk's product streams all of them
-# (64 x 64 x 1001 taps on 70k samples, float32, 2 chunks instead of 4: 84-134 MB less read,
-# 5.4-6.2 ms faster; float64 on 300k samples: 3.3e-11)
-T_SPECTRA_PASS = 5e-11
-# ``s``: an axis but the last (strided in memory) whose length takes FFTW more than one codelet
-# costs as many more stages of n log2 n. Measured on batches of 2-D transforms, one thread,
-# per n log2 n: complex64 (n, 72) 0.10-0.12 ns for n = 8-16, 20, 32, 64, 128, and 0.22 for 28,
-# 0.19 for 40, 0.15 for 72; float32 (n, 64) 0.09-0.10 against 0.13, 0.12, 0.11; complex128 and
-# float64 alike; the last axis, contiguous, hardly minds. W3a float32: tiles of 28 x 72 28.6 ms,
-# 20 x 72 23.3; W4 15 x 15 groups 4: 48 x 144 48.3 ms, 64 x 144 38.9 (float64: 74.3, 66.7).
-# benchmarks/calibrate.py: 6.2 (complex128 tiles of 28 and 40 x 72 against 32 x 72)
-STRIDED_PASS = 6.0
+
+def precision(itemsize, is_complex):
+    """``"single"`` or ``"double"`` for results of ``itemsize`` bytes (complex or real)."""
+    return "single" if itemsize <= (8 if is_complex else 4) else "double"
+
+
+def dtype_of(itemsize, is_complex):
+    """The compute dtype of results of ``itemsize`` bytes."""
+    if is_complex:
+        return np.dtype(np.complex64 if itemsize <= 8 else np.complex128)
+    return np.dtype(np.float32 if itemsize <= 4 else np.float64)
+
+
+def machine(prec, workers):
+    """The constants of precision ``prec`` at ``workers`` threads: measured on this machine
+    (see :mod:`specconv._calibration`), or the shipped ones where measuring is off."""
+    measured = _calibration.constants(prec, workers)
+    return dataclasses.replace(SHIPPED[prec], **measured) if measured else SHIPPED[prec]
+
 
 SPECTRA_BUDGET = 512 * 2**20  # bytes of cached kernel spectra per layer and tile shape
 CHUNK_BUDGET = 64 * 2**20  # bytes of tile buffers per chunk (matmul product)
@@ -104,28 +91,50 @@ class Choice:
     tiling: Tiling | None = None
 
 
-def direct_cost(geom, itemsize=8, workers=2):
-    """Model seconds of the direct method (result ``itemsize``, ``workers`` threads)."""
+def _constants(geom, itemsize, workers, constants):
+    if constants is not None:
+        return constants
+    return machine(precision(itemsize, geom.is_complex), workers or fft.get_num_threads())
+
+
+def direct_cost(geom, itemsize=8, workers=2, constants=None):
+    """Model seconds of the direct method (result ``itemsize``, ``workers`` threads;
+    ``constants``: a :class:`~specconv._calibration.Constants`, default this machine's for that precision)."""
+    c = _constants(geom, itemsize, workers, constants)
     P = math.prod(geom.out_shape)
     ci = geom.in_channels // geom.groups
     taps = math.prod(geom.kernel)
+    cx = 2 if geom.is_complex else 1  # the constants are per real number
     if taps > 1 and any(s > 1 for s in geom.stride):  # its phases, and their sum
         parts = _direct.phases(geom)
-        adds = (len(parts) - 1) * geom.batch * geom.out_channels * P * T_COPY
-        return adds + sum(direct_cost(part, itemsize, workers) for _, _, part in parts)
-    if ci == 1 and _direct.compiled_depthwise(geom):
-        images = geom.batch * geom.groups  # shared by the workers; the constants are for two
-        return (geom.batch * geom.out_channels * P * (taps * T_COMPILED_TAP + T_COMPILED_SAMPLE)
-                * itemsize / 8 * 2 * -(-images // workers) / images)
+        adds = (len(parts) - 1) * geom.batch * geom.out_channels * P * c.T_COPY
+        return adds + sum(direct_cost(part, itemsize, workers, c) for _, _, part in parts)
+    if ci == 1 and _direct.compiled_depthwise(geom, dtype_of(itemsize, geom.is_complex)):
+        return compiled_depthwise_cost(geom, workers, c)
     if ci == 1:
-        grid = ((geom.out_shape[0] - 1) * geom.stride[0] + 1) * math.prod(geom.padded[1:])
-        copies = geom.in_channels * math.prod(geom.padded) + geom.out_channels * P
-        return geom.batch * (taps * geom.out_channels * grid * T_DEPTHWISE_TAP * itemsize / 8
-                             + copies * T_COPY)
+        return numpy_depthwise_cost(geom, c)
     if _direct.uses_slabs(geom):
-        return _slab_cost(geom, itemsize, workers)
-    cx = 4 if geom.is_complex else 1  # one GEMM
-    return geom.batch * P * (geom.in_channels * T_COPY + geom.out_channels * ci * T_MAC_DIRECT * cx)
+        return slab_cost(geom, itemsize, workers, c)
+    return geom.batch * P * (geom.in_channels * c.T_COPY
+                             + geom.out_channels * ci * c.T_MAC_DIRECT * cx * cx)  # one GEMM
+
+
+def compiled_depthwise_cost(geom, workers, c):
+    """Model seconds of a depthwise layer in the compiled loops."""
+    images = geom.batch * geom.groups  # shared by the workers; the constants are for two
+    per_sample = math.prod(geom.kernel) * c.T_COMPILED_TAP + c.T_COMPILED_SAMPLE
+    return (geom.batch * geom.out_channels * math.prod(geom.out_shape) * per_sample
+            * 2 * -(-images // workers) / images)
+
+
+def numpy_depthwise_cost(geom, c):
+    """Model seconds of a depthwise layer in the numpy loops (one pass per tap)."""
+    cx = 2 if geom.is_complex else 1
+    grid = ((geom.out_shape[0] - 1) * geom.stride[0] + 1) * math.prod(geom.padded[1:])
+    copies = geom.in_channels * math.prod(geom.padded) + geom.out_channels * math.prod(
+        geom.out_shape)
+    return geom.batch * (math.prod(geom.kernel) * geom.out_channels * grid * c.T_DEPTHWISE_TAP
+                         * cx + copies * c.T_COPY)
 
 
 def slab_work(geom, itemsize, workers):
@@ -144,16 +153,16 @@ def slab_work(geom, itemsize, workers):
     return macs, samples, units * (2 * per_unit + runs * (kw + 2 * outer)), units
 
 
-def _slab_cost(geom, itemsize, workers):
+def slab_cost(geom, itemsize, workers, c):
+    """Model seconds of the direct method's slabs (stride 1, channels to mix)."""
     macs, samples, calls, units = slab_work(geom, itemsize, workers)
-    cx, real_size = (4, itemsize // 2) if geom.is_complex else (1, itemsize)
-    seconds = (macs * cx * T_MAC_SLAB * real_size / 8 + samples * T_SLAB_SAMPLE * itemsize / 8
-               + calls * T_CALL)
+    cx = 2 if geom.is_complex else 1
+    seconds = macs * cx * cx * c.T_MAC_SLAB + samples * cx * c.T_SLAB_SAMPLE + calls * c.T_CALL
     # the constants are for units shared by two workers; rounds of units on ``workers``:
     return seconds * 2 * -(-units // workers) / units
 
 
-def _is_tile_length(n):
+def is_tile_length(n):
     """Tile lengths are a power of two times 1, 3, 5, 7 or 9: FFTW's fastest sizes.
 
     Measured: small transforms with several odd factors (27³, 25 × 135) ran 2-4x slower per
@@ -164,7 +173,7 @@ def _is_tile_length(n):
     return n in (1, 3, 5, 7, 9)
 
 
-def _one_codelet(n):
+def one_codelet(n):
     """Whether FFTW transforms length ``n`` in one codelet, without a twiddle pass over the data
     (FFTW 3.3's SIMD codelets)."""
     return n <= 16 or n in (20, 25, 32, 64, 128)
@@ -172,7 +181,7 @@ def _one_codelet(n):
 
 def _axis_candidates(span, stride, padded, ndim):
     lo = span + stride - 1
-    lengths = [n for n in fft.fast_lengths(lo, 2 * max(padded, lo)) if _is_tile_length(n)]
+    lengths = [n for n in fft.fast_lengths(lo, 2 * max(padded, lo)) if is_tile_length(n)]
     # multiples of the stride let the engine fold the spectrum (a smaller inverse transform)
     lengths = [n for n in lengths if n % stride == 0] or lengths
     whole = next((n for n in lengths if n >= padded), None)
@@ -281,7 +290,7 @@ def spectra_bytes(geom, fft_shape, itemsize):
     return kernels * _spectrum_bytes(geom, fft_shape, itemsize)
 
 
-def chunked_cost(geom, tiling, seconds, itemsize, workers):
+def chunked_cost(geom, tiling, seconds, itemsize, workers, constants=None):
     """``seconds`` of the whole tiling, as its chunks run on ``workers`` threads.
 
     Adds what ``fft_cost`` leaves out because it depends on the chunks: the uneven share of
@@ -295,15 +304,19 @@ def chunked_cost(geom, tiling, seconds, itemsize, workers):
     else:
         imbalance = -(-tiling.n_chunks // workers) * per_chunk * workers / units
     passes = tiling.n_chunks * spectra_bytes(geom, tiling.fft_shape, itemsize)
-    return seconds * max(1.0, imbalance) + passes * T_SPECTRA_PASS
+    c = _constants(geom, itemsize, workers, constants)
+    return seconds * max(1.0, imbalance) + passes * c.T_SPECTRA_PASS
 
 
-def fft_cost(geom, fft_shape, spectra_cached=False, itemsize=8, spectra_budget=None):
+def fft_cost(geom, fft_shape, spectra_cached=False, itemsize=8, spectra_budget=None,
+             workers=None, constants=None):
     """Model seconds of the overlap-save path with tiles of ``fft_shape``.
 
     inf if the kernel spectra (of result ``itemsize``) exceed ``spectra_budget`` bytes
-    (default ``SPECTRA_BUDGET``).
+    (default ``SPECTRA_BUDGET``). ``constants``: as for :func:`direct_cost` (``workers``
+    threads, default all).
     """
+    c = _constants(geom, itemsize, workers, constants)
     G = geom.groups
     ci, co = geom.in_channels // G, geom.out_channels // G
     cx = 2 if geom.is_complex else 1
@@ -319,21 +332,21 @@ def fft_cost(geom, fft_shape, spectra_cached=False, itemsize=8, spectra_budget=N
 
     def transform(shape):
         n = math.prod(shape)
-        stages = math.log2(max(n, 2)) + STRIDED_PASS * sum(
-            not _one_codelet(m) for m in shape[:-1])
-        return T_FFT * cx * n * stages + T_COPY * n
+        stages = math.log2(max(n, 2)) + c.STRIDED_PASS * sum(
+            not one_codelet(m) for m in shape[:-1])
+        return c.T_FFT * cx * n * stages + c.T_COPY * n
 
-    if compiled_product(geom):
-        t_cmac = T_CMAC_COMPILED
+    if compiled_product(geom, dtype_of(itemsize, geom.is_complex)):
+        t_cmac = c.T_CMAC_COMPILED
     else:
-        t_cmac = T_CMAC_MATMUL if uses_matmul(geom) else T_CMAC_ELEMENTWISE
+        t_cmac = c.T_CMAC_MATMUL if uses_matmul(geom) else c.T_CMAC_ELEMENTWISE
     seconds = T * geom.batch * (
         geom.in_channels * transform(fft_shape) + geom.out_channels * transform(out_len)
-        + G * co * ci * F * t_cmac + geom.out_channels * F * _fold_passes(geom, fft_shape) * T_FOLD
+        + G * co * ci * F * t_cmac + geom.out_channels * F * _fold_passes(geom, fft_shape) * c.T_FOLD
     )
     if not spectra_cached:
         seconds += G * co * ci * transform(fft_shape)
-    return seconds + T * T_CHUNK / 8
+    return seconds + T * c.T_CHUNK / 8
 
 
 def _fold_passes(geom, fft_shape):
@@ -346,13 +359,23 @@ def _fold_passes(geom, fft_shape):
     return sum(folded)
 
 
-@functools.lru_cache(maxsize=256)
-def choose(geom, method, itemsize, workers, spectra_cached=False, spectra_budget=None):
+def choose(geom, method, itemsize, workers, spectra_cached=False, spectra_budget=None,
+           constants=None):
     """Pick the method (for ``method="auto"``) and, for FFTs, the tiling (memoised).
 
     ``spectra_cached=True`` leaves the one-off kernel spectra out of the cost, for a layer
-    applied to many signals of one shape; ``spectra_budget`` bounds their bytes.
+    applied to many signals of one shape; ``spectra_budget`` bounds their bytes. The
+    ``constants`` (a :class:`~specconv._calibration.Constants`) default to this machine's (measured the first time
+    a precision and thread count is needed, see :mod:`specconv._calibration`).
     """
+    c = _constants(geom, itemsize, workers, constants)
+    # which compiled loops run is part of the choice (the calibration or a test may switch)
+    loops = (_compiled.loops is not None, frozenset(_compiled.losing))
+    return _choose(geom, method, itemsize, workers, spectra_cached, spectra_budget, c, loops)
+
+
+@functools.lru_cache(maxsize=256)
+def _choose(geom, method, itemsize, workers, spectra_cached, spectra_budget, c, loops):
     best = None
     if method in ("auto", "fft"):
         axes = [
@@ -361,12 +384,12 @@ def choose(geom, method, itemsize, workers, spectra_cached=False, spectra_budget
         ]
 
         for shape in itertools.product(*axes):
-            cost = fft_cost(geom, shape, spectra_cached, itemsize, spectra_budget)
+            cost = fft_cost(geom, shape, spectra_cached, itemsize, spectra_budget, workers, c)
             if best is None or cost < best[0]:
                 best = (cost, shape)
         if best[0] == math.inf:  # nothing fits the budget: smallest tiles
             best = (math.inf, tuple(a[0] for a in axes))
-    direct = direct_cost(geom, itemsize, workers)
+    direct = direct_cost(geom, itemsize, workers, c)
     if method == "direct" or (method == "auto" and direct <= best[0]):
         return Choice("direct", direct)
     cost, shape = best

@@ -86,9 +86,14 @@ def correlate_direct(x, pads, weight, geom, dtype, workers=1):
     return _pointwise(x, pads, weight, geom, dtype, workers)
 
 
-def compiled_depthwise(geom):
-    """Whether the compiled loops compute the depthwise layer ``geom`` (real, stride 1)."""
-    return _compiled.loops is not None and not geom.is_complex and all(s == 1 for s in geom.stride)
+def compiled_depthwise(geom, dtype=None):
+    """Whether the compiled loops compute the depthwise layer ``geom`` (real, stride 1) in
+    ``dtype`` (None: whether they can at all, whatever the calibration measured)."""
+    if dtype is None:
+        usable = _compiled.loops is not None
+    else:  # not where the calibration measured the numpy loops faster
+        usable = _compiled.use("depthwise", dtype)
+    return usable and not geom.is_complex and all(s == 1 for s in geom.stride)
 
 
 def uses_slabs(geom):
@@ -318,8 +323,13 @@ def _depthwise(x, pads, weight, geom, dtype, workers):
     3 × 3 taps 10-11 ms, 7 × 7 40 ms (one tap at a time over whole shifted copies: 84 and
     465 ms).
     """
-    if compiled_depthwise(geom):
+    if compiled_depthwise(geom, dtype):
         return _depthwise_compiled(x, pads, weight, geom, dtype, workers)
+    return _depthwise_numpy(x, pads, weight, geom, dtype, workers)
+
+
+def _depthwise_numpy(x, pads, weight, geom, dtype, workers):
+    """:func:`_depthwise` in numpy (complex data; the compiled loops absent or slower)."""
     x, pads = _split_pads(x, pads)
     B, G = x.shape[:2]
     m = geom.out_channels // G

@@ -138,8 +138,9 @@ def uses_matmul(geom):
     return (geom.in_channels // G) * (geom.out_channels // G) > ELEMENTWISE_MAX_ENTRIES
 
 
-def compiled_product(geom):
-    """Whether the compiled loops compute the matrix product, in FFTW's natural layout.
+def compiled_product(geom, dtype):
+    """Whether the compiled loops compute the matrix product, in FFTW's natural layout
+    (spectra of the precision of ``dtype``; not where the calibration measured BLAS faster).
 
     The BLAS matmul needs both spectra transposed per block of frequencies, and back; those
     copies took as long as BLAS itself. Measured per chunk on one thread, complex64 /
@@ -149,7 +150,7 @@ def compiled_product(geom):
     W4 3 × 3 dense 76 → 58 ms, 7 × 7 groups 4 52 → 41, W1a 190 → 172, W5 88 → 65, W4
     31 × 31 dense 209 → 171 (a team's members in one call).
     """
-    return _compiled.loops is not None and uses_matmul(geom)
+    return _compiled.use("product", np.result_type(dtype, np.complex64)) and uses_matmul(geom)
 
 
 def product_lanes(itemsize):
@@ -202,7 +203,7 @@ def kernel_spectra(weight, geom, tiling, dtype):
     G = geom.groups
     co, ci = geom.out_channels // G, geom.in_channels // G
     n_freq = math.prod(spectral_shape(L, geom.is_complex))
-    matmul, compiled = uses_matmul(geom), compiled_product(geom)
+    matmul, compiled = uses_matmul(geom), compiled_product(geom, dtype)
     lanes = product_lanes(np.dtype(cdtype).itemsize)
     blocks = -(-n_freq // lanes)
     if compiled:
@@ -285,7 +286,7 @@ class _ChunkWorker:
         # flat views: (B, G, C, tiles, F)
         self.xflat = self.xspec.reshape(B, G, ci, n_tiles, n_freq)
         self.yflat = self.yspec.reshape(B, G, co, n_tiles, n_freq)
-        self.compiled = compiled_product(geom)
+        self.compiled = compiled_product(geom, dtype)
         if uses_matmul(geom) and not self.compiled:  # room for the tiles of a team
             fb = min(FREQ_BLOCK, n_freq)
             self.xblock = np.empty((fb, G, B, team * n_tiles, ci), cdtype)
@@ -507,7 +508,7 @@ def correlate_fft(x, pads, spectra, geom, tiling, dtype, workers, out=None):
     bb, gb = tiling.batch_block, tiling.group_block
     ci, co = geom.in_channels // geom.groups, geom.out_channels // geom.groups
     matmul = uses_matmul(geom)
-    layout_by_frequency = matmul and not compiled_product(geom)
+    layout_by_frequency = matmul and not compiled_product(geom, dtype)
     # a block's groups: one axis of a split view, a run of channels otherwise
     x_groups = (lambda g0: slice(g0, g0 + gb)) if split_in else (
         lambda g0: slice(g0 * ci, (g0 + gb) * ci))

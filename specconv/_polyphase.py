@@ -231,9 +231,10 @@ class Plan:
         return y, phases
 
 
-def copy_seconds(samples, itemsize):
+def copy_seconds(samples, itemsize, is_complex, workers):
     """The cost model's time to copy ``samples`` samples once (its gather and scatter rate)."""
-    return samples * _costmodel.T_COPY * itemsize / 8
+    prec = _costmodel.precision(itemsize, is_complex)
+    return samples * _costmodel.machine(prec, workers).T_COPY
 
 
 @functools.lru_cache(maxsize=256)
@@ -255,7 +256,7 @@ def strided_plan(geom, pads, method, itemsize, workers, **planning):
     # read in place where every phase is equally long; else copied once
     exact = all(m == q * s for m, q, s in zip(n, lengths, geom.stride))
     copies = 0 if exact else copy_seconds(geom.batch * part.in_channels * math.prod(lengths),
-                                          itemsize)
+                                          itemsize, geom.is_complex, workers)
     return Plan(False, choice.seconds + copies, part, part_pads, choice, axes, geom.stride,
                 lengths)
 

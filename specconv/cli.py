@@ -7,6 +7,7 @@ Commands::
                                         read, apply one conv layer, write (atomically)
     specconv demo [--output DIR]        the main job on the bundled samples, checked
     specconv sys-info                   versions, FFTW threads, BLAS (for bug reports)
+    specconv calibrate                  measure the cost model's constants on this machine
 
 Exit status: 0 on success, 1 when the demo's check against the direct method fails, 2 for a
 usage or input error (one line on stderr, no traceback; ``--traceback`` shows it), 128 + the
@@ -628,7 +629,7 @@ def _blas_lines():
 
 
 def _cmd_sys_info(args):
-    from . import fft
+    from . import _calibration, fft
 
     rows = [
         ("platform", platform.platform()),
@@ -644,6 +645,8 @@ def _cmd_sys_info(args):
         ("FFTW planning", f"time limit {fft._planning_timelimit():g} s per plan "
                           f"({fft.REMEASURE_FACTOR}x to measure a provisional one again), wisdom "
                           f"{fft._wisdom_path()}"),
+        ("calibration", f"{_calibration.calibration_path()}"
+                        + ("" if _calibration.enabled() else " (off: SPECCONV_CALIBRATE)")),
     ]
     for name in _OPTIONAL:
         rows.append((name, _version(name)))
@@ -651,12 +654,51 @@ def _cmd_sys_info(args):
     rows.append(("BLAS", blas[0]))
     rows.extend(("", line) for line in blas[1:])
     for var in ("SPECCONV_NUM_THREADS", "SPECCONV_PLANNING_TIMELIMIT", "SPECCONV_CACHE_DIR",
+                "SPECCONV_CALIBRATE",
                 "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         if var in os.environ:
             rows.append((var, os.environ[var]))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:>{width}}: {value}" if key else f"{'':>{width}}  {value}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# calibrate
+# ---------------------------------------------------------------------------------------------
+
+def _cmd_calibrate(args):
+    from . import _calibration, _costmodel, fft
+
+    threads = fft.get_num_threads()
+    precisions = args.precision or _calibration.PRECISIONS
+    entries = _calibration.recalibrate(precisions, threads)
+    print(f"CPU {_calibration.machine_key(threads)['cpu']}, {threads} threads; stored in "
+          f"{_calibration.calibration_path(threads)}")
+    if not _calibration.enabled():
+        print(f"note: {_calibration.ENV}={os.environ[_calibration.ENV]} -- the shipped "
+              f"constants are used, not these")
+    header = f"{'constant':20s}" + "".join(f" {p + ' shipped':>15s} {p + ' measured':>16s}"
+                                           for p in precisions)
+    print(header)
+    for name in entries[precisions[0]]["constants"]:
+        print(f"{name:20s}" + "".join(
+            f" {getattr(_costmodel.SHIPPED[p], name):15.3g} "
+            f"{entries[p]['constants'].get(name, float('nan')):16.3g}" for p in precisions))
+    for p in precisions:
+        timings = entries[p]["timings"]
+        for loop in _calibration.LOOPS:
+            mine = [k for k in timings if k.startswith(loop) and "compiled" in k]
+            if not mine:
+                print(f"{p}: compiled {loop} loop: not built")
+                continue
+            lost = [d for lp, d in entries[p]["losing"] if lp == loop]
+            other = [k for k in timings if k.startswith(loop) and "compiled" not in k
+                     and "1x1" not in k]
+            shown = ", ".join(f"{k} {timings[k] * 1e3:.2f} ms" for k in mine[-1:] + other)
+            print(f"{p}: compiled {loop} loop {'OFF (slower)' if lost else 'used'}: {shown}")
+        print(f"{p}: measured in {entries[p]['seconds']:.2f} s")
     return 0
 
 
@@ -734,6 +776,15 @@ def build_parser():
 
     p = sub.add_parser("sys-info", help="versions, FFTW threads and BLAS, for bug reports")
     p.set_defaults(func=_cmd_sys_info)
+
+    p = sub.add_parser(
+        "calibrate", help="measure the cost model's constants on this machine",
+        description="Measure again the per-operation times that method='auto' prices with (and "
+                    "whether the compiled loops beat numpy/BLAS here), store them in the cache "
+                    "directory and print them next to the shipped ones.")
+    p.add_argument("--precision", choices=("single", "double"), action="append",
+                   help="only this precision (repeatable; default both)")
+    p.set_defaults(func=_cmd_calibrate)
     return parser
 
 

@@ -37,7 +37,7 @@ import numbers
 
 import numpy as np
 
-from . import _blas, _costmodel, _direct, _engine, fft
+from . import _blas, _costmodel, _direct, _engine, _workers, fft
 from ._geometry import Geometry
 from ._validate import as_array, check_option, check_signal, result_dtype
 from .layers import METHODS, ONE_CALL, SpectralConv, SpectralConvTranspose
@@ -388,7 +388,7 @@ def _fft_tiles(out, lags, B, C_in, C_out, groups, is_complex, itemsize):
     for o, q in zip(out, lags):
         # FFTW's fastest lengths (as the forward pass's tiles), up to one tile for everything
         lengths = [n for n in fft.fast_lengths(q + min(o, q), 2 * (o + q) + 16)
-                   if _costmodel._is_tile_length(n)]
+                   if _costmodel.is_tile_length(n)]
         whole = next(n for n in lengths if n >= o + q - 1)
         cands = [n for n in lengths if n <= whole]
         hi = whole
@@ -399,6 +399,7 @@ def _fft_tiles(out, lags, B, C_in, C_out, groups, is_complex, itemsize):
     G = groups
     ci, co = C_in // G, C_out // G
     cx = 2 if is_complex else 1
+    c = _costmodel.machine(_costmodel.precision(itemsize, is_complex), fft.get_num_threads())
     best = None
     for N in itertools.product(*axes):
         F = math.prod(_engine.spectral_shape(N, is_complex))
@@ -406,11 +407,11 @@ def _fft_tiles(out, lags, B, C_in, C_out, groups, is_complex, itemsize):
             continue
         n = math.prod(N)
         # an axis but the last whose length takes FFTW more than one codelet costs more passes
-        stages = math.log2(max(n, 2)) + _costmodel.STRIDED_PASS * sum(
-            not _costmodel._one_codelet(m) for m in N[:-1])
-        t_n = _costmodel.T_FFT * cx * n * stages + _costmodel.T_COPY * n
+        stages = math.log2(max(n, 2)) + c.STRIDED_PASS * sum(
+            not _costmodel.one_codelet(m) for m in N[:-1])
+        t_n = c.T_FFT * cx * n * stages + c.T_COPY * n
         tiles = math.prod(-(-o // (m - q + 1)) for o, m, q in zip(out, N, lags))
-        cost = (tiles * B * ((C_in + C_out) * t_n + G * co * ci * F * _costmodel.T_CMAC_MATMUL)
+        cost = (tiles * B * ((C_in + C_out) * t_n + G * co * ci * F * c.T_CMAC_MATMUL)
                 + C_out * ci * t_n)
         if best is None or cost < best[0]:
             best = (cost, N)
@@ -501,7 +502,7 @@ def _correlate_lags(x, g, lags, N, groups, dtype):
         del X, Gs
 
         with _blas.limit(1):  # small matmuls: single-threaded BLAS on parallel blocks
-            _engine.run_parallel([functools.partial(_accumulate, acc, Gm, Xm, a, b)
+            _workers.run_parallel([functools.partial(_accumulate, acc, Gm, Xm, a, b)
                                   for a, b in itertools.pairwise(bounds) if b > a])
     # back to lags: one transposing copy to (C_out·ci, *spec), one batch of inverse transforms
     M = fft.aligned_empty((C_out * ci,) + spec, cdtype)

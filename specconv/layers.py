@@ -587,7 +587,8 @@ class SpectralConvTranspose(_Layer):
         if self.method == "auto" and plan is not None:
             # the phases, and copying each into its interleaved place
             copies = _polyphase.copy_seconds(math.prod(geom.out_shape) * xb.shape[0]
-                                             * self.out_channels, dtype.itemsize)
+                                             * self.out_channels, dtype.itemsize,
+                                             geom.is_complex, workers)
             direct = copies + sum(_costmodel.direct_cost(part, dtype.itemsize, workers)
                                   for *_, part in parts if part is not None) <= plan.seconds
         if direct:

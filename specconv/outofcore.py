@@ -550,10 +550,6 @@ class _Chunker:
         return x
 
 
-#: Python, reading and hand-over per out-of-core chunk, besides the engine.
-_CHUNK_SECONDS = 1e-3
-
-
 def _engine_plan(chunker, m, spectra_budget):
     """Bytes and modelled seconds of the engine on a chunk of ``m`` outputs.
 
@@ -606,7 +602,9 @@ def _engine_plan(chunker, m, spectra_budget):
     seconds = _costmodel.chunked_cost(geom, t, choice.seconds, isz, workers)
     # freed memory may stay resident: what computing the spectra took counts until the end
     spectra = _costmodel.spectra_bytes(geom, t.fft_shape, isz)
-    return spectra + computing + buffers, seconds + _CHUNK_SECONDS
+    # python, reading and hand-over per chunk: the same model's constant, as all of it
+    per_chunk = _costmodel.machine(_costmodel.precision(isz, geom.is_complex), workers).T_IO_CHUNK
+    return spectra + computing + buffers, seconds + per_chunk
 
 
 #: Chunk lengths tried between the kernel span and the whole signal (geometrically spaced).

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft
 
-from . import fft
+from . import _costmodel, fft
 from ._validate import (
     COMPUTE_DTYPES,
     as_array,
@@ -38,14 +38,9 @@ __all__ = ["StreamingConv", "Level"]
 
 _KEEP = object()  # sentinel: set_kernel keeps the current bias
 
-# Cost model for choosing the partition levels, in seconds (measured on the development
-# machine with numpy einsum/matmul and planned FFTW transforms; only ratios matter).
-_T_FRAME = 3.0e-5  # python overhead and two transform calls per frame of one level
-_T_FFT = 2.0e-10  # per L·log2(L) point and channel (real transform)
-_T_CMAC_EINSUM = 1.5e-9  # complex multiply-add in an einsum over the frequency axis
-_T_CMAC_MATMUL = 4.0e-10  # complex multiply-add in a per-frequency matmul
 _RATIOS = (2, 4, 8)  # growth of the partition size from one level to the next
 _MAX_PARTITION = 2**17
+# the partition levels are priced with the cost model's constants (_costmodel.machine)
 _MATMUL_MIN_CHANNELS = 8  # per group, in and out: below it einsum beats a per-frequency matmul
 
 
@@ -83,26 +78,30 @@ def _uses_matmul(ci, co):
     return min(ci, co) >= _MATMUL_MIN_CHANNELS
 
 
-def _cost_per_sample(levels, groups, ci, co, is_complex):
-    t_mac = _T_CMAC_MATMUL if _uses_matmul(ci, co) else _T_CMAC_EINSUM
+def _cost_per_sample(levels, groups, ci, co, is_complex, c):
+    """Seconds per sample of ``levels`` with the cost model's constants ``c``: per frame of
+    each level, python and two transform calls, the transforms and the product."""
+    t_mac = c.T_CMAC_MATMUL if _uses_matmul(ci, co) else c.T_CMAC_ELEMENTWISE
     cx = 2 if is_complex else 1
     total = 0.0
     for lv in levels:
         L = lv.fft_len
         F = L if is_complex else L // 2 + 1
-        transforms = groups * (ci + co) * cx * _T_FFT * L * math.log2(L)
+        transforms = groups * (ci + co) * L * (cx * c.T_FFT * math.log2(L) + c.T_COPY)
         product = groups * ci * co * F * lv.count * t_mac
-        total += (_T_FRAME + transforms + product) / lv.size
+        total += (c.T_FRAME + transforms + product) / lv.size
     return total
 
 
-def plan_levels(span, block_size, groups, ci, co, is_complex=False):
+def plan_levels(span, block_size, groups, ci, co, is_complex=False, itemsize=None):
     """The cheapest partition levels for a kernel of ``span`` taps and a head of ``block_size``.
 
     Level ``l`` has partitions of ``block_size * r**l`` taps (``r`` in 2, 4, 8) and starts at
     tap ``block_size * r**l``, so its output for a frame is due one frame after its input is
     complete and can be computed then. The number of levels and ``r`` minimise a cost model per
-    sample: transforms, per-frequency products and a fixed overhead per frame.
+    sample: transforms, per-frequency products and a fixed overhead per frame, priced with the
+    conv cost model's constants for this machine (results of ``itemsize`` bytes; default
+    double precision).
 
     Returns
     -------
@@ -116,12 +115,14 @@ def plan_levels(span, block_size, groups, ci, co, is_complex=False):
     >>> plan_levels(100, 256, 1, 2, 2)
     (Level(size=256, fft_len=512, first_tap=0, count=1),)
     """
+    itemsize = itemsize or (16 if is_complex else 8)
+    c = _costmodel.machine(_costmodel.precision(itemsize, is_complex), fft.get_num_threads())
     best = None
     for r in _RATIOS:
         sizes = [block_size]
         while True:
             levels = _levels_for(span, sizes)
-            cost = _cost_per_sample(levels, groups, ci, co, is_complex)
+            cost = _cost_per_sample(levels, groups, ci, co, is_complex, c)
             if best is None or cost < best[0]:
                 best = (cost, levels)
             nxt = sizes[-1] * r
@@ -298,8 +299,8 @@ class StreamingConv:
         self._ci, self._co = self.in_channels // G, self.out_channels // G
         self._mm = _uses_matmul(self._ci, self._co)
         self.levels = plan_levels(
-            self.kernel_span, self._head, G, self._ci, self._co, self._complex
-        )
+            self.kernel_span, self._head, G, self._ci, self._co, self._complex,
+            self.dtype.itemsize)
         self._voices = [self._make_voice(layer.weight, layer.bias)]
         self._weight_shape = layer.weight.shape
         self._batch = None  # (B, batched) once the first block arrived

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
+
+# The cost model's shipped constants in every test and doctest: calibrating costs about a
+# second per precision and would make choices depend on the machine (the calibration's own
+# tests turn it back on, each with an empty cache directory).
+os.environ["SPECCONV_CALIBRATE"] = "0"
 
 #: The team's real test recordings, beside the repository (see its README.md for provenance).
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
