@@ -37,11 +37,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import specconv  # noqa: E402
-from specconv import _costmodel, _geometry, fft  # noqa: E402
-
 import _machine  # noqa: E402
 from bench_conv import Allocator, measure  # noqa: E402
+
+import specconv  # noqa: E402
+from specconv import _costmodel, _geometry, fft  # noqa: E402
 
 
 def layers():

@@ -111,9 +111,8 @@ def write_recording(path, channels, n, seed=0, step=2**18):
 
 
 def child_outofcore(src, dst):
-    from specconv.outofcore import apply
-
     import specconv
+    from specconv.outofcore import apply
 
     layer = eeg_layer()
     specconv.fft.rfftn(np.zeros(8, np.float32))  # loads FFTW (once per process, not timed)

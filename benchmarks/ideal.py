@@ -195,7 +195,10 @@ def run(wl, real_name, tile, repeat, threads, plan_limit):
     saved.real = rng.standard_normal(saved.shape)
     saved.imag = rng.standard_normal(saved.shape)
     t_fwd = _median_time(fwd.execute, repeat)
-    t_inv = _median_time(inv.execute, repeat, before=lambda: np.copyto(spec, saved))
+    def restore(spec=spec, saved=saved):  # bound now: the names are deleted below
+        np.copyto(spec, saved)
+
+    t_inv = _median_time(inv.execute, repeat, before=restore)
     del fwd, inv, src, src_spec, spec, dst, saved
 
     if cg == 1:  # depthwise: elementwise, frequencies last (FFTW's native layout)

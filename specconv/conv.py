@@ -26,7 +26,6 @@ from ._validate import (
 )
 from .layers import METHODS, NAN_POLICIES, ONE_CALL, SpectralConv, SpectralConvTranspose
 
-
 MODES = ("full", "same", "valid")
 
 

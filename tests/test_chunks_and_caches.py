@@ -5,14 +5,13 @@ from __future__ import annotations
 import math
 import pickle
 
+import _reference as ref
 import numpy as np
 import pytest
+from _tolerances import assert_close
 
 import specconv
 from specconv import _compiled, _correlate, _costmodel, _direct, _engine, _geometry
-
-import _reference as ref
-from _tolerances import assert_close
 
 
 def _cnn_geometry(groups, kernel=15, batch=8, channels=64, size=128):

@@ -9,18 +9,15 @@ boundaries fall at many positions of the output.
 
 from __future__ import annotations
 
-
+import _reference as ref
 import numpy as np
 import pytest
+from _tolerances import assert_close
 from hypothesis import given
 from hypothesis import strategies as st
 
 import specconv
 from specconv import _costmodel, _engine, _geometry
-
-import _reference as ref
-from _tolerances import assert_close
-
 
 X_DTYPES = ref.FLOAT_DTYPES + (np.int64,)
 W_DTYPES = ref.FLOAT_DTYPES + (np.int32,)

@@ -3,17 +3,15 @@ response, the layer objects (transpose, spectra cache, read-only weight) and inp
 
 from __future__ import annotations
 
-
+import _reference as ref
 import numpy as np
 import pytest
+from _tolerances import assert_close, rtol
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import specconv
 from specconv import SpectralConv, SpectralConvTranspose, _engine
-
-import _reference as ref
-from _tolerances import assert_close, rtol
 
 
 def _pads(cfg):

@@ -6,18 +6,15 @@ likewise ``correlate``, which conjugates complex kernels), computed in float64 /
 
 from __future__ import annotations
 
-
+import _reference as ref
 import numpy as np
 import pytest
 import scipy.signal
+from _tolerances import assert_close
 from hypothesis import given
 from hypothesis import strategies as st
 
 import specconv
-
-import _reference as ref
-from _tolerances import assert_close
-
 
 FUNCTIONS = ("convolve", "correlate")
 

@@ -24,7 +24,6 @@ F = torch.nn.functional
 import _reference as ref
 from _tolerances import assert_close
 
-
 _CONV = {1: torch.nn.Conv1d, 2: torch.nn.Conv2d, 3: torch.nn.Conv3d}
 _CONV_T = {1: torch.nn.ConvTranspose1d, 2: torch.nn.ConvTranspose2d, 3: torch.nn.ConvTranspose3d}
 

@@ -328,6 +328,7 @@ def test_generator_is_deterministic(tmp_path):
 
 def test_package_data_config_covers_every_sample_file():
     import fnmatch
+
     import tomllib
 
     config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))

@@ -11,8 +11,10 @@ from __future__ import annotations
 import re
 import threading
 
+import _reference as ref
 import numpy as np
 import pytest
+from _tolerances import assert_close
 
 from specconv import (
     SpectralConv,
@@ -28,9 +30,6 @@ from specconv import (
 from specconv.cli import main
 from specconv.signal import VectorSignal
 from specconv.stream import StreamingConv
-
-import _reference as ref
-from _tolerances import assert_close
 
 RNG = np.random.default_rng(19)
 X = RNG.standard_normal((2, 50))

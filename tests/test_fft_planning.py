@@ -10,16 +10,15 @@ import sys
 import threading
 from types import SimpleNamespace
 
+import _reference as ref
 import numpy as np
 import pytest
+from _tolerances import assert_close
 from hypothesis import given
 from hypothesis import strategies as st
 
 import specconv
 from specconv import fft
-
-import _reference as ref
-from _tolerances import assert_close
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -28,8 +28,10 @@ import tempfile
 import threading
 from pathlib import Path
 
+import _reference as ref
 import numpy as np
 import pytest
+from _tolerances import assert_close
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -47,9 +49,6 @@ from specconv import (
 from specconv.cli import main
 from specconv.signal import VectorSignal
 from specconv.stream import StreamingConv
-
-import _reference as ref
-from _tolerances import assert_close
 
 #: Seconds one call may take before the test calls it a hang.
 TIMEOUT = 10

@@ -11,22 +11,22 @@ from hypothesis import strategies as st
 from specconv import SpectralConv, SpectralConvTranspose
 from specconv.kernels import (
     add,
-    fir_layer,
-    side_pads,
-    without_padding,
     as_conv,
     block_diag,
     compose,
     composition_is_exact,
     eig,
     estimate_transfer,
+    fir_layer,
     from_response,
     inverse,
     pointwise,
     scale,
+    side_pads,
     split_groups,
     svd,
     to_dense_groups,
+    without_padding,
 )
 
 from ._tolerances import assert_close

@@ -9,18 +9,15 @@ equals the first run everywhere else).
 
 from __future__ import annotations
 
-
+import _reference as ref
 import numpy as np
 import pytest
 import scipy.signal
+from _tolerances import assert_close
 from hypothesis import given
 from hypothesis import strategies as st
 
 import specconv
-
-import _reference as ref
-from _tolerances import assert_close
-
 
 BAD_VALUES = (np.nan, np.inf, -np.inf)
 

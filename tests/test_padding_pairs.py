@@ -3,10 +3,9 @@
 
 import numpy as np
 import pytest
+from _reference import conv as conv_reference
 
 import specconv
-
-from _reference import conv as conv_reference
 
 
 def _pad_then_valid(x, w, pairs, **kw):
@@ -40,7 +39,7 @@ def test_transpose_of_asymmetric_same_is_the_adjoint(kernel):
 def test_transpose_of_reflect_padding_is_refused():
     layer = specconv.SpectralConv(np.ones((1, 1, 3)), padding=1, padding_mode="reflect")
     with pytest.raises(ValueError, match="padding_mode='reflect' is not a ConvTranspose"):
-        layer.T
+        _ = layer.T
 
 
 def test_bad_pairs_are_refused():

@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import importlib.util
 
+import _reference as ref
 import numpy as np
 import pytest
+from _tolerances import assert_close
 from hypothesis import given
 from hypothesis import strategies as st
 
 import specconv
 from specconv import _correlate, _costmodel, _polyphase, fft
 from specconv._geometry import Geometry
-
-import _reference as ref
-from _tolerances import assert_close
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 
