@@ -33,8 +33,12 @@ def cpu_model():
         return f"{name} ({', '.join(ident)})" if ident else name
     if platform.system() == "Darwin":
         try:
-            return subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"],
-                                  capture_output=True, text=True, check=True).stdout.strip()
+            return subprocess.run(
+                ["sysctl", "-n", "machdep.cpu.brand_string"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
         except (OSError, subprocess.CalledProcessError):
             pass
     return platform.processor() or platform.machine()
@@ -74,19 +78,27 @@ def blas():
     described = []
     for p in found:
         path = Path(str(p.get("filepath")))
-        owner = next((part.split(".")[0] for part in path.parts if part.endswith(".libs")),
-                     path.parent.name)
+        owner = next(
+            (part.split(".")[0] for part in path.parts if part.endswith(".libs")), path.parent.name
+        )
         arch = f", {p['architecture']} kernels" if p.get("architecture") else ""
-        described.append(f"{p.get('internal_api')} {p.get('version')} ({owner}, "
-                         f"{p.get('num_threads')} threads{arch})")
+        described.append(
+            f"{p.get('internal_api')} {p.get('version')} ({owner}, "
+            f"{p.get('num_threads')} threads{arch})"
+        )
     return "; ".join(described) or "unknown"
 
 
 def commit():
     """The short commit of the working tree the benchmarks ran from, or "?"."""
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, cwd=Path(__file__).resolve().parent, check=False)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parent,
+            check=False,
+        )
         return out.stdout.strip() or "?"
     except OSError:
         return "?"
@@ -110,8 +122,12 @@ def describe(**extra):
         ("CPU", cpu_model()),
         ("ISA", " ".join(isa_flags()) or "?"),
         ("cores", str(cores())),
-        ("compiled level", f"{level}" + (f" ({_compiled.ENVIRONMENT}={forced})" if forced else "")
-         + f"; this CPU runs {', '.join(_compiled.levels()) or 'none'}"),
+        (
+            "compiled level",
+            f"{level}"
+            + (f" ({_compiled.ENVIRONMENT}={forced})" if forced else "")
+            + f"; this CPU runs {', '.join(_compiled.levels()) or 'none'}",
+        ),
         ("specconv threads", str(specconv.get_num_threads())),
         ("numpy", np.__version__),
         ("BLAS", blas()),

@@ -47,8 +47,14 @@ from specconv import _costmodel, _geometry, fft  # noqa: E402
 def layers():
     """``(x shape, weight shape, groups, stride)`` of every layer of the base grid."""
     grid = []
-    for B, C, H in [(1, 3, 224), (8, 32, 64), (8, 64, 128), (16, 128, 32), (4, 256, 16),
-                    (1, 64, 256)]:
+    for B, C, H in [
+        (1, 3, 224),
+        (8, 32, 64),
+        (8, 64, 128),
+        (16, 128, 32),
+        (4, 256, 16),
+        (1, 64, 256),
+    ]:
         for k in (1, 3, 5, 7):
             for g in sorted({1, 4, C} if C % 4 == 0 else {1, C}):
                 for s in (1, 2):
@@ -106,13 +112,21 @@ def auto_pick(x_shape, w_shape, groups, stride, dtype, is_complex=False, shipped
     d = len(x_shape) - 2
     pads = [k // 2 for k in w_shape[2:]]
     geom = _geometry.Geometry(
-        x_shape[0], x_shape[1], w_shape[0], groups, w_shape[2:], (1,) * d, (stride,) * d,
-        tuple(n + 2 * p for n, p in zip(x_shape[2:], pads)), is_complex,
+        x_shape[0],
+        x_shape[1],
+        w_shape[0],
+        groups,
+        w_shape[2:],
+        (1,) * d,
+        (stride,) * d,
+        tuple(n + 2 * p for n, p in zip(x_shape[2:], pads)),
+        is_complex,
     )
     itemsize = np.dtype(dtype).itemsize
     constants = _costmodel.SHIPPED[_costmodel.precision(itemsize, is_complex)] if shipped else None
-    return _costmodel.choose(geom, "auto", itemsize, fft.get_num_threads(),
-                             constants=constants).method
+    return _costmodel.choose(
+        geom, "auto", itemsize, fft.get_num_threads(), constants=constants
+    ).method
 
 
 def torch_fn(x, w, groups, stride, padding, transpose=False):
@@ -122,8 +136,11 @@ def torch_fn(x, w, groups, stride, padding, transpose=False):
         return None
     torch.set_num_threads(fft.get_num_threads())
     F = torch.nn.functional
-    conv = ({1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d} if transpose
-            else {1: F.conv1d, 2: F.conv2d, 3: F.conv3d})[w.ndim - 2]
+    conv = (
+        {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
+        if transpose
+        else {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+    )[w.ndim - 2]
     tx, tw = torch.from_numpy(x), torch.from_numpy(w)
 
     def run():
@@ -138,8 +155,9 @@ def bench(dtype, args, allocator):
     out = []
     selected = rows(args.rows, args.quick)
     i, n = args.part
-    for x_shape, w_shape, groups, stride, kind in selected[(i - 1) * len(selected) // n:
-                                                          i * len(selected) // n]:
+    for x_shape, w_shape, groups, stride, kind in selected[
+        (i - 1) * len(selected) // n : i * len(selected) // n
+    ]:
         if args.only == "strided" and stride == 1 or args.only == "stride1" and stride > 1:
             continue
         cdtype = np.result_type(dtype, np.complex64) if kind == "complex" else np.dtype(dtype)
@@ -152,14 +170,15 @@ def bench(dtype, args, allocator):
             padding = 0
 
             def call(method):
-                return specconv.conv_transpose(x, w, groups=groups, stride=stride,
-                                               method=method)
+                return specconv.conv_transpose(x, w, groups=groups, stride=stride, method=method)
         else:
             padding = tuple(k // 2 for k in w_shape[2:])
 
             def call(method):
-                return specconv.conv(x, w, groups=groups, stride=stride, padding=padding,
-                                     method=method)
+                return specconv.conv(
+                    x, w, groups=groups, stride=stride, padding=padding, method=method
+                )
+
         times = {}
         methods = ("direct", "fft", "auto") if kind == "transpose" else ("direct", "fft")
         for method in methods:
@@ -177,11 +196,20 @@ def bench(dtype, args, allocator):
             pick = auto_pick(x_shape, w_shape, groups, stride, cdtype, kind == "complex")
         best = min(times[m] for m in methods)  # a transposed layer's auto may beat both
         regret = times[pick] / best
-        row = dict(x=x_shape, w=w_shape, groups=groups, stride=stride, pick=pick,
-                   regret=regret, kind=kind, **times)
+        row = dict(
+            x=x_shape,
+            w=w_shape,
+            groups=groups,
+            stride=stride,
+            pick=pick,
+            regret=regret,
+            kind=kind,
+            **times,
+        )
         if kind != "transpose":  # what the shipped constants would have picked
-            shipped = auto_pick(x_shape, w_shape, groups, stride, cdtype, kind == "complex",
-                                shipped=True)
+            shipped = auto_pick(
+                x_shape, w_shape, groups, stride, cdtype, kind == "complex", shipped=True
+            )
             row["shipped_regret"] = times[shipped] / best
         out.append(row)
         print(format_row(dtype, row), flush=True)
@@ -192,10 +220,12 @@ def format_row(dtype, row):
     torch_cell = f"{row['torch'] * 1e3:8.2f}" if "torch" in row else "       -"
     kind = {"conv": "", "transpose": "T", "complex": "c"}[row.get("kind", "conv")]
     auto_cell = f"  auto {row['auto'] * 1e3:8.2f}" if "auto" in row else ""
-    return (f"{dtype:8s} {str(row['x']):20s} {str(row['w']):18s} g{row['groups']:<4d} "
-            f"s{row['stride']}{kind:1s} direct {row['direct'] * 1e3:8.2f}  fft {row['fft'] * 1e3:8.2f}"
-            f"{auto_cell}  torch {torch_cell} ms  auto: {row['pick']:6s} regret {row['regret']:.2f}"
-            + (f" (shipped {row['shipped_regret']:.2f})" if "shipped_regret" in row else ""))
+    return (
+        f"{dtype:8s} {str(row['x']):20s} {str(row['w']):18s} g{row['groups']:<4d} "
+        f"s{row['stride']}{kind:1s} direct {row['direct'] * 1e3:8.2f}  fft {row['fft'] * 1e3:8.2f}"
+        f"{auto_cell}  torch {torch_cell} ms  auto: {row['pick']:6s} regret {row['regret']:.2f}"
+        + (f" (shipped {row['shipped_regret']:.2f})" if "shipped_regret" in row else "")
+    )
 
 
 def summary(dtype, rows):
@@ -204,12 +234,16 @@ def summary(dtype, rows):
     lines = [
         f"{dtype}: {len(rows)} layers, geometric mean regret {math.exp(np.log(regrets).mean()):.3f}, "
         f"within 10 %: {int((regrets <= 1.1).sum())}, within 25 %: {int((regrets <= 1.25).sum())}, "
-        f"worst: " + "; ".join(
-            f"{r['x']} {r['w']} g{r['groups']} s{r['stride']} {r['regret']:.2f}" for r in worst)
+        f"worst: "
+        + "; ".join(
+            f"{r['x']} {r['w']} g{r['groups']} s{r['stride']} {r['regret']:.2f}" for r in worst
+        )
     ]
     shipped = [r.get("shipped_regret", r["regret"]) for r in rows]
-    lines.append(f"{dtype}: with the shipped constants: geometric mean regret "
-                 f"{math.exp(np.log(shipped).mean()):.3f}, worst {max(shipped):.2f}")
+    lines.append(
+        f"{dtype}: with the shipped constants: geometric mean regret "
+        f"{math.exp(np.log(shipped).mean()):.3f}, worst {max(shipped):.2f}"
+    )
     with_torch = [r for r in rows if "torch" in r]
     if with_torch:
         ratio = np.array([r["torch"] / r[r["pick"]] for r in with_torch])
@@ -233,11 +267,16 @@ def machine_line():
 
     threads = fft.get_num_threads()
     key = _calibration.machine_key(threads)
-    state = ("calibrated" if _calibration.enabled() else "shipped constants")
-    loops = "absent" if _compiled.loops is None else (
-        "on" if not _compiled.losing else f"off for {sorted(_compiled.losing)}")
-    return (f"CPU {key['cpu']}, compiled loops {loops} ({key['compiled']}), "
-            f"BLAS {'; '.join(key['blas'])}, {key['fftw']}, {threads} threads, {state}")
+    state = "calibrated" if _calibration.enabled() else "shipped constants"
+    loops = (
+        "absent"
+        if _compiled.loops is None
+        else ("on" if not _compiled.losing else f"off for {sorted(_compiled.losing)}")
+    )
+    return (
+        f"CPU {key['cpu']}, compiled loops {loops} ({key['compiled']}), "
+        f"BLAS {'; '.join(key['blas'])}, {key['fftw']}, {threads} threads, {state}"
+    )
 
 
 def parse_args(argv):
@@ -245,10 +284,14 @@ def parse_args(argv):
     p.add_argument("--dtypes", default="float64,float32")
     p.add_argument("--only", choices=("strided", "stride1"))
     p.add_argument("--rows", choices=("all", "base", "new"), default="all")
-    p.add_argument("--quick", action="store_true",
-                   help="the new rows and every sixth base row")
-    p.add_argument("--part", type=_part, default=(1, 1), metavar="I/N",
-                   help="run only the I-th of N slices of the rows")
+    p.add_argument("--quick", action="store_true", help="the new rows and every sixth base row")
+    p.add_argument(
+        "--part",
+        type=_part,
+        default=(1, 1),
+        metavar="I/N",
+        help="run only the I-th of N slices of the rows",
+    )
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--max-seconds", type=float, default=3.0)
     p.add_argument("--no-torch", action="store_true")
@@ -266,11 +309,15 @@ def main(argv=None):
     print("\n".join(lines))
     if args.markdown:
         with open(args.markdown, "w") as f:
-            f.write(f"`python benchmarks/bench_choice.py {' '.join(argv or sys.argv[1:])}`; "
-                    f"{_machine.markdown(malloc='kept for reuse')}\n\n")
+            f.write(
+                f"`python benchmarks/bench_choice.py {' '.join(argv or sys.argv[1:])}`; "
+                f"{_machine.markdown(malloc='kept for reuse')}\n\n"
+            )
             f.write("\n".join(f"- {line}" for line in lines) + "\n\n```\n")
-            f.write("\n".join(format_row(dtype, r) for dtype, rows in results.items()
-                              for r in rows) + "\n```\n")
+            f.write(
+                "\n".join(format_row(dtype, r) for dtype, rows in results.items() for r in rows)
+                + "\n```\n"
+            )
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ def log(msg):
 
 # -- timing ----------------------------------------------------------------------------------
 
+
 def measure(fn, repeat, max_seconds):
     """(median seconds, number of timed calls, output of the warm-up call).
 
@@ -88,7 +89,9 @@ class Allocator:
         self.libc = None
         if keep and platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
             libc = ctypes.CDLL("libc.so.6")
-            if libc.mallopt(self.M_MMAP_THRESHOLD, 2**28) and libc.mallopt(self.M_TRIM_THRESHOLD, 2**31 - 1):
+            if libc.mallopt(self.M_MMAP_THRESHOLD, 2**28) and libc.mallopt(
+                self.M_TRIM_THRESHOLD, 2**31 - 1
+            ):
                 self.libc = libc
 
     @property
@@ -181,6 +184,7 @@ def tolerance(dtype):
 
 # -- specconv --------------------------------------------------------------------------------
 
+
 def specconv_conv():
     """(specconv.conv or None, why not)."""
     try:
@@ -213,6 +217,7 @@ def fresh_weights_fn(conv, wl, w, copies):
 
 
 # -- subprocess children ---------------------------------------------------------------------
+
 
 def run_child(kind, payload, env=None, timeout=1800):
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", kind, json.dumps(payload)]
@@ -249,6 +254,7 @@ def child_main(kind, payload):
 
 
 # -- one workload and dtype ------------------------------------------------------------------
+
 
 def bench_case(wl, dtype_name, args, conv, conv_why, subprocesses=True):
     import peers as peers_mod  # imports scipy.signal: only here, so the children start faster
@@ -297,43 +303,75 @@ def bench_case(wl, dtype_name, args, conv, conv_why, subprocesses=True):
             if not row["err"] <= tol:
                 # peers agreeing with each other but not with specconv point at specconv
                 row["status"] = f"DISAGREES with {ref_name} (tolerance {tol:g})"
-        log(f"{tag} {name}: {fmt_time(row['seconds'])} (n={row['n']})"
-            + (f", rel err {row['err']:.1e}" if row["err"] is not None else ""))
+        log(
+            f"{tag} {name}: {fmt_time(row['seconds'])} (n={row['n']})"
+            + (f", rel err {row['err']:.1e}" if row["err"] is not None else "")
+        )
         return row
 
     for method in SPECCONV_METHODS:
         name = f"specconv {method}"
         if conv is None:
-            rows.append(dict(name=name, seconds=None, status=f"n/a ({conv_why})", note="", n=0, err=None, mem=None))
+            rows.append(
+                dict(
+                    name=name,
+                    seconds=None,
+                    status=f"n/a ({conv_why})",
+                    note="",
+                    n=0,
+                    err=None,
+                    mem=None,
+                )
+            )
             continue
         fn = specconv_fn(conv, wl, w, method)
-        est = (lambda fn=fn: estimate_direct(fn, wl, x, args.max_seconds, args.allocator.trim)) if method == "direct" else None
+        est = (
+            (lambda fn=fn: estimate_direct(fn, wl, x, args.max_seconds, args.allocator.trim))
+            if method == "direct"
+            else None
+        )
         record(name, fn, estimate=est)
     if conv is not None:
-        record("specconv auto, new weights", fresh_weights_fn(conv, wl, w, args.repeat + 10),
-               note="kernel spectra computed in every call")
+        record(
+            "specconv auto, new weights",
+            fresh_weights_fn(conv, wl, w, args.repeat + 10),
+            note="kernel spectra computed in every call",
+        )
     layer_cls = getattr(sys.modules.get("specconv"), "SpectralConv", None)
     if conv is not None and layer_cls is not None:
         # not a ratio row: shows what applying one layer to many signals costs (spectra cached)
         layer = layer_cls(w, padding=wl.padding, groups=wl.groups)
         record("SpectralConv layer, auto", layer, note="kernel spectra cached after the warm-up")
 
-    peer_list, missing = peers_mod.build(wl, w, args.peer_mem_gb * 2**30, args.scipy_workers,
-                                         args.mne_jobs)
+    peer_list, missing = peers_mod.build(
+        wl, w, args.peer_mem_gb * 2**30, args.scipy_workers, args.mne_jobs
+    )
     for peer in peer_list:
         if peer.probe == "truncate":
-            est = lambda peer=peer: estimate_direct(peer.fn, wl, x, args.max_seconds, args.allocator.trim)
+            est = lambda peer=peer: estimate_direct(
+                peer.fn, wl, x, args.max_seconds, args.allocator.trim
+            )
         elif peer.probe == "pairs":
             est = lambda peer=peer: (peers_mod.estimate_pairs(peer, x), None)
         else:
             est = None
         record(peer.name, peer.fn, note=peer.note, estimate=est)
     for name, why in missing:
-        rows.append(dict(name=name, seconds=None, status=f"n/a: {why}", note="", n=0, err=None, mem=None))
+        rows.append(
+            dict(name=name, seconds=None, status=f"n/a: {why}", note="", n=0, err=None, mem=None)
+        )
     ref = None  # the reference output can be large; drop it before the subprocesses run
 
-    case = dict(workload=wl.name, title=wl.describe(), dtype=dtype_name, target=wl.target,
-                rows=rows, ref=ref_name, ideal=None, first=None)
+    case = dict(
+        workload=wl.name,
+        title=wl.describe(),
+        dtype=dtype_name,
+        target=wl.target,
+        rows=rows,
+        ref=ref_name,
+        ideal=None,
+        first=None,
+    )
 
     if subprocesses and not args.no_ideal:
         tile, why = ideal.choose_tile(wl, x, w, args.ideal_mem_gb * 2**30)
@@ -341,9 +379,15 @@ def bench_case(wl, dtype_name, args, conv, conv_why, subprocesses=True):
             case["ideal"] = dict(error=f"no tile fits {args.ideal_mem_gb} GB")
         else:
             log(f"{tag} ideal, tile {tile} ({why}) ...")
-            payload = dict(workload=wl.name, quick=args.quick, dtype=dtype_name, tile=list(tile),
-                           repeat=args.repeat, threads=int(os.environ.get("SPECCONV_NUM_THREADS", os.cpu_count())),
-                           plan_limit=args.ideal_plan_limit)
+            payload = dict(
+                workload=wl.name,
+                quick=args.quick,
+                dtype=dtype_name,
+                tile=list(tile),
+                repeat=args.repeat,
+                threads=int(os.environ.get("SPECCONV_NUM_THREADS", os.cpu_count())),
+                plan_limit=args.ideal_plan_limit,
+            )
             try:
                 case["ideal"] = dict(run_child("ideal", payload), source=why)
                 log(f"{tag} ideal: {fmt_time(case['ideal']['total'])}")
@@ -355,10 +399,18 @@ def bench_case(wl, dtype_name, args, conv, conv_why, subprocesses=True):
         log(f"{tag} first call in a fresh process ...")
         with tempfile.TemporaryDirectory(prefix="specconv-bench-cache-") as cache:
             env = dict(os.environ, SPECCONV_CACHE_DIR=cache)
-            payload = dict(workload=wl.name, quick=args.quick, dtype=dtype_name, repeat=args.repeat, seed=args.seed)
+            payload = dict(
+                workload=wl.name,
+                quick=args.quick,
+                dtype=dtype_name,
+                repeat=args.repeat,
+                seed=args.seed,
+            )
             try:
                 case["first"] = run_child("first", payload, env=env)
-                log(f"{tag} first call {case['first']['first']:.3f} s, warm {case['first']['warm']:.3f} s")
+                log(
+                    f"{tag} first call {case['first']['first']:.3f} s, warm {case['first']['warm']:.3f} s"
+                )
             except Exception as exc:
                 case["first"] = dict(error=str(exc))
                 log(f"{tag} first call: {exc}")
@@ -369,6 +421,7 @@ def bench_case(wl, dtype_name, args, conv, conv_why, subprocesses=True):
 
 
 # -- reporting -------------------------------------------------------------------------------
+
 
 def fmt_time(seconds):
     if seconds is None:
@@ -384,17 +437,27 @@ def fmt_ratio(r):
 def summarize(case):
     """The figures the issue's targets are about, derived from a case's rows."""
     by = {r["name"]: r for r in case["rows"]}
-    auto, fft, fresh = (by.get(k, {}).get("seconds") for k in (
-        "specconv auto", "specconv fft", "specconv auto, new weights"))
-    timed_peers = [r for r in case["rows"] if not r["name"].lower().startswith(("specconv", "spectralconv"))
-                   and r["seconds"] is not None]
+    auto, fft, fresh = (
+        by.get(k, {}).get("seconds")
+        for k in ("specconv auto", "specconv fft", "specconv auto, new weights")
+    )
+    timed_peers = [
+        r
+        for r in case["rows"]
+        if not r["name"].lower().startswith(("specconv", "spectralconv"))
+        and r["seconds"] is not None
+    ]
     fastest = min(timed_peers, key=lambda r: r["seconds"], default=None)
     ideal_t = (case["ideal"] or {}).get("total")
     first = case["first"] or {}
     return dict(
-        auto=auto, fft=fft, fastest=fastest, auto_mem=by.get("specconv auto", {}).get("mem"),
+        auto=auto,
+        fft=fft,
+        fastest=fastest,
+        auto_mem=by.get("specconv auto", {}).get("mem"),
         ratio=fastest["seconds"] / auto if fastest and auto else None,
-        fresh=fresh, fresh_ratio=fastest["seconds"] / fresh if fastest and fresh else None,
+        fresh=fresh,
+        fresh_ratio=fastest["seconds"] / fresh if fastest and fresh else None,
         ideal=ideal_t,
         of_ideal=ideal_t / fft if ideal_t and fft else None,
         first_over=first["first"] - first["warm"] if "first" in first else None,
@@ -405,12 +468,24 @@ def print_case(case):
     s = summarize(case)
     target = f"target ≥ {case['target']}×" if case["target"] else ""
     print(f"\n== {case['workload']} {case['title']} — {case['dtype']} — {target}")
-    print(f"   {'method':<40} {'median':>12} {'peer/auto':>10} {'rel err':>9} {'peak mem':>9}  note")
+    print(
+        f"   {'method':<40} {'median':>12} {'peer/auto':>10} {'rel err':>9} {'peak mem':>9}  note"
+    )
     for r in case["rows"]:
         t = fmt_time(r["seconds"]) if r["seconds"] is not None else r["status"]
         ratio = fmt_ratio(r["seconds"] / s["auto"]) if r["seconds"] and s["auto"] else ""
-        err = f"{r['err']:.1e}" if r["err"] is not None else ("ref" if r["name"] == case["ref"] else "")
-        how = f"n={r['n']}" if r["n"] else "one cold call (slower than --max-seconds)" if r["seconds"] else ""
+        err = (
+            f"{r['err']:.1e}"
+            if r["err"] is not None
+            else ("ref" if r["name"] == case["ref"] else "")
+        )
+        how = (
+            f"n={r['n']}"
+            if r["n"]
+            else "one cold call (slower than --max-seconds)"
+            if r["seconds"]
+            else ""
+        )
         note = ", ".join(t for t in (r["note"], how) if t)
         flag = f"  {r['status']}" if r["seconds"] is not None and r["status"] else ""
         mem = f"{r['mem'] / 2**30:.2f} GB" if r["mem"] is not None else ""
@@ -421,25 +496,35 @@ def print_case(case):
             print(f"   {'ideal':<40} {'error':>12}  {ide['error']}")
         else:
             parts = f"fwd {fmt_time(ide['fwd'])} + product {fmt_time(ide['mm'])} + inv {fmt_time(ide['inv'])}"
-            print(f"   {'ideal':<40} {fmt_time(ide['total']):>12} {'':>10} {'':>9} {'':>9}  {parts}; "
-                  f"tile {tuple(ide['tile'])} x {ide['cols']} cols, {ide['source']}; "
-                  f"{ide['planner']} planning {ide['plan_seconds']:.1f} s")
+            print(
+                f"   {'ideal':<40} {fmt_time(ide['total']):>12} {'':>10} {'':>9} {'':>9}  {parts}; "
+                f"tile {tuple(ide['tile'])} x {ide['cols']} cols, {ide['source']}; "
+                f"{ide['planner']} planning {ide['plan_seconds']:.1f} s"
+            )
     first = case["first"]
     if first is not None:
         if "error" in first:
             print(f"   {'first call (auto)':<40} {'error':>12}  {first['error']}")
         else:
-            print(f"   {'first call (auto)':<40} {first['first'] * 1e3:>9.0f} ms {'':>10} {'':>9} {'':>9}  "
-                  f"warm {fmt_time(first['warm'])} in that process; first − warm = {first['first'] - first['warm']:.2f} s")
+            print(
+                f"   {'first call (auto)':<40} {first['first'] * 1e3:>9.0f} ms {'':>10} {'':>9} {'':>9}  "
+                f"warm {fmt_time(first['warm'])} in that process; first − warm = {first['first'] - first['warm']:.2f} s"
+            )
     fp = s["fastest"]
-    line = f"   => fastest peer: {fp['name']} {fmt_time(fp['seconds'])}" if fp else "   => no peer ran"
+    line = (
+        f"   => fastest peer: {fp['name']} {fmt_time(fp['seconds'])}" if fp else "   => no peer ran"
+    )
     if s["ratio"] is not None:
-        verdict = "" if not case["target"] else (" met" if s["ratio"] >= case["target"] else " MISSED")
+        verdict = (
+            "" if not case["target"] else (" met" if s["ratio"] >= case["target"] else " MISSED")
+        )
         line += f"; ratio fastest/auto {s['ratio']:.2f}× ({target}{verdict})"
     if s["fresh_ratio"] is not None:
         line += f"; with new weights each call {s['fresh_ratio']:.2f}×"
     if s["of_ideal"] is not None:
-        line += f"; fft reaches {s['of_ideal']:.2f} of the ideal (fft/ideal = {1 / s['of_ideal']:.2f})"
+        line += (
+            f"; fft reaches {s['of_ideal']:.2f} of the ideal (fft/ideal = {1 / s['of_ideal']:.2f})"
+        )
     print(line, flush=True)
 
 
@@ -463,71 +548,108 @@ def _cell(row):
     if row["seconds"] is not None:
         return f"{row['seconds'] * 1e3:.4g}" + (" ⚠" if row["status"] else "")
     st = row["status"]
-    return st.replace("skipped ", "skip ") if st.startswith("skipped") else ("n/a" if st.startswith("n/a") else "error")
+    return (
+        st.replace("skipped ", "skip ")
+        if st.startswith("skipped")
+        else ("n/a" if st.startswith("n/a") else "error")
+    )
 
 
 def machine_lines(args):
     """The machine, the compiled level and every thread count, for the header of each output."""
     cores = _machine.cores()
     return _machine.describe(
-        malloc="kept for reuse (--malloc keep)" if args.allocator.keeps_memory
+        malloc="kept for reuse (--malloc keep)"
+        if args.allocator.keeps_memory
         else "C library defaults",
         peer_threads=f"torch {cores}; scipy.fft workers {' and '.join(map(str, args.scipy_workers or (1, cores)))}"
-                     f" (each a row, the faster counts); MNE n_jobs "
-                     f"{' and '.join(map(str, args.mne_jobs or (1, cores)))}",
+        f" (each a row, the faster counts); MNE n_jobs "
+        f"{' and '.join(map(str, args.mne_jobs or (1, cores)))}",
     )
 
 
 def markdown(cases, argv, args):
     out = [
-        "## Benchmark results", "",
+        "## Benchmark results",
+        "",
         f"`python benchmarks/bench_conv.py {shlex.join(argv)}`; "
         + "; ".join(f"{k} {v}" for k, v in machine_lines(args))
-        + ". Other versions: " + ", ".join(_versions()) + ". "
+        + ". Other versions: "
+        + ", ".join(_versions())
+        + ". "
         "Medians after one warm-up call; times in ms. ratio = fastest peer ÷ specconv auto "
         "(same weights every call, as the peers get: specconv reuses their kernel spectra); "
         "new-w ratio = the same with new weights in every call (spectra recomputed); "
         "of ideal = ideal ÷ specconv fft; first − warm in a fresh process with an empty wisdom cache; "
         "peak mem = resident memory above the pre-call level, output included. "
         "Peers with several thread counts show the faster. "
-        "See benchmarks/README.md for what each peer computes.", "",
+        "See benchmarks/README.md for what each peer computes.",
+        "",
         "| workload | dtype | auto ms | fastest peer | ratio | target | new-w ratio | fft ms | ideal ms | of ideal | first − warm | auto peak mem |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in cases:
         s = summarize(c)
         fp = s["fastest"]
-        ok = "" if s["ratio"] is None or not c["target"] else (" ✓" if s["ratio"] >= c["target"] else " ✗")
-        out.append("| " + " | ".join([
-            c["workload"], c["dtype"],
-            f"{s['auto'] * 1e3:.4g}" if s["auto"] else "—",
-            f"{fp['name']} {fp['seconds'] * 1e3:.4g}" if fp else "—",
-            fmt_ratio(s["ratio"]) + ok, f"≥ {c['target']}×" if c["target"] else "",
-            fmt_ratio(s["fresh_ratio"]),
-            f"{s['fft'] * 1e3:.4g}" if s["fft"] else "—",
-            f"{s['ideal'] * 1e3:.4g}" if s["ideal"] else "—",
-            f"{s['of_ideal']:.2f}" if s["of_ideal"] else "—",
-            f"{s['first_over']:.2f} s" if s["first_over"] is not None else "—",
-            f"{s['auto_mem'] / 2**30:.2f} GB" if s["auto_mem"] is not None else "—",
-        ]) + " |")
-    out += ["", "All timings (ms; `skip (est. N s)` = not run, estimated above the time limit):", "",
-            "| workload | dtype | " + " | ".join(h for h, _ in COLUMNS) + " | ideal |",
-            "|---|---|" + "---|" * (len(COLUMNS) + 1)]
+        ok = (
+            ""
+            if s["ratio"] is None or not c["target"]
+            else (" ✓" if s["ratio"] >= c["target"] else " ✗")
+        )
+        out.append(
+            "| "
+            + " | ".join(
+                [
+                    c["workload"],
+                    c["dtype"],
+                    f"{s['auto'] * 1e3:.4g}" if s["auto"] else "—",
+                    f"{fp['name']} {fp['seconds'] * 1e3:.4g}" if fp else "—",
+                    fmt_ratio(s["ratio"]) + ok,
+                    f"≥ {c['target']}×" if c["target"] else "",
+                    fmt_ratio(s["fresh_ratio"]),
+                    f"{s['fft'] * 1e3:.4g}" if s["fft"] else "—",
+                    f"{s['ideal'] * 1e3:.4g}" if s["ideal"] else "—",
+                    f"{s['of_ideal']:.2f}" if s["of_ideal"] else "—",
+                    f"{s['first_over']:.2f} s" if s["first_over"] is not None else "—",
+                    f"{s['auto_mem'] / 2**30:.2f} GB" if s["auto_mem"] is not None else "—",
+                ]
+            )
+            + " |"
+        )
+    out += [
+        "",
+        "All timings (ms; `skip (est. N s)` = not run, estimated above the time limit):",
+        "",
+        "| workload | dtype | " + " | ".join(h for h, _ in COLUMNS) + " | ideal |",
+        "|---|---|" + "---|" * (len(COLUMNS) + 1),
+    ]
     for c in cases:
         cells = []
         for _, match in COLUMNS:  # several thread counts of one peer: the fastest
             rows = [r for r in c["rows"] if match(r["name"])]
             timed = [r for r in rows if r["seconds"] is not None]
-            cells.append(_cell(min(timed, key=lambda r: r["seconds"]) if timed else
-                               rows[0] if rows else None))
+            cells.append(
+                _cell(
+                    min(timed, key=lambda r: r["seconds"]) if timed else rows[0] if rows else None
+                )
+            )
         ide = (c["ideal"] or {}).get("total")
         cells.append(f"{ide * 1e3:.4g}" if ide else "—")
         out.append(f"| {c['workload']} | {c['dtype']} | " + " | ".join(cells) + " |")
-    out += ["", "Workloads: " + "; ".join(f"{c['workload']} = {c['title']}" for c in cases[:: max(1, len(set(x['dtype'] for x in cases)))]), ""]
+    out += [
+        "",
+        "Workloads: "
+        + "; ".join(
+            f"{c['workload']} = {c['title']}"
+            for c in cases[:: max(1, len(set(x["dtype"] for x in cases)))]
+        ),
+        "",
+    ]
     return "\n".join(out)
 
 
 # -- main ------------------------------------------------------------------------------------
+
 
 def _versions():
     versions = []
@@ -547,31 +669,74 @@ def _counts(text):
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--workloads", help="comma-separated name prefixes, e.g. W1,W3b,W4-k7 (default: all)")
-    p.add_argument("--dtypes", default="float64,float32", help="real dtypes; complex workloads use the matching complex")
-    p.add_argument("--repeat", type=int, help="timed calls per row after one warm-up (default 5, --quick 2)")
-    p.add_argument("--quick", action="store_true", help="shrunk workloads for smoke-testing the harness (< 1 min)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--workloads", help="comma-separated name prefixes, e.g. W1,W3b,W4-k7 (default: all)"
+    )
+    p.add_argument(
+        "--dtypes",
+        default="float64,float32",
+        help="real dtypes; complex workloads use the matching complex",
+    )
+    p.add_argument(
+        "--repeat", type=int, help="timed calls per row after one warm-up (default 5, --quick 2)"
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="shrunk workloads for smoke-testing the harness (< 1 min)",
+    )
     p.add_argument("--markdown", type=Path, help="write the result tables as markdown to this file")
-    p.add_argument("--max-seconds", type=float, help="skip rows estimated slower than this per call (default 60, --quick 1)")
-    p.add_argument("--peer-mem-gb", type=float, default=6.0, help="memory budget (GB) per row: scipy peers are chunked to it, probed direct methods estimated above it are skipped")
-    p.add_argument("--ideal-mem-gb", type=float, default=4.0, help="memory budget for the ideal's arrays")
-    p.add_argument("--ideal-plan-limit", type=float, help="FFTW_MEASURE time limit (s) per ideal plan; 0 = FFTW_ESTIMATE (default 30, --quick 0)")
-    p.add_argument("--scipy-workers", type=_counts,
-                   help="comma-separated scipy.fft worker counts, each timed as a row of its own "
-                        "(default: 1 and all cores; the faster counts)")
-    p.add_argument("--mne-jobs", type=_counts,
-                   help="comma-separated MNE n_jobs values (default: 1 and all cores)")
+    p.add_argument(
+        "--max-seconds",
+        type=float,
+        help="skip rows estimated slower than this per call (default 60, --quick 1)",
+    )
+    p.add_argument(
+        "--peer-mem-gb",
+        type=float,
+        default=6.0,
+        help="memory budget (GB) per row: scipy peers are chunked to it, probed direct methods estimated above it are skipped",
+    )
+    p.add_argument(
+        "--ideal-mem-gb", type=float, default=4.0, help="memory budget for the ideal's arrays"
+    )
+    p.add_argument(
+        "--ideal-plan-limit",
+        type=float,
+        help="FFTW_MEASURE time limit (s) per ideal plan; 0 = FFTW_ESTIMATE (default 30, --quick 0)",
+    )
+    p.add_argument(
+        "--scipy-workers",
+        type=_counts,
+        help="comma-separated scipy.fft worker counts, each timed as a row of its own "
+        "(default: 1 and all cores; the faster counts)",
+    )
+    p.add_argument(
+        "--mne-jobs",
+        type=_counts,
+        help="comma-separated MNE n_jobs values (default: 1 and all cores)",
+    )
     p.add_argument("--no-ideal", action="store_true", help="skip the ideal line")
     p.add_argument("--no-first-call", action="store_true", help="skip the first-call subprocess")
-    p.add_argument("--malloc", choices=("default", "keep"), default="default",
-                   help="default: the C library's own settings, as in a user's process (default); "
-                        "keep: glibc keeps freed memory, so no row pays page faults for fresh "
-                        "large arrays on every call")
+    p.add_argument(
+        "--malloc",
+        choices=("default", "keep"),
+        default="default",
+        help="default: the C library's own settings, as in a user's process (default); "
+        "keep: glibc keeps freed memory, so no row pays page faults for fresh "
+        "large arrays on every call",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--child", nargs=2, metavar=("KIND", "JSON"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    for name, full, quick in (("repeat", 5, 2), ("max_seconds", 60.0, 1.0), ("ideal_plan_limit", 30.0, 0.0)):
+    for name, full, quick in (
+        ("repeat", 5, 2),
+        ("max_seconds", 60.0, 1.0),
+        ("ideal_plan_limit", 30.0, 0.0),
+    ):
         if getattr(args, name) is None:
             setattr(args, name, quick if args.quick else full)
     return args
@@ -588,7 +753,11 @@ def main(argv=None):
         raise SystemExit(f"--dtypes: allowed values are float32 and float64, got {bad}")
     chosen = workloads.select(args.workloads, quick=args.quick)
     args.allocator = Allocator(keep=args.malloc == "keep")
-    log("malloc: freed memory kept for reuse" if args.allocator.keeps_memory else "malloc: C library defaults")
+    log(
+        "malloc: freed memory kept for reuse"
+        if args.allocator.keeps_memory
+        else "malloc: C library defaults"
+    )
     conv, why = specconv_conv()
     if conv is None:
         log(f"specconv rows disabled: {why}")

@@ -45,8 +45,9 @@ def grad(case, dtype, repeat, torch_too):
     g = rng.standard_normal(x.shape[:1] + (w_shape[0],) + tuple(n_out)).astype(dtype)
     rows = []
     for method in ("auto", "fft"):
-        t, dw = _best(lambda m=method: specconv.conv_weight_grad(x, w_shape, g, method=m, **kw),
-                      repeat)
+        t, dw = _best(
+            lambda m=method: specconv.conv_weight_grad(x, w_shape, g, method=m, **kw), repeat
+        )
         rows.append((f"specconv {method}", t))
     if torch_too:
         import torch
@@ -84,6 +85,7 @@ def lsqr(repeat):
     damp = noise / np.sqrt(np.mean(x**2))
     rows = []
     for label, blas in (("LSQR, BLAS threads as numpy's", None), ("LSQR, one BLAS thread", 1)):
+
         def solve(blas=blas):
             if blas is None:
                 return scipy_lsqr(A, y.ravel(), damp=damp, atol=1e-4, btol=1e-4)
@@ -110,7 +112,11 @@ def train1d(dtype, repeat):
     theirs.load_state_dict(ours.state_dict())
     x = torch.randn(2, 32, 20_000, dtype=tdtype, requires_grad=True)
     rows = []
-    for label, module, n in (("specconv.torch.Conv1d", ours, repeat), ("torch.nn.Conv1d", theirs, 1)):
+    for label, module, n in (
+        ("specconv.torch.Conv1d", ours, repeat),
+        ("torch.nn.Conv1d", theirs, 1),
+    ):
+
         def step(module=module):
             module.zero_grad()
             x.grad = None
@@ -130,8 +136,10 @@ def main():
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-torch", action="store_true")
     args = parser.parse_args()
-    print(f"{platform.processor() or platform.machine()}, specconv threads "
-          f"{specconv.get_num_threads()}, case {args.case}, {args.dtype}")
+    print(
+        f"{platform.processor() or platform.machine()}, specconv threads "
+        f"{specconv.get_num_threads()}, case {args.case}, {args.dtype}"
+    )
     if args.case == "lsqr":
         rows = lsqr(args.repeat)
     elif args.case == "train1d":

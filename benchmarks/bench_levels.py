@@ -98,21 +98,31 @@ def table(rows, variants):
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for case, dtype, med in rows:
         cells = [case[0], case[1], dtype] + [f"{med[v] * 1e3:.1f}" for v in variants]
-        cells += [f"{med['off'] / med[v]:.2f}" + ("" if med["off"] >= med[v] else " ✗")
-                  for v in levels]
+        cells += [
+            f"{med['off'] / med[v]:.2f}" + ("" if med["off"] >= med[v] else " ✗") for v in levels
+        ]
         out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
 
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--cases", default=",".join(c[0] for c in CASES),
-                   help="comma-separated case names: " + ", ".join(c[0] for c in CASES))
-    p.add_argument("--dtypes", default="float32,float64",
-                   help="real dtypes; complex cases use the matching complex one")
+    p.add_argument(
+        "--cases",
+        default=",".join(c[0] for c in CASES),
+        help="comma-separated case names: " + ", ".join(c[0] for c in CASES),
+    )
+    p.add_argument(
+        "--dtypes",
+        default="float32,float64",
+        help="real dtypes; complex cases use the matching complex one",
+    )
     p.add_argument("--repeat", type=int, default=5, help="timed rounds after the warm-up")
-    p.add_argument("--levels", help="comma-separated levels to time (default: every one "
-                                    "this CPU runs); 'off' is always timed")
+    p.add_argument(
+        "--levels",
+        help="comma-separated levels to time (default: every one "
+        "this CPU runs); 'off' is always timed",
+    )
     args = p.parse_args(argv)
     known = {c[0]: c for c in CASES}
     names = [n.strip() for n in args.cases.split(",") if n.strip()]
@@ -124,8 +134,11 @@ def parse_args(argv):
     for d in args.dtypes:
         if d not in ("float32", "float64"):
             p.error(f"--dtypes takes float32 and float64, got {d!r}")
-    levels = _compiled.levels() if args.levels is None else [
-        v.strip() for v in args.levels.split(",") if v.strip() and v.strip() != "off"]
+    levels = (
+        _compiled.levels()
+        if args.levels is None
+        else [v.strip() for v in args.levels.split(",") if v.strip() and v.strip() != "off"]
+    )
     for v in levels:
         if v not in _compiled.levels():
             p.error(f"level {v!r} does not run here; this CPU runs {_compiled.levels()}")
@@ -136,16 +149,23 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     selected = _compiled.level
-    print(_machine.header(timing=f"medians of {args.repeat} interleaved rounds after a warm-up; "
-                                 "whole specconv.conv calls"))
+    print(
+        _machine.header(
+            timing=f"medians of {args.repeat} interleaved rounds after a warm-up; "
+            "whole specconv.conv calls"
+        )
+    )
     print()
     rows = []
     for case in args.cases:
         for d in args.dtypes:
             med = time_case(case, d, args.variants, args.repeat)
             rows.append((case, loop_dtype(case, d), med))
-            print(f"{case[0]} {d}: " + ", ".join(f"{v} {t * 1e3:.1f} ms" for v, t in med.items()),
-                  file=sys.stderr, flush=True)
+            print(
+                f"{case[0]} {d}: " + ", ".join(f"{v} {t * 1e3:.1f} ms" for v, t in med.items()),
+                file=sys.stderr,
+                flush=True,
+            )
     _compiled.select(selected or "off")
     print(table(rows, args.variants))
     print()

@@ -48,8 +48,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-ONE_THREAD = {"SPECCONV_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
-              "MKL_NUM_THREADS": "1"}
+ONE_THREAD = {
+    "SPECCONV_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
 
 
 def log(msg):
@@ -74,8 +78,13 @@ def peak_mb():
 
 def run_child(args, env_extra=None, timeout=3600):
     env = dict(os.environ, PYTHONPATH=str(ROOT), **(env_extra or {}))
-    done = subprocess.run([sys.executable, __file__, "--child", *map(str, args)], env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if done.returncode:
         raise RuntimeError(f"child {args} failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -122,8 +131,12 @@ def child_outofcore(src, dst):
     apply(layer, src, dst, progress=False, overwrite=True, memory_budget=budget)
     seconds = time.perf_counter() - t
     n = np.load(src, mmap_mode="r").shape[1]
-    return {"seconds": seconds, "samples_per_s": n / seconds, "peak_mb": peak_mb(),
-            "baseline_mb": base}
+    return {
+        "seconds": seconds,
+        "samples_per_s": n / seconds,
+        "peak_mb": peak_mb(),
+        "baseline_mb": base,
+    }
 
 
 def child_inmemory(n):
@@ -139,8 +152,12 @@ def child_inmemory(n):
         layer(x)
         times.append(time.perf_counter() - t)
     seconds = float(np.median(times))
-    return {"seconds": seconds, "samples_per_s": n / seconds, "first_samples_per_s": n / first,
-            "peak_mb": peak_mb()}
+    return {
+        "seconds": seconds,
+        "samples_per_s": n / seconds,
+        "first_samples_per_s": n / first,
+        "peak_mb": peak_mb(),
+    }
 
 
 def specconv_fft():
@@ -182,15 +199,18 @@ def bench_outofcore(folder, quick):
     ratio = ooc["samples_per_s"] / mem["samples_per_s"]
     return {
         "signal": f"{EEG_CHANNELS} ch x {minutes} min at 1 kHz float32 memmap -> npy, "
-                  f"memory_budget {OUTOFCORE_BUDGET_MB} MiB",
+        f"memory_budget {OUTOFCORE_BUDGET_MB} MiB",
         "layer": "(64, 64, 1001) float32, padding same",
-        "outofcore_seconds": ooc["seconds"], "outofcore_samples_per_s": ooc["samples_per_s"],
-        "inmemory_samples_per_s": mem["samples_per_s"], "inmemory_signal": short,
+        "outofcore_seconds": ooc["seconds"],
+        "outofcore_samples_per_s": ooc["samples_per_s"],
+        "inmemory_samples_per_s": mem["samples_per_s"],
+        "inmemory_signal": short,
         "inmemory_first_call_samples_per_s": mem["first_samples_per_s"],
         "throughput_ratio": ratio,
         "throughput_ratio_vs_first_call": ooc["samples_per_s"] / mem["first_samples_per_s"],
         "peak_rss_mb": ooc["peak_mb"],
-        "baseline_rss_mb": ooc["baseline_mb"], "max_rel_error": err,
+        "baseline_rss_mb": ooc["baseline_mb"],
+        "max_rel_error": err,
         "targets": {"peak_rss_mb <=": 400, "throughput_ratio >=": 0.7},
     }
 
@@ -226,18 +246,29 @@ def child_stream(seconds):
     check = min(n, 5 * AUDIO_RATE)
     ref = specconv.conv(x[:, :check], w, padding=w.shape[-1] - 1)[:, :check]
     err = float(np.abs(y[:, :check] - ref).max() / np.abs(ref).max())
-    return {"seconds": elapsed, "realtime": seconds / elapsed,
-            "us_per_block": elapsed / (n / BLOCK) * 1e6, "max_rel_error": err,
-            "levels": [[lv.size, lv.count] for lv in stream.levels]}
+    return {
+        "seconds": elapsed,
+        "realtime": seconds / elapsed,
+        "us_per_block": elapsed / (n / BLOCK) * 1e6,
+        "max_rel_error": err,
+        "levels": [[lv.size, lv.count] for lv in stream.levels],
+    }
 
 
 def bench_stream(quick):
     seconds = 10 if quick else 60
     log(f"stream: {seconds} s of stereo 48 kHz through a 2 x 2 {REVERB_SECONDS} s reverb")
-    res = max((run_child(["stream", seconds], env_extra=ONE_THREAD) for _ in range(2)),
-              key=lambda r: r["realtime"])
-    res.update({"signal": f"stereo 48 kHz float32, {seconds} s, blocks of {BLOCK}",
-                "kernel": "2 x 2 x 96000 float32", "targets": {"realtime >=": 50}})
+    res = max(
+        (run_child(["stream", seconds], env_extra=ONE_THREAD) for _ in range(2)),
+        key=lambda r: r["realtime"],
+    )
+    res.update(
+        {
+            "signal": f"stereo 48 kHz float32, {seconds} s, blocks of {BLOCK}",
+            "kernel": "2 x 2 x 96000 float32",
+            "targets": {"realtime >=": 50},
+        }
+    )
     return res
 
 
@@ -270,9 +301,16 @@ def child_dask(folder, workers, count):
     else:
         from distributed import Client, LocalCluster
 
-        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                          dashboard_address=None, env=ONE_THREAD) as cluster, \
-                Client(cluster) as client:
+        with (
+            LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                env=ONE_THREAD,
+            ) as cluster,
+            Client(cluster) as client,
+        ):
             map_files(warm, layer, out, client=client, overwrite=True, num_threads=1)
             t = time.perf_counter()
             map_files(timed, layer, out, client=client, overwrite=True, num_threads=1)
@@ -289,16 +327,24 @@ def bench_dask(folder, quick):
     log(f"dask: {count} recordings of {EEG_CHANNELS} ch x {minutes} min")
     for k in range(count + 2):  # two more for the warm-up
         write_recording(folder / f"rec{k:03d}.npy", EEG_CHANNELS, n, seed=10 + k)
-    single = min((run_child(["dask", folder, 0, count], env_extra=ONE_THREAD)
-                  for _ in range(2)), key=lambda r: r["seconds"])
-    cluster = min((run_child(["dask", folder, 2, count], env_extra=ONE_THREAD)
-                   for _ in range(2)), key=lambda r: r["seconds"])
+    single = min(
+        (run_child(["dask", folder, 0, count], env_extra=ONE_THREAD) for _ in range(2)),
+        key=lambda r: r["seconds"],
+    )
+    cluster = min(
+        (run_child(["dask", folder, 2, count], env_extra=ONE_THREAD) for _ in range(2)),
+        key=lambda r: r["seconds"],
+    )
     for p in folder.glob("rec*.npy"):
         p.unlink()
-    return {"batch": f"{count} x ({EEG_CHANNELS} ch x {minutes} min float32 .npy)",
-            "layer": f"(64, 64, {DASK_TAPS}) float32", "single_seconds": single["seconds"],
-            "cluster_seconds": cluster["seconds"],
-            "speedup": single["seconds"] / cluster["seconds"], "targets": {"speedup >=": 1.5}}
+    return {
+        "batch": f"{count} x ({EEG_CHANNELS} ch x {minutes} min float32 .npy)",
+        "layer": f"(64, 64, {DASK_TAPS}) float32",
+        "single_seconds": single["seconds"],
+        "cluster_seconds": cluster["seconds"],
+        "speedup": single["seconds"] / cluster["seconds"],
+        "targets": {"speedup >=": 1.5},
+    }
 
 
 # ---------------------------------------------------------------------------------- main
@@ -348,26 +394,36 @@ def report(results):
     if "outofcore" in results:
         r = results["outofcore"]
         print(f"outofcore  {r['signal']}, layer {r['layer']}")
-        print(f"  peak RSS {r['peak_rss_mb']:.0f} MB (baseline {r['baseline_rss_mb']:.0f} MB)"
-              f"  target <= 400 MB")
-        print(f"  throughput {r['outofcore_samples_per_s'] / 1e3:.0f} k samples/s (one run: "
-              f"kernel spectra and planning included) vs in memory on {r['inmemory_signal']} "
-              f"samples {r['inmemory_samples_per_s'] / 1e3:.0f} k samples/s warm (median): "
-              f"{r['throughput_ratio']:.2f} x  target >= 0.7")
-        print(f"  (vs the in-memory first call, spectra and planning included, "
-              f"{r['inmemory_first_call_samples_per_s'] / 1e3:.0f} k samples/s: "
-              f"{r['throughput_ratio_vs_first_call']:.2f} x)")
+        print(
+            f"  peak RSS {r['peak_rss_mb']:.0f} MB (baseline {r['baseline_rss_mb']:.0f} MB)"
+            f"  target <= 400 MB"
+        )
+        print(
+            f"  throughput {r['outofcore_samples_per_s'] / 1e3:.0f} k samples/s (one run: "
+            f"kernel spectra and planning included) vs in memory on {r['inmemory_signal']} "
+            f"samples {r['inmemory_samples_per_s'] / 1e3:.0f} k samples/s warm (median): "
+            f"{r['throughput_ratio']:.2f} x  target >= 0.7"
+        )
+        print(
+            f"  (vs the in-memory first call, spectra and planning included, "
+            f"{r['inmemory_first_call_samples_per_s'] / 1e3:.0f} k samples/s: "
+            f"{r['throughput_ratio_vs_first_call']:.2f} x)"
+        )
         print(f"  max relative error {r['max_rel_error']:.1e}")
     if "stream" in results:
         r = results["stream"]
         print(f"stream     {r['signal']}, kernel {r['kernel']}, levels {r['levels']}")
-        print(f"  {r['realtime']:.0f} x real time ({r['us_per_block']:.0f} us per block)  "
-              f"target >= 50;  max relative error vs offline conv {r['max_rel_error']:.1e}")
+        print(
+            f"  {r['realtime']:.0f} x real time ({r['us_per_block']:.0f} us per block)  "
+            f"target >= 50;  max relative error vs offline conv {r['max_rel_error']:.1e}"
+        )
     if "dask" in results:
         r = results["dask"]
         print(f"dask       {r['batch']}, layer {r['layer']}")
-        print(f"  single process {r['single_seconds']:.2f} s, 2 workers "
-              f"{r['cluster_seconds']:.2f} s: {r['speedup']:.2f} x  target >= 1.5")
+        print(
+            f"  single process {r['single_seconds']:.2f} s, 2 workers "
+            f"{r['cluster_seconds']:.2f} s: {r['speedup']:.2f} x  target >= 1.5"
+        )
 
 
 if __name__ == "__main__":

@@ -90,16 +90,30 @@ def blas():
     try:
         from threadpoolctl import threadpool_info
 
-        return ", ".join(f"{p['internal_api']} {p['version']}" for p in threadpool_info()
-                         if p.get("user_api") == "blas") or "?"
+        return (
+            ", ".join(
+                f"{p['internal_api']} {p['version']}"
+                for p in threadpool_info()
+                if p.get("user_api") == "blas"
+            )
+            or "?"
+        )
     except ImportError:
         return "?"
 
 
 def commit():
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, cwd=ROOT, check=False).stdout.strip() or "?"
+        return (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"],
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+                check=False,
+            ).stdout.strip()
+            or "?"
+        )
     except OSError:
         return "?"
 
@@ -131,8 +145,9 @@ def upfirdn_peers(h, x, **kw):
         return scipy.signal.upfirdn(h, x, axis=-1, **kw)
 
     def per_channel():
-        return np.stack(list(pool.map(lambda c: scipy.signal.upfirdn(h, x[c], **kw),
-                                      range(x.shape[0]))))
+        return np.stack(
+            list(pool.map(lambda c: scipy.signal.upfirdn(h, x[c], **kw), range(x.shape[0])))
+        )
 
     return {"upfirdn (1 thread)": one_call, f"upfirdn ({CORES} threads, per channel)": per_channel}
 
@@ -144,9 +159,10 @@ def interpolation(dtype, repeat):
     h = scipy.signal.firwin(K, 1 / up, window=("kaiser", 5.0)).astype(dtype)
     w = np.broadcast_to(h, (C, 1, K)).copy()  # (C_in, C_out/groups, taps): true convolution
     rows = {}
-    ours = {"specconv auto": lambda: specconv.conv_transpose(x, w, stride=up, groups=C),
-            "specconv fft": lambda: specconv.conv_transpose(x, w, stride=up, groups=C,
-                                                            method="fft")}
+    ours = {
+        "specconv auto": lambda: specconv.conv_transpose(x, w, stride=up, groups=C),
+        "specconv fft": lambda: specconv.conv_transpose(x, w, stride=up, groups=C, method="fft"),
+    }
     ref = ours["specconv fft"]()
     peers = upfirdn_peers(h, x, up=up)
     for name, fn in {**ours, **peers}.items():
@@ -177,8 +193,10 @@ def decimation(dtype, repeat):
     h = scipy.signal.firwin(K, 1 / down, window=("kaiser", 8.0)).astype(dtype)
     w = np.broadcast_to(h[::-1], (C, 1, K)).copy()  # correlation taps: the filter flipped
     kw = dict(stride=down, padding=K - 1, groups=C)
-    ours = {"specconv auto": lambda: specconv.conv(x, w, **kw),
-            "specconv fft": lambda: specconv.conv(x, w, method="fft", **kw)}
+    ours = {
+        "specconv auto": lambda: specconv.conv(x, w, **kw),
+        "specconv fft": lambda: specconv.conv(x, w, method="fft", **kw),
+    }
     ref = ours["specconv fft"]()
     torch.set_num_threads(CORES)
     xt, wt = torch.from_numpy(x[None]), torch.from_numpy(w)
@@ -188,8 +206,11 @@ def decimation(dtype, repeat):
             return torch.nn.functional.conv1d(xt, wt, **kw)[0].numpy()
 
     rows = {}
-    for name, fn in {**ours, f"torch conv1d ({CORES} threads)": torch_conv,
-                     **upfirdn_peers(h, x, down=down)}.items():
+    for name, fn in {
+        **ours,
+        f"torch conv1d ({CORES} threads)": torch_conv,
+        **upfirdn_peers(h, x, down=down),
+    }.items():
         check = rel_err(fn(), ref)
         assert check <= tolerance(dtype), (name, check)
         rows[name] = median_time(fn, repeat)
@@ -203,8 +224,10 @@ def report(title, rows, peers, target):
     for name, t in rows.items():
         print(f"  {name:<40} {t * 1e3:9.1f} ms   {rows['specconv auto'] / t:5.2f}x of auto's time")
     mark = "met" if ratio >= target else "MISSED"
-    print(f"  ratio: fastest peer ({best_peer}) / specconv auto = {ratio:.2f} "
-          f"(target >= {target}: {mark})")
+    print(
+        f"  ratio: fastest peer ({best_peer}) / specconv auto = {ratio:.2f} "
+        f"(target >= {target}: {mark})"
+    )
     return ratio
 
 
@@ -214,18 +237,22 @@ def main(argv=None):
     p.add_argument("--repeat", type=int, default=7)
     p.add_argument("--only", choices=("interpolation", "decimation"))
     args = p.parse_args(argv)
-    print(f"commit {commit()}, {time.strftime('%Y-%m-%d %H:%M')}; CPU {cpu_model()}, "
-          f"{CORES} cores; compiled level {compiled_level()}; specconv threads "
-          f"{fft.get_num_threads()}; numpy {np.__version__}, scipy {scipy.__version__}, "
-          f"{fft.fftw_version()}, BLAS {blas()}")
+    print(
+        f"commit {commit()}, {time.strftime('%Y-%m-%d %H:%M')}; CPU {cpu_model()}, "
+        f"{CORES} cores; compiled level {compiled_level()}; specconv threads "
+        f"{fft.get_num_threads()}; numpy {np.__version__}, scipy {scipy.__version__}, "
+        f"{fft.fftw_version()}, BLAS {blas()}"
+    )
     for dtype in args.dtypes.split(","):
         if args.only in (None, "interpolation"):
             rows = interpolation(dtype, args.repeat)
             peers = [r for r in rows if r.startswith("upfirdn")]
             report(f"interpolation x4, 32 x 200000, 48 taps, {dtype}", rows, peers, 2.0)
             crop = rows["specconv auto, resample_poly's crop"]
-            print(f"  resample_poly / specconv (its crop) = "
-                  f"{rows['resample_poly (1 thread)'] / crop:.2f}")
+            print(
+                f"  resample_poly / specconv (its crop) = "
+                f"{rows['resample_poly (1 thread)'] / crop:.2f}"
+            )
         if args.only in (None, "decimation"):
             rows = decimation(dtype, args.repeat)
             peers = [r for r in rows if not r.startswith("specconv")]

@@ -53,9 +53,13 @@ def run(cache, layer, dtype, repeat):
     _, x_shape, w_shape, groups = layer
     env = dict(os.environ, SPECCONV_CACHE_DIR=str(cache), PYTHONPATH=str(ROOT))
     env.pop("SPECCONV_CALIBRATE", None)
-    out = subprocess.run([sys.executable, "-c", CHILD,
-                          json.dumps([x_shape, w_shape, groups, dtype, repeat])],
-                         env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, json.dumps([x_shape, w_shape, groups, dtype, repeat])],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout)
 
 
@@ -68,14 +72,21 @@ def main(argv=None):
         with tempfile.TemporaryDirectory() as cache:
             empty = run(cache, layer, args.dtype, args.repeat)
             # the same machine, calibrated (and with FFTW wisdom): the next layer shape is new
-            calibrated = run(cache, LAYERS[(LAYERS.index(layer) + 1) % len(LAYERS)],
-                             args.dtype, args.repeat)
+            calibrated = run(
+                cache, LAYERS[(LAYERS.index(layer) + 1) % len(LAYERS)], args.dtype, args.repeat
+            )
         for label, r in (("empty cache", empty), ("calibrated, new shape", calibrated)):
-            name = layer[0] if label == "empty cache" else LAYERS[
-                (LAYERS.index(layer) + 1) % len(LAYERS)][0]
-            print(f"{args.dtype} {name:42s} {label:22s} first {r['first'] * 1e3:8.1f} ms  warm "
-                  f"{r['warm'] * 1e3:8.1f} ms  first - warm {(r['first'] - r['warm']):6.2f} s"
-                  f"  (calibrations measured: {r['measured']})", flush=True)
+            name = (
+                layer[0]
+                if label == "empty cache"
+                else LAYERS[(LAYERS.index(layer) + 1) % len(LAYERS)][0]
+            )
+            print(
+                f"{args.dtype} {name:42s} {label:22s} first {r['first'] * 1e3:8.1f} ms  warm "
+                f"{r['warm'] * 1e3:8.1f} ms  first - warm {(r['first'] - r['warm']):6.2f} s"
+                f"  (calibrations measured: {r['measured']})",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

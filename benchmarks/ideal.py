@@ -60,8 +60,10 @@ def padded_lengths(wl):
 
 def tiles_per_axis(wl, tile):
     """Overlap-save tiles along each axis: a tile of length L yields L - K + 1 outputs."""
-    return [1 if L >= n else math.ceil(o / (L - k + 1))
-            for L, n, o, k in zip(tile, padded_lengths(wl), wl.out_spatial(), wl.kernel)]
+    return [
+        1 if L >= n else math.ceil(o / (L - k + 1))
+        for L, n, o, k in zip(tile, padded_lengths(wl), wl.out_spatial(), wl.kernel)
+    ]
 
 
 def _n_freq(tile, is_complex):
@@ -82,9 +84,14 @@ def model_seconds(wl, tile, itemsize):
     """A deliberately rough time model (FFT flops, product flops, bytes moved) to pick a tile."""
     cols = wl.batch * math.prod(tiles_per_axis(wl, tile))
     N, F = math.prod(tile), _n_freq(tile, wl.is_complex)
-    fft = cols * (wl.c_in + wl.c_out) * 2.5 * N * math.log2(max(N, 2)) * (1 if wl.is_complex else 0.5)
+    fft = (
+        cols * (wl.c_in + wl.c_out) * 2.5 * N * math.log2(max(N, 2)) * (1 if wl.is_complex else 0.5)
+    )
     product = cols * F * wl.c_out * wl.cin_per_group * 8
-    moved = F * wl.c_out * wl.cin_per_group * 2 * itemsize + 4 * cols * (wl.c_in + wl.c_out) * N * itemsize
+    moved = (
+        F * wl.c_out * wl.cin_per_group * 2 * itemsize
+        + 4 * cols * (wl.c_in + wl.c_out) * N * itemsize
+    )
     return fft / 8e9 + product / 4e10 + moved / 8e9
 
 
@@ -127,15 +134,27 @@ def specconv_tile(wl, x, w):
     try:
         d = wl.ndim
         padded = tuple(n + lo + hi for n, (lo, hi) in zip(wl.spatial, wl.pads()))
-        geom = _geometry.Geometry(wl.batch, wl.c_in, wl.c_out, wl.groups, wl.kernel, (1,) * d,
-                                (1,) * d, padded, wl.is_complex)
+        geom = _geometry.Geometry(
+            wl.batch,
+            wl.c_in,
+            wl.c_out,
+            wl.groups,
+            wl.kernel,
+            (1,) * d,
+            (1,) * d,
+            padded,
+            wl.is_complex,
+        )
         itemsize = np.result_type(x, w).itemsize
         choice = _costmodel.choose(geom, "fft", itemsize, fft.get_num_threads())
         tile = tuple(int(n) for n in choice.tiling.fft_shape)
     except Exception as exc:  # a changed private interface must not stop the benchmark
         return None, f"specconv planning interface changed ({type(exc).__name__}: {exc})"
     if list(choice.tiling.tiles) != tiles_per_axis(wl, tile):
-        return None, f"specconv tiles {choice.tiling.tiles} != harness count {tiles_per_axis(wl, tile)}"
+        return (
+            None,
+            f"specconv tiles {choice.tiling.tiles} != harness count {tiles_per_axis(wl, tile)}",
+        )
     return tile, "specconv's own tiling (_costmodel.choose)"
 
 
@@ -174,8 +193,11 @@ def run(wl, real_name, tile, repeat, threads, plan_limit):
     rng = np.random.default_rng(0)
     # pyfftw.FFTW rather than pyfftw.builders: only the former takes a planning time limit.
     # Whole-signal FFTW_MEASURE planning can take minutes (PERFORMANCE_NOTES.md).
-    effort = dict(flags=("FFTW_MEASURE",), threads=threads, planning_timelimit=plan_limit) if plan_limit > 0 \
+    effort = (
+        dict(flags=("FFTW_MEASURE",), threads=threads, planning_timelimit=plan_limit)
+        if plan_limit > 0
         else dict(flags=("FFTW_ESTIMATE",), threads=threads)
+    )
     freq_tile = tile if wl.is_complex else (*tile[:-1], tile[-1] // 2 + 1)
     time_dtype = cplx if wl.is_complex else real
 
@@ -195,6 +217,7 @@ def run(wl, real_name, tile, repeat, threads, plan_limit):
     saved.real = rng.standard_normal(saved.shape)
     saved.imag = rng.standard_normal(saved.shape)
     t_fwd = _median_time(fwd.execute, repeat)
+
     def restore(spec=spec, saved=saved):  # bound now: the names are deleted below
         np.copyto(spec, saved)
 
@@ -211,5 +234,14 @@ def run(wl, real_name, tile, repeat, threads, plan_limit):
         X = np.full((F, G, cg, cols), 1.0 - 0.5j, dtype=cplx)
         Y = np.empty((F, G, m, cols), dtype=cplx)
         t_mm = _median_time(lambda: np.matmul(K, X, out=Y), repeat)
-    return dict(fwd=t_fwd, mm=t_mm, inv=t_inv, total=t_fwd + t_mm + t_inv, tile=list(tile),
-                cols=cols, n_freq=F, plan_seconds=plan_seconds, planner=effort["flags"][0])
+    return dict(
+        fwd=t_fwd,
+        mm=t_mm,
+        inv=t_inv,
+        total=t_fwd + t_mm + t_inv,
+        tile=list(tile),
+        cols=cols,
+        n_freq=F,
+        plan_seconds=plan_seconds,
+        planner=effort["flags"][0],
+    )

@@ -100,9 +100,14 @@ def scipy_broadcast(fn, label, wl, w, budget_bytes, factor):
                 np.sum(part, axis=3, out=y[:, g0:g1, j0:j1])
         return y.reshape(B, wl.c_out, *y.shape[3:])
 
-    note = "broadcast in one call" if n_calls == 1 else (
-        f"{n_calls} calls of <= {g_step * m_step} output channels (memory budget "
-        f"{budget_bytes / 2**30:g} GB)")
+    note = (
+        "broadcast in one call"
+        if n_calls == 1
+        else (
+            f"{n_calls} calls of <= {g_step * m_step} output channels (memory budget "
+            f"{budget_bytes / 2**30:g} GB)"
+        )
+    )
     return Peer(label, run, note)
 
 
@@ -146,9 +151,12 @@ def mne_overlap_add(wl, w, n_jobs=1):
     hf = _flip(w).astype(np.float64)
 
     def one(rows, h):
-        return _overlap_add_filter(rows, h, phase="zero", n_jobs=None, copy=False)[:, off:off + n_out]
+        return _overlap_add_filter(rows, h, phase="zero", n_jobs=None, copy=False)[
+            :, off : off + n_out
+        ]
 
     if n_jobs == 1:
+
         def run(x):
             y = np.empty((wl.batch, wl.c_out, n_out), dtype=x.dtype)
             for o in range(wl.c_out):
@@ -161,7 +169,9 @@ def mne_overlap_add(wl, w, n_jobs=1):
 
         def run(x):
             y = np.empty((wl.batch, wl.c_out, n_out), dtype=x.dtype)
-            parts = parallel(p_one(x[:, o // m].astype(np.float64), hf[o, 0]) for o in range(wl.c_out))
+            parts = parallel(
+                p_one(x[:, o // m].astype(np.float64), hf[o, 0]) for o in range(wl.c_out)
+            )
             for o, part in enumerate(parts):
                 y[:, o] = part
             return y
@@ -188,7 +198,9 @@ def torch_conv(wl, w):
 
     def run(x):
         with torch.inference_mode():
-            return conv(torch.from_numpy(np.ascontiguousarray(x)), wt, padding=padding, groups=wl.groups).numpy()
+            return conv(
+                torch.from_numpy(np.ascontiguousarray(x)), wt, padding=padding, groups=wl.groups
+            ).numpy()
 
     note = f"{torch.get_num_threads()} threads" + (", native complex conv" if wl.is_complex else "")
     return Peer(f"torch conv{wl.ndim}d", run, note, probe="truncate")
@@ -204,8 +216,13 @@ def _with_workers(peer, workers):
         with scipy.fft.set_workers(workers):
             return inner(x, **kw)
 
-    return Peer(f"{peer.name}, {workers} workers", run, f"{peer.note}, {workers} scipy.fft workers",
-                peer.probe, peer.n_pairs)
+    return Peer(
+        f"{peer.name}, {workers} workers",
+        run,
+        f"{peer.note}, {workers} scipy.fft workers",
+        peer.probe,
+        peer.n_pairs,
+    )
 
 
 def build(wl, w, budget_bytes, scipy_workers=None, mne_jobs=None):
@@ -229,7 +246,9 @@ def build(wl, w, budget_bytes, scipy_workers=None, mne_jobs=None):
         missing.append(("torch", f"no conv{wl.ndim}d"))
     label = "scipy oaconvolve per channel" if wl.cin_per_group == 1 else "scipy oaconvolve per pair"
     for peer in (
-        scipy_broadcast(scipy.signal.fftconvolve, "scipy fftconvolve bcast", wl, w, budget_bytes, 4),
+        scipy_broadcast(
+            scipy.signal.fftconvolve, "scipy fftconvolve bcast", wl, w, budget_bytes, 4
+        ),
         scipy_broadcast(scipy.signal.oaconvolve, "scipy oaconvolve bcast", wl, w, budget_bytes, 9),
         pair_loop(scipy.signal.oaconvolve, label, wl, w),
     ):

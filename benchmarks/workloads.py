@@ -70,14 +70,22 @@ class Workload:
         return [(p, p)] * self.ndim
 
     def out_spatial(self):
-        return tuple(n + lo + hi - k + 1 for n, k, (lo, hi) in zip(self.spatial, self.kernel, self.pads()))
+        return tuple(
+            n + lo + hi - k + 1 for n, k, (lo, hi) in zip(self.spatial, self.kernel, self.pads())
+        )
 
     def out_shape(self):
         return (self.batch, self.c_out, *self.out_spatial())
 
     def direct_flops(self):
         """Floating-point operations of a direct convolution (a complex MAC counts 8)."""
-        macs = self.batch * self.c_out * self.cin_per_group * math.prod(self.kernel) * math.prod(self.out_spatial())
+        macs = (
+            self.batch
+            * self.c_out
+            * self.cin_per_group
+            * math.prod(self.kernel)
+            * math.prod(self.out_spatial())
+        )
         return macs * (8 if self.is_complex else 2)
 
     def dtype(self, real_name):
@@ -109,9 +117,17 @@ class Workload:
 def _w4(batch, c, size, kernels, groups):
     targets = {3: 0.5, 7: 1.0}
     return [
-        Workload(f"W4-k{k}-g{g}", f"CNN {k}x{k}", (batch, c, size, size), (c, c // g, k, k),
-                 groups=g, padding="same", target=targets.get(k, 2.0))
-        for k in kernels for g in groups
+        Workload(
+            f"W4-k{k}-g{g}",
+            f"CNN {k}x{k}",
+            (batch, c, size, size),
+            (c, c // g, k, k),
+            groups=g,
+            padding="same",
+            target=targets.get(k, 2.0),
+        )
+        for k in kernels
+        for g in groups
     ]
 
 
@@ -126,20 +142,40 @@ def _all(eeg, stereo, mri, cnn, vol, kernels=(3, 7, 15, 31)):
         Workload("W1b", "EEG depthwise", (b1, c1, n1), (c1, 1, k1), groups=c1, target=1.5),
         Workload("W1c", "EEG filter bank", (b1, c1, n1), (4 * c1, 1, k1), groups=c1, target=1.5),
         Workload("W2", "true-stereo reverb", (1, 2, n2), (2, 2, k2), target=2.0),
-        Workload("W3a", "MRI GRAPPA-like", (1, c3, n3, n3), (c3, c3, 7, 7), is_complex=True, target=3.0),
-        Workload("W3b", "MRI coil compression", (1, c3, n3, n3), (co3, c3, 1, 1), is_complex=True, target=1.0),
+        Workload(
+            "W3a", "MRI GRAPPA-like", (1, c3, n3, n3), (c3, c3, 7, 7), is_complex=True, target=3.0
+        ),
+        Workload(
+            "W3b",
+            "MRI coil compression",
+            (1, c3, n3, n3),
+            (co3, c3, 1, 1),
+            is_complex=True,
+            target=1.0,
+        ),
         *_w4(b4, c4, n4, kernels, (1, 4, g4)),
         Workload("W5", "3-D", (1, c5, n5, n5, n5), (c5, c5, k5, k5, k5), target=3.0),
     ]
 
 
 #: The sizes of issue 2.
-FULL = _all(eeg=(1, 64, 300_000, 1001), stereo=(1_440_000, 96_000), mri=(32, 320, 8),
-            cnn=(8, 64, 128, 64), vol=(16, 64, 9))
+FULL = _all(
+    eeg=(1, 64, 300_000, 1001),
+    stereo=(1_440_000, 96_000),
+    mri=(32, 320, 8),
+    cnn=(8, 64, 128, 64),
+    vol=(16, 64, 9),
+)
 
 #: Smoke-test sizes: ~10x shorter signals, fewer channels, shorter kernels. Ratios mean nothing here.
-QUICK = _all(eeg=(1, 16, 30_000, 101), stereo=(48_000, 960), mri=(8, 80, 2),
-             cnn=(2, 16, 32, 16), vol=(4, 24, 5), kernels=(3, 15))
+QUICK = _all(
+    eeg=(1, 16, 30_000, 101),
+    stereo=(48_000, 960),
+    mri=(8, 80, 2),
+    cnn=(2, 16, 32, 16),
+    vol=(4, 24, 5),
+    kernels=(3, 15),
+)
 
 
 def select(spec, quick=False):

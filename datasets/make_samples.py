@@ -45,17 +45,37 @@ MEAS_DATE = _dt.datetime(2020, 1, 1, 12, 0, 0, tzinfo=_dt.timezone.utc)
 # azimuthal projection: Cz at the origin, +x right, +y nose, the Fpz-T7-Oz-T8 ring at r = 0.8
 # (72 degrees from the vertex); TP9/TP10/PO9/PO10 lie below that ring.
 EEG_POSITIONS = {
-    "Fp1": (-0.25, 0.76), "Fp2": (0.25, 0.76),
-    "F7": (-0.65, 0.47), "F3": (-0.33, 0.43), "Fz": (0.00, 0.40), "F4": (0.33, 0.43),
+    "Fp1": (-0.25, 0.76),
+    "Fp2": (0.25, 0.76),
+    "F7": (-0.65, 0.47),
+    "F3": (-0.33, 0.43),
+    "Fz": (0.00, 0.40),
+    "F4": (0.33, 0.43),
     "F8": (0.65, 0.47),
-    "FC5": (-0.60, 0.22), "FC1": (-0.20, 0.20), "FC2": (0.20, 0.20), "FC6": (0.60, 0.22),
-    "T7": (-0.80, 0.00), "C3": (-0.40, 0.00), "Cz": (0.00, 0.00), "C4": (0.40, 0.00),
+    "FC5": (-0.60, 0.22),
+    "FC1": (-0.20, 0.20),
+    "FC2": (0.20, 0.20),
+    "FC6": (0.60, 0.22),
+    "T7": (-0.80, 0.00),
+    "C3": (-0.40, 0.00),
+    "Cz": (0.00, 0.00),
+    "C4": (0.40, 0.00),
     "T8": (0.80, 0.00),
-    "TP9": (-0.92, -0.28), "CP5": (-0.60, -0.22), "CP1": (-0.20, -0.20),
-    "CP2": (0.20, -0.20), "CP6": (0.60, -0.22), "TP10": (0.92, -0.28),
-    "P7": (-0.65, -0.47), "P3": (-0.33, -0.43), "Pz": (0.00, -0.40), "P4": (0.33, -0.43),
+    "TP9": (-0.92, -0.28),
+    "CP5": (-0.60, -0.22),
+    "CP1": (-0.20, -0.20),
+    "CP2": (0.20, -0.20),
+    "CP6": (0.60, -0.22),
+    "TP10": (0.92, -0.28),
+    "P7": (-0.65, -0.47),
+    "P3": (-0.33, -0.43),
+    "Pz": (0.00, -0.40),
+    "P4": (0.33, -0.43),
     "P8": (0.65, -0.47),
-    "PO9": (-0.55, -0.80), "O1": (-0.25, -0.76), "Oz": (0.00, -0.80), "O2": (0.25, -0.76),
+    "PO9": (-0.55, -0.80),
+    "O1": (-0.25, -0.76),
+    "Oz": (0.00, -0.80),
+    "O2": (0.25, -0.76),
     "PO10": (0.55, -0.80),
 }
 
@@ -65,19 +85,39 @@ EEG_PARAMS = {
     "duration_s": 60.0,
     "units": "V",
     "channels": list(EEG_POSITIONS),
-    "positions": ("flat azimuthal projection, Cz = (0, 0), nasion side +y, "
-                  "ring Fpz-T7-Oz-T8 at r=0.8"),
-    "background": {"model": "1/f^exponent power spectrum (pink), spatially smoothed",
-                   "exponent": 1.0, "f_min_hz": 0.5, "rms_uV": 8.0, "smoothing_sigma": 0.3},
-    "alpha": {"model": "Gaussian-band noise (waxing/waning)", "center_hz": 10.0,
-              "bandwidth_sd_hz": 0.7, "rms_uV_at_peak": 12.0, "topography_center": [0.0, -0.75],
-              "topography_sigma": 0.35},
-    "blinks": {"model": "sin^2 bump", "duration_s": 0.3, "first_onset_s": 1.5,
-               "interval_s": [2.5, 5.5], "amplitude_uV": [120.0, 180.0],
-               "topography": "exp(-(y-0.9)^2/(2*0.3^2)) * exp(-x^2/(2*0.6^2))",
-               "annotation": "blink"},
-    "line_noise": {"freq_hz": 50.0, "amplitude_uV": [1.0, 4.0], "phase_rad": 0.3,
-                   "phase_jitter_rad": 0.1},
+    "positions": (
+        "flat azimuthal projection, Cz = (0, 0), nasion side +y, ring Fpz-T7-Oz-T8 at r=0.8"
+    ),
+    "background": {
+        "model": "1/f^exponent power spectrum (pink), spatially smoothed",
+        "exponent": 1.0,
+        "f_min_hz": 0.5,
+        "rms_uV": 8.0,
+        "smoothing_sigma": 0.3,
+    },
+    "alpha": {
+        "model": "Gaussian-band noise (waxing/waning)",
+        "center_hz": 10.0,
+        "bandwidth_sd_hz": 0.7,
+        "rms_uV_at_peak": 12.0,
+        "topography_center": [0.0, -0.75],
+        "topography_sigma": 0.35,
+    },
+    "blinks": {
+        "model": "sin^2 bump",
+        "duration_s": 0.3,
+        "first_onset_s": 1.5,
+        "interval_s": [2.5, 5.5],
+        "amplitude_uV": [120.0, 180.0],
+        "topography": "exp(-(y-0.9)^2/(2*0.3^2)) * exp(-x^2/(2*0.6^2))",
+        "annotation": "blink",
+    },
+    "line_noise": {
+        "freq_hz": 50.0,
+        "amplitude_uV": [1.0, 4.0],
+        "phase_rad": 0.3,
+        "phase_jitter_rad": 0.1,
+    },
     "sensor_noise_rms_uV": 0.5,
     "quantization_V": 2.0**-23,
     "meas_date": MEAS_DATE.isoformat(),
@@ -122,8 +162,9 @@ def eeg_model(p=EEG_PARAMS):
 
     al = p["alpha"]
     alpha = _band_noise(rng, n, sfreq, al["center_hz"], al["bandwidth_sd_hz"])
-    topo = np.exp(-np.sum((pos - al["topography_center"]) ** 2, axis=1)
-                  / (2 * al["topography_sigma"] ** 2))
+    topo = np.exp(
+        -np.sum((pos - al["topography_center"]) ** 2, axis=1) / (2 * al["topography_sigma"] ** 2)
+    )
     x += al["rms_uV_at_peak"] * topo[:, None] * alpha[None, :]
 
     bl = p["blinks"]
@@ -137,9 +178,10 @@ def eeg_model(p=EEG_PARAMS):
     bump = np.sin(np.pi * np.arange(width) / width) ** 2
     for onset in onsets:
         i0 = int(round(onset * sfreq))
-        blink[i0:i0 + width] += rng.uniform(*bl["amplitude_uV"]) * bump
-    btopo = (np.exp(-((pos[:, 1] - 0.9) ** 2) / (2 * 0.3**2))
-             * np.exp(-(pos[:, 0] ** 2) / (2 * 0.6**2)))
+        blink[i0 : i0 + width] += rng.uniform(*bl["amplitude_uV"]) * bump
+    btopo = np.exp(-((pos[:, 1] - 0.9) ** 2) / (2 * 0.3**2)) * np.exp(
+        -(pos[:, 0] ** 2) / (2 * 0.6**2)
+    )
     x += btopo[:, None] * blink[None, :]
 
     ln = p["line_noise"]
@@ -168,12 +210,12 @@ def _normalise_fif_ids(path, date):
     raw = bytearray(Path(path).read_bytes())
     pos = 0
     while pos + 16 <= len(raw):
-        _kind, typ, size, _next = struct.unpack(">iiii", raw[pos:pos + 16])
+        _kind, typ, size, _next = struct.unpack(">iiii", raw[pos : pos + 16])
         if size < 0 or pos + 16 + size > len(raw):
             raise RuntimeError(f"unexpected FIFF tag layout at byte {pos} of {path}")
         if typ == id_struct and size == 20:
-            version = struct.unpack(">i", raw[pos + 16:pos + 20])[0]
-            raw[pos + 16:pos + 36] = struct.pack(">iiiii", version, 0, 0, secs, 0)
+            version = struct.unpack(">i", raw[pos + 16 : pos + 20])[0]
+            raw[pos + 16 : pos + 36] = struct.pack(">iiiii", version, 0, 0, secs, 0)
         pos += 16 + size
     Path(path).write_bytes(bytes(raw))
 
@@ -193,8 +235,9 @@ def write_eeg(out):
     for name, (px, py) in EEG_POSITIONS.items():
         theta = np.hypot(px, py) * np.pi / 2
         phi = np.arctan2(py, px)
-        ch_pos[name] = radius * np.array([np.sin(theta) * np.cos(phi),
-                                          np.sin(theta) * np.sin(phi), np.cos(theta)])
+        ch_pos[name] = radius * np.array(
+            [np.sin(theta) * np.cos(phi), np.sin(theta) * np.sin(phi), np.cos(theta)]
+        )
     raw.set_montage(mne.channels.make_dig_montage(ch_pos=ch_pos, coord_frame="head"))
     raw.set_meas_date(MEAS_DATE)
     raw.set_annotations(mne.Annotations(onsets, durations, "blink"))
@@ -208,21 +251,38 @@ def write_eeg(out):
     _normalise_fif_ids(fif, MEAS_DATE)
 
     edf = out / "eeg_sample.edf"
-    export_raw(edf, raw, fmt="edf", physical_range=(-1000.0, 1000.0), overwrite=True,
-               verbose="error")
+    export_raw(
+        edf, raw, fmt="edf", physical_range=(-1000.0, 1000.0), overwrite=True, verbose="error"
+    )
 
-    common = {"domain": "time", "n_channels": len(names), "sfreq": p["sfreq_hz"],
-              "n_samples": data.shape[1], "n_blinks": len(onsets)}
+    common = {
+        "domain": "time",
+        "n_channels": len(names),
+        "sfreq": p["sfreq_hz"],
+        "n_samples": data.shape[1],
+        "n_blinks": len(onsets),
+    }
     return [
-        {"name": "eeg-fif", "file": fif.name, "format": "fif",
-         "description": "32-channel resting EEG model (alpha, blinks, 50 Hz), FIF 16-bit "
-                        "with cal 2**-23 V, montage and blink annotations",
-         "signal": common, "model": dict(p, fif={"fmt": "short", "cal": p["quantization_V"]})},
-        {"name": "eeg-edf", "file": edf.name, "format": "edf",
-         "description": "The same 32-channel EEG model as EDF+ (16-bit, physical range "
-                        "+-1000 uV) with blink annotations",
-         "signal": common, "model": dict(p, edf={"physical_range_uV": [-1000.0, 1000.0],
-                                                 "digital_range": [-32767, 32767]})},
+        {
+            "name": "eeg-fif",
+            "file": fif.name,
+            "format": "fif",
+            "description": "32-channel resting EEG model (alpha, blinks, 50 Hz), FIF 16-bit "
+            "with cal 2**-23 V, montage and blink annotations",
+            "signal": common,
+            "model": dict(p, fif={"fmt": "short", "cal": p["quantization_V"]}),
+        },
+        {
+            "name": "eeg-edf",
+            "file": edf.name,
+            "format": "edf",
+            "description": "The same 32-channel EEG model as EDF+ (16-bit, physical range "
+            "+-1000 uV) with blink annotations",
+            "signal": common,
+            "model": dict(
+                p, edf={"physical_range_uV": [-1000.0, 1000.0], "digital_range": [-32767, 32767]}
+            ),
+        },
     ]
 
 
@@ -241,10 +301,17 @@ AUDIO_PARAMS = {
         [0.65, 329.63, -0.2, 0.8],
         [0.95, 440.00, 0.7, 0.7],
     ],
-    "pluck": {"model": "sum_k k**-1.2 sin(2 pi k f0 t) exp(-t k**0.7 / tau1)",
-              "n_harmonics": 10, "tau1_s": 0.6, "attack_s": 0.002},
-    "panning": {"law": "constant power", "max_itd_s": 0.0004,
-                "itd": "far ear delayed by |pan| * max_itd"},
+    "pluck": {
+        "model": "sum_k k**-1.2 sin(2 pi k f0 t) exp(-t k**0.7 / tau1)",
+        "n_harmonics": 10,
+        "tau1_s": 0.6,
+        "attack_s": 0.002,
+    },
+    "panning": {
+        "law": "constant power",
+        "max_itd_s": 0.0004,
+        "itd": "far ear delayed by |pan| * max_itd",
+    },
     "noise": {"model": "pink, inter-channel correlation 0.3", "rms": 0.004},
     "peak": 0.7,
 }
@@ -255,12 +322,20 @@ IR_PARAMS = {
     "duration_s": 0.4,
     "channel_order": ["L->L", "L->R", "R->L", "R->R"],
     "channel_order_note": "Web Audio ConvolverNode 4-channel true-stereo order",
-    "direct": {"same_side_delay_s": 0.0020, "same_side_gain": 1.0,
-               "cross_delay_s": 0.0024, "cross_gain": 0.6},
-    "early_reflections": {"count": 10, "time_s": [0.004, 0.040], "gain": 0.6,
-                          "gain_decay_s": 0.05},
-    "tail": {"rt60_s": 0.3, "start_s": 0.010, "fade_in_s": 0.020, "gain": 0.25,
-             "one_pole_lowpass": 0.6},
+    "direct": {
+        "same_side_delay_s": 0.0020,
+        "same_side_gain": 1.0,
+        "cross_delay_s": 0.0024,
+        "cross_gain": 0.6,
+    },
+    "early_reflections": {"count": 10, "time_s": [0.004, 0.040], "gain": 0.6, "gain_decay_s": 0.05},
+    "tail": {
+        "rt60_s": 0.3,
+        "start_s": 0.010,
+        "fade_in_s": 0.020,
+        "gain": 0.25,
+        "one_pole_lowpass": 0.6,
+    },
     "fade_out_s": 0.02,
     "normalisation": "sum over inputs of the IR energy = 1 for each output",
 }
@@ -356,24 +431,49 @@ def write_audio(out):
     wavfile.write(irf, IR_PARAMS["sfreq_hz"], ir.T.astype("<f4"))
 
     sig = {"domain": "time", "n_channels": 2, "sfreq": float(sr), "n_samples": x.shape[1]}
-    rule = ("float = code / 2**(bits-1) is the usual reading; "
-            "codes were round(x * (2**(bits-1) - 1))")
+    rule = (
+        "float = code / 2**(bits-1) is the usual reading; codes were round(x * (2**(bits-1) - 1))"
+    )
     return [
-        {"name": "audio-pcm16", "file": pcm16.name, "format": "wav",
-         "description": "Stereo plucked-tone recording model, 48 kHz, WAV PCM 16-bit",
-         "signal": sig, "model": dict(p, encoding={"subtype": "PCM_16", "rule": rule})},
-        {"name": "audio-pcm24", "file": pcm24.name, "format": "wav",
-         "description": "The same stereo signal, WAV PCM 24-bit",
-         "signal": sig, "model": dict(p, encoding={"subtype": "PCM_24", "rule": rule})},
-        {"name": "audio-float32", "file": f32.name, "format": "wav",
-         "description": "The same stereo signal, WAV IEEE float 32-bit",
-         "signal": sig, "model": dict(p, encoding={"subtype": "FLOAT"})},
-        {"name": "ir-true-stereo", "file": irf.name, "format": "wav",
-         "description": "True-stereo (2x2) room impulse response, 4 channels in Web Audio "
-                        "order L->L, L->R, R->L, R->R, 48 kHz, WAV float 32-bit",
-         "signal": {"domain": "time", "n_channels": 4, "sfreq": float(IR_PARAMS["sfreq_hz"]),
-                    "n_samples": ir.shape[1], "kernel_shape": [2, 2, ir.shape[1]]},
-         "model": dict(IR_PARAMS, encoding={"subtype": "FLOAT"})},
+        {
+            "name": "audio-pcm16",
+            "file": pcm16.name,
+            "format": "wav",
+            "description": "Stereo plucked-tone recording model, 48 kHz, WAV PCM 16-bit",
+            "signal": sig,
+            "model": dict(p, encoding={"subtype": "PCM_16", "rule": rule}),
+        },
+        {
+            "name": "audio-pcm24",
+            "file": pcm24.name,
+            "format": "wav",
+            "description": "The same stereo signal, WAV PCM 24-bit",
+            "signal": sig,
+            "model": dict(p, encoding={"subtype": "PCM_24", "rule": rule}),
+        },
+        {
+            "name": "audio-float32",
+            "file": f32.name,
+            "format": "wav",
+            "description": "The same stereo signal, WAV IEEE float 32-bit",
+            "signal": sig,
+            "model": dict(p, encoding={"subtype": "FLOAT"}),
+        },
+        {
+            "name": "ir-true-stereo",
+            "file": irf.name,
+            "format": "wav",
+            "description": "True-stereo (2x2) room impulse response, 4 channels in Web Audio "
+            "order L->L, L->R, R->L, R->R, 48 kHz, WAV float 32-bit",
+            "signal": {
+                "domain": "time",
+                "n_channels": 4,
+                "sfreq": float(IR_PARAMS["sfreq_hz"]),
+                "n_samples": ir.shape[1],
+                "kernel_shape": [2, 2, ir.shape[1]],
+            },
+            "model": dict(IR_PARAMS, encoding={"subtype": "FLOAT"}),
+        },
     ]
 
 
@@ -402,10 +502,13 @@ MRI_PARAMS = {
     ],
     "ellipsoid_note": "modified Shepp-Logan (Toft) in-plane; 3-D extent c, z0 chosen here",
     "image_phase": "pi/5 * (x + 0.5 y) + 0.3 (x^2 + y^2)",
-    "coils": {"model": "small loop, |s| = (rho^2 / (rho^2 + d^2))^1.5, "
-                       "arg s = alpha_c + 0.8 d",
-              "ring_radius": 1.3, "rho": 0.9, "first_angle_rad": float(np.pi / 8),
-              "normalisation": "max over slices and pixels of the coil RSS = 1"},
+    "coils": {
+        "model": "small loop, |s| = (rho^2 / (rho^2 + d^2))^1.5, arg s = alpha_c + 0.8 d",
+        "ring_radius": 1.3,
+        "rho": 0.9,
+        "first_angle_rad": float(np.pi / 8),
+        "normalisation": "max over slices and pixels of the coil RSS = 1",
+    },
     "fft": "k = fftshift(fft2(ifftshift(image, axes=(-2,-1)), norm='ortho'), axes=(-2,-1))",
     "noise_sd": 0.01,
     "bart_slice": 1,
@@ -446,8 +549,9 @@ def mri_model(p=MRI_PARAMS):
     maps /= np.sqrt(np.sum(np.abs(maps) ** 2, axis=1)).max()
     coil_images = maps * images[:, None]
     axes = (-2, -1)
-    k = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(coil_images, axes=axes), norm="ortho"),
-                        axes=axes)
+    k = np.fft.fftshift(
+        np.fft.fft2(np.fft.ifftshift(coil_images, axes=axes), norm="ortho"), axes=axes
+    )
     noise = rng.standard_normal(k.shape) + 1j * rng.standard_normal(k.shape)
     k = k + p["noise_sd"] / np.sqrt(2) * noise
     return k.astype(np.complex64), maps, images
@@ -477,8 +581,9 @@ def write_mri(out):
     k, _maps, _images = mri_model(p)
     s, c, h, w = k.shape
     axes = (-2, -1)
-    coil_img = np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(k, axes=axes), norm="ortho"),
-                               axes=axes)
+    coil_img = np.fft.fftshift(
+        np.fft.ifft2(np.fft.ifftshift(k, axes=axes), norm="ortho"), axes=axes
+    )
     rss = np.sqrt(np.sum(np.abs(coil_img) ** 2, axis=1)).astype(np.float32)
     pixel_mm = 2.5
     header = ISMRMRD_HEADER.format(coils=c, w=w, h=h, fovx=w * pixel_mm, fovy=h * pixel_mm)
@@ -502,24 +607,38 @@ def write_mri(out):
     hdr.write_text(f"# Dimensions\n1 {h} {w} {c} 1 \n")
 
     return [
-        {"name": "mri-fastmri", "file": h5.name, "format": "fastmri-hdf5",
-         "description": "8-coil Shepp-Logan-like phantom k-space, fastMRI layout: kspace "
-                        "(slices, coils, H, W) complex64, ismrmrd_header, reconstruction_rss",
-         "signal": {"domain": "kspace", "n_channels": c, "shape": [s, c, h, w],
-                    "batched": True},
-         "model": dict(p, pixel_mm=pixel_mm)},
-        {"name": "mri-bart", "file": cfl.name, "companions": [hdr.name], "format": "bart-cfl",
-         "description": f"Slice {p['bart_slice']} of the same phantom k-space as BART "
-                        f".cfl/.hdr, dims '1 {h} {w} {c}' (column-major complex64)",
-         "signal": {"domain": "kspace", "n_channels": c, "shape": [c, h, w],
-                    "bart_dims": [1, h, w, c], "batched": False},
-         "model": dict(p, pixel_mm=pixel_mm)},
+        {
+            "name": "mri-fastmri",
+            "file": h5.name,
+            "format": "fastmri-hdf5",
+            "description": "8-coil Shepp-Logan-like phantom k-space, fastMRI layout: kspace "
+            "(slices, coils, H, W) complex64, ismrmrd_header, reconstruction_rss",
+            "signal": {"domain": "kspace", "n_channels": c, "shape": [s, c, h, w], "batched": True},
+            "model": dict(p, pixel_mm=pixel_mm),
+        },
+        {
+            "name": "mri-bart",
+            "file": cfl.name,
+            "companions": [hdr.name],
+            "format": "bart-cfl",
+            "description": f"Slice {p['bart_slice']} of the same phantom k-space as BART "
+            f".cfl/.hdr, dims '1 {h} {w} {c}' (column-major complex64)",
+            "signal": {
+                "domain": "kspace",
+                "n_channels": c,
+                "shape": [c, h, w],
+                "bart_dims": [1, h, w, c],
+                "batched": False,
+            },
+            "model": dict(p, pixel_mm=pixel_mm),
+        },
     ]
 
 
 # ---------------------------------------------------------------------------------------------
 # Manifest
 # ---------------------------------------------------------------------------------------------
+
 
 def sha256(path):
     digest = hashlib.sha256()
@@ -560,18 +679,23 @@ def build(out, manifest_path):
     entries = write_eeg(out) + write_audio(out) + write_mri(out)
     datasets = []
     for e in entries:
-        rec = {"name": e["name"], **_file_record(out, e["file"]), "format": e["format"],
-               "description": e["description"], "license": LICENSE,
-               "companions": [_file_record(out, f) for f in e.get("companions", [])],
-               "signal": e["signal"], "model": e["model"]}
+        rec = {
+            "name": e["name"],
+            **_file_record(out, e["file"]),
+            "format": e["format"],
+            "description": e["description"],
+            "license": LICENSE,
+            "companions": [_file_record(out, f) for f in e.get("companions", [])],
+            "signal": e["signal"],
+            "model": e["model"],
+        }
         datasets.append(rec)
     manifest = {
         "schema": 1,
         "generator": "datasets/make_samples.py",
         "license": LICENSE,
         "generated_with": library_versions(),
-        "total_bytes": sum(d["bytes"] + sum(c["bytes"] for c in d["companions"])
-                           for d in datasets),
+        "total_bytes": sum(d["bytes"] + sum(c["bytes"] for c in d["companions"]) for d in datasets),
         "datasets": datasets,
     }
     text = json.dumps(manifest, indent=1, sort_keys=False, default=_json_default) + "\n"
@@ -587,9 +711,13 @@ def _json_default(obj):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=None,
-                        help="output folder (default: specconv/datasets/data, with the "
-                             "manifest in specconv/datasets/MANIFEST.json)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output folder (default: specconv/datasets/data, with the "
+        "manifest in specconv/datasets/MANIFEST.json)",
+    )
     args = parser.parse_args(argv)
     if args.out is None:
         out, manifest = DEFAULT_OUT, DEFAULT_MANIFEST

@@ -54,9 +54,9 @@ templates_path = ["_templates"]
 #: Public modules, in the order a reader meets them, and one line on each.
 PUBLIC_MODULES = {
     "specconv": "Conv layers and the functions that compute them (PyTorch and scipy.signal "
-                "semantics).",
+    "semantics).",
     "specconv.kernels": "The kernel matrix as an object: composition, sums, inverses, "
-                        "per-frequency SVD, transfer-function estimation.",
+    "per-frequency SVD, transfer-function estimation.",
     "specconv.signal": "A C-channel signal with its sampling and the source format's metadata.",
     "specconv.stream": "Block-by-block filtering with fixed latency.",
     "specconv.outofcore": "From a file on disk to a file on disk in bounded memory.",
@@ -64,8 +64,7 @@ PUBLIC_MODULES = {
     "specconv.io": "Reading and writing EEG, audio and MRI formats.",
     "specconv.datasets": "The small synthetic samples shipped with specconv.",
     "specconv.apps.eeg": "EEG: filter banks equal to MNE's, spatial filters.",
-    "specconv.apps.audio": "Audio: true-stereo reverb, binaural rendering, crosstalk "
-                           "cancellation.",
+    "specconv.apps.audio": "Audio: true-stereo reverb, binaural rendering, crosstalk cancellation.",
     "specconv.apps.mri": "MRI: coil compression and GRAPPA.",
     "specconv.plot": "Figures of the kernel matrix, its frequency response and signals.",
     "specconv.fft": "FFTW planning: threads, wisdom, fast lengths.",
@@ -81,26 +80,52 @@ def _write_if_changed(path, text):
 
 def _api_pages():
     """The API index and one page per public module: its docstring, then its names."""
-    index = ["API reference", "=============", "",
-             ("Every public name of specconv, module by module. A name that a module "
-              "re-exports from another is documented once, where it is listed first "
-              "(``specconv.io.VectorSignal`` is ``specconv.VectorSignal``)."), "",
-             ".. list-table::", "   :widths: 30 70", ""]
+    index = [
+        "API reference",
+        "=============",
+        "",
+        (
+            "Every public name of specconv, module by module. A name that a module "
+            "re-exports from another is documented once, where it is listed first "
+            "(``specconv.io.VectorSignal`` is ``specconv.VectorSignal``)."
+        ),
+        "",
+        ".. list-table::",
+        "   :widths: 30 70",
+        "",
+    ]
     pages, seen = {}, {}
     for module_name, summary in PUBLIC_MODULES.items():
         module = importlib.import_module(module_name)
         index += [f"   * - :doc:`{module_name} <{module_name}>`", f"     - {summary}"]
-        public = [n for n in module.__all__ if not isinstance(getattr(module, n),
-                                                                (str, tuple, dict))]
+        public = [
+            n for n in module.__all__ if not isinstance(getattr(module, n), (str, tuple, dict))
+        ]
         names = [n for n in public if id(getattr(module, n)) not in seen]
-        again = [f":obj:`{n} <{seen[id(getattr(module, n))]}>`"
-                 for n in public if id(getattr(module, n)) in seen]
+        again = [
+            f":obj:`{n} <{seen[id(getattr(module, n))]}>`"
+            for n in public
+            if id(getattr(module, n)) in seen
+        ]
         title = f"``{module_name}``"
-        lines = [title, "=" * len(title), "", f".. automodule:: {module_name}",
-                 "   :no-members:", ""]
+        lines = [
+            title,
+            "=" * len(title),
+            "",
+            f".. automodule:: {module_name}",
+            "   :no-members:",
+            "",
+        ]
         if names:
-            lines += [f".. currentmodule:: {module_name}", "", ".. rubric:: Contents", "",
-                      ".. autosummary::", "   :toctree: api", ""]
+            lines += [
+                f".. currentmodule:: {module_name}",
+                "",
+                ".. rubric:: Contents",
+                "",
+                ".. autosummary::",
+                "   :toctree: api",
+                "",
+            ]
             lines += [f"   {n}" for n in names]
             lines.append("")
         if again:
@@ -139,21 +164,29 @@ def _generate():
     for path in TUTORIALS:
         text = md2rst.tutorial_to_gallery(path.read_text(encoding="utf-8"), _tutorial_link)
         _write_if_changed(gallery_src / path.name, text)
-    _write_if_changed(gallery_src / "README.rst", (
-        "Tutorials\n=========\n\n"
-        "The notebooks, in reading order: the first three teach the idea (a conv layer is a "
-        "matrix of kernels, and an ordinary complex matrix at every frequency), the others "
-        "apply it to EEG, audio, MRI, long recordings and more. Each page below was executed when "
-        "this site was built, on the samples bundled with specconv; download it as a script "
-        "(``.py``, a jupytext percent script that Jupyter opens as a notebook) or as a "
-        "notebook (``.ipynb``) at the bottom of the page.\n"))
+    _write_if_changed(
+        gallery_src / "README.rst",
+        (
+            "Tutorials\n=========\n\n"
+            "The notebooks, in reading order: the first three teach the idea (a conv layer is a "
+            "matrix of kernels, and an ordinary complex matrix at every frequency), the others "
+            "apply it to EEG, audio, MRI, long recordings and more. Each page below was executed when "
+            "this site was built, on the samples bundled with specconv; download it as a script "
+            "(``.py``, a jupytext percent script that Jupyter opens as a notebook) or as a "
+            "notebook (``.ipynb``) at the bottom of the page.\n"
+        ),
+    )
     index, pages = _api_pages()
     _write_if_changed(GENERATED / "api.rst", index)
     for module_name, text in pages.items():
         _write_if_changed(GENERATED / f"{module_name}.rst", text)
     results = (ROOT / "benchmarks" / "RESULTS.md").read_text(encoding="utf-8")
-    _write_if_changed(GENERATED / "results.rst", md2rst.convert(results, lambda url: (
-        url if url.startswith(("http://", "https://")) else None)))
+    _write_if_changed(
+        GENERATED / "results.rst",
+        md2rst.convert(
+            results, lambda url: url if url.startswith(("http://", "https://")) else None
+        ),
+    )
 
 
 _generate()
@@ -215,8 +248,9 @@ def _shape_stars(app, what, name, obj, options, lines):
     for k, line in enumerate(lines):
         if "shape=" in line:
             parts = re.split(r"(``.*?``)", line)  # leave inline literals alone
-            lines[k] = "".join(p if p.startswith("``") else re.sub(r"(?<!\\)\*", r"\\*", p)
-                               for p in parts)
+            lines[k] = "".join(
+                p if p.startswith("``") else re.sub(r"(?<!\\)\*", r"\\*", p) for p in parts
+            )
 
 
 def setup(app):

@@ -16,7 +16,7 @@ from markdown_it import MarkdownIt
 __all__ = ["convert", "tutorial_to_gallery"]
 
 _PARSER = MarkdownIt("commonmark").enable("table")
-_UNDERLINES = "=-~^\""
+_UNDERLINES = '=-~^"'
 _MATH_BLOCK = re.compile(r"\$\$(.+?)\$\$", re.DOTALL)
 _MATH_INLINE = re.compile(r"(?<![\\$])\$(?!\$)([^$\n]+?)\$")
 _SPECIAL = re.compile(r"([\\*`_|])")
@@ -69,9 +69,10 @@ class _Converter:
                 while depth:
                     depth += {kind: 1, close: -1}.get(tokens[j].type, 0)
                     j += 1
-                inner = tokens[i + 1:j - 1]
-                text = "".join(t.content or (" " if t.type.endswith("break") else "")
-                               for t in inner)
+                inner = tokens[i + 1 : j - 1]
+                text = "".join(
+                    t.content or (" " if t.type.endswith("break") else "") for t in inner
+                )
                 if kind == "strong_open":
                     parts.append((True, f"**{_escape(text)}**"))
                 elif kind == "em_open":
@@ -134,7 +135,7 @@ class _Converter:
                 while depth:
                     depth += {kind: 1, close: -1}.get(tokens[j].type, 0)
                     j += 1
-                emit(self.list_(tokens[i + 1:j - 1], ordered=kind.startswith("ordered")))
+                emit(self.list_(tokens[i + 1 : j - 1], ordered=kind.startswith("ordered")))
                 i = j
             elif kind == "table_open":
                 j = i
@@ -151,7 +152,7 @@ class _Converter:
                 while depth:
                     depth += {"blockquote_open": 1, "blockquote_close": -1}.get(tokens[j].type, 0)
                     j += 1
-                emit(["   " + line if line else "" for line in self.blocks(tokens[i + 1:j - 1])])
+                emit(["   " + line if line else "" for line in self.blocks(tokens[i + 1 : j - 1])])
                 i = j
             else:
                 i += 1
@@ -165,7 +166,7 @@ class _Converter:
                 while depth:
                     depth += {"list_item_open": 1, "list_item_close": -1}.get(tokens[j].type, 0)
                     j += 1
-                items.append(tokens[i + 1:j - 1])
+                items.append(tokens[i + 1 : j - 1])
                 i = j
             else:
                 i += 1
@@ -187,8 +188,9 @@ class _Converter:
             if tok.type == "tr_open":
                 row = []
             elif tok.type in ("th_open", "td_open"):
-                row.append(self.inline(tokens[k + 1].children) if tokens[k + 1].type == "inline"
-                           else "")
+                row.append(
+                    self.inline(tokens[k + 1].children) if tokens[k + 1].type == "inline" else ""
+                )
             elif tok.type == "tr_close":
                 rows.append(row)
             elif tok.type == "thead_close":
@@ -225,7 +227,7 @@ def tutorial_to_gallery(source, link_map=None):
     lines = source.split("\n")
     if lines and lines[0].startswith("# ---"):  # jupytext's header
         end = next(k for k in range(1, len(lines)) if lines[k].startswith("# ---"))
-        lines = lines[end + 1:]
+        lines = lines[end + 1 :]
     for line in lines:
         if line.startswith("# %%"):
             if kind is not None:
@@ -237,15 +239,16 @@ def tutorial_to_gallery(source, link_map=None):
         cells.append((kind, buf))
 
     def markdown_of(buf):
-        return "\n".join(line[2:] if line.startswith("# ") else line.lstrip("#")
-                         for line in buf).strip("\n")
+        return "\n".join(
+            line[2:] if line.startswith("# ") else line.lstrip("#") for line in buf
+        ).strip("\n")
 
     out = []
     first, *rest = cells
     if first[0] != "markdown":
         raise ValueError("a tutorial must start with a Markdown cell (its title)")
     doc = convert(markdown_of(first[1]), link_map)
-    out.append('r"""\n' + doc.replace('"""', r'\"\"\"') + '"""\n')
+    out.append('r"""\n' + doc.replace('"""', r"\"\"\"") + '"""\n')
     for kind, buf in rest:
         if kind == "markdown":
             out.append("# %%\n" + _comment(convert(markdown_of(buf), link_map).rstrip("\n")))

@@ -123,8 +123,13 @@ class Constants:
 #: The shipped constants per precision ("double": float64/complex128, "single").
 SHIPPED = {
     "double": Constants(),
-    "single": Constants(T_DEPTHWISE_TAP=0.95e-10, T_COMPILED_TAP=0.95e-11,
-                        T_COMPILED_SAMPLE=2.4e-10, T_MAC_SLAB=0.85e-11, T_SLAB_SAMPLE=2.0e-10),
+    "single": Constants(
+        T_DEPTHWISE_TAP=0.95e-10,
+        T_COMPILED_TAP=0.95e-11,
+        T_COMPILED_SAMPLE=2.4e-10,
+        T_MAC_SLAB=0.85e-11,
+        T_SLAB_SAMPLE=2.0e-10,
+    ),
 }
 
 
@@ -194,9 +199,17 @@ def _cpu():
                     flags = " ".join(sorted(value.split()))
     except OSError:  # not Linux
         if platform.system() == "Darwin":
-            model, flags = _sysctl("machdep.cpu.brand_string"), " ".join(
-                _sysctl(k) for k in ("machdep.cpu.features", "machdep.cpu.leaf7_features",
-                                     "hw.optional.arm64"))
+            model, flags = (
+                _sysctl("machdep.cpu.brand_string"),
+                " ".join(
+                    _sysctl(k)
+                    for k in (
+                        "machdep.cpu.features",
+                        "machdep.cpu.leaf7_features",
+                        "hw.optional.arm64",
+                    )
+                ),
+            )
     return model or platform.processor() or platform.machine(), flags
 
 
@@ -204,8 +217,9 @@ def _sysctl(name):
     import subprocess
 
     try:
-        return subprocess.run(["sysctl", "-n", name], capture_output=True, text=True,
-                              timeout=5, check=False).stdout.strip()
+        return subprocess.run(
+            ["sysctl", "-n", name], capture_output=True, text=True, timeout=5, check=False
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""
 
@@ -214,8 +228,11 @@ def _blas():
     try:
         import threadpoolctl
 
-        return sorted(f"{p.get('internal_api')} {p.get('version')} {p.get('architecture')}"
-                      for p in threadpoolctl.threadpool_info() if p.get("user_api") == "blas")
+        return sorted(
+            f"{p.get('internal_api')} {p.get('version')} {p.get('architecture')}"
+            for p in threadpoolctl.threadpool_info()
+            if p.get("user_api") == "blas"
+        )
     except Exception:  # noqa: BLE001 - threadpoolctl could not inspect the libraries
         return ["unknown"]
 
@@ -269,8 +286,9 @@ def _valid_entry(entry):
         return False
     losing = entry.get("losing", [])
     return isinstance(losing, list) and all(
-        isinstance(pair, list) and len(pair) == 2 and pair[0] in LOOPS
-        and isinstance(pair[1], str) for pair in losing)
+        isinstance(pair, list) and len(pair) == 2 and pair[0] in LOOPS and isinstance(pair[1], str)
+        for pair in losing
+    )
 
 
 def _read(path, threads=None, *, warn=True):
@@ -289,26 +307,39 @@ def _read(path, threads=None, *, warn=True):
         except ValueError as err:
             reason = f"it is not valid JSON ({err})"
         else:
-            if not (isinstance(data, dict) and data.get("format") == FORMAT
-                    and data.get("version") == VERSION):
+            if not (
+                isinstance(data, dict)
+                and data.get("format") == FORMAT
+                and data.get("version") == VERSION
+            ):
                 reason = f"it is not a version-{VERSION} specconv calibration file"
             elif threads is not None and data.get("key") != machine_key(threads):
                 reason = "it was measured on another machine or software version"
-            elif not (isinstance(data.get("entries"), dict) and all(
-                    p in PRECISIONS and _valid_entry(e) for p, e in data["entries"].items())):
+            elif not (
+                isinstance(data.get("entries"), dict)
+                and all(p in PRECISIONS and _valid_entry(e) for p, e in data["entries"].items())
+            ):
                 reason = "it holds values that are not positive, finite constants"
             else:
                 return dict(data["entries"])
     if warn:
-        warnings.warn(f"Ignoring the calibration file {path}: {reason}. It will be measured "
-                      f"again and rewritten.", RuntimeWarning, stacklevel=5)
+        warnings.warn(
+            f"Ignoring the calibration file {path}: {reason}. It will be measured "
+            f"again and rewritten.",
+            RuntimeWarning,
+            stacklevel=5,
+        )
     return {}
 
 
 def _write(path, threads, entries):
     """Write ``entries`` to ``path`` atomically (a temporary file renamed into place)."""
-    payload = {"format": FORMAT, "version": VERSION, "key": machine_key(threads),
-               "entries": entries}
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "key": machine_key(threads),
+        "entries": entries,
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".calibration-", suffix=".tmp")
     try:

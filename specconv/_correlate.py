@@ -32,8 +32,9 @@ def _map_parts(fn, flat):
     if parts < 2:
         return [fn(flat)]
     bounds = [len(flat) * k // parts for k in range(parts + 1)]
-    return _workers.run_parallel([functools.partial(fn, flat[a:b])
-                                 for a, b in zip(bounds, bounds[1:])])
+    return _workers.run_parallel(
+        [functools.partial(fn, flat[a:b]) for a, b in zip(bounds, bounds[1:])]
+    )
 
 
 def has_nonfinite(x):
@@ -115,8 +116,15 @@ class SpectraCache:
             digest = digest or weight_digest(weight)
             make, shape_key = (lambda: weight), (weight.shape, weight.dtype.str)
         key = (
-            digest, shape_key, geom.groups, geom.kernel, geom.dilation,
-            geom.is_complex, tiling.fft_shape, np.dtype(dtype).str, _engine.uses_matmul(geom),
+            digest,
+            shape_key,
+            geom.groups,
+            geom.kernel,
+            geom.dilation,
+            geom.is_complex,
+            tiling.fft_shape,
+            np.dtype(dtype).str,
+            _engine.uses_matmul(geom),
             _engine.compiled_product(geom, dtype),
         )
         with self._lock:
@@ -169,8 +177,20 @@ def choose(geom, pads, method, itemsize, workers, **planning):
     return _polyphase.choose_strided(geom, pads, method, itemsize, workers, **planning)
 
 
-def correlate(x, weight, geom, pads, dtype, *, method, nan_policy, cache=None, choice=None,
-              digest=None, out=None):
+def correlate(
+    x,
+    weight,
+    geom,
+    pads,
+    dtype,
+    *,
+    method,
+    nan_policy,
+    cache=None,
+    choice=None,
+    digest=None,
+    out=None,
+):
     """Valid correlation of the zero-padded ``x`` (B, C_in, *spatial) with ``weight``.
 
     ``pads`` are (before, after) zeros per spatial axis; ``choice`` a precomputed
@@ -195,8 +215,9 @@ def correlate(x, weight, geom, pads, dtype, *, method, nan_policy, cache=None, c
         else:
             cache = cache or SHARED_SPECTRA
             spectra = cache.get(weight, geom, choice.tiling, dtype, digest)
-            y = _engine.correlate_fft(x, pads, spectra, geom, choice.tiling, dtype,
-                                      fft.get_num_threads(), out)
+            y = _engine.correlate_fft(
+                x, pads, spectra, geom, choice.tiling, dtype, fft.get_num_threads(), out
+            )
     if bad is not None:
         y[nonfinite_outputs(bad, pads, geom)] = math.nan
     return y
@@ -207,12 +228,14 @@ def run_plan(plan, x, weight, dtype, cache=None, digest=None, out=None):
     :mod:`specconv._polyphase`): ``weight`` is the layer's forward correlation taps."""
     cache = cache or SHARED_SPECTRA
     digest = plan.digest(weight, digest or weight_digest(weight))
-    spectra = cache.get(functools.partial(plan.weight, weight), plan.geom, plan.tiling, dtype,
-                        digest)
+    spectra = cache.get(
+        functools.partial(plan.weight, weight), plan.geom, plan.tiling, dtype, digest
+    )
     workers = fft.get_num_threads()
     if not plan.transposed:
-        return _engine.correlate_fft(plan.phase_input(x), plan.pads, spectra, plan.geom,
-                                     plan.tiling, dtype, workers, out)
+        return _engine.correlate_fft(
+            plan.phase_input(x), plan.pads, spectra, plan.geom, plan.tiling, dtype, workers, out
+        )
     y, phases = plan.output(x.shape[0], dtype)
     _engine.correlate_fft(x, plan.pads, spectra, plan.geom, plan.tiling, dtype, workers, phases)
     if out is not None:
@@ -221,8 +244,9 @@ def run_plan(plan, x, weight, dtype, cache=None, digest=None, out=None):
     return y
 
 
-def correlate_transposed(x, weight, plan, geom, pads, stride, dtype, *, nan_policy, cache=None,
-                         digest=None):
+def correlate_transposed(
+    x, weight, plan, geom, pads, stride, dtype, *, nan_policy, cache=None, digest=None
+):
     """A strided transposed layer by its output phases' layer (``plan``, from
     :func:`~specconv._polyphase.transposed_plan`; None: no tap reaches the output).
 
@@ -237,8 +261,9 @@ def correlate_transposed(x, weight, plan, geom, pads, stride, dtype, *, nan_poli
         with np.errstate(invalid="ignore"):  # as in correlate: a NaN tap's channel is NaN
             y = run_plan(plan, x, weight, dtype, cache, digest)
     if bad is not None:
-        stuffed = np.zeros(bad.shape[:2] + tuple(p - a - b for p, (a, b) in
-                                                 zip(geom.padded, pads)), bool)
+        stuffed = np.zeros(
+            bad.shape[:2] + tuple(p - a - b for p, (a, b) in zip(geom.padded, pads)), bool
+        )
         stuffed[(Ellipsis,) + tuple(slice(None, None, s) for s in stride)] = bad
         y[nonfinite_outputs(stuffed, pads, geom)] = math.nan
     return y

@@ -115,16 +115,26 @@ def direct_cost(geom, itemsize=8, workers=2, constants=None):
         return numpy_depthwise_cost(geom, c)
     if _direct.uses_slabs(geom):
         return slab_cost(geom, itemsize, workers, c)
-    return geom.batch * P * (geom.in_channels * c.T_COPY
-                             + geom.out_channels * ci * c.T_MAC_DIRECT * cx * cx)  # one GEMM
+    return (
+        geom.batch
+        * P
+        * (geom.in_channels * c.T_COPY + geom.out_channels * ci * c.T_MAC_DIRECT * cx * cx)
+    )  # one GEMM
 
 
 def compiled_depthwise_cost(geom, workers, c):
     """Model seconds of a depthwise layer in the compiled loops."""
     images = geom.batch * geom.groups  # shared by the workers; the constants are for two
     per_sample = math.prod(geom.kernel) * c.T_COMPILED_TAP + c.T_COMPILED_SAMPLE
-    return (geom.batch * geom.out_channels * math.prod(geom.out_shape) * per_sample
-            * 2 * -(-images // workers) / images)
+    return (
+        geom.batch
+        * geom.out_channels
+        * math.prod(geom.out_shape)
+        * per_sample
+        * 2
+        * -(-images // workers)
+        / images
+    )
 
 
 def numpy_depthwise_cost(geom, c):
@@ -132,9 +142,12 @@ def numpy_depthwise_cost(geom, c):
     cx = 2 if geom.is_complex else 1
     grid = ((geom.out_shape[0] - 1) * geom.stride[0] + 1) * math.prod(geom.padded[1:])
     copies = geom.in_channels * math.prod(geom.padded) + geom.out_channels * math.prod(
-        geom.out_shape)
-    return geom.batch * (math.prod(geom.kernel) * geom.out_channels * grid * c.T_DEPTHWISE_TAP
-                         * cx + copies * c.T_COPY)
+        geom.out_shape
+    )
+    return geom.batch * (
+        math.prod(geom.kernel) * geom.out_channels * grid * c.T_DEPTHWISE_TAP * cx
+        + copies * c.T_COPY
+    )
 
 
 def slab_work(geom, itemsize, workers):
@@ -186,8 +199,10 @@ def _axis_candidates(span, stride, padded, ndim):
     lengths = [n for n in lengths if n % stride == 0] or lengths
     whole = next((n for n in lengths if n >= padded), None)
     if whole is None:  # the public functions refuse such lengths first (_validate.MAX_LENGTH)
-        raise ValueError(f"No FFT length specconv plans covers an axis of {padded} samples "
-                         f"(kernel span {span}, stride {stride}).")
+        raise ValueError(
+            f"No FFT length specconv plans covers an axis of {padded} samples "
+            f"(kernel span {span}, stride {stride})."
+        )
     lengths = [n for n in lengths if n <= whole]
     count = CANDIDATES_PER_AXIS.get(ndim, 6)
     if len(lengths) > count:  # thin out geometrically, keep both ends
@@ -308,8 +323,15 @@ def chunked_cost(geom, tiling, seconds, itemsize, workers, constants=None):
     return seconds * max(1.0, imbalance) + passes * c.T_SPECTRA_PASS
 
 
-def fft_cost(geom, fft_shape, spectra_cached=False, itemsize=8, spectra_budget=None,
-             workers=None, constants=None):
+def fft_cost(
+    geom,
+    fft_shape,
+    spectra_cached=False,
+    itemsize=8,
+    spectra_budget=None,
+    workers=None,
+    constants=None,
+):
     """Model seconds of the overlap-save path with tiles of ``fft_shape``.
 
     inf if the kernel spectra (of result ``itemsize``) exceed ``spectra_budget`` bytes
@@ -332,17 +354,22 @@ def fft_cost(geom, fft_shape, spectra_cached=False, itemsize=8, spectra_budget=N
 
     def transform(shape):
         n = math.prod(shape)
-        stages = math.log2(max(n, 2)) + c.STRIDED_PASS * sum(
-            not one_codelet(m) for m in shape[:-1])
+        stages = math.log2(max(n, 2)) + c.STRIDED_PASS * sum(not one_codelet(m) for m in shape[:-1])
         return c.T_FFT * cx * n * stages + c.T_COPY * n
 
     if compiled_product(geom, dtype_of(itemsize, geom.is_complex)):
         t_cmac = c.T_CMAC_COMPILED
     else:
         t_cmac = c.T_CMAC_MATMUL if uses_matmul(geom) else c.T_CMAC_ELEMENTWISE
-    seconds = T * geom.batch * (
-        geom.in_channels * transform(fft_shape) + geom.out_channels * transform(out_len)
-        + G * co * ci * F * t_cmac + geom.out_channels * F * _fold_passes(geom, fft_shape) * c.T_FOLD
+    seconds = (
+        T
+        * geom.batch
+        * (
+            geom.in_channels * transform(fft_shape)
+            + geom.out_channels * transform(out_len)
+            + G * co * ci * F * t_cmac
+            + geom.out_channels * F * _fold_passes(geom, fft_shape) * c.T_FOLD
+        )
     )
     if not spectra_cached:
         seconds += G * co * ci * transform(fft_shape)
@@ -359,8 +386,9 @@ def _fold_passes(geom, fft_shape):
     return sum(folded)
 
 
-def choose(geom, method, itemsize, workers, spectra_cached=False, spectra_budget=None,
-           constants=None):
+def choose(
+    geom, method, itemsize, workers, spectra_cached=False, spectra_budget=None, constants=None
+):
     """Pick the method (for ``method="auto"``) and, for FFTs, the tiling (memoised).
 
     ``spectra_cached=True`` leaves the one-off kernel spectra out of the cost, for a layer

@@ -59,8 +59,7 @@ def _tap_offsets(kernel, dilation, shape):
     """Flat offset of every tap of ``kernel`` (in C order; its axes are the leading axes of
     ``shape``) within a C-contiguous image of ``shape``."""
     row = [math.prod(shape[a + 1 :]) for a in range(len(shape))]
-    return [sum(k * dl * r for k, dl, r in zip(tap, dilation, row))
-            for tap in np.ndindex(*kernel)]
+    return [sum(k * dl * r for k, dl, r in zip(tap, dilation, row)) for tap in np.ndindex(*kernel)]
 
 
 def zero_pad(x, pads):
@@ -134,7 +133,10 @@ def phases(geom):
     for combo in itertools.product(*per_axis):
         offsets, taps, spacing, padded = zip(*combo)
         part = dataclasses.replace(
-            geom, kernel=tuple(map(len, taps)), dilation=spacing, stride=(1,) * geom.ndim,
+            geom,
+            kernel=tuple(map(len, taps)),
+            dilation=spacing,
+            stride=(1,) * geom.ndim,
             padded=padded,
         )
         layers.append((offsets, taps, part))
@@ -164,8 +166,12 @@ def _polyphase(x, pads, weight, geom, dtype, workers):
             part_pads.append((before, need - before - count))
         if all(a + b < need for (a, b), need in zip(part_pads, part.padded)):  # reads x
             out += correlate_direct(
-                x[(Ellipsis,) + tuple(window)], tuple(part_pads),
-                weight[(slice(None), slice(None)) + np.ix_(*taps)], part, dtype, workers,
+                x[(Ellipsis,) + tuple(window)],
+                tuple(part_pads),
+                weight[(slice(None), slice(None)) + np.ix_(*taps)],
+                part,
+                dtype,
+                workers,
             )
     return out
 
@@ -193,7 +199,8 @@ def _pointwise(x, pads, weight, geom, dtype, workers):
     def share(k):
         r0, r1 = bounds[k], bounds[k + 1]
         window = (slice(r0 * stride[0], (r1 - 1) * stride[0] + 1, stride[0]),) + tuple(
-            slice(0, (m - 1) * s + 1, s) for m, s in zip(n[1:], stride[1:]))
+            slice(0, (m - 1) * s + 1, s) for m, s in zip(n[1:], stride[1:])
+        )
         xs = xp[(Ellipsis,) + window].reshape(B, G, ci, -1)
         np.matmul(wg, xs, out=flat[..., r0 * row : r1 * row])
 
@@ -252,8 +259,7 @@ def _slabs(x, pads, weight, geom, dtype, workers):
     w = weight.astype(dtype, copy=False).reshape((G, co, ci, len(outer), kw))
     w = np.ascontiguousarray(w.transpose(0, 3, 1, 4, 2)).reshape(G, len(outer), co, kw * ci)
     slabs = [(b, r) for b in range(B) for r in range(0, n_out[0], rows)]
-    units = [(g, slabs[i : i + per_unit]) for g in range(G)
-             for i in range(0, len(slabs), per_unit)]
+    units = [(g, slabs[i : i + per_unit]) for g in range(G) for i in range(0, len(slabs), per_unit)]
     halo = max(outer)
     # few output channels make short GEMMs, slow per multiply-add: one GEMM of all outer taps
     # is faster, where it computes few extra (halo) columns
@@ -281,8 +287,9 @@ def _slabs(x, pads, weight, geom, dtype, workers):
                     continue
                 target[:, : first - lo] = 0
                 target[:, stop - lo :] = 0
-                target[(slice(None), slice(first - lo, stop - lo)) + inner] = \
-                    x[b, g * ci : (g + 1) * ci, first:stop]
+                target[(slice(None), slice(first - lo, stop - lo)) + inner] = x[
+                    b, g * ci : (g + 1) * ci, first:stop
+                ]
             last_rows = min(rows, n_out[0] - members[-1][1])
             used = (len(members) - 1) * slab + last_rows * row
             for s in range(0, used, columns):
@@ -303,8 +310,9 @@ def _slabs(x, pads, weight, geom, dtype, workers):
             grid = acc.reshape((co, per_unit) + slab_shape)
             for j, (b, r) in enumerate(members):
                 valid = min(rows, n_out[0] - r)
-                out[(b, slice(g * co, (g + 1) * co), slice(r, r + valid)) + crop] = \
-                    grid[(slice(None), j, slice(0, valid)) + crop]
+                out[(b, slice(g * co, (g + 1) * co), slice(r, r + valid)) + crop] = grid[
+                    (slice(None), j, slice(0, valid)) + crop
+                ]
 
     with _blas.limit(1):
         run_parallel([lambda k=k: share(k) for k in range(min(workers, len(units)))])
@@ -358,7 +366,7 @@ def _depthwise_numpy(x, pads, weight, geom, dtype, workers):
             flat, a, t = buf[:n].reshape(n, -1), acc[:n], tmp[:n]
             scale = taps[np.arange(r0, r1) % G]  # (n, m, taps)
             for j in range(m):
-                np.multiply(flat[:, : length], scale[:, j, 0, np.newaxis], out=a)
+                np.multiply(flat[:, :length], scale[:, j, 0, np.newaxis], out=a)
                 for i, off in enumerate(offsets[1:], 1):
                     np.multiply(flat[:, off : off + length], scale[:, j, i, np.newaxis], out=t)
                     a += t
@@ -408,8 +416,19 @@ def _depthwise_compiled(x, pads, weight, geom, dtype, workers):
 
     def share(k):
         a, b = bounds[k], bounds[k + 1]
-        _compiled.loops.depthwise(images[a:b], out_images[a:b], w, taps, rows, lines,
-                                  images.itemsize, a, G, math.prod(padded), n_out[-1])
+        _compiled.loops.depthwise(
+            images[a:b],
+            out_images[a:b],
+            w,
+            taps,
+            rows,
+            lines,
+            images.itemsize,
+            a,
+            G,
+            math.prod(padded),
+            n_out[-1],
+        )
 
     run_parallel([lambda k=k: share(k) for k in range(workers)])
     return out

@@ -61,14 +61,10 @@ class Tiling:
         """Tiles of ``fft_shape``; chunks of ``chunk`` tiles (first axis), ``batch_block``
         signals and ``group_block`` groups (defaults: everything in one chunk), each shared
         by ``team`` workers (``chunk`` is rounded up to a multiple)."""
-        step = tuple(
-            (n - e + 1) // s * s for n, e, s in zip(fft_shape, geom.span, geom.stride)
-        )
+        step = tuple((n - e + 1) // s * s for n, e, s in zip(fft_shape, geom.span, geom.stride))
         if min(step) < 1:
             raise ValueError(f"fft_shape {fft_shape} is too short for the kernel span {geom.span}.")
-        tiles = tuple(
-            -(-n // (st // s)) for n, st, s in zip(geom.out_shape, step, geom.stride)
-        )
+        tiles = tuple(-(-n // (st // s)) for n, st, s in zip(geom.out_shape, step, geom.stride))
         if chunk is None:
             chunk = tiles[0]
         n_chunks = -(-tiles[0] // chunk)
@@ -83,7 +79,13 @@ class Tiling:
         n_blocks = geom.batch // batch_block * (geom.groups // group_block)
         share = -(-tiles[0] // (n_chunks * team))
         return Tiling(
-            tuple(fft_shape), step, tiles, share * team, batch_block, group_block, n_blocks,
+            tuple(fft_shape),
+            step,
+            tiles,
+            share * team,
+            batch_block,
+            group_block,
+            n_blocks,
             team,
         )
 
@@ -96,7 +98,9 @@ class Tiling:
         """The geometry of one chunk's (batch block, group block)."""
         G = geom.groups
         return dataclasses.replace(
-            geom, batch=self.batch_block, groups=self.group_block,
+            geom,
+            batch=self.batch_block,
+            groups=self.group_block,
             in_channels=geom.in_channels // G * self.group_block,
             out_channels=geom.out_channels // G * self.group_block,
         )
@@ -216,8 +220,11 @@ def kernel_spectra(weight, geom, tiling, dtype):
     # Correlation with w is convolution with the flipped, dilated kernel, placed so that the
     # valid outputs of a tile start at its first sample (subsampling by the stride then starts
     # in phase, as spectral folding needs): tap k lands at -k·dilation modulo the tile.
-    pieces = list(itertools.product(*[
-        _wrapped_taps(k, dl, n) for k, dl, n in zip(geom.kernel, geom.dilation, L)]))
+    pieces = list(
+        itertools.product(
+            *[_wrapped_taps(k, dl, n) for k, dl, n in zip(geom.kernel, geom.dilation, L)]
+        )
+    )
     axes = tuple(range(2, 2 + d))
     transform = scipy.fft.fftn if geom.is_complex else scipy.fft.rfftn
     co_rows, ci_rows = spectra_block(geom, L, np.dtype(cdtype).itemsize)
@@ -229,7 +236,8 @@ def kernel_spectra(weight, geom, tiling, dtype):
         taps = np.multiply(wg[g, j0:j1, i0:i1], scale, dtype=eff.dtype)  # result precision
         for piece in pieces:
             eff[(Ellipsis,) + tuple(dst for dst, _ in piece)] = taps[
-                (Ellipsis,) + tuple(src for _, src in piece)]
+                (Ellipsis,) + tuple(src for _, src in piece)
+            ]
         # once per layer and tile shape: pocketfft needs no planning for it
         spec = transform(eff, axes=axes, workers=fft.get_num_threads())
         spec = spec.reshape(j1 - j0, i1 - i0, n_freq)
@@ -270,14 +278,23 @@ class _ChunkWorker:
         )
         axes = tuple(range(3 + d, 3 + 2 * d))
         lead_in, lead_out = (B, G, ci) + tiles, (B, G, co) + tiles
-        self.forward = plans.enter_context(fft.borrow(
-            lead_in + tiling.fft_shape, dtype, lead_in + freq, cdtype, axes, threads=threads
-        ))
+        self.forward = plans.enter_context(
+            fft.borrow(
+                lead_in + tiling.fft_shape, dtype, lead_in + freq, cdtype, axes, threads=threads
+            )
+        )
         zfreq = spectral_shape(out_len, geom.is_complex)
-        self.inverse = plans.enter_context(fft.borrow(
-            lead_out + zfreq, cdtype, lead_out + out_len, dtype, axes, inverse=True,
-            threads=threads,
-        ))
+        self.inverse = plans.enter_context(
+            fft.borrow(
+                lead_out + zfreq,
+                cdtype,
+                lead_out + out_len,
+                dtype,
+                axes,
+                inverse=True,
+                threads=threads,
+            )
+        )
         self.xin, self.xspec = self.forward.input_array, self.forward.output_array
         self.zspec, self.yout = self.inverse.input_array, self.inverse.output_array
         # without folding, the product writes straight into the inverse transform's input
@@ -330,9 +347,20 @@ class _ChunkWorker:
         """
         if self.compiled:  # every member's tiles are columns of one call
             B, G, ci, T, F = self.xflat.shape
-            _compiled.loops.product([m.xflat for m in members], [m.yflat for m in members],
-                                    spectra, self.xflat.itemsize // 2, B, G, ci,
-                                    self.yflat.shape[2], T, F, f_lo, f_hi)
+            _compiled.loops.product(
+                [m.xflat for m in members],
+                [m.yflat for m in members],
+                spectra,
+                self.xflat.itemsize // 2,
+                B,
+                G,
+                ci,
+                self.yflat.shape[2],
+                T,
+                F,
+                f_lo,
+                f_hi,
+            )
             return
         fb, G, B, T, ci = self.xblock.shape
         co = self.yblock.shape[-1]
@@ -341,16 +369,20 @@ class _ChunkWorker:
             n = min(fb, f_hi - f0)
             xb, yb = self.xblock[:n], self.yblock[:n]
             for j, m in enumerate(members):
-                np.copyto(xb[:, :, :, j * t : (j + 1) * t],
-                          m.xflat[..., f0 : f0 + n].transpose(4, 1, 0, 3, 2))
+                np.copyto(
+                    xb[:, :, :, j * t : (j + 1) * t],
+                    m.xflat[..., f0 : f0 + n].transpose(4, 1, 0, 3, 2),
+                )
             np.matmul(
                 xb.reshape(n, G, B * T, ci),
                 spectra[f0 : f0 + n],
                 out=yb.reshape(n, G, B * T, co),
             )
             for j, m in enumerate(members):
-                np.copyto(m.yflat[..., f0 : f0 + n],
-                          yb[:, :, :, j * t : (j + 1) * t].transpose(2, 1, 4, 3, 0))
+                np.copyto(
+                    m.yflat[..., f0 : f0 + n],
+                    yb[:, :, :, j * t : (j + 1) * t].transpose(2, 1, 4, 3, 0),
+                )
 
     def _elementwise(self, spectra):
         G, co, ci, F = spectra.shape
@@ -400,7 +432,9 @@ def _fold(spec, geom, tiling, folded):
                 folded_spec[..., : top - lo + 1] += spec[..., lo : top + 1]
             if hi > half:
                 first = max(lo, half + 1)
-                folded_spec[..., first - lo :] += mirror[..., L - hi : L - first + 1][..., ::-1].conj()
+                folded_spec[..., first - lo :] += mirror[..., L - hi : L - first + 1][
+                    ..., ::-1
+                ].conj()
         spec = folded_spec
     return spec
 
@@ -457,25 +491,24 @@ def _scatter(valid, out, t0, geom, tiling):
         full_end = min(first[a] + chunk_tiles[a], n[a] // step[a])
         axis_parts = []
         if full_end > first[a]:
-            axis_parts.append((slice(0, full_end - first[a]), step[a], first[a] * step[a], full_end - first[a]))
+            axis_parts.append(
+                (slice(0, full_end - first[a]), step[a], first[a] * step[a], full_end - first[a])
+            )
         cut = n[a] - full_end * step[a]
         if full_end < first[a] + chunk_tiles[a] and cut > 0:
             i = full_end - first[a]
             axis_parts.append((slice(i, i + 1), cut, full_end * step[a], 1))
         parts.append(axis_parts)
     for combo in itertools.product(*parts):
-        src = valid[
-            (Ellipsis,)
-            + tuple(p[0] for p in combo)
-            + tuple(slice(0, p[1]) for p in combo)
-        ]
+        src = valid[(Ellipsis,) + tuple(p[0] for p in combo) + tuple(slice(0, p[1]) for p in combo)]
         # interleave (tiles_a, samples_a) so it matches the output's axis order
         perm = tuple(range(lead)) + tuple(i for a in range(d) for i in (lead + a, lead + d + a))
         src = src.transpose(perm)
         dst = out[(Ellipsis,) + tuple(slice(p[2], p[2] + p[3] * p[1]) for p in combo)]
         shape = dst.shape[:lead] + tuple(v for p in combo for v in (p[3], p[1]))
         strides = dst.strides[:lead] + tuple(
-            v for a, p in enumerate(combo)
+            v
+            for a, p in enumerate(combo)
             for v in (p[1] * dst.strides[lead + a], dst.strides[lead + a])
         )
         np.copyto(np.lib.stride_tricks.as_strided(dst, shape, strides), src, casting="same_kind")
@@ -510,10 +543,12 @@ def correlate_fft(x, pads, spectra, geom, tiling, dtype, workers, out=None):
     matmul = uses_matmul(geom)
     layout_by_frequency = matmul and not compiled_product(geom, dtype)
     # a block's groups: one axis of a split view, a run of channels otherwise
-    x_groups = (lambda g0: slice(g0, g0 + gb)) if split_in else (
-        lambda g0: slice(g0 * ci, (g0 + gb) * ci))
-    out_groups = (lambda g0: slice(g0, g0 + gb)) if split else (
-        lambda g0: slice(g0 * co, (g0 + gb) * co))
+    x_groups = (
+        (lambda g0: slice(g0, g0 + gb)) if split_in else (lambda g0: slice(g0 * ci, (g0 + gb) * ci))
+    )
+    out_groups = (
+        (lambda g0: slice(g0, g0 + gb)) if split else (lambda g0: slice(g0 * co, (g0 + gb) * co))
+    )
     units = [
         (
             x[b0 : b0 + bb, x_groups(g0)],
@@ -544,8 +579,7 @@ def _solo_shares(units, block, pads, tiling, dtype, workers):
     threads = max(1, workers // n_workers)
 
     def shares(plans):
-        pool = [_ChunkWorker(block, pads, tiling, dtype, threads, plans)
-                for _ in range(n_workers)]
+        pool = [_ChunkWorker(block, pads, tiling, dtype, threads, plans) for _ in range(n_workers)]
 
         def run_share(k):
             for unit in units[k::n_workers]:

@@ -24,6 +24,7 @@ from ._geometry import Geometry
 
 logger = logging.getLogger("specconv")
 
+
 def _seconds(fn, repeat=3):
     """Median seconds of ``fn()`` after one warm-up call (which plans, allocates, caches)."""
     t0 = time.perf_counter()
@@ -66,8 +67,7 @@ def measure(prec, threads):
 
     # a batch of real transforms, as the engine's tiles (a chunk larger than the caches)
     L, howmany = 2048, 1024
-    with fft.borrow((howmany, L), real, (howmany, L // 2 + 1), cplx, (1,),
-                    threads=threads) as plan:
+    with fft.borrow((howmany, L), real, (howmany, L // 2 + 1), cplx, (1,), threads=threads) as plan:
         plan.input_array[:] = rng.standard_normal(plan.input_array.shape)
         t = timings["fft"] = _seconds(plan.execute)
     got["T_FFT"] = t / (howmany * L * math.log2(L))
@@ -104,7 +104,8 @@ def measure(prec, threads):
     xt = rng.standard_normal((1, 32, 20_000)).astype(real)
     geom = Geometry(1, 32, 32, 1, (1,), (1,), (1,), (20_000,), False)
     t = timings["pointwise"] = _seconds(
-        lambda: _direct._pointwise(xt, ((0, 0),), w, geom, real, threads))
+        lambda: _direct._pointwise(xt, ((0, 0),), w, geom, real, threads)
+    )
     got["T_MAC_DIRECT"] = t / (32 * 32 * 20_000)
 
     # depthwise layers: the numpy loops (7 x 7), the compiled ones (1 x 1 and 7 x 7)
@@ -120,17 +121,20 @@ def measure(prec, threads):
     geom, t = depthwise(7, _direct._depthwise_numpy)
     timings["depthwise numpy 7x7"] = t
     tap = _costmodel.numpy_depthwise_cost(geom, dataclasses.replace(zero, T_DEPTHWISE_TAP=1.0))
-    got["T_DEPTHWISE_TAP"] = max(t - _costmodel.numpy_depthwise_cost(geom, with_copies),
-                                 t / 2) / tap
+    got["T_DEPTHWISE_TAP"] = (
+        max(t - _costmodel.numpy_depthwise_cost(geom, with_copies), t / 2) / tap
+    )
     if _compiled.loops is not None:
         geom1, t1 = depthwise(1, _direct._depthwise_compiled)
         geom7, t7 = depthwise(7, _direct._depthwise_compiled)
         timings["depthwise compiled 1x1"], timings["depthwise compiled 7x7"] = t1, t7
         names = ("T_COMPILED_TAP", "T_COMPILED_SAMPLE")
-        a1 = _coefficients(lambda c: _costmodel.compiled_depthwise_cost(geom1, threads, c),
-                           names, zero)
-        a7 = _coefficients(lambda c: _costmodel.compiled_depthwise_cost(geom7, threads, c),
-                           names, zero)
+        a1 = _coefficients(
+            lambda c: _costmodel.compiled_depthwise_cost(geom1, threads, c), names, zero
+        )
+        a7 = _coefficients(
+            lambda c: _costmodel.compiled_depthwise_cost(geom7, threads, c), names, zero
+        )
         got["T_COMPILED_SAMPLE"] = t1 / (a1[1] + a1[0])
         got["T_COMPILED_TAP"] = max(t7 - a7[1] * got["T_COMPILED_SAMPLE"], t7 / 4) / a7[0]
         if t7 > t:
@@ -159,12 +163,16 @@ def _compiled_over_blas(rng, cplx, timings, B=4, T=8, c=64, fft_shape=(12, 36)):
     kernel spectra laid out for each), one thread."""
 
     F = math.prod(_engine.spectral_shape(fft_shape, False))
-    x = (rng.standard_normal((B, 1, c, T, F)) + 1j * rng.standard_normal((B, 1, c, T, F)))
+    x = rng.standard_normal((B, 1, c, T, F)) + 1j * rng.standard_normal((B, 1, c, T, F))
     x = x.astype(cplx)
     block = min(_engine.FREQ_BLOCK, F)
-    chunk = SimpleNamespace(xflat=x, yflat=np.empty_like(x), compiled=True,
-                            xblock=np.empty((block, 1, B, T, c), cplx),
-                            yblock=np.empty((block, 1, B, T, c), cplx))
+    chunk = SimpleNamespace(
+        xflat=x,
+        yflat=np.empty_like(x),
+        compiled=True,
+        xblock=np.empty((block, 1, B, T, c), cplx),
+        yblock=np.empty((block, 1, B, T, c), cplx),
+    )
     lanes = _engine.product_lanes(cplx.itemsize)
     blocks = -(-F // lanes)
     laid_out = rng.standard_normal((1, blocks, c, c, lanes)).astype(cplx)
@@ -182,20 +190,25 @@ def _fit_slabs(rng, real, threads, zero, got, timings):
     dominated by one term (multiply-adds, copies, calls), fitted through the model itself."""
     import scipy.optimize
 
-
     names = ("T_MAC_SLAB", "T_SLAB_SAMPLE", "T_CALL")
     rows, seconds = [], []
     for batch, channels, groups, size in ((2, 64, 1, 64), (2, 64, 16, 64), (64, 8, 1, 6)):
-        geom = Geometry(batch, channels, channels, groups, (3, 3), (1, 1), (1, 1),
-                        (size + 2,) * 2, False)
+        geom = Geometry(
+            batch, channels, channels, groups, (3, 3), (1, 1), (1, 1), (size + 2,) * 2, False
+        )
         x = rng.standard_normal((batch, channels, size, size)).astype(real)
         w = rng.standard_normal((channels, channels // groups, 3, 3)).astype(real)
-        t = _seconds(lambda x=x, w=w, geom=geom: _direct._slabs(x, ((1, 1),) * 2, w, geom, real,
-                                                                 threads))
+        t = _seconds(
+            lambda x=x, w=w, geom=geom: _direct._slabs(x, ((1, 1),) * 2, w, geom, real, threads)
+        )
         timings[f"slabs {batch}x{channels}x{size}^2 groups {groups}"] = t
-        rows.append(_coefficients(
-            lambda c, geom=geom: _costmodel.slab_cost(geom, real.itemsize, threads, c), names,
-            zero))
+        rows.append(
+            _coefficients(
+                lambda c, geom=geom: _costmodel.slab_cost(geom, real.itemsize, threads, c),
+                names,
+                zero,
+            )
+        )
         seconds.append(t)
     # relative errors count alike: each row scaled by its time
     A = np.array(rows) / np.array(seconds)[:, None]

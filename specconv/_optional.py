@@ -51,7 +51,7 @@ def soft_import(name, extra, *, purpose=None):
         why = f" for {purpose}" if purpose else ""
         raise ImportError(
             f"The optional dependency {name!r} is needed{why} but could not be imported "
-            f"({err}). Install it with: pip install \"specconv[{extra}]\""
+            f'({err}). Install it with: pip install "specconv[{extra}]"'
         ) from err
 
 

@@ -80,9 +80,12 @@ def transposed_axis(K, dilation, stride, before):
     spaced so that the phase layer can write straight into the interleaved output; with
     fewer than ``stride / g`` taps some of them hold no tap (and compute zeros).
     """
-    entries = [(r, k, (r + k * dilation - before) // stride)
-               for r in range(stride) for k in range(K)
-               if (r + k * dilation - before) % stride == 0]
+    entries = [
+        (r, k, (r + k * dilation - before) // stride)
+        for r in range(stride)
+        for k in range(K)
+        if (r + k * dilation - before) % stride == 0
+    ]
     g = math.gcd(dilation, stride)
     return AxisPhases.make(stride, entries, tuple(range(before % g, stride, g)))
 
@@ -175,13 +178,18 @@ class Plan:
             xg = x.reshape((B, self.geom.groups, C // self.geom.groups) + x.shape[2:])
             first = tuple(a.phases[0] for a in self.axes)
             rows = xg.strides[3:]
-            spacing = tuple(a.phases[1] - a.phases[0] if len(a.phases) > 1 else 1
-                            for a in self.axes)
+            spacing = tuple(
+                a.phases[1] - a.phases[0] if len(a.phases) > 1 else 1 for a in self.axes
+            )
             return np.lib.stride_tricks.as_strided(
                 xg[(Ellipsis,) + first],
-                xg.shape[:2] + tuple(len(a.phases) for a in self.axes) + xg.shape[2:3]
+                xg.shape[:2]
+                + tuple(len(a.phases) for a in self.axes)
+                + xg.shape[2:3]
                 + self.lengths,
-                xg.strides[:2] + tuple(g * r for g, r in zip(spacing, rows)) + xg.strides[2:3]
+                xg.strides[:2]
+                + tuple(g * r for g, r in zip(spacing, rows))
+                + xg.strides[2:3]
                 + tuple(s * r for s, r in zip(self.stride, rows)),
                 writeable=False,
             )
@@ -190,13 +198,21 @@ class Plan:
         out = np.empty((B, G) + counts + (C // G,) + self.lengths, x.dtype)
         xg = x.reshape((B, G, C // G) + x.shape[2:])
         for index in itertools.product(*[range(c) for c in counts]):
-            src = xg[(Ellipsis,) + tuple(
-                slice(a.phases[i], None, s) for a, i, s in zip(self.axes, index, self.stride))]
+            src = xg[
+                (Ellipsis,)
+                + tuple(
+                    slice(a.phases[i], None, s) for a, i, s in zip(self.axes, index, self.stride)
+                )
+            ]
             dst = out[(slice(None), slice(None)) + index]
             dst[(Ellipsis,) + tuple(slice(0, n) for n in src.shape[3:])] = src
             for a, n in enumerate(src.shape[3:]):  # the tail past this phase's samples
-                dst[(Ellipsis,) + (slice(None),) * a + (slice(n, None),)
-                    + (slice(None),) * (len(counts) - a - 1)] = 0
+                dst[
+                    (Ellipsis,)
+                    + (slice(None),) * a
+                    + (slice(n, None),)
+                    + (slice(None),) * (len(counts) - a - 1)
+                ] = 0
         return out.reshape((B, -1) + self.lengths)
 
     def output(self, batch, dtype):
@@ -215,18 +231,24 @@ class Plan:
         ext = tuple(max(n, c + s * m) for n, c, s, m in zip(self.lengths, first, self.stride, M))
         buf = np.empty((batch, G * co) + ext, dtype)
         y = buf[(Ellipsis,) + tuple(slice(0, n) for n in self.lengths)]
-        spacing = tuple(a.phases[1] - a.phases[0] if len(a.phases) > 1 else 1
-                        for a in self.axes)
+        spacing = tuple(a.phases[1] - a.phases[0] if len(a.phases) > 1 else 1 for a in self.axes)
         for a, (axis, s) in enumerate(zip(self.axes, self.stride)):
             for r in set(range(s)) - set(axis.phases):  # residues no tap reaches
-                y[(Ellipsis,) + (slice(None),) * a + (slice(r, None, s),)
-                  + (slice(None),) * (d - a - 1)] = 0
+                y[
+                    (Ellipsis,)
+                    + (slice(None),) * a
+                    + (slice(r, None, s),)
+                    + (slice(None),) * (d - a - 1)
+                ] = 0
         rows = buf.strides[2:]
         phases = np.lib.stride_tricks.as_strided(
             buf[(Ellipsis,) + first],
             (batch, G) + tuple(len(a.phases) for a in self.axes) + (co,) + M,
-            buf.strides[:1] + (co * buf.strides[1],) + tuple(g * r for g, r in zip(spacing, rows))
-            + buf.strides[1:2] + tuple(s * r for s, r in zip(self.stride, rows)),
+            buf.strides[:1]
+            + (co * buf.strides[1],)
+            + tuple(g * r for g, r in zip(spacing, rows))
+            + buf.strides[1:2]
+            + tuple(s * r for s, r in zip(self.stride, rows)),
         )
         return y, phases
 
@@ -241,24 +263,33 @@ def copy_seconds(samples, itemsize, is_complex, workers):
 def strided_plan(geom, pads, method, itemsize, workers, **planning):
     """The strided layer ``geom`` (input zero-padded by ``pads``) as its input phases' layer,
     priced by the cost model (memoised)."""
-    axes = tuple(strided_axis(K, dl, s, a) for K, dl, s, (a, _)
-                 in zip(geom.kernel, geom.dilation, geom.stride, pads))
+    axes = tuple(
+        strided_axis(K, dl, s, a)
+        for K, dl, s, (a, _) in zip(geom.kernel, geom.dilation, geom.stride, pads)
+    )
     n = tuple(p - a - b for p, (a, b) in zip(geom.padded, pads))  # the input's own length
     lengths = tuple(-(-m // s) for m, s in zip(n, geom.stride))
     P = math.prod(len(a.phases) for a in axes)
     part = dataclasses.replace(
-        geom, in_channels=geom.in_channels * P, kernel=tuple(a.kernel for a in axes),
-        dilation=tuple(a.dilation for a in axes), stride=(1,) * geom.ndim,
+        geom,
+        in_channels=geom.in_channels * P,
+        kernel=tuple(a.kernel for a in axes),
+        dilation=tuple(a.dilation for a in axes),
+        stride=(1,) * geom.ndim,
         padded=tuple(m + a.span - 1 for m, a in zip(geom.out_shape, axes)),
     )
     part_pads = tuple((-a.lo, p - m + a.lo) for a, m, p in zip(axes, lengths, part.padded))
     choice = _costmodel.choose(part, method, itemsize, workers, **planning)
     # read in place where every phase is equally long; else copied once
     exact = all(m == q * s for m, q, s in zip(n, lengths, geom.stride))
-    copies = 0 if exact else copy_seconds(geom.batch * part.in_channels * math.prod(lengths),
-                                          itemsize, geom.is_complex, workers)
-    return Plan(False, choice.seconds + copies, part, part_pads, choice, axes, geom.stride,
-                lengths)
+    copies = (
+        0
+        if exact
+        else copy_seconds(
+            geom.batch * part.in_channels * math.prod(lengths), itemsize, geom.is_complex, workers
+        )
+    )
+    return Plan(False, choice.seconds + copies, part, part_pads, choice, axes, geom.stride, lengths)
 
 
 @functools.lru_cache(maxsize=256)
@@ -269,16 +300,19 @@ def transposed_plan(geom, stride, pads, n, method, itemsize, workers, **planning
     ``stride`` and padded by ``pads``; ``n`` the input's own shape. None if no output sample
     is reached by a tap (the output is the bias alone).
     """
-    axes = tuple(transposed_axis(K, dl, s, a) for K, dl, s, (a, _)
-                 in zip(geom.kernel, geom.dilation, stride, pads))
+    axes = tuple(
+        transposed_axis(K, dl, s, a)
+        for K, dl, s, (a, _) in zip(geom.kernel, geom.dilation, stride, pads)
+    )
     size = geom.out_shape
-    M = tuple(max(-(-(m - r) // s) for r in a.phases)
-              for a, s, m in zip(axes, stride, size))
+    M = tuple(max(-(-(m - r) // s) for r in a.phases) for a, s, m in zip(axes, stride, size))
     if min(M) < 1:
         return None
     P = math.prod(len(a.phases) for a in axes)
     part = dataclasses.replace(
-        geom, out_channels=geom.out_channels * P, kernel=tuple(a.kernel for a in axes),
+        geom,
+        out_channels=geom.out_channels * P,
+        kernel=tuple(a.kernel for a in axes),
         dilation=tuple(a.dilation for a in axes),
         padded=tuple(m + a.span - 1 for m, a in zip(M, axes)),
     )

@@ -55,7 +55,6 @@ class StandardForm:
         return dataclasses.replace(self, **changes)
 
 
-
 def dilate(weight, dilation, axes_mask):
     """Insert zeros between taps on the axes where ``axes_mask`` is true (dilation -> 1)."""
     d = weight.ndim - 2
@@ -150,8 +149,10 @@ def composed_mode(t2, t1):
     pointwise1 = all(e == 1 for e in e1) and all(lo == 0 and hi == 0 for lo, hi in p1)
     if pointwise1:
         if t2.mode == "zeros" and nonzero_bias(t1):
-            return t2.mode, False, (
-                "the first layer's bias is not zero where the second layer zero-pads"
+            return (
+                t2.mode,
+                False,
+                ("the first layer's bias is not zero where the second layer zero-pads"),
             )
         return t2.mode, True, ""
     padded1 = any(lo or hi for lo, hi in p1)
@@ -161,13 +162,19 @@ def composed_mode(t2, t1):
             for (r_lo, r_hi), (lo1, hi1), e in zip(reads, p1, e1)
         )
         if not full:
-            return "zeros", False, (
-                "the second layer zero-pads a side where the first layer's output does not "
-                "contain the whole convolution (pad < dilation·(kernel − 1) there)"
+            return (
+                "zeros",
+                False,
+                (
+                    "the second layer zero-pads a side where the first layer's output does not "
+                    "contain the whole convolution (pad < dilation·(kernel − 1) there)"
+                ),
             )
         if nonzero_bias(t1):
-            return "zeros", False, (
-                "the first layer's bias is not zero where the second layer zero-pads"
+            return (
+                "zeros",
+                False,
+                ("the first layer's bias is not zero where the second layer zero-pads"),
             )
         return "zeros", True, ""
     if t2.mode == "circular" and (t1.mode == "circular" or not padded1):
@@ -177,13 +184,21 @@ def composed_mode(t2, t1):
         )
         if periodic:
             return "circular", True, ""
-        return "circular", False, (
-            "the first layer does not keep the length (circular padding totalling "
-            "dilation·(kernel − 1)) on an axis the second layer pads"
+        return (
+            "circular",
+            False,
+            (
+                "the first layer does not keep the length (circular padding totalling "
+                "dilation·(kernel − 1)) on an axis the second layer pads"
+            ),
         )
-    return t2.mode, False, (
-        f"the second layer pads with {t2.mode!r} and the first layer's output (padding "
-        f"mode {t1.mode!r}, pads {p1}) does not continue that way"
+    return (
+        t2.mode,
+        False,
+        (
+            f"the second layer pads with {t2.mode!r} and the first layer's output (padding "
+            f"mode {t1.mode!r}, pads {p1}) does not continue that way"
+        ),
     )
 
 
@@ -242,8 +257,9 @@ def compose_pair(t2, t1, exact, names):
         dense2 = at_groups(t2, 1).sum(axis=tuple(range(2, 2 + d)))
         carried = dense2 @ t1.bias
         bias = carried if bias is None else bias + carried
-    return StandardForm(np.ascontiguousarray(w), G, dil, pads, mode, bias, t2.stride,
-                 t2.method, t2.nan_policy)
+    return StandardForm(
+        np.ascontiguousarray(w), G, dil, pads, mode, bias, t2.stride, t2.method, t2.nan_policy
+    )
 
 
 def compose_forms(forms, names, exact):
@@ -285,8 +301,9 @@ def add_forms(forms, names):
         )
     mode = modes.pop() if modes else "zeros"
     lo = tuple(max(t.pads[ax][0] for t in forms) for ax in range(d))
-    top = tuple(max(e - 1 - t.pads[ax][0] for t, e in ((t, t.span[ax]) for t in forms))
-                for ax in range(d))
+    top = tuple(
+        max(e - 1 - t.pads[ax][0] for t, e in ((t, t.span[ax]) for t in forms)) for ax in range(d)
+    )
     # a common dilation survives only if every layer's forms sit on one grid
     dil = []
     for ax in range(d):
@@ -316,5 +333,4 @@ def add_forms(forms, names):
     )
     biases = [t.bias for t in forms if t.bias is not None]
     bias = sum(biases[1:], biases[0].copy()) if biases else None
-    return StandardForm(out, G, dil, pads, mode, bias, first.stride, first.method,
-                        first.nan_policy)
+    return StandardForm(out, G, dil, pads, mode, bias, first.stride, first.method, first.nan_policy)

@@ -63,8 +63,7 @@ def as_array(name, value, *, allow_empty=False):
         ) from None
     if arr.dtype.kind not in "biufc":
         raise TypeError(
-            f"{name} must be a numeric array (bool, int, float or complex), "
-            f"got dtype {arr.dtype}."
+            f"{name} must be a numeric array (bool, int, float or complex), got dtype {arr.dtype}."
         )
     if arr.size == 0 and not allow_empty:
         raise ValueError(f"{name} must not be empty, got shape {arr.shape}.")
@@ -78,8 +77,9 @@ def as_dtype(name, value):
     try:
         return np.dtype(value)
     except (TypeError, ValueError) as err:
-        raise TypeError(f"{name} must be a numpy dtype (e.g. 'float32'), got {value!r}: {err}"
-                        ) from None
+        raise TypeError(
+            f"{name} must be a numpy dtype (e.g. 'float32'), got {value!r}: {err}"
+        ) from None
 
 
 def result_dtype(*arrays, names=None):
@@ -97,8 +97,11 @@ def result_dtype(*arrays, names=None):
     if dtype == np.float16:
         return np.dtype(np.float32)
     if dtype not in COMPUTE_DTYPES:
-        culprits = [n for n, a in zip(names or (), arrays) if a is not None
-                    and a.dtype.kind not in "biu" and a.dtype not in supported]
+        culprits = [
+            n
+            for n, a in zip(names or (), arrays)
+            if a is not None and a.dtype.kind not in "biu" and a.dtype not in supported
+        ]
         origin = f" (the dtype of {' and '.join(culprits)})" if culprits else ""
         raise TypeError(
             f"dtype {dtype} is not supported; use float32, float64, complex64 or "
@@ -183,8 +186,11 @@ def as_tuple(name, value, ndim, *, minimum=1, of=None):
 def as_shape(name, value):
     """An array shape: a sequence of ints ``>= 0`` (numpy integers included), as Python ints."""
     value = _from_ndarray(name, value)
-    if isinstance(value, str) or not isinstance(value, Sequence) or not all(
-            _is_int(v) for v in value):
+    if (
+        isinstance(value, str)
+        or not isinstance(value, Sequence)
+        or not all(_is_int(v) for v in value)
+    ):
         raise TypeError(f"{name} must be a shape (a tuple of ints), got {value!r}.")
     if any(v < 0 for v in value):
         raise ValueError(f"{name} must be a shape of sizes >= 0, got {value!r}.")
@@ -232,9 +238,7 @@ def check_groups(groups, in_channels, out_channels, *, weight=None, name="weight
     for label, count in (("in_channels", in_channels), ("out_channels", out_channels)):
         if count % groups:
             origin = "" if weight is None else f" ({name} has shape {weight.shape})"
-            raise ValueError(
-                f"{label} ({count}) must be divisible by groups ({groups}){origin}."
-            )
+            raise ValueError(f"{label} ({count}) must be divisible by groups ({groups}){origin}.")
     return groups
 
 
@@ -267,8 +271,11 @@ def check_signal(x, weight_in_channels, ndim_spatial, *, name="x", groups=1):
         raise ValueError(
             f"{name} has {xb.shape[1]} channels (axis {1 if batched else 0} of shape "
             f"{x.shape}) but the weight expects {weight_in_channels} input channels"
-            + (f" ({weight_in_channels // groups} per group, groups={groups})." if groups > 1
-               else " (weight.shape[1] × groups, with groups=1).")
+            + (
+                f" ({weight_in_channels // groups} per group, groups={groups})."
+                if groups > 1
+                else " (weight.shape[1] × groups, with groups=1)."
+            )
         )
     return xb, batched
 
@@ -276,8 +283,11 @@ def check_signal(x, weight_in_channels, ndim_spatial, *, name="x", groups=1):
 def as_pads(name, value, ndim, *, of=None):
     """Normalize padding to ``((before, after), ...)``: an int, d ints, or d (before, after) pairs."""
     value = _from_ndarray(name, value)
-    if isinstance(value, Sequence) and not isinstance(value, str) and len(value) == ndim and all(
-        isinstance(v, Sequence) and not isinstance(v, str) for v in value
+    if (
+        isinstance(value, Sequence)
+        and not isinstance(value, str)
+        and len(value) == ndim
+        and all(isinstance(v, Sequence) and not isinstance(v, str) for v in value)
     ):
         if any(len(v) != 2 for v in value):
             raise ValueError(

@@ -113,6 +113,7 @@ def _ending_signals():
 # option parsing helpers
 # ---------------------------------------------------------------------------------------------
 
+
 def _ints(text):
     """``"2"`` -> 2, ``"2,3"`` -> (2, 3) (one value per spatial axis)."""
     try:
@@ -170,6 +171,7 @@ def _cmd_info(args):
 # apply
 # ---------------------------------------------------------------------------------------------
 
+
 @contextlib.contextmanager
 def _reading_array(option, path):
     """Name the option and the file in any failure to read an array from ``path``."""
@@ -193,8 +195,10 @@ def _load_kernel(kernel_path, bias_path):
         with _reading_array("--kernel", kernel_path):
             weight = np.load(kernel_path, allow_pickle=False)
     elif suffix == ".npz":
-        with _reading_array("--kernel", kernel_path), np.load(kernel_path,
-                                                              allow_pickle=False) as npz:
+        with (
+            _reading_array("--kernel", kernel_path),
+            np.load(kernel_path, allow_pickle=False) as npz,
+        ):
             if "weight" not in npz.files:
                 raise UsageError(
                     f"--kernel {kernel_path}: an .npz kernel must hold an array named "
@@ -203,9 +207,7 @@ def _load_kernel(kernel_path, bias_path):
             weight = npz["weight"]
             bias = npz["bias"] if "bias" in npz.files else None
     else:
-        raise UsageError(
-            f"--kernel must be a .npy or .npz file, got {str(kernel_path)!r}."
-        )
+        raise UsageError(f"--kernel must be a .npy or .npz file, got {str(kernel_path)!r}.")
     if bias_path is not None:
         if bias is not None:
             raise UsageError(
@@ -281,29 +283,42 @@ class _ScipyConvolve:
 def _make_layer(args, weight, bias):
     groups = 1 if args.groups is None else args.groups
     if args.convention == "scipy":
-        torch_only = {"--stride": args.stride, "--padding": args.padding,
-                      "--dilation": args.dilation, "--padding-mode": args.padding_mode}
+        torch_only = {
+            "--stride": args.stride,
+            "--padding": args.padding,
+            "--dilation": args.dilation,
+            "--padding-mode": args.padding_mode,
+        }
         given = [opt for opt, value in torch_only.items() if value is not None]
         if given:
             raise UsageError(
                 f"{', '.join(given)} only apply with --convention torch; the scipy convention "
                 "takes --mode full|same|valid."
             )
-        return _ScipyConvolve(weight, bias, mode=args.mode or "same", groups=groups,
-                              method=args.method, nan_policy=args.nan_policy)
+        return _ScipyConvolve(
+            weight,
+            bias,
+            mode=args.mode or "same",
+            groups=groups,
+            method=args.method,
+            nan_policy=args.nan_policy,
+        )
     if args.mode is not None:
-        raise UsageError("--mode only applies with --convention scipy; the torch convention "
-                         "takes --padding.")
+        raise UsageError(
+            "--mode only applies with --convention scipy; the torch convention takes --padding."
+        )
     from .layers import SpectralConv
 
     return SpectralConv(
-        weight, bias,
+        weight,
+        bias,
         stride=1 if args.stride is None else args.stride,
         padding=0 if args.padding is None else args.padding,
         dilation=1 if args.dilation is None else args.dilation,
         groups=groups,
         padding_mode=args.padding_mode or "zeros",
-        method=args.method, nan_policy=args.nan_policy,
+        method=args.method,
+        nan_policy=args.nan_policy,
     )
 
 
@@ -348,15 +363,24 @@ def _cmd_apply(args):
 
     # The output is reserved (checked, its temporary folder made) before the work, so an
     # unwritable target fails at once and a signal during the work leaves nothing behind.
-    with io._output(args.output, format=args.output_format, overwrite=args.overwrite,
-                    protected=io._protected(sig)) as put:
+    with io._output(
+        args.output,
+        format=args.output_format,
+        overwrite=args.overwrite,
+        protected=io._protected(sig),
+    ) as put:
         start = time.perf_counter()
-        result = sig.apply(layer, ch_names=_output_names(sig, weight.shape[0], groups),
-                           **_output_grid(sig, getattr(layer, "stride", 1)))
+        result = sig.apply(
+            layer,
+            ch_names=_output_names(sig, weight.shape[0], groups),
+            **_output_grid(sig, getattr(layer, "stride", 1)),
+        )
         elapsed = time.perf_counter() - start
         put(result)
-    print(f"{args.file}: {sig.data.shape} -> {result.data.shape} in {elapsed:.3f} s; "
-          f"wrote {args.output}")
+    print(
+        f"{args.file}: {sig.data.shape} -> {result.data.shape} in {elapsed:.3f} s; "
+        f"wrote {args.output}"
+    )
     return 0
 
 
@@ -367,16 +391,18 @@ def _cmd_apply(args):
 _BANDS = {"delta": (1.0, 4.0), "theta": (4.0, 8.0), "alpha": (8.0, 13.0), "beta": (13.0, 30.0)}
 
 #: What the demo needs beyond the core, and what for; all of it comes with ``specconv[demo]``.
-_DEMO_NEEDS = {"mne": "the EEG sample (FIF) and the EEG filter bank",
-               "h5py": "the MRI sample and result (HDF5)"}
+_DEMO_NEEDS = {
+    "mne": "the EEG sample (FIF) and the EEG filter bank",
+    "h5py": "the MRI sample and result (HDF5)",
+}
 
 #: The samples the demo uses and the model each was generated from (datasets/README.md).
 _DEMO_SAMPLES = {
     "eeg-fif": "resting EEG: 1/f background, a 10 Hz occipital alpha rhythm, eye blinks, "
-               "50 Hz line noise",
+    "50 Hz line noise",
     "audio-float32": "four plucked notes panned across the stereo field, light pink noise",
     "ir-true-stereo": "a room's 2 x 2 impulse response: direct sound, 10 early reflections, "
-                      "a decaying tail (RT60 0.3 s)",
+    "a decaying tail (RT60 0.3 s)",
     "mri-fastmri": "k-space of a Shepp-Logan head phantom seen by 8 loop coils, with noise",
 }
 
@@ -390,7 +416,7 @@ def _check_demo_needs():
         needs = "; ".join(f"{name} for {_DEMO_NEEDS[name]}" for name in missing)
         raise ImportError(
             f"the demo needs packages that are not installed ({needs}). Install them with: "
-            "pip install \"specconv[demo]\" (from a source folder: pip install \".[demo]\")"
+            'pip install "specconv[demo]" (from a source folder: pip install ".[demo]")'
         )
 
 
@@ -400,23 +426,26 @@ def _sample_line(name):
     entry = datasets.describe(name)
     sig = entry["signal"]
     if sig["domain"] == "time":
-        size = (f"{sig['n_channels']} ch x {sig['n_samples']} samples at "
-                f"{sig['sfreq'] / 1000:g} kHz ({sig['n_samples'] / sig['sfreq']:g} s)"
-                if sig["sfreq"] >= 1000 else
-                f"{sig['n_channels']} ch x {sig['n_samples']} samples at {sig['sfreq']:g} Hz "
-                f"({sig['n_samples'] / sig['sfreq']:g} s)")
+        size = (
+            f"{sig['n_channels']} ch x {sig['n_samples']} samples at "
+            f"{sig['sfreq'] / 1000:g} kHz ({sig['n_samples'] / sig['sfreq']:g} s)"
+            if sig["sfreq"] >= 1000
+            else f"{sig['n_channels']} ch x {sig['n_samples']} samples at {sig['sfreq']:g} Hz "
+            f"({sig['n_samples'] / sig['sfreq']:g} s)"
+        )
     else:
         size = " x ".join(str(n) for n in sig["shape"]) + " (slices x coils x H x W)"
-    return (_wrap(f"  {name:<15} {_DEMO_SAMPLES[name]}", indent=18) + "\n"
-            + _wrap(f"  {'':<15} {size}, {entry['file']}, {entry['bytes'] / 1e6:.2f} MB",
-                    indent=18))
+    return (
+        _wrap(f"  {name:<15} {_DEMO_SAMPLES[name]}", indent=18)
+        + "\n"
+        + _wrap(f"  {'':<15} {size}, {entry['file']}, {entry['bytes'] / 1e6:.2f} MB", indent=18)
+    )
 
 
 def _wrap(text, indent=3, width=92):
     import textwrap
 
-    return textwrap.fill(text, width=width, subsequent_indent=" " * indent,
-                         break_on_hyphens=False)
+    return textwrap.fill(text, width=width, subsequent_indent=" " * indent, break_on_hyphens=False)
 
 
 def _rel_err(y, ref, scale=None):
@@ -448,9 +477,15 @@ def _demo_eeg(out_dir):
     taps = bank.weight.shape[-1]
     names = tuple(f"{ch}-{band}" for ch in sig.ch_names for band in _BANDS)
     filtered, seconds = _timed(sig.apply, bank, ch_names=names)
-    reference, direct_s = _timed(conv, sig.data, bank.weight, groups=bank.groups,
-                                 padding=bank.padding, padding_mode=bank.padding_mode,
-                                 method="direct")
+    reference, direct_s = _timed(
+        conv,
+        sig.data,
+        bank.weight,
+        groups=bank.groups,
+        padding=bank.padding,
+        padding_mode=bank.padding_mode,
+        method="direct",
+    )
     path = out_dir / "eeg_filterbank_raw.fif"
     io.write(filtered, path, overwrite=True)
     power = np.mean(filtered.data**2, axis=-1).reshape(c, len(_BANDS))
@@ -459,12 +494,18 @@ def _demo_eeg(out_dir):
     bands = ", ".join(f"{name} {lo:g}-{hi:g}" for name, (lo, hi) in _BANDS.items())
     return {
         "task": "EEG filter bank",
-        "detail": [(f"every channel through 4 band-pass filters ({bands} Hz; MNE's FIR "
-                    f"design, {taps} taps): apps.eeg.filter_bank, one layer with groups={c}"),
-                   f"alpha peaks at {peak} (the sample's alpha source is occipital)"],
+        "detail": [
+            (
+                f"every channel through 4 band-pass filters ({bands} Hz; MNE's FIR "
+                f"design, {taps} taps): apps.eeg.filter_bank, one layer with groups={c}"
+            ),
+            f"alpha peaks at {peak} (the sample's alpha source is occipital)",
+        ],
         "shape": f"{sig.data.shape} -> {filtered.data.shape}",
-        "seconds": seconds, "direct_seconds": direct_s,
-        "error": _rel_err(filtered.data, reference), "dtype": filtered.data.dtype,
+        "seconds": seconds,
+        "direct_seconds": direct_s,
+        "error": _rel_err(filtered.data, reference),
+        "dtype": filtered.data.dtype,
         "file": path,
     }
 
@@ -487,13 +528,14 @@ def _demo_reverb(out_dir):
     errors, direct_s = [], 0.0
     for start in (0, wet.data.shape[-1] // 2):
         lo = start - (taps - 1)
-        seg = dry.data[:, max(lo, 0):start + width]
+        seg = dry.data[:, max(lo, 0) : start + width]
         if lo < 0:
             seg = np.pad(seg, ((0, 0), (-lo, 0)))
         ref, t = _timed(convolve, seg, kernel, mode="valid", method="direct")
         direct_s += t
-        errors.append(_rel_err(wet.data[:, start:start + width], ref,
-                               scale=np.max(np.abs(wet.data))))
+        errors.append(
+            _rel_err(wet.data[:, start : start + width], ref, scale=np.max(np.abs(wet.data)))
+        )
     # The energy-normalised room adds up to ~1.5x the dry peak; leave headroom in the file.
     peak = float(np.max(np.abs(wet.data)))
     gain = 0.9 / peak
@@ -501,15 +543,26 @@ def _demo_reverb(out_dir):
     io.write(wet.replace(data=wet.data * gain), path, overwrite=True)
     return {
         "task": "true-stereo reverb",
-        "detail": [(f"the sound through the 2 x 2 room response ({taps} taps at "
-                    f"{dry.sfreq:g} Hz), scipy.signal.convolve semantics"),
-                   (f"the direct method checks two windows of {width} samples (the start "
-                    "and the middle); the whole signal would take it seconds"),
-                   (f"the file is scaled by {gain:.2f} so that its loudest sample is at 90 % "
-                    f"of full scale (the reverb's loudest is {peak:.2f})")],
+        "detail": [
+            (
+                f"the sound through the 2 x 2 room response ({taps} taps at "
+                f"{dry.sfreq:g} Hz), scipy.signal.convolve semantics"
+            ),
+            (
+                f"the direct method checks two windows of {width} samples (the start "
+                "and the middle); the whole signal would take it seconds"
+            ),
+            (
+                f"the file is scaled by {gain:.2f} so that its loudest sample is at 90 % "
+                f"of full scale (the reverb's loudest is {peak:.2f})"
+            ),
+        ],
         "shape": f"{dry.data.shape} -> {wet.data.shape}",
-        "seconds": seconds, "direct_seconds": direct_s,
-        "error": max(errors), "dtype": wet.data.dtype, "file": path,
+        "seconds": seconds,
+        "direct_seconds": direct_s,
+        "error": max(errors),
+        "dtype": wet.data.dtype,
+        "file": path,
     }
 
 
@@ -537,15 +590,23 @@ def _demo_coils(out_dir, n_virtual=4):
     io.write(compressed, path, overwrite=True)
     return {
         "task": "MRI coil compression",
-        "detail": [(f"{k.n_channels} coils -> {n_virtual} virtual coils, a 1 x 1 layer "
-                    f"from the SVD of the coil covariance; {100 * kept:.2f} % of the k-space "
-                    "energy kept"),
-                   ("for a 1 x 1 layer 'auto' may choose the direct product itself, so "
-                    "method='fft' is run too and compared with 'direct'; the larger "
-                    "difference is shown")],
+        "detail": [
+            (
+                f"{k.n_channels} coils -> {n_virtual} virtual coils, a 1 x 1 layer "
+                f"from the SVD of the coil covariance; {100 * kept:.2f} % of the k-space "
+                "energy kept"
+            ),
+            (
+                "for a 1 x 1 layer 'auto' may choose the direct product itself, so "
+                "method='fft' is run too and compared with 'direct'; the larger "
+                "difference is shown"
+            ),
+        ],
         "shape": f"{x.shape} -> {compressed.data.shape}",
-        "seconds": seconds, "direct_seconds": direct_s,
-        "error": error, "dtype": compressed.data.dtype,
+        "seconds": seconds,
+        "direct_seconds": direct_s,
+        "error": error,
+        "dtype": compressed.data.dtype,
         "file": path,
     }
 
@@ -565,16 +626,20 @@ def _cmd_demo(args):
 
 def _run_demo(out_dir):
     print(f"specconv demo: three conv layers on the bundled samples; results go to {out_dir}/")
-    print("\nThe samples are synthetic (CC0), generated with fixed seeds by "
-          "datasets/make_samples.py\nfrom the models described in datasets/README.md "
-          "(parameters in specconv/datasets/MANIFEST.json):")
+    print(
+        "\nThe samples are synthetic (CC0), generated with fixed seeds by "
+        "datasets/make_samples.py\nfrom the models described in datasets/README.md "
+        "(parameters in specconv/datasets/MANIFEST.json):"
+    )
     for name in _DEMO_SAMPLES:
         print(_sample_line(name))
-    print("\nEach layer runs with method='auto' (specconv picks FFT or direct by its cost "
-          "model; times include\nFFTW planning on a first call). Its output is compared "
-          "with method='direct', the same layer\ncomputed as plain sums of products without "
-          "FFTs: 'max relative error' is the largest\ndifference divided by the output's "
-          "largest magnitude.\n")
+    print(
+        "\nEach layer runs with method='auto' (specconv picks FFT or direct by its cost "
+        "model; times include\nFFTW planning on a first call). Its output is compared "
+        "with method='direct', the same layer\ncomputed as plain sums of products without "
+        "FFTs: 'max relative error' is the largest\ndifference divided by the output's "
+        "largest magnitude.\n"
+    )
     failed = False
     for number, step in enumerate((_demo_eeg, _demo_reverb, _demo_coils), start=1):
         r = step(out_dir)
@@ -584,13 +649,20 @@ def _run_demo(out_dir):
         print(_wrap(f"{number}. {r['task']}: {r['detail'][0]}"))
         for line in r["detail"][1:]:
             print(_wrap(f"   {line}"))
-        print(f"   {r['shape']}, {r['dtype']}: {r['seconds']:.3f} s "
-              f"(the direct method: {r['direct_seconds']:.3f} s)")
-        print(f"   max relative error vs direct {r['error']:.1e} (tolerance for "
-              f"{r['dtype']}: {tol:.0e}) {'ok' if ok else 'FAILED'}")
+        print(
+            f"   {r['shape']}, {r['dtype']}: {r['seconds']:.3f} s "
+            f"(the direct method: {r['direct_seconds']:.3f} s)"
+        )
+        print(
+            f"   max relative error vs direct {r['error']:.1e} (tolerance for "
+            f"{r['dtype']}: {tol:.0e}) {'ok' if ok else 'FAILED'}"
+        )
         print(f"   wrote {r['file']}")
-    print("\nall results agree with the direct method" if not failed
-          else "\nSOME RESULTS DISAGREE WITH THE DIRECT METHOD")
+    print(
+        "\nall results agree with the direct method"
+        if not failed
+        else "\nSOME RESULTS DISAGREE WITH THE DIRECT METHOD"
+    )
     return 1 if failed else 0
 
 
@@ -598,8 +670,20 @@ def _run_demo(out_dir):
 # sys-info
 # ---------------------------------------------------------------------------------------------
 
-_OPTIONAL = ("mne", "edfio", "pybv", "eeglabio", "soundfile", "h5py", "matplotlib", "dask",
-             "distributed", "tqdm", "torch", "threadpoolctl")
+_OPTIONAL = (
+    "mne",
+    "edfio",
+    "pybv",
+    "eeglabio",
+    "soundfile",
+    "h5py",
+    "matplotlib",
+    "dask",
+    "distributed",
+    "tqdm",
+    "torch",
+    "threadpoolctl",
+)
 
 
 def _version(dist):
@@ -615,9 +699,12 @@ def _blas_lines():
     except ImportError:
         threadpool_info = None
     if threadpool_info is not None:
-        lines = [f"{p.get('internal_api')} {p.get('version')} ({p.get('num_threads')} "
-                 f"threads, {p.get('threading_layer', 'n/a')}) {p.get('filepath')}"
-                 for p in threadpool_info() if p.get("user_api") == "blas"]
+        lines = [
+            f"{p.get('internal_api')} {p.get('version')} ({p.get('num_threads')} "
+            f"threads, {p.get('threading_layer', 'n/a')}) {p.get('filepath')}"
+            for p in threadpool_info()
+            if p.get("user_api") == "blas"
+        ]
         if lines:
             return lines
     try:
@@ -635,27 +722,43 @@ def _cmd_sys_info(args):
         ("platform", platform.platform()),
         ("python", sys.version.split()[0]),
         ("executable", sys.executable),
-        ("CPUs", f"{os.cpu_count()} ({len(os.sched_getaffinity(0))} usable)"
-         if hasattr(os, "sched_getaffinity") else str(os.cpu_count())),
+        (
+            "CPUs",
+            f"{os.cpu_count()} ({len(os.sched_getaffinity(0))} usable)"
+            if hasattr(os, "sched_getaffinity")
+            else str(os.cpu_count()),
+        ),
         ("specconv", __version__),
         ("numpy", np.__version__),
         ("scipy", _version("scipy")),
         ("pyfftw", fft.fftw_version()),
         ("FFTW threads", str(fft.get_num_threads())),
-        ("FFTW planning", f"time limit {fft._planning_timelimit():g} s per plan "
-                          f"({fft.REMEASURE_FACTOR}x to measure a provisional one again), wisdom "
-                          f"{fft._wisdom_path()}"),
-        ("calibration", f"{_calibration.calibration_path()}"
-                        + ("" if _calibration.enabled() else " (off: SPECCONV_CALIBRATE)")),
+        (
+            "FFTW planning",
+            f"time limit {fft._planning_timelimit():g} s per plan "
+            f"({fft.REMEASURE_FACTOR}x to measure a provisional one again), wisdom "
+            f"{fft._wisdom_path()}",
+        ),
+        (
+            "calibration",
+            f"{_calibration.calibration_path()}"
+            + ("" if _calibration.enabled() else " (off: SPECCONV_CALIBRATE)"),
+        ),
     ]
     for name in _OPTIONAL:
         rows.append((name, _version(name)))
     blas = _blas_lines()
     rows.append(("BLAS", blas[0]))
     rows.extend(("", line) for line in blas[1:])
-    for var in ("SPECCONV_NUM_THREADS", "SPECCONV_PLANNING_TIMELIMIT", "SPECCONV_CACHE_DIR",
-                "SPECCONV_CALIBRATE",
-                "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    for var in (
+        "SPECCONV_NUM_THREADS",
+        "SPECCONV_PLANNING_TIMELIMIT",
+        "SPECCONV_CACHE_DIR",
+        "SPECCONV_CALIBRATE",
+        "OMP_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "MKL_NUM_THREADS",
+    ):
         if var in os.environ:
             rows.append((var, os.environ[var]))
     width = max(len(k) for k, _ in rows)
@@ -668,24 +771,35 @@ def _cmd_sys_info(args):
 # calibrate
 # ---------------------------------------------------------------------------------------------
 
+
 def _cmd_calibrate(args):
     from . import _calibration, _costmodel, fft
 
     threads = fft.get_num_threads()
     precisions = args.precision or _calibration.PRECISIONS
     entries = _calibration.recalibrate(precisions, threads)
-    print(f"CPU {_calibration.machine_key(threads)['cpu']}, {threads} threads; stored in "
-          f"{_calibration.calibration_path(threads)}")
+    print(
+        f"CPU {_calibration.machine_key(threads)['cpu']}, {threads} threads; stored in "
+        f"{_calibration.calibration_path(threads)}"
+    )
     if not _calibration.enabled():
-        print(f"note: {_calibration.ENV}={os.environ[_calibration.ENV]} -- the shipped "
-              f"constants are used, not these")
-    header = f"{'constant':20s}" + "".join(f" {p + ' shipped':>15s} {p + ' measured':>16s}"
-                                           for p in precisions)
+        print(
+            f"note: {_calibration.ENV}={os.environ[_calibration.ENV]} -- the shipped "
+            f"constants are used, not these"
+        )
+    header = f"{'constant':20s}" + "".join(
+        f" {p + ' shipped':>15s} {p + ' measured':>16s}" for p in precisions
+    )
     print(header)
     for name in entries[precisions[0]]["constants"]:
-        print(f"{name:20s}" + "".join(
-            f" {getattr(_costmodel.SHIPPED[p], name):15.3g} "
-            f"{entries[p]['constants'].get(name, float('nan')):16.3g}" for p in precisions))
+        print(
+            f"{name:20s}"
+            + "".join(
+                f" {getattr(_costmodel.SHIPPED[p], name):15.3g} "
+                f"{entries[p]['constants'].get(name, float('nan')):16.3g}"
+                for p in precisions
+            )
+        )
     for p in precisions:
         timings = entries[p]["timings"]
         for loop in _calibration.LOOPS:
@@ -694,8 +808,9 @@ def _cmd_calibrate(args):
                 print(f"{p}: compiled {loop} loop: not built")
                 continue
             lost = [d for lp, d in entries[p]["losing"] if lp == loop]
-            other = [k for k in timings if k.startswith(loop) and "compiled" not in k
-                     and "1x1" not in k]
+            other = [
+                k for k in timings if k.startswith(loop) and "compiled" not in k and "1x1" not in k
+            ]
             shown = ", ".join(f"{k} {timings[k] * 1e3:.2f} ms" for k in mine[-1:] + other)
             print(f"{p}: compiled {loop} loop {'OFF (slower)' if lost else 'used'}: {shown}")
         print(f"{p}: measured in {entries[p]['seconds']:.2f} s")
@@ -706,6 +821,7 @@ def _cmd_calibrate(args):
 # the parser and main
 # ---------------------------------------------------------------------------------------------
 
+
 def build_parser():
     """The argparse parser of the ``specconv`` command (exposed for documentation tools)."""
     parser = argparse.ArgumentParser(
@@ -713,21 +829,27 @@ def build_parser():
         description="Conv layers computed as per-frequency channel matrices (FFTW + BLAS).",
         epilog="Run 'specconv demo' to see the main job on the bundled samples.",
     )
-    parser.add_argument("--version", action="version",
-                        version=f"specconv {__version__}")
-    parser.add_argument("--traceback", action="store_true",
-                        help="show the full traceback instead of a one-line error")
+    parser.add_argument("--version", action="version", version=f"specconv {__version__}")
+    parser.add_argument(
+        "--traceback",
+        action="store_true",
+        help="show the full traceback instead of a one-line error",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("info", help="describe a signal file",
-                       description="Format, channels, sampling rate or shape, dtype and "
-                                   "duration of a file specconv can read.")
+    p = sub.add_parser(
+        "info",
+        help="describe a signal file",
+        description="Format, channels, sampling rate or shape, dtype and "
+        "duration of a file specconv can read.",
+    )
     p.add_argument("file", metavar="FILE")
     p.add_argument("--json", action="store_true", help="print the details as JSON")
     p.set_defaults(func=_cmd_info)
 
     p = sub.add_parser(
-        "apply", help="apply a conv layer to a file and write the result",
+        "apply",
+        help="apply a conv layer to a file and write the result",
         description=(
             "Read FILE with the adapter its format needs, apply one conv layer, and write OUT "
             "in the format its extension names. The output is written atomically (a temporary "
@@ -738,25 +860,41 @@ def build_parser():
             "keep the length). "
             "--convention scipy is specconv.convolve: true convolution summed over input "
             "channels, --mode same by default so the output keeps the input's length and "
-            "sampling grid and can be written back to the same format."),
+            "sampling grid and can be written back to the same format."
+        ),
     )
     p.add_argument("file", metavar="FILE")
-    p.add_argument("--kernel", required=True, metavar="K.npy|K.npz",
-                   help="the weight (C_out, C_in/groups, *kernel); an .npz holds 'weight' and "
-                        "optionally 'bias'")
+    p.add_argument(
+        "--kernel",
+        required=True,
+        metavar="K.npy|K.npz",
+        help="the weight (C_out, C_in/groups, *kernel); an .npz holds 'weight' and "
+        "optionally 'bias'",
+    )
     p.add_argument("--bias", metavar="B.npy", help="bias (C_out,)")
-    p.add_argument("-o", "--output", required=True, metavar="OUT",
-                   help="output file; its extension picks the format")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT",
+        help="output file; its extension picks the format",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.add_argument("--convention", choices=("torch", "scipy"), default="torch")
     p.add_argument("--stride", type=_ints, help="int or comma-separated ints (torch)")
-    p.add_argument("--padding", type=_padding,
-                   help="int, comma-separated ints, 'same' or 'valid' (torch; default 0)")
+    p.add_argument(
+        "--padding",
+        type=_padding,
+        help="int, comma-separated ints, 'same' or 'valid' (torch; default 0)",
+    )
     p.add_argument("--dilation", type=_ints, help="int or comma-separated ints (torch)")
     p.add_argument("--groups", type=int, help="channel groups (default 1)")
     p.add_argument("--padding-mode", help="zeros, reflect, replicate or circular (torch)")
-    p.add_argument("--mode", choices=("full", "same", "valid"),
-                   help="output size for --convention scipy (default same)")
+    p.add_argument(
+        "--mode",
+        choices=("full", "same", "valid"),
+        help="output size for --convention scipy (default same)",
+    )
     p.add_argument("--method", default="auto", help="auto, fft or direct (default auto)")
     p.add_argument("--nan-policy", default="propagate", help="propagate or raise")
     p.add_argument("--format", help="read FILE as this format instead of guessing")
@@ -764,26 +902,39 @@ def build_parser():
     p.set_defaults(func=_cmd_apply)
 
     p = sub.add_parser(
-        "demo", help="run the main job on the bundled samples",
-        description=("Filter the sample EEG with a band-pass filter bank (a depthwise "
-                     "multiplier layer), put a true-stereo reverb on the sample audio, "
-                     "compress the sample MRI coils 8 -> 4 with a 1 x 1 layer; check each "
-                     "against method='direct', write the results and report timings."),
+        "demo",
+        help="run the main job on the bundled samples",
+        description=(
+            "Filter the sample EEG with a band-pass filter bank (a depthwise "
+            "multiplier layer), put a true-stereo reverb on the sample audio, "
+            "compress the sample MRI coils 8 -> 4 with a 1 x 1 layer; check each "
+            "against method='direct', write the results and report timings."
+        ),
     )
-    p.add_argument("--output", default=DEMO_DIR, metavar="DIR",
-                   help=f"folder for the results (default ./{DEMO_DIR})")
+    p.add_argument(
+        "--output",
+        default=DEMO_DIR,
+        metavar="DIR",
+        help=f"folder for the results (default ./{DEMO_DIR})",
+    )
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("sys-info", help="versions, FFTW threads and BLAS, for bug reports")
     p.set_defaults(func=_cmd_sys_info)
 
     p = sub.add_parser(
-        "calibrate", help="measure the cost model's constants on this machine",
+        "calibrate",
+        help="measure the cost model's constants on this machine",
         description="Measure again the per-operation times that method='auto' prices with (and "
-                    "whether the compiled loops beat numpy/BLAS here), store them in the cache "
-                    "directory and print them next to the shipped ones.")
-    p.add_argument("--precision", choices=("single", "double"), action="append",
-                   help="only this precision (repeatable; default both)")
+        "whether the compiled loops beat numpy/BLAS here), store them in the cache "
+        "directory and print them next to the shipped ones.",
+    )
+    p.add_argument(
+        "--precision",
+        choices=("single", "double"),
+        action="append",
+        help="only this precision (repeatable; default both)",
+    )
     p.set_defaults(func=_cmd_calibrate)
     return parser
 
@@ -823,8 +974,7 @@ def main(argv=None):
         with warnings.catch_warnings():
             # Keep the active filters (-W, PYTHONWARNINGS); only print warnings as one line.
             def show(message, category, filename, lineno, file=None, line=None):
-                print(f"specconv {args.command}: warning: {_one_line(message)}",
-                      file=sys.stderr)
+                print(f"specconv {args.command}: warning: {_one_line(message)}", file=sys.stderr)
 
             warnings.showwarning = show
             with _ending_signals() as fired:
@@ -833,8 +983,10 @@ def main(argv=None):
         print("specconv: interrupted; no output was written", file=sys.stderr)
         return _stopped(fired, 128 + signal.SIGINT)
     except _Terminated as stop:
-        print(f"specconv: stopped by {signal.Signals(stop.signum).name}; no output was written",
-              file=sys.stderr)
+        print(
+            f"specconv: stopped by {signal.Signals(stop.signum).name}; no output was written",
+            file=sys.stderr,
+        )
         return _stopped(fired, 128 + stop.signum)
     except USER_ERRORS as err:
         if args.traceback:

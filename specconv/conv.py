@@ -29,8 +29,19 @@ from .layers import METHODS, NAN_POLICIES, ONE_CALL, SpectralConv, SpectralConvT
 MODES = ("full", "same", "valid")
 
 
-def conv(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
-         padding_mode="zeros", method="auto", nan_policy="propagate"):
+def conv(
+    x,
+    weight,
+    bias=None,
+    *,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups=1,
+    padding_mode="zeros",
+    method="auto",
+    nan_policy="propagate",
+):
     """A conv layer with PyTorch ``Conv`` semantics (cross-correlation), any number of dims.
 
     ``y[b, o] = bias[o] + sum_{c in group(o)} weight[o, c] ⋆ x[b, c]``: a C_out × C_in matrix
@@ -82,14 +93,33 @@ def conv(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
     True
     """
     layer = SpectralConv(
-        weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups,
-        padding_mode=padding_mode, method=method, nan_policy=nan_policy, planning=ONE_CALL,
+        weight,
+        bias,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        padding_mode=padding_mode,
+        method=method,
+        nan_policy=nan_policy,
+        planning=ONE_CALL,
     )
     return layer(x)
 
 
-def conv_transpose(x, weight, bias=None, *, stride=1, padding=0, output_padding=0, groups=1,
-                   dilation=1, method="auto", nan_policy="propagate"):
+def conv_transpose(
+    x,
+    weight,
+    bias=None,
+    *,
+    stride=1,
+    padding=0,
+    output_padding=0,
+    groups=1,
+    dilation=1,
+    method="auto",
+    nan_policy="propagate",
+):
     """A transposed conv layer with PyTorch ``ConvTranspose`` semantics.
 
     The transpose of :func:`conv` with respect to x (for real weights the exact adjoint:
@@ -127,8 +157,15 @@ def conv_transpose(x, weight, bias=None, *, stride=1, padding=0, output_padding=
     True
     """
     layer = SpectralConvTranspose(
-        weight, bias, stride=stride, padding=padding, output_padding=output_padding,
-        groups=groups, dilation=dilation, method=method, nan_policy=nan_policy,
+        weight,
+        bias,
+        stride=stride,
+        padding=padding,
+        output_padding=output_padding,
+        groups=groups,
+        dilation=dilation,
+        method=method,
+        nan_policy=nan_policy,
         planning=ONE_CALL,
     )
     return layer(x)
@@ -226,9 +263,7 @@ def correlate(x, h, *, mode="full", groups=1, method="auto", nan_policy="propaga
 def _check_kernels(h):
     h = as_array("h", h)
     if h.ndim < 3:
-        raise ValueError(
-            f"h must have shape (C_out, C_in/groups, *kernel), got shape {h.shape}."
-        )
+        raise ValueError(f"h must have shape (C_out, C_in/groups, *kernel), got shape {h.shape}.")
     return h
 
 
@@ -262,7 +297,16 @@ def _scipy_family(x, taps, mode, groups, method, nan_policy):
     dtype = result_dtype(xb, taps, names=("x", "h"))
     padded = tuple(m + a + b for m, (a, b) in zip(n, pads))
     check_length(padded, "padded input", "the shapes of x and h")
-    geom = Geometry(xb.shape[0], in_channels, out_channels, groups, k, (1,) * d, (1,) * d,
-                    padded, dtype.kind == "c")
+    geom = Geometry(
+        xb.shape[0],
+        in_channels,
+        out_channels,
+        groups,
+        k,
+        (1,) * d,
+        (1,) * d,
+        padded,
+        dtype.kind == "c",
+    )
     y = _correlate.correlate(xb, taps, geom, pads, dtype, method=method, nan_policy=nan_policy)
     return y if batched else y[0]

@@ -28,6 +28,7 @@ logger = logging.getLogger("specconv")
 
 __all__ = ["conv_dask", "map_files"]
 
+
 def _dask_array():
     return soft_import("dask.array", "dask", purpose="dask arrays")
 
@@ -64,10 +65,10 @@ def _output_chunks(chunks, stride, span):
 
 def _conv_block(block, layer, spans):
     """The valid correlation of one block (with its right halo); empty if it is too short."""
-    if any(n < e for n, e in zip(block.shape[-len(spans):], spans)):
+    if any(n < e for n, e in zip(block.shape[-len(spans) :], spans)):
         shape = list(block.shape)
         shape[-len(spans) - 1] = layer.out_channels
-        for a, (n, e, s) in enumerate(zip(block.shape[-len(spans):], spans, layer.stride)):
+        for a, (n, e, s) in enumerate(zip(block.shape[-len(spans) :], spans, layer.stride)):
             shape[len(shape) - len(spans) + a] = max(0, (n - e) // s + 1)
         return np.empty(shape, result_dtype(block, layer.weight, layer.bias))
     return layer(block)
@@ -162,22 +163,36 @@ def conv_dask(x, layer):
         x = da.pad(x, ((0, 0),) * lead + tuple(pads), mode=NUMPY_PAD_MODE[layer.padding_mode])
     x = x.rechunk(x.chunks[:lead] + tuple(wanted))
     out_chunks = (
-        x.chunks[: lead - 1] + ((layer.out_channels,),)
+        x.chunks[: lead - 1]
+        + ((layer.out_channels,),)
         + tuple(_output_chunks(c, s, e) for c, s, e in zip(x.chunks[lead:], layer.stride, spans))
     )
     depth = {lead + a: (0, e - 1) for a, e in enumerate(spans)}
     depth.update({a: 0 for a in range(lead)})
     xo = da.overlap.overlap(x, depth=depth, boundary="none", allow_rechunk=False)
     valid = SpectralConv(
-        layer.weight, layer.bias, stride=layer.stride, padding=0, dilation=layer.dilation,
-        groups=layer.groups, method=layer.method, nan_policy=layer.nan_policy,
+        layer.weight,
+        layer.bias,
+        stride=layer.stride,
+        padding=0,
+        dilation=layer.dilation,
+        groups=layer.groups,
+        method=layer.method,
+        nan_policy=layer.nan_policy,
     )
-    dtype = result_dtype(np.empty(0, x.dtype), layer.weight, layer.bias,
-                         names=("x", "weight", "bias"))
+    dtype = result_dtype(
+        np.empty(0, x.dtype), layer.weight, layer.bias, names=("x", "weight", "bias")
+    )
     shared = dask.delayed(valid, pure=True)  # one graph key: shipped once per worker
     return da.map_blocks(
-        _conv_block, xo, shared, spans, chunks=out_chunks, dtype=dtype,
-        meta=np.empty((0,) * x.ndim, dtype), name="specconv-conv",
+        _conv_block,
+        xo,
+        shared,
+        spans,
+        chunks=out_chunks,
+        dtype=dtype,
+        meta=np.empty((0,) * x.ndim, dtype),
+        name="specconv-conv",
     )
 
 
@@ -198,8 +213,18 @@ def _process_file(path, target, layer, read_options, write_options, overwrite, n
     return str(target)
 
 
-def map_files(paths, layer, out_dir, *, client=None, suffix=None, read_options=None,
-              write_options=None, overwrite=False, num_threads=None):
+def map_files(
+    paths,
+    layer,
+    out_dir,
+    *,
+    client=None,
+    suffix=None,
+    read_options=None,
+    write_options=None,
+    overwrite=False,
+    num_threads=None,
+):
     """Run read → conv → write over many recordings, one task per file, on a dask cluster.
 
     Every file is read with :func:`specconv.io.read`, passed through ``layer`` (channel
@@ -285,7 +310,8 @@ def map_files(paths, layer, out_dir, *, client=None, suffix=None, read_options=N
     if not out_dir.is_dir():
         raise NotADirectoryError(f"out_dir {str(out_dir)!r} is not an existing directory.")
     if num_threads is not None and (
-        not isinstance(num_threads, numbers.Integral) or isinstance(num_threads, bool)
+        not isinstance(num_threads, numbers.Integral)
+        or isinstance(num_threads, bool)
         or num_threads < 1
     ):
         raise ValueError(f"num_threads must be a positive int or None, got {num_threads!r}.")
@@ -300,14 +326,24 @@ def map_files(paths, layer, out_dir, *, client=None, suffix=None, read_options=N
         check_not_aliased(t, paths, name="the output in out_dir")
     if num_threads is None and client is not None:
         num_threads = 1
-    options = dict(read_options=dict(read_options or {}), write_options=dict(write_options or {}),
-                   overwrite=overwrite, num_threads=num_threads)
+    options = dict(
+        read_options=dict(read_options or {}),
+        write_options=dict(write_options or {}),
+        overwrite=overwrite,
+        num_threads=num_threads,
+    )
     if client is None:
         return [Path(_process_file(p, t, layer, **options)) for p, t in zip(paths, targets)]
     # a fresh key per call: a hashed key could still be in release from a previous call
     [shared] = client.scatter([layer], broadcast=True, hash=False)
-    futures = client.map(_process_file, [str(p) for p in paths], [str(t) for t in targets],
-                         layer=shared, pure=False, **options)
+    futures = client.map(
+        _process_file,
+        [str(p) for p in paths],
+        [str(t) for t in targets],
+        layer=shared,
+        pure=False,
+        **options,
+    )
     try:
         done = client.gather(futures)
     except BaseException:

@@ -457,8 +457,13 @@ def borrow(in_shape, in_dtype, out_shape, out_dtype, axes, *, inverse=False, thr
     input). Use as a context manager; the plan goes back to the pool at its end.
     """
     key = (
-        tuple(in_shape), np.dtype(in_dtype).str, tuple(out_shape), np.dtype(out_dtype).str,
-        tuple(axes), "FFTW_BACKWARD" if inverse else "FFTW_FORWARD", threads or _num_threads,
+        tuple(in_shape),
+        np.dtype(in_dtype).str,
+        tuple(out_shape),
+        np.dtype(out_dtype).str,
+        tuple(axes),
+        "FFTW_BACKWARD" if inverse else "FFTW_FORWARD",
+        threads or _num_threads,
     )
     return _pool.borrow(key)
 
@@ -468,8 +473,9 @@ def execute(inp, out, axes, *, inverse=False, threads=None):
 
     For callers that keep their own buffers (C-contiguous, aligned: :func:`aligned_empty`).
     """
-    with borrow(inp.shape, inp.dtype, out.shape, out.dtype, axes, inverse=inverse,
-                threads=threads) as plan:
+    with borrow(
+        inp.shape, inp.dtype, out.shape, out.dtype, axes, inverse=inverse, threads=threads
+    ) as plan:
         own_in, own_out = plan.input_array, plan.output_array
         plan.update_arrays(inp, out)
         try:
@@ -484,7 +490,9 @@ def execute(inp, out, axes, *, inverse=False, threads=None):
 
 
 def _complex_of(dtype):
-    return np.dtype(np.complex64) if dtype in (np.float32, np.complex64) else np.dtype(np.complex128)
+    return (
+        np.dtype(np.complex64) if dtype in (np.float32, np.complex64) else np.dtype(np.complex128)
+    )
 
 
 def _prepare(x, s, axes, complex_input):
@@ -501,8 +509,10 @@ def _prepare(x, s, axes, complex_input):
     if any(n < 1 for n in s):
         raise ValueError(f"transform lengths must be >= 1, got s={tuple(s)!r}.")
     base = x.dtype if x.dtype.kind in "fc" and x.dtype != np.float16 else np.dtype(np.float64)
-    dtype = _complex_of(base) if complex_input else np.dtype(
-        np.float32 if base in (np.float32, np.complex64) else np.float64
+    dtype = (
+        _complex_of(base)
+        if complex_input
+        else np.dtype(np.float32 if base in (np.float32, np.complex64) else np.float64)
     )
     if not complex_input and x.dtype.kind == "c":
         raise TypeError("rfftn needs real input; use fftn for complex data.")

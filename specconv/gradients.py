@@ -53,8 +53,9 @@ CHUNK_BUDGET = _costmodel.CHUNK_BUDGET
 
 def _weight_shape(weight_shape):
     shape = tuple(weight_shape) if not isinstance(weight_shape, (str, bytes)) else ()
-    if len(shape) < 3 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool)
-                                 and v >= 1 for v in shape):
+    if len(shape) < 3 or not all(
+        isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in shape
+    ):
         raise ValueError(
             f"weight_shape must be a tuple of at least 3 positive ints (C_out, C_in/groups, "
             f"*kernel) (ConvTranspose: (C_in, C_out/groups, *kernel)), got {weight_shape!r}."
@@ -72,8 +73,7 @@ def _check_grad_output(grad_output, batch, channels, out, batched):
     expected = ((batch,) if batched else ()) + (channels,) + tuple(out)
     if g.shape != expected:
         raise ValueError(
-            f"grad_output must have the layer's output shape {expected} for this x, got "
-            f"{g.shape}."
+            f"grad_output must have the layer's output shape {expected} for this x, got {g.shape}."
         )
     return g if batched else g[np.newaxis]
 
@@ -82,8 +82,18 @@ def _check_grad_output(grad_output, batch, channels, out, batched):
 # public functions
 
 
-def conv_weight_grad(x, weight_shape, grad_output, *, stride=1, padding=0, dilation=1,
-                     groups=1, padding_mode="zeros", method="auto"):
+def conv_weight_grad(
+    x,
+    weight_shape,
+    grad_output,
+    *,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups=1,
+    padding_mode="zeros",
+    method="auto",
+):
     """The gradient of a loss with respect to a conv layer's weight, PyTorch semantics.
 
     Equal to ``torch.nn.grad.conv{1,2,3}d_weight(x, weight_shape, grad_output, ...)`` (and to
@@ -138,9 +148,15 @@ def conv_weight_grad(x, weight_shape, grad_output, *, stride=1, padding=0, dilat
     weight_shape = _weight_shape(weight_shape)
     method = check_option("method", method, METHODS)
     # a layer that validates the options for the weight shape, reading no weight of its own
-    layer = SpectralConv(_placeholder(weight_shape), stride=stride, padding=padding,
-                         dilation=dilation, groups=groups, padding_mode=padding_mode,
-                         planning=ONE_CALL)
+    layer = SpectralConv(
+        _placeholder(weight_shape),
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        padding_mode=padding_mode,
+        planning=ONE_CALL,
+    )
     x = as_array("x", x)
     xb, batched = check_signal(x, layer.in_channels, layer.ndim)
     from .linop import output_shape
@@ -153,12 +169,23 @@ def conv_weight_grad(x, weight_shape, grad_output, *, stride=1, padding=0, dilat
         xb = np.pad(xb, ((0, 0), (0, 0)) + pads)
     g = _check_grad_output(grad_output, xb.shape[0], layer.out_channels, out, batched)
     dtype = result_dtype(xb, g)
-    return _weight_grad(xb, g, layer.kernel_size, layer.stride, layer.dilation, layer.groups,
-                        dtype, method)
+    return _weight_grad(
+        xb, g, layer.kernel_size, layer.stride, layer.dilation, layer.groups, dtype, method
+    )
 
 
-def conv_transpose_weight_grad(x, weight_shape, grad_output, *, stride=1, padding=0,
-                               output_padding=0, groups=1, dilation=1, method="auto"):
+def conv_transpose_weight_grad(
+    x,
+    weight_shape,
+    grad_output,
+    *,
+    stride=1,
+    padding=0,
+    output_padding=0,
+    groups=1,
+    dilation=1,
+    method="auto",
+):
     """The gradient of a loss with respect to a transposed conv layer's weight.
 
     PyTorch ``ConvTranspose`` semantics: equal to torch's autograd of
@@ -203,9 +230,15 @@ def conv_transpose_weight_grad(x, weight_shape, grad_output, *, stride=1, paddin
     """
     weight_shape = _weight_shape(weight_shape)
     method = check_option("method", method, METHODS)
-    layer = SpectralConvTranspose(_placeholder(weight_shape), stride=stride, padding=padding,
-                                  output_padding=output_padding, groups=groups,
-                                  dilation=dilation, planning=ONE_CALL)
+    layer = SpectralConvTranspose(
+        _placeholder(weight_shape),
+        stride=stride,
+        padding=padding,
+        output_padding=output_padding,
+        groups=groups,
+        dilation=dilation,
+        planning=ONE_CALL,
+    )
     x = as_array("x", x)
     xb, batched = check_signal(x, layer.in_channels, layer.ndim)
     from .linop import output_shape
@@ -214,8 +247,10 @@ def conv_transpose_weight_grad(x, weight_shape, grad_output, *, stride=1, paddin
     g = _check_grad_output(grad_output, xb.shape[0], layer.out_channels, out, batched)
     dtype = result_dtype(xb, g)
     # the full output (before cropping ``padding``): (m - 1)·s + span samples per axis
-    full = tuple((m - 1) * s + dl * (k - 1) + 1 for m, s, dl, k
-                 in zip(xb.shape[2:], layer.stride, layer.dilation, layer.kernel_size))
+    full = tuple(
+        (m - 1) * s + dl * (k - 1) + 1
+        for m, s, dl, k in zip(xb.shape[2:], layer.stride, layer.dilation, layer.kernel_size)
+    )
     gp = np.zeros(g.shape[:2] + full, dtype=g.dtype)
     src, dst = [], []
     for (a, _), o, f in zip(layer.pads, out, full):
@@ -223,8 +258,9 @@ def conv_transpose_weight_grad(x, weight_shape, grad_output, *, stride=1, paddin
         src.append(slice(0, length))
         dst.append(slice(a, a + length))
     gp[(Ellipsis,) + tuple(dst)] = g[(Ellipsis,) + tuple(src)]
-    dw = _weight_grad(gp, xb, layer.kernel_size, layer.stride, layer.dilation, layer.groups,
-                      dtype, method)
+    dw = _weight_grad(
+        gp, xb, layer.kernel_size, layer.stride, layer.dilation, layer.groups, dtype, method
+    )
     return np.conj(dw) if dw.dtype.kind == "c" else dw
 
 
@@ -260,7 +296,6 @@ def bias_grad(grad_output, ndim):
 
 # --------------------------------------------------------------------------------------------
 # the two methods
-
 
 
 def vjp(layer, x, grad_output, *, method="auto"):
@@ -308,28 +343,43 @@ def vjp(layer, x, grad_output, *, method="auto"):
             f"layer must be a SpectralConv or SpectralConvTranspose, got {type(layer).__name__}."
         )
     x = as_array("x", x)
-    grad_x = linop.adjoint(layer, grad_output, x.shape[-layer.ndim:])
+    grad_x = linop.adjoint(layer, grad_output, x.shape[-layer.ndim :])
     if isinstance(layer, SpectralConvTranspose):
         grad_w = conv_transpose_weight_grad(
-            x, layer.weight.shape, grad_output, stride=layer.stride, padding=layer.pads,
-            output_padding=layer.output_padding, groups=layer.groups, dilation=layer.dilation,
+            x,
+            layer.weight.shape,
+            grad_output,
+            stride=layer.stride,
+            padding=layer.pads,
+            output_padding=layer.output_padding,
+            groups=layer.groups,
+            dilation=layer.dilation,
             method=method,
         )
     else:
         grad_w = conv_weight_grad(
-            x, layer.weight.shape, grad_output, stride=layer.stride, padding=layer.pads,
-            dilation=layer.dilation, groups=layer.groups, padding_mode=layer.padding_mode,
+            x,
+            layer.weight.shape,
+            grad_output,
+            stride=layer.stride,
+            padding=layer.pads,
+            dilation=layer.dilation,
+            groups=layer.groups,
+            padding_mode=layer.padding_mode,
             method=method,
         )
     grad_b = None if layer.bias is None else bias_grad(grad_output, layer.ndim)
     return grad_x, grad_w, grad_b
+
 
 def _weight_grad(xp, g, kernel, stride, dilation, groups, dtype, method):
     """``dw[o, c, k] = sum_b sum_n g[b, o, n] conj(xp[b, c', n·s + k·d])`` for the padded
     ``xp`` (B, C_in, *P) and ``g`` (B, C_out, *out)."""
     out = g.shape[2:]
     # only the samples some output reads
-    used = tuple(s * (o - 1) + dl * (k - 1) + 1 for s, o, dl, k in zip(stride, out, dilation, kernel))
+    used = tuple(
+        s * (o - 1) + dl * (k - 1) + 1 for s, o, dl, k in zip(stride, out, dilation, kernel)
+    )
     xp = xp[(Ellipsis,) + tuple(slice(0, u) for u in used)]
     B, C_in, C_out = xp.shape[0], xp.shape[1], g.shape[1]
     dtype = np.dtype(dtype)
@@ -342,8 +392,17 @@ def _weight_grad(xp, g, kernel, stride, dilation, groups, dtype, method):
 
 def _equivalent_geometry(B, C_in, C_out, groups, kernel, stride, dilation, out, used, dtype):
     """The correlation of the direct method: batch as channels, ``g`` as the kernel."""
-    return Geometry(C_in // groups, groups * B, C_out, groups, tuple(out), tuple(stride),
-                    tuple(dilation), tuple(used), dtype.kind == "c")
+    return Geometry(
+        C_in // groups,
+        groups * B,
+        C_out,
+        groups,
+        tuple(out),
+        tuple(stride),
+        tuple(dilation),
+        tuple(used),
+        dtype.kind == "c",
+    )
 
 
 def _direct_grad(xp, g, kernel, stride, dilation, groups, dtype):
@@ -387,8 +446,11 @@ def _fft_tiles(out, lags, B, C_in, C_out, groups, is_complex, itemsize):
     axes = []
     for o, q in zip(out, lags):
         # FFTW's fastest lengths (as the forward pass's tiles), up to one tile for everything
-        lengths = [n for n in fft.fast_lengths(q + min(o, q), 2 * (o + q) + 16)
-                   if _costmodel.is_tile_length(n)]
+        lengths = [
+            n
+            for n in fft.fast_lengths(q + min(o, q), 2 * (o + q) + 16)
+            if _costmodel.is_tile_length(n)
+        ]
         whole = next(n for n in lengths if n >= o + q - 1)
         cands = [n for n in lengths if n <= whole]
         hi = whole
@@ -408,19 +470,21 @@ def _fft_tiles(out, lags, B, C_in, C_out, groups, is_complex, itemsize):
         n = math.prod(N)
         # an axis but the last whose length takes FFTW more than one codelet costs more passes
         stages = math.log2(max(n, 2)) + c.STRIDED_PASS * sum(
-            not _costmodel.one_codelet(m) for m in N[:-1])
+            not _costmodel.one_codelet(m) for m in N[:-1]
+        )
         t_n = c.T_FFT * cx * n * stages + c.T_COPY * n
         tiles = math.prod(-(-o // (m - q + 1)) for o, m, q in zip(out, N, lags))
-        cost = (tiles * B * ((C_in + C_out) * t_n + G * co * ci * F * c.T_CMAC_MATMUL)
-                + C_out * ci * t_n)
+        cost = (
+            tiles * B * ((C_in + C_out) * t_n + G * co * ci * F * c.T_CMAC_MATMUL)
+            + C_out * ci * t_n
+        )
         if best is None or cost < best[0]:
             best = (cost, N)
     return best[1], best[0]
 
 
 def _choose(B, C_in, C_out, groups, kernel, stride, dilation, out, used, dtype):
-    geom = _equivalent_geometry(B, C_in, C_out, groups, kernel, stride, dilation, out, used,
-                                dtype)
+    geom = _equivalent_geometry(B, C_in, C_out, groups, kernel, stride, dilation, out, used, dtype)
     direct = _costmodel.direct_cost(geom, dtype.itemsize, fft.get_num_threads())
     plan = _lag_plan(kernel, stride, dilation)
     phases = math.prod(len(a) for a in plan)
@@ -436,8 +500,9 @@ def _fft_grad(xp, g, kernel, stride, dilation, groups, dtype):
     is_complex = dtype.kind == "c"
     plan = _lag_plan(kernel, stride, dilation)
     lags = tuple(max(q for *_, q in a) for a in plan)
-    N, _ = _fft_tiles(out, lags, xp.shape[0], xp.shape[1], C_out, groups, is_complex,
-                      dtype.itemsize)
+    N, _ = _fft_tiles(
+        out, lags, xp.shape[0], xp.shape[1], C_out, groups, is_complex, dtype.itemsize
+    )
     dw = np.empty((C_out, ci) + tuple(kernel), dtype=dtype)
     gx = np.asarray(g, dtype=dtype)
     for combo in itertools.product(*plan):
@@ -447,7 +512,8 @@ def _fft_grad(xp, g, kernel, stride, dilation, groups, dtype):
         r = _correlate_lags(phase, gx, lags, N, groups, dtype)  # (C_out, ci, *lags)
         take = tuple(slice(0, (len(taps) - 1) * sp + 1, sp) for _, taps, _, sp, _ in combo)
         dw[(slice(None), slice(None)) + np.ix_(*[taps for _, taps, *_ in combo])] = r[
-            (slice(None), slice(None)) + take]
+            (slice(None), slice(None)) + take
+        ]
     return dw
 
 
@@ -502,8 +568,13 @@ def _correlate_lags(x, g, lags, N, groups, dtype):
         del X, Gs
 
         with _blas.limit(1):  # small matmuls: single-threaded BLAS on parallel blocks
-            _workers.run_parallel([functools.partial(_accumulate, acc, Gm, Xm, a, b)
-                                  for a, b in itertools.pairwise(bounds) if b > a])
+            _workers.run_parallel(
+                [
+                    functools.partial(_accumulate, acc, Gm, Xm, a, b)
+                    for a, b in itertools.pairwise(bounds)
+                    if b > a
+                ]
+            )
     # back to lags: one transposing copy to (C_out·ci, *spec), one batch of inverse transforms
     M = fft.aligned_empty((C_out * ci,) + spec, cdtype)
     M.reshape(-1, F)[...] = acc.reshape(F, -1).T
@@ -513,7 +584,6 @@ def _correlate_lags(x, g, lags, N, groups, dtype):
         r = fft.execute(M, fft.aligned_empty(M.shape, cdtype), axes, inverse=True)
         r = np.conj(r)
     else:  # c2r overwrites M, which is ours
-        r = fft.execute(M, fft.aligned_empty((C_out * ci,) + tuple(N), dtype), axes,
-                        inverse=True)
+        r = fft.execute(M, fft.aligned_empty((C_out * ci,) + tuple(N), dtype), axes, inverse=True)
     r = r[(Ellipsis,) + tuple(slice(0, q) for q in lags)] * (1.0 / math.prod(N))
     return np.ascontiguousarray(r.reshape((C_out, ci) + tuple(lags)), dtype=dtype)

@@ -314,8 +314,11 @@ def fir_layer(h, *, mode="full", delay=0, groups=1, bias=None, padding_mode="zer
         bias = as_array("bias", bias)
     weight = np.ascontiguousarray(h[(Ellipsis,) + (slice(None, None, -1),) * d])
     pads = _alignment_pads(n_taps, delay, mode)
-    return from_standard_form(StandardForm(weight, int(groups), (1,) * d, pads, padding_mode, bias,
-                                           (1,) * d, "auto", "propagate"))
+    return from_standard_form(
+        StandardForm(
+            weight, int(groups), (1,) * d, pads, padding_mode, bias, (1,) * d, "auto", "propagate"
+        )
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -432,9 +435,9 @@ def block_diag(layers):
             )
     dtype = np.result_type(*[t.weight for t in taps])
     if any(t.bias is not None for t in taps):
-        bias = np.concatenate([
-            t.bias if t.bias is not None else np.zeros(t.out_channels) for t in taps
-        ])
+        bias = np.concatenate(
+            [t.bias if t.bias is not None else np.zeros(t.out_channels) for t in taps]
+        )
     else:
         bias = None
     per_group = {(t.out_channels // t.groups, t.weight.shape[1]) for t in taps}
@@ -574,15 +577,27 @@ def _window_taps(window, n, name="window"):
     try:
         w = np.asarray(window, dtype=float)
     except (TypeError, ValueError):
-        raise TypeError(f"{name} must be None, a window name, a tuple or an array of {n} real "
-                        f"taps, got {window!r}.") from None
+        raise TypeError(
+            f"{name} must be None, a window name, a tuple or an array of {n} real "
+            f"taps, got {window!r}."
+        ) from None
     if w.shape != (n,):
         raise ValueError(f"{name} given as an array must have shape ({n},), got {w.shape}.")
     return w
 
 
-def from_response(H, n_taps, *, shape=None, delay=None, window=None, mode="full", groups=1,
-                  whole=False, padding_mode="zeros"):
+def from_response(
+    H,
+    n_taps,
+    *,
+    shape=None,
+    delay=None,
+    window=None,
+    mode="full",
+    groups=1,
+    whole=False,
+    padding_mode="zeros",
+):
     """An FIR layer whose matrix approximates ``H(f)`` at every frequency.
 
     PyTorch conv-layer semantics for the returned layer. ``H`` is sampled on a DFT grid; the
@@ -665,8 +680,9 @@ def from_response(H, n_taps, *, shape=None, delay=None, window=None, mode="full"
     n_taps = as_tuple("n_taps", n_taps, d)
     if any(t > n for t, n in zip(n_taps, shape)):
         raise ValueError(f"n_taps {n_taps} must be at most the DFT shape {shape}.")
-    delay = tuple(t // 2 for t in n_taps) if delay is None else as_tuple("delay", delay, d,
-                                                                          minimum=0)
+    delay = (
+        tuple(t // 2 for t in n_taps) if delay is None else as_tuple("delay", delay, d, minimum=0)
+    )
     if any(D >= t for D, t in zip(delay, n_taps)):
         raise ValueError(f"delay {delay} must be smaller than n_taps {n_taps}.")
     C_out, C_in = H.shape[-2:]
@@ -686,8 +702,19 @@ def from_response(H, n_taps, *, shape=None, delay=None, window=None, mode="full"
     blocks = [h[g * co : (g + 1) * co, g * ci : (g + 1) * ci] for g in range(G)]
     weight = np.concatenate(blocks)[(Ellipsis,) + (slice(None, None, -1),) * d]
     pads = _alignment_pads(n_taps, delay, mode)
-    return from_standard_form(StandardForm(np.ascontiguousarray(weight), G, (1,) * d, pads,
-                                           padding_mode, None, (1,) * d, "auto", "propagate"))
+    return from_standard_form(
+        StandardForm(
+            np.ascontiguousarray(weight),
+            G,
+            (1,) * d,
+            pads,
+            padding_mode,
+            None,
+            (1,) * d,
+            "auto",
+            "propagate",
+        )
+    )
 
 
 def _freq_grid(shape, whole):
@@ -736,8 +763,17 @@ def _pinv_blocks(Hb, beta, rcond):
     return (np.conj(np.swapaxes(Vh, -1, -2)) * gain[..., None, :]) @ np.conj(np.swapaxes(U, -1, -2))
 
 
-def inverse(layer, n_taps, *, reg=0.0, delay=None, window=("tukey", 0.5), nfft=None,
-            mode="full", rcond=1e-10):
+def inverse(
+    layer,
+    n_taps,
+    *,
+    reg=0.0,
+    delay=None,
+    window=("tukey", 0.5),
+    nfft=None,
+    mode="full",
+    rcond=1e-10,
+):
     """A regularized inverse of ``layer`` as an FIR layer (deconvolution, crosstalk cancelling).
 
     PyTorch conv-layer semantics. At every frequency of an ``nfft`` grid,
@@ -811,14 +847,16 @@ def inverse(layer, n_taps, *, reg=0.0, delay=None, window=("tukey", 0.5), nfft=N
         nfft = tuple(fft.next_fast_len(max(2 * t, e)) for t, e in zip(n_taps, span))
     nfft = as_tuple("nfft", nfft, d)
     check_length(nfft, "design grid", "nfft")
-    check_memory((layer.out_channels, layer.in_channels) + nfft, 16, "design grid",
-                 "n_taps and nfft")
+    check_memory(
+        (layer.out_channels, layer.in_channels) + nfft, 16, "design grid", "n_taps and nfft"
+    )
     rcond = as_real("rcond", rcond, minimum=0)
     if rcond > 1:  # relative to the largest singular value: above 1 drops every one
         raise ValueError(f"rcond must be in [0, 1], got {rcond!r}.")
     if any(n < max(e, t) for n, e, t in zip(nfft, span, n_taps)):
-        raise ValueError(f"nfft {nfft} must be at least the layer's kernel span {span} and "
-                         f"n_taps {n_taps}.")
+        raise ValueError(
+            f"nfft {nfft} must be at least the layer's kernel span {span} and n_taps {n_taps}."
+        )
     whole = layer.weight.dtype.kind == "c"
     H, blocks = _blocks(layer, nfft, whole)
     beta = _regularization(reg, nfft, whole, H.shape[:d])
@@ -827,8 +865,9 @@ def inverse(layer, n_taps, *, reg=0.0, delay=None, window=("tukey", 0.5), nfft=N
     co, ci = layer.out_channels // G, layer.in_channels // G
     for g, Hb in enumerate(blocks):
         inv[..., g * ci : (g + 1) * ci, g * co : (g + 1) * co] = _pinv_blocks(Hb, beta, rcond)
-    return from_response(inv, n_taps, shape=nfft, delay=delay, window=window, mode=mode,
-                         groups=G, whole=whole)
+    return from_response(
+        inv, n_taps, shape=nfft, delay=delay, window=window, mode=mode, groups=G, whole=whole
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -883,8 +922,15 @@ class TransferEstimate:
         >>> np.round(est.to_layer(3, mode="same").weight, 2)
         array([[[0. , 1. , 0.5]]])
         """
-        return from_response(self.H, n_taps, shape=self.nperseg, delay=delay, window=window,
-                             mode=mode, whole=self.whole)
+        return from_response(
+            self.H,
+            n_taps,
+            shape=self.nperseg,
+            delay=delay,
+            window=window,
+            mode=mode,
+            whole=self.whole,
+        )
 
 
 def _segments(a, nperseg, step, win, detrend, whole):
@@ -899,8 +945,9 @@ def _segments(a, nperseg, step, win, detrend, whole):
     return spec.reshape((-1,) + spec.shape[2:])
 
 
-def estimate_transfer(x, y, *, nperseg=256, noverlap=None, window="hann", fs=1.0, reg=0.0,
-                      detrend=False):
+def estimate_transfer(
+    x, y, *, nperseg=256, noverlap=None, window="hann", fs=1.0, reg=0.0, detrend=False
+):
     """Estimate the MIMO transfer-function matrix ``H(f) = S_yx(f) S_xx(f)⁻¹`` (Welch).
 
     ``x`` and ``y`` are cut into overlapping windowed segments; the cross-spectral matrices

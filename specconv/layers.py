@@ -35,8 +35,12 @@ PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 METHODS = ("auto", "fft", "direct")
 NAN_POLICIES = ("propagate", "raise")
 #: numpy.pad's name of every padding mode
-NUMPY_PAD_MODE = {"zeros": "constant", "reflect": "reflect", "replicate": "edge",
-                  "circular": "wrap"}
+NUMPY_PAD_MODE = {
+    "zeros": "constant",
+    "reflect": "reflect",
+    "replicate": "edge",
+    "circular": "wrap",
+}
 
 
 def _conj(weight):
@@ -115,8 +119,9 @@ ONE_CALL = Planning(borrow_weight=True, shared_spectra=True)
 class _Layer:
     """What both layer kinds share: weight, bias, options, the spectra cache."""
 
-    def __init__(self, weight, bias, *, stride, dilation, groups, method, nan_policy, transposed,
-                 planning):
+    def __init__(
+        self, weight, bias, *, stride, dilation, groups, method, nan_policy, transposed, planning
+    ):
         weight = as_array("weight", weight)
         if weight.ndim < 3:
             raise ValueError(
@@ -141,7 +146,7 @@ class _Layer:
         if bias is not None:
             bias = as_array("bias", bias)
             if bias.shape != (out_channels,):
-                source = ("weight.shape[1] × groups" if transposed else "weight.shape[0]")
+                source = "weight.shape[1] × groups" if transposed else "weight.shape[0]"
                 raise ValueError(
                     f"bias must have shape (C_out,) = ({out_channels},), got {bias.shape} "
                     f"(C_out = {source}, groups={groups})."
@@ -156,8 +161,9 @@ class _Layer:
         self.planning = planning
         self.weight = _frozen(weight, copy=not planning.borrow_weight)
         self.bias = bias
-        self._cache = (_correlate.SHARED_SPECTRA if planning.shared_spectra
-                       else _correlate.SpectraCache())
+        self._cache = (
+            _correlate.SHARED_SPECTRA if planning.shared_spectra else _correlate.SpectraCache()
+        )
         self._digest = None  # of the (frozen) weight the layer correlates with, once needed
 
     @property
@@ -168,13 +174,28 @@ class _Layer:
     def _run(self, xb, weight, geom, pads, dtype, out=None):
         """Correlate (see ``_correlate.correlate``) and add the bias."""
         # choose() is memoised: repeated calls get the same tiling and hit the cached spectra
-        choice = _correlate.choose(geom, pads, self.method, dtype.itemsize,
-                                   fft.get_num_threads(), **self.planning.choose_options)
+        choice = _correlate.choose(
+            geom,
+            pads,
+            self.method,
+            dtype.itemsize,
+            fft.get_num_threads(),
+            **self.planning.choose_options,
+        )
         if choice.method == "fft" and self._digest is None:
             self._digest = _correlate.weight_digest(weight)
         y = _correlate.correlate(
-            xb, weight, geom, pads, dtype, method=self.method, nan_policy=self.nan_policy,
-            cache=self._cache, choice=choice, digest=self._digest, out=out,
+            xb,
+            weight,
+            geom,
+            pads,
+            dtype,
+            method=self.method,
+            nan_policy=self.nan_policy,
+            cache=self._cache,
+            choice=choice,
+            digest=self._digest,
+            out=out,
         )
         if self.bias is not None:
             y += self.bias.reshape((-1,) + (1,) * self.ndim)
@@ -183,8 +204,7 @@ class _Layer:
     def _check_x(self, x):
         x = as_array("x", x)
         xb, batched = check_signal(x, self.in_channels, self.ndim, groups=self.groups)
-        return xb, batched, result_dtype(xb, self.weight, self.bias,
-                                         names=("x", "weight", "bias"))
+        return xb, batched, result_dtype(xb, self.weight, self.bias, names=("x", "weight", "bias"))
 
 
 class SpectralConv(_Layer):
@@ -252,11 +272,31 @@ class SpectralConv(_Layer):
     (501, 8, 4)
     """
 
-    def __init__(self, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
-                 padding_mode="zeros", method="auto", nan_policy="propagate", planning=None):
-        super().__init__(weight, bias, stride=stride, dilation=dilation, groups=groups,
-                         method=method, nan_policy=nan_policy, transposed=False,
-                         planning=planning)
+    def __init__(
+        self,
+        weight,
+        bias=None,
+        *,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups=1,
+        padding_mode="zeros",
+        method="auto",
+        nan_policy="propagate",
+        planning=None,
+    ):
+        super().__init__(
+            weight,
+            bias,
+            stride=stride,
+            dilation=dilation,
+            groups=groups,
+            method=method,
+            nan_policy=nan_policy,
+            transposed=False,
+            planning=planning,
+        )
         self.padding_mode = check_option("padding_mode", padding_mode, PADDING_MODES)
         d = self.ndim
         span = self.kernel_span
@@ -308,8 +348,15 @@ class SpectralConv(_Layer):
             pads = ((0, 0),) * self.ndim
         padded = tuple(n + a + b for n, (a, b) in zip(xb.shape[2:], pads))
         geom = Geometry(
-            xb.shape[0], self.in_channels, self.out_channels, self.groups, self.kernel_size,
-            self.dilation, self.stride, padded, dtype.kind == "c",
+            xb.shape[0],
+            self.in_channels,
+            self.out_channels,
+            self.groups,
+            self.kernel_size,
+            self.dilation,
+            self.stride,
+            padded,
+            dtype.kind == "c",
         )
         if any(e > p for e, p in zip(geom.span, padded)):
             raise ValueError(
@@ -319,8 +366,12 @@ class SpectralConv(_Layer):
         check_length(padded, "padded input", "padding")
         itemsize = dtype.itemsize
         check_memory(xb.shape[:2] + padded, itemsize, "padded input", "padding")
-        check_memory((xb.shape[0], self.out_channels) + geom.out_shape, itemsize, "output",
-                     "padding, stride and dilation")
+        check_memory(
+            (xb.shape[0], self.out_channels) + geom.out_shape,
+            itemsize,
+            "output",
+            "padding, stride and dilation",
+        )
         # a stride beyond the last window start leaves one output per axis, whatever its size:
         # take the smallest such stride, so no work scales with the stride's magnitude
         stride = tuple(min(s, p - e + 1) for s, p, e in zip(self.stride, padded, geom.span))
@@ -347,8 +398,13 @@ class SpectralConv(_Layer):
                 "ConvTranspose layer (only zero padding is); use padding_mode='zeros'."
             )
         return SpectralConvTranspose(
-            self.weight, stride=self.stride, padding=self.pads, dilation=self.dilation,
-            groups=self.groups, method=self.method, nan_policy=self.nan_policy,
+            self.weight,
+            stride=self.stride,
+            padding=self.pads,
+            dilation=self.dilation,
+            groups=self.groups,
+            method=self.method,
+            nan_policy=self.nan_policy,
         )
 
     @property
@@ -381,8 +437,13 @@ class SpectralConv(_Layer):
                 "specconv.aslinearoperator(layer, input_shape) or specconv.linop.adjoint."
             )
         return SpectralConvTranspose(
-            _conj(self.weight), stride=self.stride, padding=self.pads, dilation=self.dilation,
-            groups=self.groups, method=self.method, nan_policy=self.nan_policy,
+            _conj(self.weight),
+            stride=self.stride,
+            padding=self.pads,
+            dilation=self.dilation,
+            groups=self.groups,
+            method=self.method,
+            nan_policy=self.nan_policy,
         )
 
     # the kernel-matrix algebra (functions at the end of this module)
@@ -478,17 +539,36 @@ class SpectralConvTranspose(_Layer):
     (2, 22)
     """
 
-    def __init__(self, weight, bias=None, *, stride=1, padding=0, output_padding=0, groups=1,
-                 dilation=1, method="auto", nan_policy="propagate", planning=None):
-        super().__init__(weight, bias, stride=stride, dilation=dilation, groups=groups,
-                         method=method, nan_policy=nan_policy, transposed=True,
-                         planning=planning)
+    def __init__(
+        self,
+        weight,
+        bias=None,
+        *,
+        stride=1,
+        padding=0,
+        output_padding=0,
+        groups=1,
+        dilation=1,
+        method="auto",
+        nan_policy="propagate",
+        planning=None,
+    ):
+        super().__init__(
+            weight,
+            bias,
+            stride=stride,
+            dilation=dilation,
+            groups=groups,
+            method=method,
+            nan_policy=nan_policy,
+            transposed=True,
+            planning=planning,
+        )
         d = self.ndim
         self.pads = as_pads("padding", padding, d, of="weight")
         symmetric = all(a == b for a, b in self.pads)
         self.padding = tuple(a for a, _ in self.pads) if symmetric else self.pads
-        self.output_padding = as_tuple("output_padding", output_padding, d, minimum=0,
-                                       of="weight")
+        self.output_padding = as_tuple("output_padding", output_padding, d, minimum=0, of="weight")
         for op, s, dl in zip(self.output_padding, self.stride, self.dilation):
             if op >= max(s, dl):
                 raise ValueError(
@@ -499,7 +579,9 @@ class SpectralConvTranspose(_Layer):
         # the equivalent forward correlation: per group, channels swapped, taps flipped
         G, ci, co = self.groups, self.in_channels // self.groups, self.out_channels // self.groups
         w = self.weight.reshape((G, ci, co) + self.kernel_size)
-        w = w.transpose((0, 2, 1) + tuple(range(3, 3 + d)))[(Ellipsis,) + (slice(None, None, -1),) * d]
+        w = w.transpose((0, 2, 1) + tuple(range(3, 3 + d)))[
+            (Ellipsis,) + (slice(None, None, -1),) * d
+        ]
         self._forward_weight = _frozen(w.reshape((self.out_channels, ci) + self.kernel_size))
 
     def __repr__(self):
@@ -549,19 +631,35 @@ class SpectralConvTranspose(_Layer):
                 f"The output would be empty: input {n} with padding {self.padding} gives "
                 f"spatial shape {tuple(b + e for b, e in zip(base, extra))}."
             )
-        check_length([b + e for b, e in zip(base, extra)], "output",
-                     "stride, padding, dilation and output_padding")
+        check_length(
+            [b + e for b, e in zip(base, extra)],
+            "output",
+            "stride, padding, dilation and output_padding",
+        )
         # a correlation of the input, zero-stuffed by the stride, with the forward kernel
         pads = tuple((e - 1 - a, e - 1 - b + op) for e, (a, b), op in zip(span, self.pads, extra))
         stuffed = tuple((m - 1) * s + 1 for m, s in zip(n, self.stride))
-        check_length([m + a + b for m, (a, b) in zip(stuffed, pads)], "zero-stuffed input",
-                     "stride and dilation")
-        check_memory((xb.shape[0], self.out_channels) + tuple(b + e for b, e in zip(base, extra)),
-                     dtype.itemsize, "output", "stride, padding, dilation and output_padding")
+        check_length(
+            [m + a + b for m, (a, b) in zip(stuffed, pads)],
+            "zero-stuffed input",
+            "stride and dilation",
+        )
+        check_memory(
+            (xb.shape[0], self.out_channels) + tuple(b + e for b, e in zip(base, extra)),
+            dtype.itemsize,
+            "output",
+            "stride, padding, dilation and output_padding",
+        )
         check_memory(xb.shape[:2] + stuffed, dtype.itemsize, "zero-stuffed input", "stride")
         geom = Geometry(
-            xb.shape[0], self.in_channels, self.out_channels, self.groups, self.kernel_size,
-            self.dilation, (1,) * d, tuple(m + a + b for m, (a, b) in zip(stuffed, pads)),
+            xb.shape[0],
+            self.in_channels,
+            self.out_channels,
+            self.groups,
+            self.kernel_size,
+            self.dilation,
+            (1,) * d,
+            tuple(m + a + b for m, (a, b) in zip(stuffed, pads)),
             dtype.kind == "c",
         )
         # an axis of one input sample has nothing to interleave: its stride changes nothing
@@ -582,22 +680,48 @@ class SpectralConvTranspose(_Layer):
         parts = self._output_phases(geom, n, [a for a, _ in pads], stride)
         plan, direct = None, self.method == "direct"
         if not direct:
-            plan = _polyphase.transposed_plan(geom, stride, pads, n, "fft", dtype.itemsize,
-                                              workers, **self.planning.choose_options)
+            plan = _polyphase.transposed_plan(
+                geom,
+                stride,
+                pads,
+                n,
+                "fft",
+                dtype.itemsize,
+                workers,
+                **self.planning.choose_options,
+            )
         if self.method == "auto" and plan is not None:
             # the phases, and copying each into its interleaved place
-            copies = _polyphase.copy_seconds(math.prod(geom.out_shape) * xb.shape[0]
-                                             * self.out_channels, dtype.itemsize,
-                                             geom.is_complex, workers)
-            direct = copies + sum(_costmodel.direct_cost(part, dtype.itemsize, workers)
-                                  for *_, part in parts if part is not None) <= plan.seconds
+            copies = _polyphase.copy_seconds(
+                math.prod(geom.out_shape) * xb.shape[0] * self.out_channels,
+                dtype.itemsize,
+                geom.is_complex,
+                workers,
+            )
+            direct = (
+                copies
+                + sum(
+                    _costmodel.direct_cost(part, dtype.itemsize, workers)
+                    for *_, part in parts
+                    if part is not None
+                )
+                <= plan.seconds
+            )
         if direct:
             return self._apply_phases(xb, parts, geom.out_shape, dtype, stride)
         if plan is not None and self._digest is None:
             self._digest = _correlate.weight_digest(self._forward_weight)
         y = _correlate.correlate_transposed(
-            xb, self._forward_weight, plan, geom, pads, stride, dtype,
-            nan_policy=self.nan_policy, cache=self._cache, digest=self._digest,
+            xb,
+            self._forward_weight,
+            plan,
+            geom,
+            pads,
+            stride,
+            dtype,
+            nan_policy=self.nan_policy,
+            cache=self._cache,
+            digest=self._digest,
         )
         if self.bias is not None:
             y += self.bias.reshape((-1,) + (1,) * self.ndim)
@@ -616,8 +740,9 @@ class SpectralConvTranspose(_Layer):
         phase; the geometry is None where no tap reaches the phase.
         """
         per_axis = []
-        for K, dl, s, m, p, size in zip(geom.kernel, geom.dilation, stride, n, before,
-                                        geom.out_shape):
+        for K, dl, s, m, p, size in zip(
+            geom.kernel, geom.dilation, stride, n, before, geom.out_shape
+        ):
             axis = []
             for r in range(min(s, size)):
                 taps, spacing = _direct.residue_taps(K, dl, s, p - r)
@@ -628,8 +753,13 @@ class SpectralConvTranspose(_Layer):
         parts = []
         for combo in itertools.product(*per_axis):
             phase, taps, spacing, pads, padded = zip(*combo)
-            part = dataclasses.replace(geom, kernel=tuple(map(len, taps)), dilation=spacing,
-                                       padded=padded) if all(taps) else None
+            part = (
+                dataclasses.replace(
+                    geom, kernel=tuple(map(len, taps)), dilation=spacing, padded=padded
+                )
+                if all(taps)
+                else None
+            )
             parts.append((phase, taps, pads, part))
         return parts
 
@@ -644,7 +774,13 @@ class SpectralConvTranspose(_Layer):
                 continue
             weight = self._forward_weight[(slice(None), slice(None)) + np.ix_(*taps)]
             part = _correlate.correlate(
-                xb, weight, geom, pads, dtype, method="direct", nan_policy=self.nan_policy,
+                xb,
+                weight,
+                geom,
+                pads,
+                dtype,
+                method="direct",
+                nan_policy=self.nan_policy,
             )
             if bias is not None:
                 part += bias
@@ -655,8 +791,13 @@ class SpectralConvTranspose(_Layer):
     def T(self):
         """The transposed layer (a :class:`SpectralConv`): same weight and options, no bias."""
         return SpectralConv(
-            self.weight, stride=self.stride, padding=self.pads, dilation=self.dilation,
-            groups=self.groups, method=self.method, nan_policy=self.nan_policy,
+            self.weight,
+            stride=self.stride,
+            padding=self.pads,
+            dilation=self.dilation,
+            groups=self.groups,
+            method=self.method,
+            nan_policy=self.nan_policy,
         )
 
     @property
@@ -679,8 +820,13 @@ class SpectralConvTranspose(_Layer):
         True
         """
         return SpectralConv(
-            _conj(self.weight), stride=self.stride, padding=self.pads, dilation=self.dilation,
-            groups=self.groups, method=self.method, nan_policy=self.nan_policy,
+            _conj(self.weight),
+            stride=self.stride,
+            padding=self.pads,
+            dilation=self.dilation,
+            groups=self.groups,
+            method=self.method,
+            nan_policy=self.nan_policy,
         )
 
     def frequency_response(self, shape, *, whole=None):
@@ -713,8 +859,7 @@ def _frequency_response(layer, shape, whole, transposed):
     d = layer.ndim
     shape = as_tuple("shape", shape, d)
     check_length(shape, "DFT", "shape")
-    check_memory((layer.out_channels, layer.in_channels) + shape, 16, "frequency response",
-                 "shape")
+    check_memory((layer.out_channels, layer.in_channels) + shape, 16, "frequency response", "shape")
     if whole is not None and not isinstance(whole, (bool, np.bool_)):
         raise TypeError(f"whole must be None or a bool, got {type(whole).__name__} {whole!r}.")
     span = layer.kernel_span
@@ -792,8 +937,17 @@ def standard_form(layer, name="layer"):
         w = w.transpose((0, 2, 1) + tuple(range(3, 3 + d)))
         w = w[(Ellipsis,) + (slice(None, None, -1),) * d]
         w = w.reshape((layer.out_channels, ci) + layer.kernel_size)
-        return StandardForm(np.ascontiguousarray(w), G, tuple(layer.dilation), pads, "zeros",
-                            layer.bias, (1,) * d, layer.method, layer.nan_policy)
+        return StandardForm(
+            np.ascontiguousarray(w),
+            G,
+            tuple(layer.dilation),
+            pads,
+            "zeros",
+            layer.bias,
+            (1,) * d,
+            layer.method,
+            layer.nan_policy,
+        )
     span = layer.kernel_span
     if isinstance(layer.padding, str):
         if layer.padding == "valid":
@@ -802,17 +956,32 @@ def standard_form(layer, name="layer"):
             pads = tuple(((e - 1) // 2, e - 1 - (e - 1) // 2) for e in span)
     else:
         pads = tuple((p, p) for p in layer.padding)
-    return StandardForm(layer.weight, layer.groups, tuple(layer.dilation), pads,
-                        layer.padding_mode, layer.bias, tuple(layer.stride), layer.method,
-                        layer.nan_policy)
+    return StandardForm(
+        layer.weight,
+        layer.groups,
+        tuple(layer.dilation),
+        pads,
+        layer.padding_mode,
+        layer.bias,
+        tuple(layer.stride),
+        layer.method,
+        layer.nan_policy,
+    )
 
 
 def from_standard_form(t):
     """The SpectralConv of a standard form (asymmetric pads become zero taps)."""
     weight, padding, dilation = _standard_form.expressible(t)
     return SpectralConv(
-        weight, t.bias, stride=t.stride, padding=padding, dilation=dilation, groups=t.groups,
-        padding_mode=t.mode, method=t.method, nan_policy=t.nan_policy,
+        weight,
+        t.bias,
+        stride=t.stride,
+        padding=padding,
+        dilation=dilation,
+        groups=t.groups,
+        padding_mode=t.mode,
+        method=t.method,
+        nan_policy=t.nan_policy,
     )
 
 

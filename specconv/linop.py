@@ -122,8 +122,12 @@ def _adjoint_layer(layer):
         return layer.H
     w = np.conj(layer.weight) if layer.weight.dtype.kind == "c" else layer.weight
     return SpectralConvTranspose(
-        w, stride=layer.stride, dilation=layer.dilation, groups=layer.groups,
-        method=layer.method, nan_policy=layer.nan_policy,
+        w,
+        stride=layer.stride,
+        dilation=layer.dilation,
+        groups=layer.groups,
+        method=layer.method,
+        nan_policy=layer.nan_policy,
     )
 
 
@@ -144,10 +148,14 @@ def output_shape(layer, input_shape):
     span = tuple(dl * (k - 1) + 1 for k, dl in zip(layer.kernel_size, layer.dilation))
     pads = layer.pads
     if isinstance(layer, SpectralConvTranspose):
-        out = tuple((m - 1) * s - a - b + e + op for m, s, (a, b), e, op
-                    in zip(n, layer.stride, pads, span, layer.output_padding))
+        out = tuple(
+            (m - 1) * s - a - b + e + op
+            for m, s, (a, b), e, op in zip(n, layer.stride, pads, span, layer.output_padding)
+        )
     else:
-        out = tuple((m + a + b - e) // s + 1 for m, s, (a, b), e in zip(n, layer.stride, pads, span))
+        out = tuple(
+            (m + a + b - e) // s + 1 for m, s, (a, b), e in zip(n, layer.stride, pads, span)
+        )
     if any(o < 1 for o in out):
         raise ValueError(
             f"input_shape {n} gives an empty output {out} for this layer (kernel span "
@@ -184,7 +192,7 @@ class LayerOperator(LinearOperator):
         out = output_shape(layer, input_shape[-d:])
         self.layer = layer
         self.input_shape = input_shape
-        self.output_shape = input_shape[:-d - 1] + (layer.out_channels,) + out
+        self.output_shape = input_shape[: -d - 1] + (layer.out_channels,) + out
         if dtype is None:
             dtype = result_dtype(layer.weight)
         # built once: layers cache their kernel spectra, so a solver's iterations reuse them
@@ -197,7 +205,7 @@ class LayerOperator(LinearOperator):
         k = X.shape[1]
         cols = np.ascontiguousarray(X.T).reshape((k,) + shape)
         d = self.layer.ndim
-        return cols.reshape((-1,) + shape[-d - 1:]), k
+        return cols.reshape((-1,) + shape[-d - 1 :]), k
 
     def _matmat(self, X):
         cols, k = self._columns(X, self.input_shape)
@@ -206,7 +214,9 @@ class LayerOperator(LinearOperator):
 
     def _rmatmat(self, Y):
         cols, k = self._columns(Y, self.output_shape)
-        x = _apply_adjoint(self.layer, self._adjoint_layer, cols, self.input_shape[-self.layer.ndim:])
+        x = _apply_adjoint(
+            self.layer, self._adjoint_layer, cols, self.input_shape[-self.layer.ndim :]
+        )
         return x.reshape(k, -1).T
 
     def _matvec(self, x):
@@ -216,20 +226,32 @@ class LayerOperator(LinearOperator):
         return self._rmatmat(np.reshape(y, (-1, 1))).reshape(-1)
 
     def __repr__(self):
-        return (f"<{self.shape[0]}x{self.shape[1]} LayerOperator of {self.layer!r} on inputs "
-                f"of shape {self.input_shape} with dtype={self.dtype}>")
+        return (
+            f"<{self.shape[0]}x{self.shape[1]} LayerOperator of {self.layer!r} on inputs "
+            f"of shape {self.input_shape} with dtype={self.dtype}>"
+        )
 
 
 def _without_bias(layer):
     if isinstance(layer, SpectralConvTranspose):
         return SpectralConvTranspose(
-            layer.weight, stride=layer.stride, padding=layer.pads,
-            output_padding=layer.output_padding, groups=layer.groups, dilation=layer.dilation,
-            method=layer.method, nan_policy=layer.nan_policy,
+            layer.weight,
+            stride=layer.stride,
+            padding=layer.pads,
+            output_padding=layer.output_padding,
+            groups=layer.groups,
+            dilation=layer.dilation,
+            method=layer.method,
+            nan_policy=layer.nan_policy,
         )
     return SpectralConv(
-        layer.weight, stride=layer.stride, padding=layer.pads, dilation=layer.dilation,
-        groups=layer.groups, padding_mode=layer.padding_mode, method=layer.method,
+        layer.weight,
+        stride=layer.stride,
+        padding=layer.pads,
+        dilation=layer.dilation,
+        groups=layer.groups,
+        padding_mode=layer.padding_mode,
+        method=layer.method,
         nan_policy=layer.nan_policy,
     )
 

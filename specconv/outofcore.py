@@ -51,9 +51,7 @@ DEFAULT_BUDGET = 256 * 2**20
 # ------------------------------------------------------------------------------ geometry
 def _check_layer(layer):
     if not isinstance(layer, SpectralConv):
-        raise TypeError(
-            f"layer must be a specconv.SpectralConv, got {type(layer).__name__}."
-        )
+        raise TypeError(f"layer must be a specconv.SpectralConv, got {type(layer).__name__}.")
     return layer
 
 
@@ -165,9 +163,14 @@ def _file_behind(arr):
     ``offset`` attribute is its parent's, and a copy-on-write mapping may hold edits the file
     lacks.
     """
-    if (hasattr(os, "preadv") and isinstance(arr, np.memmap) and isinstance(arr.base, mmap.mmap)
-            and arr.filename and getattr(arr, "mode", None) in ("r", "r+", "w+")
-            and arr.flags.c_contiguous):
+    if (
+        hasattr(os, "preadv")
+        and isinstance(arr, np.memmap)
+        and isinstance(arr.base, mmap.mmap)
+        and arr.filename
+        and getattr(arr, "mode", None) in ("r", "r+", "w+")
+        and arr.flags.c_contiguous
+    ):
         return arr.filename, arr.offset
     return None
 
@@ -262,8 +265,9 @@ class _RawSource:
     fills_buffers = False
 
     def read(self, axis, lo, hi, out=None):
-        return self.raw.get_data(picks=self.picks, start=lo, stop=hi,
-                                 reject_by_annotation=self.reject)
+        return self.raw.get_data(
+            picks=self.picks, start=lo, stop=hi, reject_by_annotation=self.reject
+        )
 
     def close(self):
         pass
@@ -284,8 +288,10 @@ def _open_source(source, dataset, picks, reject_by_annotation, stack):
             h5py = soft_import("h5py", "mri", purpose="reading HDF5 files")
             f = stack.enter_context(h5py.File(path, "r"))
             if dataset is not None and not isinstance(dataset, str):
-                raise TypeError(f"dataset must be a str (an HDF5 path) or None, got "
-                                f"{type(dataset).__name__} {dataset!r}.")
+                raise TypeError(
+                    f"dataset must be a str (an HDF5 path) or None, got "
+                    f"{type(dataset).__name__} {dataset!r}."
+                )
             if dataset is None:
                 names = [k for k, v in f.items() if isinstance(v, h5py.Dataset)]
                 if len(names) != 1:
@@ -295,8 +301,10 @@ def _open_source(source, dataset, picks, reject_by_annotation, stack):
                 dataset = names[0]
             if not isinstance(f.get(dataset), h5py.Dataset):
                 names = [k for k, v in f.items() if isinstance(v, h5py.Dataset)]
-                raise FormatError(f"{str(path)!r} has no dataset {dataset!r} (it has {names}); "
-                                  f"choose one with dataset=.")
+                raise FormatError(
+                    f"{str(path)!r} has no dataset {dataset!r} (it has {names}); "
+                    f"choose one with dataset=."
+                )
             return _ArraySource(f[dataset], f"{path}:{dataset}"), path
         mne = soft_import("mne", "eeg", purpose="reading EEG/MEG files")
         raw = mne.io.read_raw(path, preload=False, verbose="error")
@@ -385,8 +393,11 @@ class _NpyWriter:
         self._recent = collections.deque(maxlen=3)  # file ranges of the last chunks written
 
     def _reserve(self, path):
-        header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
-                  "shape": self.shape}
+        header = {
+            "descr": np.lib.format.dtype_to_descr(self.dtype),
+            "fortran_order": False,
+            "shape": self.shape,
+        }
         np.lib.format.write_array_header_2_0(self.f, header)
         self.offset = self.f.tell()
         size = self.offset + math.prod(self.shape) * self.dtype.itemsize
@@ -459,8 +470,9 @@ class _Chunker:
         self.n_out = self.out_shape[self.axis]
         self.pads = layer.pads
         self.stride, self.span = layer.stride[0], layer.kernel_span[0]
-        self.dtype = result_dtype(np.empty(0, src.dtype), layer.weight, layer.bias,
-                                  names=("source", "weight", "bias"))
+        self.dtype = result_dtype(
+            np.empty(0, src.dtype), layer.weight, layer.bias, names=("source", "weight", "bias")
+        )
         check_padding_fits(layer.padding_mode, self.pads, shape[-d:])
         # every chunk runs through one valid-correlation layer of one geometry, so the
         # kernel spectra are computed once (the last chunk is padded to the same length);
@@ -468,14 +480,21 @@ class _Chunker:
         planning = Planning(borrow_weight=True)
         if chunk_size is None:
             self.chunk, spectra_budget, self.estimate = _plan_chunk(self, memory_budget)
-            planning = Planning(borrow_weight=True, spectra_cached=True,
-                                spectra_budget=spectra_budget)
+            planning = Planning(
+                borrow_weight=True, spectra_cached=True, spectra_budget=spectra_budget
+            )
         else:
             self.chunk = min(chunk_size, self.n_out)
             self.estimate = math.nan
         self.valid = SpectralConv(
-            layer.weight, layer.bias, stride=layer.stride, padding=0, dilation=layer.dilation,
-            groups=layer.groups, method=layer.method, nan_policy=layer.nan_policy,
+            layer.weight,
+            layer.bias,
+            stride=layer.stride,
+            padding=0,
+            dilation=layer.dilation,
+            groups=layer.groups,
+            method=layer.method,
+            nan_policy=layer.nan_policy,
             planning=planning,
         )
 
@@ -572,12 +591,22 @@ def _engine_plan(chunker, m, spectra_budget):
         spatial[a] += sum(chunker.pads[a])
     B = src.shape[0] if chunker.batched else 1
     dtype = chunker.dtype
-    geom = Geometry(B, layer.in_channels, layer.out_channels, layer.groups, layer.kernel_size,
-                    layer.dilation, layer.stride, tuple(spatial), dtype.kind == "c")
+    geom = Geometry(
+        B,
+        layer.in_channels,
+        layer.out_channels,
+        layer.groups,
+        layer.kernel_size,
+        layer.dilation,
+        layer.stride,
+        tuple(spatial),
+        dtype.kind == "c",
+    )
     workers = fft.get_num_threads()
     isz = dtype.itemsize
-    choice = _costmodel.choose(geom, layer.method, isz, workers, spectra_cached=True,
-                               spectra_budget=spectra_budget)
+    choice = _costmodel.choose(
+        geom, layer.method, isz, workers, spectra_cached=True, spectra_budget=spectra_budget
+    )
     if choice.method == "direct":  # a zero-padded copy and the per-tap shifted inputs
         return 2 * B * layer.in_channels * math.prod(spatial) * isz, choice.seconds
     t = choice.tiling
@@ -596,8 +625,15 @@ def _engine_plan(chunker, m, spectra_budget):
     buffers = per_chunk if t.team > 1 else min(workers, t.n_chunks) * per_chunk
     # a worker whose tiles run past the input's end gathers them from a zero-padded copy
     run = t.chunk // t.team
-    gathered = (t.batch_block * geom.in_channels // layer.groups * t.group_block
-                * ((run - 1) * t.step[0] + t.fft_shape[0]) * math.prod(spatial[1:]) * isz)
+    gathered = (
+        t.batch_block
+        * geom.in_channels
+        // layer.groups
+        * t.group_block
+        * ((run - 1) * t.step[0] + t.fft_shape[0])
+        * math.prod(spatial[1:])
+        * isz
+    )
     buffers += min(workers, t.n_chunks * t.team) * gathered
     seconds = _costmodel.chunked_cost(geom, t, choice.seconds, isz, workers)
     # freed memory may stay resident: what computing the spectra took counts until the end
@@ -682,9 +718,22 @@ def _progress_bar(total, progress, desc):
 
 
 # ---------------------------------------------------------------------------------- main
-def apply(layer, source, target=None, *, dataset=None, target_dataset="data", picks=None,
-          reject_by_annotation=None, memory_budget=DEFAULT_BUDGET, chunk_size=None,
-          progress=None, overwrite=False, sfreq=None, ch_names=None):
+def apply(
+    layer,
+    source,
+    target=None,
+    *,
+    dataset=None,
+    target_dataset="data",
+    picks=None,
+    reject_by_annotation=None,
+    memory_budget=DEFAULT_BUDGET,
+    chunk_size=None,
+    progress=None,
+    overwrite=False,
+    sfreq=None,
+    ch_names=None,
+):
     """Apply a conv layer to a recording chunk by chunk, with bounded memory.
 
     The result equals ``layer(source[...])`` computed in memory (PyTorch conv semantics, the
@@ -797,7 +846,10 @@ def apply(layer, source, target=None, *, dataset=None, target_dataset="data", pi
         chunker = _Chunker(layer, src, int(memory_budget), chunk_size)
         logger.info(
             "out-of-core: %s -> %s in %d chunk(s) of %d samples (about %.0f MB working set)",
-            src.name, chunker.out_shape, -(-chunker.n_out // chunker.chunk), chunker.chunk,
+            src.name,
+            chunker.out_shape,
+            -(-chunker.n_out // chunker.chunk),
+            chunker.chunk,
             chunker.estimate / 2**20,
         )
         check_not_aliased(target, [source, src_path], name="target")
@@ -853,8 +905,9 @@ def _yield_to_compute():
     if sys.platform.startswith("linux") and _IO_NICENESS:
         tid = threading.get_native_id()
         with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, tid,
-                           min(19, os.getpriority(os.PRIO_PROCESS, tid) + _IO_NICENESS))
+            os.setpriority(
+                os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + _IO_NICENESS)
+            )
 
 
 def _run(chunker, writer, progress):
@@ -867,9 +920,12 @@ def _run(chunker, writer, progress):
     # peak on 1.8 GB for the inputs; one output chunk more in some runs, but not others).
     spare = None
     outputs = [chunker.output_buffer() for _ in starts[:2]]
-    with _progress_bar(chunker.n_out, progress, "specconv") as update, \
-            ThreadPoolExecutor(1, thread_name_prefix="specconv-io",
-                               initializer=_yield_to_compute) as io:
+    with (
+        _progress_bar(chunker.n_out, progress, "specconv") as update,
+        ThreadPoolExecutor(
+            1, thread_name_prefix="specconv-io", initializer=_yield_to_compute
+        ) as io,
+    ):
         reading, writing = io.submit(chunker.read, starts[0]), None
         for i, m0 in enumerate(starts):
             x = reading.result()
@@ -922,15 +978,24 @@ def _write_fif(chunker, path, progress, sfreq, ch_names):
     if aligned and len(raw.annotations):
         annot = raw.annotations
         if annot.orig_time is None:  # onsets then count from the first sample: re-base them
-            annot = mne.Annotations(annot.onset - raw.first_time, annot.duration,
-                                    annot.description, ch_names=annot.ch_names)
+            annot = mne.Annotations(
+                annot.onset - raw.first_time,
+                annot.duration,
+                annot.description,
+                ch_names=annot.ch_names,
+            )
         lazy.set_annotations(annot)
     fmt = "double" if chunker.dtype == np.float64 else "single"
     with _progress_bar(n_out, progress, "specconv") as update:
         lazy._raw_extras[0]["cache"].update = update
         # MNE rounds the buffer up: ask for a hair less than one chunk to get exactly one
-        lazy.save(path, fmt=fmt, buffer_size_sec=(chunker.chunk - 0.5) / float(sfreq),
-                  overwrite=True, verbose="error")
+        lazy.save(
+            path,
+            fmt=fmt,
+            buffer_size_sec=(chunker.chunk - 0.5) / float(sfreq),
+            overwrite=True,
+            verbose="error",
+        )
 
 
 class _ChunkCache:
@@ -972,10 +1037,16 @@ def _lazy_raw(mne, info, n_times, first_samp, chunker):
     class _ConvRaw(mne.io.BaseRaw):
         def __init__(self):
             cache = _ChunkCache(chunker, first_samp)
-            super().__init__(info, preload=False, first_samps=(first_samp,),
-                             last_samps=(first_samp + n_times - 1,), filenames=(None,),
-                             raw_extras=[{"cache": cache}], orig_format="double",
-                             verbose="error")
+            super().__init__(
+                info,
+                preload=False,
+                first_samps=(first_samp,),
+                last_samps=(first_samp + n_times - 1,),
+                filenames=(None,),
+                raw_extras=[{"cache": cache}],
+                orig_format="double",
+                verbose="error",
+            )
 
         def _read_segment_file(self, data, idx, fi, start, stop, cals, mult):
             # MNE calls this through a proxy that exposes only _raw_extras and filenames

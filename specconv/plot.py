@@ -173,24 +173,28 @@ def plot_layer(layer, x=None, y=None, *, max_channels=16, title=None):
     kernels, mask = _kernel_matrix(layer)
     n_out, n_in = mask.shape
     if title is None:
-        title = (f"{type(layer).__name__}: {n_out} × {n_in} kernels of size "
-                 f"{tuple(layer.kernel_size)}, groups={layer.groups}")
+        title = (
+            f"{type(layer).__name__}: {n_out} × {n_in} kernels of size "
+            f"{tuple(layer.kernel_size)}, groups={layer.groups}"
+        )
     x_names = y_names = None
     if x is not None:
         x, x_names, _ = _channels("x", x)
         if x.ndim != layer.ndim + 1:
-            raise ValueError(f"x must be one unbatched signal (C_in, *spatial) with "
-                             f"{layer.ndim} spatial dimension(s), got shape {x.shape}.")
+            raise ValueError(
+                f"x must be one unbatched signal (C_in, *spatial) with "
+                f"{layer.ndim} spatial dimension(s), got shape {x.shape}."
+            )
         if x.shape[0] != n_in:
-            raise ValueError(f"x must have C_in = {n_in} channels on axis 0, got shape "
-                             f"{x.shape}.")
+            raise ValueError(f"x must have C_in = {n_in} channels on axis 0, got shape {x.shape}.")
         if y is None:
             y = layer(x)
     if y is not None:
         y, y_names, _ = _channels("y", y)
         if y.shape[0] != n_out:
-            raise ValueError(f"y must have C_out = {n_out} channels on axis 0, got shape "
-                             f"{y.shape}.")
+            raise ValueError(
+                f"y must have C_out = {n_out} channels on axis 0, got shape {y.shape}."
+            )
     if max(n_out, n_in) > max_channels:
         return _plot_kernel_norms(plt, kernels, mask, title)
 
@@ -198,7 +202,8 @@ def plot_layer(layer, x=None, y=None, *, max_channels=16, title=None):
     rows, cols = n_out + has_x, n_in + has_y
     fig = plt.figure(figsize=(1.4 * cols + 1.0, 1.1 * rows + 0.8), layout="constrained")
     grid = fig.add_gridspec(
-        rows, cols,
+        rows,
+        cols,
         height_ratios=[1.3] * has_x + [1.0] * n_out,
         width_ratios=[1.0] * n_in + [2.2] * has_y,
     )
@@ -226,8 +231,9 @@ def plot_layer(layer, x=None, y=None, *, max_channels=16, title=None):
             ax = fig.add_subplot(grid[i + has_x, n_in])
             _draw_channel(ax, y[i])
             _bare(ax)
-            ax.set_ylabel(y_names[i] if y_names else f"y{i}", fontsize="small", rotation=0,
-                          labelpad=12)
+            ax.set_ylabel(
+                y_names[i] if y_names else f"y{i}", fontsize="small", rotation=0, labelpad=12
+            )
             ax.yaxis.set_label_position("right")
     fig.suptitle(title)
     return fig
@@ -237,8 +243,7 @@ def _plot_kernel_norms(plt, kernels, mask, title):
     norms = np.sqrt(np.sum(np.abs(kernels.reshape(mask.shape + (-1,))) ** 2, axis=-1))
     fig, ax = plt.subplots(figsize=(6, 5), layout="constrained")
     ax.set_facecolor(_SHADE)
-    image = ax.imshow(np.ma.masked_where(~mask, norms), cmap="viridis",
-                      interpolation="nearest")
+    image = ax.imshow(np.ma.masked_where(~mask, norms), cmap="viridis", interpolation="nearest")
     ax.set_xlabel("input channel j")
     ax.set_ylabel("output channel i")
     fig.colorbar(image, ax=ax, label="||h_ij||")
@@ -322,8 +327,10 @@ def plot_frequency_response(layer, n, *, sfreq=None, db=True, max_channels=8):
 
     fig = plt.figure(figsize=(2.6 * 2 * n_in + 0.5, 1.7 * n_out + 1.0), layout="constrained")
     subs = fig.subfigures(1, 2)
-    panels = ((subs[0], mag, "magnitude (dB)" if db else "magnitude"),
-              (subs[1], phase, "phase (rad)"))
+    panels = (
+        (subs[0], mag, "magnitude (dB)" if db else "magnitude"),
+        (subs[1], phase, "phase (rad)"),
+    )
     for sub, values, label in panels:
         axes = sub.subplots(n_out, n_in, squeeze=False, sharex=True)
         finite = values[..., mask]
@@ -341,8 +348,13 @@ def plot_frequency_response(layer, n, *, sfreq=None, db=True, max_channels=8):
                     view = values[(Ellipsis, i, j)]
                     while view.ndim > 2:
                         view = view[view.shape[0] // 2]
-                    ax.imshow(view, cmap="twilight" if values is phase else "viridis",
-                              vmin=lo, vmax=hi, interpolation="nearest")
+                    ax.imshow(
+                        view,
+                        cmap="twilight" if values is phase else "viridis",
+                        vmin=lo,
+                        vmax=hi,
+                        interpolation="nearest",
+                    )
                     _bare(ax)
                 ax.set_title(f"H{i}{j}", fontsize="small")
         if one_d:  # frequency ticks under the lowest drawn cell of each column
@@ -354,8 +366,7 @@ def plot_frequency_response(layer, n, *, sfreq=None, db=True, max_channels=8):
     return fig
 
 
-def plot_signals(before, after=None, *, sfreq=None, labels=("before", "after"),
-                 max_channels=16):
+def plot_signals(before, after=None, *, sfreq=None, labels=("before", "after"), max_channels=16):
     """Channel stacks side by side: a signal before and after a layer.
 
     Parameters
@@ -400,8 +411,7 @@ def plot_signals(before, after=None, *, sfreq=None, labels=("before", "after"),
     if not isinstance(labels, (tuple, list)) or len(labels) < len(signals):
         raise ValueError(f"labels must be a tuple of {len(signals)} str, got {labels!r}.")
     shown = [min(data.shape[0], max_channels) for data, _, _ in signals]
-    fig = plt.figure(figsize=(5.0 * len(signals), 0.9 * max(shown) + 1.2),
-                     layout="constrained")
+    fig = plt.figure(figsize=(5.0 * len(signals), 0.9 * max(shown) + 1.2), layout="constrained")
     grid = fig.add_gridspec(1, len(signals))
     for col, ((data, names, own_sfreq), count, label) in enumerate(zip(signals, shown, labels)):
         rate = sfreq if sfreq is not None else own_sfreq

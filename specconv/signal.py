@@ -158,9 +158,7 @@ class VectorSignal:
                 "data.filled(value) (or NaN for missing samples) instead."
             )
         if data.dtype.kind not in "iufc":
-            raise TypeError(
-                f"data must have an integer, float or complex dtype, got {data.dtype}."
-            )
+            raise TypeError(f"data must have an integer, float or complex dtype, got {data.dtype}.")
         check_option("domain", self.domain, DOMAINS)
         if not isinstance(self.batched, (bool, np.bool_)):
             raise TypeError(f"batched must be a bool, got {self.batched!r}.")
@@ -184,9 +182,12 @@ class VectorSignal:
         ch_names = self.ch_names
         if ch_names is None:
             ch_names = default_ch_names(n_channels)
-        elif (isinstance(ch_names, str) or not isinstance(ch_names, (Sequence, np.ndarray))
-              or (isinstance(ch_names, np.ndarray) and ch_names.ndim != 1)
-              or not all(isinstance(c, str) for c in ch_names)):
+        elif (
+            isinstance(ch_names, str)
+            or not isinstance(ch_names, (Sequence, np.ndarray))
+            or (isinstance(ch_names, np.ndarray) and ch_names.ndim != 1)
+            or not all(isinstance(c, str) for c in ch_names)
+        ):
             raise TypeError(f"ch_names must be a sequence of str, got {ch_names!r}.")
         ch_names = tuple(ch_names)
         if len(ch_names) != n_channels:
@@ -251,8 +252,15 @@ class VectorSignal:
         # Rebuild through __init__ so the unpickled data is read-only again.
         return (
             VectorSignal,
-            (self.data, self.ch_names, self.domain, self.sfreq, self.spacing, self.batched,
-             self.metadata),
+            (
+                self.data,
+                self.ch_names,
+                self.domain,
+                self.sfreq,
+                self.spacing,
+                self.batched,
+                self.metadata,
+            ),
         )
 
     # -- derived facts -------------------------------------------------------------------

@@ -114,8 +114,9 @@ class LayerTransformer(_sklearn_base.TransformerMixin, _sklearn_base.BaseEstimat
 
     def _check_X(self, X, reset):
         layer = self._check_layer()
-        X = _validation.validate_data(self, X, reset=reset, allow_nd=True,
-                                      dtype=[np.float64, np.float32])
+        X = _validation.validate_data(
+            self, X, reset=reset, allow_nd=True, dtype=[np.float64, np.float32]
+        )
         if X.ndim == 2 and layer.in_channels != 1:
             raise ValueError(
                 f"X is 2-D {X.shape}, i.e. one channel per sample, but the layer takes "
@@ -214,8 +215,11 @@ class LayerTransformer(_sklearn_base.TransformerMixin, _sklearn_base.BaseEstimat
         _validation.check_is_fitted(self, "n_features_in_")
         names_in = input_features
         if names_in is None:
-            names_in = self.ch_names if self.ch_names is not None else \
-                getattr(self, "feature_names_in_", None)
+            names_in = (
+                self.ch_names
+                if self.ch_names is not None
+                else getattr(self, "feature_names_in_", None)
+            )
         if names_in is None:
             names_in = [f"x{i}" for i in range(self.n_features_in_)]
         names_in = [str(n) for n in names_in]
@@ -224,13 +228,16 @@ class LayerTransformer(_sklearn_base.TransformerMixin, _sklearn_base.BaseEstimat
                 f"input_features has {len(names_in)} names, expected {self.n_features_in_}."
             )
         layer = self._check_layer()
-        if layer.in_channels == 1 and layer.out_channels == 1 and self.names is None \
-                and self.bands is None:
+        if (
+            layer.in_channels == 1
+            and layer.out_channels == 1
+            and self.names is None
+            and self.bands is None
+        ):
             return np.asarray(names_in, dtype=object)  # 2-D samples or one channel: as in
         mixes = layer.groups != layer.in_channels and layer.out_channels != layer.in_channels
         if mixes and self.names is None:
             prefix = type(self).__name__.lower()
-            return np.asarray([f"{prefix}{i}" for i in range(layer.out_channels)],
-                              dtype=object)
+            return np.asarray([f"{prefix}{i}" for i in range(layer.out_channels)], dtype=object)
         out = output_names(layer, names_in, bands=self.bands, names=self.names)
         return np.asarray(out, dtype=object)

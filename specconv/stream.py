@@ -299,8 +299,8 @@ class StreamingConv:
         self._ci, self._co = self.in_channels // G, self.out_channels // G
         self._mm = _uses_matmul(self._ci, self._co)
         self.levels = plan_levels(
-            self.kernel_span, self._head, G, self._ci, self._co, self._complex,
-            self.dtype.itemsize)
+            self.kernel_span, self._head, G, self._ci, self._co, self._complex, self.dtype.itemsize
+        )
         self._voices = [self._make_voice(layer.weight, layer.bias)]
         self._weight_shape = layer.weight.shape
         self._batch = None  # (B, batched) once the first block arrived
@@ -424,13 +424,15 @@ class StreamingConv:
         for i, lv in enumerate(self.levels):
             L = lv.fft_len
             F = L if self._complex else L // 2 + 1
-            self._buf.append((
-                fft.aligned_empty((B, C_in, L), self.dtype),
-                fft.aligned_empty((B, C_in, F), self._cdtype),
-                fft.aligned_empty((B, C_out, F), self._cdtype),
-                fft.aligned_empty((B, C_out, L), self.dtype),
-                np.empty((F, G, B, co), self._cdtype) if self._mm else None,
-            ))
+            self._buf.append(
+                (
+                    fft.aligned_empty((B, C_in, L), self.dtype),
+                    fft.aligned_empty((B, C_in, F), self._cdtype),
+                    fft.aligned_empty((B, C_out, F), self._cdtype),
+                    fft.aligned_empty((B, C_out, L), self.dtype),
+                    np.empty((F, G, B, co), self._cdtype) if self._mm else None,
+                )
+            )
             m = lv.count - 1 if i == 0 else lv.count
             self._ring_len.append(m)
             self._pushes.append(0)
@@ -562,7 +564,8 @@ class StreamingConv:
             pos += t1 - t0
         self._t = t + n
         self._voices = [
-            v for v in self._voices
+            v
+            for v in self._voices
             if not (v.fade is not None and v.fade[3] == 0.0 and self._t >= v.fade[1])
         ]
         if len(self._voices) == 1 and self._voices[0].fade and self._t >= self._voices[0].fade[1]:
@@ -651,8 +654,9 @@ class StreamingConv:
         lv = self.levels[i]
         yspec, yout = self._buf[i][2:4]
         B = yspec.shape[0]
-        self._product(i, self._window(i), voice.tails[i],
-                      yspec.reshape(B, self.groups, self._co, -1))
+        self._product(
+            i, self._window(i), voice.tails[i], yspec.reshape(B, self.groups, self._co, -1)
+        )
         fft.execute(yspec, yout, (2,), inverse=True, threads=self._threads(lv))
         return yout[..., lv.fft_len - lv.size :]
 

@@ -68,14 +68,24 @@ def _layer(weight, bias, options):
     b = None if bias is None else _numpy(bias, "bias")
     if options["transposed"]:
         return SpectralConvTranspose(
-            w, b, stride=options["stride"], padding=options["padding"],
-            output_padding=options["output_padding"], groups=options["groups"],
-            dilation=options["dilation"], method=options["method"],
+            w,
+            b,
+            stride=options["stride"],
+            padding=options["padding"],
+            output_padding=options["output_padding"],
+            groups=options["groups"],
+            dilation=options["dilation"],
+            method=options["method"],
         )
     return SpectralConv(
-        w, b, stride=options["stride"], padding=options["padding"],
-        dilation=options["dilation"], groups=options["groups"],
-        padding_mode=options["padding_mode"], method=options["method"],
+        w,
+        b,
+        stride=options["stride"],
+        padding=options["padding"],
+        dilation=options["dilation"],
+        groups=options["groups"],
+        padding_mode=options["padding_mode"],
+        method=options["method"],
     )
 
 
@@ -101,32 +111,66 @@ class _Conv(torch.autograd.Function):
         layer = _layer(weight, None, opts)
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
-            grad_x = torch.from_numpy(np.ascontiguousarray(
-                linop.adjoint(layer, g, xn.shape[-layer.ndim:])))
+            grad_x = torch.from_numpy(
+                np.ascontiguousarray(linop.adjoint(layer, g, xn.shape[-layer.ndim :]))
+            )
         if ctx.needs_input_grad[1]:
-            common = {"stride": layer.stride, "padding": layer.pads, "dilation": layer.dilation,
-                          "groups": layer.groups, "method": opts["method"]}
+            common = {
+                "stride": layer.stride,
+                "padding": layer.pads,
+                "dilation": layer.dilation,
+                "groups": layer.groups,
+                "method": opts["method"],
+            }
             if opts["transposed"]:
                 gw = gradients.conv_transpose_weight_grad(
-                    xn, layer.weight.shape, g, output_padding=layer.output_padding, **common)
+                    xn, layer.weight.shape, g, output_padding=layer.output_padding, **common
+                )
             else:
-                gw = gradients.conv_weight_grad(xn, layer.weight.shape, g,
-                                                padding_mode=layer.padding_mode, **common)
+                gw = gradients.conv_weight_grad(
+                    xn, layer.weight.shape, g, padding_mode=layer.padding_mode, **common
+                )
             grad_w = torch.from_numpy(gw.astype(layer.weight.dtype, copy=False))
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = torch.from_numpy(np.ascontiguousarray(gradients.bias_grad(g, layer.ndim)))
         return grad_x, grad_w, grad_b, None
 
 
-def _options(*, stride, padding, dilation, groups, padding_mode="zeros", output_padding=0,
-             transposed=False, method="auto"):
-    return {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups,
-                "padding_mode": padding_mode, "output_padding": output_padding,
-                "transposed": transposed, "method": method}
+def _options(
+    *,
+    stride,
+    padding,
+    dilation,
+    groups,
+    padding_mode="zeros",
+    output_padding=0,
+    transposed=False,
+    method="auto",
+):
+    return {
+        "stride": stride,
+        "padding": padding,
+        "dilation": dilation,
+        "groups": groups,
+        "padding_mode": padding_mode,
+        "output_padding": output_padding,
+        "transposed": transposed,
+        "method": method,
+    }
 
 
-def conv(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
-         padding_mode="zeros", method="auto"):
+def conv(
+    x,
+    weight,
+    bias=None,
+    *,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups=1,
+    padding_mode="zeros",
+    method="auto",
+):
     """``torch.nn.functional.conv{1,2,3}d`` through specconv, differentiable.
 
     Parameters
@@ -149,13 +193,33 @@ def conv(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
     >>> torch.autograd.gradcheck(lambda x, w: sct.conv(x, w, stride=2), (x, w))
     True
     """
-    return _Conv.apply(x, weight, bias, _options(
-        stride=stride, padding=padding, dilation=dilation, groups=groups,
-        padding_mode=padding_mode, method=method))
+    return _Conv.apply(
+        x,
+        weight,
+        bias,
+        _options(
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            groups=groups,
+            padding_mode=padding_mode,
+            method=method,
+        ),
+    )
 
 
-def conv_transpose(x, weight, bias=None, *, stride=1, padding=0, output_padding=0, groups=1,
-                   dilation=1, method="auto"):
+def conv_transpose(
+    x,
+    weight,
+    bias=None,
+    *,
+    stride=1,
+    padding=0,
+    output_padding=0,
+    groups=1,
+    dilation=1,
+    method="auto",
+):
     """``torch.nn.functional.conv_transpose{1,2,3}d`` through specconv, differentiable.
 
     Examples
@@ -167,9 +231,20 @@ def conv_transpose(x, weight, bias=None, *, stride=1, padding=0, output_padding=
     >>> torch.autograd.gradcheck(lambda x, w: sct.conv_transpose(x, w, stride=2), (x, w))
     True
     """
-    return _Conv.apply(x, weight, bias, _options(
-        stride=stride, padding=padding, dilation=dilation, groups=groups,
-        output_padding=output_padding, transposed=True, method=method))
+    return _Conv.apply(
+        x,
+        weight,
+        bias,
+        _options(
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            groups=groups,
+            output_padding=output_padding,
+            transposed=True,
+            method=method,
+        ),
+    )
 
 
 def _padding_arg(module):
@@ -181,20 +256,36 @@ class _ConvMixin:
     """``_conv_forward`` of torch's ``_ConvNd`` replaced by specconv's autograd function."""
 
     def _conv_forward(self, input, weight, bias):
-        return conv(input, weight, bias, stride=tuple(self.stride), padding=_padding_arg(self),
-                    dilation=tuple(self.dilation), groups=self.groups,
-                    padding_mode=self.padding_mode, method=self.method)
+        return conv(
+            input,
+            weight,
+            bias,
+            stride=tuple(self.stride),
+            padding=_padding_arg(self),
+            dilation=tuple(self.dilation),
+            groups=self.groups,
+            padding_mode=self.padding_mode,
+            method=self.method,
+        )
 
 
 class _ConvTransposeMixin:
     def forward(self, input, output_size=None):
         d = len(self.kernel_size)
         output_padding = self._output_padding(
-            input, output_size, self.stride, self.padding, self.kernel_size, d, self.dilation)
-        return conv_transpose(input, self.weight, self.bias, stride=tuple(self.stride),
-                              padding=tuple(self.padding), output_padding=tuple(output_padding),
-                              groups=self.groups, dilation=tuple(self.dilation),
-                              method=self.method)
+            input, output_size, self.stride, self.padding, self.kernel_size, d, self.dilation
+        )
+        return conv_transpose(
+            input,
+            self.weight,
+            self.bias,
+            stride=tuple(self.stride),
+            padding=tuple(self.padding),
+            output_padding=tuple(output_padding),
+            groups=self.groups,
+            dilation=tuple(self.dilation),
+            method=self.method,
+        )
 
 
 def _make(base, mixin, name, doc):
@@ -205,8 +296,11 @@ def _make(base, mixin, name, doc):
     def extra_repr(self):
         return base.extra_repr(self) + f", method={self.method!r}"
 
-    return type(name, (mixin, base), {"__init__": __init__, "extra_repr": extra_repr,
-                                      "__doc__": doc, "__module__": __name__})
+    return type(
+        name,
+        (mixin, base),
+        {"__init__": __init__, "extra_repr": extra_repr, "__doc__": doc, "__module__": __name__},
+    )
 
 
 _DOC = """``torch.nn.{name}`` computed by specconv (forward and backward, CPU).
@@ -220,9 +314,21 @@ subclass), plus the keyword-only ``method`` ({{"auto", "fft", "direct"}}, as
 Conv1d = _make(torch.nn.Conv1d, _ConvMixin, "Conv1d", _DOC.format(name="Conv1d"))
 Conv2d = _make(torch.nn.Conv2d, _ConvMixin, "Conv2d", _DOC.format(name="Conv2d"))
 Conv3d = _make(torch.nn.Conv3d, _ConvMixin, "Conv3d", _DOC.format(name="Conv3d"))
-ConvTranspose1d = _make(torch.nn.ConvTranspose1d, _ConvTransposeMixin, "ConvTranspose1d",
-                        _DOC.format(name="ConvTranspose1d"))
-ConvTranspose2d = _make(torch.nn.ConvTranspose2d, _ConvTransposeMixin, "ConvTranspose2d",
-                        _DOC.format(name="ConvTranspose2d"))
-ConvTranspose3d = _make(torch.nn.ConvTranspose3d, _ConvTransposeMixin, "ConvTranspose3d",
-                        _DOC.format(name="ConvTranspose3d"))
+ConvTranspose1d = _make(
+    torch.nn.ConvTranspose1d,
+    _ConvTransposeMixin,
+    "ConvTranspose1d",
+    _DOC.format(name="ConvTranspose1d"),
+)
+ConvTranspose2d = _make(
+    torch.nn.ConvTranspose2d,
+    _ConvTransposeMixin,
+    "ConvTranspose2d",
+    _DOC.format(name="ConvTranspose2d"),
+)
+ConvTranspose3d = _make(
+    torch.nn.ConvTranspose3d,
+    _ConvTransposeMixin,
+    "ConvTranspose3d",
+    _DOC.format(name="ConvTranspose3d"),
+)

@@ -90,8 +90,7 @@ def conv(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, padding_
     return y if batched else y[0]
 
 
-def conv_transpose(x, w, bias=None, *, stride=1, padding=0, output_padding=0, groups=1,
-                   dilation=1):
+def conv_transpose(x, w, bias=None, *, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
     """PyTorch ``conv_transpose{d}d`` for any d, by scattering every input sample.
 
     ``padding`` may also be d (before, after) pairs: that many samples are cut from each end.
@@ -217,8 +216,13 @@ def conv_configs(dims=(1, 2, 3), modes=PADDING_MODES):
             "x_shape": batch + (groups * ci,) + tuple(n),
             "w_shape": (groups * co, ci) + kernel,
             "bias": draw(st.booleans()),
-            "kwargs": dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
-                           padding_mode=padding_mode),
+            "kwargs": dict(
+                stride=stride,
+                padding=padding,
+                dilation=dilation,
+                groups=groups,
+                padding_mode=padding_mode,
+            ),
             "seed": draw(st.integers(0, 2**32 - 1)),
         }
 
@@ -238,12 +242,15 @@ def transpose_configs(dims=(1, 2, 3)):
         kernel = tuple(draw(st.integers(1, max_k)) for _ in range(d))
         dilation = tuple(draw(st.integers(1, 2)) for _ in range(d))
         stride = tuple(draw(st.integers(1, 3)) for _ in range(d))
-        output_padding = tuple(draw(st.integers(0, max(s, dl) - 1))
-                               for s, dl in zip(stride, dilation))
+        output_padding = tuple(
+            draw(st.integers(0, max(s, dl) - 1)) for s, dl in zip(stride, dilation)
+        )
         n = tuple(draw(st.integers(1, max_n)) for _ in range(d))
         # keep the output non-empty: (n-1)s - before - after + span + op >= 1
-        room = [(m - 1) * s + dl * (k - 1) + op
-                for m, s, dl, k, op in zip(n, stride, dilation, kernel, output_padding)]
+        room = [
+            (m - 1) * s + dl * (k - 1) + op
+            for m, s, dl, k, op in zip(n, stride, dilation, kernel, output_padding)
+        ]
         if draw(st.booleans()):
             padding = tuple(draw(st.integers(0, r // 2)) for r in room)
         else:  # (before, after) pairs
@@ -254,8 +261,13 @@ def transpose_configs(dims=(1, 2, 3)):
             "x_shape": batch + (groups * ci,) + n,
             "w_shape": (groups * ci, co) + kernel,
             "bias": draw(st.booleans()),
-            "kwargs": dict(stride=stride, padding=padding, output_padding=output_padding,
-                           dilation=dilation, groups=groups),
+            "kwargs": dict(
+                stride=stride,
+                padding=padding,
+                output_padding=output_padding,
+                dilation=dilation,
+                groups=groups,
+            ),
             "seed": draw(st.integers(0, 2**32 - 1)),
         }
 

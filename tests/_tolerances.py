@@ -52,6 +52,4 @@ def assert_close(actual, expected, dtype=None, *, where=None, floor=1.0):
         return
     scale = float(np.max(np.abs(expected))) or floor
     err = float(np.max(np.abs(actual.astype(np.complex128) - expected)))
-    assert err <= tol * scale, (
-        f"max abs error {err:.3g} > {tol:g} x max|y_ref| = {tol * scale:.3g}"
-    )
+    assert err <= tol * scale, f"max abs error {err:.3g} > {tol:g} x max|y_ref| = {tol * scale:.3g}"

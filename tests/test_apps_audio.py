@@ -109,9 +109,11 @@ def test_crosstalk_cancellation_of_real_brirs(brirs):
     ctc = crosstalk_canceller(plant, 65536, fs=fs, reg=0.01)
     f, sep = channel_separation(plant, ctc, fs=fs)
     med, p10 = _band_stats(f, sep)
-    print(f"\nchannel separation 200 Hz-4 kHz, 66150-tap BRIRs, 65536-tap canceller: "
-          f"natural median {nat_med:.1f} dB; cancelled median {med:.1f} dB, "
-          f"10th percentile {p10:.1f} dB")
+    print(
+        f"\nchannel separation 200 Hz-4 kHz, 66150-tap BRIRs, 65536-tap canceller: "
+        f"natural median {nat_med:.1f} dB; cancelled median {med:.1f} dB, "
+        f"10th percentile {p10:.1f} dB"
+    )
     for lo, hi in [(200, 500), (500, 1000), (1000, 2000), (2000, 4000)]:
         sel = (f >= lo) & (f < hi)
         print(f"  {lo:>4}-{hi:<4} Hz: median {np.median(sep[sel]):5.1f} dB")
@@ -135,8 +137,10 @@ def test_crosstalk_cancellation_in_time_domain(brirs, castanets):
     ratio = 10 * np.log10(np.sum(band_ears[0] ** 2) / np.sum(band_ears[1] ** 2))
     naked = scipy.signal.sosfiltfilt(sos, plant(np.stack([x, np.zeros_like(x)])))
     nat = 10 * np.log10(np.sum(naked[0] ** 2) / np.sum(naked[1] ** 2))
-    print(f"\ncastanets, left program only, 200 Hz-4 kHz energy: left/right ear {ratio:.1f} dB "
-          f"with the canceller, {nat:.1f} dB without")
+    print(
+        f"\ncastanets, left program only, 200 Hz-4 kHz energy: left/right ear {ratio:.1f} dB "
+        f"with the canceller, {nat:.1f} dB without"
+    )
     # measured 19.1 dB with, 2.1 dB without (energy-weighted, so the worst bins dominate)
     assert ratio >= 15 and ratio > nat + 10
     # the left ear hears the program, delayed by the modelling delay
@@ -168,8 +172,9 @@ def test_refusals(brirs):
 # calibration (a 0 dBFS 997 Hz sine in one channel reads -3.01 LKFS).
 def test_k_weighting_matches_the_standard_table_at_48k():
     (b1, a1), (b2, a2) = k_weighting(48000.0)
-    np.testing.assert_allclose(b1, [1.53512485958697, -2.69169618940638, 1.19839281085285],
-                               rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        b1, [1.53512485958697, -2.69169618940638, 1.19839281085285], rtol=0, atol=1e-12
+    )
     np.testing.assert_allclose(a1, [1.0, -1.69065929318241, 0.73248077421585], rtol=0, atol=1e-12)
     np.testing.assert_allclose(b2, [1.0, -2.0, 1.0], rtol=0, atol=0)
     np.testing.assert_allclose(a2, [1.0, -1.99004745483398, 0.99007225036621], rtol=0, atol=1e-12)
@@ -196,13 +201,13 @@ def test_loudness_gates():
     # 2 s of silence, then 2 s of sine: blocks (400 ms, every 100 ms) from 2.0 s are full,
     # those from 1.7, 1.8, 1.9 s hold 1/4, 1/2, 3/4 of it, the rest is silent (absolute gate)
     gap = np.where(t < 2.0, 0.0, sine)
-    assert loudness(gap[np.newaxis], fs) == pytest.approx(full + 10 * np.log10(18.5 / 20),
-                                                         abs=1e-3)
+    assert loudness(gap[np.newaxis], fs) == pytest.approx(full + 10 * np.log10(18.5 / 20), abs=1e-3)
     # 30 dB quieter instead of silent: above -70 LUFS, but removed by the relative gate
     quiet = np.where(t < 2.0, sine * 10 ** (-30 / 20), sine)
     kept = 17 + (0.25 + 0.75e-3) + (0.5 + 0.5e-3) + (0.75 + 0.25e-3)
-    assert loudness(quiet[np.newaxis], fs) == pytest.approx(full + 10 * np.log10(kept / 20),
-                                                           abs=1e-3)
+    assert loudness(quiet[np.newaxis], fs) == pytest.approx(
+        full + 10 * np.log10(kept / 20), abs=1e-3
+    )
     assert loudness(np.zeros((2, int(fs))), fs) == float("-inf")
     with pytest.raises(ValueError, match="at least 400 ms"):
         loudness(np.zeros((1, 100)), fs)

@@ -41,15 +41,22 @@ def raw(shared_data):
 
 def _mne_bank(x, sfreq, **kw):
     """MNE's filter_data for every band, stacked channel-major like the layer's outputs."""
-    out = [mne.filter.filter_data(x, sfreq, lo, hi, method="fir", verbose=False, **kw)
-           for lo, hi in BANDS]
+    out = [
+        mne.filter.filter_data(x, sfreq, lo, hi, method="fir", verbose=False, **kw)
+        for lo, hi in BANDS
+    ]
     return np.stack(out, axis=1).reshape(-1, x.shape[-1])
 
 
-@pytest.mark.parametrize("phase, pad", [
-    ("zero", "constant"), ("zero-double", "edge"), ("minimum", "wrap"),
-    ("minimum-half", "constant"),
-])
+@pytest.mark.parametrize(
+    "phase, pad",
+    [
+        ("zero", "constant"),
+        ("zero-double", "edge"),
+        ("minimum", "wrap"),
+        ("minimum-half", "constant"),
+    ],
+)
 def test_filter_bank_equals_mne_filter_data(raw, phase, pad):
     x, sfreq = raw.get_data(), raw.info["sfreq"]
     bank = filter_bank(sfreq, BANDS, 19, phase=phase, pad=pad)
@@ -64,8 +71,9 @@ def test_apply_like_mne_default_odd_reflection(raw, phase):
     x, sfreq = raw.get_data(), raw.info["sfreq"]
     bank = filter_bank(sfreq, BANDS, 19, phase=phase)
     assert_close(apply_like_mne(bank, x), _mne_bank(x, sfreq, phase=phase))
-    assert_close(apply_like_mne(bank, x, pad="reflect"),
-                 _mne_bank(x, sfreq, phase=phase, pad="reflect"))
+    assert_close(
+        apply_like_mne(bank, x, pad="reflect"), _mne_bank(x, sfreq, phase=phase, pad="reflect")
+    )
 
 
 def test_bandpass_firs_are_mne_filters():
@@ -91,6 +99,7 @@ def test_filter_bank_refusals():
 
 # -- spatial filters ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("ref", ["average", ["Cz"], ["O1", "O2"]])
 def test_rereference_equals_mne(raw, ref):
     idx = "average" if ref == "average" else [raw.ch_names.index(c) for c in ref]
@@ -101,8 +110,7 @@ def test_rereference_equals_mne(raw, ref):
 
 def test_csd_matrix_equals_mne(raw):
     M = csd_matrix(raw.info, sphere=SPHERE)
-    csd = mne.preprocessing.compute_current_source_density(raw.copy(), sphere=SPHERE,
-                                                            verbose=False)
+    csd = mne.preprocessing.compute_current_source_density(raw.copy(), sphere=SPHERE, verbose=False)
     assert_close(M @ raw.get_data(), csd.get_data())
 
 
@@ -132,6 +140,7 @@ def test_spatial_refusals():
 
 # -- one layer for both -------------------------------------------------------------------------
 
+
 def test_spatiotemporal_layer_equals_sequential_and_mne(raw):
     x, sfreq = raw.get_data(), raw.info["sfreq"]
     bank = filter_bank(sfreq, BANDS, 19)
@@ -150,8 +159,13 @@ def test_spatiotemporal_laplacian_then_smoothing_any_padding_mode(raw):
     x = raw.get_data()[:, :1000]
     L = laplacian_matrix(montage_positions(raw.ch_names))
     for mode in ("reflect", "replicate", "circular"):
-        smooth = fir_layer(np.hanning(9)[None, None].repeat(19, 0) / 4, mode="same", delay=4,
-                           groups=19, padding_mode=mode)
+        smooth = fir_layer(
+            np.hanning(9)[None, None].repeat(19, 0) / 4,
+            mode="same",
+            delay=4,
+            groups=19,
+            padding_mode=mode,
+        )
         one = spatiotemporal_layer(L, smooth)
         assert_close(one(x), smooth(L @ x))
         assert_close(one(x), compose(smooth, pointwise(L))(x))

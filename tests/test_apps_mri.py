@@ -38,11 +38,13 @@ def phantom(n_coils=6, shape=(48, 40), dtype=np.complex128, noise=2e-3):
         + 0.3 * (((x + 0.25) / 0.15) ** 2 + ((y + 0.3) / 0.2) ** 2 < 1)
     ) * np.exp(0.5j * x)
     angles = 2 * np.pi * np.arange(n_coils) / n_coils
-    sens = np.stack([
-        np.exp(-((x - 1.3 * np.cos(a)) ** 2 + (y - 1.3 * np.sin(a)) ** 2) / 1.2)
-        * np.exp(1j * (a + 0.6 * (x * np.cos(a) + y * np.sin(a))))
-        for a in angles
-    ])
+    sens = np.stack(
+        [
+            np.exp(-((x - 1.3 * np.cos(a)) ** 2 + (y - 1.3 * np.sin(a)) ** 2) / 1.2)
+            * np.exp(1j * (a + 0.6 * (x * np.cos(a) + y * np.sin(a))))
+            for a in angles
+        ]
+    )
     rng = np.random.default_rng(20240605)
     white = rng.standard_normal((n_coils,) + shape) + 1j * rng.standard_normal((n_coils,) + shape)
     return (image_to_kspace(sens * img) + noise * white).astype(dtype)
@@ -85,7 +87,7 @@ def test_svd_compression_is_the_same_matrix_in_both_domains(ksp):
 def test_svd_compression_energy_threshold_picks_fewest_coils(ksp):
     s = np.linalg.svd(ksp.reshape(6, -1), compute_uv=False)
     fraction = np.cumsum(s**2) / np.sum(s**2)
-    target = (fraction[1] + fraction[2]) / 2            # needs three coils
+    target = (fraction[1] + fraction[2]) / 2  # needs three coils
     assert mri.svd_coil_compression(ksp, energy=target).n_virtual == 3
     assert mri.svd_coil_compression(ksp, energy=1.0).n_virtual == 6
 
@@ -117,8 +119,9 @@ def test_gcc_matrices_are_the_per_position_svd(ksp):
     gcc = mri.geometric_coil_compression(ksp, 3)
     nx = ksp.shape[-1]
     assert gcc.matrices.shape == (nx, 3, 6) and gcc.n_virtual == 3
-    hybrid = np.fft.fftshift(np.fft.ifft(np.fft.ifftshift(ksp, axes=-1), axis=-1, norm="ortho"),
-                             axes=-1)
+    hybrid = np.fft.fftshift(
+        np.fft.ifft(np.fft.ifftshift(ksp, axes=-1), axis=-1, norm="ortho"), axes=-1
+    )
     for x in (0, nx // 3, nx // 2):
         w = gcc.matrices[x]
         np.testing.assert_allclose(w @ w.conj().T, np.eye(3), atol=1e-10)
@@ -156,7 +159,7 @@ def test_gcc_layer_frequency_response_is_the_matrices(ksp):
     nx = ksp.shape[-1]
     layer = gcc.as_layer()
     assert layer.weight.shape == (3, 6, 1, nx)
-    H = layer.frequency_response((1, nx))[0]              # (nx, C_v, C), DFT order
+    H = layer.frequency_response((1, nx))[0]  # (nx, C_v, C), DFT order
     pixel_of = (nx // 2 - np.arange(nx)) % nx
     np.testing.assert_allclose(H, gcc.matrices[pixel_of], atol=1e-12)
     assert_close(layer(ksp), gcc(ksp))
@@ -167,7 +170,7 @@ def test_gcc_applies_to_batches_and_other_ndims(ksp):
     batch = np.stack([ksp, 2 * ksp])
     out = gcc(batch)
     assert_close(out[1], 2 * gcc(ksp))
-    three_d = ksp[:, np.newaxis].repeat(2, axis=1)        # (C, 2, ny, nx)
+    three_d = ksp[:, np.newaxis].repeat(2, axis=1)  # (C, 2, ny, nx)
     assert_close(gcc.as_layer(3)(three_d)[:, 1], gcc(ksp))
 
 
@@ -223,8 +226,9 @@ def naive_grappa_lines(ksp, acs, R, n_lines, n_read):
         dys = [R * j - d for j in js]
 
         def sources(block, ky, kx):
-            return np.concatenate([block[:, ky + dy, kx + dx] for dy in dys
-                                   for dx in range(-w, w + 1)])
+            return np.concatenate(
+                [block[:, ky + dy, kx + dx] for dy in dys for dx in range(-w, w + 1)]
+            )
 
         rows, targets = [], []
         for ky in range(n_acs):
@@ -263,11 +267,11 @@ def test_grappa_combined_layer_is_identity_plus_each_offset(ksp):
     kernel = mri.calibrate_grappa(ksp[:, 12:36], R)
     assert len(kernel.layers) == R - 1 and kernel.R == R and kernel.kernel_size == (2, 5)
     lattice = np.zeros_like(ksp)
-    lattice[:, 1::R] = ksp[:, 1::R]                        # any lattice offset
+    lattice[:, 1::R] = ksp[:, 1::R]  # any lattice offset
     full = kernel.kspace(lattice)
     assert_close(full[:, 1::R], lattice[:, 1::R])
     for d, layer in enumerate(kernel.layers, start=1):
-        assert_close(full[:, 1 + d::R], layer(lattice)[:, 1 + d::R])
+        assert_close(full[:, 1 + d :: R], layer(lattice)[:, 1 + d :: R])
         hy = layer.kernel_size[0] // 2
         nonzero_rows = np.flatnonzero(np.abs(layer.weight).sum(axis=(0, 1, 3)))
         assert all((row - hy + d) % R == 0 for row in nonzero_rows)
@@ -287,8 +291,9 @@ def test_grappa_kspace_conv_equals_image_domain_unmixing(R, dtype):
     weights = kernel.image_weights(k.shape[1:])
     assert weights.shape == (48, 40, 6, 6)
     # the per-pixel matrix at the image centre is the kernel's response at DC
-    np.testing.assert_allclose(weights[24, 20], kernel.layer.weight.sum(axis=(2, 3)),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        weights[24, 20], kernel.layer.weight.sum(axis=(2, 3)), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_grappa_unmix_accepts_a_batch(ksp):
@@ -308,7 +313,7 @@ def test_grappa_reconstructs_the_phantom(ksp, R, bound):
     err, err_zf = rss_nrmse(recon, ksp), rss_nrmse(ksp_us, ksp)
     print(f"phantom R={R}: GRAPPA NRMSE {err:.4f}, zero-filled {err_zf:.4f}")
     assert err < bound and err < 0.5 * err_zf
-    np.testing.assert_array_equal(recon[:, mask], ksp[:, mask])       # data consistency
+    np.testing.assert_array_equal(recon[:, mask], ksp[:, mask])  # data consistency
     via_image = mri.grappa(ksp_us, R, domain="image")
     assert_close(via_image, recon)
     np.testing.assert_array_equal(mri.grappa(ksp_us, R, mask=mask), recon)
@@ -368,9 +373,11 @@ def test_grappa_on_the_real_brain(brain, R):
     recon = mri.grappa(ksp_us, R)
     via_image = mri.grappa(ksp_us, R, domain="image")
     err, err_zf = rss_nrmse(recon, brain), rss_nrmse(ksp_us, brain)
-    print(f"brain R={R}, 24 ACS lines: GRAPPA NRMSE {err:.4f} (zero-filled {err_zf:.4f}); "
-          f"k-space vs image domain max diff "
-          f"{np.abs(via_image - recon).max() / np.abs(recon).max():.1e}")
+    print(
+        f"brain R={R}, 24 ACS lines: GRAPPA NRMSE {err:.4f} (zero-filled {err_zf:.4f}); "
+        f"k-space vs image domain max diff "
+        f"{np.abs(via_image - recon).max() / np.abs(recon).max():.1e}"
+    )
     assert err < BRAIN_BOUNDS[R] and err < 0.5 * err_zf
     assert_close(via_image, recon)
 
@@ -383,8 +390,10 @@ def test_coil_compression_on_the_real_brain(brain):
         gcc = mri.geometric_coil_compression(acs, n)
         on_full = [np.sum(np.abs(c(brain)) ** 2) / np.sum(np.abs(brain) ** 2) for c in (svd, gcc)]
         energies[n] = on_full
-        print(f"brain 8 -> {n} coils (ACS-calibrated), energy kept on the full data: "
-              f"SVD {on_full[0]:.4f}, geometric {on_full[1]:.4f}")
+        print(
+            f"brain 8 -> {n} coils (ACS-calibrated), energy kept on the full data: "
+            f"SVD {on_full[0]:.4f}, geometric {on_full[1]:.4f}"
+        )
         assert on_full[1] > on_full[0]
     assert energies[4][1] > 0.99 and energies[4][0] > 0.97
 
@@ -396,8 +405,10 @@ def test_grappa_after_geometric_compression_needs_alignment(brain):
         virtual = gcc(brain)
         ksp_us, _ = mri.undersample(virtual, 3, n_acs=24)
         errors[align] = rss_nrmse(mri.grappa(ksp_us, 3), virtual)
-    print(f"brain 8 -> 4 geometric, GRAPPA R=3 NRMSE: aligned {errors[True]:.4f}, "
-          f"unaligned {errors[False]:.4f}")
+    print(
+        f"brain 8 -> 4 geometric, GRAPPA R=3 NRMSE: aligned {errors[True]:.4f}, "
+        f"unaligned {errors[False]:.4f}"
+    )
     assert errors[True] < 0.065 and errors[True] < 0.8 * errors[False]
 
 
@@ -410,14 +421,16 @@ def test_sigpy_kspace_calibration_block(shared_data):
     sampled = np.all(k != 0, axis=0)
     cy, cx = k.shape[1] // 2, k.shape[2] // 2
     h = 0
-    while sampled[cy - h - 1:cy + h + 1, cx - h - 1:cx + h + 1].all():
+    while sampled[cy - h - 1 : cy + h + 1, cx - h - 1 : cx + h + 1].all():
         h += 1
-    block = k[:, cy - h:cy + h, cx - h:cx + h]
+    block = k[:, cy - h : cy + h, cx - h : cx + h]
     assert block.shape[1] >= 20
     svd = mri.svd_coil_compression(block, 4)
     gcc = mri.geometric_coil_compression(block, 4)
-    print(f"sigpy calibration block {block.shape}: 8 -> 4 coils keeps SVD "
-          f"{svd.retained_energy:.4f}, geometric {gcc.retained_energy:.4f}")
+    print(
+        f"sigpy calibration block {block.shape}: 8 -> 4 coils keeps SVD "
+        f"{svd.retained_energy:.4f}, geometric {gcc.retained_energy:.4f}"
+    )
     assert gcc.retained_energy > svd.retained_energy > 0.95
     # the identity k-space conv == per-pixel image unmixing, on real data of another scan
     kernel = mri.calibrate_grappa(block, 2, kernel_size=(2, 3))

@@ -46,8 +46,13 @@ def cache(tmp_path, monkeypatch):
 
 
 def _env(cache_dir):
-    return dict(os.environ, PYTHONPATH=str(ROOT), SPECCONV_CACHE_DIR=str(cache_dir),
-                SPECCONV_CALIBRATE="1", SPECCONV_PLANNING_TIMELIMIT="0.002")
+    return dict(
+        os.environ,
+        PYTHONPATH=str(ROOT),
+        SPECCONV_CACHE_DIR=str(cache_dir),
+        SPECCONV_CALIBRATE="1",
+        SPECCONV_PLANNING_TIMELIMIT="0.002",
+    )
 
 
 def _fake_entry(**constants):
@@ -76,7 +81,8 @@ def test_first_use_measures_and_stores_the_constants(cache):
     assert list(stored["entries"]) == ["single"]  # only what the call needed
     measured = stored["entries"]["single"]["constants"]
     assert _costmodel.machine("single", threads) == dataclasses.replace(
-        _costmodel.SHIPPED["single"], **measured)
+        _costmodel.SHIPPED["single"], **measured
+    )
     assert _costmodel.machine("single", threads) != _costmodel.SHIPPED["single"]
     # the same process asks again: no second measurement
     specconv.conv(x, w, groups=4)
@@ -84,25 +90,45 @@ def test_first_use_measures_and_stores_the_constants(cache):
 
 
 def test_a_second_process_reuses_the_stored_file(tmp_path):
-    first = subprocess.run([sys.executable, "-c", SCRIPT], env=_env(tmp_path),
-                           capture_output=True, text=True, check=True)
+    first = subprocess.run(
+        [sys.executable, "-c", SCRIPT],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert first.stdout.strip() == "1"
     (path,) = tmp_path.glob("calibration-*.json")
     mtime = path.stat().st_mtime_ns
-    second = subprocess.run([sys.executable, "-c", SCRIPT], env=_env(tmp_path),
-                            capture_output=True, text=True, check=True)
+    second = subprocess.run(
+        [sys.executable, "-c", SCRIPT],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert second.stdout.strip() == "0"
     assert path.stat().st_mtime_ns == mtime
 
 
 def test_processes_starting_together_measure_once_and_leave_one_whole_file(tmp_path):
-    procs = [subprocess.Popen([sys.executable, "-c", SCRIPT], env=_env(tmp_path),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(4)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", SCRIPT],
+            env=_env(tmp_path),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
     outputs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, [err for _, err in outputs]
-    files = sorted(p.name for p in tmp_path.iterdir()
-                   if "calibration" in p.name and not p.name.endswith(".lock"))
+    files = sorted(
+        p.name
+        for p in tmp_path.iterdir()
+        if "calibration" in p.name and not p.name.endswith(".lock")
+    )
     assert len(files) == 1 and re.fullmatch(r"calibration-[0-9a-f]{16}\.json", files[0])
     assert "single" in json.loads((tmp_path / files[0]).read_text())["entries"]
     # the lock file serialises them: one measured, the others read its result
@@ -130,26 +156,36 @@ def test_sys_info_names_the_calibration_file(cache, capsys):
     assert str(_calibration.calibration_path()) in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("content, reason", [
-    (b"{ not json", "not valid JSON"),
-    (b"\x80\x04\x95pickled", "not valid JSON"),
-    (json.dumps({"format": "something else", "version": 1}).encode(), "not a version-1"),
-    ("foreign", "another machine"),
-    ("negative", "not positive, finite"),
-    ("unknown constant", "not positive, finite"),
-])
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        (b"{ not json", "not valid JSON"),
+        (b"\x80\x04\x95pickled", "not valid JSON"),
+        (json.dumps({"format": "something else", "version": 1}).encode(), "not a version-1"),
+        ("foreign", "another machine"),
+        ("negative", "not positive, finite"),
+        ("unknown constant", "not positive, finite"),
+    ],
+)
 def test_a_corrupt_or_foreign_file_is_ignored_with_a_warning(cache, monkeypatch, content, reason):
     threads = fft.get_num_threads()
     path = _calibration.calibration_path(threads)
     entry = _fake_entry()
     if content == "foreign":
-        payload = {"format": _calibration.FORMAT, "version": _calibration.VERSION,
-                   "key": dict(_calibration.machine_key(threads), cpu="another CPU"),
-                   "entries": {"double": entry}}
+        payload = {
+            "format": _calibration.FORMAT,
+            "version": _calibration.VERSION,
+            "key": dict(_calibration.machine_key(threads), cpu="another CPU"),
+            "entries": {"double": entry},
+        }
     elif content in ("negative", "unknown constant"):
         bad = _fake_entry(T_FFT=-1.0) if content == "negative" else _fake_entry(T_MAGIC=1.0)
-        payload = {"format": _calibration.FORMAT, "version": _calibration.VERSION,
-                   "key": _calibration.machine_key(threads), "entries": {"double": bad}}
+        payload = {
+            "format": _calibration.FORMAT,
+            "version": _calibration.VERSION,
+            "key": _calibration.machine_key(threads),
+            "entries": {"double": bad},
+        }
     if isinstance(content, str):
         content = json.dumps(payload).encode()
     path.write_bytes(content)
@@ -187,18 +223,27 @@ def test_measured_constants_that_invert_a_choice_invert_it(cache):
     threads = fft.get_num_threads()
     shipped = _costmodel.SHIPPED["double"]
     assert _costmodel.choose(DEPTHWISE, "auto", 8, threads, constants=shipped).method == "direct"
-    dear = dataclasses.replace(shipped, T_COMPILED_TAP=100 * shipped.T_COMPILED_TAP,
-                               T_DEPTHWISE_TAP=100 * shipped.T_DEPTHWISE_TAP)
+    dear = dataclasses.replace(
+        shipped,
+        T_COMPILED_TAP=100 * shipped.T_COMPILED_TAP,
+        T_DEPTHWISE_TAP=100 * shipped.T_DEPTHWISE_TAP,
+    )
     assert _costmodel.choose(DEPTHWISE, "auto", 8, threads, constants=dear).method == "fft"
     # the same through a stored calibration, as a later process reads it
-    _store(_calibration.calibration_path(threads), threads, double=_fake_entry(
-        T_COMPILED_TAP=dear.T_COMPILED_TAP, T_DEPTHWISE_TAP=dear.T_DEPTHWISE_TAP))
+    _store(
+        _calibration.calibration_path(threads),
+        threads,
+        double=_fake_entry(
+            T_COMPILED_TAP=dear.T_COMPILED_TAP, T_DEPTHWISE_TAP=dear.T_DEPTHWISE_TAP
+        ),
+    )
     assert _costmodel.choose(DEPTHWISE, "auto", 8, threads).method == "fft"
     # and the other way round: dear transforms make the direct method win a long kernel
     long = Geometry(1, 8, 8, 1, (255,), (1,), (1,), (30_254,), False)
     assert _costmodel.choose(long, "auto", 8, threads, constants=shipped).method == "fft"
-    dear_fft = dataclasses.replace(shipped, T_FFT=1000 * shipped.T_FFT,
-                                   T_COPY=1000 * shipped.T_COPY)
+    dear_fft = dataclasses.replace(
+        shipped, T_FFT=1000 * shipped.T_FFT, T_COPY=1000 * shipped.T_COPY
+    )
     assert _costmodel.choose(long, "auto", 8, threads, constants=dear_fft).method == "direct"
 
 
@@ -225,8 +270,10 @@ def test_loops_measured_slower_are_not_used_on_any_path(cache, monkeypatch, meth
     monkeypatch.setattr(_compiled, "loops", _Refusing(_compiled.loops))
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 16, 40, 40))
-    for w, groups in [(rng.standard_normal((16, 1, 5, 5)), 16),
-                      (rng.standard_normal((16, 16, 3, 3)), 1)]:
+    for w, groups in [
+        (rng.standard_normal((16, 1, 5, 5)), 16),
+        (rng.standard_normal((16, 16, 3, 3)), 1),
+    ]:
         y = specconv.conv(x, w, groups=groups, padding=1, method=method)
         ref = specconv.conv(x, w, groups=groups, padding=1, method="direct")
         np.testing.assert_allclose(y, ref, rtol=1e-9, atol=1e-9)

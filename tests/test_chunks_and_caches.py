@@ -15,8 +15,17 @@ from specconv import _compiled, _correlate, _costmodel, _direct, _engine, _geome
 
 
 def _cnn_geometry(groups, kernel=15, batch=8, channels=64, size=128):
-    return _geometry.Geometry(batch, channels, channels, groups, (kernel, kernel), (1, 1), (1, 1),
-                            (size + kernel - 1,) * 2, False)
+    return _geometry.Geometry(
+        batch,
+        channels,
+        channels,
+        groups,
+        (kernel, kernel),
+        (1, 1),
+        (1, 1),
+        (size + kernel - 1,) * 2,
+        False,
+    )
 
 
 def _chunk_bytes(geom, tiling, itemsize):
@@ -81,8 +90,9 @@ def test_a_failing_team_member_stops_the_others(monkeypatch, fail_at):
     original = _engine._ChunkWorker.transform_in
     monkeypatch.setattr(_engine._ChunkWorker, "transform_in", failing)
     with pytest.raises(MemoryError, match="member failed"):
-        _engine.correlate_fft(np.ones((1, 4, 4000)), ((0, 0),), spectra, geom, tiling,
-                              np.float64, 2)
+        _engine.correlate_fft(
+            np.ones((1, 4, 4000)), ((0, 0),), spectra, geom, tiling, np.float64, 2
+        )
 
 
 @pytest.mark.parametrize("workers", [1, 2, 3])
@@ -99,7 +109,9 @@ def test_depthwise_direct_blocks_cover_every_image_once(monkeypatch, workers, dt
     pads = ((1, 1), (0, 1))
     y = _direct.correlate_direct(x, pads, w, geom, np.dtype(dtype), workers)
     assert y.shape == (1, 26) + geom.out_shape and y.dtype == dtype
-    assert_close(y, ref.conv(x, w, stride=(2, 3), padding=((1, 1), (0, 1)), dilation=(2, 1), groups=13))
+    assert_close(
+        y, ref.conv(x, w, stride=(2, 3), padding=((1, 1), (0, 1)), dilation=(2, 1), groups=13)
+    )
 
 
 # (x shape, weight shape, groups, dilation, pads): the first pad rows make whole slabs of
@@ -116,8 +128,9 @@ _SLAB_CASES = [
 @pytest.mark.parametrize("slab_bytes, columns", [(1, 7), (3000, 5), (3000, 90), (2**40, 4096)])
 @pytest.mark.parametrize("stack_max", [0, 64])
 @pytest.mark.parametrize("case", range(len(_SLAB_CASES)))
-def test_direct_slabs_cover_every_output_once(monkeypatch, workers, dtype, slab_bytes, columns,
-                                             stack_max, case):
+def test_direct_slabs_cover_every_output_once(
+    monkeypatch, workers, dtype, slab_bytes, columns, stack_max, case
+):
     # 1 byte: one output row per slab and unit; 3000: a few rows, a few slabs per unit;
     # 2**40: whole images, all in one unit. Few columns: many GEMMs per unit. stack_max 64:
     # stacked GEMMs wherever the columns allow
@@ -134,15 +147,26 @@ def _check_direct(x_shape, w_shape, groups, dilation, stride, pads, dtype, worke
     x = ref.random_array(rng, x_shape, dtype)
     w = ref.random_array(rng, w_shape, dtype)
     padded = tuple(n + a + b for n, (a, b) in zip(x_shape[2:], pads))
-    geom = _geometry.Geometry(x_shape[0], x_shape[1], w_shape[0], groups, w_shape[2:], dilation,
-                            stride, padded, np.iscomplexobj(x))
+    geom = _geometry.Geometry(
+        x_shape[0],
+        x_shape[1],
+        w_shape[0],
+        groups,
+        w_shape[2:],
+        dilation,
+        stride,
+        padded,
+        np.iscomplexobj(x),
+    )
     y = _direct.correlate_direct(x, pads, w, geom, np.dtype(dtype), workers)
     assert y.shape == (x_shape[0], w_shape[0]) + geom.out_shape and y.dtype == dtype
-    crop = (Ellipsis,) + tuple(slice(max(-a, 0), n - max(-b, 0))
-                               for (a, b), n in zip(pads, x_shape[2:]))
+    crop = (Ellipsis,) + tuple(
+        slice(max(-a, 0), n - max(-b, 0)) for (a, b), n in zip(pads, x_shape[2:])
+    )
     positive = tuple((max(a, 0), max(b, 0)) for a, b in pads)
-    assert_close(y, ref.conv(x[crop], w, stride=stride, padding=positive, dilation=dilation,
-                             groups=groups))
+    assert_close(
+        y, ref.conv(x[crop], w, stride=stride, padding=positive, dilation=dilation, groups=groups)
+    )
 
 
 def test_direct_slabs_of_a_long_kernel_take_fewer_columns(monkeypatch):
@@ -156,8 +180,9 @@ def test_direct_slabs_of_a_long_kernel_take_fewer_columns(monkeypatch):
     assert_close(y, ref.conv(x, w))
 
 
-@pytest.mark.parametrize(("kernel", "itemsize", "method"),
-                         [(3, 4, "direct"), (7, 4, "fft"), (7, 8, "fft")])
+@pytest.mark.parametrize(
+    ("kernel", "itemsize", "method"), [(3, 4, "direct"), (7, 4, "fft"), (7, 8, "fft")]
+)
 def test_auto_takes_the_slabs_only_for_small_kernels(kernel, itemsize, method):
     # measured on 8 x 64 x 128^2, groups 4: 3 x 3 float32 slabs ~20 ms, fft 36-42 ms;
     # 7 x 7 slabs 82 ms, fft 33 ms
@@ -187,9 +212,17 @@ def test_slabs_take_every_stride_1_kernel_but_one_tap():
 
 
 def _phase_kernels(kernel, dilation, stride, out=10):
-    geom = _geometry.Geometry(1, 2, 2, 1, kernel, dilation, stride,
-                            tuple((out - 1) * s + d * (k - 1) + 1
-                                  for k, d, s in zip(kernel, dilation, stride)), False)
+    geom = _geometry.Geometry(
+        1,
+        2,
+        2,
+        1,
+        kernel,
+        dilation,
+        stride,
+        tuple((out - 1) * s + d * (k - 1) + 1 for k, d, s in zip(kernel, dilation, stride)),
+        False,
+    )
     assert geom.out_shape == (out,) * len(kernel)
     parts = _direct.phases(geom)
     for _, _, part in parts:
@@ -209,10 +242,14 @@ def test_a_strided_layer_is_the_sum_of_its_phases():
     assert _phase_kernels((3,), (2,), (2,)) == [((0,), ([0, 1, 2],), (3,), (1,))]
     # dilation 3, stride 2: taps 0, 2 (offsets 0, 6) and 1, 3 (3, 9) are 3 phase samples apart
     assert _phase_kernels((4,), (3,), (2,)) == [
-        ((0,), ([0, 2],), (2,), (3,)), ((3,), ([1, 3],), (2,), (3,))]
+        ((0,), ([0, 2],), (2,), (3,)),
+        ((3,), ([1, 3],), (2,), (3,)),
+    ]
     # stride 3 beyond a 2-tap kernel: the third phase has no taps
-    assert _phase_kernels((2,), (1,), (3,)) == [((0,), ([0],), (1,), (1,)),
-                                                ((1,), ([1],), (1,), (1,))]
+    assert _phase_kernels((2,), (1,), (3,)) == [
+        ((0,), ([0],), (1,), (1,)),
+        ((1,), ([1],), (1,), (1,)),
+    ]
 
 
 # (x shape, weight shape, groups, dilation, stride, pads): phases of mixed layers, depthwise

@@ -62,6 +62,7 @@ def _listing(folder):
 
 # -- parser -----------------------------------------------------------------------------------
 
+
 def test_no_command_prints_help_and_fails(capsys):
     status, out, err = run(capsys)
     assert status == 2 and "usage: specconv" in err and "demo" in err
@@ -75,16 +76,34 @@ def test_help_and_version(capsys):
 
 
 def test_bad_option_value_is_a_usage_error(capsys, work):
-    status, _, err = run(capsys, "apply", work / "eeg_sample.edf", "--kernel", "k.npy",
-                         "-o", work / "o.fif", "--padding", "wide")
+    status, _, err = run(
+        capsys,
+        "apply",
+        work / "eeg_sample.edf",
+        "--kernel",
+        "k.npy",
+        "-o",
+        work / "o.fif",
+        "--padding",
+        "wide",
+    )
     assert status == 2 and "--padding" in err and "'wide'" in err
 
 
 # -- info -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name, channels", [("eeg-edf", 32), ("eeg-fif", 32),
-                                            ("audio-pcm24", 2), ("ir-true-stereo", 4),
-                                            ("mri-fastmri", 8), ("mri-bart", 8)])
+
+@pytest.mark.parametrize(
+    "name, channels",
+    [
+        ("eeg-edf", 32),
+        ("eeg-fif", 32),
+        ("audio-pcm24", 2),
+        ("ir-true-stereo", 4),
+        ("mri-fastmri", 8),
+        ("mri-bart", 8),
+    ],
+)
 def test_info_describes_every_sample(capsys, name, channels):
     status, out, err = run(capsys, "info", datasets.path(name))
     assert status == 0, err
@@ -116,6 +135,7 @@ def test_info_on_a_truncated_file_is_one_line(capsys, tmp_path):
 
 # -- apply: identity kernels reproduce the input ------------------------------------------------
 
+
 def _identity(c, taps=1):
     w = np.zeros((c, c, taps))
     w[np.arange(c), np.arange(c), taps // 2] = 1.0
@@ -125,8 +145,17 @@ def _identity(c, taps=1):
 def test_apply_identity_on_sample_edf_to_fif_reproduces_it(capsys, work):
     np.save(work / "eye.npy", _identity(32, taps=5))
     out = work / "same_raw.fif"
-    status, stdout, err = run(capsys, "apply", work / "eeg_sample.edf", "--kernel",
-                              work / "eye.npy", "--padding", "same", "-o", out)
+    status, stdout, err = run(
+        capsys,
+        "apply",
+        work / "eeg_sample.edf",
+        "--kernel",
+        work / "eye.npy",
+        "--padding",
+        "same",
+        "-o",
+        out,
+    )
     assert status == 0, err
     assert "wrote" in stdout
     src, res = _read_mne(work / "eeg_sample.edf"), _read_mne(out)
@@ -137,8 +166,17 @@ def test_apply_identity_on_sample_edf_to_fif_reproduces_it(capsys, work):
 def test_apply_identity_on_sample_edf_to_edf_within_quantization(capsys, work):
     np.save(work / "eye.npy", np.ones((32, 1, 1)))  # depthwise identity
     out = work / "copy.edf"
-    status, _, err = run(capsys, "apply", work / "eeg_sample.edf", "--kernel",
-                         work / "eye.npy", "--groups", "32", "-o", out)
+    status, _, err = run(
+        capsys,
+        "apply",
+        work / "eeg_sample.edf",
+        "--kernel",
+        work / "eye.npy",
+        "--groups",
+        "32",
+        "-o",
+        out,
+    )
     assert status == 0, err
     src, res = _read_mne(work / "eeg_sample.edf"), _read_mne(out)
     assert res.ch_names == src.ch_names
@@ -153,8 +191,7 @@ def test_apply_identity_on_a_real_edf_reproduces_it(capsys, tmp_path):
     c = len(raw.ch_names)
     np.save(tmp_path / "eye.npy", _identity(c))
     out = tmp_path / "real_raw.fif"
-    status, _, err = run(capsys, "apply", REAL_EDF, "--kernel", tmp_path / "eye.npy",
-                         "-o", out)
+    status, _, err = run(capsys, "apply", REAL_EDF, "--kernel", tmp_path / "eye.npy", "-o", out)
     assert status == 0, err
     res = _read_mne(out)
     assert res.ch_names == raw.ch_names
@@ -166,8 +203,9 @@ def test_apply_identity_on_wav_round_trips_exactly(capsys, work):
 
     np.save(work / "eye.npy", _identity(2))
     out = work / "copy.wav"
-    status, _, err = run(capsys, "apply", work / "audio_stereo_pcm16.wav", "--kernel",
-                         work / "eye.npy", "-o", out)
+    status, _, err = run(
+        capsys, "apply", work / "audio_stereo_pcm16.wav", "--kernel", work / "eye.npy", "-o", out
+    )
     assert status == 0, err
     sr_in, x = wavfile.read(work / "audio_stereo_pcm16.wav")
     sr_out, y = wavfile.read(out)
@@ -180,14 +218,16 @@ def test_apply_identity_on_wav_round_trips_exactly(capsys, work):
 
 # -- apply: real layers -------------------------------------------------------------------------
 
+
 def test_apply_npz_weight_and_bias_on_bart_kspace(capsys, work):
     rng = np.random.default_rng(0)
     w = (rng.standard_normal((3, 8, 1, 1)) + 1j * rng.standard_normal((3, 8, 1, 1))) / 4
     b = np.array([1.0, -2.0, 0.5])
     np.savez(work / "k.npz", weight=w, bias=b)
     out = work / "virtual.cfl"
-    status, _, err = run(capsys, "apply", work / "mri_phantom.cfl", "--kernel", work / "k.npz",
-                         "-o", out)
+    status, _, err = run(
+        capsys, "apply", work / "mri_phantom.cfl", "--kernel", work / "k.npz", "-o", out
+    )
     assert status == 0, err
     dims = [int(d) for d in out.with_suffix(".hdr").read_text().splitlines()[1].split()]
     y = np.fromfile(out, np.complex64).reshape(dims, order="F")
@@ -204,8 +244,17 @@ def test_apply_scipy_convention_matches_scipy(capsys, work):
     h = rng.standard_normal((2, 2, 33)) / 10
     np.save(work / "h.npy", h)
     out = work / "mix.npy"
-    status, _, err = run(capsys, "apply", work / "audio_stereo_pcm16.wav", "--kernel",
-                         work / "h.npy", "--convention", "scipy", "-o", out)
+    status, _, err = run(
+        capsys,
+        "apply",
+        work / "audio_stereo_pcm16.wav",
+        "--kernel",
+        work / "h.npy",
+        "--convention",
+        "scipy",
+        "-o",
+        out,
+    )
     assert status == 0, err
     _, x = wavfile.read(work / "audio_stereo_pcm16.wav")
     x = x.T / 32768.0  # the documented integer rule
@@ -217,31 +266,52 @@ def test_apply_scipy_convention_matches_scipy(capsys, work):
 def test_apply_stride_halves_the_sampling_rate(capsys, work):
     np.save(work / "pair.npy", np.full((32, 1, 2), 0.5))  # 2-sample average, depthwise
     out = work / "half_raw.fif"
-    status, _, err = run(capsys, "apply", work / "eeg_sample.edf", "--kernel",
-                         work / "pair.npy", "--groups", "32", "--stride", "2", "-o", out)
+    status, _, err = run(
+        capsys,
+        "apply",
+        work / "eeg_sample.edf",
+        "--kernel",
+        work / "pair.npy",
+        "--groups",
+        "32",
+        "--stride",
+        "2",
+        "-o",
+        out,
+    )
     assert status == 0, err
     src, res = _read_mne(work / "eeg_sample.edf"), _read_mne(out)
     assert res.info["sfreq"] == 128.0 and res.n_times == src.n_times // 2
     x = src.get_data()
-    np.testing.assert_allclose(res.get_data(), (x[:, 0::2] + x[:, 1::2]) / 2, rtol=1e-5,
-                               atol=1e-11)
+    np.testing.assert_allclose(res.get_data(), (x[:, 0::2] + x[:, 1::2]) / 2, rtol=1e-5, atol=1e-11)
 
 
 def test_apply_depthwise_multiplier_names_channels_after_their_input(capsys, work):
     np.save(work / "bank.npy", np.ones((64, 1, 1)))
     out = work / "bank_raw.fif"
-    status, _, err = run(capsys, "apply", work / "eeg_sample.edf", "--kernel",
-                         work / "bank.npy", "--groups", "32", "-o", out)
+    status, _, err = run(
+        capsys,
+        "apply",
+        work / "eeg_sample.edf",
+        "--kernel",
+        work / "bank.npy",
+        "--groups",
+        "32",
+        "-o",
+        out,
+    )
     assert status == 0, err
     assert _read_mne(out).ch_names[:3] == ["Fp1:0", "Fp1:1", "Fp2:0"]
 
 
 # -- apply: mistakes ----------------------------------------------------------------------------
 
+
 def test_apply_rejects_a_kernel_with_the_wrong_channel_count(capsys, work):
     np.save(work / "k.npy", np.ones((1, 3, 5)))
-    status, _, err = run(capsys, "apply", work / "eeg_sample.edf", "--kernel", work / "k.npy",
-                         "-o", work / "o.fif")
+    status, _, err = run(
+        capsys, "apply", work / "eeg_sample.edf", "--kernel", work / "k.npy", "-o", work / "o.fif"
+    )
     assert_user_error(status, err, "expects 3 input channels")
     assert "32 channels" in err
     assert not (work / "o.fif").exists()
@@ -249,8 +319,9 @@ def test_apply_rejects_a_kernel_with_the_wrong_channel_count(capsys, work):
 
 def test_apply_rejects_a_kernel_with_the_wrong_number_of_axes(capsys, work):
     np.save(work / "k.npy", np.ones((32, 32, 3, 3)))
-    status, _, err = run(capsys, "apply", work / "eeg_sample.edf", "--kernel", work / "k.npy",
-                         "-o", work / "o.fif")
+    status, _, err = run(
+        capsys, "apply", work / "eeg_sample.edf", "--kernel", work / "k.npy", "-o", work / "o.fif"
+    )
     assert_user_error(status, err, "2 spatial axes")
 
 
@@ -258,11 +329,11 @@ def test_apply_never_writes_over_its_input(capsys, work):
     src = work / "eeg_sample.edf"
     before = _sha256(src)
     np.save(work / "k.npy", np.ones((32, 1, 1)))
-    for out, extra in ((src, ()), (src, ("--overwrite",)),
-                       (work / "mri_phantom.hdr", ())):
+    for out, extra in ((src, ()), (src, ("--overwrite",)), (work / "mri_phantom.hdr", ())):
         inp = work / "mri_phantom.cfl" if out.suffix == ".hdr" else src
-        status, _, err = run(capsys, "apply", inp, "--kernel", work / "k.npy", "--groups",
-                             "32", "-o", out, *extra)
+        status, _, err = run(
+            capsys, "apply", inp, "--kernel", work / "k.npy", "--groups", "32", "-o", out, *extra
+        )
         assert_user_error(status, err, "refusing to write")
     assert _sha256(src) == before
 
@@ -271,8 +342,16 @@ def test_apply_keeps_an_existing_output_without_overwrite(capsys, work):
     np.save(work / "k.npy", np.ones((32, 1, 1)))
     out = work / "o_raw.fif"
     out.write_bytes(b"keep me")
-    argv = ["apply", work / "eeg_sample.edf", "--kernel", work / "k.npy", "--groups", "32",
-            "-o", out]
+    argv = [
+        "apply",
+        work / "eeg_sample.edf",
+        "--kernel",
+        work / "k.npy",
+        "--groups",
+        "32",
+        "-o",
+        out,
+    ]
     status, _, err = run(capsys, *argv)
     assert_user_error(status, err, "--overwrite")
     assert out.read_bytes() == b"keep me"
@@ -281,17 +360,23 @@ def test_apply_keeps_an_existing_output_without_overwrite(capsys, work):
     assert len(_read_mne(out).ch_names) == 32
 
 
-@pytest.mark.parametrize("setup, argv_tail, message", [
-    ("none", ["--kernel", "{w}/missing.npy"], "missing.npy"),
-    ("txt", ["--kernel", "{w}/k.txt"], "--kernel must be a .npy or .npz"),
-    ("npz_no_weight", ["--kernel", "{w}/k.npz"], "array named 'weight'"),
-    ("npz_bias", ["--kernel", "{w}/k.npz", "--bias", "{w}/b.npy"], "bias given twice"),
-    ("npy", ["--kernel", "{w}/k.npy", "--mode", "full"], "--mode only applies"),
-    ("npy", ["--kernel", "{w}/k.npy", "--convention", "scipy", "--stride", "2"],
-     "--stride only apply"),
-    ("npy", ["--kernel", "{w}/k.npy", "--padding-mode", "mirror"], "padding_mode"),
-    ("npy", ["--kernel", "{w}/k.npy", "--method", "magic"], "method"),
-])
+@pytest.mark.parametrize(
+    "setup, argv_tail, message",
+    [
+        ("none", ["--kernel", "{w}/missing.npy"], "missing.npy"),
+        ("txt", ["--kernel", "{w}/k.txt"], "--kernel must be a .npy or .npz"),
+        ("npz_no_weight", ["--kernel", "{w}/k.npz"], "array named 'weight'"),
+        ("npz_bias", ["--kernel", "{w}/k.npz", "--bias", "{w}/b.npy"], "bias given twice"),
+        ("npy", ["--kernel", "{w}/k.npy", "--mode", "full"], "--mode only applies"),
+        (
+            "npy",
+            ["--kernel", "{w}/k.npy", "--convention", "scipy", "--stride", "2"],
+            "--stride only apply",
+        ),
+        ("npy", ["--kernel", "{w}/k.npy", "--padding-mode", "mirror"], "padding_mode"),
+        ("npy", ["--kernel", "{w}/k.npy", "--method", "magic"], "method"),
+    ],
+)
 def test_apply_reports_mistakes_in_one_line(capsys, work, setup, argv_tail, message):
     if setup == "txt":
         (work / "k.txt").write_text("1 2 3")
@@ -304,16 +389,16 @@ def test_apply_reports_mistakes_in_one_line(capsys, work, setup, argv_tail, mess
         np.save(work / "k.npy", np.ones((32, 32, 1)))
     tail = [a.format(w=work) for a in argv_tail]
     before = _listing(work)
-    status, _, err = run(capsys, "apply", work / "eeg_sample.edf", "-o", work / "o_raw.fif",
-                         *tail)
+    status, _, err = run(capsys, "apply", work / "eeg_sample.edf", "-o", work / "o_raw.fif", *tail)
     assert_user_error(status, err, message)
     assert _listing(work) == before
 
 
 def test_apply_cannot_write_complex_kspace_to_wav(capsys, work):
     np.save(work / "k.npy", np.ones((8, 8, 1, 1)))
-    status, _, err = run(capsys, "apply", work / "mri_phantom.cfl", "--kernel",
-                         work / "k.npy", "-o", work / "o.wav")
+    status, _, err = run(
+        capsys, "apply", work / "mri_phantom.cfl", "--kernel", work / "k.npy", "-o", work / "o.wav"
+    )
     assert_user_error(status, err, "specconv apply: error:")
     assert not (work / "o.wav").exists()
 
@@ -322,13 +407,23 @@ def test_apply_missing_optional_dependency_names_the_extra(capsys, work, monkeyp
     pytest.importorskip("h5py")
     monkeypatch.setitem(sys.modules, "h5py", None)  # makes `import h5py` fail
     np.save(work / "k.npy", np.ones((8, 1, 1, 1)))
-    status, _, err = run(capsys, "apply", work / "mri_phantom.cfl", "--kernel",
-                         work / "k.npy", "--groups", "8", "-o", work / "o.h5")
+    status, _, err = run(
+        capsys,
+        "apply",
+        work / "mri_phantom.cfl",
+        "--kernel",
+        work / "k.npy",
+        "--groups",
+        "8",
+        "-o",
+        work / "o.h5",
+    )
     assert_user_error(status, err, 'pip install "specconv[mri]"')
     assert not (work / "o.h5").exists()
 
 
 # -- interrupted writes leave nothing -----------------------------------------------------------
+
 
 def test_ctrl_c_while_computing_leaves_no_file(capsys, work, monkeypatch):
     from specconv import layers
@@ -339,8 +434,17 @@ def test_ctrl_c_while_computing_leaves_no_file(capsys, work, monkeypatch):
     monkeypatch.setattr(layers.SpectralConv, "__call__", interrupted)
     np.save(work / "k.npy", np.ones((32, 1, 1)))
     before = _listing(work)
-    status, _, err = run(capsys, "apply", work / "eeg_sample.edf", "--kernel", work / "k.npy",
-                         "--groups", "32", "-o", work / "o_raw.fif")
+    status, _, err = run(
+        capsys,
+        "apply",
+        work / "eeg_sample.edf",
+        "--kernel",
+        work / "k.npy",
+        "--groups",
+        "32",
+        "-o",
+        work / "o_raw.fif",
+    )
     assert status == 130 and "interrupted" in err
     assert _listing(work) == before
 
@@ -348,6 +452,7 @@ def test_ctrl_c_while_computing_leaves_no_file(capsys, work, monkeypatch):
 @pytest.mark.parametrize("suffix", ["_raw.fif", ".edf", ".wav", ".cfl", ".h5"])
 def test_ctrl_c_while_writing_leaves_no_file(capsys, work, monkeypatch, suffix):
     """Interrupt at the very last step, the rename of the complete temporary file."""
+
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
@@ -360,14 +465,24 @@ def test_ctrl_c_while_writing_leaves_no_file(capsys, work, monkeypatch, suffix):
     np.save(work / "k.npy", kernel)
     before = _listing(work)
     monkeypatch.setattr(os, "replace", interrupted)
-    status, _, err = run(capsys, "apply", src, "--kernel", work / "k.npy", "--groups",
-                         str(kernel.shape[0]), "-o", work / f"out{suffix}")
+    status, _, err = run(
+        capsys,
+        "apply",
+        src,
+        "--kernel",
+        work / "k.npy",
+        "--groups",
+        str(kernel.shape[0]),
+        "-o",
+        work / f"out{suffix}",
+    )
     monkeypatch.undo()
     assert status == 130, err
     assert _listing(work) == before  # no output, no companion, no temporary folder
 
 
 # -- demo and sys-info ------------------------------------------------------------------------
+
 
 def test_demo_runs_checks_and_writes_its_outputs(capsys, tmp_path):
     out_dir = tmp_path / "demo"
@@ -385,8 +500,7 @@ def test_demo_runs_checks_and_writes_its_outputs(capsys, tmp_path):
         assert f["kspace"].shape == (3, 4, 80, 64)
 
 
-def test_demo_default_folder_is_named_in_the_current_directory(capsys, tmp_path,
-                                                               monkeypatch):
+def test_demo_default_folder_is_named_in_the_current_directory(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     status, out, err = run(capsys, "demo")
     assert status == 0, out + err
@@ -395,13 +509,13 @@ def test_demo_default_folder_is_named_in_the_current_directory(capsys, tmp_path,
 
 
 @pytest.mark.parametrize("missing", ["mne", "h5py"])
-def test_demo_checks_its_needs_before_creating_its_folder(capsys, tmp_path, monkeypatch,
-                                                        missing):
+def test_demo_checks_its_needs_before_creating_its_folder(capsys, tmp_path, monkeypatch, missing):
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == missing else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == missing else real(name, *a)
+    )
     monkeypatch.chdir(tmp_path)
     status, out, err = run(capsys, "demo")
     assert status == 2
@@ -430,9 +544,15 @@ def test_sys_info_reports_versions_threads_and_blas(capsys):
 
 # -- once through a real process ----------------------------------------------------------------
 
+
 def _python_m(*argv, cwd=REPO):
-    return subprocess.run([sys.executable, "-m", "specconv", *map(str, argv)],
-                          capture_output=True, text=True, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "specconv", *map(str, argv)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+    )
 
 
 def test_python_m_specconv_runs_commands(tmp_path):
@@ -443,7 +563,15 @@ def test_python_m_specconv_runs_commands(tmp_path):
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
     np.save(tmp_path / "k.npy", np.ones((32, 1, 1)))
-    done = _python_m("apply", datasets.path("eeg-edf"), "--kernel", tmp_path / "k.npy",
-                     "--groups", "32", "-o", tmp_path / "o_raw.fif")
+    done = _python_m(
+        "apply",
+        datasets.path("eeg-edf"),
+        "--kernel",
+        tmp_path / "k.npy",
+        "--groups",
+        "32",
+        "-o",
+        tmp_path / "o_raw.fif",
+    )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "o_raw.fif").exists()

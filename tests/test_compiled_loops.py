@@ -52,8 +52,9 @@ def _level(name):
 @pytest.fixture(params=[*LEVELS, "numpy"])
 def loops(request, monkeypatch):
     """Every compiled level in turn, then the numpy/BLAS path (loops = None)."""
-    monkeypatch.setattr(_compiled, "loops", None if request.param == "numpy"
-                        else _level(request.param))
+    monkeypatch.setattr(
+        _compiled, "loops", None if request.param == "numpy" else _level(request.param)
+    )
     return request.param
 
 
@@ -75,21 +76,34 @@ def test_only_real_stride_1_layers_take_the_compiled_loops(monkeypatch):
 
 
 @pytest.mark.parametrize("level", LEVELS)
-@pytest.mark.parametrize("change, message", [
-    (dict(taps=np.array([0, 5], np.int64)), "outside the padded image"),
-    (dict(lines=np.array([-1], np.int64)), "outside the padded image"),
-    (dict(rows=np.array([3], np.int64)), "outside the padded image"),
-    (dict(itemsize=2), "itemsize must be 4 or 8"),
-    (dict(w=np.ones(3)), r"w does not hold \(groups, m, taps\)"),
-    (dict(out=np.empty(5)), "out does not hold whole output images"),
-    (dict(x=np.ones(3, np.float32)), "x and out hold different numbers of images"),
-    (dict(x=np.ones(7)), "outside the padded image"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(taps=np.array([0, 5], np.int64)), "outside the padded image"),
+        (dict(lines=np.array([-1], np.int64)), "outside the padded image"),
+        (dict(rows=np.array([3], np.int64)), "outside the padded image"),
+        (dict(itemsize=2), "itemsize must be 4 or 8"),
+        (dict(w=np.ones(3)), r"w does not hold \(groups, m, taps\)"),
+        (dict(out=np.empty(5)), "out does not hold whole output images"),
+        (dict(x=np.ones(3, np.float32)), "x and out hold different numbers of images"),
+        (dict(x=np.ones(7)), "outside the padded image"),
+    ],
+)
 def test_the_compiled_loops_refuse_offsets_outside_their_buffers(level, change, message):
     # one image of 4 samples padded to 6, two taps, an output line of 4: everything in bounds
-    args = dict(x=np.ones(4), out=np.empty(4), w=np.ones(2), taps=np.array([0, 2], np.int64),
-                rows=np.array([1], np.int64), lines=np.array([0], np.int64), itemsize=8,
-                first=0, groups=1, padded=6, length=4)
+    args = dict(
+        x=np.ones(4),
+        out=np.empty(4),
+        w=np.ones(2),
+        taps=np.array([0, 2], np.int64),
+        rows=np.array([1], np.int64),
+        lines=np.array([0], np.int64),
+        itemsize=8,
+        first=0,
+        groups=1,
+        padded=6,
+        length=4,
+    )
     loops = _level(level)
     loops.depthwise(*args.values())
     np.testing.assert_array_equal(args["out"], [1, 2, 2, 1])
@@ -98,8 +112,10 @@ def test_the_compiled_loops_refuse_offsets_outside_their_buffers(level, change, 
         loops.depthwise(*args.values())
 
 
-@pytest.mark.skipif(os.environ.get("SPECCONV_REQUIRE_COMPILED") != "1",
-                    reason="only where the build is known to have a C compiler (CI)")
+@pytest.mark.skipif(
+    os.environ.get("SPECCONV_REQUIRE_COMPILED") != "1",
+    reason="only where the build is known to have a C compiler (CI)",
+)
 def test_the_compiled_loops_are_built():
     assert _compiled.levels(), "specconv._simd failed to build: see pip's output"
 
@@ -139,8 +155,9 @@ def test_the_compiled_product_is_the_per_frequency_matrix_product(level, members
     ys = [np.full((B, G, co, T, F), 7 - 7j, dtype) for _ in range(members)]
     h = ref.random_array(rng, (G, co, ci, F), dtype)
     lanes = _engine.product_lanes(np.dtype(dtype).itemsize)
-    _level(level).product(xs, ys, _product_layout(h, lanes), np.dtype(dtype).itemsize // 2,
-                          B, G, ci, co, T, F, lo, hi)
+    _level(level).product(
+        xs, ys, _product_layout(h, lanes), np.dtype(dtype).itemsize // 2, B, G, ci, co, T, F, lo, hi
+    )
     for x, y in zip(xs, ys):
         expected = np.einsum("gocf,bgctf->bgotf", h, x)
         assert_close(y[..., lo:hi], expected[..., lo:hi])
@@ -148,20 +165,35 @@ def test_the_compiled_product_is_the_per_frequency_matrix_product(level, members
 
 
 @pytest.mark.parametrize("level", LEVELS)
-@pytest.mark.parametrize("change, message", [
-    (dict(itemsize=2), "itemsize must be 4 or 8"),
-    (dict(ci=0), "a non-positive size"),
-    (dict(f_hi=6), "frequencies outside 0 .. freqs"),
-    (dict(f_lo=3, f_hi=2), "frequencies outside 0 .. freqs"),
-    (dict(x=[np.ones((1, 1, 2, 3, 4), np.complex64)]), r"x is not \(batch, groups, ci"),
-    (dict(y=[np.ones((1, 1, 2, 3, 5), np.complex64)]), r"y is not \(batch, groups, co"),
-    (dict(y=[]), "x and y hold different numbers of arrays"),
-    (dict(h=np.ones(3, np.complex64)), r"h is not \(groups, blocks, co, ci, lanes\)"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(itemsize=2), "itemsize must be 4 or 8"),
+        (dict(ci=0), "a non-positive size"),
+        (dict(f_hi=6), "frequencies outside 0 .. freqs"),
+        (dict(f_lo=3, f_hi=2), "frequencies outside 0 .. freqs"),
+        (dict(x=[np.ones((1, 1, 2, 3, 4), np.complex64)]), r"x is not \(batch, groups, ci"),
+        (dict(y=[np.ones((1, 1, 2, 3, 5), np.complex64)]), r"y is not \(batch, groups, co"),
+        (dict(y=[]), "x and y hold different numbers of arrays"),
+        (dict(h=np.ones(3, np.complex64)), r"h is not \(groups, blocks, co, ci, lanes\)"),
+    ],
+)
 def test_the_compiled_product_refuses_buffers_of_other_sizes(level, change, message):
     x, y = np.ones((1, 1, 2, 3, 5), np.complex64), np.empty((1, 1, 3, 3, 5), np.complex64)
-    args = dict(x=[x], y=[y], h=_product_layout(np.ones((1, 3, 2, 5), np.complex64), 8),
-                itemsize=4, B=1, G=1, ci=2, co=3, tiles=3, F=5, f_lo=0, f_hi=5)
+    args = dict(
+        x=[x],
+        y=[y],
+        h=_product_layout(np.ones((1, 3, 2, 5), np.complex64), 8),
+        itemsize=4,
+        B=1,
+        G=1,
+        ci=2,
+        co=3,
+        tiles=3,
+        F=5,
+        f_lo=0,
+        f_hi=5,
+    )
     loops = _level(level)
     loops.product(*args.values())
     np.testing.assert_array_equal(y, 2)
@@ -171,13 +203,17 @@ def test_the_compiled_product_refuses_buffers_of_other_sizes(level, change, mess
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.complex64, np.float64, np.complex128])
-@pytest.mark.parametrize("x_shape, w_shape, groups", [
-    ((2, 18, 30, 27), (24, 9, 5, 4), 2),  # 9 x 12 channels per group: a matrix product
-    ((3, 12, 700), (16, 12, 33), 1),
-])
+@pytest.mark.parametrize(
+    "x_shape, w_shape, groups",
+    [
+        ((2, 18, 30, 27), (24, 9, 5, 4), 2),  # 9 x 12 channels per group: a matrix product
+        ((3, 12, 700), (16, 12, 33), 1),
+    ],
+)
 def test_fft_products_match_the_reference_either_way(loops, dtype, x_shape, w_shape, groups):
-    assert _engine.uses_matmul(Geometry(1, x_shape[1], w_shape[0], groups, w_shape[2:],
-                                        (1,), (1,), x_shape[2:], False))
+    assert _engine.uses_matmul(
+        Geometry(1, x_shape[1], w_shape[0], groups, w_shape[2:], (1,), (1,), x_shape[2:], False)
+    )
     rng = np.random.default_rng(7)
     x = ref.random_array(rng, x_shape, dtype)
     w = ref.random_array(rng, w_shape, dtype)
@@ -223,8 +259,14 @@ def test_a_level_forced_by_the_environment_computes_the_numpy_paths_numbers(valu
     if value in LEVELS:
         _level(value)  # skips where this CPU does not run it
     env = dict(os.environ, SPECCONV_SIMD=value.upper() if value == "avx2" else value)
-    done = subprocess.run([sys.executable, "-W", "error", "-c", _FORCED], env=env,
-                          capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-c", _FORCED],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     best = _compiled.levels()[0] if _compiled.levels() else None
@@ -236,9 +278,12 @@ def test_a_level_forced_by_the_environment_computes_the_numpy_paths_numbers(valu
 @pytest.mark.parametrize("value", ["avx1024", "on", "3"])
 def test_an_unknown_level_in_the_environment_warns_and_takes_the_best(value, monkeypatch):
     monkeypatch.setenv("SPECCONV_SIMD", value)
-    with pytest.warns(RuntimeWarning, match=rf"SPECCONV_SIMD environment variable\. Allowed "
-                                            rf"values on this machine are 'auto', 'off'.*"
-                                            rf"but got {value!r} instead; using 'auto'"):
+    with pytest.warns(
+        RuntimeWarning,
+        match=rf"SPECCONV_SIMD environment variable\. Allowed "
+        rf"values on this machine are 'auto', 'off'.*"
+        rf"but got {value!r} instead; using 'auto'",
+    ):
         assert _compiled._from_environment() == "auto"
 
 

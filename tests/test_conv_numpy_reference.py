@@ -53,8 +53,11 @@ def test_conv_matches_reference(cfg, method, data):
 
 
 @ref.hypothesis_settings(max_examples=120)
-@given(cfg=ref.transpose_configs(), method=st.sampled_from(ref.METHODS),
-       dtypes=st.tuples(st.sampled_from(X_DTYPES), st.sampled_from(W_DTYPES)))
+@given(
+    cfg=ref.transpose_configs(),
+    method=st.sampled_from(ref.METHODS),
+    dtypes=st.tuples(st.sampled_from(X_DTYPES), st.sampled_from(W_DTYPES)),
+)
 def test_conv_transpose_matches_reference(cfg, method, dtypes):
     rng = np.random.default_rng(cfg["seed"])
     x = ref.random_array(rng, cfg["x_shape"], dtypes[0])
@@ -80,8 +83,9 @@ def test_four_spatial_dims(method, batch):
     assert_close(specconv.conv(x, w, b, method=method, **kw), ref.conv(x, w, b, **kw))
     wt = rng.standard_normal((4, 3, 2, 2, 3, 2))
     kwt = dict(stride=(2, 1, 1, 2), padding=(1, 0, 1, 0), output_padding=(1, 0, 0, 1), groups=2)
-    assert_close(specconv.conv_transpose(x, wt, method=method, **kwt),
-                 ref.conv_transpose(x, wt, **kwt))
+    assert_close(
+        specconv.conv_transpose(x, wt, method=method, **kwt), ref.conv_transpose(x, wt, **kwt)
+    )
 
 
 @pytest.mark.parametrize("padding_mode", ref.PADDING_MODES)
@@ -162,11 +166,24 @@ def _engine_cases(draw):
         return st.sampled_from([m for m in range(1, n + 1) if n % m == 0])
 
     return dict(
-        d=d, groups=groups, ci=ci, co=co, kernel=kernel, dilation=dilation, stride=stride,
-        pads=pads, n=n, fft_shape=fft_shape, batch=batch, chunk=draw(st.integers(1, 4)),
-        batch_block=draw(divisor_of(batch)), group_block=draw(divisor_of(groups)),
-        workers=draw(st.integers(1, 3)), team=draw(st.integers(1, 3)),
-        dtype=draw(st.sampled_from(ref.FLOAT_DTYPES)), seed=draw(st.integers(0, 2**32 - 1)),
+        d=d,
+        groups=groups,
+        ci=ci,
+        co=co,
+        kernel=kernel,
+        dilation=dilation,
+        stride=stride,
+        pads=pads,
+        n=n,
+        fft_shape=fft_shape,
+        batch=batch,
+        chunk=draw(st.integers(1, 4)),
+        batch_block=draw(divisor_of(batch)),
+        group_block=draw(divisor_of(groups)),
+        workers=draw(st.integers(1, 3)),
+        team=draw(st.integers(1, 3)),
+        dtype=draw(st.sampled_from(ref.FLOAT_DTYPES)),
+        seed=draw(st.integers(0, 2**32 - 1)),
         # matmul products for every kernel matrix, or elementwise ones for every small one
         elementwise_max=draw(st.sampled_from([0, _engine.ELEMENTWISE_MAX_ENTRIES])),
     )
@@ -181,18 +198,30 @@ def test_overlap_save_tiles_match_reference(case):
     w = ref.random_array(rng, (G * case["co"], case["ci"]) + case["kernel"], case["dtype"])
     padded = tuple(m + a + b for m, (a, b) in zip(case["n"], case["pads"]))
     geom = _geometry.Geometry(
-        case["batch"], G * case["ci"], G * case["co"], G, case["kernel"], case["dilation"],
-        case["stride"], padded, np.dtype(case["dtype"]).kind == "c",
+        case["batch"],
+        G * case["ci"],
+        G * case["co"],
+        G,
+        case["kernel"],
+        case["dilation"],
+        case["stride"],
+        padded,
+        np.dtype(case["dtype"]).kind == "c",
     )
     tiling = _engine.Tiling.make(
-        geom, case["fft_shape"], case["chunk"], case["batch_block"], case["group_block"],
+        geom,
+        case["fft_shape"],
+        case["chunk"],
+        case["batch_block"],
+        case["group_block"],
         case["team"],
     )
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(_engine, "ELEMENTWISE_MAX_ENTRIES", case["elementwise_max"])
         spectra = _engine.kernel_spectra(w, geom, tiling, case["dtype"])
-        y = _engine.correlate_fft(x, case["pads"], spectra, geom, tiling, case["dtype"],
-                                  case["workers"])
+        y = _engine.correlate_fft(
+            x, case["pads"], spectra, geom, tiling, case["dtype"], case["workers"]
+        )
     xpad = np.pad(x, ((0, 0), (0, 0)) + case["pads"])
     expected = ref.conv(xpad, w, stride=case["stride"], dilation=case["dilation"], groups=G)
     assert y.dtype == case["dtype"]
@@ -205,8 +234,9 @@ def test_long_signal_uses_several_tiles_and_matches(method, dtype):
     rng = np.random.default_rng(9)
     x = ref.random_array(rng, (2, 4, 6000), dtype)
     w = ref.random_array(rng, (4, 4, 65), dtype)
-    geom = _geometry.Geometry(2, 4, 4, 1, (65,), (1,), (1,), (6000 + 2 * 32,),
-                            np.dtype(dtype).kind == "c")
+    geom = _geometry.Geometry(
+        2, 4, 4, 1, (65,), (1,), (1,), (6000 + 2 * 32,), np.dtype(dtype).kind == "c"
+    )
     choice = _costmodel.choose(geom, method, np.dtype(dtype).itemsize, 2)
     assert choice.method == "fft" and choice.tiling.tiles[0] > 1  # the premise of this test
     y = specconv.conv(x, w, padding=32, method=method)
@@ -248,12 +278,14 @@ def test_whole_signal_and_overlap_save_agree_around_block_boundaries(fft_len):
     pads = ((2, 2),)
     whole = _engine.Tiling.make(geom, (80,))
     assert whole.tiles == (1,)
-    y_whole = _engine.correlate_fft(x, pads, _engine.kernel_spectra(w, geom, whole, np.float64),
-                                    geom, whole, np.float64, 1)
+    y_whole = _engine.correlate_fft(
+        x, pads, _engine.kernel_spectra(w, geom, whole, np.float64), geom, whole, np.float64, 1
+    )
     tiled = _engine.Tiling.make(geom, (fft_len,), chunk=2)
     assert tiled.tiles[0] > 1
-    y_tiled = _engine.correlate_fft(x, pads, _engine.kernel_spectra(w, geom, tiled, np.float64),
-                                    geom, tiled, np.float64, 2)
+    y_tiled = _engine.correlate_fft(
+        x, pads, _engine.kernel_spectra(w, geom, tiled, np.float64), geom, tiled, np.float64, 2
+    )
     assert_close(y_tiled, y_whole)
     assert_close(y_whole, ref.conv(np.pad(x, ((0, 0), (0, 0), (2, 2))), w))
 

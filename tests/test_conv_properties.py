@@ -26,8 +26,11 @@ def _pads(cfg):
 
 
 @ref.hypothesis_settings(max_examples=80)
-@given(cfg=ref.conv_configs(modes=("zeros",)), method=st.sampled_from(ref.METHODS),
-       is_complex=st.booleans())
+@given(
+    cfg=ref.conv_configs(modes=("zeros",)),
+    method=st.sampled_from(ref.METHODS),
+    is_complex=st.booleans(),
+)
 def test_adjoint_dot_product(cfg, method, is_complex):
     """<conv(x), y> = <x, conv_transpose(y)>; for complex weights with weight.conj().
 
@@ -44,7 +47,7 @@ def test_adjoint_dot_product(cfg, method, is_complex):
     y_x = layer(x)
     y = ref.random_array(rng, y_x.shape, dtype)
     adjoint = SpectralConvTranspose(w.conj(), method=method, **kw)
-    x_y = adjoint(y, output_size=x.shape[x.ndim - (len(cfg["w_shape"]) - 2):])
+    x_y = adjoint(y, output_size=x.shape[x.ndim - (len(cfg["w_shape"]) - 2) :])
     assert x_y.shape == x.shape
     lhs, rhs = np.vdot(y_x, y), np.vdot(x, x_y)
     # |<conv(x), y>| <= ||w||_1 ||x|| ||y||: the scale of the rounding in either product, also
@@ -57,8 +60,7 @@ def test_adjoint_dot_product(cfg, method, is_complex):
 def test_layer_T_is_the_adjoint_for_real_weights(method):
     rng = np.random.default_rng(1)
     w = rng.standard_normal((6, 2, 3, 4))
-    layer = SpectralConv(w, stride=(2, 1), padding=(1, 2), dilation=(1, 2), groups=2,
-                         method=method)
+    layer = SpectralConv(w, stride=(2, 1), padding=(1, 2), dilation=(1, 2), groups=2, method=method)
     x = rng.standard_normal((2, 4, 11, 10))
     y = rng.standard_normal(layer(x).shape)
     lhs = np.vdot(layer(x), y)
@@ -83,16 +85,24 @@ def test_groups_are_split_convolve_concatenate(cfg, method):
     ci, co = x.shape[axis] // G, w.shape[0] // G
     single = dict(kw, groups=1)
     parts = [
-        specconv.conv(np.take(x, range(g * ci, (g + 1) * ci), axis=axis),
-                      w[g * co:(g + 1) * co], method=method, **single)
+        specconv.conv(
+            np.take(x, range(g * ci, (g + 1) * ci), axis=axis),
+            w[g * co : (g + 1) * co],
+            method=method,
+            **single,
+        )
         for g in range(G)
     ]
     assert_close(specconv.conv(x, w, method=method, **kw), np.concatenate(parts, axis=axis))
 
 
 @ref.hypothesis_settings(max_examples=40)
-@given(cfg=ref.conv_configs(), method=st.sampled_from(ref.METHODS),
-       a=st.floats(-3, 3), b=st.floats(-3, 3))
+@given(
+    cfg=ref.conv_configs(),
+    method=st.sampled_from(ref.METHODS),
+    a=st.floats(-3, 3),
+    b=st.floats(-3, 3),
+)
 def test_linear_in_x_and_in_weight(cfg, method, a, b):
     rng = np.random.default_rng(cfg["seed"])
     x1, x2 = rng.standard_normal(cfg["x_shape"]), rng.standard_normal(cfg["x_shape"])
@@ -112,8 +122,9 @@ def test_linear_in_x_and_in_weight(cfg, method, a, b):
 @pytest.mark.parametrize("shift", [(1, 0), (3, -2), (-5, 4)])
 def test_circular_same_layer_commutes_with_shifts(method, shift):
     rng = np.random.default_rng(2)
-    layer = SpectralConv(rng.standard_normal((3, 2, 5, 3)), padding="same",
-                         padding_mode="circular", method=method)
+    layer = SpectralConv(
+        rng.standard_normal((3, 2, 5, 3)), padding="same", padding_mode="circular", method=method
+    )
     x = rng.standard_normal((2, 12, 9))
     assert_close(layer(np.roll(x, shift, axis=(1, 2))), np.roll(layer(x), shift, axis=(1, 2)))
 
@@ -151,8 +162,12 @@ def test_T_round_trip(method):
     T = layer.T
     assert isinstance(T, SpectralConvTranspose)
     assert (T.in_channels, T.out_channels) == (layer.out_channels, layer.in_channels)
-    assert (T.stride, T.padding, T.dilation, T.groups) == (layer.stride, layer.padding,
-                                                           layer.dilation, layer.groups)
+    assert (T.stride, T.padding, T.dilation, T.groups) == (
+        layer.stride,
+        layer.padding,
+        layer.dilation,
+        layer.groups,
+    )
     assert T.bias is None
     np.testing.assert_array_equal(T.weight, layer.weight)
     x = rng.standard_normal((2, 6, 9, 8))
@@ -180,8 +195,10 @@ def test_T_of_asymmetric_padding_is_the_adjoint(method, padding):
     y = rng.standard_normal(layer(x).shape)
     assert layer.T(y).shape == x.shape
     assert np.vdot(layer(x), y) == pytest.approx(np.vdot(x, layer.T(y)), rel=1e-12)
-    assert_close(layer.T(y), ref.conv_transpose(y, layer.weight, padding=ref.conv_pads(
-        (4, 2), (1, 1), padding)))
+    assert_close(
+        layer.T(y),
+        ref.conv_transpose(y, layer.weight, padding=ref.conv_pads((4, 2), (1, 1), padding)),
+    )
 
 
 def _spectrum(x, d, whole):
@@ -215,8 +232,9 @@ def test_frequency_response_is_the_layer(n, k, dilation, groups, is_complex):
     rng = np.random.default_rng(7)
     dtype = np.complex128 if is_complex else np.float64
     w = ref.random_array(rng, (4, 4 // groups) + k, dtype)
-    layer = SpectralConv(w, padding="same", padding_mode="circular", dilation=dilation,
-                         groups=groups)
+    layer = SpectralConv(
+        w, padding="same", padding_mode="circular", dilation=dilation, groups=groups
+    )
     H = layer.frequency_response(n)
     whole = is_complex
     freq = n if whole else n[:-1] + (n[-1] // 2 + 1,)
@@ -224,8 +242,9 @@ def test_frequency_response_is_the_layer(n, k, dilation, groups, is_complex):
     x = rng.standard_normal((4,) + n)
     assert_close(layer(x), _apply_response(H, x, d, whole))
     if not is_complex:  # the two-sided response of real weights says the same
-        assert_close(layer(x), _apply_response(layer.frequency_response(n, whole=True), x, d,
-                                               True).real)
+        assert_close(
+            layer(x), _apply_response(layer.frequency_response(n, whole=True), x, d, True).real
+        )
 
 
 @pytest.mark.parametrize("groups", [2, 4])
@@ -236,7 +255,7 @@ def test_frequency_response_block_diagonal_for_groups(groups):
     co, ci = 8 // groups, 4 // groups
     for g in range(groups):
         for h in range(groups):
-            block = H[:, g * co:(g + 1) * co, h * ci:(h + 1) * ci]
+            block = H[:, g * co : (g + 1) * co, h * ci : (h + 1) * ci]
             if g == h:
                 assert np.all(np.abs(block).max(axis=0) > 0)
             else:
@@ -310,8 +329,12 @@ def test_weight_is_a_read_only_copy():
     assert layer.T.weight.flags.writeable is False
 
 
-_NAN_X = np.array([[1.0, np.nan, 2.0, 3.0, -np.inf, 4.0, 5.0, 6.0],
-                   [0.5, 1.5, np.inf, 2.5, 3.5, 4.5, np.nan, 5.5]])
+_NAN_X = np.array(
+    [
+        [1.0, np.nan, 2.0, 3.0, -np.inf, 4.0, 5.0, 6.0],
+        [0.5, 1.5, np.inf, 2.5, 3.5, 4.5, np.nan, 5.5],
+    ]
+)
 
 
 @pytest.mark.parametrize("method", ref.METHODS)

@@ -27,14 +27,18 @@ def scipy_oracle(name, x, h, mode, groups=1):
     xb = x if batched else x[None]
     ci, co = h.shape[1], h.shape[0] // groups
     fn = getattr(scipy.signal, name)
-    y = np.array([
+    y = np.array(
         [
-            sum(fn(xb[b, (o // co) * ci + j], h[o, j], mode=mode, method="direct")
-                for j in range(ci))
-            for o in range(h.shape[0])
+            [
+                sum(
+                    fn(xb[b, (o // co) * ci + j], h[o, j], mode=mode, method="direct")
+                    for j in range(ci)
+                )
+                for o in range(h.shape[0])
+            ]
+            for b in range(xb.shape[0])
         ]
-        for b in range(xb.shape[0])
-    ])
+    )
     return y if batched else y[0]
 
 
@@ -54,9 +58,13 @@ def scipy_cases(draw):
         k = tuple(draw(st.integers(1, max_n + 3)) for _ in range(d))
     batch = draw(st.sampled_from([(), (2,)]))
     return dict(
-        x_shape=batch + (groups * ci,) + n, h_shape=(groups * co, ci) + k, groups=groups,
-        mode=mode, x_dtype=draw(st.sampled_from(ref.FLOAT_DTYPES + (np.int64,))),
-        h_dtype=draw(st.sampled_from(ref.FLOAT_DTYPES)), seed=draw(st.integers(0, 2**32 - 1)),
+        x_shape=batch + (groups * ci,) + n,
+        h_shape=(groups * co, ci) + k,
+        groups=groups,
+        mode=mode,
+        x_dtype=draw(st.sampled_from(ref.FLOAT_DTYPES + (np.int64,))),
+        h_dtype=draw(st.sampled_from(ref.FLOAT_DTYPES)),
+        seed=draw(st.integers(0, 2**32 - 1)),
     )
 
 
@@ -118,8 +126,10 @@ def test_correlate_is_convolve_with_flipped_conjugate(method):
     h = ref.random_array(rng, (2, 3, 3, 4), np.complex128)
     flipped = np.conj(h[:, :, ::-1, ::-1])
     for mode in ("full", "valid"):
-        assert_close(specconv.correlate(x, h, mode=mode, method=method),
-                     specconv.convolve(x, flipped, mode=mode, method=method))
+        assert_close(
+            specconv.correlate(x, h, mode=mode, method=method),
+            specconv.convolve(x, flipped, mode=mode, method=method),
+        )
 
 
 @pytest.mark.parametrize("method", ref.METHODS)
@@ -132,8 +142,9 @@ def test_groups_block_diagonal(method, mode):
     h = rng.standard_normal((G * co, ci, 7))
     y = specconv.convolve(x, h, mode=mode, groups=G, method=method)
     parts = [
-        specconv.convolve(x[:, g * ci:(g + 1) * ci], h[g * co:(g + 1) * co], mode=mode,
-                          method=method)
+        specconv.convolve(
+            x[:, g * ci : (g + 1) * ci], h[g * co : (g + 1) * co], mode=mode, method=method
+        )
         for g in range(G)
     ]
     assert_close(y, np.concatenate(parts, axis=1))
@@ -147,8 +158,9 @@ def test_long_stereo_reverb(method):
     x = rng.standard_normal((2, 5000))
     h = rng.standard_normal((2, 2, 300)) * np.exp(-np.arange(300) / 60)
     for mode in ("full", "same", "valid"):
-        assert_close(specconv.convolve(x, h, mode=mode, method=method),
-                     scipy_oracle("convolve", x, h, mode))
+        assert_close(
+            specconv.convolve(x, h, mode=mode, method=method), scipy_oracle("convolve", x, h, mode)
+        )
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.complex64])

@@ -37,8 +37,9 @@ def _t(a, dtype):
     return None if a is None else torch.from_numpy(np.ascontiguousarray(a, dtype=dtype))
 
 
-def torch_conv(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
-               padding_mode="zeros", dtype=None):
+def torch_conv(
+    x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros", dtype=None
+):
     """torch.nn.Conv{d}d with the given weight, on x cast to ``dtype`` (default: wide).
 
     (before, after) padding pairs, which torch's Conv does not take, go through F.pad first.
@@ -52,8 +53,15 @@ def torch_conv(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
             x = F.pad(_t(x, dtype), flat, mode=mode).numpy()
         padding = 0
     layer = _CONV[d](
-        w.shape[1] * groups, w.shape[0], w.shape[2:], stride=stride, padding=padding,
-        dilation=dilation, groups=groups, bias=bias is not None, padding_mode=padding_mode,
+        w.shape[1] * groups,
+        w.shape[0],
+        w.shape[2:],
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        bias=bias is not None,
+        padding_mode=padding_mode,
         dtype=_t(np.zeros(1), dtype).dtype,
     )
     with torch.no_grad():
@@ -76,15 +84,22 @@ def torch_conv_transpose(x, w, bias=None, *, dtype=None, output_size=None, **kwa
     if _is_pairs(kwargs.get("padding")):
         pairs = kwargs.pop("padding")
         full = torch_conv_transpose(x, w, bias, dtype=dtype, padding=0, **kwargs)
-        return full[(Ellipsis,) + tuple(slice(a, n - b) for (a, b), n in
-                                        zip(pairs, full.shape[-d:]))]
+        return full[
+            (Ellipsis,) + tuple(slice(a, n - b) for (a, b), n in zip(pairs, full.shape[-d:]))
+        ]
     if output_size is None:
         fn = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[d]
         with torch.no_grad():
             return fn(_t(x, dtype), _t(w, dtype), _t(bias, dtype), **kwargs).numpy()
     groups = kwargs.get("groups", 1)
-    layer = _CONV_T[d](w.shape[0], w.shape[1] * groups, w.shape[2:], bias=bias is not None,
-                       dtype=_t(np.zeros(1), dtype).dtype, **kwargs)
+    layer = _CONV_T[d](
+        w.shape[0],
+        w.shape[1] * groups,
+        w.shape[2:],
+        bias=bias is not None,
+        dtype=_t(np.zeros(1), dtype).dtype,
+        **kwargs,
+    )
     with torch.no_grad():
         layer.weight.copy_(_t(w, dtype))
         if bias is not None:
@@ -142,8 +157,7 @@ def test_padding_modes_match_torch_modules(d, padding_mode, padding, method):
     x = rng.standard_normal((2, 4) + n)
     w = rng.standard_normal((6, 2) + k)
     b = rng.standard_normal(6)
-    kw = dict(padding=padding, groups=2, padding_mode=padding_mode,
-              dilation=(2,) + (1,) * (d - 1))
+    kw = dict(padding=padding, groups=2, padding_mode=padding_mode, dilation=(2,) + (1,) * (d - 1))
     assert_close(specconv.conv(x, w, b, method=method, **kw), torch_conv(x, w, b, **kw))
 
 
@@ -158,8 +172,9 @@ def test_complex_conv_and_transpose_match_torch(method, d):
     kw = dict(stride=2, padding=1, groups=2)
     assert_close(specconv.conv(x, w, b, method=method, **kw), torch_conv(x, w, b, **kw))
     kwt = dict(stride=2, padding=1, output_padding=1, groups=2)
-    assert_close(specconv.conv_transpose(x, w, b, method=method, **kwt),
-                 torch_conv_transpose(x, w, b, **kwt))
+    assert_close(
+        specconv.conv_transpose(x, w, b, method=method, **kwt), torch_conv_transpose(x, w, b, **kwt)
+    )
 
 
 @pytest.mark.parametrize("method", ref.METHODS)
@@ -194,8 +209,9 @@ def test_output_size_matches_torch(method, n, kw):
     w = rng.standard_normal((4, 3) + (3,) * d)
     stride, dilation = ref._tuple(kw["stride"], d), ref._tuple(kw.get("dilation", 1), d)
     padding = ref._tuple(kw["padding"], d)
-    base = tuple((m - 1) * s - 2 * p + dl * 2 + 1
-                 for m, s, p, dl in zip(n, stride, padding, dilation))
+    base = tuple(
+        (m - 1) * s - 2 * p + dl * 2 + 1 for m, s, p, dl in zip(n, stride, padding, dilation)
+    )
     layer = specconv.SpectralConvTranspose(w, method=method, **kw)
     for extra in range(max(max(stride), max(dilation))):
         size = tuple(b + min(extra, max(s, dl) - 1) for b, s, dl in zip(base, stride, dilation))
@@ -220,8 +236,7 @@ def test_strided_conv_inverted_in_shape_by_output_size(method):
     up = down.T
     y = up(z, output_size=x.shape[2:])
     assert y.shape == x.shape
-    layer = torch.nn.ConvTranspose2d(8, 4, 3, stride=2, padding=1, bias=False,
-                                     dtype=torch.float64)
+    layer = torch.nn.ConvTranspose2d(8, 4, 3, stride=2, padding=1, bias=False, dtype=torch.float64)
     with torch.no_grad():
         layer.weight.copy_(torch.from_numpy(w))
         expected = layer(torch.from_numpy(z), output_size=list(x.shape[2:])).numpy()

@@ -18,8 +18,12 @@ da = pytest.importorskip("dask.array")
 dask_mod = pytest.importorskip("specconv.dask")
 conv_dask, map_files = dask_mod.conv_dask, dask_mod.map_files
 
-RTOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-5,
-        np.dtype(np.complex128): 1e-12, np.dtype(np.complex64): 1e-5}
+RTOL = {
+    np.dtype(np.float64): 1e-12,
+    np.dtype(np.float32): 1e-5,
+    np.dtype(np.complex128): 1e-12,
+    np.dtype(np.complex64): 1e-5,
+}
 
 
 def assert_close(y, ref):
@@ -53,11 +57,23 @@ def dask_cases(draw):
     batch = draw(st.sampled_from([None, 2]))
     shape = ((batch,) if batch else ()) + (G * ci,) + n
     chunks = [draw(st.sampled_from([(1, 1), (2,)]))] if batch else []
-    chunks += [random_chunks(draw, m) for m in shape[len(chunks):]]  # channels too
+    chunks += [random_chunks(draw, m) for m in shape[len(chunks) :]]  # channels too
     dtype = draw(st.sampled_from(["float64", "float32", "complex128"]))
-    return dict(G=G, ci=ci, co=co, kernel=kernel, dilation=dilation, stride=stride, mode=mode,
-                padding=padding, shape=shape, chunks=tuple(chunks), dtype=np.dtype(dtype),
-                bias=draw(st.booleans()), seed=draw(st.integers(0, 2**32 - 1)))
+    return dict(
+        G=G,
+        ci=ci,
+        co=co,
+        kernel=kernel,
+        dilation=dilation,
+        stride=stride,
+        mode=mode,
+        padding=padding,
+        shape=shape,
+        chunks=tuple(chunks),
+        dtype=np.dtype(dtype),
+        bias=draw(st.booleans()),
+        seed=draw(st.integers(0, 2**32 - 1)),
+    )
 
 
 @settings(max_examples=50, deadline=None)
@@ -71,8 +87,15 @@ def test_conv_dask_equals_the_eager_layer(case):
         x = x + 1j * rng.standard_normal(x.shape)
     x, w = x.astype(dtype), w.astype(dtype)
     b = rng.standard_normal(w.shape[0]).astype(dtype) if case["bias"] else None
-    layer = SpectralConv(w, b, stride=case["stride"], padding=case["padding"],
-                         dilation=case["dilation"], groups=case["G"], padding_mode=case["mode"])
+    layer = SpectralConv(
+        w,
+        b,
+        stride=case["stride"],
+        padding=case["padding"],
+        dilation=case["dilation"],
+        groups=case["G"],
+        padding_mode=case["mode"],
+    )
     y = conv_dask(da.from_array(x, chunks=case["chunks"]), layer)
     assert isinstance(y, da.Array)
     ref = layer(x)
@@ -119,8 +142,9 @@ def test_numpy_input_and_errors():
     with pytest.raises(TypeError, match="layer must be a specconv.SpectralConv"):
         conv_dask(da.ones((2, 10)), lambda v: v)
     with pytest.raises(ValueError, match="padding_mode='reflect' needs padding smaller"):
-        conv_dask(da.ones((2, 3)), SpectralConv(np.ones((1, 2, 3)), padding=3,
-                                                padding_mode="reflect"))
+        conv_dask(
+            da.ones((2, 3)), SpectralConv(np.ones((1, 2, 3)), padding=3, padding_mode="reflect")
+        )
     with pytest.raises(ValueError, match="kernel .span 3. is larger than the padded input"):
         conv_dask(da.ones((2, 2)), layer)
 
@@ -167,12 +191,20 @@ def test_map_files_on_a_two_process_local_cluster(tmp_path):
     distributed = pytest.importorskip("distributed")
     inputs = make_recordings(tmp_path, count=6)
     (tmp_path / "out").mkdir()
-    layer = SpectralConv(np.random.default_rng(2).standard_normal((3, 1, 101)), groups=3,
-                         padding="same")
+    layer = SpectralConv(
+        np.random.default_rng(2).standard_normal((3, 1, 101)), groups=3, padding="same"
+    )
     root = str(Path(specconv.__file__).resolve().parents[1])
-    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                                  dashboard_address=None, env={"PYTHONPATH": root}) as cluster, \
-            distributed.Client(cluster) as client:
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            processes=True,
+            threads_per_worker=1,
+            dashboard_address=None,
+            env={"PYTHONPATH": root},
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
         outputs = map_files(inputs, layer, tmp_path / "out", client=client)
         check_outputs(inputs, outputs, layer)
         (tmp_path / "broken.npz").write_bytes(b"not a numpy archive")
@@ -188,10 +220,13 @@ def test_importing_the_long_recording_modules_imports_no_optional_dependency():
     import subprocess
     import sys
 
-    code = ("import sys, specconv.stream, specconv.outofcore, specconv.dask; "
-            "print(sorted(m for m in ('dask', 'distributed', 'mne', 'h5py', 'tqdm') "
-            "if m in sys.modules))")
+    code = (
+        "import sys, specconv.stream, specconv.outofcore, specconv.dask; "
+        "print(sorted(m for m in ('dask', 'distributed', 'mne', 'h5py', 'tqdm') "
+        "if m in sys.modules))"
+    )
     root = str(Path(specconv.__file__).resolve().parents[1])
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True, cwd=root)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
+    )
     assert done.stdout.strip() == "[]"

@@ -41,6 +41,7 @@ def fresh_cache(monkeypatch):
 
 # -- manifest -------------------------------------------------------------------------------
 
+
 def test_manifest_lists_every_shipped_file_with_matching_hash_and_size():
     listed = set()
     for entry in MANIFEST["datasets"]:
@@ -71,6 +72,7 @@ def test_names_and_describe_follow_the_manifest():
 
 # -- path() ---------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", ALL_NAMES)
 def test_path_returns_the_verified_file(name, fresh_cache):
     p = datasets.path(name)
@@ -99,8 +101,11 @@ def test_path_detects_a_modified_file(data_copy):
     raw = bytearray(f.read_bytes())
     raw[-1] ^= 0xFF
     f.write_bytes(bytes(raw))
-    with pytest.raises(ValueError, match=r"audio_stereo_pcm16\.wav.*'audio-pcm16'.*sha256.*"
-                                         r"corrupted or was modified"):
+    with pytest.raises(
+        ValueError,
+        match=r"audio_stereo_pcm16\.wav.*'audio-pcm16'.*sha256.*"
+        r"corrupted or was modified",
+    ):
         datasets.path("audio-pcm16")
 
 
@@ -112,24 +117,31 @@ def test_path_checks_companion_files_too(data_copy):
 
 def test_path_reports_a_missing_file(data_copy):
     (data_copy / "eeg_sample.edf").unlink()
-    with pytest.raises(FileNotFoundError, match=r"'eeg_sample\.edf' of dataset 'eeg-edf' is "
-                                                r"missing"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"'eeg_sample\.edf' of dataset 'eeg-edf' is "
+        r"missing",
+    ):
         datasets.path("eeg-edf")
 
 
 def test_datasets_import_no_optional_dependency():
     # Compared with plain `import specconv`, whose own imports are tested elsewhere.
-    code = ("import sys, specconv; before = set(sys.modules); import specconv.datasets as d; "
-            "d.names(); d.path('mri-fastmri'); d.describe('eeg-fif'); "
-            "new = set(sys.modules) - before; "
-            "print(sorted(m for m in new if m.split('.')[0] in "
-            "('mne', 'h5py', 'soundfile', 'matplotlib', 'dask', 'scipy')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=REPO)
+    code = (
+        "import sys, specconv; before = set(sys.modules); import specconv.datasets as d; "
+        "d.names(); d.path('mri-fastmri'); d.describe('eeg-fif'); "
+        "new = set(sys.modules) - before; "
+        "print(sorted(m for m in new if m.split('.')[0] in "
+        "('mne', 'h5py', 'soundfile', 'matplotlib', 'dask', 'scipy')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    )
     assert out.stdout.strip() == "[]"
 
 
 # -- the files, read with independent readers (the format libraries) --------------------------
+
 
 @pytest.fixture(scope="module")
 def mne_raws():
@@ -230,10 +242,10 @@ def test_mri_files_hold_the_same_phantom_kspace():
     cfl = np.fromfile(d / "mri_phantom.cfl", np.complex64).reshape((1, 80, 64, 8), order="F")
     np.testing.assert_array_equal(np.moveaxis(cfl[0], -1, 0), k[1])
     # Independent centred inverse FFT gives the stored RSS, and the phantom is centred.
-    img = np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(k, axes=(-2, -1)), norm="ortho"),
-                          axes=(-2, -1))
-    np.testing.assert_allclose(np.sqrt((np.abs(img) ** 2).sum(axis=1)), rss, rtol=1e-4,
-                               atol=1e-6)
+    img = np.fft.fftshift(
+        np.fft.ifft2(np.fft.ifftshift(k, axes=(-2, -1)), norm="ortho"), axes=(-2, -1)
+    )
+    np.testing.assert_allclose(np.sqrt((np.abs(img) ** 2).sum(axis=1)), rss, rtol=1e-4, atol=1e-6)
     mask = rss[1] > 0.1 * rss[1].max()  # the head, not the background noise
     rows, cols = np.nonzero(mask)
     assert abs(rows.mean() - 40) < 3 and abs(cols.mean() - 32) < 3
@@ -244,6 +256,7 @@ def test_mri_files_hold_the_same_phantom_kspace():
 
 
 # -- load() through specconv.io ----------------------------------------------------------------
+
 
 def _io_available():
     try:
@@ -297,6 +310,7 @@ def test_load_mri_formats_agree():
 
 # -- reproducibility and packaging -----------------------------------------------------------
 
+
 def _generator_versions():
     spec = importlib.util.spec_from_file_location("make_samples", SCRIPT)
     mod = importlib.util.module_from_spec(spec)
@@ -311,8 +325,9 @@ def test_generator_is_deterministic(tmp_path):
     runs = [tmp_path / "a", tmp_path / "b"]
     same_versions = _generator_versions() == MANIFEST["generated_with"]
     for out in runs[: 1 if same_versions else 2]:
-        subprocess.run([sys.executable, str(SCRIPT), "--out", str(out)], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [sys.executable, str(SCRIPT), "--out", str(out)], check=True, capture_output=True
+        )
     regenerated = json.loads((runs[0] / "MANIFEST.json").read_text(encoding="utf-8"))
     got = {e["name"]: e for e in regenerated["datasets"]}
     assert list(got) == ALL_NAMES
@@ -333,8 +348,9 @@ def test_package_data_config_covers_every_sample_file():
 
     config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
     patterns = config["tool"]["setuptools"]["package-data"]["specconv.datasets"]
-    files = ["MANIFEST.json"] + [f"data/{r['file']}" for e in MANIFEST["datasets"]
-                                 for r in _all_files(e)]
+    files = ["MANIFEST.json"] + [
+        f"data/{r['file']}" for e in MANIFEST["datasets"] for r in _all_files(e)
+    ]
     for f in files:
         assert any(fnmatch.fnmatch(f, p) for p in patterns), f
 
@@ -346,22 +362,39 @@ def _setuptools_version():
         return (0, 0)
 
 
-@pytest.mark.skipif(_setuptools_version() < (77, 0),
-                    reason="building offline needs setuptools >= 77 (SPDX license string)")
+@pytest.mark.skipif(
+    _setuptools_version() < (77, 0),
+    reason="building offline needs setuptools >= 77 (SPDX license string)",
+)
 def test_wheel_ships_the_sample_files(tmp_path):
     """A plain (non-editable) install gets the data: build a wheel from a copy of the tree."""
     src = tmp_path / "src"
-    shutil.copytree(REPO / "specconv", src / "specconv",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        REPO / "specconv", src / "specconv", ignore=shutil.ignore_patterns("__pycache__")
+    )
     shutil.copy(REPO / "pyproject.toml", src)
     readme = REPO / "README.md"
     if readme.exists():
         shutil.copy(readme, src)
     else:
         (src / "README.md").write_text("specconv\n")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "--no-index", "-q", "-w", str(tmp_path / "dist"), str(src)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+            str(src),
+        ],
+        check=True,
+        capture_output=True,
+    )
     (wheel,) = (tmp_path / "dist").glob("specconv-*.whl")
     with zipfile.ZipFile(wheel) as zf:
         shipped = set(zf.namelist())

@@ -66,8 +66,12 @@ def _mount_tmpfs(path, options):
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
     path.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
 
@@ -118,21 +122,33 @@ def _alias_cases(folder, x):
         "the same array": (x, lambda: x),
         "a view of it": (x, lambda: x[::-1]),
         "a writable memmap of the source file": (
-            folder / "x.npy", lambda: np.load(folder / "x.npy", mmap_mode="r+")),
+            folder / "x.npy",
+            lambda: np.load(folder / "x.npy", mmap_mode="r+"),
+        ),
         "an ndarray view of that memmap": (
-            folder / "x.npy", lambda: np.asarray(np.load(folder / "x.npy", mmap_mode="r+"))),
+            folder / "x.npy",
+            lambda: np.asarray(np.load(folder / "x.npy", mmap_mode="r+")),
+        ),
         "a hard link to the source file": (folder / "x.npy", lambda: folder / "hard.npy"),
         "a symlink to the source file": (folder / "x.npy", lambda: folder / "sym.npy"),
         "the source memmap's file by another name": (
-            np.load(folder / "x.npy", mmap_mode="r"), lambda: folder / "hard.npy"),
+            np.load(folder / "x.npy", mmap_mode="r"),
+            lambda: folder / "hard.npy",
+        ),
         "the HDF5 file of the source dataset": (folder / "x.h5", lambda: folder / "x.h5"),
     }
 
 
-ALIASES = ["the same array", "a view of it", "a writable memmap of the source file",
-           "an ndarray view of that memmap", "a hard link to the source file",
-           "a symlink to the source file", "the source memmap's file by another name",
-           "the HDF5 file of the source dataset"]
+ALIASES = [
+    "the same array",
+    "a view of it",
+    "a writable memmap of the source file",
+    "an ndarray view of that memmap",
+    "a hard link to the source file",
+    "a symlink to the source file",
+    "the source memmap's file by another name",
+    "the HDF5 file of the source dataset",
+]
 
 
 @pytest.mark.parametrize("case", ALIASES)
@@ -141,10 +157,12 @@ def test_outofcore_refuses_targets_that_alias_the_source(tmp_path, layer, x, cas
     source, make_target = _alias_cases(tmp_path, x)[case]
     files = {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
     target = make_target()
-    with pytest.raises(ValueError, match=r"^(target shares memory with the input|Refusing to "
-                                         r"write over the input file .*target is)"):
-        apply(layer, source, target, dataset="x", overwrite=True, chunk_size=1000,
-              progress=False)
+    with pytest.raises(
+        ValueError,
+        match=r"^(target shares memory with the input|Refusing to "
+        r"write over the input file .*target is)",
+    ):
+        apply(layer, source, target, dataset="x", overwrite=True, chunk_size=1000, progress=False)
     np.testing.assert_array_equal(x, original)
     assert {p: p.read_bytes() for p in files} == files
     assert not any(p.name.startswith(".specconv-") for p in tmp_path.iterdir())
@@ -199,8 +217,17 @@ def test_cli_refuses_the_input_under_another_name(tmp_path, x, link, capsys):
     np.save(tmp_path / "k.npy", np.ones((3, 3, 5), np.float32))
     (os.link if link == "hard" else os.symlink)(tmp_path / "x.npy", tmp_path / "out.npy")
     before = (tmp_path / "x.npy").read_bytes()
-    status = main(["apply", str(tmp_path / "x.npy"), "--kernel", str(tmp_path / "k.npy"),
-                   "-o", str(tmp_path / "out.npy"), "--overwrite"])
+    status = main(
+        [
+            "apply",
+            str(tmp_path / "x.npy"),
+            "--kernel",
+            str(tmp_path / "k.npy"),
+            "-o",
+            str(tmp_path / "out.npy"),
+            "--overwrite",
+        ]
+    )
     assert status == 2
     assert "refusing to write" in capsys.readouterr().err.lower()
     assert (tmp_path / "x.npy").read_bytes() == before
@@ -227,8 +254,11 @@ def test_map_files_refuses_outputs_that_are_inputs_before_any_task(tmp_path, x, 
         os.symlink(paths[2], out / "rec1.npz")
     before = _listing(out)
     layer = SpectralConv(np.ones((3, 1, 5), np.float32) / 5, groups=3, padding="same")
-    with pytest.raises(ValueError, match=r"Refusing to write over the input file .*the output "
-                                         r"in out_dir is"):
+    with pytest.raises(
+        ValueError,
+        match=r"Refusing to write over the input file .*the output "
+        r"in out_dir is",
+    ):
         map_files(paths, layer, out, overwrite=True)
     assert [p.read_bytes() for p in paths] == contents
     assert _listing(out) == before  # not even rec0 was written
@@ -237,9 +267,14 @@ def test_map_files_refuses_outputs_that_are_inputs_before_any_task(tmp_path, x, 
 # ------------------------------------------------------------------------------ signals
 def _cli(args, **kwargs):
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "specconv",
-                             *map(str, args)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-X", "faulthandler", "-m", "specconv", *map(str, args)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -257,8 +292,7 @@ def _temporaries(folder):
 
 
 def _start_and_wait_for_temporary(long_job, out):
-    proc = _cli(["apply", long_job / "x.npy", "--kernel", long_job / "k.npy", "-o",
-                 out / "y.npy"])
+    proc = _cli(["apply", long_job / "x.npy", "--kernel", long_job / "k.npy", "-o", out / "y.npy"])
     deadline = time.monotonic() + 120
     while not _temporaries(out):
         if proc.poll() is not None:
@@ -277,8 +311,9 @@ def _finish(proc, timeout=60):
         raise AssertionError(f"the job hangs:\n{proc.communicate()[1]}") from None
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT],
-                         ids=lambda s: signal.Signals(s).name)
+@pytest.mark.parametrize(
+    "signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT], ids=lambda s: signal.Signals(s).name
+)
 def test_a_signal_mid_job_leaves_nothing_and_exits_128_plus_signum(tmp_path, long_job, signum):
     proc = _start_and_wait_for_temporary(long_job, tmp_path)
     proc.send_signal(signum)
@@ -309,8 +344,12 @@ def test_temporaries_are_judged_by_pid_start_time_and_boot(tmp_path):
     """A recycled pid (same pid, later start) is dead; another host's folder is never ours."""
     host, boot = _atomic._tag(__import__("socket").gethostname()), _atomic._tag(_atomic._boot_id())
     pid, start = os.getpid(), _atomic._start_ticks(os.getpid())
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=False).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
     names = {
         f".specconv-{pid}-{host}{boot}-{start}-aaaa.tmp": True,  # this process: kept
         f".specconv-{pid}-{host}{boot}-{start + 1}-bbbb.tmp": False,  # pid recycled
@@ -325,7 +364,8 @@ def test_temporaries_are_judged_by_pid_start_time_and_boot(tmp_path):
     removed = _atomic.remove_stale_temporaries(tmp_path)
     assert sorted(p.name for p in removed) == sorted(n for n, keep in names.items() if not keep)
     assert sorted(_listing(tmp_path)) == sorted(
-        [n for n, keep in names.items() if keep] + [".specconv-1-notadir.tmp"])
+        [n for n, keep in names.items() if keep] + [".specconv-1-notadir.tmp"]
+    )
 
 
 def test_the_library_leaves_signal_handlers_alone(tmp_path, layer, x):
@@ -335,8 +375,19 @@ def test_the_library_leaves_signal_handlers_alone(tmp_path, layer, x):
     from specconv.cli import main
 
     np.save(tmp_path / "k.npy", np.ones((3, 3, 5), np.float32))
-    assert main(["apply", str(tmp_path / "a.npy"), "--kernel", str(tmp_path / "k.npy"),
-                 "-o", str(tmp_path / "c.npy")]) == 0  # the CLI restores them
+    assert (
+        main(
+            [
+                "apply",
+                str(tmp_path / "a.npy"),
+                "--kernel",
+                str(tmp_path / "k.npy"),
+                "-o",
+                str(tmp_path / "c.npy"),
+            ]
+        )
+        == 0
+    )  # the CLI restores them
     assert {s: signal.getsignal(s) for s in handlers} == handlers
 
 
@@ -352,8 +403,11 @@ FORMATS = {
     "npz": ("out.npz", lambda: _time_signal(), {}),
     "npz-compressed": ("out.npz", lambda: _time_signal(), {"compressed": True}),
     "cfl": ("out.cfl", lambda: VectorSignal(_time_signal().data + 1j, domain="kspace"), {}),
-    "fastmri": ("out.h5", lambda: VectorSignal(
-        (_time_signal().data + 1j).reshape(4, 250, 256), domain="kspace"), {}),
+    "fastmri": (
+        "out.h5",
+        lambda: VectorSignal((_time_signal().data + 1j).reshape(4, 250, 256), domain="kspace"),
+        {},
+    ),
     "wav": ("out.wav", lambda: _time_signal(), {"subtype": "PCM_16"}),
     "flac": ("out.flac", lambda: _time_signal(200_000), {"subtype": "PCM_24"}),
     "ogg": ("out.ogg", lambda: _time_signal(1_500_000, 2), {}),
@@ -386,12 +440,24 @@ def test_full_disk_out_of_core_closes_everything(tmp_path, full_disk, layer, suf
     x = np.random.default_rng(5).standard_normal((3, 60_000)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     options = {"sfreq": 100.0} if suffix.endswith(".fif") else {}
-    apply(layer, tmp_path / "x.npy", tmp_path / f"warm{suffix}", chunk_size=20_000,
-          progress=False, **options)
+    apply(
+        layer,
+        tmp_path / "x.npy",
+        tmp_path / f"warm{suffix}",
+        chunk_size=20_000,
+        progress=False,
+        **options,
+    )
     before = _open_files()
     with pytest.raises(OSError, match=r"No space left on device") as caught:
-        apply(layer, tmp_path / "x.npy", full_disk / f"y{suffix}", chunk_size=20_000,
-              progress=False, **options)
+        apply(
+            layer,
+            tmp_path / "x.npy",
+            full_disk / f"y{suffix}",
+            chunk_size=20_000,
+            progress=False,
+            **options,
+        )
     assert caught.value.errno == errno.ENOSPC
     assert caught.value.filename == str(full_disk / f"y{suffix}")
     assert _listing(full_disk) == []
@@ -416,8 +482,14 @@ def test_full_disk_hdf5_process_exits_cleanly(tmp_path, full_disk):
         "    print('ENOSPC' if err.errno == errno.ENOSPC else err)\n"
     )
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                          text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert (done.returncode, done.stdout.strip()) == (0, "ENOSPC"), done.stderr
     assert _listing(full_disk) == []
 
@@ -440,8 +512,16 @@ def test_read_only_folder_cli_fails_before_the_work(tmp_path, read_only_dir, x, 
 
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "k.npy", np.ones((3, 3, 5), np.float32))
-    status = main(["apply", str(tmp_path / "x.npy"), "--kernel", str(tmp_path / "k.npy"),
-                   "-o", str(read_only_dir / "y.npy")])
+    status = main(
+        [
+            "apply",
+            str(tmp_path / "x.npy"),
+            "--kernel",
+            str(tmp_path / "k.npy"),
+            "-o",
+            str(read_only_dir / "y.npy"),
+        ]
+    )
     assert status == 2
     assert "Cannot write to the output directory" in capsys.readouterr().err
     assert _listing(read_only_dir) == []

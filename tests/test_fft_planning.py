@@ -36,8 +36,11 @@ _COMPLEX_OF = {
 def transform_cases(draw, real):
     ndim = draw(st.integers(1, 3))
     shape = tuple(draw(st.integers(1, 9)) for _ in range(ndim))
-    axes = draw(st.lists(st.integers(-ndim, ndim - 1), min_size=1, max_size=ndim,
-                         unique_by=lambda a: a % ndim))
+    axes = draw(
+        st.lists(
+            st.integers(-ndim, ndim - 1), min_size=1, max_size=ndim, unique_by=lambda a: a % ndim
+        )
+    )
     dtypes = (np.float32, np.float64, np.int64) if real else ref.FLOAT_DTYPES + (np.int64,)
     use_s = draw(st.booleans())
     s = tuple(draw(st.integers(1, 10)) for _ in axes) if use_s else None
@@ -136,8 +139,9 @@ def test_next_fast_len_is_the_smallest_7_smooth_length(n):
     assert not any(_is_smooth(k) for k in range(n, m))
 
 
-@pytest.mark.parametrize("n, expected", [(1, 1), (11, 12), (97, 98), (1001, 1008),
-                                         (1024, 1024), (2**20 + 1, 1049760)])
+@pytest.mark.parametrize(
+    "n, expected", [(1, 1), (11, 12), (97, 98), (1001, 1008), (1024, 1024), (2**20 + 1, 1049760)]
+)
 def test_next_fast_len_values(n, expected):
     assert fft.next_fast_len(n) == expected
 
@@ -191,8 +195,11 @@ def _stored_wisdom(path):
 )
 def test_corrupt_or_foreign_wisdom_is_ignored_with_a_warning(fresh_wisdom, monkeypatch, content):
     fresh_wisdom.write_bytes(content)
-    with pytest.warns(RuntimeWarning, match=r"Ignoring the FFTW wisdom file .*fftw-wisdom\.json"
-                                            r".*It will be rewritten"):
+    with pytest.warns(
+        RuntimeWarning,
+        match=r"Ignoring the FFTW wisdom file .*fftw-wisdom\.json"
+        r".*It will be rewritten",
+    ):
         _plan_something()
     fft.save_wisdom()
     stored = _stored_wisdom(fresh_wisdom)
@@ -224,8 +231,11 @@ def test_an_old_pickled_cache_is_never_unpickled_and_is_replaced(fresh_wisdom, m
     legacy = fresh_wisdom.with_name("fftw-wisdom.pickle")
     marker = fresh_wisdom.with_name("unpickled")
     legacy.write_bytes(pickle.dumps(_Booby(str(marker))))
-    with pytest.warns(RuntimeWarning, match=r"old FFTW wisdom file .*fftw-wisdom\.pickle.*never "
-                                            r"loaded.*replaced by fftw-wisdom\.json"):
+    with pytest.warns(
+        RuntimeWarning,
+        match=r"old FFTW wisdom file .*fftw-wisdom\.pickle.*never "
+        r"loaded.*replaced by fftw-wisdom\.json",
+    ):
         _plan_something()
     assert not marker.exists()
     fft.save_wisdom()
@@ -253,8 +263,10 @@ def test_four_processes_sharing_one_cache_never_see_a_partial_file(tmp_path):
         "    fft._wisdom_loaded = False; fft.rfftn(np.ones(n)); fft.save_wisdom()\n"
     )
     env = {**os.environ, "SPECCONV_CACHE_DIR": str(tmp_path), "PYTHONPATH": REPO}
-    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE)
-             for _ in range(4)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE)
+        for _ in range(4)
+    ]
     errors = [p.communicate(timeout=120)[1].decode() for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, errors
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fftw-wisdom.json"]
@@ -295,8 +307,10 @@ def test_set_num_threads(restore_threads):
     assert specconv.get_num_threads() == 2 and type(specconv.get_num_threads()) is int
 
 
-@pytest.mark.parametrize("n, exc", [(0, ValueError), (-1, ValueError), (1.5, TypeError),
-                                    ("2", TypeError), (None, TypeError)])
+@pytest.mark.parametrize(
+    "n, exc",
+    [(0, ValueError), (-1, ValueError), (1.5, TypeError), ("2", TypeError), (None, TypeError)],
+)
 def test_set_num_threads_refuses_bad_values(restore_threads, n, exc):
     with pytest.raises(exc, match=r"n must be a positive int, got"):
         specconv.set_num_threads(n)
@@ -311,8 +325,11 @@ def test_thread_count_from_the_environment(monkeypatch, value, expected):
 @pytest.mark.parametrize("value", ["0", "-2", "many", "1.5"])
 def test_bad_thread_count_in_the_environment_warns(monkeypatch, value):
     monkeypatch.setenv("SPECCONV_NUM_THREADS", value)
-    with pytest.warns(RuntimeWarning, match=rf"SPECCONV_NUM_THREADS must be a positive integer, "
-                                            rf"got '{value}'; using all cores"):
+    with pytest.warns(
+        RuntimeWarning,
+        match=rf"SPECCONV_NUM_THREADS must be a positive integer, "
+        rf"got '{value}'; using all cores",
+    ):
         n = fft._default_threads()
     assert n >= 1
 
@@ -387,8 +404,9 @@ def test_concurrent_conv_calls_are_correct(restore_threads):
         try:
             barrier.wait()
             for r in range(6):
-                results[i, r] = (specconv.conv(xs[i], w, padding=8, method="fft")
-                                 if r % 2 else layer(xs[i]))
+                results[i, r] = (
+                    specconv.conv(xs[i], w, padding=8, method="fft") if r % 2 else layer(xs[i])
+                )
         except Exception as err:  # noqa: BLE001 - reported below
             errors.append(err)
 

@@ -59,8 +59,11 @@ FUZZ = settings(
     deadline=None,  # the timeout guard below bounds every call instead
     derandomize=True,
     database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                           HealthCheck.filter_too_much],
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.filter_too_much,
+    ],
 )
 
 DOCUMENTED = (TypeError, ValueError)
@@ -73,8 +76,25 @@ atexit.register(shutil.rmtree, _TMP, ignore_errors=True)  # memmaps and files of
 
 
 NUMPY_INTS = (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64)
-OPTION_WORDS = ("same", "valid", "full", "zeros", "reflect", "replicate", "circular", "auto",
-                "fft", "direct", "propagate", "raise", "omit", "", "SAME", "time", "kspace")
+OPTION_WORDS = (
+    "same",
+    "valid",
+    "full",
+    "zeros",
+    "reflect",
+    "replicate",
+    "circular",
+    "auto",
+    "fft",
+    "direct",
+    "propagate",
+    "raise",
+    "omit",
+    "",
+    "SAME",
+    "time",
+    "kspace",
+)
 
 
 def _numpy_int(draw):
@@ -99,8 +119,19 @@ def scalars():
         st.lists(st.integers(-2, 6), max_size=4).map(tuple),
         st.lists(st.lists(st.integers(0, 3), max_size=3), max_size=3),
         st.lists(st.integers(0, 5), max_size=3).map(np.array),
-        st.sampled_from([object(), {"a": 1}, {1, 2}, b"bytes", slice(1), np.array(2),
-                         np.array([1.5, 2.5]), (1, "a"), ((1, 2), (3,))]),
+        st.sampled_from(
+            [
+                object(),
+                {"a": 1},
+                {1, 2},
+                b"bytes",
+                slice(1),
+                np.array(2),
+                np.array([1.5, 2.5]),
+                (1, "a"),
+                ((1, 2), (3,)),
+            ]
+        ),
     )
 
 
@@ -156,8 +187,11 @@ def arrays_like(base):
     """``base`` in another layout: (label, value, whether the values are those of ``base``)."""
     keys = sorted(SAME_VALUES) + sorted(OTHER_VALUES)
     return st.sampled_from(keys).map(
-        lambda k: (k, SAME_VALUES[k](base), True) if k in SAME_VALUES
-        else (k, OTHER_VALUES[k](base), False)
+        lambda k: (
+            (k, SAME_VALUES[k](base), True)
+            if k in SAME_VALUES
+            else (k, OTHER_VALUES[k](base), False)
+        )
     )
 
 
@@ -237,8 +271,9 @@ def _unchanged(value, snap):
     if snap is None:
         return True
     if isinstance(value, np.ma.MaskedArray):
-        return (np.array_equal(np.ma.getdata(value), snap[1], equal_nan=True)
-                and np.array_equal(np.ma.getmaskarray(value), snap[2]))
+        return np.array_equal(np.ma.getdata(value), snap[1], equal_nan=True) and np.array_equal(
+            np.ma.getmaskarray(value), snap[2]
+        )
     if isinstance(value, np.ndarray):
         dtype, shape, data = snap
         if value.dtype != dtype or value.shape != shape:
@@ -253,8 +288,11 @@ def _equal_nested(a, b):
     if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
         return True
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return type(a) is type(b) and len(a) == len(b) and all(
-            _equal_nested(x, y) for x, y in zip(a, b))
+        return (
+            type(a) is type(b)
+            and len(a) == len(b)
+            and all(_equal_nested(x, y) for x, y in zip(a, b))
+        )
     try:
         return bool(a == b)
     except Exception:  # arrays inside lists and the like: compared above or not at all
@@ -281,8 +319,7 @@ def check_call(fn, name, kwargs, *, errors=DOCUMENTED, names=None):
     wanted = names or (name,)
     if isinstance(err, OSError) or name in ("path", "source"):  # or the file it could not use
         wanted = (*wanted, str(kwargs.get(name)), repr(str(kwargs.get(name)))[1:-1])
-    if not any(re.search(rf"(?<![A-Za-z_]){re.escape(w)}(?![A-Za-z_])", message)
-               for w in wanted):
+    if not any(re.search(rf"(?<![A-Za-z_]){re.escape(w)}(?![A-Za-z_])", message) for w in wanted):
         raise AssertionError(f"{type(err).__name__} does not name {wanted}: {message}") from err
     return None
 
@@ -331,14 +368,42 @@ WT1 = RNG.standard_normal((4, 3, 3))  # transposed, groups=2: 4 -> 6 channels
 X2 = RNG.standard_normal((1, 2, 9, 8))
 W2 = RNG.standard_normal((3, 2, 2, 3))
 
-CONV_BASE = {"x": X1, "weight": W1, "bias": B1, "stride": 2, "padding": 1, "dilation": 2,
-             "groups": 2, "padding_mode": "zeros", "method": "auto", "nan_policy": "propagate"}
-CONV2_BASE = {"x": X2, "weight": W2, "bias": None, "stride": (1, 2), "padding": ((1, 0), (2, 1)),
-              "dilation": 1, "groups": 1, "padding_mode": "zeros", "method": "fft",
-              "nan_policy": "propagate"}
-TRANSPOSE_BASE = {"x": X1, "weight": WT1, "bias": B1, "stride": 2, "padding": 1,
-                  "output_padding": 1, "groups": 2, "dilation": 1, "method": "auto",
-                  "nan_policy": "propagate"}
+CONV_BASE = {
+    "x": X1,
+    "weight": W1,
+    "bias": B1,
+    "stride": 2,
+    "padding": 1,
+    "dilation": 2,
+    "groups": 2,
+    "padding_mode": "zeros",
+    "method": "auto",
+    "nan_policy": "propagate",
+}
+CONV2_BASE = {
+    "x": X2,
+    "weight": W2,
+    "bias": None,
+    "stride": (1, 2),
+    "padding": ((1, 0), (2, 1)),
+    "dilation": 1,
+    "groups": 1,
+    "padding_mode": "zeros",
+    "method": "fft",
+    "nan_policy": "propagate",
+}
+TRANSPOSE_BASE = {
+    "x": X1,
+    "weight": WT1,
+    "bias": B1,
+    "stride": 2,
+    "padding": 1,
+    "output_padding": 1,
+    "groups": 2,
+    "dilation": 1,
+    "method": "auto",
+    "nan_policy": "propagate",
+}
 
 
 def _fuzzed_kwargs(draw, base):
@@ -354,8 +419,13 @@ def _reference_args(kwargs):
     out = {}
     for k, v in kwargs.items():
         if k in ("x", "weight", "bias", "h"):
-            out[k] = None if v is None else np.asarray(np.ma.getdata(v)).astype(
-                np.result_type(np.asarray(v).dtype, np.float64))
+            out[k] = (
+                None
+                if v is None
+                else np.asarray(np.ma.getdata(v)).astype(
+                    np.result_type(np.asarray(v).dtype, np.float64)
+                )
+            )
         else:
             out[k] = plain(v)
     return out
@@ -364,6 +434,7 @@ def _reference_args(kwargs):
 def _call_positional(fn):
     def call(x, weight, bias=None, **kwargs):
         return fn(x, weight, bias, **kwargs)
+
     return call
 
 
@@ -372,14 +443,25 @@ def _call_positional(fn):
 @given(data=st.data())
 def test_conv(base, data):
     name, label, value, same, kwargs = _fuzzed_kwargs(data.draw, base)
-    y = check_call(_call_positional(conv), name, kwargs,
-                   names=(name, "padded input", "kernel") if name != "x" else ("x",))
+    y = check_call(
+        _call_positional(conv),
+        name,
+        kwargs,
+        names=(name, "padded input", "kernel") if name != "x" else ("x",),
+    )
     if y is None:
         return
     r = _reference_args(kwargs)
-    expected = refconv(r["x"], r["weight"], r["bias"], stride=r["stride"],
-                        padding=r["padding"], dilation=r["dilation"], groups=r["groups"],
-                        padding_mode=r["padding_mode"])
+    expected = refconv(
+        r["x"],
+        r["weight"],
+        r["bias"],
+        stride=r["stride"],
+        padding=r["padding"],
+        dilation=r["dilation"],
+        groups=r["groups"],
+        padding_mode=r["padding_mode"],
+    )
     assert_matches(y, expected)
 
 
@@ -387,8 +469,9 @@ def test_conv(base, data):
 @given(data=st.data())
 def test_conv_two_parameters_at_once(data):
     """Interactions (a stride with "same", a dilation with a pair of paddings...)."""
-    names = data.draw(st.lists(st.sampled_from(sorted(CONV_BASE)), min_size=2, max_size=2,
-                               unique=True))
+    names = data.draw(
+        st.lists(st.sampled_from(sorted(CONV_BASE)), min_size=2, max_size=2, unique=True)
+    )
     kwargs = dict(CONV_BASE)
     for name in names:
         kwargs[name] = data.draw(any_value(CONV_BASE[name]))[1]
@@ -397,9 +480,16 @@ def test_conv_two_parameters_at_once(data):
     if y is None:
         return
     r = _reference_args(kwargs)
-    expected = refconv(r["x"], r["weight"], r["bias"], stride=r["stride"],
-                       padding=r["padding"], dilation=r["dilation"], groups=r["groups"],
-                       padding_mode=r["padding_mode"])
+    expected = refconv(
+        r["x"],
+        r["weight"],
+        r["bias"],
+        stride=r["stride"],
+        padding=r["padding"],
+        dilation=r["dilation"],
+        groups=r["groups"],
+        padding_mode=r["padding_mode"],
+    )
     assert_matches(y, expected)
 
 
@@ -407,14 +497,25 @@ def test_conv_two_parameters_at_once(data):
 @given(data=st.data())
 def test_conv_transpose(data):
     name, label, value, same, kwargs = _fuzzed_kwargs(data.draw, TRANSPOSE_BASE)
-    y = check_call(_call_positional(conv_transpose), name, kwargs,
-                   names=(name, "output") if name != "x" else ("x",))
+    y = check_call(
+        _call_positional(conv_transpose),
+        name,
+        kwargs,
+        names=(name, "output") if name != "x" else ("x",),
+    )
     if y is None:
         return
     r = _reference_args(kwargs)
-    expected = refconv_transpose(r["x"], r["weight"], r["bias"], stride=r["stride"],
-                                  padding=r["padding"], output_padding=r["output_padding"],
-                                  groups=r["groups"], dilation=r["dilation"])
+    expected = refconv_transpose(
+        r["x"],
+        r["weight"],
+        r["bias"],
+        stride=r["stride"],
+        padding=r["padding"],
+        output_padding=r["output_padding"],
+        groups=r["groups"],
+        dilation=r["dilation"],
+    )
     assert_matches(y, expected)
 
 
@@ -434,16 +535,27 @@ def _scipy_reference(x, h, mode, groups, flip):
     return refconv(x, taps, padding=pads, groups=groups)
 
 
-@pytest.mark.parametrize("fn, flip", [(convolve, True), (correlate, False)],
-                         ids=["convolve", "correlate"])
+@pytest.mark.parametrize(
+    "fn, flip", [(convolve, True), (correlate, False)], ids=["convolve", "correlate"]
+)
 @FUZZ
 @given(data=st.data())
 def test_scipy_family(fn, flip, data):
-    base = {"x": X1, "h": W1, "mode": "same", "groups": 2, "method": "auto",
-            "nan_policy": "propagate"}
+    base = {
+        "x": X1,
+        "h": W1,
+        "mode": "same",
+        "groups": 2,
+        "method": "auto",
+        "nan_policy": "propagate",
+    }
     name, label, value, same, kwargs = _fuzzed_kwargs(data.draw, base)
-    y = check_call(lambda x, h, **kw: fn(x, h, **kw), name, kwargs,
-                   names=(name, "kernel", "padded input") if name != "x" else ("x",))
+    y = check_call(
+        lambda x, h, **kw: fn(x, h, **kw),
+        name,
+        kwargs,
+        names=(name, "kernel", "padded input") if name != "x" else ("x",),
+    )
     if y is None:
         return
     r = _reference_args(kwargs)
@@ -454,12 +566,14 @@ def test_scipy_family(fn, flip, data):
 @given(data=st.data())
 def test_layers_and_their_methods(data):
     which = data.draw(st.sampled_from(["output_size", "shape", "whole", "x"]))
-    label, value, same = data.draw(any_value({"output_size": None, "shape": None, "whole": None,
-                                              "x": X1}[which]))
+    label, value, same = data.draw(
+        any_value({"output_size": None, "shape": None, "whole": None, "x": X1}[which])
+    )
     if which == "output_size":
         layer = SpectralConvTranspose(WT1, stride=2, groups=2)
-        y = check_call(layer, "output_size", {"x": X1, "output_size": value},
-                       names=("output_size",))
+        y = check_call(
+            layer, "output_size", {"x": X1, "output_size": value}, names=("output_size",)
+        )
         if y is not None:
             op = y.shape[-1] - ((23 - 1) * 2 + 3)
             assert_matches(y, refconv_transpose(X1, WT1, stride=2, output_padding=op, groups=2))
@@ -473,8 +587,9 @@ def test_layers_and_their_methods(data):
         layer = SpectralConv(W1, B1, padding=2, groups=2)
         y = check_call(layer, "x", {"x": value})
         if y is not None:
-            assert_matches(y, refconv(_reference_args({"x": value})["x"], W1, B1, padding=2,
-                                       groups=2))
+            assert_matches(
+                y, refconv(_reference_args({"x": value})["x"], W1, B1, padding=2, groups=2)
+            )
 
 
 # --------------------------------------------------------------------------------------------
@@ -501,8 +616,15 @@ def test_streaming(data):
 @FUZZ
 @given(data=st.data())
 def test_vector_signal(data):
-    base = {"data": X1, "ch_names": tuple("abcd"), "domain": "time", "sfreq": 100.0,
-            "spacing": None, "batched": False, "metadata": {}}
+    base = {
+        "data": X1,
+        "ch_names": tuple("abcd"),
+        "domain": "time",
+        "sfreq": 100.0,
+        "spacing": None,
+        "batched": False,
+        "metadata": {},
+    }
     name, label, value, same, kwargs = _fuzzed_kwargs(data.draw, base)
     sig = check_call(VectorSignal, name, kwargs)
     if sig is not None and name == "data" and same:
@@ -513,11 +635,19 @@ def test_vector_signal(data):
 @given(data=st.data())
 def test_outofcore_apply(data):
     layer = SpectralConv(W1, B1, padding=1, groups=2)
-    base = {"source": X1, "memory_budget": 2**20, "chunk_size": 7, "dataset": None,
-            "progress": False, "overwrite": False, "picks": None}
+    base = {
+        "source": X1,
+        "memory_budget": 2**20,
+        "chunk_size": 7,
+        "dataset": None,
+        "progress": False,
+        "overwrite": False,
+        "picks": None,
+    }
     name, label, value, same, kwargs = _fuzzed_kwargs(data.draw, base)
-    y = check_call(lambda **kw: outofcore.apply(layer, **kw), name, kwargs,
-                   errors=DOCUMENTED + (OSError,))
+    y = check_call(
+        lambda **kw: outofcore.apply(layer, **kw), name, kwargs, errors=DOCUMENTED + (OSError,)
+    )
     if y is not None and (name != "source" or same):
         source = _reference_args({"x": kwargs["source"]})["x"]
         assert_matches(y, refconv(source, W1, B1, padding=1, groups=2))
@@ -529,24 +659,69 @@ def test_outofcore_apply(data):
 
 LAYER = SpectralConv(W1, B1, padding=1, groups=2)
 KERNEL_CALLS = {
-    "pointwise": (kernels.pointwise, {"matrix": RNG.standard_normal((3, 4)), "ndim": 1,
-                                      "bias": None}),
-    "fir_layer": (kernels.fir_layer, {"h": RNG.standard_normal((2, 2, 5)), "mode": "same",
-                                      "delay": 0, "groups": 1, "bias": None,
-                                      "padding_mode": "zeros"}),
+    "pointwise": (
+        kernels.pointwise,
+        {"matrix": RNG.standard_normal((3, 4)), "ndim": 1, "bias": None},
+    ),
+    "fir_layer": (
+        kernels.fir_layer,
+        {
+            "h": RNG.standard_normal((2, 2, 5)),
+            "mode": "same",
+            "delay": 0,
+            "groups": 1,
+            "bias": None,
+            "padding_mode": "zeros",
+        },
+    ),
     "scale": (kernels.scale, {"layer": LAYER, "alpha": 2.0}),
     "svd": (kernels.svd, {"layer": LAYER, "shape": 16, "whole": None, "per_group": False}),
-    "eig": (kernels.eig, {"layer": SpectralConv(RNG.standard_normal((2, 2, 3))), "shape": 8,
-                          "whole": None, "hermitian": False}),
-    "inverse": (kernels.inverse, {"layer": SpectralConv(RNG.standard_normal((2, 2, 3))),
-                                  "n_taps": 16, "reg": 1e-3, "delay": None, "nfft": None,
-                                  "mode": "full", "rcond": 1e-10}),
-    "from_response": (kernels.from_response, {"H": RNG.standard_normal((9, 2, 2)), "n_taps": 5,
-                                              "delay": None, "mode": "full", "groups": 1,
-                                              "whole": False, "padding_mode": "zeros"}),
-    "estimate_transfer": (kernels.estimate_transfer, {
-        "x": RNG.standard_normal((2, 400)), "y": RNG.standard_normal((1, 400)), "nperseg": 64,
-        "noverlap": None, "window": "hann", "fs": 100.0, "reg": 0.0, "detrend": False}),
+    "eig": (
+        kernels.eig,
+        {
+            "layer": SpectralConv(RNG.standard_normal((2, 2, 3))),
+            "shape": 8,
+            "whole": None,
+            "hermitian": False,
+        },
+    ),
+    "inverse": (
+        kernels.inverse,
+        {
+            "layer": SpectralConv(RNG.standard_normal((2, 2, 3))),
+            "n_taps": 16,
+            "reg": 1e-3,
+            "delay": None,
+            "nfft": None,
+            "mode": "full",
+            "rcond": 1e-10,
+        },
+    ),
+    "from_response": (
+        kernels.from_response,
+        {
+            "H": RNG.standard_normal((9, 2, 2)),
+            "n_taps": 5,
+            "delay": None,
+            "mode": "full",
+            "groups": 1,
+            "whole": False,
+            "padding_mode": "zeros",
+        },
+    ),
+    "estimate_transfer": (
+        kernels.estimate_transfer,
+        {
+            "x": RNG.standard_normal((2, 400)),
+            "y": RNG.standard_normal((1, 400)),
+            "nperseg": 64,
+            "noverlap": None,
+            "window": "hann",
+            "fs": 100.0,
+            "reg": 0.0,
+            "detrend": False,
+        },
+    ),
     "output_shape": (outofcore.output_shape, {"layer": LAYER, "shape": (4, 23)}),
 }
 
@@ -571,22 +746,68 @@ def test_io_read_and_write(data):
     path = Path(tempfile.mkdtemp(dir=_TMP)) / "sig.npy"
     io.write(sig, path)
     action = data.draw(st.sampled_from(["read", "write"]))
-    options = {"read": {"path": path, "format": None, "mmap": False, "coil_axis": 0,
-                        "batch_axis": None, "domain": "time", "sfreq": 100.0},
-               "write": {"sig": sig, "path": path.with_name("out.npy"), "format": None}}[action]
+    options = {
+        "read": {
+            "path": path,
+            "format": None,
+            "mmap": False,
+            "coil_axis": 0,
+            "batch_axis": None,
+            "domain": "time",
+            "sfreq": 100.0,
+        },
+        "write": {"sig": sig, "path": path.with_name("out.npy"), "format": None},
+    }[action]
     name, label, value, same, kwargs = _fuzzed_kwargs(data.draw, options)
     fn = io.read if action == "read" else io.write
-    out = check_call(lambda **kw: fn(**kw), name, kwargs, errors=DOCUMENTED + (OSError,),
-                     names=(name, "option(s)"))
+    out = check_call(
+        lambda **kw: fn(**kw),
+        name,
+        kwargs,
+        errors=DOCUMENTED + (OSError,),
+        names=(name, "option(s)"),
+    )
     if action == "read" and out is not None:
         assert np.array_equal(out.data, sig.data)
 
 
-CLI_WORDS = ["1", "2", "0", "-1", "3,1", "1,2", "99999999999", "2147483649", "1.5", "x", "",
-             "same", "valid", "full", "zeros", "reflect", "circular", "fft", "direct", "raise",
-             "nan", "1e3", "7"]
-CLI_OPTIONS = ["--stride", "--padding", "--dilation", "--groups", "--padding-mode", "--method",
-               "--nan-policy", "--mode", "--convention", "--format"]
+CLI_WORDS = [
+    "1",
+    "2",
+    "0",
+    "-1",
+    "3,1",
+    "1,2",
+    "99999999999",
+    "2147483649",
+    "1.5",
+    "x",
+    "",
+    "same",
+    "valid",
+    "full",
+    "zeros",
+    "reflect",
+    "circular",
+    "fft",
+    "direct",
+    "raise",
+    "nan",
+    "1e3",
+    "7",
+]
+CLI_OPTIONS = [
+    "--stride",
+    "--padding",
+    "--dilation",
+    "--groups",
+    "--padding-mode",
+    "--method",
+    "--nan-policy",
+    "--mode",
+    "--convention",
+    "--format",
+]
 
 
 @settings(FUZZ, max_examples=40 * SCALE)
@@ -595,8 +816,18 @@ def test_cli(option, word):
     folder = Path(tempfile.mkdtemp(dir=_TMP))
     np.save(folder / "x.npy", X1)
     np.save(folder / "k.npy", W1[:, :, :])
-    argv = ["apply", str(folder / "x.npy"), "-o", str(folder / "y.npy"), "--kernel",
-            str(folder / "k.npy"), "--groups", "2", option, word]
+    argv = [
+        "apply",
+        str(folder / "x.npy"),
+        "-o",
+        str(folder / "y.npy"),
+        "--kernel",
+        str(folder / "k.npy"),
+        "--groups",
+        "2",
+        option,
+        word,
+    ]
     err = stdio.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(stdio.StringIO()):
         status, code = call_guarded(main, argv)
@@ -627,28 +858,57 @@ def _app_calls():
     pos = RNG.standard_normal((5, 3))
     return {
         "undersample": (mri.undersample, {"ksp": ksp, "R": 2, "n_acs": 4, "offset": 0}),
-        "svd_coil_compression": (mri.svd_coil_compression, {"ksp": ksp, "n_virtual": 2,
-                                                            "energy": None}),
-        "geometric_coil_compression": (mri.geometric_coil_compression, {
-            "ksp": ksp, "n_virtual": 2, "align": True}),
-        "calibrate_grappa": (mri.calibrate_grappa, {"acs": ksp, "R": 2, "kernel_size": (2, 3),
-                                                    "reg": 0.01}),
+        "svd_coil_compression": (
+            mri.svd_coil_compression,
+            {"ksp": ksp, "n_virtual": 2, "energy": None},
+        ),
+        "geometric_coil_compression": (
+            mri.geometric_coil_compression,
+            {"ksp": ksp, "n_virtual": 2, "align": True},
+        ),
+        "calibrate_grappa": (
+            mri.calibrate_grappa,
+            {"acs": ksp, "R": 2, "kernel_size": (2, 3), "reg": 0.01},
+        ),
         "nrmse": (mri.nrmse, {"x": ksp, "ref": ksp + 1}),
         "rereference_matrix": (eeg.rereference_matrix, {"n_channels": 4, "ref": "average"}),
         "laplacian_matrix": (eeg.laplacian_matrix, {"positions": pos, "n_neighbors": 3}),
-        "true_stereo_reverb": (audio.true_stereo_reverb, {"ir": RNG.standard_normal((8, 4)),
-                                                          "mode": "full"}),
-        "crosstalk_canceller": (audio.crosstalk_canceller, {
-            "plant": plant, "n_taps": 32, "fs": 1000.0, "band": (50.0, 400.0), "reg": 0.01,
-            "reg_outside": 100.0, "delay": None, "mode": "full"}),
-        "channel_separation": (audio.channel_separation, {"plant": plant, "canceller": None,
-                                                          "fs": 100.0, "nfft": 32}),
+        "true_stereo_reverb": (
+            audio.true_stereo_reverb,
+            {"ir": RNG.standard_normal((8, 4)), "mode": "full"},
+        ),
+        "crosstalk_canceller": (
+            audio.crosstalk_canceller,
+            {
+                "plant": plant,
+                "n_taps": 32,
+                "fs": 1000.0,
+                "band": (50.0, 400.0),
+                "reg": 0.01,
+                "reg_outside": 100.0,
+                "delay": None,
+                "mode": "full",
+            },
+        ),
+        "channel_separation": (
+            audio.channel_separation,
+            {"plant": plant, "canceller": None, "fs": 100.0, "nfft": 32},
+        ),
     }
 
 
-APP_NAMES = ["undersample", "svd_coil_compression", "geometric_coil_compression",
-             "calibrate_grappa", "nrmse", "rereference_matrix", "laplacian_matrix",
-             "true_stereo_reverb", "crosstalk_canceller", "channel_separation"]
+APP_NAMES = [
+    "undersample",
+    "svd_coil_compression",
+    "geometric_coil_compression",
+    "calibrate_grappa",
+    "nrmse",
+    "rereference_matrix",
+    "laplacian_matrix",
+    "true_stereo_reverb",
+    "crosstalk_canceller",
+    "channel_separation",
+]
 
 
 @pytest.mark.parametrize("fname", APP_NAMES)
@@ -670,8 +930,7 @@ def test_dask(data):
     label, value, same = data.draw(any_value(X1))
     y = check_call(lambda x: np.asarray(conv_dask(x, layer)), "x", {"x": value})
     if y is not None and same:
-        assert_matches(y, refconv(_reference_args({"x": value})["x"], W1, B1, padding=1,
-                                   groups=2))
+        assert_matches(y, refconv(_reference_args({"x": value})["x"], W1, B1, padding=1, groups=2))
 
 
 INFO_FILES = {

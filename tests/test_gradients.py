@@ -39,13 +39,16 @@ def _ref_weight_grad(x, g, w_shape, *, stride, padding, dilation, groups, paddin
     out = gb.shape[2:]
     dw = np.zeros(w_shape, dtype=dtype)
     for k in itertools.product(*(range(m) for m in w_shape[2:])):
-        window = tuple(slice(kk * dl, kk * dl + (m - 1) * s + 1, s)
-                       for kk, dl, m, s in zip(k, dilation, out, stride))
+        window = tuple(
+            slice(kk * dl, kk * dl + (m - 1) * s + 1, s)
+            for kk, dl, m, s in zip(k, dilation, out, stride)
+        )
         for o in range(C_out):
             first = (o // co) * ci
             xs = xp[(slice(None), slice(first, first + ci)) + window]  # (B, ci, *out)
             dw[(o, slice(None)) + k] = (gb[:, o, None] * np.conj(xs)).sum(
-                axis=(0,) + tuple(range(2, xs.ndim)))
+                axis=(0,) + tuple(range(2, xs.ndim))
+            )
     return dw
 
 
@@ -63,8 +66,11 @@ def _random_case(cfg, dtype):
 
 
 @ref.hypothesis_settings(max_examples=150)
-@given(cfg=ref.conv_configs(), method=st.sampled_from(GRAD_METHODS),
-       dtype=st.sampled_from(ref.FLOAT_DTYPES))
+@given(
+    cfg=ref.conv_configs(),
+    method=st.sampled_from(GRAD_METHODS),
+    dtype=st.sampled_from(ref.FLOAT_DTYPES),
+)
 def test_conv_weight_grad_matches_the_numpy_reference(cfg, method, dtype):
     """Every stride, padding (ints, pairs, "same", "valid"), dilation, groups, padding mode,
     batch, 1-3 dims, dtype and method."""
@@ -82,8 +88,11 @@ def test_conv_weight_grad_matches_the_numpy_reference(cfg, method, dtype):
 
 
 @ref.hypothesis_settings(max_examples=100)
-@given(cfg=ref.transpose_configs(), method=st.sampled_from(GRAD_METHODS),
-       dtype=st.sampled_from(ref.FLOAT_DTYPES))
+@given(
+    cfg=ref.transpose_configs(),
+    method=st.sampled_from(GRAD_METHODS),
+    dtype=st.sampled_from(ref.FLOAT_DTYPES),
+)
 def test_conv_transpose_weight_grad_is_the_directional_derivative(cfg, method, dtype):
     """<g, conv_transpose(x, v)> = <dw, v> for every v: the gradient is linear in the weight,
     so checking the derivative along random directions is checking it entry by entry too
@@ -129,8 +138,12 @@ def test_the_fft_method_tiles_within_its_memory_bound(monkeypatch):
     x, w_shape = rng.standard_normal((3, 2, 40, 30)), (3, 2, 5, 4)
     g = rng.standard_normal(ref.conv(x, np.zeros(w_shape), stride=(2, 1)).shape)
     dw = conv_weight_grad(x, w_shape, g, stride=(2, 1), method="fft")
-    assert_close(dw, _ref_weight_grad(x, g, w_shape, stride=(2, 1), padding=0, dilation=1,
-                                      groups=1, padding_mode="zeros"))
+    assert_close(
+        dw,
+        _ref_weight_grad(
+            x, g, w_shape, stride=(2, 1), padding=0, dilation=1, groups=1, padding_mode="zeros"
+        ),
+    )
 
 
 def test_bias_grad():
@@ -147,8 +160,13 @@ def test_vjp_of_a_layer_is_its_derivative(padding_mode):
     """The three gradients against the numpy reference and the adjoint."""
     rng = np.random.default_rng(4)
     w, b = rng.standard_normal((4, 1, 3, 3)), rng.standard_normal(4)
-    kw = {"stride": (1, 2), "padding": ((2, 1), (1, 1)), "dilation": (2, 1), "groups": 2,
-              "padding_mode": padding_mode}
+    kw = {
+        "stride": (1, 2),
+        "padding": ((2, 1), (1, 1)),
+        "dilation": (2, 1),
+        "groups": 2,
+        "padding_mode": padding_mode,
+    }
     layer = SpectralConv(w, b, **kw)
     x = rng.standard_normal((2, 2, 9, 11))
     g = rng.standard_normal(layer(x).shape)
@@ -181,9 +199,12 @@ def test_vjp_of_a_transposed_layer():
 
 @pytest.mark.parametrize(
     "weight_shape, match",
-    [((2, 3), "weight_shape must be a tuple of at least 3 positive ints"),
-     ((2, 3, 0), "weight_shape must be"), ("abc", "weight_shape must be"),
-     ((2, 2, 3), "x has 3 channels")],
+    [
+        ((2, 3), "weight_shape must be a tuple of at least 3 positive ints"),
+        ((2, 3, 0), "weight_shape must be"),
+        ("abc", "weight_shape must be"),
+        ((2, 2, 3), "x has 3 channels"),
+    ],
 )
 def test_bad_weight_shape(weight_shape, match):
     with pytest.raises(ValueError, match=match):
@@ -192,19 +213,22 @@ def test_bad_weight_shape(weight_shape, match):
 
 def test_bad_grad_output_and_options():
     x = np.ones((2, 3, 10))
-    with pytest.raises(ValueError, match=r"grad_output must have the layer's output shape "
-                                         r"\(2, 4, 8\) for this x, got \(4, 8\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"grad_output must have the layer's output shape "
+        r"\(2, 4, 8\) for this x, got \(4, 8\)",
+    ):
         conv_weight_grad(x, (4, 3, 3), np.ones((4, 8)))
     with pytest.raises(ValueError, match="Invalid value for the 'method' parameter"):
         conv_weight_grad(x, (4, 3, 3), np.ones((2, 4, 8)), method="fast")
     with pytest.raises(ValueError, match="Invalid value for the 'padding_mode' parameter"):
         conv_weight_grad(x, (4, 3, 3), np.ones((2, 4, 8)), padding_mode="mirror")
     with pytest.raises(ValueError, match="padding_mode='reflect' needs padding smaller"):
-        conv_weight_grad(np.ones((3, 2)), (4, 3, 3), np.ones((4, 6)), padding=2,
-                         padding_mode="reflect")
+        conv_weight_grad(
+            np.ones((3, 2)), (4, 3, 3), np.ones((4, 6)), padding=2, padding_mode="reflect"
+        )
     with pytest.raises(ValueError, match="output_padding must be smaller"):
-        conv_transpose_weight_grad(np.ones((3, 5)), (3, 2, 3), np.ones((2, 7)),
-                                   output_padding=1)
+        conv_transpose_weight_grad(np.ones((3, 5)), (3, 2, 3), np.ones((2, 7)), output_padding=1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -245,8 +269,14 @@ def test_vjp_matches_torch_autograd(torch, cfg, is_complex, bias):
     conv = getattr(torch.nn.functional, f"conv{d}d")
     batched = x.ndim == d + 2
     xin = xt if batched else xt[None]
-    y = conv(_torch_pad(xin, pads, kw["padding_mode"], torch), wt, bt, stride=kw["stride"],
-             dilation=kw["dilation"], groups=kw["groups"])
+    y = conv(
+        _torch_pad(xin, pads, kw["padding_mode"], torch),
+        wt,
+        bt,
+        stride=kw["stride"],
+        dilation=kw["dilation"],
+        groups=kw["groups"],
+    )
     y.backward(torch.tensor(g if batched else g[None]))
     assert_close(gx, xt.grad.numpy(), floor=np.sqrt(g.size))
     assert_close(gw, wt.grad.numpy(), floor=np.sqrt(g.size))
@@ -255,8 +285,11 @@ def test_vjp_matches_torch_autograd(torch, cfg, is_complex, bias):
 
 
 @ref.hypothesis_settings(max_examples=80)
-@given(cfg=ref.conv_configs(modes=("zeros",)), method=st.sampled_from(GRAD_METHODS),
-       dtype=st.sampled_from([np.float32, np.float64]))
+@given(
+    cfg=ref.conv_configs(modes=("zeros",)),
+    method=st.sampled_from(GRAD_METHODS),
+    dtype=st.sampled_from([np.float32, np.float64]),
+)
 def test_conv_weight_grad_matches_torch_nn_grad(torch, cfg, method, dtype):
     """``torch.nn.grad.conv{1,2,3}d_weight`` (symmetric padding, "same", "valid"; torch's
     function takes no pairs), in the result's own precision."""
@@ -273,9 +306,15 @@ def test_conv_weight_grad_matches_torch_nn_grad(torch, cfg, method, dtype):
         xt, padding = _torch_pad(xt, pads, "zeros", torch), 0
     else:
         padding = tuple(a for a, _ in pads)
-    expected = fn(xt, cfg["w_shape"], torch.tensor(g if batched else g[None]),
-                  stride=kw["stride"], padding=padding, dilation=kw["dilation"],
-                  groups=kw["groups"]).numpy()
+    expected = fn(
+        xt,
+        cfg["w_shape"],
+        torch.tensor(g if batched else g[None]),
+        stride=kw["stride"],
+        padding=padding,
+        dilation=kw["dilation"],
+        groups=kw["groups"],
+    ).numpy()
     dw = conv_weight_grad(x, cfg["w_shape"], g, method=method, **kw)
     assert dw.dtype == dtype
     assert_close(dw, expected.astype(np.float64), floor=np.sqrt(g.size))
@@ -297,8 +336,9 @@ def test_transposed_vjp_matches_torch_autograd(torch, cfg, is_complex):
     gx, gw, _ = specconv.vjp(layer, x, g)
     d = len(cfg["w_shape"]) - 2
     xt, wt = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
-    y = getattr(torch.nn.functional, f"conv_transpose{d}d")(xt if x.ndim == d + 2 else xt[None],
-                                                              wt, **kw)
+    y = getattr(torch.nn.functional, f"conv_transpose{d}d")(
+        xt if x.ndim == d + 2 else xt[None], wt, **kw
+    )
     y.backward(torch.tensor(g if x.ndim == d + 2 else g[None]))
     assert_close(gx, xt.grad.numpy(), floor=np.sqrt(g.size))
     assert_close(gw, wt.grad.numpy(), floor=np.sqrt(g.size))

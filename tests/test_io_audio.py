@@ -32,8 +32,13 @@ REAL_AUDIO = [
     ("communication_acoustics/xmas.wav", 1, 44100, "PCM_16"),
     ("web_audio_samples/kitchen-true-stereo.wav", 4, 44100, "PCM_16"),
     ("web_audio_samples/penny-spinning.wav", 2, 44100, "PCM_16"),
-    ("freesound_peter1955/757865__peter1955__2024-09-14-ir-basement-museum-unterlinden-in-"
-     "colmar-f-clap-48k24b-stereo.wav", 2, 48000, "PCM_24"),
+    (
+        "freesound_peter1955/757865__peter1955__2024-09-14-ir-basement-museum-unterlinden-in-"
+        "colmar-f-clap-48k24b-stereo.wav",
+        2,
+        48000,
+        "PCM_24",
+    ),
     ("openair_via_quantumverb/medium_hall.wav", 2, 44100, "PCM_24"),
     ("openair_via_quantumverb/large_church.wav", 2, 48000, "FLOAT"),
     ("scipy_wav_edge_cases/test-44100Hz-2ch-32bit-float-be.wav", 2, 44100, "FLOAT"),
@@ -108,8 +113,11 @@ def test_float_wav_beyond_full_scale_warns_and_keeps_the_values(tmp_path):
 @pytest.mark.parametrize("subtype", ["FLOAT", "DOUBLE"])
 def test_float_wav_clip_raise_refuses_and_warn_clips(tmp_path, subtype):
     sig = VectorSignal(np.array([[0.5, 1.0], [-4.0, 0.25]]), sfreq=8000.0)
-    with pytest.raises(ValueError, match=r"\+12\.0 dBFS \(-4, channel 1, sample 0\).*"
-                                         r"clip='allow'"):
+    with pytest.raises(
+        ValueError,
+        match=r"\+12\.0 dBFS \(-4, channel 1, sample 0\).*"
+        r"clip='allow'",
+    ):
         io.write(sig, tmp_path / "x.wav", subtype=subtype, clip="raise")
     assert list(tmp_path.iterdir()) == []
     with pytest.warns(ClippingWarning, match="clipping it"):
@@ -165,8 +173,9 @@ def test_default_subtype_is_the_one_read(tmp_path, stereo):
     assert io.read(tmp_path / "c.wav").metadata["subtype"] == "DOUBLE"
 
 
-@pytest.mark.parametrize(("ext", "subtype", "tol"),
-                         [(".flac", "PCM_16", 2.0 ** -16), (".flac", "PCM_24", 2.0 ** -24)])
+@pytest.mark.parametrize(
+    ("ext", "subtype", "tol"), [(".flac", "PCM_16", 2.0**-16), (".flac", "PCM_24", 2.0**-24)]
+)
 def test_flac_round_trip(tmp_path, stereo, ext, subtype, tol):
     path = tmp_path / f"x{ext}"
     io.write(stereo, path, subtype=subtype)
@@ -294,8 +303,11 @@ def test_kernel_helpers_want_channels_first():
 
 
 # -- real recordings ------------------------------------------------------------------------
-@pytest.mark.parametrize(("name", "channels", "rate", "subtype"), REAL_AUDIO,
-                         ids=[r[0].split("/")[-1][:40] for r in REAL_AUDIO])
+@pytest.mark.parametrize(
+    ("name", "channels", "rate", "subtype"),
+    REAL_AUDIO,
+    ids=[r[0].split("/")[-1][:40] for r in REAL_AUDIO],
+)
 def test_real_audio_reads_like_the_reference_readers(shared_data, name, channels, rate, subtype):
     path = shared_data / "audio" / name
     sig = io.read(path)
@@ -309,7 +321,10 @@ def test_real_audio_reads_like_the_reference_readers(shared_data, name, channels
         np.testing.assert_array_equal(sig.data, _expected(frames))
     details = io.info(path)
     assert (details["channels"], details["sfreq"], details["shape"]) == (
-        channels, rate, sig.data.shape)
+        channels,
+        rate,
+        sig.data.shape,
+    )
 
 
 def _quiet_read(path):
@@ -317,8 +332,9 @@ def _quiet_read(path):
     import warnings
 
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=wavfile.WavFileWarning,
-                                message="Chunk .* not understood")
+        warnings.filterwarnings(
+            "ignore", category=wavfile.WavFileWarning, message="Chunk .* not understood"
+        )
         return wavfile.read(path)
 
 
@@ -342,8 +358,21 @@ def test_real_24bit_file_round_trips_bit_exactly(shared_data, tmp_path):
 # -- dispatch -------------------------------------------------------------------------------
 def test_formats_table():
     names = {f.name: f for f in io.formats()}
-    assert {"wav", "flac", "ogg", "fif", "edf", "bdf", "brainvision", "eeglab", "gdf",
-            "fastmri", "cfl", "npy", "npz"} <= set(names)
+    assert {
+        "wav",
+        "flac",
+        "ogg",
+        "fif",
+        "edf",
+        "bdf",
+        "brainvision",
+        "eeglab",
+        "gdf",
+        "fastmri",
+        "cfl",
+        "npy",
+        "npz",
+    } <= set(names)
     assert names["flac"].extra == "audio" and names["edf"].write_extra == "eeg-export"
     assert not names["gdf"].writable
 
@@ -421,8 +450,9 @@ def test_truncated_wav_is_an_error_unless_allowed(wav_file, tmp_path):
         assert io.read(cut, allow_truncated=True).data.shape == (2, 100)
 
 
-@pytest.mark.parametrize(("content", "match"), [(b"", "is empty"),
-                                                (b"\x00garbage" * 20, "signature")])
+@pytest.mark.parametrize(
+    ("content", "match"), [(b"", "is empty"), (b"\x00garbage" * 20, "signature")]
+)
 def test_empty_or_garbage_wav(tmp_path, content, match):
     (tmp_path / "bad.wav").write_bytes(content)
     with pytest.raises(FormatError, match=match):

@@ -37,8 +37,9 @@ def _listing(folder):
 def raw():
     """A small synthetic recording: 4 EEG channels (volts) + a stim channel, annotated."""
     rng = np.random.default_rng(42)
-    info = mne.create_info(["Fz", "Cz", "Pz", "Oz", "STI"], 250.0,
-                           ["eeg", "eeg", "eeg", "eeg", "stim"])
+    info = mne.create_info(
+        ["Fz", "Cz", "Pz", "Oz", "STI"], 250.0, ["eeg", "eeg", "eeg", "eeg", "stim"]
+    )
     data = 20e-6 * rng.standard_normal((5, 1000))
     data[4] = 0.0
     data[4, [100, 600]] = 1.0
@@ -46,8 +47,11 @@ def raw():
     raw.set_meas_date(1_600_000_000.0)
     raw.info["bads"] = ["Oz"]
     raw.info["line_freq"] = 50.0
-    raw.set_annotations(mne.Annotations([1.0, 2.5], [0.5, 0.2], ["BAD_blink", "stim"],
-                                        orig_time=raw.info["meas_date"]))
+    raw.set_annotations(
+        mne.Annotations(
+            [1.0, 2.5], [0.5, 0.2], ["BAD_blink", "stim"], orig_time=raw.info["meas_date"]
+        )
+    )
     return raw
 
 
@@ -65,11 +69,14 @@ def test_from_raw_keeps_info_annotations_and_bads(raw):
     assert meta["meas_date"] == raw.info["meas_date"]
 
 
-@pytest.mark.parametrize(("picks", "names"), [
-    ("eeg", ("Fz", "Cz", "Pz", "Oz")),
-    (["Pz", "Fz"], ("Pz", "Fz")),
-    ([4, 0], ("STI", "Fz")),
-])
+@pytest.mark.parametrize(
+    ("picks", "names"),
+    [
+        ("eeg", ("Fz", "Cz", "Pz", "Oz")),
+        (["Pz", "Fz"], ("Pz", "Fz")),
+        ([4, 0], ("STI", "Fz")),
+    ],
+)
 def test_picks_follow_mne_semantics(raw, picks, names):
     sig = from_mne(raw, picks=picks)
     assert sig.ch_names == names
@@ -89,8 +96,16 @@ def test_bad_segments_as_nan(raw):
 
 def test_from_epochs_gives_a_batch_axis(raw):
     events = mne.make_fixed_length_events(raw, duration=1.0)
-    epochs = mne.Epochs(raw, events, tmin=0.0, tmax=0.5, baseline=None, preload=True,
-                        reject_by_annotation=False, verbose=False)
+    epochs = mne.Epochs(
+        raw,
+        events,
+        tmin=0.0,
+        tmax=0.5,
+        baseline=None,
+        preload=True,
+        reject_by_annotation=False,
+        verbose=False,
+    )
     sig = from_mne(epochs)
     assert sig.batched and sig.data.shape == (len(events), 5, 126)
     np.testing.assert_array_equal(sig.data, epochs.get_data())
@@ -101,8 +116,16 @@ def test_from_epochs_gives_a_batch_axis(raw):
 
 def test_from_evoked(raw):
     events = mne.make_fixed_length_events(raw, duration=1.0)
-    evoked = mne.Epochs(raw, events, tmin=0.0, tmax=0.5, baseline=None, preload=True,
-                        reject_by_annotation=False, verbose=False).average(picks="all")
+    evoked = mne.Epochs(
+        raw,
+        events,
+        tmin=0.0,
+        tmax=0.5,
+        baseline=None,
+        preload=True,
+        reject_by_annotation=False,
+        verbose=False,
+    ).average(picks="all")
     sig = from_mne(evoked, dtype=np.float32)
     assert sig.data.dtype == np.float32 and not sig.batched
     assert sig.metadata["kind"] == "evoked" and sig.metadata["nave"] == len(events)
@@ -152,8 +175,16 @@ def test_to_mne_same_count_renamed_keeps_types(raw):
 
 def test_to_mne_epochs_round_trip(raw):
     events = mne.make_fixed_length_events(raw, duration=1.0)
-    epochs = mne.Epochs(raw, events, tmin=0.0, tmax=0.5, baseline=None, preload=True,
-                        reject_by_annotation=False, verbose=False)
+    epochs = mne.Epochs(
+        raw,
+        events,
+        tmin=0.0,
+        tmax=0.5,
+        baseline=None,
+        preload=True,
+        reject_by_annotation=False,
+        verbose=False,
+    )
     back = to_mne(from_mne(epochs))
     assert isinstance(back, mne.EpochsArray)
     np.testing.assert_array_equal(back.get_data(), epochs.get_data())
@@ -178,13 +209,20 @@ def _quantum(sig, bits):
     step = np.zeros(sig.n_channels)
     for t in set(types):
         rows = sig.data[types == t]
-        step[types == t] = (rows.max() - rows.min()) / (2 ** bits - 1)
+        step[types == t] = (rows.max() - rows.min()) / (2**bits - 1)
     return step
 
 
-@pytest.mark.parametrize(("name", "bits"), [("out_raw.fif", None), ("out.edf", 16),
-                                            ("out.bdf", 24), ("out.vhdr", None),
-                                            ("out.set", None)])
+@pytest.mark.parametrize(
+    ("name", "bits"),
+    [
+        ("out_raw.fif", None),
+        ("out.edf", 16),
+        ("out.bdf", 24),
+        ("out.vhdr", None),
+        ("out.set", None),
+    ],
+)
 def test_round_trip(tmp_path, raw, name, bits):
     sig = from_mne(raw, picks="eeg")
     io.write(sig, tmp_path / name)
@@ -218,8 +256,16 @@ def test_brainvision_writes_its_three_files(tmp_path, raw):
 
 def test_epochs_and_evoked_fif_round_trip(tmp_path, raw):
     events = mne.make_fixed_length_events(raw, duration=1.0)
-    epochs = mne.Epochs(raw, events, tmin=0.0, tmax=0.5, baseline=None, preload=True,
-                        reject_by_annotation=False, verbose=False)
+    epochs = mne.Epochs(
+        raw,
+        events,
+        tmin=0.0,
+        tmax=0.5,
+        baseline=None,
+        preload=True,
+        reject_by_annotation=False,
+        verbose=False,
+    )
     sig = from_mne(epochs)
     io.write(sig, tmp_path / "x-epo.fif")
     back = io.read(tmp_path / "x-epo.fif")
@@ -273,14 +319,14 @@ def test_real_file_reads_like_mne(shared_data, name):
     assert details["shape"] == sig.data.shape and details["sfreq"] == sig.sfreq
 
 
-@pytest.mark.parametrize(("name", "mat"), [("test.bdf", "test_bdf_eeglab.mat"),
-                                           ("test.edf", "test_edf_eeglab.mat")])
+@pytest.mark.parametrize(
+    ("name", "mat"), [("test.bdf", "test_bdf_eeglab.mat"), ("test.edf", "test_edf_eeglab.mat")]
+)
 def test_bdf_edf_match_eeglab(shared_data, name, mat):
     folder = shared_data / "eeg" / "mne_python"
     sig = io.read(folder / name, picks="eeg")  # EEGLAB leaves Status out / unscaled
     reference_uv = scipy.io.loadmat(folder / mat)["data"].astype(np.float64)
-    np.testing.assert_allclose(sig.data * 1e6, reference_uv[: sig.n_channels], rtol=0,
-                               atol=0.01)
+    np.testing.assert_allclose(sig.data * 1e6, reference_uv[: sig.n_channels], rtol=0, atol=0.01)
 
 
 def test_brainvision_and_fif_copies_agree(shared_data):
@@ -307,8 +353,9 @@ def test_reading_protects_all_input_files(shared_data, tmp_path):
     sources = {p.rsplit("/", 1)[-1] for p in sig.metadata["source"]}
     assert sources == {"test.vhdr", "test.vmrk", "test.eeg"}
     with pytest.raises(ValueError, match="Refusing to write over the input file"):
-        io.write(sig, shared_data / "eeg" / "mne_python" / "brainvision" / "test.vhdr",
-                 overwrite=True)
+        io.write(
+            sig, shared_data / "eeg" / "mne_python" / "brainvision" / "test.vhdr", overwrite=True
+        )
 
 
 # -- bad input --------------------------------------------------------------------------------
@@ -360,8 +407,9 @@ def test_missing_mne_names_the_extra(edf_file, monkeypatch):
         io.read(edf_file)
 
 
-@pytest.mark.parametrize(("package", "name"), [("edfio", "x.edf"), ("pybv", "x.vhdr"),
-                                               ("eeglabio", "x.set")])
+@pytest.mark.parametrize(
+    ("package", "name"), [("edfio", "x.edf"), ("pybv", "x.vhdr"), ("eeglabio", "x.set")]
+)
 def test_missing_export_dependency_names_the_extra(tmp_path, raw, monkeypatch, package, name):
     sig = from_mne(raw, picks="eeg")
     monkeypatch.setitem(sys.modules, package, None)

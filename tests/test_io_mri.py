@@ -46,13 +46,15 @@ def _write_bart(base, array):
 @pytest.mark.parametrize("shape", [(6, 8), (4, 7, 9)])
 def test_kspace_to_image_matches_numpy(shape, dtype):
     k = _complex(np.random.default_rng(2), shape, dtype)
-    ref = np.fft.fftshift(np.fft.ifftn(np.fft.ifftshift(k, axes=(-2, -1)), axes=(-2, -1),
-                                       norm="ortho"), axes=(-2, -1))
+    ref = np.fft.fftshift(
+        np.fft.ifftn(np.fft.ifftshift(k, axes=(-2, -1)), axes=(-2, -1), norm="ortho"), axes=(-2, -1)
+    )
     img = kspace_to_image(k)
     assert img.dtype == dtype
     np.testing.assert_allclose(img, ref, rtol=0, atol=1e-5 if dtype == np.complex64 else 1e-12)
-    np.testing.assert_allclose(image_to_kspace(img), k, rtol=0,
-                               atol=1e-5 if dtype == np.complex64 else 1e-12)
+    np.testing.assert_allclose(
+        image_to_kspace(img), k, rtol=0, atol=1e-5 if dtype == np.complex64 else 1e-12
+    )
 
 
 def test_centred_fft_is_orthonormal_and_leaves_input_alone():
@@ -203,18 +205,22 @@ def test_cfl_extra_dims_become_the_batch(tmp_path):
     sig = io.read(tmp_path / "m.cfl")
     assert sig.batched and sig.data.shape == (6, 2, 4, 5)
     # Batch index = slice * 3 + map (the last BART dimension varies slowest).
-    np.testing.assert_array_equal(sig.data[4], np.moveaxis(bart[:, :, 0, :, 1, ..., 1], 2, 0)
-                                  .reshape(2, 4, 5))
+    np.testing.assert_array_equal(
+        sig.data[4], np.moveaxis(bart[:, :, 0, :, 1, ..., 1], 2, 0).reshape(2, 4, 5)
+    )
     io.write(sig, tmp_path / "back.cfl")
     assert (tmp_path / "back.cfl").read_bytes() == (tmp_path / "m.cfl").read_bytes()
-    assert (tmp_path / "back.hdr").read_text().split()[2:] == (tmp_path / "m.hdr").read_text(
-    ).split()[2:]
+    assert (tmp_path / "back.hdr").read_text().split()[2:] == (
+        tmp_path / "m.hdr"
+    ).read_text().split()[2:]
 
 
 def test_cfl_round_trip_for_new_signals(tmp_path, kspace):
-    for sig in (VectorSignal(kspace, domain="kspace", batched=True),
-                VectorSignal(kspace[0], domain="image"),
-                VectorSignal(kspace[0, :, :, :3], domain="kspace")):
+    for sig in (
+        VectorSignal(kspace, domain="kspace", batched=True),
+        VectorSignal(kspace[0], domain="image"),
+        VectorSignal(kspace[0, :, :, :3], domain="kspace"),
+    ):
         io.write(sig, tmp_path / "x.cfl", overwrite=True)
         back = io.read(tmp_path / "x.cfl", domain=sig.domain)
         assert back.data.shape == sig.data.shape and back.batched == sig.batched
@@ -238,11 +244,14 @@ def test_cfl_after_coil_compression_keeps_the_original_dims(tmp_path):
     assert (tmp_path / "c.hdr").read_text().split()[2:] == ["1", "6", "5", "2", "1"]
 
 
-@pytest.mark.parametrize(("header", "match"), [
-    ("# Dims\n1 2 3\n", "not a BART header"),
-    ("# Dimensions\n1 two 3\n", "not a BART header"),
-    ("# Dimensions\n1 0 3\n", "invalid BART dimensions"),
-])
+@pytest.mark.parametrize(
+    ("header", "match"),
+    [
+        ("# Dims\n1 2 3\n", "not a BART header"),
+        ("# Dimensions\n1 two 3\n", "not a BART header"),
+        ("# Dimensions\n1 0 3\n", "invalid BART dimensions"),
+    ],
+)
 def test_bad_cfl_headers(tmp_path, header, match):
     (tmp_path / "b.hdr").write_text(header)
     (tmp_path / "b.cfl").write_bytes(b"\x00" * 48)
@@ -363,15 +372,16 @@ def _looks_like_an_image(img):
     h, w = img.shape
     yy, xx = np.mgrid[:h, :w]
     ellipse = ((yy - h / 2) / (0.45 * h)) ** 2 + ((xx - w / 2) / (0.45 * w)) ** 2 <= 1
-    energy = img ** 2
+    energy = img**2
     inside = energy[ellipse].sum() / energy.sum()  # noise: ~ the ellipse area, 0.64
     corners = np.concatenate([img[:20, :20], img[:20, -20:], img[-20:, :20], img[-20:, -20:]])
-    centre = img[h // 2 - 40:h // 2 + 40, w // 2 - 30:w // 2 + 30]
+    centre = img[h // 2 - 40 : h // 2 + 40, w // 2 - 30 : w // 2 + 30]
     return inside, centre.mean() / corners.mean()
 
 
-@pytest.mark.parametrize("name", ["espirit_matlab_examples/full.cfl",
-                                  "sigpy_mri_tutorial/cartesian_ksp.npy"])
+@pytest.mark.parametrize(
+    "name", ["espirit_matlab_examples/full.cfl", "sigpy_mri_tutorial/cartesian_ksp.npy"]
+)
 def test_real_kspace_gives_a_brain(shared_data, name):
     sig = io.read(shared_data / "mri" / name)
     assert sig.n_channels == 8 and sig.spatial_shape == (230, 180)

@@ -52,12 +52,16 @@ EXACT_PAIRS = {
     "full-full": (dict(padding=3), dict(padding=4)),
     "full-more-than-full": (dict(padding=3), dict(padding=6)),
     "valid-after-same": (dict(padding=0), dict(padding="same", bias=True)),
-    "valid-after-reflect": (dict(padding=0, bias=True), dict(padding=2, padding_mode="reflect",
-                                                             bias=True)),
+    "valid-after-reflect": (
+        dict(padding=0, bias=True),
+        dict(padding=2, padding_mode="reflect", bias=True),
+    ),
     "strided-valid-last": (dict(padding=0, stride=3), dict(padding=2, padding_mode="replicate")),
     "full-after-valid-then-valid": (dict(padding=0), dict(padding=0)),
-    "circular-same-twice": (dict(padding="same", padding_mode="circular", bias=True),
-                            dict(padding="same", padding_mode="circular", bias=True)),
+    "circular-same-twice": (
+        dict(padding="same", padding_mode="circular", bias=True),
+        dict(padding="same", padding_mode="circular", bias=True),
+    ),
     "groups-gcd": (dict(padding=3, groups=2), dict(padding=4, groups=3)),
     "dilation-shared": (dict(padding=9, dilation=3), dict(padding=8, dilation=2)),
     "dilation-equal": (dict(padding=6, dilation=2), dict(padding=8, dilation=2)),
@@ -154,6 +158,7 @@ def test_compose_refusals():
 
 # -- sums, scalars, pointwise -----------------------------------------------------------------
 
+
 def test_add_and_scale():
     rng = _rng(8)
     a = _layer(rng, 4, 4, 3, padding=2, dilation=2, bias=True, padding_mode="reflect")
@@ -189,6 +194,7 @@ def test_pointwise_is_matrix_product():
 
 # -- groups -----------------------------------------------------------------------------------
 
+
 def test_dense_split_block_diag_roundtrip():
     rng = _rng(11)
     layer = _layer(rng, 6, 4, 5, groups=2, padding="same", bias=True)
@@ -213,13 +219,15 @@ def test_dense_split_block_diag_roundtrip():
 
 def test_as_conv_of_transposed_layer():
     rng = _rng(12)
-    t = SpectralConvTranspose(rng.standard_normal((4, 3, 4)), groups=1, padding=1, dilation=2,
-                              output_padding=1)
+    t = SpectralConvTranspose(
+        rng.standard_normal((4, 3, 4)), groups=1, padding=1, dilation=2, output_padding=1
+    )
     y = rng.standard_normal((4, 15))
     assert_close(as_conv(t)(y), t(y))
 
 
 # -- per-frequency analysis -------------------------------------------------------------------
+
 
 def test_svd_reconstructs_and_per_group():
     rng = _rng(13)
@@ -246,6 +254,7 @@ def test_eig_general_and_hermitian():
 
 
 # -- FIR design and inversion -----------------------------------------------------------------
+
 
 def test_from_response_roundtrip_1d_2d_groups():
     rng = _rng(15)
@@ -285,8 +294,9 @@ def test_fir_layer_modes_equal_scipy(groups):
         for o in range(4):
             g = o // (4 // groups)
             cols = range(g * (4 // groups), (g + 1) * (4 // groups))
-            out.append(sum(scipy.signal.convolve(x[c], h[o, j], mode=mode)
-                           for j, c in enumerate(cols)))
+            out.append(
+                sum(scipy.signal.convolve(x[c], h[o, j], mode=mode) for j, c in enumerate(cols))
+            )
         return np.array(out)
 
     full = ref("full")
@@ -298,8 +308,7 @@ def test_fir_layer_modes_equal_scipy(groups):
 
 def test_side_pads_and_without_padding():
     rng = _rng(26)
-    layer = fir_layer(rng.standard_normal((2, 2, 6)), mode="same", delay=1,
-                      padding_mode="reflect")
+    layer = fir_layer(rng.standard_normal((2, 2, 6)), mode="same", delay=1, padding_mode="reflect")
     # pads (4, 1) are stored as padding 4 and three zero taps appended to the kernel
     assert side_pads(layer) == ((4, 4),) and layer.kernel_size == (9,)
     x = rng.standard_normal((2, 30))
@@ -385,6 +394,7 @@ def test_inverse_refusals():
 
 # -- estimation from data ---------------------------------------------------------------------
 
+
 def test_estimate_recovers_known_layer():
     rng = _rng(21)
     w = rng.standard_normal((2, 3, 9))
@@ -449,10 +459,16 @@ def test_estimate_refusals():
 
 # -- properties -------------------------------------------------------------------------------
 
+
 @settings(max_examples=25, deadline=None)
 @given(
-    k1=st.integers(1, 5), k2=st.integers(1, 5), d1=st.integers(1, 2), d2=st.integers(1, 2),
-    extra=st.integers(0, 2), g=st.sampled_from([1, 2]), n=st.integers(12, 20),
+    k1=st.integers(1, 5),
+    k2=st.integers(1, 5),
+    d1=st.integers(1, 2),
+    d2=st.integers(1, 2),
+    extra=st.integers(0, 2),
+    g=st.sampled_from([1, 2]),
+    n=st.integers(12, 20),
     seed=st.integers(0, 2**16),
 )
 def test_compose_full_padding_property(k1, k2, d1, d2, extra, g, n, seed):

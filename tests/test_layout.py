@@ -22,8 +22,20 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 PKG = REPO / "specconv"
 
-OPTIONAL = ("mne", "h5py", "matplotlib", "soundfile", "dask", "distributed", "torch", "tqdm",
-            "edfio", "pybv", "eeglabio", "sklearn")
+OPTIONAL = (
+    "mne",
+    "h5py",
+    "matplotlib",
+    "soundfile",
+    "dask",
+    "distributed",
+    "torch",
+    "tqdm",
+    "edfio",
+    "pybv",
+    "eeglabio",
+    "sklearn",
+)
 EDGE = ("io", "datasets", "cli", "signal")
 CORE = sorted(
     [p for p in PKG.glob("_*.py") if not p.name.startswith("__")]  # not __init__/__main__
@@ -41,8 +53,15 @@ def test_import_specconv_imports_no_optional_dependency():
     )
     path = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
     env = dict(os.environ, PYTHONPATH=path)
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
-                            text=True, timeout=120, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
 
@@ -71,8 +90,7 @@ def _imported_modules(path):
 @pytest.mark.parametrize("path", CORE, ids=lambda p: p.name)
 def test_core_does_not_import_the_edge(path):
     edge = {f"specconv.{e}" for e in EDGE}
-    bad = [m for m in _imported_modules(path)
-           if any(m == e or m.startswith(e + ".") for e in edge)]
+    bad = [m for m in _imported_modules(path) if any(m == e or m.startswith(e + ".") for e in edge)]
     assert not bad, f"{path.name} imports the edge: {bad}"
 
 
@@ -84,7 +102,8 @@ def test_core_does_not_import_optional_dependencies(path):
 
 def test_only_fft_imports_pyfftw_in_the_core():
     users = sorted(
-        p.name for p in CORE
+        p.name
+        for p in CORE
         if any(m.split(".")[0] == "pyfftw" for m in _imported_modules_any_level(p))
     )
     assert users == ["fft.py"]
@@ -101,8 +120,16 @@ def _imported_modules_any_level(path):
 
 def test_the_checks_see_the_core():
     """Guard against a vacuous pass: the parser finds the core's real imports."""
-    assert {p.name for p in CORE} >= {"_validate.py", "_engine.py", "_direct.py", "_costmodel.py",
-                                      "_correlate.py", "fft.py", "conv.py", "layers.py"}
+    assert {p.name for p in CORE} >= {
+        "_validate.py",
+        "_engine.py",
+        "_direct.py",
+        "_costmodel.py",
+        "_correlate.py",
+        "fft.py",
+        "conv.py",
+        "layers.py",
+    }
     assert "specconv._engine" in _imported_modules(PKG / "_correlate.py")
     assert "specconv.layers.SpectralConv" in _imported_modules(PKG / "conv.py")
 
@@ -160,23 +187,30 @@ def _module_imports(path):
 
 def _import_graph():
     modules = _package_modules()
-    return {name: set().union(*(_module_imports(p) for p in files)) & set(modules) - {name}
-            for name, files in modules.items()}
+    return {
+        name: set().union(*(_module_imports(p) for p in files)) & set(modules) - {name}
+        for name, files in modules.items()
+    }
 
 
 def test_every_module_has_a_place_in_the_layers():
     listed = set().union(*_docstring_layers())
     assert set(_package_modules()) <= listed, (
         f"modules missing from the package docstring's layers: "
-        f"{sorted(set(_package_modules()) - listed)}")
+        f"{sorted(set(_package_modules()) - listed)}"
+    )
     assert listed <= set(_package_modules()) | {"_simd"}, sorted(listed - set(_package_modules()))
 
 
 def test_imports_point_down_the_layers():
     layers = _docstring_layers()
     rank = {name: len(layers) - i for i, names in enumerate(layers) for name in names}
-    upward = sorted(f"{name} imports {dep}" for name, deps in _import_graph().items()
-                    for dep in deps if rank.get(dep, 0) > rank.get(name, 0))
+    upward = sorted(
+        f"{name} imports {dep}"
+        for name, deps in _import_graph().items()
+        for dep in deps
+        if rank.get(dep, 0) > rank.get(name, 0)
+    )
     assert not upward, upward
 
 

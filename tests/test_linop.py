@@ -23,8 +23,15 @@ from specconv.linop import LayerOperator, adjoint, aslinearoperator
 def _layer(cfg, dtype, method="auto", transposed=False):
     rng = np.random.default_rng(cfg["seed"])
     w = ref.random_array(rng, cfg["w_shape"], dtype)
-    b = ref.random_array(rng, cfg["w_shape"][1] * cfg["kwargs"]["groups"] if transposed
-                         else cfg["w_shape"][0], dtype) if cfg["bias"] else None
+    b = (
+        ref.random_array(
+            rng,
+            cfg["w_shape"][1] * cfg["kwargs"]["groups"] if transposed else cfg["w_shape"][0],
+            dtype,
+        )
+        if cfg["bias"]
+        else None
+    )
     cls = SpectralConvTranspose if transposed else SpectralConv
     return cls(w, b, method=method, **cfg["kwargs"]), rng
 
@@ -39,7 +46,7 @@ def _dot_test(A, rng, dtype):
     # |<A x, y>| <= ||w||_1 ||x|| ||y|| times the copies a padding mode makes (<= 3 per axis
     # for reflect/replicate/circular): the scale of the rounding, also when both are ~0
     w = A.layer.weight
-    scale = np.abs(w).sum() * np.linalg.norm(x) * np.linalg.norm(y) * 3 ** A.layer.ndim
+    scale = np.abs(w).sum() * np.linalg.norm(x) * np.linalg.norm(y) * 3**A.layer.ndim
     assert abs(lhs - rhs) <= rtol(dtype) * scale
 
 
@@ -48,8 +55,11 @@ def _dot_test(A, rng, dtype):
 
 
 @ref.hypothesis_settings(max_examples=120)
-@given(cfg=ref.conv_configs(), method=st.sampled_from(ref.METHODS),
-       dtype=st.sampled_from(ref.FLOAT_DTYPES))
+@given(
+    cfg=ref.conv_configs(),
+    method=st.sampled_from(ref.METHODS),
+    dtype=st.sampled_from(ref.FLOAT_DTYPES),
+)
 def test_conv_operator_adjoint_dot_product(cfg, method, dtype):
     """Every stride, padding (ints, pairs, "same", "valid"), dilation, groups, padding mode,
     batch, 1-3 dims and dtype; the bias (an affine part) is left out of the operator."""
@@ -60,8 +70,11 @@ def test_conv_operator_adjoint_dot_product(cfg, method, dtype):
 
 
 @ref.hypothesis_settings(max_examples=80)
-@given(cfg=ref.transpose_configs(), method=st.sampled_from(ref.METHODS),
-       dtype=st.sampled_from(ref.FLOAT_DTYPES))
+@given(
+    cfg=ref.transpose_configs(),
+    method=st.sampled_from(ref.METHODS),
+    dtype=st.sampled_from(ref.FLOAT_DTYPES),
+)
 def test_transpose_operator_adjoint_dot_product(cfg, method, dtype):
     """Also output_padding >= stride (dilation > stride), whose extra outputs no input reaches."""
     layer, rng = _layer(cfg, dtype, method, transposed=True)
@@ -75,9 +88,10 @@ def test_H_is_the_adjoint_layer(cfg, is_complex):
     layer, rng = _layer(cfg, dtype)
     x = ref.random_array(rng, cfg["x_shape"], dtype)
     y = ref.random_array(rng, layer(x).shape, dtype)
-    n = x.shape[-layer.ndim:]
-    lhs = np.vdot(layer(x) - (0 if layer.bias is None else
-                              layer.bias.reshape((-1,) + (1,) * layer.ndim)), y)
+    n = x.shape[-layer.ndim :]
+    lhs = np.vdot(
+        layer(x) - (0 if layer.bias is None else layer.bias.reshape((-1,) + (1,) * layer.ndim)), y
+    )
     rhs = np.vdot(x, layer.H(y, output_size=n))
     scale = np.abs(layer.weight).sum() * np.linalg.norm(x) * np.linalg.norm(y)
     assert abs(lhs - rhs) <= rtol(dtype) * scale
@@ -99,16 +113,29 @@ def test_adjoint_is_the_conjugate_transpose_matrix(padding_mode, is_complex):
     rng = np.random.default_rng(7)
     dtype = np.complex128 if is_complex else np.float64
     w = ref.random_array(rng, (4, 1, 3, 2), dtype)
-    layer = SpectralConv(w, stride=(2, 1), padding=((2, 1), (1, 0)), dilation=(1, 2), groups=2,
-                         padding_mode=padding_mode)
+    layer = SpectralConv(
+        w,
+        stride=(2, 1),
+        padding=((2, 1), (1, 0)),
+        dilation=(1, 2),
+        groups=2,
+        padding_mode=padding_mode,
+    )
     A = specconv.aslinearoperator(layer, (2, 7, 5))
     M = _dense(A)
     MH = A.H.matmat(np.eye(A.shape[0], dtype=dtype))
     np.testing.assert_allclose(MH, M.conj().T, rtol=0, atol=1e-12)
     # the forward matrix is the reference's conv, column by column
     x = ref.random_array(rng, (2, 7, 5), dtype)
-    y = ref.conv(x, w, stride=(2, 1), padding=((2, 1), (1, 0)), dilation=(1, 2), groups=2,
-                 padding_mode=padding_mode)
+    y = ref.conv(
+        x,
+        w,
+        stride=(2, 1),
+        padding=((2, 1), (1, 0)),
+        dilation=(1, 2),
+        groups=2,
+        padding_mode=padding_mode,
+    )
     assert_close((M @ x.ravel()).reshape(y.shape), y)
 
 
@@ -131,8 +158,13 @@ def test_padding_adjoint_adds_the_copies_back(padding_mode):
 
 def test_matvec_matmat_and_batch_agree_with_the_layer():
     rng = np.random.default_rng(3)
-    layer = SpectralConv(rng.standard_normal((3, 2, 7)), rng.standard_normal(3), stride=2,
-                         padding="valid", padding_mode="reflect")
+    layer = SpectralConv(
+        rng.standard_normal((3, 2, 7)),
+        rng.standard_normal(3),
+        stride=2,
+        padding="valid",
+        padding_mode="reflect",
+    )
     x = rng.standard_normal((4, 2, 50))  # batch 4
     A = aslinearoperator(layer, x.shape)
     y = layer(x) - layer.bias[:, None]  # the bias is not part of the linear operator
@@ -171,8 +203,12 @@ def test_H_matches_T_for_real_weights_and_refuses_padding_modes():
 
 @pytest.mark.parametrize(
     "input_shape, match",
-    [((3, 20), "C_in = 2"), ((2,), "1 spatial dimension"), ((1, 1, 2, 20), "C_in = 2"),
-     ((2, 2), "empty output")],
+    [
+        ((3, 20), "C_in = 2"),
+        ((2,), "1 spatial dimension"),
+        ((1, 1, 2, 20), "C_in = 2"),
+        ((2, 2), "empty output"),
+    ],
 )
 def test_bad_input_shape(input_shape, match):
     layer = SpectralConv(np.ones((1, 2, 5)))
@@ -211,8 +247,9 @@ def test_cg_on_the_normal_equations_and_gmres_on_a_square_layer():
     x = rng.standard_normal((2, 128))
     A = specconv.aslinearoperator(layer, x.shape)
     b = A @ x.ravel()
-    normal = scipy.sparse.linalg.LinearOperator((A.shape[1], A.shape[1]),
-                                                matvec=lambda v: A.rmatvec(A.matvec(v)))
+    normal = scipy.sparse.linalg.LinearOperator(
+        (A.shape[1], A.shape[1]), matvec=lambda v: A.rmatvec(A.matvec(v))
+    )
     x_cg, info = scipy.sparse.linalg.cg(normal, A.rmatvec(b), rtol=1e-12, maxiter=500)
     assert info == 0
     np.testing.assert_allclose(x_cg, x.ravel(), atol=1e-8)

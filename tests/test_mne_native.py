@@ -31,9 +31,15 @@ def _annotate(raw):
     """Blinks (kept), an acquisition skip and two zero-length boundaries: 4 good segments,
     one (0.5 s) shorter than the FIRs (MNE's edge extension is then limited to its length)."""
     t0, orig = raw.first_time, raw.annotations.orig_time
-    raw.set_annotations(raw.annotations + mne.Annotations(
-        [t0 + 10.0, t0 + 12.9, t0 + 30.0], [2.4, 0.0, 0.0],
-        ["BAD_ACQ_SKIP", "EDGE boundary", "EDGE boundary"], orig_time=orig))
+    raw.set_annotations(
+        raw.annotations
+        + mne.Annotations(
+            [t0 + 10.0, t0 + 12.9, t0 + 30.0],
+            [2.4, 0.0, 0.0],
+            ["BAD_ACQ_SKIP", "EDGE boundary", "EDGE boundary"],
+            orig_time=orig,
+        )
+    )
     return raw
 
 
@@ -79,9 +85,11 @@ def test_raw_equals_raw_filter(raw, picks):
 def test_raw_pads_and_short_segments_in_memory_and_out_of_core(raw, edf_path, tmp_path, pad):
     # a segment of 0.4 s (102 samples) is shorter than half the 4-8 Hz FIR (423 taps)
     t0, orig = raw.first_time, raw.annotations.orig_time
-    raw.set_annotations(raw.annotations + mne.Annotations(
-        [t0 + 40.0], [0.0], ["EDGE boundary"], orig_time=orig) + mne.Annotations(
-        [t0 + 40.4], [0.0], ["EDGE boundary"], orig_time=orig))
+    raw.set_annotations(
+        raw.annotations
+        + mne.Annotations([t0 + 40.0], [0.0], ["EDGE boundary"], orig_time=orig)
+        + mne.Annotations([t0 + 40.4], [0.0], ["EDGE boundary"], orig_time=orig)
+    )
     layer = _one_band(raw, (4.0, 8.0))
     ref = raw.copy().filter(4.0, 8.0, picks="eeg", pad=pad, verbose=False)
     out = apply_to_mne(layer, raw, picks="eeg", pad=pad, verbose="error")
@@ -89,8 +97,9 @@ def test_raw_pads_and_short_segments_in_memory_and_out_of_core(raw, edf_path, tm
     path = tmp_path / "sample_raw.fif"
     raw.save(path, fmt="double", verbose="error")  # MNE warns about the acquisition skip
     lazy = mne.io.read_raw_fif(path, preload=False, verbose=False)
-    streamed = apply_to_mne(layer, lazy, picks="eeg", pad=pad, memory_budget=4 * 2**20,
-                            verbose="error")
+    streamed = apply_to_mne(
+        layer, lazy, picks="eeg", pad=pad, memory_budget=4 * 2**20, verbose="error"
+    )
     assert not lazy.preload and streamed.first_samp == lazy.first_samp
     assert_close(streamed.get_data(), ref.get_data())
 
@@ -98,12 +107,12 @@ def test_raw_pads_and_short_segments_in_memory_and_out_of_core(raw, edf_path, tm
 def test_raw_preload_false_from_edf_equals_raw_filter(edf_path):
     lazy = mne.io.read_raw_edf(edf_path, preload=False, verbose=False)
     layer = _one_band(lazy, (8.0, 13.0))
-    ref = mne.io.read_raw_edf(edf_path, preload=True, verbose=False).filter(8.0, 13.0,
-                                                                            verbose=False)
+    ref = mne.io.read_raw_edf(edf_path, preload=True, verbose=False).filter(
+        8.0, 13.0, verbose=False
+    )
     out = apply_to_mne(layer, lazy, memory_budget=4 * 2**20, verbose=False)
     assert not lazy.preload and isinstance(out, mne.io.BaseRaw)
-    assert out.annotations == lazy.annotations and out.info["meas_date"] == \
-        lazy.info["meas_date"]
+    assert out.annotations == lazy.annotations and out.info["meas_date"] == lazy.info["meas_date"]
     assert_close(out.get_data(), ref.get_data())
 
 
@@ -117,16 +126,23 @@ def test_real_recording_when_available(shared_data):
     assert_close(apply_to_mne(layer, raw, verbose=False).get_data(), ref.get_data())
     bank = filter_bank(raw.info["sfreq"], BANDS, len(raw.ch_names))
     out = apply_to_mne(bank, raw.copy().load_data(), bands=BANDS, verbose=False)
-    assert out.ch_names[:3] == [f"{raw.ch_names[0]}-{b}" for b in ("4-8Hz", "8-13Hz",
-                                                                    "13-30Hz")]
+    assert out.ch_names[:3] == [f"{raw.ch_names[0]}-{b}" for b in ("4-8Hz", "8-13Hz", "13-30Hz")]
     assert not any(name.startswith("ch0") for name in out.ch_names)
 
 
 @pytest.mark.parametrize("kind", ["epochs", "evoked"])
 def test_epochs_and_evoked_equal_their_filter(raw, kind):
     events = mne.make_fixed_length_events(raw, duration=2.0)
-    epochs = mne.Epochs(raw, events, tmin=-0.5, tmax=1.5, baseline=None, preload=True,
-                        reject_by_annotation=False, verbose=False)
+    epochs = mne.Epochs(
+        raw,
+        events,
+        tmin=-0.5,
+        tmax=1.5,
+        baseline=None,
+        preload=True,
+        reject_by_annotation=False,
+        verbose=False,
+    )
     inst = epochs if kind == "epochs" else epochs.average(picks="all")
     layer = _one_band(raw, (8.0, 13.0), picks="data")
     ref = inst.copy().filter(8.0, 13.0, verbose=False)  # pad="edge", their default
@@ -145,8 +161,16 @@ def test_epochs_and_evoked_equal_their_filter(raw, kind):
 
 def test_epochs_not_preloaded(raw):
     events = mne.make_fixed_length_events(raw, duration=2.0)
-    epochs = mne.Epochs(raw, events, tmin=0.0, tmax=1.0, baseline=None, preload=False,
-                        reject_by_annotation=False, verbose=False)
+    epochs = mne.Epochs(
+        raw,
+        events,
+        tmin=0.0,
+        tmax=1.0,
+        baseline=None,
+        preload=False,
+        reject_by_annotation=False,
+        verbose=False,
+    )
     layer = _one_band(raw, (8.0, 13.0), picks="data")
     with pytest.warns(RuntimeWarning, match="filter_length"):
         ref = epochs.copy().load_data().filter(8.0, 13.0, verbose=False)
@@ -181,8 +205,14 @@ def test_filter_bank_channels_mean_something(raw):
     assert out.ch_names == expected + ["PO9", "PO10"]  # EOG and misc pass through
     types = dict(zip(out.ch_names, out.get_channel_types()))
     assert types["Cz-alpha"] == "eeg" and types["PO9"] == "eog" and types["PO10"] == "misc"
-    assert out.info["bads"] == ["Fz-theta", "Fz-alpha", "Fz-beta",
-                                "C3-theta", "C3-alpha", "C3-beta"]
+    assert out.info["bads"] == [
+        "Fz-theta",
+        "Fz-alpha",
+        "Fz-beta",
+        "C3-theta",
+        "C3-alpha",
+        "C3-beta",
+    ]
     loc = {ch["ch_name"]: ch["loc"][:3] for ch in out.info["chs"]}
     cz = raw.info["chs"][raw.ch_names.index("Cz")]["loc"][:3]
     assert np.array_equal(loc["Cz-theta"], cz) and np.array_equal(loc["Cz-beta"], cz)
@@ -194,12 +224,19 @@ def test_filter_bank_channels_mean_something(raw):
 
 def test_channel_specific_annotations_follow_their_channels(raw):
     orig = raw.annotations.orig_time
-    raw.set_annotations(raw.annotations + mne.Annotations(
-        [raw.first_time + 5.0], [1.0], ["BAD_pop"], orig_time=orig, ch_names=[["Cz"]]))
+    raw.set_annotations(
+        raw.annotations
+        + mne.Annotations(
+            [raw.first_time + 5.0], [1.0], ["BAD_pop"], orig_time=orig, ch_names=[["Cz"]]
+        )
+    )
     bank = filter_bank(raw.info["sfreq"], BANDS[:2], 30)
     out = apply_to_mne(bank, raw, bands=BANDS[:2], verbose=False)
-    pops = [chs for chs, d in zip(out.annotations.ch_names, out.annotations.description)
-            if d == "BAD_pop"]
+    pops = [
+        chs
+        for chs, d in zip(out.annotations.ch_names, out.annotations.description)
+        if d == "BAD_pop"
+    ]
     assert pops == [("Cz-4-8Hz", "Cz-8-13Hz")]
 
 
@@ -209,8 +246,9 @@ def test_mixing_layer_needs_names_and_gets_types(raw):
     layer = pointwise(R)
     with pytest.raises(ValueError, match="mixes 30 channels into 2: name its outputs"):
         apply_to_mne(layer, raw, picks="eeg")
-    out = apply_to_mne(layer, raw, picks="eeg", names=["Fp1-avg", "Fp2-avg"],
-                       skip_by_annotation=(), verbose=False)
+    out = apply_to_mne(
+        layer, raw, picks="eeg", names=["Fp1-avg", "Fp2-avg"], skip_by_annotation=(), verbose=False
+    )
     assert out.ch_names == ["Fp1-avg", "Fp2-avg", "PO9", "PO10"]
     assert out.get_channel_types() == ["eeg", "eeg", "eog", "misc"]
     assert np.isnan(out.info["chs"][0]["loc"][:3]).all() and out.info["bads"] == []

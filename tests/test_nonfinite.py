@@ -41,8 +41,12 @@ def _check_local(y, reference, x, **kwargs):
 
 
 @ref.hypothesis_settings(max_examples=120)
-@given(cfg=ref.conv_configs(), method=st.sampled_from(ref.METHODS),
-       dtype=st.sampled_from(ref.FLOAT_DTYPES), count=st.integers(1, 4))
+@given(
+    cfg=ref.conv_configs(),
+    method=st.sampled_from(ref.METHODS),
+    dtype=st.sampled_from(ref.FLOAT_DTYPES),
+    count=st.integers(1, 4),
+)
 def test_conv_nonfinite_stays_local(cfg, method, dtype, count):
     rng = np.random.default_rng(cfg["seed"])
     x = _poison(rng, ref.random_array(rng, cfg["x_shape"], dtype), count)
@@ -53,8 +57,12 @@ def test_conv_nonfinite_stays_local(cfg, method, dtype, count):
 
 
 @ref.hypothesis_settings(max_examples=60)
-@given(cfg=ref.transpose_configs(), method=st.sampled_from(ref.METHODS),
-       dtype=st.sampled_from(ref.FLOAT_DTYPES), count=st.integers(1, 3))
+@given(
+    cfg=ref.transpose_configs(),
+    method=st.sampled_from(ref.METHODS),
+    dtype=st.sampled_from(ref.FLOAT_DTYPES),
+    count=st.integers(1, 3),
+)
 def test_conv_transpose_nonfinite_stays_local(cfg, method, dtype, count):
     rng = np.random.default_rng(cfg["seed"])
     x = _poison(rng, ref.random_array(rng, cfg["x_shape"], dtype), count)
@@ -66,10 +74,13 @@ def test_conv_transpose_nonfinite_stays_local(cfg, method, dtype, count):
 def _scipy_sum(name, mode):
     def oracle(x, h):
         fn = getattr(scipy.signal, name)
-        return np.array([
-            sum(fn(x[j], h[i, j], mode=mode, method="direct") for j in range(x.shape[0]))
-            for i in range(h.shape[0])
-        ])
+        return np.array(
+            [
+                sum(fn(x[j], h[i, j], mode=mode, method="direct") for j in range(x.shape[0]))
+                for i in range(h.shape[0])
+            ]
+        )
+
     return oracle
 
 
@@ -159,7 +170,8 @@ _RAISING = [
 
 @pytest.mark.parametrize("bad", BAD_VALUES)
 @pytest.mark.parametrize(
-    "call", _RAISING,
+    "call",
+    _RAISING,
     ids=["conv", "conv_transpose", "convolve", "correlate", "layer", "layer_T"],
 )
 def test_nan_policy_raise(call, bad):

@@ -23,8 +23,12 @@ h5py = pytest.importorskip("h5py")
 mne = pytest.importorskip("mne")
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-RTOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-5,
-        np.dtype(np.complex128): 1e-12, np.dtype(np.complex64): 1e-5}
+RTOL = {
+    np.dtype(np.float64): 1e-12,
+    np.dtype(np.float32): 1e-5,
+    np.dtype(np.complex128): 1e-12,
+    np.dtype(np.complex64): 1e-5,
+}
 
 
 def assert_close(y, ref):
@@ -57,8 +61,9 @@ def test_npy_memmap_to_npy_equals_in_memory(tmp_path, options, chunk_size):
     x.flush()
     G = options.get("groups", 1)
     layer = SpectralConv(rng.standard_normal((6, 4 // G, 41)), rng.standard_normal(6), **options)
-    out = apply(layer, tmp_path / "x.npy", tmp_path / "y.npy", chunk_size=chunk_size,
-                progress=False)
+    out = apply(
+        layer, tmp_path / "x.npy", tmp_path / "y.npy", chunk_size=chunk_size, progress=False
+    )
     assert out == tmp_path / "y.npy"
     y = np.load(out, mmap_mode="r")
     assert y.shape == output_shape(layer, x.shape)
@@ -108,8 +113,14 @@ def test_hdf5_dataset_source_and_target(tmp_path):
         f["eeg"] = x
         f["other"] = np.zeros(3)
     layer = SpectralConv(rng.standard_normal((5, 1, 101)), groups=5, padding="same")
-    out = apply(layer, tmp_path / "in.h5", tmp_path / "out.h5", dataset="eeg",
-                target_dataset="filtered", chunk_size=1000)
+    out = apply(
+        layer,
+        tmp_path / "in.h5",
+        tmp_path / "out.h5",
+        dataset="eeg",
+        target_dataset="filtered",
+        chunk_size=1000,
+    )
     with h5py.File(out, "r") as f:
         assert_close(f["filtered"][:], layer(x))
     with h5py.File(tmp_path / "in.h5", "r") as f, h5py.File(tmp_path / "mine.h5", "w") as g:
@@ -152,8 +163,9 @@ def test_fif_target_with_new_channels_and_stride(tmp_path):
     out = apply(layer, raw, tmp_path / "z_raw.fif", chunk_size=400, ch_names=["a", "b"])
     back = mne.io.read_raw_fif(out, preload=True, verbose="error")
     assert back.ch_names == ["a", "b"] and back.info["sfreq"] == 125.0
-    np.testing.assert_allclose(back.get_data(), layer(raw.get_data()), rtol=1e-5,
-                               atol=1e-6 * np.abs(back.get_data()).max())
+    np.testing.assert_allclose(
+        back.get_data(), layer(raw.get_data()), rtol=1e-5, atol=1e-6 * np.abs(back.get_data()).max()
+    )
     x = rng.standard_normal((3, 800))
     with pytest.raises(ValueError, match="sfreq is required"):
         apply(SpectralConv(np.ones((1, 3, 3))), x, tmp_path / "w_raw.fif")
@@ -161,8 +173,10 @@ def test_fif_target_with_new_channels_and_stride(tmp_path):
     assert mne.io.read_raw_fif(tmp_path / "w_raw.fif", verbose="error").ch_names == ["ch000"]
 
 
-@pytest.mark.skipif(not (DATA / "eeg" / "physionet_eegmat" / "Subject00_2.edf").exists(),
-                    reason="shared EEG data not available")
+@pytest.mark.skipif(
+    not (DATA / "eeg" / "physionet_eegmat" / "Subject00_2.edf").exists(),
+    reason="shared EEG data not available",
+)
 def test_real_edf_preload_false(tmp_path):
     path = DATA / "eeg" / "physionet_eegmat" / "Subject00_2.edf"
     raw = mne.io.read_raw_edf(path, preload=False, verbose="error")
@@ -202,8 +216,14 @@ def test_interrupted_write_leaves_nothing(tmp_path, name, error):
     # an existing target survives a failed overwrite untouched
     (tmp_path / name).write_bytes(b"precious")
     with pytest.raises(type(error) if isinstance(error, Exception) else error):
-        apply(layer, Exploding(x, 3, error), tmp_path / name, chunk_size=500, sfreq=100.0,
-              overwrite=True)
+        apply(
+            layer,
+            Exploding(x, 3, error),
+            tmp_path / name,
+            chunk_size=500,
+            sfreq=100.0,
+            overwrite=True,
+        )
     assert (tmp_path / name).read_bytes() == b"precious"
     assert leftovers(tmp_path) == []
 
@@ -267,9 +287,13 @@ def test_positioned_reads_only_where_the_file_is_the_array(tmp_path):
     cow = np.load(tmp_path / "x.npy", mmap_mode="c")
     cow[:, :50] = 7.0  # edits only in memory: reading the file would miss them
     layer = SpectralConv(rng.standard_normal((2, 3, 31)), padding="same")
-    for source, positioned in [(np.load(tmp_path / "x.npy", mmap_mode="r"), True),
-                               (x, True), (x[:, 100:], False), (x[::-1], False),
-                               (cow, False)]:
+    for source, positioned in [
+        (np.load(tmp_path / "x.npy", mmap_mode="r"), True),
+        (x, True),
+        (x[:, 100:], False),
+        (x[::-1], False),
+        (cow, False),
+    ]:
         src = _ArraySource(source, "x")
         assert (src._fd is not None) == positioned
         assert np.array_equal(src.read(1, 10, 1500), np.asarray(source)[:, 10:1500])
@@ -287,8 +311,11 @@ def test_full_disk_fails_at_once_and_leaves_nothing(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "posix_fallocate", no_space, raising=False)
-    with pytest.raises(OSError, match=r"No space left on device while writing the output "
-                       r"\(needs \d+ bytes\).*y\.npy"):
+    with pytest.raises(
+        OSError,
+        match=r"No space left on device while writing the output "
+        r"\(needs \d+ bytes\).*y\.npy",
+    ):
         apply(layer, x, tmp_path / "y.npy")
     assert os.listdir(tmp_path) == []
 
@@ -331,8 +358,7 @@ def test_chunks_plan_tiles_for_spectra_computed_once():
 
     w = np.random.default_rng(10).standard_normal((16, 16, 1001)).astype(np.float32)
     layer = SpectralConv(w, padding="same")
-    chunker = _Chunker(layer, _ArraySource(np.zeros((16, 3_000_000), np.float32), "x"),
-                       64 * 2**20)
+    chunker = _Chunker(layer, _ArraySource(np.zeros((16, 3_000_000), np.float32), "x"), 64 * 2**20)
     planning = chunker.valid.planning.choose_options
     assert planning["spectra_cached"] and planning["spectra_budget"] < 64 * 2**20
     geom = _geometry.Geometry(1, 16, 16, 1, (1001,), (1,), (1,), (chunker.chunk + 1000,), False)
@@ -351,8 +377,9 @@ def test_chunks_are_computed_in_the_buffers_given(method, batched):
 
     rng = np.random.default_rng(12)
     x = rng.standard_normal((2, 3, 5000) if batched else (3, 5000))
-    layer = SpectralConv(rng.standard_normal((4, 3, 21)), rng.standard_normal(4),
-                         padding="same", method=method)
+    layer = SpectralConv(
+        rng.standard_normal((4, 3, 21)), rng.standard_normal(4), padding="same", method=method
+    )
     chunker = _Chunker(layer, _ArraySource(x, "x"), None, chunk_size=1200)
     out = chunker.output_buffer()
     expected = layer(x)
@@ -409,8 +436,18 @@ def test_peak_memory_is_bounded_by_the_budget_not_the_length(tmp_path):
     script.write_text(PEAK_SCRIPT)
     env = dict(os.environ, PYTHONPATH=str(Path(specconv.__file__).parents[1]))
     done = subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "big.npy"), str(tmp_path / "out.npy"),
-         str(budget)], capture_output=True, text=True, env=env, timeout=600, check=True,
+        [
+            sys.executable,
+            str(script),
+            str(tmp_path / "big.npy"),
+            str(tmp_path / "out.npy"),
+            str(budget),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=True,
     )
     base, peak = map(int, done.stdout.split())
     assert peak - base <= 1.5 * budget, f"peak grew by {(peak - base) / 2**20:.0f} MB"

@@ -1,6 +1,5 @@
 """Per-side padding pairs, and the transpose of asymmetrically padded layers."""
 
-
 import numpy as np
 import pytest
 from _reference import conv as conv_reference

@@ -90,13 +90,14 @@ def test_layer_2d_complex_kernels_are_images(rng):
 
 
 def test_layer_transposed_shows_its_kernel_matrix(rng):
-    layer = SpectralConvTranspose(rng.standard_normal((4, 3, 5)), groups=2)   # 4 -> 6
+    layer = SpectralConvTranspose(rng.standard_normal((4, 3, 5)), groups=2)  # 4 -> 6
     assert (layer.in_channels, layer.out_channels) == (4, 6)
     fig = plot_layer(layer)
     assert fig.get_suptitle().startswith("SpectralConvTranspose: 6 × 4 kernels")
     assert len(fig.axes) == 6 * 4
-    sums = np.array([ax.lines[0].get_ydata().sum() if ax.lines else 0.0
-                     for ax in fig.axes]).reshape(6, 4)
+    sums = np.array(
+        [ax.lines[0].get_ydata().sum() if ax.lines else 0.0 for ax in fig.axes]
+    ).reshape(6, 4)
     # the entry (o, c) drawn sums to the layer's response at DC (zero off the blocks)
     np.testing.assert_allclose(sums, layer.frequency_response(8)[0].real, atol=1e-12)
 
@@ -104,7 +105,7 @@ def test_layer_transposed_shows_its_kernel_matrix(rng):
 def test_layer_large_matrix_becomes_a_norm_image(rng):
     w = rng.standard_normal((32, 8, 5))
     fig = plot_layer(SpectralConv(w, groups=4), rng.standard_normal((32, 40)))
-    assert len(fig.axes) == 2                                  # the image and its colorbar
+    assert len(fig.axes) == 2  # the image and its colorbar
     image = fig.axes[0].images[0].get_array()
     assert image.shape == (32, 32)
     assert np.ma.count_masked(image) == 32 * 32 - 4 * 8 * 8
@@ -135,7 +136,7 @@ def test_frequency_response_1d_draws_magnitude_and_phase(rng):
     assert len(fig.axes) == 2 * 6
     mag_axes = fig.subfigs[0].axes
     assert [ax.get_title() for ax in mag_axes] == ["H00", "H01", "H02", "H10", "H11", "H12"]
-    line = mag_axes[4].lines[0]                                # H11
+    line = mag_axes[4].lines[0]  # H11
     taps = w[1, 1]
     # cross-correlation: H(f) = sum_m h[m] exp(+2 pi i f m / n)
     expected = np.fft.rfft(taps, 64).conj()
@@ -154,7 +155,7 @@ def test_frequency_response_groups_linear_and_complex(rng):
     assert len(axes) == 16
     assert [is_shaded(ax) for ax in axes] == list(~np.eye(4, dtype=bool).ravel())
     x = axes[0].lines[0].get_xdata()
-    assert x.size == 32 and x[0] == -0.5                     # complex: whole, centred
+    assert x.size == 32 and x[0] == -0.5  # complex: whole, centred
     # frequency labels under the lowest drawn cell of each column (here the diagonal)
     assert axes[0].get_xlabel() == axes[15].get_xlabel() == "cycles/sample"
     assert axes[12].get_xlabel() == ""
@@ -187,8 +188,7 @@ def test_signals_two_stacks(rng):
 
 
 def test_signals_from_vector_signal_and_truncation(rng):
-    sig = VectorSignal(rng.standard_normal((20, 50)), tuple(f"E{i}" for i in range(20)),
-                       sfreq=10.0)
+    sig = VectorSignal(rng.standard_normal((20, 50)), tuple(f"E{i}" for i in range(20)), sfreq=10.0)
     fig = plot_signals(sig, max_channels=4)
     assert len(fig.axes) == 4
     assert fig.axes[0].get_title() == "before (first 4 of 20)"
@@ -214,8 +214,9 @@ def test_signals_errors(rng):
 def test_import_does_not_load_matplotlib():
     code = "import sys, specconv, specconv.plot; print('matplotlib' in sys.modules)"
     root = Path(__file__).resolve().parents[1]
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=root)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
+    )
     assert out.stdout.strip() == "False"
 
 

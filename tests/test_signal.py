@@ -27,8 +27,7 @@ class TestConstruction:
         assert sig.metadata == {}
 
     def test_batched_image(self):
-        sig = VectorSignal(np.zeros((4, 2, 5, 6)), domain="image", batched=True,
-                           spacing=(1.0, 0.5))
+        sig = VectorSignal(np.zeros((4, 2, 5, 6)), domain="image", batched=True, spacing=(1.0, 0.5))
         assert (sig.n_batch, sig.n_channels, sig.spatial_shape) == (4, 2, (5, 6))
         assert sig.duration is None
         assert sig.spacing == (1.0, 0.5)

@@ -29,11 +29,13 @@ SMOOTH = np.array([[[0.25, 0.5, 0.25]]])
 # sklearn's checks feed 2-D X (n_samples, n_features): one channel per sample, which a
 # one-channel layer takes. Every check applies and passes (check_array_api_input skips itself
 # unless SCIPY_ARRAY_API is set): no exclusions.
-@parametrize_with_checks([
-    LayerTransformer(fir_layer(SMOOTH, mode="same", delay=1)),
-    LayerTransformer(fir_layer(SMOOTH.astype(np.float32), mode="same", delay=1), pad=None),
-    LayerTransformer(fir_layer(SMOOTH, mode="causal"), pad="reflect_limited"),
-])
+@parametrize_with_checks(
+    [
+        LayerTransformer(fir_layer(SMOOTH, mode="same", delay=1)),
+        LayerTransformer(fir_layer(SMOOTH.astype(np.float32), mode="same", delay=1), pad=None),
+        LayerTransformer(fir_layer(SMOOTH, mode="causal"), pad="reflect_limited"),
+    ]
+)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
@@ -43,8 +45,16 @@ def epochs():
     """2-s epochs of the bundled 32-channel EDF; label: the epoch holds a blink."""
     raw = mne.io.read_raw(datasets.path("eeg-edf"), preload=True, verbose=False)
     events = mne.make_fixed_length_events(raw, duration=2.0)
-    epochs = mne.Epochs(raw, events, tmin=0.0, tmax=2.0 - 1 / 256, baseline=None,
-                        preload=True, reject_by_annotation=False, verbose=False)
+    epochs = mne.Epochs(
+        raw,
+        events,
+        tmin=0.0,
+        tmax=2.0 - 1 / 256,
+        baseline=None,
+        preload=True,
+        reject_by_annotation=False,
+        verbose=False,
+    )
     onsets = raw.annotations.onset - raw.first_time
     ends = onsets + raw.annotations.duration
     starts = (epochs.events[:, 0] - raw.first_samp) / raw.info["sfreq"]
@@ -77,21 +87,30 @@ def test_fit_estimates_nothing_and_transform_needs_no_fit(epochs):
 def test_feature_names_rules():
     X = np.random.default_rng(0).standard_normal((4, 3, 64))
     mix = pointwise(np.ones((2, 3)))
-    assert LayerTransformer(mix).fit(X).get_feature_names_out().tolist() == \
-        ["layertransformer0", "layertransformer1"]
+    assert LayerTransformer(mix).fit(X).get_feature_names_out().tolist() == [
+        "layertransformer0",
+        "layertransformer1",
+    ]
     named = LayerTransformer(mix, names=["sum", "sum2"]).fit(X)
     assert named.get_feature_names_out().tolist() == ["sum", "sum2"]
     depth = LayerTransformer(fir_layer(np.ones((6, 1, 3)) / 3, mode="same", delay=1, groups=3))
-    assert depth.fit(X).get_feature_names_out(["a", "b", "c"]).tolist() == \
-        ["a-0", "a-1", "b-0", "b-1", "c-0", "c-1"]
+    assert depth.fit(X).get_feature_names_out(["a", "b", "c"]).tolist() == [
+        "a-0",
+        "a-1",
+        "b-0",
+        "b-1",
+        "c-0",
+        "c-1",
+    ]
     with pytest.raises(ValueError, match="input_features has 2 names, expected 3"):
         depth.get_feature_names_out(["a", "b"])
 
 
 def test_set_output_applies_to_2d_outputs():
     pd = pytest.importorskip("pandas")
-    X = pd.DataFrame(np.random.default_rng(1).standard_normal((5, 16)),
-                     columns=[f"t{i}" for i in range(16)])
+    X = pd.DataFrame(
+        np.random.default_rng(1).standard_normal((5, 16)), columns=[f"t{i}" for i in range(16)]
+    )
     t = LayerTransformer(fir_layer(SMOOTH, mode="same", delay=1)).set_output(transform="pandas")
     out = t.fit_transform(X)
     assert isinstance(out, pd.DataFrame) and list(out.columns) == list(X.columns)
@@ -116,7 +135,8 @@ def test_pipeline_log_variance_cross_validated(epochs):
     pipe = make_pipeline(
         LayerTransformer(bank, ch_names=epo.ch_names, bands=BANDS),
         FunctionTransformer(lambda Z: np.log(np.var(Z, axis=-1))),
-        StandardScaler(), LogisticRegression(max_iter=1000),
+        StandardScaler(),
+        LogisticRegression(max_iter=1000),
     )
     scores = cross_val_score(pipe, X, y, cv=StratifiedKFold(3, shuffle=True, random_state=0))
     assert scores.mean() >= 0.8  # blinks are large and slow: near 1 (chance 0.5-0.6)
@@ -130,8 +150,11 @@ def test_pipeline_with_mne_csp_and_vectorizer(epochs):
     X = epo.get_data()[:, picks]
     bank = filter_bank(epo.info["sfreq"], BANDS[:2], len(picks))
     cv = StratifiedKFold(3, shuffle=True, random_state=0)
-    csp = make_pipeline(LayerTransformer(bank), CSP(n_components=4, reg="ledoit_wolf",
-                                                    log=True), LogisticRegression())
+    csp = make_pipeline(
+        LayerTransformer(bank),
+        CSP(n_components=4, reg="ledoit_wolf", log=True),
+        LogisticRegression(),
+    )
     with mne.utils.use_log_level("error"):
         assert cross_val_score(csp, X, y, cv=cv).mean() >= 0.8
     flat = make_pipeline(LayerTransformer(bank), Vectorizer()).fit_transform(X, y)

@@ -15,8 +15,12 @@ import specconv
 from specconv.stream import Level, StreamingConv, plan_levels
 
 # max|y - ref| / max|ref| by the stream's dtype (partitioned sums round like the offline FFT)
-RTOL = {np.dtype(np.float64): 1e-11, np.dtype(np.float32): 2e-5,
-        np.dtype(np.complex128): 1e-11, np.dtype(np.complex64): 2e-5}
+RTOL = {
+    np.dtype(np.float64): 1e-11,
+    np.dtype(np.float32): 2e-5,
+    np.dtype(np.complex128): 1e-11,
+    np.dtype(np.complex64): 2e-5,
+}
 
 
 def assert_close(y, ref):
@@ -77,9 +81,21 @@ def stream_cases(draw):
     batch = draw(st.sampled_from([None, 1, 2]))
     bias = draw(st.booleans())
     seed = draw(st.integers(0, 2**32 - 1))
-    return dict(groups=groups, ci=ci, co=co, K=K, dilation=dilation, stride=stride,
-                block=block, n=n, sizes=sizes, dtype=np.dtype(dtype), batch=batch, bias=bias,
-                seed=seed)
+    return dict(
+        groups=groups,
+        ci=ci,
+        co=co,
+        K=K,
+        dilation=dilation,
+        stride=stride,
+        block=block,
+        n=n,
+        sizes=sizes,
+        dtype=np.dtype(dtype),
+        batch=batch,
+        bias=bias,
+        seed=seed,
+    )
 
 
 @settings(max_examples=60, deadline=None)
@@ -101,11 +117,13 @@ def test_stream_equals_offline_for_any_block_sizes(case):
     y = run_stream(stream, x, case["sizes"])
     assert y.dtype == dtype
     span = case["dilation"] * (case["K"] - 1) + 1
-    offline = specconv.conv(x, w, b, padding=span - 1, dilation=case["dilation"], groups=G,
-                            stride=case["stride"])
+    offline = specconv.conv(
+        x, w, b, padding=span - 1, dilation=case["dilation"], groups=G, stride=case["stride"]
+    )
     assert_close(y, offline)
-    assert_close(y, causal_reference(x, w, b, groups=G, dilation=case["dilation"],
-                                     stride=case["stride"]))
+    assert_close(
+        y, causal_reference(x, w, b, groups=G, dilation=case["dilation"], stride=case["stride"])
+    )
 
 
 def test_process_returns_the_causal_part_at_once():

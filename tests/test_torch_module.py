@@ -53,8 +53,11 @@ def _compare(ours, theirs, x, **call):
 
 
 @ref.hypothesis_settings(max_examples=60)
-@given(cfg=ref.conv_configs(), bias=st.booleans(),
-       dtype=st.sampled_from([torch.float64, torch.float32, torch.complex128]))
+@given(
+    cfg=ref.conv_configs(),
+    bias=st.booleans(),
+    dtype=st.sampled_from([torch.float64, torch.float32, torch.complex128]),
+)
 def test_conv_modules_match_torch(cfg, bias, dtype):
     kw = cfg["kwargs"]
     if isinstance(kw["padding"], tuple) and isinstance(kw["padding"][0], tuple):
@@ -70,8 +73,11 @@ def test_conv_modules_match_torch(cfg, bias, dtype):
 
 
 @ref.hypothesis_settings(max_examples=40)
-@given(cfg=ref.transpose_configs(), bias=st.booleans(),
-       dtype=st.sampled_from([torch.float64, torch.float32]))
+@given(
+    cfg=ref.transpose_configs(),
+    bias=st.booleans(),
+    dtype=st.sampled_from([torch.float64, torch.float32]),
+)
 def test_conv_transpose_modules_match_torch(cfg, bias, dtype):
     kw = dict(cfg["kwargs"])
     if isinstance(kw["padding"][0], tuple):
@@ -101,8 +107,16 @@ def test_gradcheck_float64(transposed, complex_):
         b = torch.randn(2, dtype=dtype, generator=g, requires_grad=True)
 
         def fn(x, w, b):
-            return sct.conv_transpose(x, w, b, stride=(2, 1), padding=(1, 0),
-                                      output_padding=(1, 0), groups=2, dilation=(1, 2))
+            return sct.conv_transpose(
+                x,
+                w,
+                b,
+                stride=(2, 1),
+                padding=(1, 0),
+                output_padding=(1, 0),
+                groups=2,
+                dilation=(1, 2),
+            )
     else:
         x = torch.randn(1, 4, 7, 4, dtype=dtype, generator=g, requires_grad=True)
         w = torch.randn(4, 2, 3, 2, dtype=dtype, generator=g, requires_grad=True)
@@ -110,8 +124,10 @@ def test_gradcheck_float64(transposed, complex_):
         mode = "zeros" if complex_ else "reflect"
 
         def fn(x, w, b):
-            return sct.conv(x, w, b, stride=(2, 1), padding=(1, 1), dilation=(1, 2), groups=2,
-                            padding_mode=mode)
+            return sct.conv(
+                x, w, b, stride=(2, 1), padding=(1, 1), dilation=(1, 2), groups=2, padding_mode=mode
+            )
+
     assert torch.autograd.gradcheck(fn, (x, w, b))
 
 
@@ -123,7 +139,8 @@ def test_swapping_the_conv_leaves_the_loss_curve_unchanged(method):
     def model(conv1d):
         torch.manual_seed(0)
         return torch.nn.Sequential(
-            conv1d(2, 8, 65, padding="same", **kw), torch.nn.Tanh(),
+            conv1d(2, 8, 65, padding="same", **kw),
+            torch.nn.Tanh(),
             conv1d(8, 1, 33, padding=16, padding_mode="circular", **kw),
         ).double()
 
@@ -163,6 +180,5 @@ def test_state_dict_repr_and_device_check():
 
 def test_import_specconv_does_not_import_torch():
     code = "import sys, specconv; print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

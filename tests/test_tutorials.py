@@ -51,11 +51,15 @@ def kernel_name(tmp_path_factory):
     root = tmp_path_factory.mktemp("jupyter")
     spec = root / "kernels" / KERNEL
     spec.mkdir(parents=True)
-    spec.joinpath("kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "specconv tutorials",
-        "language": "python",
-    }))
+    spec.joinpath("kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "specconv tutorials",
+                "language": "python",
+            }
+        )
+    )
     package_root = str(Path(specconv.__file__).resolve().parents[1])
     with pytest.MonkeyPatch.context() as mp:  # the kernel inherits this environment
         mp.setenv("JUPYTER_PATH", str(root), prepend=os.pathsep)
@@ -69,13 +73,14 @@ def _marks(path):
     return [pytest.mark.slow] if path.stem in SLOW else []
 
 
-@pytest.mark.parametrize(
-    "path", [pytest.param(p, id=p.stem, marks=_marks(p)) for p in NOTEBOOKS]
-)
+@pytest.mark.parametrize("path", [pytest.param(p, id=p.stem, marks=_marks(p)) for p in NOTEBOOKS])
 def test_tutorial_runs(path, kernel_name, tmp_path):
     nb = jupytext.read(path)
-    nb.metadata["kernelspec"] = {"name": kernel_name, "display_name": kernel_name,
-                                 "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": kernel_name,
+        "display_name": kernel_name,
+        "language": "python",
+    }
     start = time.monotonic()
 
     def remaining(cell):
@@ -83,7 +88,10 @@ def test_tutorial_runs(path, kernel_name, tmp_path):
         return max(1, int(BUDGET - (time.monotonic() - start)))
 
     client = nbclient.NotebookClient(
-        nb, kernel_name=kernel_name, timeout_func=remaining, allow_errors=False,
+        nb,
+        kernel_name=kernel_name,
+        timeout_func=remaining,
+        allow_errors=False,
         resources={"metadata": {"path": str(tmp_path)}},
     )
     client.execute()
@@ -91,7 +99,8 @@ def test_tutorial_runs(path, kernel_name, tmp_path):
     print(f"{path.name}: {elapsed:.1f} s")
     stderr = [
         out.get("text", "")
-        for cell in nb.cells if cell.cell_type == "code"
+        for cell in nb.cells
+        if cell.cell_type == "code"
         for out in cell.get("outputs", [])
         if out.get("output_type") == "stream" and out.get("name") == "stderr"
     ]
@@ -99,33 +108,41 @@ def test_tutorial_runs(path, kernel_name, tmp_path):
     assert not warnings, f"{path.name} printed warnings:\n" + "\n".join(warnings)
     n_figures = sum(
         1
-        for cell in nb.cells if cell.cell_type == "code"
+        for cell in nb.cells
+        if cell.cell_type == "code"
         for out in cell.get("outputs", [])
         if "image/png" in out.get("data", {})
     )
     assert n_figures >= 1, f"{path.name} shows no figure"
 
 
-@pytest.mark.parametrize(
-    "path", [pytest.param(p, id=p.stem, marks=_marks(p)) for p in NOTEBOOKS]
-)
+@pytest.mark.parametrize("path", [pytest.param(p, id=p.stem, marks=_marks(p)) for p in NOTEBOOKS])
 def test_tutorial_runs_as_a_plain_script(path, tmp_path):
     """``python tutorials/NN_*.py`` from another folder, as if IPython were not installed."""
     # no extra installs IPython: a stand-in package that fails to import, as a missing one does
     blocker = tmp_path / "no-ipython" / "IPython"
     blocker.mkdir(parents=True)
     blocker.joinpath("__init__.py").write_text(
-        'raise ImportError("IPython is hidden: the tutorials must run as plain scripts")\n')
+        'raise ImportError("IPython is hidden: the tutorials must run as plain scripts")\n'
+    )
     work = tmp_path / "work"
     work.mkdir()
     env = dict(os.environ)
     package_root = str(Path(specconv.__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(blocker.parent), package_root, env.get("PYTHONPATH")]))
+        filter(None, [str(blocker.parent), package_root, env.get("PYTHONPATH")])
+    )
     env["MPLBACKEND"] = "Agg"  # headless: plt.show() returns at once
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, str(path)], check=False, cwd=work, env=env,
-                          capture_output=True, text=True, timeout=BUDGET)
+    proc = subprocess.run(
+        [sys.executable, str(path)],
+        check=False,
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=BUDGET,
+    )
     print(f"{path.name} as a script: {time.monotonic() - start:.1f} s")
     assert proc.returncode == 0, f"{path.name} failed as a script:\n{proc.stderr[-3000:]}"
     assert "Warning" not in proc.stderr, f"{path.name} printed warnings:\n{proc.stderr}"

@@ -65,8 +65,14 @@ picks = [eeg.ch_names.index(name) for name in ("Fp1", "Cz", "O1")]
 sfreq = eeg.sfreq
 x = eeg.data[picks, : int(4 * sfreq)] * 1e6  # 3 channels, 4 s, in µV
 names = [eeg.ch_names[i] for i in picks]
-print("x:", x.shape, "-> channel", names[0], "is x[0]; the sample at t = 1 s is x[:, 256] =",
-      np.round(x[:, 256], 1))
+print(
+    "x:",
+    x.shape,
+    "-> channel",
+    names[0],
+    "is x[0]; the sample at t = 1 s is x[:, 256] =",
+    np.round(x[:, 256], 1),
+)
 
 # %% [markdown]
 # ## The conv-layer equation
@@ -98,8 +104,12 @@ K = 129  # 0.5 s at 256 Hz
 alpha = scipy.signal.firwin(K, [8, 13], pass_zero=False, fs=sfreq)
 slow = scipy.signal.firwin(K, 4, fs=sfreq)
 zero = np.zeros(K)
-w = np.array([[zero, -alpha, alpha],  # output 0 = alpha(O1) - alpha(Cz)
-              [slow, zero, zero]])  # output 1 = low-passed Fp1
+w = np.array(
+    [
+        [zero, -alpha, alpha],  # output 0 = alpha(O1) - alpha(Cz)
+        [slow, zero, zero],
+    ]
+)  # output 1 = low-passed Fp1
 b = np.array([0.0, -10.0])  # a bias per output (µV)
 layer = specconv.SpectralConv(w, b, padding="same")
 print(layer, "weight:", layer.weight.shape)
@@ -120,10 +130,12 @@ y = layer(x)
 
 pad = (K - 1) // 2
 xp = np.pad(x, ((0, 0), (pad, pad)))
-y_pairs = np.stack([
-    b[i] + sum(scipy.signal.correlate(xp[j], w[i, j], mode="valid") for j in range(3))
-    for i in range(2)
-])
+y_pairs = np.stack(
+    [
+        b[i] + sum(scipy.signal.correlate(xp[j], w[i, j], mode="valid") for j in range(3))
+        for i in range(2)
+    ]
+)
 print("max |specconv - scipy pair loop| =", np.abs(y - y_pairs).max())
 assert y.shape == (2, x.shape[1])
 assert np.allclose(y, y_pairs, rtol=1e-12, atol=1e-12 * np.abs(y).max())
@@ -161,10 +173,12 @@ w2 = rng.standard_normal((4, 8, 5, 5))
 y2 = specconv.conv(coils, w2, stride=2, padding=2)
 print("coil images", coils.shape, "-> conv2d, stride 2 ->", y2.shape)
 
-ref2 = np.stack([
-    sum(scipy.signal.correlate(np.pad(coils[j], 2), w2[i, j], mode="valid") for j in range(8))
-    for i in range(4)
-])[:, ::2, ::2]  # stride 2 keeps every other output
+ref2 = np.stack(
+    [
+        sum(scipy.signal.correlate(np.pad(coils[j], 2), w2[i, j], mode="valid") for j in range(8))
+        for i in range(4)
+    ]
+)[:, ::2, ::2]  # stride 2 keeps every other output
 assert np.allclose(y2, ref2, atol=1e-10 * np.abs(ref2).max())
 if torch is not None:
     y2_torch = torch.nn.functional.conv2d(
@@ -261,10 +275,14 @@ def timed(f):
 
 
 y_fft, t_spec = timed(lambda: specconv.conv(x16, w16))
-y_pairs, t_pairs = timed(lambda: np.stack([
-    sum(scipy.signal.fftconvolve(x16[j], w16[i, j, ::-1], mode="valid") for j in range(16))
-    for i in range(16)
-]))
+y_pairs, t_pairs = timed(
+    lambda: np.stack(
+        [
+            sum(scipy.signal.fftconvolve(x16[j], w16[i, j, ::-1], mode="valid") for j in range(16))
+            for i in range(16)
+        ]
+    )
+)
 y_direct, t_direct = timed(lambda: specconv.conv(x16, w16, method="direct"))
 print(f"specconv (auto) {t_spec * 1e3:7.1f} ms")
 print(f"scipy pair loop {t_pairs * 1e3:7.1f} ms  (256 fftconvolve calls)")

@@ -160,9 +160,9 @@ y_dw = depthwise(x)
 print(depthwise, "\n", x.shape, "->", y_dw.shape)
 
 # each output is one channel correlated with one filter: scipy, channel by channel
-ref = np.stack([
-    scipy.signal.correlate(x[c], bank[m], mode="same") for c in range(C) for m in range(M)
-])
+ref = np.stack(
+    [scipy.signal.correlate(x[c], bank[m], mode="same") for c in range(C) for m in range(M)]
+)
 assert np.allclose(y_dw, ref, atol=1e-12 * np.abs(ref).max())
 
 # %% [markdown]

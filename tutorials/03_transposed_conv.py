@@ -165,8 +165,14 @@ L = s * m
 U = np.tile(np.fft.fft(y, m), (1, s))  # the tiled spectrum of the zero-stuffed input
 Hup = up.frequency_response(L, whole=True)  # (L, 2, 3)
 by_hand = np.fft.ifft(np.einsum("fij,jf->if", Hup, U)).real[:, : out.shape[1]]
-print("transposed conv, stride 3:", y.shape, "->", out.shape,
-      " max |by hand - layer| =", np.abs(by_hand - out).max())
+print(
+    "transposed conv, stride 3:",
+    y.shape,
+    "->",
+    out.shape,
+    " max |by hand - layer| =",
+    np.abs(by_hand - out).max(),
+)
 assert np.allclose(by_hand, out, atol=1e-12 * np.abs(out).max())
 
 # %% [markdown]

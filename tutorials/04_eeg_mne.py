@@ -110,8 +110,9 @@ print(clean.data.shape, "->", y.shape)
 # %%
 n_bands = len(bands)
 for b, (name, (lo, hi)) in enumerate(bands.items()):
-    ref = mne.filter.filter_data(clean.data, sfreq, lo, hi, method="fir", phase="zero",
-                                 pad="constant")
+    ref = mne.filter.filter_data(
+        clean.data, sfreq, lo, hi, method="fir", phase="zero", pad="constant"
+    )
     assert np.allclose(y[b::n_bands], ref, rtol=0, atol=1e-9 * np.abs(ref).max()), name
 
 ref = mne.filter.filter_data(clean.data, sfreq, 8.0, 13.0)  # all MNE defaults
@@ -189,7 +190,7 @@ print(f"fftconvolve: {np.isnan(nan_everywhere).mean():.0%} of the output is NaN"
 
 # %%
 y_marked = bank(marked.data)
-(left, right), = side_pads(bank)  # the layer's zero padding on each side
+((left, right),) = side_pads(bank)  # the layer's zero padding on each side
 K = bank.kernel_size[0]
 bad = np.isnan(marked.data).astype(float)
 # NaNs under the kernel at every output: a box sum over the taps' window
@@ -199,9 +200,11 @@ expected = np.repeat(under_kernel > 0.5, n_bands, axis=0)  # every band of the c
 assert np.array_equal(np.isnan(y_marked), expected)
 ok = ~expected
 assert np.allclose(y_marked[ok], y[ok], rtol=0, atol=1e-9 * np.abs(y).max())
-print(f"specconv: {np.isnan(y_marked).mean():.1%} of the output is NaN (input {bad.mean():.1%}: "
-      f"every bad segment widens by the {K / sfreq:.2f} s kernel); every other sample equals "
-      "the clean result")
+print(
+    f"specconv: {np.isnan(y_marked).mean():.1%} of the output is NaN (input {bad.mean():.1%}: "
+    f"every bad segment widens by the {K / sfreq:.2f} s kernel); every other sample equals "
+    "the clean result"
+)
 
 t = np.arange(N) / sfreq
 fig, ax = plt.subplots(figsize=(11, 3))
@@ -238,8 +241,10 @@ plt.show()
 cz = next((c for c, name in enumerate(clean.ch_names) if name.endswith("Cz")), 0)
 picks = out_names[cz * n_bands : (cz + 1) * n_bands]
 print("power spectra of", picks)
-spectrum = io.to_mne(clean.apply(bank, ch_names=out_names)).pick(picks).compute_psd(
-    fmax=40, reject_by_annotation=False
+spectrum = (
+    io.to_mne(clean.apply(bank, ch_names=out_names))
+    .pick(picks)
+    .compute_psd(fmax=40, reject_by_annotation=False)
 )
 fig = spectrum.plot(amplitude=False, spatial_colors=False, show=False)
 plt.show()
@@ -292,14 +297,16 @@ ref = raw_in.copy().filter(8.0, 13.0, picks="eeg")
 alpha_names = [name for name in banked.ch_names if name.endswith("-alpha")]
 eeg_names = raw_in.copy().pick("eeg", exclude=()).ch_names
 scale = np.abs(ref.get_data(picks=eeg_names)).max()
-assert np.allclose(banked.get_data(picks=alpha_names), ref.get_data(picks=eeg_names),
-                   rtol=0, atol=1e-9 * scale)
+assert np.allclose(
+    banked.get_data(picks=alpha_names), ref.get_data(picks=eeg_names), rtol=0, atol=1e-9 * scale
+)
 
 alpha_layer = eegapps.filter_bank(sfreq, [bands["alpha"]], n_eeg)
 lazy = mne.io.read_raw(path, preload=False)
 streamed = eegapps.apply_to_mne(alpha_layer, lazy, picks="eeg")
-assert np.allclose(streamed.get_data(picks=eeg_names), ref.get_data(picks=eeg_names),
-                   rtol=0, atol=1e-9 * scale)
+assert np.allclose(
+    streamed.get_data(picks=eeg_names), ref.get_data(picks=eeg_names), rtol=0, atol=1e-9 * scale
+)
 print("apply_to_mne == raw.filter (in memory and from disk with preload=False)")
 
 # %% [markdown]
@@ -320,8 +327,16 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from specconv.sklearn import LayerTransformer
 
 events = mne.make_fixed_length_events(raw_in, duration=2.0)
-epochs = mne.Epochs(raw_in, events, tmin=0.0, tmax=2.0 - 1 / sfreq, baseline=None,
-                    picks="eeg", preload=True, reject_by_annotation=False)
+epochs = mne.Epochs(
+    raw_in,
+    events,
+    tmin=0.0,
+    tmax=2.0 - 1 / sfreq,
+    baseline=None,
+    picks="eeg",
+    preload=True,
+    reject_by_annotation=False,
+)
 onsets = raw_in.annotations.onset - raw_in.first_time
 ends = onsets + raw_in.annotations.duration
 starts = (epochs.events[:, 0] - raw_in.first_samp) / sfreq
@@ -333,16 +348,21 @@ if 3 <= labels.sum() <= len(labels) - 3:
     cv = StratifiedKFold(3, shuffle=True, random_state=0)
     transformer = LayerTransformer(bank_eeg, ch_names=epochs.ch_names, bands=list(bands))
     log_variance = make_pipeline(
-        transformer, FunctionTransformer(lambda Z: np.log(Z.var(axis=-1))),
-        StandardScaler(), LogisticRegression(max_iter=1000),
+        transformer,
+        FunctionTransformer(lambda Z: np.log(Z.var(axis=-1))),
+        StandardScaler(),
+        LogisticRegression(max_iter=1000),
     )
     print("filter bank + log-variance:", cross_val_score(log_variance, X, labels, cv=cv).round(2))
     print("features:", transformer.fit(X).get_feature_names_out()[:3], "...")
 
     from mne.decoding import CSP
 
-    csp = make_pipeline(LayerTransformer(bank_eeg), CSP(n_components=6, reg="ledoit_wolf",
-                                                        log=True), LogisticRegression())
+    csp = make_pipeline(
+        LayerTransformer(bank_eeg),
+        CSP(n_components=6, reg="ledoit_wolf", log=True),
+        LogisticRegression(),
+    )
     print("filter bank + CSP:         ", cross_val_score(csp, X, labels, cv=cv).round(2))
 else:
     print("too few epochs with (or without) annotations to decode; skipped")

@@ -73,8 +73,9 @@ def at_rate(h, rate):
 def write_wav(name, data):
     """Normalize to a peak of 0.9 and write 16-bit PCM (io.write never clips silently)."""
     data = 0.9 * data / np.abs(data).max()
-    io.write(VectorSignal(data, ("left", "right"), sfreq=fs), name, subtype="PCM_16",
-             overwrite=True)
+    io.write(
+        VectorSignal(data, ("left", "right"), sfreq=fs), name, subtype="PCM_16", overwrite=True
+    )
     # in Jupyter, a player under the cell; as a plain script (no IPython needed), the file name
     ipython = sys.modules.get("IPython")
     if ipython is not None and ipython.get_ipython() is not None:
@@ -135,6 +136,7 @@ plt.show()
 # far ear later (the interaural time difference of a sphere, Woodworth's formula) and duller
 # (a first-order low-pass, the head's shadow), both followed by a little room: a short,
 # exponentially decaying noise tail.
+
 
 # %%
 def toy_brir(azimuth_deg, seconds=0.05, seed=0):
@@ -198,9 +200,11 @@ print(canceller)
 f0, natural = audioapps.channel_separation(plant, fs=fs)
 f1, cancelled = audioapps.channel_separation(plant, canceller, fs=fs)
 in0, in1 = (f0 > band[0]) & (f0 < band[1]), (f1 > band[0]) & (f1 < band[1])
-print(f"median separation {band[0]:.0f} Hz-{band[1] / 1000:.0f} kHz: "
-      f"natural {np.median(natural[in0]):.1f} dB, "
-      f"with canceller {np.median(cancelled[in1]):.1f} dB")
+print(
+    f"median separation {band[0]:.0f} Hz-{band[1] / 1000:.0f} kHz: "
+    f"natural {np.median(natural[in0]):.1f} dB, "
+    f"with canceller {np.median(cancelled[in1]):.1f} dB"
+)
 assert np.median(cancelled[in1]) > np.median(natural[in0]) + 6
 
 fig, ax = plt.subplots(figsize=(9, 3.2))
@@ -231,8 +235,9 @@ def level(sig):
 plain = plant(program)
 leak_plain = level(plain[0]) - level(plain[1])
 leak_ctc = level(at_ears[0]) - level(at_ears[1])
-print(f"left ear louder than right ear: {leak_plain:.1f} dB without, "
-      f"{leak_ctc:.1f} dB with canceller")
+print(
+    f"left ear louder than right ear: {leak_plain:.1f} dB without, {leak_ctc:.1f} dB with canceller"
+)
 assert leak_ctc > leak_plain + 6
 
 write_wav("crosstalk_cancelled_speakers.wav", canceller(ears))  # loudspeaker feeds for binaural.wav

@@ -144,8 +144,10 @@ for R in (2, 3):
     err_zf = mri.nrmse(results[R]["zero_filled"], reference)
     err_grappa = mri.nrmse(results[R]["grappa"], reference)
     results[R].update(err_zf=err_zf, err_grappa=err_grappa)
-    print(f"R = {R}: {mask.mean():.0%} of the lines acquired; NRMSE of the RSS image: "
-          f"zero-filled {err_zf:.3f}, GRAPPA {err_grappa:.3f}")
+    print(
+        f"R = {R}: {mask.mean():.0%} of the lines acquired; NRMSE of the RSS image: "
+        f"zero-filled {err_zf:.3f}, GRAPPA {err_grappa:.3f}"
+    )
     assert err_grappa < 0.5 * err_zf
 
 fig, axes = plt.subplots(2, 4, figsize=(11, 5.4))
@@ -157,8 +159,7 @@ for row, R in enumerate((2, 3)):
     axes[row, 1].set_title(f"zero-filled, NRMSE {r['err_zf']:.3f}", fontsize=9)
     axes[row, 2].imshow(r["grappa"], cmap="gray")
     axes[row, 2].set_title(f"GRAPPA, NRMSE {r['err_grappa']:.3f}", fontsize=9)
-    axes[row, 3].imshow(np.abs(r["grappa"] - reference), cmap="magma",
-                        vmax=0.2 * reference.max())
+    axes[row, 3].imshow(np.abs(r["grappa"] - reference), cmap="magma", vmax=0.2 * reference.max())
     axes[row, 3].set_title("|GRAPPA − full| (×5)", fontsize=9)
 for ax in axes.ravel():
     ax.axis("off")
@@ -184,8 +185,10 @@ lattice = np.zeros_like(ksp)
 lattice[:, ::R] = ksp[:, ::R]  # every R-th line only
 via_kspace = kernel.kspace(lattice)  # the conv layer in k-space
 via_image = io.image_to_kspace(kernel.unmix(io.kspace_to_image(lattice)))  # per-pixel C × C
-print("max |k-space conv - image-domain unmixing| / max =",
-      np.abs(via_kspace - via_image).max() / np.abs(via_kspace).max())
+print(
+    "max |k-space conv - image-domain unmixing| / max =",
+    np.abs(via_kspace - via_image).max() / np.abs(via_kspace).max(),
+)
 assert np.allclose(via_kspace, via_image, atol=1e-5 * np.abs(via_kspace).max())
 
 # the unmixing matrix at pixel (i, j) is the frequency response at minus that pixel

@@ -103,8 +103,10 @@ t0 = time.perf_counter()
 for i in range(0, x.shape[1], 256):
     stream.process(x[:, i : i + 256])
 elapsed = time.perf_counter() - t0
-print(f"{x.shape[1] / fs:.1f} s of stereo audio through a {reverb.kernel_size[0]}-tap 2 × 2 "
-      f"reverb in {elapsed * 1e3:.0f} ms: {x.shape[1] / fs / elapsed:.0f}× faster than real time")
+print(
+    f"{x.shape[1] / fs:.1f} s of stereo audio through a {reverb.kernel_size[0]}-tap 2 × 2 "
+    f"reverb in {elapsed * 1e3:.0f} ms: {x.shape[1] / fs / elapsed:.0f}× faster than real time"
+)
 
 # %% [markdown]
 # ### Swapping kernels without a click
@@ -176,8 +178,9 @@ assert np.allclose(online[:, d:], reference[:, :-d], atol=1e-9 * np.abs(referenc
 if LONG_FILE is None:
     repeats = 10  # 10 × 60 s
     C, n = eeg.data.shape
-    long = np.lib.format.open_memmap("long_eeg.npy", mode="w+", dtype=np.float32,
-                                     shape=(C, repeats * n))
+    long = np.lib.format.open_memmap(
+        "long_eeg.npy", mode="w+", dtype=np.float32, shape=(C, repeats * n)
+    )
     for r in range(repeats):
         long[:, r * n : (r + 1) * n] = eeg.data
     long.flush()
@@ -190,11 +193,13 @@ print("source:", source)
 
 bands = [(8.0, 13.0), (13.0, 30.0)]
 bank = eegapps.filter_bank(sfreq, bands, C)
-bank32 = specconv.SpectralConv(bank.weight.astype(np.float32), padding=bank.padding,
-                               groups=bank.groups)  # float32 in, float32 out
+bank32 = specconv.SpectralConv(
+    bank.weight.astype(np.float32), padding=bank.padding, groups=bank.groups
+)  # float32 in, float32 out
 t0 = time.perf_counter()
-target = outofcore.apply(bank32, source, "long_eeg_bands.npy",
-                                  memory_budget=16 * 2**20, progress=False, overwrite=True)
+target = outofcore.apply(
+    bank32, source, "long_eeg_bands.npy", memory_budget=16 * 2**20, progress=False, overwrite=True
+)
 print(f"out-of-core: {time.perf_counter() - t0:.2f} s ->", target)
 
 # %% [markdown]
@@ -208,8 +213,10 @@ else:
     x_mem = mne.io.read_raw(source, preload=False, verbose=False).get_data()
 y_disk = np.load(target, mmap_mode="r")
 y_mem = bank32(x_mem)
-print("max |out-of-core - in memory| / max =",
-      float(np.abs(y_disk - y_mem).max() / np.abs(y_mem).max()))
+print(
+    "max |out-of-core - in memory| / max =",
+    float(np.abs(y_disk - y_mem).max() / np.abs(y_mem).max()),
+)
 assert y_disk.shape == y_mem.shape
 assert np.allclose(y_disk, y_mem, atol=1e-5 * np.abs(y_mem).max())
 
@@ -228,8 +235,15 @@ plt.show()
 # %%
 raw = mne.io.read_raw_fif(datasets.path("eeg-fif"), preload=False, verbose=False)
 names = [f"{ch}-{band}" for ch in raw.ch_names for band in ("alpha", "beta")]
-fif = outofcore.apply(bank, raw, "eeg_bands_raw.fif", ch_names=names,
-                               memory_budget=8 * 2**20, progress=False, overwrite=True)
+fif = outofcore.apply(
+    bank,
+    raw,
+    "eeg_bands_raw.fif",
+    ch_names=names,
+    memory_budget=8 * 2**20,
+    progress=False,
+    overwrite=True,
+)
 back = mne.io.read_raw_fif(fif, preload=True, verbose=False)
 print(back)
 expected = bank(raw.get_data())
@@ -267,11 +281,17 @@ def load(start, stop):
 
 
 step = 16384
-lazy_in = da.concatenate([
-    da.from_delayed(dask.delayed(load)(a, min(a + step, n_samples)),
-                    shape=(C, min(a + step, n_samples) - a), dtype=dtype)
-    for a in range(0, n_samples, step)
-], axis=1)
+lazy_in = da.concatenate(
+    [
+        da.from_delayed(
+            dask.delayed(load)(a, min(a + step, n_samples)),
+            shape=(C, min(a + step, n_samples) - a),
+            dtype=dtype,
+        )
+        for a in range(0, n_samples, step)
+    ],
+    axis=1,
+)
 lazy_out = conv_dask(lazy_in, bank)
 print(lazy_in)
 print(lazy_out)
@@ -298,8 +318,10 @@ for k in range(4):
     io.write(subject, paths[-1], overwrite=True)
 
 t0 = time.perf_counter()
-with SubprocessCluster(n_workers=2, threads_per_worker=1,
-                       dashboard_address=":0") as cluster, Client(cluster) as client:
+with (
+    SubprocessCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster,
+    Client(cluster) as client,
+):
     client.wait_for_workers(2)
     n_workers = len(client.scheduler_info()["workers"])
     print(f"{n_workers} workers, scheduler at {cluster.scheduler_address}")

@@ -132,6 +132,7 @@ assert np.allclose(A @ x.ravel(), y_clean.ravel())  # the operator is the layer
 # products. One BLAS thread (`threadpoolctl.threadpool_limits`) keeps the solver's cost at
 # that of its products (on an idle machine it makes no difference).
 
+
 # %%
 def rel_error(estimate):
     return np.linalg.norm(estimate - x) / np.linalg.norm(x)
@@ -144,8 +145,9 @@ t_lsqr = time.perf_counter() - t0
 x_lsqr = sol[0].reshape(x.shape)
 istop, iterations = sol[1], sol[2]
 err_lsqr = rel_error(x_lsqr)
-print(f"LSQR: istop {istop}, {iterations} iterations, {t_lsqr:.2f} s, "
-      f"relative error {err_lsqr:.4f}")
+print(
+    f"LSQR: istop {istop}, {iterations} iterations, {t_lsqr:.2f} s, relative error {err_lsqr:.4f}"
+)
 assert istop in (1, 2), "LSQR converged to its tolerance"
 
 # %% [markdown]
@@ -156,9 +158,11 @@ assert istop in (1, 2), "LSQR converged to its tolerance"
 limits = [2, 4, 8, 16, 32, 64]
 with threadpool_limits(1, user_api="blas"):
     errors_by_limit = [
-        rel_error(lsqr(A, y.ravel(), damp=damp, atol=1e-4, btol=1e-4,
-                       iter_lim=k)[0].reshape(x.shape))
-        for k in limits if k < iterations
+        rel_error(
+            lsqr(A, y.ravel(), damp=damp, atol=1e-4, btol=1e-4, iter_lim=k)[0].reshape(x.shape)
+        )
+        for k in limits
+        if k < iterations
     ]
 
 # %% [markdown]
@@ -187,8 +191,9 @@ for n_taps, (err, elapsed, _) in fir.items():
 
 # %%
 fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 3.6))
-ax0.semilogy(limits[: len(errors_by_limit)] + [iterations], errors_by_limit + [err_lsqr],
-             "o-", label="LSQR")
+ax0.semilogy(
+    limits[: len(errors_by_limit)] + [iterations], errors_by_limit + [err_lsqr], "o-", label="LSQR"
+)
 for (n_taps, (err, _, _)), ls in zip(fir.items(), (":", "-.", "--")):
     ax0.axhline(err, color="C1", ls=ls, label=f"FIR inverse, {n_taps} taps")
 ax0.set_xscale("log", base=2)

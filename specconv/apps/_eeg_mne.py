@@ -41,8 +41,14 @@ _STREAMABLE_PADS = ("reflect_limited", "reflect", "edge", "constant", "wrap")
 #: Channel-info fields that travel from the channel an output derives from.
 _CH_FIELDS = ("loc", "unit", "unit_mul", "coord_frame", "kind", "coil_type")
 #: Info fields describing the recording, carried to a rebuilt Info when they can be set.
-_RECORDING_FIELDS = ("line_freq", "description", "experimenter", "subject_info",
-                     "device_info", "dev_head_t")
+_RECORDING_FIELDS = (
+    "line_freq",
+    "description",
+    "experimenter",
+    "subject_info",
+    "device_info",
+    "dev_head_t",
+)
 #: MNE versions whose private ``_annotations_starts_stops`` is known to have this signature.
 _PRIVATE_SEGMENTS_RANGE = ((1, 0), (2, 0))
 
@@ -75,8 +81,7 @@ def band_label(band):
     try:
         lo, hi = band
     except (TypeError, ValueError):
-        raise TypeError(f"a band must be a (l_freq, h_freq) pair or a str, got {band!r}.") \
-            from None
+        raise TypeError(f"a band must be a (l_freq, h_freq) pair or a str, got {band!r}.") from None
     if lo is None and hi is None:
         raise ValueError("a band needs l_freq or h_freq (got (None, None)).")
     if lo is None:
@@ -161,8 +166,7 @@ def output_names(layer, ch_names, *, bands=None, names=None):
             labels = [band_label(b) for b in bands]
             if len(labels) != k:
                 raise ValueError(
-                    f"bands has {len(labels)} labels but the layer gives {k} outputs per "
-                    "channel."
+                    f"bands has {len(labels)} labels but the layer gives {k} outputs per channel."
                 )
         return tuple(f"{c}-{lab}" for c in ch_names for lab in labels)
     if bands is not None:
@@ -198,13 +202,13 @@ def _good_segments(raw, skip_by_annotation):
     mne = _mne()
     if isinstance(skip_by_annotation, str):
         kinds = [skip_by_annotation]
-    elif isinstance(skip_by_annotation, (list, tuple)) \
-            and all(isinstance(k, str) for k in skip_by_annotation):
+    elif isinstance(skip_by_annotation, (list, tuple)) and all(
+        isinstance(k, str) for k in skip_by_annotation
+    ):
         kinds = list(skip_by_annotation)
     else:
         raise TypeError(
-            f"skip_by_annotation must be a str or a list/tuple of str, got "
-            f"{skip_by_annotation!r}."
+            f"skip_by_annotation must be a str or a list/tuple of str, got {skip_by_annotation!r}."
         )
     low, high = _PRIVATE_SEGMENTS_RANGE
     if low <= _mne_version(mne) < high:
@@ -232,8 +236,9 @@ def _segments_public(raw, kinds):
             extra.append(int(a))
     edges = np.diff(np.concatenate([[0], keep.astype(int), [0]]))
     starts, stops = np.flatnonzero(edges > 0), np.flatnonzero(edges < 0)
-    return np.sort(np.concatenate([starts, extra])).astype(int), \
-        np.sort(np.concatenate([stops, extra])).astype(int)
+    return np.sort(np.concatenate([starts, extra])).astype(int), np.sort(
+        np.concatenate([stops, extra])
+    ).astype(int)
 
 
 def mne_pad(x, lo, hi, pad):
@@ -364,8 +369,9 @@ def _channel_info(mne, inst, picks, layer, out_names):
                 new[key] = info[key]
             except (RuntimeError, KeyError, TypeError, ValueError):
                 pass  # a field this MNE version locks: the recording facts are best effort
-    new["bads"] = [n for n, s in zip(names, src_of)
-                   if s is not None and inst.ch_names[s] in info["bads"]]
+    new["bads"] = [
+        n for n, s in zip(names, src_of) if s is not None and inst.ch_names[s] in info["bads"]
+    ]
     derived = {}
     for n, s in zip(names, src_of):
         if s is not None:
@@ -379,13 +385,24 @@ def _annotations(mne, annot, derived):
     if annot is None or len(annot) == 0:
         return annot
     chs = [tuple(n for o in old for n in derived.get(o, ())) for old in annot.ch_names]
-    return mne.Annotations(annot.onset, annot.duration, annot.description,
-                           orig_time=annot.orig_time, ch_names=chs)
+    return mne.Annotations(
+        annot.onset, annot.duration, annot.description, orig_time=annot.orig_time, ch_names=chs
+    )
 
 
-def apply_to_mne(layer, inst, *, picks=None, names=None, bands=None,
-                 skip_by_annotation=SKIP_DEFAULT, pad=None, copy=True,
-                 memory_budget=None, verbose=None):
+def apply_to_mne(
+    layer,
+    inst,
+    *,
+    picks=None,
+    names=None,
+    bands=None,
+    skip_by_annotation=SKIP_DEFAULT,
+    pad=None,
+    copy=True,
+    memory_budget=None,
+    verbose=None,
+):
     """Apply a 1-D layer to an MNE Raw, Epochs or Evoked; return the same kind of object.
 
     PyTorch conv semantics for the layer (it is applied as ``layer(x)`` would be, but with
@@ -501,8 +518,11 @@ def apply_to_mne(layer, inst, *, picks=None, names=None, bands=None,
     with log:
         if is_raw:
             starts, stops = _good_segments(inst, skip_by_annotation)
-            mne.utils.logger.info("Filtering raw data in %d contiguous segment%s",
-                                  len(starts), "" if len(starts) == 1 else "s")
+            mne.utils.logger.info(
+                "Filtering raw data in %d contiguous segment%s",
+                len(starts),
+                "" if len(starts) == 1 else "s",
+            )
             longest = int((stops - starts).max()) if len(starts) else 0
         else:
             starts, stops = np.array([0]), np.array([len(inst.times)])
@@ -512,14 +532,29 @@ def apply_to_mne(layer, inst, *, picks=None, names=None, bands=None,
             warnings.warn(
                 f"The layer's span ({span} samples) is longer than the signal ({longest}); "
                 "distortion is likely (as MNE warns for filter_length).",
-                RuntimeWarning, stacklevel=2,
+                RuntimeWarning,
+                stacklevel=2,
             )
         if same_channels and (preloaded or not is_raw):
-            return _in_place(mne, layer, inst if not copy else inst.copy(), picks,
-                             starts, stops, lo, hi, pad)
+            return _in_place(
+                mne, layer, inst if not copy else inst.copy(), picks, starts, stops, lo, hi, pad
+            )
         if is_raw:
-            return _new_raw(mne, layer, inst, picks, out_names, same_channels,
-                            starts, stops, lo, hi, pad, memory_budget, preloaded)
+            return _new_raw(
+                mne,
+                layer,
+                inst,
+                picks,
+                out_names,
+                same_channels,
+                starts,
+                stops,
+                lo,
+                hi,
+                pad,
+                memory_budget,
+                preloaded,
+            )
         return _new_epochs_or_evoked(mne, layer, inst, picks, out_names, lo, hi, pad)
 
 
@@ -567,12 +602,33 @@ def _in_place(mne, layer, out, picks, starts, stops, lo, hi, pad):
     return out.apply_function(fun, picks=picks, channel_wise=False, verbose=False)
 
 
-def _new_raw(mne, layer, raw, picks, out_names, same_channels, starts, stops, lo, hi, pad,
-             memory_budget, preloaded):
+def _new_raw(
+    mne,
+    layer,
+    raw,
+    picks,
+    out_names,
+    same_channels,
+    starts,
+    stops,
+    lo,
+    hi,
+    pad,
+    memory_budget,
+    preloaded,
+):
     n = raw.n_times
     if preloaded:
-        y = _segmentwise(layer, raw.get_data(picks=picks), starts, stops, lo, hi, pad,
-                         np.zeros((layer.out_channels, n)))
+        y = _segmentwise(
+            layer,
+            raw.get_data(picks=picks),
+            starts,
+            stops,
+            lo,
+            hi,
+            pad,
+            np.zeros((layer.out_channels, n)),
+        )
     else:
         y = _stream_raw(layer, raw, picks, starts, stops, lo, hi, pad, memory_budget)
     sources = _sources(layer)
@@ -606,12 +662,27 @@ def _new_epochs_or_evoked(mne, layer, inst, picks, out_names, lo, hi, pad):
     if kept:
         y = np.concatenate([y, inst.get_data(picks=kept)], axis=-2)
     if isinstance(inst, mne.Evoked):
-        return mne.EvokedArray(y, info, tmin=inst.tmin, comment=inst.comment, nave=inst.nave,
-                               kind=inst.kind, baseline=inst.baseline, verbose=False)
+        return mne.EvokedArray(
+            y,
+            info,
+            tmin=inst.tmin,
+            comment=inst.comment,
+            nave=inst.nave,
+            kind=inst.kind,
+            baseline=inst.baseline,
+            verbose=False,
+        )
     epochs = mne.EpochsArray(
-        y, info, events=inst.events.copy(), tmin=inst.tmin, event_id=dict(inst.event_id),
-        baseline=inst.baseline, metadata=inst.metadata, selection=inst.selection,
-        drop_log=inst.drop_log, verbose=False,
+        y,
+        info,
+        events=inst.events.copy(),
+        tmin=inst.tmin,
+        event_id=dict(inst.event_id),
+        baseline=inst.baseline,
+        metadata=inst.metadata,
+        selection=inst.selection,
+        drop_log=inst.drop_log,
+        verbose=False,
     )
     if inst.annotations is not None and len(inst.annotations):
         epochs.set_annotations(_annotations(mne, inst.annotations, derived), verbose=False)

@@ -105,8 +105,11 @@ def read_brir_mat(path):
     import scipy.io
 
     mat = scipy.io.loadmat(str(path), squeeze_me=True)
-    if "data" not in mat or mat["data"].dtype.names is None \
-            or not {"ir", "fs"} <= set(mat["data"].dtype.names):
+    if (
+        "data" not in mat
+        or mat["data"].dtype.names is None
+        or not {"ir", "fs"} <= set(mat["data"].dtype.names)
+    ):
         raise ValueError(f"{path} holds no struct 'data' with fields 'ir' and 'fs'.")
     data = mat["data"]
     ir = np.asarray(data["ir"][()], dtype=np.float64)
@@ -170,8 +173,18 @@ def _check_band(band, fs):
     return lo, hi
 
 
-def crosstalk_canceller(plant, n_taps, *, fs, band=(150.0, 6000.0), reg=0.01,
-                        reg_outside=100.0, delay=None, window=("tukey", 0.5), mode="full"):
+def crosstalk_canceller(
+    plant,
+    n_taps,
+    *,
+    fs,
+    band=(150.0, 6000.0),
+    reg=0.01,
+    reg_outside=100.0,
+    delay=None,
+    window=("tukey", 0.5),
+    mode="full",
+):
     """A crosstalk canceller: the plant's Tikhonov-regularized inverse as an FIR layer.
 
     Program channel ``i`` should reach ear ``i`` only: the canceller ``C`` makes
@@ -279,9 +292,7 @@ def channel_separation(plant, canceller=None, *, fs, nfft=None):
     spans = [plant.dilation[0] * (plant.kernel_size[0] - 1) + 1]
     if canceller is not None:
         if not isinstance(canceller, SpectralConv):
-            raise TypeError(
-                f"canceller must be a SpectralConv, got {type(canceller).__name__}."
-            )
+            raise TypeError(f"canceller must be a SpectralConv, got {type(canceller).__name__}.")
         if canceller.out_channels != plant.in_channels or canceller.in_channels != 2:
             raise ValueError(
                 f"canceller must map 2 program channels to the plant's {plant.in_channels} "
@@ -300,10 +311,13 @@ def channel_separation(plant, canceller=None, *, fs, nfft=None):
     mag = np.abs(S)
     tiny = np.finfo(float).tiny
     with np.errstate(divide="ignore"):
-        sep = np.stack([
-            20 * np.log10(np.maximum(mag[:, 0, 0], tiny) / np.maximum(mag[:, 0, 1], tiny)),
-            20 * np.log10(np.maximum(mag[:, 1, 1], tiny) / np.maximum(mag[:, 1, 0], tiny)),
-        ], axis=-1)
+        sep = np.stack(
+            [
+                20 * np.log10(np.maximum(mag[:, 0, 0], tiny) / np.maximum(mag[:, 0, 1], tiny)),
+                20 * np.log10(np.maximum(mag[:, 1, 1], tiny) / np.maximum(mag[:, 1, 0], tiny)),
+            ],
+            axis=-1,
+        )
     return np.fft.rfftfreq(nfft, 1.0 / fs), sep
 
 
@@ -312,7 +326,7 @@ def channel_separation(plant, canceller=None, *, fs, nfft=None):
 #: analogue prototypes so that any sampling rate gets the same response (libebur128's form).
 _SHELF = {"f0": 1681.974450955533, "gain_db": 3.999843853973347, "q": 0.7071752369554196}
 _HIGHPASS = {"f0": 38.13547087602444, "q": 0.5003270373238773}
-_BLOCK_S, _STEP_S = 0.4, 0.1        # gating blocks of 400 ms, 75 % overlap
+_BLOCK_S, _STEP_S = 0.4, 0.1  # gating blocks of 400 ms, 75 % overlap
 _ABSOLUTE_GATE, _RELATIVE_GATE = -70.0, -10.0
 
 
@@ -348,16 +362,20 @@ def k_weighting(fs):
     fs = _check_fs(fs)
     k = np.tan(np.pi * _SHELF["f0"] / fs)
     vh = 10 ** (_SHELF["gain_db"] / 20)
-    vb = vh ** 0.4996667741545416
+    vb = vh**0.4996667741545416
     q = _SHELF["q"]
     a0 = 1 + k / q + k * k
-    shelf = (np.array([vh + vb * k / q + k * k, 2 * (k * k - vh), vh - vb * k / q + k * k]) / a0,
-             np.array([1.0, 2 * (k * k - 1) / a0, (1 - k / q + k * k) / a0]))
+    shelf = (
+        np.array([vh + vb * k / q + k * k, 2 * (k * k - vh), vh - vb * k / q + k * k]) / a0,
+        np.array([1.0, 2 * (k * k - 1) / a0, (1 - k / q + k * k) / a0]),
+    )
     k = np.tan(np.pi * _HIGHPASS["f0"] / fs)
     q = _HIGHPASS["q"]
     a0 = 1 + k / q + k * k
-    highpass = (np.array([1.0, -2.0, 1.0]),
-                np.array([1.0, 2 * (k * k - 1) / a0, (1 - k / q + k * k) / a0]))
+    highpass = (
+        np.array([1.0, -2.0, 1.0]),
+        np.array([1.0, 2 * (k * k - 1) / a0, (1 - k / q + k * k) / a0]),
+    )
     return [shelf, highpass]
 
 
@@ -430,7 +448,9 @@ def loudness(x, fs=None, *, weights=None):
     n_channels, n = data.shape
     g = np.ones(n_channels) if weights is None else np.asarray(weights, dtype=float)
     if g.shape != (n_channels,):
-        raise ValueError(f"weights must hold {n_channels} values (one per channel), got {weights!r}.")
+        raise ValueError(
+            f"weights must hold {n_channels} values (one per channel), got {weights!r}."
+        )
     block, step = round(_BLOCK_S * fs), round(_STEP_S * fs)
     if n < block:
         raise ValueError(
@@ -442,7 +462,7 @@ def loudness(x, fs=None, *, weights=None):
     # block mean squares from a cumulative sum: O(N) for the 75 % overlap
     csum = np.concatenate([np.zeros((n_channels, 1)), np.cumsum(y * y, axis=-1)], axis=-1)
     starts = np.arange(0, n - block + 1, step)
-    z = (csum[:, starts + block] - csum[:, starts]) / block          # (C, n_blocks)
+    z = (csum[:, starts + block] - csum[:, starts]) / block  # (C, n_blocks)
     power = g @ z
     with np.errstate(divide="ignore"):
         level = -0.691 + 10 * np.log10(power)

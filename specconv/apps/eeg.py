@@ -77,9 +77,17 @@ def _check_bands(bands):
     return bands
 
 
-def bandpass_firs(sfreq, bands, *, phase="zero", filter_length="auto",
-                  l_trans_bandwidth="auto", h_trans_bandwidth="auto", fir_window="hamming",
-                  fir_design="firwin"):
+def bandpass_firs(
+    sfreq,
+    bands,
+    *,
+    phase="zero",
+    filter_length="auto",
+    l_trans_bandwidth="auto",
+    h_trans_bandwidth="auto",
+    fir_window="hamming",
+    fir_design="firwin",
+):
     """MNE's FIR for each band, on a common length, as applied by :func:`mne.filter.filter_data`.
 
     Each FIR comes from :func:`mne.filter.create_filter` with the given options; for
@@ -118,9 +126,17 @@ def bandpass_firs(sfreq, bands, *, phase="zero", filter_length="auto",
     firs = []
     for lo, hi in bands:
         h = mne.filter.create_filter(
-            None, float(sfreq), lo, hi, filter_length=filter_length,
-            l_trans_bandwidth=l_trans_bandwidth, h_trans_bandwidth=h_trans_bandwidth,
-            method="fir", phase=phase, fir_window=fir_window, fir_design=fir_design,
+            None,
+            float(sfreq),
+            lo,
+            hi,
+            filter_length=filter_length,
+            l_trans_bandwidth=l_trans_bandwidth,
+            h_trans_bandwidth=h_trans_bandwidth,
+            method="fir",
+            phase=phase,
+            fir_window=fir_window,
+            fir_design=fir_design,
             verbose=False,
         )
         if phase == "zero-double":
@@ -136,9 +152,19 @@ def bandpass_firs(sfreq, bands, *, phase="zero", filter_length="auto",
     return out, ((taps - 1) // 2 if zero_phase else 0)
 
 
-def filter_bank(sfreq, bands, n_channels, *, phase="zero", pad="constant", filter_length="auto",
-                l_trans_bandwidth="auto", h_trans_bandwidth="auto", fir_window="hamming",
-                fir_design="firwin"):
+def filter_bank(
+    sfreq,
+    bands,
+    n_channels,
+    *,
+    phase="zero",
+    pad="constant",
+    filter_length="auto",
+    l_trans_bandwidth="auto",
+    h_trans_bandwidth="auto",
+    fir_window="hamming",
+    fir_design="firwin",
+):
     """A filter-bank layer: every channel through every band's FIR (MNE's design).
 
     A depthwise multiplier layer, PyTorch conv semantics: ``groups = n_channels``, weight
@@ -181,8 +207,11 @@ def filter_bank(sfreq, bands, n_channels, *, phase="zero", pad="constant", filte
     >>> bank(np.zeros((2, 1000))).shape
     (6, 1000)
     """
-    if not isinstance(n_channels, numbers.Integral) or isinstance(n_channels, bool) \
-            or n_channels < 1:
+    if (
+        not isinstance(n_channels, numbers.Integral)
+        or isinstance(n_channels, bool)
+        or n_channels < 1
+    ):
         raise ValueError(f"n_channels must be a positive int, got {n_channels!r}.")
     if pad in ("reflect_limited", "reflect"):
         raise ValueError(
@@ -192,14 +221,20 @@ def filter_bank(sfreq, bands, n_channels, *, phase="zero", pad="constant", filte
         )
     pad = check_option("pad", pad, tuple(_PAD_MODES))
     firs, delay = bandpass_firs(
-        sfreq, bands, phase=phase, filter_length=filter_length,
-        l_trans_bandwidth=l_trans_bandwidth, h_trans_bandwidth=h_trans_bandwidth,
-        fir_window=fir_window, fir_design=fir_design,
+        sfreq,
+        bands,
+        phase=phase,
+        filter_length=filter_length,
+        l_trans_bandwidth=l_trans_bandwidth,
+        h_trans_bandwidth=h_trans_bandwidth,
+        fir_window=fir_window,
+        fir_design=fir_design,
     )
     h = np.tile(firs, (int(n_channels), 1))[:, np.newaxis, :]  # (C·K, 1, taps), channel-major
     mode = "same" if phase.startswith("zero") else "causal"
-    return fir_layer(h, mode=mode, delay=delay, groups=int(n_channels),
-                     padding_mode=_PAD_MODES[pad])
+    return fir_layer(
+        h, mode=mode, delay=delay, groups=int(n_channels), padding_mode=_PAD_MODES[pad]
+    )
 
 
 def apply_like_mne(layer, x, *, pad="reflect_limited"):
@@ -250,6 +285,7 @@ def apply_like_mne(layer, x, *, pad="reflect_limited"):
 
 # -- spatial filters -------------------------------------------------------------------------
 
+
 def rereference_matrix(n_channels, ref="average"):
     """The re-referencing matrix ``R``: ``R @ x`` subtracts the reference from every channel.
 
@@ -273,8 +309,11 @@ def rereference_matrix(n_channels, ref="average"):
            [ 0.,  1., -1.],
            [ 0.,  0.,  0.]])
     """
-    if not isinstance(n_channels, numbers.Integral) or isinstance(n_channels, bool) \
-            or n_channels < 1:
+    if (
+        not isinstance(n_channels, numbers.Integral)
+        or isinstance(n_channels, bool)
+        or n_channels < 1
+    ):
         raise ValueError(f"n_channels must be a positive int, got {n_channels!r}.")
     n_channels = int(n_channels)
     check_memory((n_channels, n_channels), 8, "matrix", "n_channels")
@@ -287,8 +326,12 @@ def rereference_matrix(n_channels, ref="average"):
             idx = np.atleast_1d(np.asarray(ref))
         except (TypeError, ValueError):  # ragged lists
             idx = np.array([], dtype=float)
-        if idx.dtype.kind not in "iu" or idx.ndim != 1 or idx.size == 0 \
-                or np.any((idx < 0) | (idx >= n_channels)):
+        if (
+            idx.dtype.kind not in "iu"
+            or idx.ndim != 1
+            or idx.size == 0
+            or np.any((idx < 0) | (idx >= n_channels))
+        ):
             raise ValueError(
                 f"ref must be 'average' or channel indices in [0, {n_channels}), got {ref!r}."
             )

@@ -57,8 +57,10 @@ __all__ = [
 def _kspace(name, value, ndim=None):
     arr = as_array(name, value)
     if not np.isfinite(arr).all():  # an SVD or a least-squares fit cannot use NaN or Inf
-        raise ValueError(f"{name} must be finite; it holds "
-                         f"{int(np.count_nonzero(~np.isfinite(arr)))} NaN or Inf value(s).")
+        raise ValueError(
+            f"{name} must be finite; it holds "
+            f"{int(np.count_nonzero(~np.isfinite(arr)))} NaN or Inf value(s)."
+        )
     if ndim is None and arr.ndim < 2:
         raise ValueError(
             f"{name} must have shape (C, *spatial) with at least one spatial axis, got shape "
@@ -196,8 +198,10 @@ def svd_coil_compression(ksp, n_virtual=None, *, energy=None):
     ksp = _kspace("ksp", ksp)
     n_coils = ksp.shape[0]
     if (n_virtual is None) == (energy is None):
-        raise ValueError("Give exactly one of n_virtual and energy, got "
-                         f"n_virtual={n_virtual!r} and energy={energy!r}.")
+        raise ValueError(
+            "Give exactly one of n_virtual and energy, got "
+            f"n_virtual={n_virtual!r} and energy={energy!r}."
+        )
     u, s = _coil_svd(ksp.reshape(n_coils, -1))
     fraction = np.cumsum(s**2) / np.sum(s**2)
     if energy is not None:
@@ -206,13 +210,15 @@ def svd_coil_compression(ksp, n_virtual=None, *, energy=None):
         n_virtual = int(min(np.searchsorted(fraction, energy * (1 - 1e-12)) + 1, n_coils))
     n_virtual = _int("n_virtual", n_virtual, 1)
     if n_virtual > n_coils:
-        raise ValueError(f"n_virtual must be at most the number of coils ({n_coils}), "
-                         f"got {n_virtual}.")
+        raise ValueError(
+            f"n_virtual must be at most the number of coils ({n_coils}), got {n_virtual}."
+        )
     weight = u[:, :n_virtual].conj().T.astype(_complex_dtype(ksp))
     weight = weight.reshape(weight.shape + (1,) * (ksp.ndim - 1))
     retained = float(fraction[n_virtual - 1])
-    logger.info("SVD coil compression %d -> %d coils keeps %.4f of the energy",
-                n_coils, n_virtual, retained)
+    logger.info(
+        "SVD coil compression %d -> %d coils keeps %.4f of the energy", n_coils, n_virtual, retained
+    )
     return CoilCompression(SpectralConv(weight), _read_only(s), retained)
 
 
@@ -225,7 +231,7 @@ def _coil_svd(a):
     """
     a = a.astype(np.complex128)
     n_coils, n_samples = a.shape[-2:]
-    r = np.linalg.qr(a.conj().swapaxes(-1, -2), mode="r")        # (..., K, C), K = min(N, C)
+    r = np.linalg.qr(a.conj().swapaxes(-1, -2), mode="r")  # (..., K, C), K = min(N, C)
     u, s, _ = np.linalg.svd(r.conj().swapaxes(-1, -2), full_matrices=True)
     if n_samples < n_coils:
         s = np.concatenate([s, np.zeros(s.shape[:-1] + (n_coils - n_samples,))], axis=-1)
@@ -278,8 +284,10 @@ class GeometricCompression:
         ksp = _kspace("ksp", ksp)
         nx, n_virtual, n_coils = self.matrices.shape
         if ksp.shape[-1] != nx:
-            raise ValueError(f"ksp must have {nx} readout samples (last axis) like the "
-                             f"calibration data, got shape {ksp.shape}.")
+            raise ValueError(
+                f"ksp must have {nx} readout samples (last axis) like the "
+                f"calibration data, got shape {ksp.shape}."
+            )
         axis = _coil_axis(ksp, n_coils)
         hybrid = np.moveaxis(kspace_to_image(ksp, axes=-1), axis, -2)  # (..., C, nx)
         out = np.einsum("xvc,...cx->...vx", self.matrices, hybrid, optimize=True)
@@ -318,15 +326,16 @@ class GeometricCompression:
         """
         ndim = _int("ndim", ndim, 1)
         nx = self.matrices.shape[0]
-        response = self.matrices[_centered_index(nx)]            # H[f], f in DFT order
+        response = self.matrices[_centered_index(nx)]  # H[f], f in DFT order
         # frequency_response(f) = sum_m tap[m] exp(+2 pi i f m / nx)  ->  taps = fft(H) / nx
         taps = np.fft.fft(response, axis=0) / nx
-        left = (nx - 1) // 2                                      # "same" pads this much left
-        taps = taps[(np.arange(nx) - left) % nx]                  # kernel index k -> offset k-left
-        weight = np.moveaxis(taps, 0, -1)                         # (C_v, C, nx)
+        left = (nx - 1) // 2  # "same" pads this much left
+        taps = taps[(np.arange(nx) - left) % nx]  # kernel index k -> offset k-left
+        weight = np.moveaxis(taps, 0, -1)  # (C_v, C, nx)
         weight = weight.reshape(weight.shape[:2] + (1,) * (ndim - 1) + (nx,))
-        return SpectralConv(weight.astype(self.matrices.dtype), padding="same",
-                            padding_mode="circular")
+        return SpectralConv(
+            weight.astype(self.matrices.dtype), padding="same", padding_mode="circular"
+        )
 
 
 def _coil_axis(ksp, n_coils):
@@ -335,8 +344,10 @@ def _coil_axis(ksp, n_coils):
         return 0
     if ksp.ndim >= 3 and ksp.shape[1] == n_coils:
         return 1
-    raise ValueError(f"ksp must have {n_coils} coils on axis 0 (or axis 1 after a batch axis), "
-                     f"got shape {ksp.shape}.")
+    raise ValueError(
+        f"ksp must have {n_coils} coils on axis 0 (or axis 1 after a batch axis), "
+        f"got shape {ksp.shape}."
+    )
 
 
 def geometric_coil_compression(ksp, n_virtual, *, align=True):
@@ -391,17 +402,21 @@ def geometric_coil_compression(ksp, n_virtual, *, align=True):
     """
     ksp = _kspace("ksp", ksp)
     if ksp.ndim < 3:
-        raise ValueError(f"ksp must have shape (C, ..., nx) with a readout and at least one "
-                         f"phase-encoding axis, got shape {ksp.shape}.")
+        raise ValueError(
+            f"ksp must have shape (C, ..., nx) with a readout and at least one "
+            f"phase-encoding axis, got shape {ksp.shape}."
+        )
     n_coils, nx = ksp.shape[0], ksp.shape[-1]
     n_virtual = _int("n_virtual", n_virtual, 1)
     if n_virtual > n_coils:
-        raise ValueError(f"n_virtual must be at most the number of coils ({n_coils}, axis 0 of "
-                         f"ksp), got {n_virtual}.")
+        raise ValueError(
+            f"n_virtual must be at most the number of coils ({n_coils}, axis 0 of "
+            f"ksp), got {n_virtual}."
+        )
     align = as_bool("align", align)
     hybrid = kspace_to_image(ksp, axes=-1).reshape(n_coils, -1, nx)
-    u, s = _coil_svd(np.moveaxis(hybrid, -1, 0))                 # per x: (nx, C, C)
-    w = u[..., :n_virtual].conj().swapaxes(-1, -2)                   # (nx, C_v, C)
+    u, s = _coil_svd(np.moveaxis(hybrid, -1, 0))  # per x: (nx, C, C)
+    w = u[..., :n_virtual].conj().swapaxes(-1, -2)  # (nx, C_v, C)
     if align:
         for x in range(1, nx):
             p, _, qh = np.linalg.svd(w[x - 1] @ w[x].conj().T)
@@ -410,10 +425,15 @@ def geometric_coil_compression(ksp, n_virtual, *, align=True):
     kept = np.sum(s[:, :n_virtual] ** 2, axis=-1)
     per_position = np.divide(kept, total, out=np.ones_like(kept), where=total > 0)
     retained = float(kept.sum() / total.sum())
-    logger.info("geometric coil compression %d -> %d coils keeps %.4f of the energy",
-                n_coils, n_virtual, retained)
-    return GeometricCompression(_read_only(w.astype(_complex_dtype(ksp))), retained,
-                                _read_only(per_position))
+    logger.info(
+        "geometric coil compression %d -> %d coils keeps %.4f of the energy",
+        n_coils,
+        n_virtual,
+        retained,
+    )
+    return GeometricCompression(
+        _read_only(w.astype(_complex_dtype(ksp))), retained, _read_only(per_position)
+    )
 
 
 # -- GRAPPA ------------------------------------------------------------------------------------
@@ -458,7 +478,7 @@ def undersample(ksp, R, *, n_acs=24, offset=0):
     mask = np.zeros(ny, dtype=bool)
     mask[offset::R] = True
     start = ny // 2 - n_acs // 2
-    mask[start:start + n_acs] = True
+    mask[start : start + n_acs] = True
     out = np.zeros_like(ksp)
     out[:, mask] = ksp[:, mask]
     return out, mask
@@ -592,8 +612,10 @@ class GrappaKernel:
         """
         images = as_array("images", images)
         if images.ndim not in (3, 4) or images.shape[-3] != self.layer.in_channels:
-            raise ValueError(f"images must have shape (C, ny, nx) or (B, C, ny, nx) with "
-                             f"C = {self.layer.in_channels}, got shape {images.shape}.")
+            raise ValueError(
+                f"images must have shape (C, ny, nx) or (B, C, ny, nx) with "
+                f"C = {self.layer.in_channels}, got shape {images.shape}."
+            )
         weights = self.image_weights(images.shape[-2:])
         out = np.einsum("yxoc,...cyx->...oyx", weights, images, optimize=True)
         return out.astype(result_dtype(images, self.layer.weight), copy=False)
@@ -653,8 +675,9 @@ def calibrate_grappa(acs, R, *, kernel_size=(2, 5), reg=1e-2):
     acs = _kspace("acs", acs, ndim=3)
     R = _int("R", R, 2)
     if not isinstance(kernel_size, (tuple, list)) or len(kernel_size) != 2:
-        raise ValueError(f"kernel_size must be a tuple (source lines, readout points), got "
-                         f"{kernel_size!r}.")
+        raise ValueError(
+            f"kernel_size must be a tuple (source lines, readout points), got {kernel_size!r}."
+        )
     n_lines = _int("kernel_size[0]", kernel_size[0], 1)
     n_read = _int("kernel_size[1]", kernel_size[1], 1)
     if n_read % 2 == 0:
@@ -671,7 +694,7 @@ def calibrate_grappa(acs, R, *, kernel_size=(2, 5), reg=1e-2):
     dtype = _complex_dtype(acs)
     layers, total = [], np.zeros((n_coils, n_coils, 2 * half_y + 1, n_read), dtype=dtype)
     for d, dys in offsets.items():
-        lo, hi = -dys.min(), n_acs - dys.max()          # targets with all sources inside
+        lo, hi = -dys.min(), n_acs - dys.max()  # targets with all sources inside
         n_fit = max(hi - lo, 0) * max(nx - 2 * half_x, 0)
         n_src = n_coils * n_lines * n_read
         if n_fit < n_src:
@@ -681,11 +704,14 @@ def calibrate_grappa(acs, R, *, kernel_size=(2, 5), reg=1e-2):
                 f"{acs.shape}); use more ACS lines or a smaller kernel."
             )
         # source matrix: (training points, C, lines, readout) flattened
-        cols = [data[:, lo + dy:hi + dy, dx:nx - 2 * half_x + dx]
-                for dy in dys for dx in range(n_read)]
+        cols = [
+            data[:, lo + dy : hi + dy, dx : nx - 2 * half_x + dx]
+            for dy in dys
+            for dx in range(n_read)
+        ]
         src = np.stack(cols, axis=1).reshape(n_coils, n_lines, n_read, -1)
         src = src.reshape(n_src, -1).T
-        tgt = data[:, lo:hi, half_x:nx - half_x].reshape(n_coils, -1).T
+        tgt = data[:, lo:hi, half_x : nx - half_x].reshape(n_coils, -1).T
         gram = src.conj().T @ src
         lam = reg * np.real(np.trace(gram)) / n_src
         sol = np.linalg.solve(gram + lam * np.eye(n_src), src.conj().T @ tgt)  # (n_src, C)
@@ -695,8 +721,13 @@ def calibrate_grappa(acs, R, *, kernel_size=(2, 5), reg=1e-2):
         total += weight
         layers.append(SpectralConv(weight, padding="same", padding_mode="circular"))
         residual = np.linalg.norm(src @ sol - tgt) / np.linalg.norm(tgt)
-        logger.info("GRAPPA R=%d offset %d: %d training points, relative fit residual %.4f",
-                    R, d, n_fit, residual)
+        logger.info(
+            "GRAPPA R=%d offset %d: %d training points, relative fit residual %.4f",
+            R,
+            d,
+            n_fit,
+            residual,
+        )
     total[np.arange(n_coils), np.arange(n_coils), half_y, half_x] = 1.0
     layer = SpectralConv(total, padding="same", padding_mode="circular")
     return GrappaKernel(R, (n_lines, n_read), tuple(layers), layer)
@@ -708,8 +739,10 @@ def _sampled_rows(ksp, mask):
         return np.any(ksp != 0, axis=(0, 2))
     mask = np.asarray(mask)
     if mask.dtype != bool or mask.shape != (ny,):
-        raise ValueError(f"mask must be a boolean array of shape (ny,) = ({ny},), got "
-                         f"dtype {mask.dtype} and shape {mask.shape}.")
+        raise ValueError(
+            f"mask must be a boolean array of shape (ny,) = ({ny},), got "
+            f"dtype {mask.dtype} and shape {mask.shape}."
+        )
     return mask
 
 
@@ -785,8 +818,10 @@ def grappa(ksp, R, *, mask=None, kernel_size=(2, 5), reg=1e-2, domain="kspace"):
         raise ValueError(f"R ({R}) must be at most the number of k-space lines ({len(rows)}).")
     lattice = [r for r in range(R) if rows[r::R].all()]
     if not lattice:
-        raise ValueError(f"The sampled lines do not contain a regular lattice of every "
-                         f"R={R}-th line (sampled: {np.flatnonzero(rows).tolist()}).")
+        raise ValueError(
+            f"The sampled lines do not contain a regular lattice of every "
+            f"R={R}-th line (sampled: {np.flatnonzero(rows).tolist()})."
+        )
     offset = lattice[0]
     logger.info("GRAPPA: lattice offset %d, ACS lines %d:%d", offset, acs.start, acs.stop)
     kernel = calibrate_grappa(ksp[:, acs], R, kernel_size=kernel_size, reg=reg)

@@ -43,9 +43,21 @@ from ._mri import image_to_kspace, kspace_to_image, rss
 logger = logging.getLogger("specconv")
 
 __all__ = [
-    "read", "write", "info", "formats", "FormatInfo", "FormatError", "ClippingWarning",
-    "from_mne", "to_mne", "true_stereo_kernel", "stereo_ir_kernel",
-    "kspace_to_image", "image_to_kspace", "rss", "VectorSignal",
+    "read",
+    "write",
+    "info",
+    "formats",
+    "FormatInfo",
+    "FormatError",
+    "ClippingWarning",
+    "from_mne",
+    "to_mne",
+    "true_stereo_kernel",
+    "stereo_ir_kernel",
+    "kspace_to_image",
+    "image_to_kspace",
+    "rss",
+    "VectorSignal",
 ]
 
 
@@ -65,25 +77,58 @@ class FormatInfo:
 _FORMATS = {
     f.name: f
     for f in (
-        FormatInfo("wav", (".wav", ".wave"), "WAV audio (RIFF/RIFX/RF64, PCM 8-32 bit, float)",
-                   True, True, None, None),
+        FormatInfo(
+            "wav",
+            (".wav", ".wave"),
+            "WAV audio (RIFF/RIFX/RF64, PCM 8-32 bit, float)",
+            True,
+            True,
+            None,
+            None,
+        ),
         FormatInfo("flac", (".flac",), "FLAC audio", True, True, "audio", "audio"),
         FormatInfo("ogg", (".ogg", ".oga"), "Ogg/Vorbis audio", True, True, "audio", "audio"),
         FormatInfo("fif", (".fif", ".fif.gz"), "MNE/Neuromag FIF", True, True, "eeg", "eeg"),
-        FormatInfo("edf", (".edf",), "European Data Format (EDF/EDF+)", True, True, "eeg",
-                   "eeg-export"),
-        FormatInfo("bdf", (".bdf",), "BioSemi BDF (24-bit EDF)", True, True, "eeg",
-                   "eeg-export"),
-        FormatInfo("brainvision", (".vhdr", ".ahdr"), "BrainVision (.vhdr + .vmrk + .eeg)",
-                   True, True, "eeg", "eeg-export"),
-        FormatInfo("eeglab", (".set",), "EEGLAB .set (+ .fdt)", True, True, "eeg",
-                   "eeg-export"),
+        FormatInfo(
+            "edf", (".edf",), "European Data Format (EDF/EDF+)", True, True, "eeg", "eeg-export"
+        ),
+        FormatInfo("bdf", (".bdf",), "BioSemi BDF (24-bit EDF)", True, True, "eeg", "eeg-export"),
+        FormatInfo(
+            "brainvision",
+            (".vhdr", ".ahdr"),
+            "BrainVision (.vhdr + .vmrk + .eeg)",
+            True,
+            True,
+            "eeg",
+            "eeg-export",
+        ),
+        FormatInfo("eeglab", (".set",), "EEGLAB .set (+ .fdt)", True, True, "eeg", "eeg-export"),
         FormatInfo("gdf", (".gdf",), "General Data Format (GDF)", True, False, "eeg"),
-        FormatInfo("mne", (".cnt", ".mff", ".nxe", ".snirf", ".data", ".sqd", ".con", ".ds",
-                           ".lay", ".nedf", ".mefd", ".ns3", ".cdt"),
-                   "other formats mne.io.read_raw reads", True, False, "eeg"),
-        FormatInfo("fastmri", (".h5", ".hdf5"), "fastMRI-style HDF5 k-space", True, True,
-                   "mri", "mri"),
+        FormatInfo(
+            "mne",
+            (
+                ".cnt",
+                ".mff",
+                ".nxe",
+                ".snirf",
+                ".data",
+                ".sqd",
+                ".con",
+                ".ds",
+                ".lay",
+                ".nedf",
+                ".mefd",
+                ".ns3",
+                ".cdt",
+            ),
+            "other formats mne.io.read_raw reads",
+            True,
+            False,
+            "eeg",
+        ),
+        FormatInfo(
+            "fastmri", (".h5", ".hdf5"), "fastMRI-style HDF5 k-space", True, True, "mri", "mri"
+        ),
         FormatInfo("cfl", (".cfl",), "BART .cfl/.hdr (complex64, column-major)", True, True),
         FormatInfo("npy", (".npy",), "NumPy array", True, True),
         FormatInfo("npz", (".npz",), "NumPy archive", True, True),
@@ -91,8 +136,20 @@ _FORMATS = {
 }
 
 # Formats whose files start with a recognisable signature (see _sniff).
-_SIGNED = {"wav", "flac", "ogg", "fif", "edf", "bdf", "gdf", "brainvision", "eeglab",
-           "fastmri", "npy", "npz"}
+_SIGNED = {
+    "wav",
+    "flac",
+    "ogg",
+    "fif",
+    "edf",
+    "bdf",
+    "gdf",
+    "brainvision",
+    "eeglab",
+    "fastmri",
+    "npy",
+    "npz",
+}
 # Signatures that confirm a format without naming it alone.
 _COMPATIBLE = {("eeglab", "matlab"), ("fif", "gzip"), ("mne", "matlab"), ("mne", "fastmri")}
 _MNE_FORMATS = ("fif", "edf", "bdf", "brainvision", "eeglab", "gdf", "mne")
@@ -145,10 +202,17 @@ def _sniff(path):
     if head[:4] in (b"RIFF", b"RIFX", b"RF64") and head[8:12] == b"WAVE":
         return "wav"
     signatures = (
-        (b"fLaC", "flac"), (b"OggS", "ogg"), (b"\x89HDF\r\n\x1a\n", "fastmri"),
-        (b"\x93NUMPY", "npy"), (b"PK\x03\x04", "npz"), (b"PK\x05\x06", "npz"),
-        (b"\xffBIOSEMI", "bdf"), (b"0       ", "edf"), (b"GDF", "gdf"),
-        (b"\x00\x00\x00\x64\x00\x00\x00\x1f", "fif"), (b"\x1f\x8b", "gzip"),
+        (b"fLaC", "flac"),
+        (b"OggS", "ogg"),
+        (b"\x89HDF\r\n\x1a\n", "fastmri"),
+        (b"\x93NUMPY", "npy"),
+        (b"PK\x03\x04", "npz"),
+        (b"PK\x05\x06", "npz"),
+        (b"\xffBIOSEMI", "bdf"),
+        (b"0       ", "edf"),
+        (b"GDF", "gdf"),
+        (b"\x00\x00\x00\x64\x00\x00\x00\x1f", "fif"),
+        (b"\x1f\x8b", "gzip"),
         (b"MATLAB", "matlab"),
     )
     for magic, name in signatures:
@@ -199,8 +263,9 @@ def _detect(path):
 
 
 def _check_format(fmt, action):
-    allowed = tuple(n for n, f in _FORMATS.items() if (f.readable if action == "read"
-                                                        else f.writable))
+    allowed = tuple(
+        n for n, f in _FORMATS.items() if (f.readable if action == "read" else f.writable)
+    )
     return check_option("format", fmt, allowed)
 
 
@@ -439,8 +504,7 @@ def _output(path, *, format=None, overwrite=False, protected=(), **options):  # 
                 for t in targets:
                     check_not_aliased(t, [source], name="path")
                 protected.append(source)
-            writer(sig, {"first": tmp[0], "last": tmp[-1], "all": tmp}[which],
-                   **fixed, **options)
+            writer(sig, {"first": tmp[0], "last": tmp[-1], "all": tmp}[which], **fixed, **options)
 
         yield put
 
@@ -448,9 +512,14 @@ def _output(path, *, format=None, overwrite=False, protected=(), **options):  # 
 # -- summaries ------------------------------------------------------------------------------
 def _summary(sig):
     return {
-        "domain": sig.domain, "channels": sig.n_channels, "batch": sig.n_batch,
-        "shape": tuple(sig.data.shape), "sfreq": sig.sfreq, "spacing": sig.spacing,
-        "dtype": str(sig.data.dtype), "duration": sig.duration,
+        "domain": sig.domain,
+        "channels": sig.n_channels,
+        "batch": sig.n_batch,
+        "shape": tuple(sig.data.shape),
+        "sfreq": sig.sfreq,
+        "spacing": sig.spacing,
+        "dtype": str(sig.data.dtype),
+        "duration": sig.duration,
     }
 
 
@@ -487,21 +556,44 @@ def info(path, *, format=None):  # noqa: A002
     out = {"format": fmt, "path": str(path)}
     if fmt in _MNE_FORMATS:
         d = _eeg.eeg_info(path, fmt=fmt)
-        out.update(domain="time", channels=d["channels"], batch=None,
-                   shape=(d["channels"], d["n_times"]), sfreq=d["sfreq"], spacing=None,
-                   dtype="float64", duration=d["n_times"] / d["sfreq"],
-                   n_annotations=d["n_annotations"], ch_types=d["ch_types"])
+        out.update(
+            domain="time",
+            channels=d["channels"],
+            batch=None,
+            shape=(d["channels"], d["n_times"]),
+            sfreq=d["sfreq"],
+            spacing=None,
+            dtype="float64",
+            duration=d["n_times"] / d["sfreq"],
+            n_annotations=d["n_annotations"],
+            ch_types=d["ch_types"],
+        )
     elif fmt == "wav":
         d = _audio.wav_info(path)
-        out.update(domain="time", channels=d["channels"], batch=None,
-                   shape=(d["channels"], d["n_times"]), sfreq=d["sfreq"], spacing=None,
-                   dtype="float32" if d["subtype"] == "FLOAT" else "float64",
-                   duration=d["n_times"] / d["sfreq"], subtype=d["subtype"])
+        out.update(
+            domain="time",
+            channels=d["channels"],
+            batch=None,
+            shape=(d["channels"], d["n_times"]),
+            sfreq=d["sfreq"],
+            spacing=None,
+            dtype="float32" if d["subtype"] == "FLOAT" else "float64",
+            duration=d["n_times"] / d["sfreq"],
+            subtype=d["subtype"],
+        )
     elif fmt == "fastmri":
         d = _mri.fastmri_info(path)
         shape = d["shape"] if len(d["shape"]) == 4 else (d["shape"][0], 1, *d["shape"][1:])
-        out.update(domain="kspace", channels=d["channels"], batch=d["batch"], shape=shape,
-                   sfreq=None, spacing=None, dtype=d["dtype"], duration=None)
+        out.update(
+            domain="kspace",
+            channels=d["channels"],
+            batch=d["batch"],
+            shape=shape,
+            sfreq=None,
+            spacing=None,
+            dtype=d["dtype"],
+            duration=None,
+        )
     elif fmt == "cfl":
         sig = _mri.read_cfl(path, mmap=True)
         out.update(_summary(sig), bart_dims=sig.metadata["bart_dims"])

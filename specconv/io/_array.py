@@ -28,14 +28,21 @@ def _axis(name, value, ndim):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int, got {value!r}.")
     if not -ndim <= value < ndim:
-        raise ValueError(
-            f"{name}={value} is out of range for an array with {ndim} dimensions."
-        )
+        raise ValueError(f"{name}={value} is out of range for an array with {ndim} dimensions.")
     return int(value) % ndim
 
 
-def from_array(arr, *, coil_axis=0, batch_axis=None, domain=None, sfreq=None, spacing=None,
-               ch_names=None, metadata=None):
+def from_array(
+    arr,
+    *,
+    coil_axis=0,
+    batch_axis=None,
+    domain=None,
+    sfreq=None,
+    spacing=None,
+    ch_names=None,
+    metadata=None,
+):
     """Wrap an array as a signal, moving the stated axes to the front (views, no copy)."""
     if arr.dtype.kind not in "iufc":
         raise FormatError(f"the array has dtype {arr.dtype}; expected numbers.")
@@ -64,23 +71,38 @@ def from_array(arr, *, coil_axis=0, batch_axis=None, domain=None, sfreq=None, sp
         # "coil" says MRI: only complex spatial data (k-space, coil images) is presumed so
         mri = arr.dtype.kind == "c" and domain != "time"
         ch_names = coil_names(n) if mri else default_ch_names(n)
-    return VectorSignal(data, ch_names, domain=domain, sfreq=sfreq, spacing=spacing,
-                        batched=batch_axis is not None, metadata=metadata or {})
+    return VectorSignal(
+        data,
+        ch_names,
+        domain=domain,
+        sfreq=sfreq,
+        spacing=spacing,
+        batched=batch_axis is not None,
+        metadata=metadata or {},
+    )
 
 
-def read_npy(path, *, coil_axis=0, batch_axis=None, domain=None, sfreq=None, spacing=None,
-             mmap=False):
+def read_npy(
+    path, *, coil_axis=0, batch_axis=None, domain=None, sfreq=None, spacing=None, mmap=False
+):
     """Read a ``.npy`` array; ``mmap=True`` maps it read-only instead of loading it."""
     mmap = as_bool("mmap", mmap)
     with reading(path, "NumPy .npy"):
         arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    return from_array(arr, coil_axis=coil_axis, batch_axis=batch_axis, domain=domain,
-                      sfreq=sfreq, spacing=spacing,
-                      metadata={"format": "npy", "source": (str(path),)})
+    return from_array(
+        arr,
+        coil_axis=coil_axis,
+        batch_axis=batch_axis,
+        domain=domain,
+        sfreq=sfreq,
+        spacing=spacing,
+        metadata={"format": "npy", "source": (str(path),)},
+    )
 
 
-def read_npz(path, *, key=None, coil_axis=0, batch_axis=None, domain=None, sfreq=None,
-             spacing=None):
+def read_npz(
+    path, *, key=None, coil_axis=0, batch_axis=None, domain=None, sfreq=None, spacing=None
+):
     """Read a ``.npz``: a specconv-written one exactly, else the array ``key``.
 
     Without ``key``, an archive with a single array, or with a ``kspace`` array, needs no
@@ -108,14 +130,25 @@ def read_npz(path, *, key=None, coil_axis=0, batch_axis=None, domain=None, sfreq
                 arr = z[key]
     meta = {"format": "npz", "source": (str(path),)}
     if fields is None:
-        return from_array(arr, coil_axis=coil_axis, batch_axis=batch_axis, domain=domain,
-                          sfreq=sfreq, spacing=spacing, metadata={**meta, "key": key})
+        return from_array(
+            arr,
+            coil_axis=coil_axis,
+            batch_axis=batch_axis,
+            domain=domain,
+            sfreq=sfreq,
+            spacing=spacing,
+            metadata={**meta, "key": key},
+        )
     sf = float(fields["sfreq"])
     sp = tuple(float(v) for v in fields["spacing"])
     return VectorSignal(
-        fields["data"], tuple(str(c) for c in fields["ch_names"]),
-        domain=str(fields["domain"]), sfreq=None if np.isnan(sf) else sf,
-        spacing=sp or None, batched=bool(fields["batched"]), metadata=meta,
+        fields["data"],
+        tuple(str(c) for c in fields["ch_names"]),
+        domain=str(fields["domain"]),
+        sfreq=None if np.isnan(sf) else sf,
+        spacing=sp or None,
+        batched=bool(fields["batched"]),
+        metadata=meta,
     )
 
 

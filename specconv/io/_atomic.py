@@ -35,8 +35,15 @@ import numpy as np
 
 logger = logging.getLogger("specconv")
 
-__all__ = ["atomic_output", "check_not_aliased", "files_behind", "remove_stale_temporaries",
-           "same_file", "temporary_directory", "write_error"]
+__all__ = [
+    "atomic_output",
+    "check_not_aliased",
+    "files_behind",
+    "remove_stale_temporaries",
+    "same_file",
+    "temporary_directory",
+    "write_error",
+]
 
 
 # ----------------------------------------------------------------------------- aliasing
@@ -203,8 +210,10 @@ def _start_ticks(pid):
 
 def _owner_prefix():
     pid = os.getpid()
-    return (f"{_TEMP_PREFIX}{pid}-{_tag(socket.gethostname())}{_tag(_boot_id())}-"
-            f"{_start_ticks(pid) or 0}-")
+    return (
+        f"{_TEMP_PREFIX}{pid}-{_tag(socket.gethostname())}{_tag(_boot_id())}-"
+        f"{_start_ticks(pid) or 0}-"
+    )
 
 
 def _is_stale(name, host, boot):
@@ -249,8 +258,7 @@ def remove_stale_temporaries(folder):
             if entry.is_dir(follow_symlinks=False) and _is_stale(entry.name, host, boot):
                 shutil.rmtree(entry.path)
                 removed.append(Path(entry.path))
-                logger.info("removed %s, left by a specconv process that was killed",
-                            entry.path)
+                logger.info("removed %s, left by a specconv process that was killed", entry.path)
     return removed
 
 
@@ -320,8 +328,16 @@ def write_error(err, target, folder):
     without errno). The replacement names the target and the cause; it must be built while
     the partial output still fills ``folder``, which tells a full disk from other failures.
     """
-    if isinstance(err, (FileExistsError, FileNotFoundError, IsADirectoryError,
-                        NotADirectoryError, PermissionError)):
+    if isinstance(
+        err,
+        (
+            FileExistsError,
+            FileNotFoundError,
+            IsADirectoryError,
+            NotADirectoryError,
+            PermissionError,
+        ),
+    ):
         return None
     if not (isinstance(err, OSError) or type(err).__name__ == "LibsndfileError"):
         return None
@@ -335,11 +351,16 @@ def write_error(err, target, folder):
     if code in _FULL:
         detail = getattr(err, "strerror", None) or ""  # a writer's own detail, not a dump
         detail = f" ({detail})" if detail.startswith("needs ") else ""
-        return OSError(code, f"{os.strerror(code)} while writing the output{detail}; the "
-                       "partial file was removed", str(target))
+        return OSError(
+            code,
+            f"{os.strerror(code)} while writing the output{detail}; the partial file was removed",
+            str(target),
+        )
     if code is None and short is not None:
-        return OSError(f"Could not write {str(target)!r}: {err} (a short write: the device "
-                       "failed or a size limit was reached); the partial file was removed.")
+        return OSError(
+            f"Could not write {str(target)!r}: {err} (a short write: the device "
+            "failed or a size limit was reached); the partial file was removed."
+        )
     return None
 
 

@@ -34,8 +34,14 @@ from ._common import FormatError, reading, require_time_signal
 logger = logging.getLogger("specconv")
 
 __all__ = [
-    "ClippingWarning", "read_wav", "read_soundfile", "write_wav", "write_soundfile",
-    "true_stereo_kernel", "stereo_ir_kernel", "WAV_SUBTYPES",
+    "ClippingWarning",
+    "read_wav",
+    "read_soundfile",
+    "write_wav",
+    "write_soundfile",
+    "true_stereo_kernel",
+    "stereo_ir_kernel",
+    "WAV_SUBTYPES",
 ]
 
 
@@ -46,7 +52,12 @@ class ClippingWarning(UserWarning):
 
 #: Subtypes :func:`write_wav` accepts, with their bits per sample (None for floats).
 WAV_SUBTYPES = {
-    "PCM_U8": 8, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32, "FLOAT": None, "DOUBLE": None,
+    "PCM_U8": 8,
+    "PCM_16": 16,
+    "PCM_24": 24,
+    "PCM_32": 32,
+    "FLOAT": None,
+    "DOUBLE": None,
 }
 #: Subtypes per soundfile container specconv writes.
 SOUNDFILE_SUBTYPES = {"flac": {"PCM_16": 16, "PCM_24": 24}, "ogg": {"VORBIS": None}}
@@ -185,9 +196,15 @@ def read_wav(path, *, dtype=None, backend="scipy", allow_truncated=False):
     subtype = _wav_subtype(path, frames)
     data = int_to_float(frames, dtype)
     return VectorSignal(
-        data, _stereo_names(data.shape[0]), sfreq=float(rate),
-        metadata={"format": "wav", "subtype": subtype, "container": container,
-                  "source": (str(path),)},
+        data,
+        _stereo_names(data.shape[0]),
+        sfreq=float(rate),
+        metadata={
+            "format": "wav",
+            "subtype": subtype,
+            "container": container,
+            "source": (str(path),),
+        },
     )
 
 
@@ -212,14 +229,21 @@ def read_soundfile(path, *, dtype=None, fmt=None, allow_truncated=False):
     with reading(path, fmt or "audio", allow_truncated=allow_truncated):
         info = sf.info(str(path))
         if dtype is None:
-            dtype = np.dtype(np.float32 if info.subtype in ("FLOAT", "VORBIS", "OPUS")
-                             else np.float64)
+            dtype = np.dtype(
+                np.float32 if info.subtype in ("FLOAT", "VORBIS", "OPUS") else np.float64
+            )
         frames, rate = sf.read(str(path), dtype=dtype.name, always_2d=True)
     data = frames.T
     return VectorSignal(
-        data, _stereo_names(data.shape[0]), sfreq=float(rate),
-        metadata={"format": fmt or info.format.lower(), "subtype": info.subtype,
-                  "container": info.format, "source": (str(path),)},
+        data,
+        _stereo_names(data.shape[0]),
+        sfreq=float(rate),
+        metadata={
+            "format": fmt or info.format.lower(),
+            "subtype": info.subtype,
+            "container": info.format,
+            "source": (str(path),),
+        },
     )
 
 
@@ -304,8 +328,10 @@ def _full_scale(data, clip):
     if not peak > 1.0 or clip == "allow":  # NaN compares False
         return x
     ch, n = np.unravel_index(int(np.argmax(np.abs(x))), x.shape)
-    msg = (f"the signal peaks at {20 * np.log10(peak):+.1f} dBFS ({float(x[ch, n]):.6g}, "
-           f"channel {ch}, sample {n}), above full scale (±1)")
+    msg = (
+        f"the signal peaks at {20 * np.log10(peak):+.1f} dBFS ({float(x[ch, n]):.6g}, "
+        f"channel {ch}, sample {n}), above full scale (±1)"
+    )
     fix = "scale it (specconv.apps.audio.normalize)"
     if clip == "raise":
         raise ValueError(f"{msg}; {fix}, or pass clip='allow' to write it as is.")
@@ -315,7 +341,8 @@ def _full_scale(data, clip):
     warnings.warn(
         f"{msg}: a float file stores it, but players and conversions to PCM will clip it. "
         f"To write it: {fix}; clip='allow' (as is), 'warn' (clipped) or 'raise' (refused).",
-        ClippingWarning, stacklevel=4,
+        ClippingWarning,
+        stacklevel=4,
     )
     return x
 
@@ -493,4 +520,3 @@ def wav_info(path):
         c, n = sig.data.shape
         rate, subtype = sig.sfreq, sig.metadata["subtype"]
     return {"channels": c, "sfreq": float(rate), "n_times": n, "subtype": subtype}
-

@@ -41,8 +41,15 @@ TRUNCATION_WARNINGS = (
 # Exceptions third-party readers raise for malformed input. Missing files and permission
 # problems are not format problems: they pass through unchanged.
 _BACKEND_ERRORS = (
-    ValueError, OSError, EOFError, KeyError, IndexError, struct.error, RuntimeError,
-    AttributeError, UnicodeDecodeError,
+    ValueError,
+    OSError,
+    EOFError,
+    KeyError,
+    IndexError,
+    struct.error,
+    RuntimeError,
+    AttributeError,
+    UnicodeDecodeError,
 )
 
 

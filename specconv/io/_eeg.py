@@ -121,8 +121,13 @@ def from_mne(inst, *, picks=None, reject_by_annotation=None, dtype=None, fmt="mn
     elif isinstance(inst, mne.BaseEpochs):
         data = inst.get_data(picks=names)
         annotations = inst.annotations.copy() if inst.annotations is not None else None
-        meta.update(kind="epochs", annotations=annotations,
-                    events=inst.events.copy(), event_id=dict(inst.event_id), tmin=inst.tmin)
+        meta.update(
+            kind="epochs",
+            annotations=annotations,
+            events=inst.events.copy(),
+            event_id=dict(inst.event_id),
+            tmin=inst.tmin,
+        )
         batched = True
     else:
         data = inst.get_data(picks=names)
@@ -130,8 +135,9 @@ def from_mne(inst, *, picks=None, reject_by_annotation=None, dtype=None, fmt="mn
         batched = False
     if dtype is not None:
         data = data.astype(dtype, copy=False)
-    return VectorSignal(data, tuple(names), sfreq=float(info["sfreq"]), batched=batched,
-                        metadata=meta)
+    return VectorSignal(
+        data, tuple(names), sfreq=float(info["sfreq"]), batched=batched, metadata=meta
+    )
 
 
 def _channel_types(sig, ch_types):
@@ -180,8 +186,9 @@ def _annotations_for(sig, ch_names):
     if all(set(chs) <= names for chs in annot.ch_names):
         return annot.copy()
     # Channel-specific annotations that name channels no longer there become global.
-    return mne.Annotations(annot.onset, annot.duration, annot.description,
-                           orig_time=annot.orig_time)
+    return mne.Annotations(
+        annot.onset, annot.duration, annot.description, orig_time=annot.orig_time
+    )
 
 
 def to_mne(sig, *, ch_types=None, copy=True):
@@ -235,14 +242,24 @@ def to_mne(sig, *, ch_types=None, copy=True):
         event_id = sig.metadata.get("event_id")
         if events is None or len(events) != sig.n_batch:
             events, event_id = None, None
-        return mne.EpochsArray(data, info, events=events, tmin=sig.metadata.get("tmin", 0.0),
-                               event_id=event_id, verbose=False)
+        return mne.EpochsArray(
+            data,
+            info,
+            events=events,
+            tmin=sig.metadata.get("tmin", 0.0),
+            event_id=event_id,
+            verbose=False,
+        )
     if kind == "evoked":
-        return mne.EvokedArray(data, info, tmin=sig.metadata.get("tmin", 0.0),
-                               comment=sig.metadata.get("comment", ""),
-                               nave=sig.metadata.get("nave", 1), verbose=False)
-    raw = mne.io.RawArray(data, info, first_samp=sig.metadata.get("first_samp", 0),
-                          verbose=False)
+        return mne.EvokedArray(
+            data,
+            info,
+            tmin=sig.metadata.get("tmin", 0.0),
+            comment=sig.metadata.get("comment", ""),
+            nave=sig.metadata.get("nave", 1),
+            verbose=False,
+        )
+    raw = mne.io.RawArray(data, info, first_samp=sig.metadata.get("first_samp", 0), verbose=False)
     annot = _annotations_for(sig, sig.ch_names)
     if annot is not None and len(annot):
         raw.set_annotations(annot, verbose=False)
@@ -255,8 +272,17 @@ def _is_fif_kind(path, kind):
     return name.endswith((f"-{kind}.fif", f"_{kind}.fif"))
 
 
-def read_eeg(path, *, fmt, picks=None, reject_by_annotation=None, dtype=None,
-             allow_truncated=False, verbose=False, **mne_options):
+def read_eeg(
+    path,
+    *,
+    fmt,
+    picks=None,
+    reject_by_annotation=None,
+    dtype=None,
+    allow_truncated=False,
+    verbose=False,
+    **mne_options,
+):
     """Read an EEG/MEG file through MNE (``mne_options`` go to the MNE reader).
 
     Continuous files go through :func:`mne.io.read_raw`; FIF files named like MNE epochs
@@ -272,8 +298,9 @@ def read_eeg(path, *, fmt, picks=None, reject_by_annotation=None, dtype=None,
             inst = mne.read_evokeds(path, verbose=verbose, **mne_options)
         else:
             inst = mne.io.read_raw(path, preload=False, verbose=verbose, **mne_options)
-        sig = from_mne(inst, picks=picks, reject_by_annotation=reject_by_annotation,
-                       dtype=dtype, fmt=fmt)
+        sig = from_mne(
+            inst, picks=picks, reject_by_annotation=reject_by_annotation, dtype=dtype, fmt=fmt
+        )
     sources = {str(path), *(str(f) for f in getattr(inst, "filenames", ()) if f is not None)}
     if fmt == "brainvision":
         sources.update(str(p) for p in companions(path, (".vmrk", ".eeg")) if p.exists())
@@ -284,9 +311,13 @@ def eeg_info(path, *, fmt, verbose=False):
     mne = _mne()
     with reading(path, fmt.upper()):
         raw = mne.io.read_raw(path, preload=False, verbose=verbose)
-    return {"channels": len(raw.ch_names), "sfreq": float(raw.info["sfreq"]),
-            "n_times": int(raw.n_times), "n_annotations": len(raw.annotations),
-            "ch_types": sorted(set(raw.get_channel_types()))}
+    return {
+        "channels": len(raw.ch_names),
+        "sfreq": float(raw.info["sfreq"]),
+        "n_times": int(raw.n_times),
+        "n_annotations": len(raw.annotations),
+        "ch_types": sorted(set(raw.get_channel_types())),
+    }
 
 
 def _check_fif_fmt(sig, fmt):
@@ -334,7 +365,9 @@ def write_export(sig, path, *, fmt, ch_types=None, **export_options):
     with warnings.catch_warnings():
         # pybv stores float32 samples: that is the format's precision (documented in
         # specconv.io.write), not a surprise worth a warning on every export.
-        warnings.filterwarnings("ignore", message="Encountered data in 'double' format",
-                                category=RuntimeWarning)
-        export.export_raw(str(path), raw, fmt=mne_fmt, overwrite=True, verbose=False,
-                          **export_options)
+        warnings.filterwarnings(
+            "ignore", message="Encountered data in 'double' format", category=RuntimeWarning
+        )
+        export.export_raw(
+            str(path), raw, fmt=mne_fmt, overwrite=True, verbose=False, **export_options
+        )

@@ -22,8 +22,15 @@ from ._common import FormatError, reading
 logger = logging.getLogger("specconv")
 
 __all__ = [
-    "kspace_to_image", "image_to_kspace", "rss", "coil_names", "read_fastmri",
-    "write_fastmri", "read_cfl", "write_cfl", "cfl_paths",
+    "kspace_to_image",
+    "image_to_kspace",
+    "rss",
+    "coil_names",
+    "read_fastmri",
+    "write_fastmri",
+    "read_cfl",
+    "write_cfl",
+    "cfl_paths",
 ]
 
 #: BART dimension indices (``bart/src/misc/mri.h``).
@@ -170,8 +177,9 @@ def _attr_value(v):
 def _dataset(f, name, path):
     """The dataset ``name`` of the open HDF5 file ``f``, or a FormatError naming what it has."""
     if not isinstance(name, str):
-        raise TypeError(f"dataset must be a str (an HDF5 path), got {type(name).__name__} "
-                        f"{name!r}.")
+        raise TypeError(
+            f"dataset must be a str (an HDF5 path), got {type(name).__name__} {name!r}."
+        )
     ds = f.get(name)
     if not isinstance(ds, _h5py().Dataset):
         raise FormatError(
@@ -205,10 +213,17 @@ def read_fastmri(path, *, dataset="kspace"):
             f"{str(path)!r}: dataset {dataset!r} must be (slices, coils, H, W) or "
             f"(slices, H, W), got shape {data.shape}."
         )
-    meta = {"format": "fastmri", "attrs": attrs, "ismrmrd_header": header,
-            "datasets": others, "singlecoil": singlecoil, "source": (str(path),)}
-    return VectorSignal(data, coil_names(data.shape[1]), domain="kspace", batched=True,
-                        metadata=meta)
+    meta = {
+        "format": "fastmri",
+        "attrs": attrs,
+        "ismrmrd_header": header,
+        "datasets": others,
+        "singlecoil": singlecoil,
+        "source": (str(path),),
+    }
+    return VectorSignal(
+        data, coil_names(data.shape[1]), domain="kspace", batched=True, metadata=meta
+    )
 
 
 def write_fastmri(sig, path, *, dataset="kspace", compression=None):
@@ -233,9 +248,10 @@ def write_fastmri(sig, path, *, dataset="kspace", compression=None):
                 logger.debug("attribute %r (%s) not written", key, type(value).__name__)
         header = sig.metadata.get("ismrmrd_header")
         if header is not None:
-            f.create_dataset("ismrmrd_header", data=np.bytes_(header.encode("utf-8")
-                                                               if isinstance(header, str)
-                                                               else header))
+            f.create_dataset(
+                "ismrmrd_header",
+                data=np.bytes_(header.encode("utf-8") if isinstance(header, str) else header),
+            )
 
 
 def fastmri_info(path, *, dataset="kspace"):
@@ -283,8 +299,9 @@ def read_cfl(path, *, coil_axis=BART_COIL_DIM, domain="kspace", mmap=False):
     cfl, hdr = cfl_paths(path)
     for p in (cfl, hdr):
         if not p.exists():
-            raise FileNotFoundError(f"BART data needs both {cfl.name} and {hdr.name}; "
-                                    f"{str(p)!r} does not exist.")
+            raise FileNotFoundError(
+                f"BART data needs both {cfl.name} and {hdr.name}; {str(p)!r} does not exist."
+            )
     mmap = as_bool("mmap", mmap)
     with reading(path, "BART cfl"):
         dims = _read_dims(hdr)
@@ -307,8 +324,7 @@ def read_cfl(path, *, coil_axis=BART_COIL_DIM, domain="kspace", mmap=False):
     spatial = [d for d in (0, 1, 2) if d != coil_axis and dims[d] > 1] or [
         min(d for d in (0, 1, 2) if d != coil_axis)
     ]
-    batch = [d for d in range(len(dims)) if d not in spatial and d != coil_axis
-             and dims[d] > 1]
+    batch = [d for d in range(len(dims)) if d not in spatial and d != coil_axis and dims[d] > 1]
     rest = [d for d in range(len(dims)) if d not in spatial + batch + [coil_axis]]
     # Batch dims in reverse order: the last BART dim varies slowest, like C's first axis.
     arr = raw.transpose(batch[::-1] + [coil_axis] + spatial + rest)
@@ -316,11 +332,17 @@ def read_cfl(path, *, coil_axis=BART_COIL_DIM, domain="kspace", mmap=False):
     if batch:
         shape = [math.prod(dims[d] for d in batch)] + shape
     data = arr.reshape(shape)
-    meta = {"format": "cfl", "bart_dims": tuple(dims), "bart_spatial": tuple(spatial),
-            "bart_batch": tuple(batch), "coil_axis": coil_axis,
-            "source": (str(cfl), str(hdr))}
-    return VectorSignal(data, coil_names(dims[coil_axis]), domain=domain,
-                        batched=bool(batch), metadata=meta)
+    meta = {
+        "format": "cfl",
+        "bart_dims": tuple(dims),
+        "bart_spatial": tuple(spatial),
+        "bart_batch": tuple(batch),
+        "coil_axis": coil_axis,
+        "source": (str(cfl), str(hdr)),
+    }
+    return VectorSignal(
+        data, coil_names(dims[coil_axis]), domain=domain, batched=bool(batch), metadata=meta
+    )
 
 
 def _cfl_layout(sig):
@@ -337,8 +359,7 @@ def _cfl_layout(sig):
     else:
         if n_spatial > 3:
             raise ValueError(
-                f"BART stores at most 3 spatial dimensions, got spatial shape "
-                f"{sig.spatial_shape}."
+                f"BART stores at most 3 spatial dimensions, got spatial shape {sig.spatial_shape}."
             )
         coil, spatial = BART_COIL_DIM, list(range(n_spatial))
         old_dims, old_batch = (), []
@@ -369,5 +390,4 @@ def write_cfl(sig, paths):
     # Back to BART's dimension order, then column-major bytes (= C order of the transpose).
     arr = arr.transpose(np.argsort(order))
     np.ascontiguousarray(arr.T).tofile(cfl)
-    hdr.write_text("# Dimensions\n" + " ".join(str(d) for d in dims) + " \n",
-                   encoding="ascii")
+    hdr.write_text("# Dimensions\n" + " ".join(str(d) for d in dims) + " \n", encoding="ascii")
