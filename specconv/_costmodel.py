@@ -245,13 +245,9 @@ def chunking(geom, fft_shape, tiles, itemsize, workers):
     long kernels) is shared instead: the workers take ``workers`` such chunks as one, as a
     team (each transforms its run of tiles, then computes the product at its share of the
     frequencies for all of them). The memory is the same; each BLAS call gets ``workers``
-    times the columns and the kernel spectra are read once per chunk, not once per worker.
-    Measured: a per-frequency BLAS call costs about 2.6 µs beyond its flops; 64 × 64 × 1001
-    taps, float32, 22 tiles of 4608: two chunks of 11 on two workers 32.7 ms, one team chunk
-    28.4 ms; the same layer in float64 on 300k samples: 217 -> 200 ms. A team is chosen
-    unless its last chunk idles members longer than the solo chunks idle workers: W5
-    (16 × 16 × 9³ on 64³, 5 rows of tiles) as a team of 3 + 3 rows 39 ms, solo chunks of
-    3 and 2 rows 43 ms (float32).
+    times the columns (a per-frequency call costs microseconds beyond its flops) and the
+    kernel spectra are read once per chunk, not once per worker. A team is chosen unless its
+    last chunk idles members longer than the solo chunks idle workers (measurements: ``benchmarks/RESULTS.md``, "Measurements behind the code's constants").
     """
     G = geom.groups
     other = math.prod(tiles[1:])

@@ -32,20 +32,16 @@ SMALL_PRODUCT = 2**22
 
 #: Bytes of one depthwise block (padded images and two accumulators). Larger blocks spread
 #: numpy's per-call overhead (held under the GIL, so it also serialises the threads) over
-#: more samples. Measured on 8 × 64 × 128² images, 3 × 3 taps, float32, two threads:
-#: 0.5 MiB 17.5 ms, 1 MiB 12.0 ms, 2 MiB 10.3 ms, 4 MiB 10.8 ms, 8 MiB 10.7 ms.
+#: more samples; beyond 2 MiB nothing more was gained (measurements: ``benchmarks/RESULTS.md``, "Measurements behind the code's constants").
 DEPTHWISE_BLOCK = 2**21
 
 #: Bytes of one unit of :func:`_slabs` (its padded input and output slabs), and columns per
-#: GEMM. Measured on 8 × 64 × 128² images, 3 × 3 taps, groups 4, float32, two threads:
-#: 1 MiB 22 ms, 4 MiB 20-24 ms, 16 MiB 38-40 ms (out of cache); 1024-8192 columns within 15 %.
+#: GEMM: the unit stays in cache (measurements: ``benchmarks/RESULTS.md``, "Measurements behind the code's constants").
 SLAB_BYTES = 2**22
 SLAB_COLUMNS = 4096
 
 #: Up to this many output channels per group, the slabs' GEMMs are stacked into one (see
-#: :func:`_slabs`). 8 × 64 × 128² images, 3 × 3 taps, two threads, float32 / float64: 4 per
-#: group 19.6 → 16.1 / 25.9 → 21.4 ms, 16 per group 17.9 → 16.7 / 37.8 → 33.6 ms, 32 a tie,
-#: 64 5 % slower.
+#: :func:`_slabs`): fewer, larger GEMMs win until the stacked halo costs more (measurements: ``benchmarks/RESULTS.md``, "Measurements behind the code's constants").
 STACK_MAX_CHANNELS = 16
 
 
@@ -147,11 +143,8 @@ def _polyphase(x, pads, weight, geom, dtype, workers):
     """Strided layers: the sum of their stride-1 phases (see :func:`phases`), each computed
     by the slabs, the depthwise blocks or one matmul.
 
-    Measured on 8 × 64 × 128² images, stride 2, two threads, float32 / float64 (one channel
-    matmul per tap over strided copies before): 3 × 3 groups 4 21 / 27 ms (36 / 58), dense
-    23 / 46 ms (43 / 73), 7 × 7 dense 81 / 177 ms (218 / 354), 7 × 7 depthwise 20 / 34 ms
-    (computed at every sample and dropped: 39 / 75). Small layers pay the phases' calls:
-    16 × 16 channels, 9 taps, stride 4 on 4000 samples 0.8 / 1.0 ms (0.3 / 0.4).
+    No multiply-add is spent on a sample the stride drops; small layers pay the phases' extra
+    calls (measurements: ``benchmarks/RESULTS.md``, "Measurements behind the code's constants").
     """
     x, pads = _split_pads(x, pads)
     out = np.zeros((geom.batch, geom.out_channels) + geom.out_shape, dtype)
@@ -242,9 +235,7 @@ def _slabs(x, pads, weight, geom, dtype, workers):
     the classic im2col copies it ``prod(kernel)`` times. With few output channels per group the
     GEMMs are stacked into one, of all outer taps at every column (a few halo columns more),
     and its row blocks are summed at their offsets. Units of slabs are shared among
-    ``workers`` threads, each running single-threaded BLAS. Measured on 8 × 64 × 128² images,
-    3 × 3 taps, float32, two threads: groups 4 18 ms, groups 1 48 ms (one matmul per tap over
-    whole shifted copies: 68 and 99 ms); the dense GEMMs run at about 90 % of BLAS's speed.
+    ``workers`` threads, each running single-threaded BLAS (measurements: ``benchmarks/RESULTS.md``, "Measurements behind the code's constants").
     """
     x, pads = _split_pads(x, pads)  # copying into the slabs casts to ``dtype``
     B, G = x.shape[0], geom.groups
@@ -327,9 +318,7 @@ def _depthwise(x, pads, weight, geom, dtype, workers):
     columns and the samples between strides are dropped when the block is copied out (only
     1-tap kernels come here with a stride: the others are split into phases). Blocks of
     images (padded into a zeroed buffer, all taps, copy out) stay in cache and are shared
-    among ``workers`` threads. Measured on 8 × 64 × 128² images, float32, two threads:
-    3 × 3 taps 10-11 ms, 7 × 7 40 ms (one tap at a time over whole shifted copies: 84 and
-    465 ms).
+    among ``workers`` threads.
     """
     if compiled_depthwise(geom, dtype):
         return _depthwise_compiled(x, pads, weight, geom, dtype, workers)
@@ -393,10 +382,8 @@ def _depthwise_compiled(x, pads, weight, geom, dtype, workers):
     Each image is copied into a zeroed padded scratch image; every output line (or pair of
     lines, where their taps share most samples) then keeps a block of samples in registers
     across all taps, so memory sees the image once and the output once. The images are
-    shared among ``workers`` threads (the loops release the GIL). Measured on 8 × 64 × 128²
-    images, two threads, float32 / float64 (W4 of the benchmarks): 3 × 3 taps 3.0 / 6.7 ms,
-    7 × 7 5.8 / 11.1 ms, 15 × 15 16.8 / 35 ms (the numpy loops: 10 / 19, 40 / 75 ms;
-    torch 2.13's conv2d: 5.4 / 21, 6.9 / 290, 520 / 2900 ms).
+    shared among ``workers`` threads (the loops release the GIL); ``benchmarks/bench_levels.py``
+    times them against the numpy loops at every instruction-set level.
     """
     x, pads = _split_pads(x, pads)
     B, G = x.shape[:2]

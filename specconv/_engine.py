@@ -127,11 +127,8 @@ SPECTRA_BLOCK_BYTES = 8 * 2**20
 SMALL_TRANSFORM = 2**16
 
 #: Up to this many kernel-matrix entries per group, the product is a sum of elementwise
-#: products in FFTW's natural layout; above it, a batched BLAS matmul. A BLAS call per
-#: frequency costs microseconds whatever its size: measured (float32 / float64), 8 × 8
-#: channels on 8 × 64 × 128², 15 × 15, groups 8: matmul 59 / 105 ms, elementwise 35 / 69;
-#: 3 × 3 channels on 224², 7 × 7: 4.8 / 3.1 ms against 1.0 / 0.9; 16 × 16 channels with
-#: groups 4, 7 × 7: matmul 34 / 53 ms, elementwise 41 / 88.
+#: products in FFTW's natural layout; above it, a batched BLAS matmul: a BLAS call per
+#: frequency costs microseconds whatever its size (measurements: ``benchmarks/RESULTS.md``, "Measurements behind the code's constants").
 ELEMENTWISE_MAX_ENTRIES = 64
 
 
@@ -147,12 +144,7 @@ def compiled_product(geom, dtype):
     (spectra of the precision of ``dtype``; not where the calibration measured BLAS faster).
 
     The BLAS matmul needs both spectra transposed per block of frequencies, and back; those
-    copies took as long as BLAS itself. Measured per chunk on one thread, complex64 /
-    complex128: 16 × 16 channels, 40 columns, 1184 frequencies, compiled 1.0 / 2.7 ms, BLAS
-    with its transposes 2.3 / 4.3 (BLAS alone 1.2 / 2.1); 64 × 64 channels, 52 columns, 228
-    frequencies, 3.2 / 6.5 against 5.3 / 9.6 ms. Whole layers, float64 (BLAS → compiled):
-    W4 3 × 3 dense 76 → 58 ms, 7 × 7 groups 4 52 → 41, W1a 190 → 172, W5 88 → 65, W4
-    31 × 31 dense 209 → 171 (a team's members in one call).
+    copies take about as long as BLAS itself, which the compiled loops avoid (measurements: ``benchmarks/RESULTS.md``, "Measurements behind the code's constants").
     """
     return _compiled.use("product", np.result_type(dtype, np.complex64)) and uses_matmul(geom)
 
@@ -182,8 +174,8 @@ def spectra_block(geom, fft_shape, csize):
 
 def _wrapped_taps(k, dilation, n):
     """``(destination, source)`` slices that put taps ``0 .. k-1`` at ``-tap · dilation``
-    modulo ``n``: tap 0 at 0, the others backwards from the end (slices, not an index array:
-    placing W1a's 64 × 64 × 1001 taps took 17 ms by fancy indexing)."""
+    modulo ``n``: tap 0 at 0, the others backwards from the end (slices: fancy indexing of
+    large weights was several times slower)."""
     first = (slice(0, 1), slice(0, 1))
     if k == 1:
         return [first]

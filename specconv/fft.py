@@ -61,11 +61,9 @@ _MAX_FREE_BYTES = 256 * 2**20
 #: time limit); smaller and larger ones are planned with FFTW_ESTIMATE (see _PlanPool._build).
 MEASURE_FROM = 2**15
 ESTIMATE_FROM = 2**23
-#: A provisional plan is measured again under this many times the time limit (W1-W5 float32:
-#: 0.1 s left 25 of 28 measured plans cut short; ten times longer made W1c 114 -> 78 ms, W4 31
-#: x 31 with groups 4 92 -> 62 ms, and finished all but W2's (7.8 s to the end)). FFTW_PATIENT
-#: instead: up to 1.9x faster tiles where it finished (64 x 64 complex64), but it overran the
-#: longer limit more often than not (32 x 32 float32 batches: MEASURE 0.06 s, PATIENT > 1 s).
+#: A provisional plan is measured again under this many times the time limit: the first
+#: limit cuts most plans short, and FFTW_PATIENT overran the longer one more often than not
+#: (measurements: ``benchmarks/RESULTS.md``, "Measurements behind the code's constants").
 REMEASURE_FACTOR = 10
 
 

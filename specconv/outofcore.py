@@ -894,9 +894,7 @@ def apply(
 #: How much lower the I/O thread's priority is than the caller's (Linux niceness). Its work
 #: has slack (a whole chunk's computation), while the engine's workers share each chunk in
 #: lockstep: a worker preempted by the I/O thread holds up the other at the next barrier.
-#: Measured on the 2-hour EEG run (2 cores): 1.87-1.91 -> 1.95-1.98 M samples/s. Not lower:
-#: next to two busy processes the run took 8.6 s at +0, 8.4 s at +5, 13.6 s at +10 and 59 s
-#: at +19 (the I/O thread starved).
+#: Not lower: next to busy processes a lower priority starves the I/O thread (measurements: ``benchmarks/RESULTS.md``, "Measurements behind the code's constants").
 _IO_NICENESS = 5
 
 
