@@ -716,7 +716,7 @@ def _blas_lines():
 
 
 def _cmd_sys_info(args):
-    from . import _calibration, fft
+    from . import _calibration, _compiled, fft
 
     rows = [
         ("platform", platform.platform()),
@@ -744,6 +744,11 @@ def _cmd_sys_info(args):
             f"{_calibration.calibration_path()}"
             + ("" if _calibration.enabled() else " (off: SPECCONV_CALIBRATE)"),
         ),
+        (
+            "compiled loops",
+            f"level {_compiled.level or 'off (numpy/BLAS path)'}; this CPU runs "
+            f"{', '.join(_compiled.levels()) or 'none (not built)'}",
+        ),
     ]
     for name in _OPTIONAL:
         rows.append((name, _version(name)))
@@ -755,6 +760,7 @@ def _cmd_sys_info(args):
         "SPECCONV_PLANNING_TIMELIMIT",
         "SPECCONV_CACHE_DIR",
         "SPECCONV_CALIBRATE",
+        "SPECCONV_SIMD",
         "OMP_NUM_THREADS",
         "OPENBLAS_NUM_THREADS",
         "MKL_NUM_THREADS",
