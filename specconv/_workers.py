@@ -33,9 +33,10 @@ def run_parallel(fns):
     return results + [f.result() for f in futures]
 
 
-# One pool of worker threads for every call: starting threads anew took 1-2 ms per call
-# (out-of-core: 0.23 s over 96 chunks). A forked child gets a fresh pool (threads do not
-# survive a fork, and a lock held in the parent would stay held).
+# One pool of worker threads for every call: starting threads anew costs about a millisecond
+# a call (measurements: benchmarks/RESULTS.md, "Measurements behind the code's constants"). A
+# forked child gets a fresh pool (threads do not survive a fork, and a lock held in the parent
+# would stay held).
 _pool_lock = threading.Lock()
 _pool = None  # (size, ThreadPoolExecutor)
 

@@ -40,7 +40,15 @@ import numpy as np
 from . import _blas, _costmodel, _direct, _engine, _workers, fft
 from ._geometry import Geometry
 from ._validate import as_array, check_option, check_signal, result_dtype
-from .layers import METHODS, ONE_CALL, SpectralConv, SpectralConvTranspose
+from .layers import (
+    METHODS,
+    NUMPY_PAD_MODE,
+    ONE_CALL,
+    SpectralConv,
+    SpectralConvTranspose,
+    check_padding_fits,
+)
+from .linop import adjoint, output_shape
 
 __all__ = ["bias_grad", "conv_transpose_weight_grad", "conv_weight_grad", "vjp"]
 
@@ -120,7 +128,7 @@ def conv_weight_grad(
     See Also
     --------
     conv_transpose_weight_grad : the same for the transposed layer.
-    SpectralConv.vjp : the input, weight and bias gradients in one call.
+    vjp : the input, weight and bias gradients in one call.
 
     Notes
     -----
@@ -159,14 +167,11 @@ def conv_weight_grad(
     )
     x = as_array("x", x)
     xb, batched = check_signal(x, layer.in_channels, layer.ndim)
-    from .linop import output_shape
-
     out = output_shape(layer, xb.shape[2:])
     pads = layer.pads
-    if layer.padding_mode != "zeros":
-        xb = layer._pad_by_mode(xb, pads)  # checks the pad against the input size, as forward
-    elif any(p != (0, 0) for p in pads):
-        xb = np.pad(xb, ((0, 0), (0, 0)) + pads)
+    if any(p != (0, 0) for p in pads):
+        check_padding_fits(layer.padding_mode, pads, xb.shape[2:])  # as the forward pass
+        xb = np.pad(xb, ((0, 0), (0, 0)) + pads, mode=NUMPY_PAD_MODE[layer.padding_mode])
     g = _check_grad_output(grad_output, xb.shape[0], layer.out_channels, out, batched)
     dtype = result_dtype(xb, g)
     return _weight_grad(
@@ -241,16 +246,11 @@ def conv_transpose_weight_grad(
     )
     x = as_array("x", x)
     xb, batched = check_signal(x, layer.in_channels, layer.ndim)
-    from .linop import output_shape
-
     out = output_shape(layer, xb.shape[2:])
     g = _check_grad_output(grad_output, xb.shape[0], layer.out_channels, out, batched)
     dtype = result_dtype(xb, g)
     # the full output (before cropping ``padding``): (m - 1)·s + span samples per axis
-    full = tuple(
-        (m - 1) * s + dl * (k - 1) + 1
-        for m, s, dl, k in zip(xb.shape[2:], layer.stride, layer.dilation, layer.kernel_size)
-    )
+    full = tuple((m - 1) * s + e for m, s, e in zip(xb.shape[2:], layer.stride, layer.kernel_span))
     gp = np.zeros(g.shape[:2] + full, dtype=g.dtype)
     src, dst = [], []
     for (a, _), o, f in zip(layer.pads, out, full):
@@ -336,14 +336,12 @@ def vjp(layer, x, grad_output, *, method="auto"):
     >>> gx.shape, gw.shape, gb.shape
     ((2, 100), (4, 2, 5), (4,))
     """
-    from . import linop
-
     if not isinstance(layer, (SpectralConv, SpectralConvTranspose)):
         raise TypeError(
             f"layer must be a SpectralConv or SpectralConvTranspose, got {type(layer).__name__}."
         )
     x = as_array("x", x)
-    grad_x = linop.adjoint(layer, grad_output, x.shape[-layer.ndim :])
+    grad_x = adjoint(layer, grad_output, x.shape[-layer.ndim :])
     if isinstance(layer, SpectralConvTranspose):
         grad_w = conv_transpose_weight_grad(
             x,

@@ -389,6 +389,18 @@ class SpectralConv(_Layer):
         check_padding_fits(self.padding_mode, pads, xb.shape[2:])
         return np.pad(xb, ((0, 0), (0, 0)) + pads, mode=NUMPY_PAD_MODE[self.padding_mode])
 
+    def _transposed(self, weight):
+        """The transposed layer of ``weight`` with this layer's options (no bias)."""
+        return SpectralConvTranspose(
+            weight,
+            stride=self.stride,
+            padding=self.pads,
+            dilation=self.dilation,
+            groups=self.groups,
+            method=self.method,
+            nan_policy=self.nan_policy,
+        )
+
     @property
     def T(self):
         """The transposed layer: same weight, stride, padding, dilation and groups; no bias."""
@@ -397,15 +409,7 @@ class SpectralConv(_Layer):
                 f"The transpose of a layer with padding_mode={self.padding_mode!r} is not a "
                 "ConvTranspose layer (only zero padding is); use padding_mode='zeros'."
             )
-        return SpectralConvTranspose(
-            self.weight,
-            stride=self.stride,
-            padding=self.pads,
-            dilation=self.dilation,
-            groups=self.groups,
-            method=self.method,
-            nan_policy=self.nan_policy,
-        )
+        return self._transposed(self.weight)
 
     @property
     def H(self):
@@ -436,15 +440,7 @@ class SpectralConv(_Layer):
                 "ConvTranspose layer (it also folds the padding back); use "
                 "specconv.aslinearoperator(layer, input_shape) or specconv.linop.adjoint."
             )
-        return SpectralConvTranspose(
-            _conj(self.weight),
-            stride=self.stride,
-            padding=self.pads,
-            dilation=self.dilation,
-            groups=self.groups,
-            method=self.method,
-            nan_policy=self.nan_policy,
-        )
+        return self._transposed(_conj(self.weight))
 
     # the kernel-matrix algebra (functions at the end of this module)
     def __matmul__(self, other):
@@ -786,11 +782,10 @@ class SpectralConvTranspose(_Layer):
             target[...] = part  # strided: the one pass that interleaves the phases
         return y
 
-    @property
-    def T(self):
-        """The transposed layer (a :class:`SpectralConv`): same weight and options, no bias."""
+    def _transposed(self, weight):
+        """The transposed layer of ``weight`` with this layer's options (no bias)."""
         return SpectralConv(
-            self.weight,
+            weight,
             stride=self.stride,
             padding=self.pads,
             dilation=self.dilation,
@@ -798,6 +793,11 @@ class SpectralConvTranspose(_Layer):
             method=self.method,
             nan_policy=self.nan_policy,
         )
+
+    @property
+    def T(self):
+        """The transposed layer (a :class:`SpectralConv`): same weight and options, no bias."""
+        return self._transposed(self.weight)
 
     @property
     def H(self):
@@ -818,15 +818,7 @@ class SpectralConvTranspose(_Layer):
         >>> bool(np.isclose(np.vdot(up(x), y), np.vdot(x, up.H(y))))
         True
         """
-        return SpectralConv(
-            _conj(self.weight),
-            stride=self.stride,
-            padding=self.pads,
-            dilation=self.dilation,
-            groups=self.groups,
-            method=self.method,
-            nan_policy=self.nan_policy,
-        )
+        return self._transposed(_conj(self.weight))
 
     def frequency_response(self, shape, *, whole=None):
         """Per-frequency C_out × C_in matrices (stride 1), as :meth:`SpectralConv.frequency_response`.
