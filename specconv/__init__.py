@@ -28,7 +28,8 @@ circle, its own line); ``tests/test_layout.py`` reads this list and enforces it:
     _engine, _direct                        the methods: overlap-save FFT engine, direct taps
     fft, _compiled                          FFTW planning (only it imports pyfftw); C loops
     _geometry, _workers, _blas              a correlation's shapes, the thread pool, BLAS
-    _validate, _optional                    argument checks, dtype policy, optional imports
+    _validate, _optional, _typing           argument checks, dtype policy, optional imports,
+                                            the public signatures' type aliases
 """
 
 from . import _measure  # noqa: F401  (registers how the calibration measures: it sits above the engine)

@@ -10,8 +10,11 @@ import math
 import numbers
 import os
 from collections.abc import Sequence
+from typing import Any, cast
 
 import numpy as np
+
+from ._typing import Shape
 
 #: The dtypes the engine computes in. Everything else is promoted to one of them.
 COMPUTE_DTYPES = (np.float32, np.float64, np.complex64, np.complex128)
@@ -22,7 +25,7 @@ COMPUTE_DTYPES = (np.float32, np.float64, np.complex64, np.complex128)
 MAX_LENGTH = 2**31
 
 
-def check_option(name, value, allowed):
+def check_option(name: str, value: Any, allowed: Sequence[str]) -> str:
     """Return ``value`` if it is one of ``allowed``, else raise a ValueError naming them
     (a TypeError if it is no string at all)."""
     if isinstance(value, str) and value in allowed:
@@ -39,7 +42,7 @@ def check_option(name, value, allowed):
     )
 
 
-def as_array(name, value, *, allow_empty=False):
+def as_array(name: str, value: Any, *, allow_empty: bool = False) -> np.ndarray:
     """Return ``value`` as a numeric ndarray in native byte order (no copy when it already is
     one).
 
@@ -72,7 +75,7 @@ def as_array(name, value, *, allow_empty=False):
     return arr
 
 
-def as_dtype(name, value):
+def as_dtype(name: str, value: Any) -> np.dtype:
     """``np.dtype(value)``, with an error that names the parameter."""
     try:
         return np.dtype(value)
@@ -82,7 +85,7 @@ def as_dtype(name, value):
         ) from None
 
 
-def result_dtype(*arrays, names=None):
+def result_dtype(*arrays: np.ndarray | None, names: Sequence[str] | None = None) -> np.dtype:
     """The dtype a convolution of ``arrays`` is computed and returned in.
 
     numpy's ``result_type`` of the inputs, then: bool and integer become float64, float16
@@ -123,7 +126,7 @@ def _from_ndarray(name, value):
     return value.tolist()
 
 
-def as_int(name, value, *, minimum=None, maximum=None):
+def as_int(name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None) -> int:
     """``value`` as a Python int (numpy integers included; bools, floats and strings refused)."""
     value = _from_ndarray(name, value)
     if not _is_int(value):
@@ -136,14 +139,16 @@ def as_int(name, value, *, minimum=None, maximum=None):
     return value
 
 
-def as_bool(name, value):
+def as_bool(name: str, value: Any) -> bool:
     """``value`` as a Python bool: only ``True``/``False`` (numpy's included) are taken."""
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}.")
     return bool(value)
 
 
-def as_real(name, value, *, minimum=None, positive=False):
+def as_real(
+    name: str, value: Any, *, minimum: float | None = None, positive: bool = False
+) -> float:
     """``value`` as a finite Python float (numpy reals included; bools and strings refused)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}.")
@@ -157,7 +162,9 @@ def as_real(name, value, *, minimum=None, positive=False):
     return value
 
 
-def as_tuple(name, value, ndim, *, minimum=1, of=None):
+def as_tuple(
+    name: str, value: Any, ndim: int, *, minimum: int = 1, of: str | None = None
+) -> tuple[int, ...]:
     """Normalize an int or a sequence of ``ndim`` ints, each ``>= minimum``, to Python ints."""
     value = _from_ndarray(name, value)
     if _is_int(value):
@@ -183,7 +190,7 @@ def as_tuple(name, value, ndim, *, minimum=1, of=None):
     return values
 
 
-def as_shape(name, value):
+def as_shape(name: str, value: Any) -> tuple[int, ...]:
     """An array shape: a sequence of ints ``>= 0`` (numpy integers included), as Python ints."""
     value = _from_ndarray(name, value)
     if (
@@ -204,7 +211,7 @@ def _physical_memory():
         return None
 
 
-def check_memory(shape, itemsize, what, names):
+def check_memory(shape: Shape, itemsize: int, what: str, names: str) -> None:
     """Refuse an array of ``shape`` larger than this machine's physical memory.
 
     Allocating it would fail late (Linux overcommits: the process is killed while filling
@@ -219,7 +226,7 @@ def check_memory(shape, itemsize, what, names):
         )
 
 
-def check_length(shape, what, names):
+def check_length(shape: Shape, what: str, names: str) -> None:
     """Refuse a spatial ``shape`` with an axis longer than :data:`MAX_LENGTH`.
 
     ``what`` says which array (e.g. "padded input"), ``names`` which parameters made it so.
@@ -231,7 +238,14 @@ def check_length(shape, what, names):
         )
 
 
-def check_groups(groups, in_channels, out_channels, *, weight=None, name="weight"):
+def check_groups(
+    groups: Any,
+    in_channels: int,
+    out_channels: int,
+    *,
+    weight: np.ndarray | None = None,
+    name: str = "weight",
+) -> int:
     """Check that ``groups`` is a positive int dividing both channel counts (``weight``, if
     given, is named with its shape in the message: the channel counts come from it)."""
     groups = as_int("groups", groups, minimum=1)
@@ -242,7 +256,9 @@ def check_groups(groups, in_channels, out_channels, *, weight=None, name="weight
     return groups
 
 
-def check_finite_weights(weight, bias=None, *, name="weight"):
+def check_finite_weights(
+    weight: np.ndarray, bias: np.ndarray | None = None, *, name: str = "weight"
+) -> None:
     """Under ``nan_policy="raise"``: refuse non-finite taps or bias values."""
     for label, arr in ((name, weight), ("bias", bias)):
         if arr is not None and not np.isfinite(arr).all():
@@ -253,7 +269,9 @@ def check_finite_weights(weight, bias=None, *, name="weight"):
             )
 
 
-def check_signal(x, weight_in_channels, ndim_spatial, *, name="x", groups=1):
+def check_signal(
+    x: np.ndarray, weight_in_channels: int, ndim_spatial: int, *, name: str = "x", groups: int = 1
+) -> tuple[np.ndarray, bool]:
     """Return ``x`` as ``(B, C, *spatial)`` plus whether a batch axis was given.
 
     ``weight_in_channels`` is the channel count the layer expects (``groups`` times the
@@ -280,7 +298,9 @@ def check_signal(x, weight_in_channels, ndim_spatial, *, name="x", groups=1):
     return xb, batched
 
 
-def as_pads(name, value, ndim, *, of=None):
+def as_pads(
+    name: str, value: Any, ndim: int, *, of: str | None = None
+) -> tuple[tuple[int, int], ...]:
     """Normalize padding to ``((before, after), ...)``: an int, d ints, or d (before, after) pairs."""
     value = _from_ndarray(name, value)
     if (
@@ -294,5 +314,6 @@ def as_pads(name, value, ndim, *, of=None):
                 f"{name} given as pairs needs one (before, after) pair of ints per spatial "
                 f"dimension, got {value!r}."
             )
-        return tuple(as_tuple(name, tuple(v), 2, minimum=0) for v in value)
+        pairs = tuple(as_tuple(name, tuple(v), 2, minimum=0) for v in value)
+        return cast("tuple[tuple[int, int], ...]", pairs)  # as_tuple(..., 2) gives pairs
     return tuple((p, p) for p in as_tuple(name, value, ndim, minimum=0, of=of))

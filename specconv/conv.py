@@ -14,6 +14,7 @@ import numpy as np
 
 from . import _correlate
 from ._geometry import Geometry
+from ._typing import ArrayLike, ConvolveMode, IntOrTuple, Method, NanPolicy, Padding, PaddingMode
 from ._validate import (
     as_array,
     as_int,
@@ -30,18 +31,18 @@ MODES = ("full", "same", "valid")
 
 
 def conv(
-    x,
-    weight,
-    bias=None,
+    x: ArrayLike,
+    weight: ArrayLike,
+    bias: ArrayLike | None = None,
     *,
-    stride=1,
-    padding=0,
-    dilation=1,
-    groups=1,
-    padding_mode="zeros",
-    method="auto",
-    nan_policy="propagate",
-):
+    stride: IntOrTuple = 1,
+    padding: Padding = 0,
+    dilation: IntOrTuple = 1,
+    groups: int = 1,
+    padding_mode: PaddingMode = "zeros",
+    method: Method = "auto",
+    nan_policy: NanPolicy = "propagate",
+) -> np.ndarray:
     """A conv layer with PyTorch ``Conv`` semantics (cross-correlation), any number of dims.
 
     ``y[b, o] = bias[o] + sum_{c in group(o)} weight[o, c] ⋆ x[b, c]``: a C_out × C_in matrix
@@ -108,18 +109,18 @@ def conv(
 
 
 def conv_transpose(
-    x,
-    weight,
-    bias=None,
+    x: ArrayLike,
+    weight: ArrayLike,
+    bias: ArrayLike | None = None,
     *,
-    stride=1,
-    padding=0,
-    output_padding=0,
-    groups=1,
-    dilation=1,
-    method="auto",
-    nan_policy="propagate",
-):
+    stride: IntOrTuple = 1,
+    padding: IntOrTuple = 0,
+    output_padding: IntOrTuple = 0,
+    groups: int = 1,
+    dilation: IntOrTuple = 1,
+    method: Method = "auto",
+    nan_policy: NanPolicy = "propagate",
+) -> np.ndarray:
     """A transposed conv layer with PyTorch ``ConvTranspose`` semantics.
 
     The transpose of :func:`conv` with respect to x (for real weights the exact adjoint:
@@ -171,7 +172,15 @@ def conv_transpose(
     return layer(x)
 
 
-def convolve(x, h, *, mode="full", groups=1, method="auto", nan_policy="propagate"):
+def convolve(
+    x: ArrayLike,
+    h: ArrayLike,
+    *,
+    mode: ConvolveMode = "full",
+    groups: int = 1,
+    method: Method = "auto",
+    nan_policy: NanPolicy = "propagate",
+) -> np.ndarray:
     """Multichannel convolution with scipy.signal semantics: ``y_i = sum_j h_ij * x_j``.
 
     True convolution (the kernel is flipped), over every spatial axis, with ``mode`` exactly as
@@ -221,7 +230,15 @@ def convolve(x, h, *, mode="full", groups=1, method="auto", nan_policy="propagat
     return _scipy_family(x, taps, mode, groups, method, nan_policy)
 
 
-def correlate(x, h, *, mode="full", groups=1, method="auto", nan_policy="propagate"):
+def correlate(
+    x: ArrayLike,
+    h: ArrayLike,
+    *,
+    mode: ConvolveMode = "full",
+    groups: int = 1,
+    method: Method = "auto",
+    nan_policy: NanPolicy = "propagate",
+) -> np.ndarray:
     """Multichannel cross-correlation with scipy.signal semantics.
 
     ``y_i = sum_j correlate(x_j, h_ij)`` as :func:`scipy.signal.correlate` (which conjugates
