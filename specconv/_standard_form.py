@@ -17,6 +17,7 @@ import numpy as np
 
 from . import _correlate
 from ._geometry import Geometry, kernel_span
+from ._typing import Method, NanPolicy, PaddingMode
 from ._validate import result_dtype
 
 
@@ -26,13 +27,13 @@ class StandardForm:
 
     weight: np.ndarray  # (C_out, C_in/groups, *K)
     groups: int
-    dilation: tuple
-    pads: tuple  # ((lo, hi), ...) per spatial axis
-    mode: str
+    dilation: tuple[int, ...]
+    pads: tuple[tuple[int, int], ...]  # ((lo, hi), ...) per spatial axis
+    mode: PaddingMode
     bias: np.ndarray | None
-    stride: tuple
-    method: str
-    nan_policy: str
+    stride: tuple[int, ...]
+    method: Method
+    nan_policy: NanPolicy
 
     @property
     def ndim(self):
@@ -299,7 +300,7 @@ def add_forms(forms, names):
             f"the padded layers use different padding modes {sorted(modes)}; their sum is no "
             "single layer."
         )
-    mode = modes.pop() if modes else "zeros"
+    mode: PaddingMode = modes.pop() if modes else "zeros"
     lo = tuple(max(t.pads[ax][0] for t in forms) for ax in range(d))
     top = tuple(
         max(e - 1 - t.pads[ax][0] for t, e in ((t, t.span[ax]) for t in forms)) for ax in range(d)

@@ -19,9 +19,10 @@ ArrayLike: TypeAlias = npt.ArrayLike
 DTypeLike: TypeAlias = npt.DTypeLike
 #: An int for every spatial axis, or one int per axis (stride, dilation, kernel sizes...).
 IntOrTuple: TypeAlias = int | Sequence[int]
-#: A conv layer's padding: an int, one per axis, one ``(before, after)`` pair per axis, or a
-#: name ("same", "valid"; conv layers only).
-Padding: TypeAlias = int | Sequence[int] | Sequence[Sequence[int]] | Literal["same", "valid"]
+#: Padding as an int, one per axis, or one ``(before, after)`` pair per axis.
+Pads: TypeAlias = int | Sequence[int] | Sequence[Sequence[int]]
+#: A conv layer's padding: :data:`Pads` or a name.
+Padding: TypeAlias = Pads | Literal["same", "valid"]
 #: An array shape.
 Shape: TypeAlias = Sequence[int]
 #: A file name.

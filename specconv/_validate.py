@@ -10,11 +10,14 @@ import math
 import numbers
 import os
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
 from ._typing import Shape
+
+#: an option's type: a Literal of its allowed names where the caller's constant says so
+_Option = TypeVar("_Option", bound=str)
 
 #: The dtypes the engine computes in. Everything else is promoted to one of them.
 COMPUTE_DTYPES = (np.float32, np.float64, np.complex64, np.complex128)
@@ -25,11 +28,11 @@ COMPUTE_DTYPES = (np.float32, np.float64, np.complex64, np.complex128)
 MAX_LENGTH = 2**31
 
 
-def check_option(name: str, value: Any, allowed: Sequence[str]) -> str:
+def check_option(name: str, value: Any, allowed: Sequence[_Option]) -> _Option:
     """Return ``value`` if it is one of ``allowed``, else raise a ValueError naming them
     (a TypeError if it is no string at all)."""
     if isinstance(value, str) and value in allowed:
-        return value
+        return cast(_Option, value)  # it is one of allowed
     if not isinstance(value, str):
         raise TypeError(
             f"{name} must be a str, one of {', '.join(repr(a) for a in allowed)}, got "

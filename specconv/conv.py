@@ -27,7 +27,7 @@ from ._validate import (
 )
 from .layers import METHODS, NAN_POLICIES, ONE_CALL, SpectralConv, SpectralConvTranspose
 
-MODES = ("full", "same", "valid")
+MODES: tuple[ConvolveMode, ...] = ("full", "same", "valid")
 
 
 def conv(

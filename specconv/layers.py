@@ -11,12 +11,25 @@ import dataclasses
 import itertools
 import math
 import numbers
+from collections.abc import Sequence
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
 
 from . import _correlate, _costmodel, _direct, _polyphase, _standard_form, fft
 from ._geometry import Geometry, kernel_span
 from ._standard_form import StandardForm
+from ._typing import (
+    ArrayLike,
+    IntOrTuple,
+    Method,
+    NanPolicy,
+    NumpyPadMode,
+    Padding,
+    PaddingMode,
+    Pads,
+    Shape,
+)
 from ._validate import (
     as_array,
     as_int,
@@ -31,11 +44,11 @@ from ._validate import (
     result_dtype,
 )
 
-PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
-METHODS = ("auto", "fft", "direct")
-NAN_POLICIES = ("propagate", "raise")
+PADDING_MODES: tuple[PaddingMode, ...] = ("zeros", "reflect", "replicate", "circular")
+METHODS: tuple[Method, ...] = ("auto", "fft", "direct")
+NAN_POLICIES: tuple[NanPolicy, ...] = ("propagate", "raise")
 #: numpy.pad's name of every padding mode
-NUMPY_PAD_MODE = {
+NUMPY_PAD_MODE: dict[str, NumpyPadMode] = {
     "zeros": "constant",
     "reflect": "reflect",
     "replicate": "edge",
@@ -48,7 +61,7 @@ def _conj(weight):
     return np.conj(weight) if weight.dtype.kind == "c" else weight
 
 
-def check_padding_fits(mode, pads, shape):
+def check_padding_fits(mode: str, pads: Sequence[Sequence[int]], shape: Shape) -> None:
     """ValueError unless padding ``mode`` can pad spatial ``shape`` by ``pads`` (reflect needs
     padding smaller than the input, circular at most as large)."""
     for axis, ((a, b), n) in enumerate(zip(pads, shape)):
@@ -107,7 +120,7 @@ class Planning:
     spectra_budget: int | None = None
 
     @property
-    def choose_options(self):
+    def choose_options(self) -> dict[str, Any]:
         """Keyword arguments of ``_costmodel.choose`` for this use."""
         return {"spectra_cached": self.spectra_cached, "spectra_budget": self.spectra_budget}
 
@@ -167,7 +180,7 @@ class _Layer:
         self._digest = None  # of the (frozen) weight the layer correlates with, once needed
 
     @property
-    def kernel_span(self):
+    def kernel_span(self) -> tuple[int, ...]:
         """Extent of the dilated kernel per spatial axis: ``dilation · (kernel − 1) + 1``."""
         return kernel_span(self.kernel_size, self.dilation)
 
@@ -272,20 +285,22 @@ class SpectralConv(_Layer):
     (501, 8, 4)
     """
 
+    padding: Literal["same", "valid"] | tuple[int, ...] | tuple[tuple[int, int], ...]
+
     def __init__(
         self,
-        weight,
-        bias=None,
+        weight: ArrayLike,
+        bias: ArrayLike | None = None,
         *,
-        stride=1,
-        padding=0,
-        dilation=1,
-        groups=1,
-        padding_mode="zeros",
-        method="auto",
-        nan_policy="propagate",
-        planning=None,
-    ):
+        stride: IntOrTuple = 1,
+        padding: Padding = 0,
+        dilation: IntOrTuple = 1,
+        groups: int = 1,
+        padding_mode: PaddingMode = "zeros",
+        method: Method = "auto",
+        nan_policy: NanPolicy = "propagate",
+        planning: Planning | None = None,
+    ) -> None:
         super().__init__(
             weight,
             bias,
@@ -316,7 +331,7 @@ class SpectralConv(_Layer):
             symmetric = all(a == b for a, b in self.pads)
             self.padding = tuple(a for a, _ in self.pads) if symmetric else self.pads
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (
             f"SpectralConv(in_channels={self.in_channels}, out_channels={self.out_channels}, "
             f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding!r}, "
@@ -324,7 +339,7 @@ class SpectralConv(_Layer):
             f"bias={self.bias is not None}, method={self.method!r})"
         )
 
-    def __call__(self, x, *, out=None):
+    def __call__(self, x: ArrayLike, *, out: np.ndarray | None = None) -> np.ndarray:
         """Apply the layer.
 
         Parameters
@@ -402,7 +417,7 @@ class SpectralConv(_Layer):
         )
 
     @property
-    def T(self):
+    def T(self) -> SpectralConvTranspose:
         """The transposed layer: same weight, stride, padding, dilation and groups; no bias."""
         if self.padding_mode != "zeros":
             raise ValueError(
@@ -412,7 +427,7 @@ class SpectralConv(_Layer):
         return self._transposed(self.weight)
 
     @property
-    def H(self):
+    def H(self) -> SpectralConvTranspose:
         """The adjoint layer (conjugate transpose): ``<self(x), y> = <x, self.H(y)>``.
 
         The transposed layer of the conjugated weight: equal to :attr:`T` for real weights,
@@ -443,25 +458,25 @@ class SpectralConv(_Layer):
         return self._transposed(_conj(self.weight))
 
     # the kernel-matrix algebra (functions at the end of this module)
-    def __matmul__(self, other):
+    def __matmul__(self, other: Layer) -> SpectralConv:
         """``a @ b`` is the one layer equal to applying ``b`` then ``a`` (kernels.compose)."""
         return compose(self, other)
 
-    def __add__(self, other):
+    def __add__(self, other: Layer) -> SpectralConv:
         return add(self, other)
 
-    def __sub__(self, other):
+    def __sub__(self, other: Layer) -> SpectralConv:
         return add(self, scale(other, -1))
 
-    def __mul__(self, alpha):
+    def __mul__(self, alpha: complex | np.number) -> SpectralConv:
         return scale(self, alpha)
 
     __rmul__ = __mul__
 
-    def __neg__(self):
+    def __neg__(self) -> SpectralConv:
         return self * -1
 
-    def frequency_response(self, shape, *, whole=None):
+    def frequency_response(self, shape: IntOrTuple, *, whole: bool | None = None) -> np.ndarray:
         """The layer's C_out × C_in complex matrix at every frequency of a length-``shape`` DFT.
 
         This is the object the layer *is*: with stride 1 and circular padding,
@@ -535,20 +550,22 @@ class SpectralConvTranspose(_Layer):
     (2, 22)
     """
 
+    padding: tuple[int, ...] | tuple[tuple[int, int], ...]  # pairs when asymmetric
+
     def __init__(
         self,
-        weight,
-        bias=None,
+        weight: ArrayLike,
+        bias: ArrayLike | None = None,
         *,
-        stride=1,
-        padding=0,
-        output_padding=0,
-        groups=1,
-        dilation=1,
-        method="auto",
-        nan_policy="propagate",
-        planning=None,
-    ):
+        stride: IntOrTuple = 1,
+        padding: Pads = 0,
+        output_padding: Pads = 0,
+        groups: int = 1,
+        dilation: IntOrTuple = 1,
+        method: Method = "auto",
+        nan_policy: NanPolicy = "propagate",
+        planning: Planning | None = None,
+    ) -> None:
         super().__init__(
             weight,
             bias,
@@ -580,7 +597,7 @@ class SpectralConvTranspose(_Layer):
         ]
         self._forward_weight = _frozen(w.reshape((self.out_channels, ci) + self.kernel_size))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (
             f"SpectralConvTranspose(in_channels={self.in_channels}, "
             f"out_channels={self.out_channels}, kernel_size={self.kernel_size}, "
@@ -589,7 +606,7 @@ class SpectralConvTranspose(_Layer):
             f"groups={self.groups}, bias={self.bias is not None}, method={self.method!r})"
         )
 
-    def __call__(self, x, output_size=None):
+    def __call__(self, x: ArrayLike, output_size: IntOrTuple | None = None) -> np.ndarray:
         """Apply the layer.
 
         Parameters
@@ -795,12 +812,12 @@ class SpectralConvTranspose(_Layer):
         )
 
     @property
-    def T(self):
+    def T(self) -> SpectralConv:
         """The transposed layer (a :class:`SpectralConv`): same weight and options, no bias."""
         return self._transposed(self.weight)
 
     @property
-    def H(self):
+    def H(self) -> SpectralConv:
         """The adjoint layer (a :class:`SpectralConv` of the conjugated weight), no bias.
 
         Equal to :attr:`T` for real weights. Its output may be longer than this layer's input
@@ -820,7 +837,7 @@ class SpectralConvTranspose(_Layer):
         """
         return self._transposed(_conj(self.weight))
 
-    def frequency_response(self, shape, *, whole=None):
+    def frequency_response(self, shape: IntOrTuple, *, whole: bool | None = None) -> np.ndarray:
         """Per-frequency C_out × C_in matrices (stride 1), as :meth:`SpectralConv.frequency_response`.
 
         For real weights this is the conjugate transpose of the forward layer's response.
@@ -891,7 +908,11 @@ def _frequency_response(layer, shape, whole, transposed):
 # (specconv.kernels re-exports compose, add and scale with the rest of the algebra)
 
 
-def check_is_layer(name, layer):
+#: Either layer kind (the functions below take a stride-1 SpectralConvTranspose as its conv).
+Layer: TypeAlias = SpectralConv | SpectralConvTranspose
+
+
+def check_is_layer(name: str, layer: object) -> None:
     """TypeError unless ``layer`` is a SpectralConv or SpectralConvTranspose."""
     if not isinstance(layer, (SpectralConv, SpectralConvTranspose)):
         raise TypeError(
@@ -900,7 +921,7 @@ def check_is_layer(name, layer):
         )
 
 
-def standard_form(layer, name="layer"):
+def standard_form(layer: Layer, name: str = "layer") -> StandardForm:
     """The :class:`~specconv._standard_form.StandardForm` of ``layer`` (a stride-1
     SpectralConvTranspose becomes the equal conv); ``name`` is the parameter in messages."""
     check_is_layer(name, layer)
@@ -913,8 +934,8 @@ def standard_form(layer, name="layer"):
         d = layer.ndim
         span = layer.kernel_span
         pads = tuple(
-            (e - 1 - p, e - 1 - p + op)
-            for e, p, op in zip(span, layer.padding, layer.output_padding)
+            (e - 1 - lo, e - 1 - hi + op)
+            for e, (lo, hi), op in zip(span, layer.pads, layer.output_padding)
         )
         if any(lo < 0 or hi < 0 for lo, hi in pads):
             raise ValueError(
@@ -939,19 +960,11 @@ def standard_form(layer, name="layer"):
             layer.method,
             layer.nan_policy,
         )
-    span = layer.kernel_span
-    if isinstance(layer.padding, str):
-        if layer.padding == "valid":
-            pads = ((0, 0),) * layer.ndim
-        else:
-            pads = tuple(((e - 1) // 2, e - 1 - (e - 1) // 2) for e in span)
-    else:
-        pads = tuple((p, p) for p in layer.padding)
     return StandardForm(
         layer.weight,
         layer.groups,
         tuple(layer.dilation),
-        pads,
+        layer.pads,  # "same", "valid" and (before, after) pairs, resolved at construction
         layer.padding_mode,
         layer.bias,
         tuple(layer.stride),
@@ -960,7 +973,7 @@ def standard_form(layer, name="layer"):
     )
 
 
-def from_standard_form(t):
+def from_standard_form(t: StandardForm) -> SpectralConv:
     """The SpectralConv of a standard form (asymmetric pads become zero taps)."""
     weight, padding, dilation = _standard_form.expressible(t)
     return SpectralConv(
@@ -976,7 +989,7 @@ def from_standard_form(t):
     )
 
 
-def compose(*layers, exact=True):
+def compose(*layers: Layer, exact: bool = True) -> SpectralConv:
     """One layer equal to applying ``layers`` right to left: ``compose(l2, l1)(x) == l2(l1(x))``.
 
     PyTorch conv-layer semantics (cross-correlation). At every frequency the result's matrix
@@ -1059,7 +1072,7 @@ def compose(*layers, exact=True):
     return from_standard_form(_standard_form.compose_forms(forms, names, exact))
 
 
-def add(*layers):
+def add(*layers: Layer) -> SpectralConv:
     """One layer equal to the sum of ``layers``: ``add(a, b)(x) == a(x) + b(x)``.
 
     PyTorch conv-layer semantics. At every frequency the result's matrix is
@@ -1102,7 +1115,7 @@ def add(*layers):
     return from_standard_form(_standard_form.add_forms(forms, names))
 
 
-def scale(layer, alpha):
+def scale(layer: Layer, alpha: complex | np.number) -> SpectralConv:
     """The layer times a scalar: ``scale(layer, a)(x) == a * layer(x)`` (bias scaled too).
 
     Parameters

@@ -156,6 +156,21 @@ def test_compose_refusals():
         as_conv(SpectralConvTranspose(np.ones((2, 2, 3)), stride=2))
 
 
+@pytest.mark.parametrize("pads", [((0, 2),), ((2, 1),), ((3, 0),)])
+def test_algebra_takes_asymmetric_padding_pairs(pads):
+    # (before, after) pairs were read as one int per axis: the algebra raised TypeError
+    rng = _rng(21)
+    w = rng.standard_normal((3, 2, 4))
+    x = rng.standard_normal((2, 20))
+    a = SpectralConv(w, padding=pads, padding_mode="reflect")
+    b = _layer(rng, 2, 3, 3)
+    assert_close(compose(b, a)(x), b(a(x)))
+    assert_close(add(a, a)(x), 2 * a(x))
+    t = SpectralConvTranspose(w.transpose(1, 0, 2), padding=pads)  # stride 1: a convolution
+    assert_close(compose(b, t)(x), b(t(x)))
+    assert_close(add(t, scale(t, -2))(x), -t(x))
+
+
 # -- sums, scalars, pointwise -----------------------------------------------------------------
 
 
