@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 import numpy.typing as npt
 
@@ -23,6 +23,8 @@ IntOrTuple: TypeAlias = int | Sequence[int]
 Pads: TypeAlias = int | Sequence[int] | Sequence[Sequence[int]]
 #: A conv layer's padding: :data:`Pads` or a name.
 Padding: TypeAlias = Pads | Literal["same", "valid"]
+#: A window as :func:`scipy.signal.get_window` takes it (name, (name, parameter)), or taps.
+Window: TypeAlias = str | tuple[Any, ...] | npt.ArrayLike
 #: An array shape.
 Shape: TypeAlias = Sequence[int]
 #: A file name.

@@ -31,6 +31,7 @@ result whose padding is asymmetric gets extra zero taps on one side of its kerne
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +39,7 @@ import numpy as np
 from . import fft
 from ._geometry import kernel_span
 from ._standard_form import StandardForm, at_groups, check_same_ndim, composed_mode
+from ._typing import ArrayLike, FirMode, IntOrTuple, PaddingMode, Window
 from ._validate import (
     as_array,
     as_bool,
@@ -51,6 +53,7 @@ from ._validate import (
 )
 from .layers import (
     PADDING_MODES,
+    Layer,
     SpectralConv,
     add,
     check_is_layer,
@@ -90,7 +93,7 @@ __all__ = [
 # composition
 
 
-def composition_is_exact(layer2, layer1):
+def composition_is_exact(layer2: Layer, layer1: Layer) -> tuple[bool, str]:
     """Whether :func:`compose` of the two layers equals applying them one after another.
 
     Parameters
@@ -126,7 +129,7 @@ def composition_is_exact(layer2, layer1):
 # sums, scalar multiples, pointwise layers
 
 
-def pointwise(matrix, *, ndim=1, bias=None):
+def pointwise(matrix: ArrayLike, *, ndim: int = 1, bias: ArrayLike | None = None) -> SpectralConv:
     """A ``1 × 1`` layer applying ``matrix`` at every sample: ``y[:, n] = matrix @ x[:, n]``.
 
     Spatial filters (re-referencing, Laplacians, coil compression, unmixing) are such layers;
@@ -161,7 +164,7 @@ def pointwise(matrix, *, ndim=1, bias=None):
     return SpectralConv(m.reshape(m.shape + (1,) * ndim), bias)
 
 
-def as_conv(layer):
+def as_conv(layer: Layer) -> SpectralConv:
     """The :class:`~specconv.SpectralConv` computing the same as ``layer``.
 
     A stride-1 :class:`~specconv.SpectralConvTranspose` is a convolution with channels
@@ -188,7 +191,7 @@ def as_conv(layer):
     return from_standard_form(standard_form(layer))
 
 
-def side_pads(layer):
+def side_pads(layer: Layer) -> tuple[tuple[int, int], ...]:
     """The layer's padding per axis and side, in samples: ``((left, right), ...)``.
 
     As the layer stores it: results of this module whose padding is asymmetric hold it as
@@ -218,7 +221,7 @@ def side_pads(layer):
     return standard_form(layer).pads
 
 
-def without_padding(layer):
+def without_padding(layer: SpectralConv) -> SpectralConv:
     """The same taps with no padding: ``without_padding(layer)(np.pad(x, side_pads(layer)))``.
 
     Apply a layer with an edge extension no padding mode expresses (e.g. MNE's odd
@@ -256,7 +259,15 @@ def _alignment_pads(n_taps, delay, mode):
     return tuple((t - 1 - D, D) for t, D in zip(n_taps, delay))
 
 
-def fir_layer(h, *, mode="full", delay=0, groups=1, bias=None, padding_mode="zeros"):
+def fir_layer(
+    h: ArrayLike,
+    *,
+    mode: FirMode = "full",
+    delay: IntOrTuple = 0,
+    groups: int = 1,
+    bias: ArrayLike | None = None,
+    padding_mode: PaddingMode = "zeros",
+) -> SpectralConv:
     """A layer applying causal FIRs by true convolution: ``y_o = sum_i h[o, i] * x_i``.
 
     scipy.signal semantics for the taps (``h`` is not flipped by the caller), returned as a
@@ -325,7 +336,7 @@ def fir_layer(h, *, mode="full", delay=0, groups=1, bias=None, padding_mode="zer
 # groups
 
 
-def to_dense_groups(layer):
+def to_dense_groups(layer: SpectralConv) -> SpectralConv:
     """The same layer with ``groups=1``: the block-diagonal kernel matrix written out.
 
     Parameters
@@ -354,7 +365,7 @@ def to_dense_groups(layer):
     return from_standard_form(t.replace(weight=at_groups(t, 1), groups=1))
 
 
-def split_groups(layer):
+def split_groups(layer: SpectralConv) -> list[SpectralConv]:
     """The ``groups`` independent blocks of a grouped layer, as ``groups=1`` layers.
 
     Block ``g`` maps input channels ``g·C_in/G ... (g+1)·C_in/G − 1`` to the matching output
@@ -388,7 +399,7 @@ def split_groups(layer):
     return out
 
 
-def block_diag(layers):
+def block_diag(layers: Sequence[SpectralConv]) -> SpectralConv:
     """One layer whose kernel matrix is block-diagonal with ``layers`` as the blocks.
 
     When every block has the same shape the result is a grouped layer (``groups`` = the sum
@@ -467,7 +478,9 @@ def _blocks(layer, shape, whole):
     return H, [H[..., g * co : (g + 1) * co, g * ci : (g + 1) * ci] for g in range(G)]
 
 
-def svd(layer, shape, *, whole=None, per_group=False):
+def svd(
+    layer: SpectralConv, shape: IntOrTuple, *, whole: bool | None = None, per_group: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Singular value decomposition of the layer's matrix at every frequency.
 
     ``H(f) = U(f) @ diag(s(f)) @ Vh(f)``, with ``H`` from
@@ -510,11 +523,15 @@ def svd(layer, shape, *, whole=None, per_group=False):
     H, blocks = _blocks(layer, shape, whole)
     if per_group:
         parts = [np.linalg.svd(b, full_matrices=False) for b in blocks]
-        return tuple(np.stack([p[i] for p in parts]) for i in range(3))
-    return tuple(np.linalg.svd(H, full_matrices=False))
+        U, s, Vh = (np.stack([p[i] for p in parts]) for i in range(3))
+        return U, s, Vh
+    U, s, Vh = np.linalg.svd(H, full_matrices=False)
+    return U, s, Vh
 
 
-def eig(layer, shape, *, whole=None, hermitian=False):
+def eig(
+    layer: SpectralConv, shape: IntOrTuple, *, whole: bool | None = None, hermitian: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Eigendecomposition of a square layer's matrix at every frequency.
 
     ``H(f) @ v[..., :, i] = w[..., i] * v[..., :, i]``.
@@ -587,17 +604,17 @@ def _window_taps(window, n, name="window"):
 
 
 def from_response(
-    H,
-    n_taps,
+    H: ArrayLike,
+    n_taps: IntOrTuple,
     *,
-    shape=None,
-    delay=None,
-    window=None,
-    mode="full",
-    groups=1,
-    whole=False,
-    padding_mode="zeros",
-):
+    shape: IntOrTuple | None = None,
+    delay: IntOrTuple | None = None,
+    window: Window | None = None,
+    mode: FirMode = "full",
+    groups: int = 1,
+    whole: bool = False,
+    padding_mode: PaddingMode = "zeros",
+) -> SpectralConv:
     """An FIR layer whose matrix approximates ``H(f)`` at every frequency.
 
     PyTorch conv-layer semantics for the returned layer. ``H`` is sampled on a DFT grid; the
@@ -764,16 +781,16 @@ def _pinv_blocks(Hb, beta, rcond):
 
 
 def inverse(
-    layer,
-    n_taps,
+    layer: SpectralConv,
+    n_taps: IntOrTuple,
     *,
-    reg=0.0,
-    delay=None,
-    window=("tukey", 0.5),
-    nfft=None,
-    mode="full",
-    rcond=1e-10,
-):
+    reg: float | ArrayLike | Callable[..., ArrayLike] = 0.0,
+    delay: IntOrTuple | None = None,
+    window: Window | None = ("tukey", 0.5),
+    nfft: IntOrTuple | None = None,
+    mode: FirMode = "full",
+    rcond: float = 1e-10,
+) -> SpectralConv:
     """A regularized inverse of ``layer`` as an FIR layer (deconvolution, crosstalk cancelling).
 
     PyTorch conv-layer semantics. At every frequency of an ``nfft`` grid,
@@ -907,7 +924,14 @@ class TransferEstimate:
     fs: float
     whole: bool = False
 
-    def to_layer(self, n_taps, *, delay=None, window=None, mode="full"):
+    def to_layer(
+        self,
+        n_taps: IntOrTuple,
+        *,
+        delay: IntOrTuple | None = None,
+        window: Window | None = None,
+        mode: FirMode = "full",
+    ) -> SpectralConv:
         """The estimate as an FIR layer (:func:`from_response` on the ``nperseg`` grid).
 
         Examples
@@ -946,8 +970,16 @@ def _segments(a, nperseg, step, win, detrend, whole):
 
 
 def estimate_transfer(
-    x, y, *, nperseg=256, noverlap=None, window="hann", fs=1.0, reg=0.0, detrend=False
-):
+    x: ArrayLike,
+    y: ArrayLike,
+    *,
+    nperseg: int = 256,
+    noverlap: int | None = None,
+    window: Window = "hann",
+    fs: float = 1.0,
+    reg: float = 0.0,
+    detrend: bool = False,
+) -> TransferEstimate:
     """Estimate the MIMO transfer-function matrix ``H(f) = S_yx(f) S_xx(f)⁻¹`` (Welch).
 
     ``x`` and ``y`` are cut into overlapping windowed segments; the cross-spectral matrices
