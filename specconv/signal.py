@@ -12,16 +12,18 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
+from ._typing import ArrayLike, Domain
 from ._validate import check_option
 
 __all__ = ["VectorSignal", "DOMAINS"]
 
 #: Allowed values of :attr:`VectorSignal.domain`.
-DOMAINS = ("time", "image", "kspace")
+DOMAINS: tuple[Domain, ...] = ("time", "image", "kspace")
 
 
 class FrozenDict(Mapping):
@@ -37,26 +39,26 @@ class FrozenDict(Mapping):
 
     __slots__ = ("_items",)
 
-    def __init__(self, items=()):
+    def __init__(self, items: Mapping[str, Any] | Iterable[tuple[str, Any]] = ()) -> None:
         self._items = dict(items)
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: str) -> Any:
         return self._items[key]
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         return iter(self._items)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._items)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"FrozenDict({self._items!r})"
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (FrozenDict, (self._items,))
 
 
-def default_ch_names(n):
+def default_ch_names(n: int) -> tuple[str, ...]:
     """Generated channel names ``ch000, ch001, ...`` (wider when ``n > 1000``).
 
     Examples
@@ -138,14 +140,15 @@ class VectorSignal:
     """
 
     data: np.ndarray
-    ch_names: tuple = None
-    domain: str = "time"
+    #: None at construction: generated names (``__post_init__`` stores a tuple)
+    ch_names: Sequence[str] = None  # type: ignore[assignment]
+    domain: Domain = "time"
     sfreq: float | None = None
-    spacing: tuple | None = None
+    spacing: Sequence[float] | None = None
     batched: bool = False
-    metadata: Mapping = dataclasses.field(default_factory=FrozenDict)
+    metadata: Mapping[str, Any] = dataclasses.field(default_factory=FrozenDict)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         data = self.data
         if not isinstance(data, np.ndarray):
             raise TypeError(
@@ -248,7 +251,7 @@ class VectorSignal:
         set_(self, "batched", batched)
         set_(self, "metadata", metadata)
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         # Rebuild through __init__ so the unpickled data is read-only again.
         return (
             VectorSignal,
@@ -265,28 +268,28 @@ class VectorSignal:
 
     # -- derived facts -------------------------------------------------------------------
     @property
-    def n_channels(self):
+    def n_channels(self) -> int:
         """Number of channels C."""
         return len(self.ch_names)
 
     @property
-    def n_batch(self):
+    def n_batch(self) -> int | None:
         """Size of the batch axis (epochs, slices), or None when the signal is unbatched."""
         return self.data.shape[0] if self.batched else None
 
     @property
-    def spatial_shape(self):
+    def spatial_shape(self) -> tuple[int, ...]:
         """Shape of the trailing signal axes (``(N,)`` for a time series)."""
         return self.data.shape[2 if self.batched else 1 :]
 
     @property
-    def duration(self):
+    def duration(self) -> float | None:
         """Length in seconds of a time-domain signal (``N / sfreq``), else None."""
         if self.domain != "time":
             return None
         return self.data.shape[-1] / self.sfreq
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         fmt = self.metadata.get("format")
         parts = [
             f"shape={self.data.shape}",
@@ -306,7 +309,7 @@ class VectorSignal:
         return f"VectorSignal({', '.join(parts)})"
 
     # -- derivation ----------------------------------------------------------------------
-    def replace(self, **changes):
+    def replace(self, **changes: Any) -> VectorSignal:
         """Return a copy of the signal with some fields changed (the data is not copied).
 
         Examples
@@ -319,7 +322,14 @@ class VectorSignal:
         """
         return dataclasses.replace(self, **changes)
 
-    def apply(self, layer, *, ch_names=None, sfreq=None, spacing=None):
+    def apply(
+        self,
+        layer: Callable[[np.ndarray], ArrayLike],
+        *,
+        ch_names: Sequence[str] | None = None,
+        sfreq: float | None = None,
+        spacing: Sequence[float] | None = None,
+    ) -> VectorSignal:
         """Apply a layer to the data and return the result as a new signal.
 
         ``layer(data)`` receives the array as stored, ``(C, *spatial)`` or
@@ -377,7 +387,7 @@ class VectorSignal:
                 f"the layer has stride={stride!r}, which changes the sampling grid; pass "
                 "sfreq= (time signals) or spacing= (images) for the output explicitly."
             )
-        changes = {"data": out, "ch_names": ch_names}
+        changes: dict[str, Any] = {"data": out, "ch_names": ch_names}
         if sfreq is not None:
             changes["sfreq"] = sfreq
         if spacing is not None:
