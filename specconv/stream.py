@@ -17,11 +17,13 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.fft
 
 from . import _costmodel, fft
+from ._typing import ArrayLike, DTypeLike
 from ._validate import (
     COMPUTE_DTYPES,
     as_array,
@@ -36,7 +38,9 @@ logger = logging.getLogger("specconv")
 
 __all__ = ["StreamingConv", "Level"]
 
-_KEEP = object()  # sentinel: set_kernel keeps the current bias
+#: sentinel: set_kernel keeps the current bias (Any: the default of a parameter typed
+#: ``ArrayLike | None``)
+_KEEP: Any = object()
 
 _RATIOS = (2, 4, 8)  # growth of the partition size from one level to the next
 _MAX_PARTITION = 2**17
@@ -93,7 +97,15 @@ def _cost_per_sample(levels, groups, ci, co, is_complex, c):
     return total
 
 
-def plan_levels(span, block_size, groups, ci, co, is_complex=False, itemsize=None):
+def plan_levels(
+    span: int,
+    block_size: int,
+    groups: int,
+    ci: int,
+    co: int,
+    is_complex: bool = False,
+    itemsize: int | None = None,
+) -> tuple[Level, ...]:
     """The cheapest partition levels for a kernel of ``span`` taps and a head of ``block_size``.
 
     Level ``l`` has partitions of ``block_size * r**l`` taps (``r`` in 2, 4, 8) and starts at
@@ -117,7 +129,7 @@ def plan_levels(span, block_size, groups, ci, co, is_complex=False, itemsize=Non
     """
     itemsize = itemsize or (16 if is_complex else 8)
     c = _costmodel.machine(_costmodel.precision(itemsize, is_complex), fft.get_num_threads())
-    best = None
+    best: tuple[float, tuple[Level, ...]] | None = None
     for r in _RATIOS:
         sizes = [block_size]
         while True:
@@ -129,6 +141,7 @@ def plan_levels(span, block_size, groups, ci, co, is_complex=False, itemsize=Non
             if nxt >= span or nxt > _MAX_PARTITION:
                 break
             sizes.append(nxt)
+    assert best is not None  # every ratio prices at least one partitioning
     return best[1]
 
 
@@ -247,7 +260,13 @@ class StreamingConv:
     True
     """
 
-    def __init__(self, layer, block_size=None, *, dtype=None):
+    def __init__(
+        self,
+        layer: SpectralConv | ArrayLike,
+        block_size: int | None = None,
+        *,
+        dtype: DTypeLike | None = None,
+    ) -> None:
         if not isinstance(layer, SpectralConv):
             if hasattr(layer, "weight") and hasattr(layer, "out_channels"):
                 raise TypeError(
@@ -303,7 +322,7 @@ class StreamingConv:
         )
         self._voices = [self._make_voice(layer.weight, layer.bias)]
         self._weight_shape = layer.weight.shape
-        self._batch = None  # (B, batched) once the first block arrived
+        self._batch: tuple[int, bool] | None = None  # (B, batched) once the first block arrived
         logger.debug("StreamingConv levels: %s", self.levels)
 
     # ---------------------------------------------------------------------------- kernels
@@ -346,7 +365,9 @@ class StreamingConv:
             bias = np.asarray(bias).astype(self.dtype).reshape(-1, 1)
         return _Voice(head, tails, bias)
 
-    def set_kernel(self, weight, bias=_KEEP, *, crossfade=None):
+    def set_kernel(
+        self, weight: ArrayLike, bias: ArrayLike | None = _KEEP, *, crossfade: int | None = None
+    ) -> None:
         """Swap in new kernels mid-stream, crossfading from the old output to the new one.
 
         From the current sample on, the output is ``(1 − g)·y_old + g·y_new`` with ``g`` a
@@ -420,7 +441,8 @@ class StreamingConv:
         top = max(lv.size for lv in self.levels)
         self._acc_cap = 1 << (2 * (top + self._head) - 1).bit_length()
         self._t = 0
-        self._buf, self._rings, self._ring_len, self._pushes = [], [], [], []
+        self._buf, self._ring_len, self._pushes = [], [], []
+        self._rings: list[np.ndarray | None] = []  # None for a level without older partitions
         for i, lv in enumerate(self.levels):
             L = lv.fft_len
             F = L if self._complex else L // 2 + 1
@@ -471,7 +493,7 @@ class StreamingConv:
             y = self._level_output(i, voice)
             self._acc_add(voice.acc, t, y[..., t - T :])
 
-    def reset(self):
+    def reset(self) -> None:
         """Forget the input history: the next block starts a new stream (kernels kept).
 
         A crossfade in progress is completed at once (the newest kernel stays).
@@ -518,7 +540,7 @@ class StreamingConv:
             )
         return xb, batched
 
-    def process(self, block):
+    def process(self, block: ArrayLike) -> np.ndarray:
         """Filter the next block of the signal.
 
         Parameters
@@ -577,7 +599,7 @@ class StreamingConv:
             out = out[..., (-t) % s :: s]
         return out if batched else out[0]
 
-    def flush(self):
+    def flush(self) -> np.ndarray:
         """End the stream: return the tail (``kernel_span − 1`` samples) and reset.
 
         Returns
