@@ -38,9 +38,14 @@ import tempfile
 import threading
 import time
 import warnings
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from ._typing import ArrayLike, DTypeLike, Shape
 
 __all__ = [
     "fftn",
@@ -105,7 +110,7 @@ def _default_threads():
 _num_threads = _default_threads()
 
 
-def get_num_threads():
+def get_num_threads() -> int:
     """Number of threads specconv uses for FFTs and its per-frequency products.
 
     Returns
@@ -121,7 +126,7 @@ def get_num_threads():
     return _num_threads
 
 
-def set_num_threads(n):
+def set_num_threads(n: int) -> int:
     """Set the number of threads specconv uses (default: all cores).
 
     Also settable with the environment variable ``SPECCONV_NUM_THREADS``.
@@ -179,7 +184,7 @@ def _smooth_numbers(limit):
 _SMOOTH = np.array(_smooth_numbers(2**31), dtype=np.int64)
 
 
-def next_fast_len(n):
+def next_fast_len(n: int) -> int:
     """Smallest length ``>= n`` whose only prime factors are 2, 3, 5 and 7.
 
     FFTW is fastest on such lengths.
@@ -207,7 +212,7 @@ def next_fast_len(n):
     return int(_SMOOTH[np.searchsorted(_SMOOTH, n)])
 
 
-def fast_lengths(lo, hi):
+def fast_lengths(lo: int, hi: int) -> list[int]:
     """All fast lengths in ``[lo, hi]`` (for the cost model's search)."""
     i, j = np.searchsorted(_SMOOTH, [lo, hi], side="left")
     return [int(v) for v in _SMOOTH[i : j + (j < len(_SMOOTH) and _SMOOTH[j] == hi)]]
@@ -225,7 +230,7 @@ def _cache_dir():
     return Path(base) / "specconv"
 
 
-def fftw_version():
+def fftw_version() -> str:
     """Versions of pyFFTW and the FFTW library it wraps, e.g. ``"pyFFTW 0.15.1, FFTW 3.3.10"``."""
     pyfftw = _fftw()
     return f"pyFFTW {pyfftw.__version__}, FFTW {getattr(pyfftw, 'fftw_version', '?')}"
@@ -299,7 +304,7 @@ def _load_wisdom():
         )
 
 
-def save_wisdom():
+def save_wisdom() -> None:
     """Write FFTW's accumulated wisdom to the cache directory (atomically).
 
     The file is text (a version header, then JSON), never a pickle. An old pickled cache left
@@ -335,7 +340,12 @@ def _ensure_wisdom():
     if not _wisdom_loaded:
         _wisdom_loaded = True
         _load_wisdom()
-        atexit.register(lambda: _wisdom_dirty and save_wisdom())
+        atexit.register(_save_wisdom_if_dirty)
+
+
+def _save_wisdom_if_dirty() -> None:
+    if _wisdom_dirty:
+        save_wisdom()
 
 
 # --------------------------------------------------------------------------------------------
@@ -349,7 +359,7 @@ def _planning_timelimit():
         return 0.1
 
 
-def aligned_empty(shape, dtype):
+def aligned_empty(shape: Shape, dtype: DTypeLike) -> np.ndarray:
     """An uninitialised SIMD-aligned array (what plans execute on)."""
     return _fftw().empty_aligned(shape, dtype=dtype)
 
@@ -372,7 +382,8 @@ class _PlanPool:
         self._build_lock = threading.Lock()
         self._max_bytes, self._max_plans = max_bytes, max_plans
         self._provisional = set()  # keys whose measuring the time limit cut short
-        self._generation = collections.Counter()  # of each key's plans: +1 when re-measured
+        # of each key's plans: +1 when re-measured
+        self._generation: collections.Counter[tuple] = collections.Counter()
 
     @contextlib.contextmanager
     def borrow(self, key):
@@ -448,7 +459,16 @@ class _PlanPool:
 _pool = _PlanPool()
 
 
-def borrow(in_shape, in_dtype, out_shape, out_dtype, axes, *, inverse=False, threads=None):
+def borrow(
+    in_shape: Shape,
+    in_dtype: DTypeLike,
+    out_shape: Shape,
+    out_dtype: DTypeLike,
+    axes: Sequence[int],
+    *,
+    inverse: bool = False,
+    threads: int | None = None,
+) -> AbstractContextManager[Any]:
     """Lend a plan; use its ``input_array`` and ``output_array`` as buffers, then ``execute()``.
 
     The transform is unnormalised. Real input means r2c, real output c2r (which overwrites its
@@ -466,7 +486,14 @@ def borrow(in_shape, in_dtype, out_shape, out_dtype, axes, *, inverse=False, thr
     return _pool.borrow(key)
 
 
-def execute(inp, out, axes, *, inverse=False, threads=None):
+def execute(
+    inp: np.ndarray,
+    out: np.ndarray,
+    axes: Sequence[int],
+    *,
+    inverse: bool = False,
+    threads: int | None = None,
+) -> np.ndarray:
     """Run the unnormalised transform of ``inp`` into ``out`` over ``axes``.
 
     For callers that keep their own buffers (C-contiguous, aligned: :func:`aligned_empty`).
@@ -530,7 +557,7 @@ def _copy_in(x, s, axes, dtype, shape_along):
     return buf
 
 
-def fftn(x, s=None, axes=None):
+def fftn(x: ArrayLike, s: Shape | None = None, axes: Sequence[int] | None = None) -> np.ndarray:
     """N-D discrete Fourier transform, like :func:`numpy.fft.fftn`, planned with FFTW.
 
     Parameters
@@ -565,7 +592,7 @@ def fftn(x, s=None, axes=None):
     return execute(buf, aligned_empty(buf.shape, dtype), axes)
 
 
-def ifftn(x, s=None, axes=None):
+def ifftn(x: ArrayLike, s: Shape | None = None, axes: Sequence[int] | None = None) -> np.ndarray:
     """Inverse of :func:`fftn` (normalised by ``1/n`` like numpy).
 
     Examples
@@ -583,7 +610,7 @@ def ifftn(x, s=None, axes=None):
     return out
 
 
-def rfftn(x, s=None, axes=None):
+def rfftn(x: ArrayLike, s: Shape | None = None, axes: Sequence[int] | None = None) -> np.ndarray:
     """N-D FFT of real input, like :func:`numpy.fft.rfftn` (last axis halved).
 
     Examples
@@ -601,7 +628,7 @@ def rfftn(x, s=None, axes=None):
     return execute(buf, aligned_empty(tuple(out_shape), _complex_of(dtype)), axes)
 
 
-def irfftn(x, s=None, axes=None):
+def irfftn(x: ArrayLike, s: Shape | None = None, axes: Sequence[int] | None = None) -> np.ndarray:
     """Inverse of :func:`rfftn`, like :func:`numpy.fft.irfftn`.
 
     Examples
