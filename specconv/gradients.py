@@ -39,11 +39,13 @@ import numpy as np
 
 from . import _blas, _costmodel, _direct, _engine, _workers, fft
 from ._geometry import Geometry
+from ._typing import ArrayLike, IntOrTuple, Method, Padding, PaddingMode, Pads, Shape
 from ._validate import as_array, check_option, check_signal, result_dtype
 from .layers import (
     METHODS,
     NUMPY_PAD_MODE,
     ONE_CALL,
+    Layer,
     SpectralConv,
     SpectralConvTranspose,
     check_padding_fits,
@@ -62,7 +64,7 @@ CHUNK_BUDGET = _costmodel.CHUNK_BUDGET
 def _weight_shape(weight_shape):
     shape = tuple(weight_shape) if not isinstance(weight_shape, (str, bytes)) else ()
     if len(shape) < 3 or not all(
-        isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in shape
+        isinstance(v, numbers.Integral) and not isinstance(v, bool) and int(v) >= 1 for v in shape
     ):
         raise ValueError(
             f"weight_shape must be a tuple of at least 3 positive ints (C_out, C_in/groups, "
@@ -91,17 +93,17 @@ def _check_grad_output(grad_output, batch, channels, out, batched):
 
 
 def conv_weight_grad(
-    x,
-    weight_shape,
-    grad_output,
+    x: ArrayLike,
+    weight_shape: Shape,
+    grad_output: ArrayLike,
     *,
-    stride=1,
-    padding=0,
-    dilation=1,
-    groups=1,
-    padding_mode="zeros",
-    method="auto",
-):
+    stride: IntOrTuple = 1,
+    padding: Padding = 0,
+    dilation: IntOrTuple = 1,
+    groups: int = 1,
+    padding_mode: PaddingMode = "zeros",
+    method: Method = "auto",
+) -> np.ndarray:
     """The gradient of a loss with respect to a conv layer's weight, PyTorch semantics.
 
     Equal to ``torch.nn.grad.conv{1,2,3}d_weight(x, weight_shape, grad_output, ...)`` (and to
@@ -180,17 +182,17 @@ def conv_weight_grad(
 
 
 def conv_transpose_weight_grad(
-    x,
-    weight_shape,
-    grad_output,
+    x: ArrayLike,
+    weight_shape: Shape,
+    grad_output: ArrayLike,
     *,
-    stride=1,
-    padding=0,
-    output_padding=0,
-    groups=1,
-    dilation=1,
-    method="auto",
-):
+    stride: IntOrTuple = 1,
+    padding: Pads = 0,
+    output_padding: IntOrTuple = 0,
+    groups: int = 1,
+    dilation: IntOrTuple = 1,
+    method: Method = "auto",
+) -> np.ndarray:
     """The gradient of a loss with respect to a transposed conv layer's weight.
 
     PyTorch ``ConvTranspose`` semantics: equal to torch's autograd of
@@ -264,7 +266,7 @@ def conv_transpose_weight_grad(
     return np.conj(dw) if dw.dtype.kind == "c" else dw
 
 
-def bias_grad(grad_output, ndim):
+def bias_grad(grad_output: ArrayLike, ndim: int) -> np.ndarray:
     """The gradient with respect to the bias: ``grad_output`` summed over batch and space.
 
     Parameters
@@ -298,7 +300,9 @@ def bias_grad(grad_output, ndim):
 # the two methods
 
 
-def vjp(layer, x, grad_output, *, method="auto"):
+def vjp(
+    layer: Layer, x: ArrayLike, grad_output: ArrayLike, *, method: Method = "auto"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """The gradients of a loss with respect to a layer's input, weight and bias, given its
     gradient ``grad_output`` with respect to the output (a vector-Jacobian product).
 
@@ -478,7 +482,7 @@ def _fft_tiles(out, lags, B, C_in, C_out, groups, is_complex, itemsize):
         )
         if best is None or cost < best[0]:
             best = (cost, N)
-    return best[1], best[0]
+    return best[1], best[0]  # type: ignore[index]  # the first candidate always sets best
 
 
 def _choose(B, C_in, C_out, groups, kernel, stride, dilation, out, used, dtype):
