@@ -19,8 +19,9 @@ import numpy as np
 import scipy.sparse
 from scipy.sparse.linalg import LinearOperator
 
+from ._typing import ArrayLike, DTypeLike, Shape
 from ._validate import as_tuple, result_dtype
-from .layers import NUMPY_PAD_MODE, SpectralConv, SpectralConvTranspose
+from .layers import NUMPY_PAD_MODE, Layer, SpectralConv, SpectralConvTranspose
 
 __all__ = ["LayerOperator", "adjoint", "aslinearoperator"]
 
@@ -57,7 +58,7 @@ def _pad_adjoint(z, pads, n, mode):
     return np.ascontiguousarray(z)
 
 
-def adjoint(layer, y, input_shape):
+def adjoint(layer: Layer, y: ArrayLike, input_shape: Shape) -> np.ndarray:
     """Apply the adjoint ``A^H`` of a layer's linear part (its bias left out) to ``y``.
 
     PyTorch conv-layer semantics. ``A`` is the layer applied to inputs of spatial shape
@@ -131,7 +132,7 @@ def _adjoint_layer(layer):
     )
 
 
-def output_shape(layer, input_shape):
+def output_shape(layer: Layer, input_shape: Shape) -> tuple[int, ...]:
     """The spatial output shape of ``layer`` for inputs of spatial shape ``input_shape``.
 
     Examples
@@ -179,7 +180,7 @@ class LayerOperator(LinearOperator):
         Full array shapes, ``(C, *spatial)`` or ``(B, C, *spatial)``.
     """
 
-    def __init__(self, layer, input_shape, dtype=None):
+    def __init__(self, layer: Layer, input_shape: Shape, dtype: DTypeLike | None = None) -> None:
         _check_layer(layer)
         d = layer.ndim
         input_shape = tuple(input_shape)
@@ -225,7 +226,7 @@ class LayerOperator(LinearOperator):
     def _rmatvec(self, y):
         return self._rmatmat(np.reshape(y, (-1, 1))).reshape(-1)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (
             f"<{self.shape[0]}x{self.shape[1]} LayerOperator of {self.layer!r} on inputs "
             f"of shape {self.input_shape} with dtype={self.dtype}>"
@@ -256,7 +257,9 @@ def _without_bias(layer):
     )
 
 
-def aslinearoperator(layer, input_shape, *, dtype=None):
+def aslinearoperator(
+    layer: Layer, input_shape: Shape, *, dtype: DTypeLike | None = None
+) -> LayerOperator:
     """The layer's linear part on inputs of ``input_shape`` as a scipy ``LinearOperator``.
 
     PyTorch conv-layer semantics. ``A @ x.ravel()`` equals ``layer(x).ravel()`` without the
