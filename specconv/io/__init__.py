@@ -30,7 +30,10 @@ import contextlib
 import dataclasses
 import inspect
 import logging
+from collections.abc import Callable
+from typing import Any
 
+from .._typing import PathLike
 from .._validate import check_option
 from ..signal import VectorSignal
 from . import _array, _audio, _eeg, _mri
@@ -66,7 +69,7 @@ class FormatInfo:
     """One supported file format (see :func:`formats`)."""
 
     name: str
-    extensions: tuple
+    extensions: tuple[str, ...]
     description: str
     readable: bool
     writable: bool
@@ -156,7 +159,7 @@ _MNE_FORMATS = ("fif", "edf", "bdf", "brainvision", "eeglab", "gdf", "mne")
 _DIRECTORY_FORMATS = (".ds", ".mff")
 
 
-def formats():
+def formats() -> tuple[FormatInfo, ...]:
     """The supported file formats.
 
     Returns
@@ -284,7 +287,7 @@ def _check_options(func, options, fmt, action, fixed):
 
 # -- reading --------------------------------------------------------------------------------
 # format -> (reader, fixed keyword arguments)
-_READERS = {
+_READERS: dict[str, tuple[Callable[..., VectorSignal], dict[str, Any]]] = {
     "wav": (_audio.read_wav, {}),
     "flac": (_audio.read_soundfile, {"fmt": "flac"}),
     "ogg": (_audio.read_soundfile, {"fmt": "ogg"}),
@@ -296,7 +299,9 @@ _READERS = {
 }
 
 
-def read(path, *, format=None, **options):  # noqa: A002 - the natural name for users
+def read(  # noqa: A002 - the natural name for users
+    path: PathLike, *, format: str | None = None, **options: Any
+) -> VectorSignal:
     """Read a file as a :class:`~specconv.signal.VectorSignal`.
 
     Parameters
@@ -379,7 +384,7 @@ def _targets(fmt, path):
 
 
 # format -> (writer, fixed keyword arguments, which temporary path(s) it receives)
-_WRITERS = {
+_WRITERS: dict[str, tuple[Callable[..., None], dict[str, Any], str]] = {
     "wav": (_audio.write_wav, {}, "first"),
     "flac": (_audio.write_soundfile, {"fmt": "flac"}, "first"),
     "ogg": (_audio.write_soundfile, {"fmt": "ogg"}, "first"),
@@ -392,7 +397,14 @@ _WRITERS = {
 }
 
 
-def write(sig, path, *, format=None, overwrite=False, **options):  # noqa: A002
+def write(  # noqa: A002
+    sig: VectorSignal,
+    path: PathLike,
+    *,
+    format: str | None = None,
+    overwrite: bool = False,
+    **options: Any,
+) -> None:
     """Write a signal to a file, atomically.
 
     The file is written under a temporary name in the target directory and renamed into
@@ -523,7 +535,7 @@ def _summary(sig):
     }
 
 
-def info(path, *, format=None):  # noqa: A002
+def info(path: PathLike, *, format: str | None = None) -> dict[str, Any]:  # noqa: A002
     """A short description of a file, for ``specconv info`` and quick checks.
 
     Reads headers only where the format allows (EEG, WAV except 24-bit, HDF5, BART, .npy).
