@@ -44,8 +44,10 @@ import platform
 import tempfile
 import threading
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -72,10 +74,10 @@ BUDGET = 1.5
 measure_count = 0
 #: ``measure(prec, threads) -> entry``: :mod:`specconv._measure` registers it when imported
 #: (it times the engine and the direct method, which sit above this module)
-measurer = None
+measurer: Callable[[str, int], dict[str, Any]] | None = None
 
 _lock = threading.RLock()
-_cache = {}  # (precision, threads) -> entry (see measure)
+_cache: dict[tuple[str, int], dict[str, Any]] = {}  # (precision, threads) -> entry (see measure)
 
 
 @dataclass(frozen=True)
@@ -299,7 +301,7 @@ def _read(path, threads=None, *, warn=True):
     except FileNotFoundError:
         return {}
     except OSError as err:
-        reason = str(err)
+        reason: str | None = str(err)
     else:
         reason = None
         try:
@@ -407,4 +409,5 @@ def _dtype_names(prec):
 def _measure(prec, threads):
     global measure_count
     measure_count += 1
+    assert measurer is not None  # importing specconv imports _measure, which registers it
     return measurer(prec, threads)

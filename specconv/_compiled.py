@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import types
 import warnings
+from typing import Any
 
 import numpy as np
 
@@ -84,8 +85,9 @@ def _from_environment():
 
 #: The selected level's name, or None (see ``select``).
 level: str | None = None
-#: The selected level's ``depthwise`` and ``product``, or None (the numpy/BLAS path).
-loops = None
+#: The selected level's ``depthwise`` and ``product``, or None (the numpy/BLAS path); Any: a
+#: C extension module without stubs, whose callers check for None first
+loops: Any = None
 select(_from_environment())
 
 

@@ -144,7 +144,7 @@ class SpectraCache:
         return self._max_entries, self._max_bytes
 
     def __setstate__(self, state):
-        self.__init__(*state)
+        type(self).__init__(self, *state)
 
 
 #: Spectra of the functions (``conv``, ``convolve``, ...), which build a layer per call: a

@@ -400,7 +400,7 @@ def choose(
 
 @functools.lru_cache(maxsize=256)
 def _choose(geom, method, itemsize, workers, spectra_cached, spectra_budget, c, loops):
-    best = None
+    best: tuple[float, tuple[int, ...]] | None = None
     if method in ("auto", "fft"):
         axes = [
             _axis_candidates(e, s, p, geom.ndim)
@@ -411,10 +411,14 @@ def _choose(geom, method, itemsize, workers, spectra_cached, spectra_budget, c, 
             cost = fft_cost(geom, shape, spectra_cached, itemsize, spectra_budget, workers, c)
             if best is None or cost < best[0]:
                 best = (cost, shape)
+        assert best is not None  # every axis has at least one candidate
         if best[0] == math.inf:  # nothing fits the budget: smallest tiles
             best = (math.inf, tuple(a[0] for a in axes))
     direct = direct_cost(geom, itemsize, workers, c)
-    if method == "direct" or (method == "auto" and direct <= best[0]):
+    if method == "direct":
+        return Choice("direct", direct)
+    assert best is not None  # "auto" and "fft" priced the tilings above
+    if method == "auto" and direct <= best[0]:
         return Choice("direct", direct)
     cost, shape = best
     probe = Tiling.make(geom, shape)

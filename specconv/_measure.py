@@ -15,6 +15,7 @@ import logging
 import math
 import time
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 
@@ -166,7 +167,8 @@ def _compiled_over_blas(rng, cplx, timings, B=4, T=8, c=64, fft_shape=(12, 36)):
     x = rng.standard_normal((B, 1, c, T, F)) + 1j * rng.standard_normal((B, 1, c, T, F))
     x = x.astype(cplx)
     block = min(_engine.FREQ_BLOCK, F)
-    chunk = SimpleNamespace(
+    # Any: a stand-in for an _engine._ChunkWorker, with the attributes its matmul reads
+    chunk: Any = SimpleNamespace(
         xflat=x,
         yflat=np.empty_like(x),
         compiled=True,

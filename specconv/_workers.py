@@ -28,8 +28,10 @@ def run_parallel(fns):
         wait(futures)
     errors = [e for e in (f.exception() for f in futures) if e is not None]
     errors.sort(key=lambda e: isinstance(e, threading.BrokenBarrierError))  # real first
-    if errors or broken is not None:
-        raise errors[0] if errors else broken
+    if errors:
+        raise errors[0]
+    if broken is not None:
+        raise broken
     return results + [f.result() for f in futures]
 
 

@@ -84,7 +84,7 @@ def _ending_signals():
     command line only (a library must not take over a program's signals), and not over a
     signal the caller chose to ignore (``nohup``, background jobs).
     """
-    fired = []
+    fired: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         yield fired
         return

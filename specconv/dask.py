@@ -167,7 +167,7 @@ def conv_dask(x, layer):
         + ((layer.out_channels,),)
         + tuple(_output_chunks(c, s, e) for c, s, e in zip(x.chunks[lead:], layer.stride, spans))
     )
-    depth = {lead + a: (0, e - 1) for a, e in enumerate(spans)}
+    depth: dict[int, int | tuple[int, int]] = {lead + a: (0, e - 1) for a, e in enumerate(spans)}
     depth.update({a: 0 for a in range(lead)})
     xo = da.overlap.overlap(x, depth=depth, boundary="none", allow_rechunk=False)
     valid = SpectralConv(

@@ -37,7 +37,7 @@ _MANIFEST = _HERE / "MANIFEST.json"
 _lock = threading.Lock()
 _manifest_cache = None
 # (path, size, mtime_ns) of files whose hash was already checked in this process.
-_verified = set()
+_verified: set[tuple[str, int, int]] = set()
 
 
 def _manifest():

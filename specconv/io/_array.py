@@ -144,7 +144,7 @@ def read_npz(
     return VectorSignal(
         fields["data"],
         tuple(str(c) for c in fields["ch_names"]),
-        domain=str(fields["domain"]),
+        domain=str(fields["domain"]),  # type: ignore[arg-type]  # VectorSignal checks it
         sfreq=None if np.isnan(sf) else sf,
         spacing=sp or None,
         batched=bool(fields["batched"]),

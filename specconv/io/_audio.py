@@ -60,7 +60,10 @@ WAV_SUBTYPES = {
     "DOUBLE": None,
 }
 #: Subtypes per soundfile container specconv writes.
-SOUNDFILE_SUBTYPES = {"flac": {"PCM_16": 16, "PCM_24": 24}, "ogg": {"VORBIS": None}}
+SOUNDFILE_SUBTYPES: dict[str, dict[str, int | None]] = {
+    "flac": {"PCM_16": 16, "PCM_24": 24},
+    "ogg": {"VORBIS": None},
+}
 _SF_FORMAT = {"flac": "FLAC", "ogg": "OGG"}
 
 _FLOAT_DTYPES = (np.float32, np.float64)
