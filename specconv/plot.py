@@ -315,7 +315,7 @@ def plot_frequency_response(layer, n, *, sfreq=None, db=True, max_channels=8):
         H = np.fft.fftshift(H, axes=spatial)
     d = 1.0 / sfreq if sfreq is not None else 1.0
     if one_d:
-        length = n if np.isscalar(n) else n[0]
+        length: int = n if np.isscalar(n) else n[0]  # type: ignore[assignment]  # an int here
         f = np.fft.fftshift(np.fft.fftfreq(length, d)) if whole else np.fft.rfftfreq(length, d)
     mag = np.abs(H)
     if db:
