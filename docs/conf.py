@@ -210,6 +210,8 @@ sphinx_gallery_conf = {
 
 autosummary_generate = True
 autodoc_default_options = {"members": False}
+# the numpydoc docstrings say what each parameter takes; the annotations (specconv/_typing.py)
+# are for type checkers, and shown too they would repeat the docstrings in longer signatures
 autodoc_typehints = "none"
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
