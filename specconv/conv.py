@@ -14,7 +14,16 @@ import numpy as np
 
 from . import _correlate
 from ._geometry import Geometry
-from ._typing import ArrayLike, ConvolveMode, IntOrTuple, Method, NanPolicy, Padding, PaddingMode
+from ._typing import (
+    ArrayLike,
+    ConvolveMode,
+    IntOrTuple,
+    Method,
+    NanPolicy,
+    Padding,
+    PaddingMode,
+    Pads,
+)
 from ._validate import (
     as_array,
     as_int,
@@ -114,7 +123,7 @@ def conv_transpose(
     bias: ArrayLike | None = None,
     *,
     stride: IntOrTuple = 1,
-    padding: IntOrTuple = 0,
+    padding: Pads = 0,
     output_padding: IntOrTuple = 0,
     groups: int = 1,
     dilation: IntOrTuple = 1,

@@ -559,7 +559,7 @@ class SpectralConvTranspose(_Layer):
         *,
         stride: IntOrTuple = 1,
         padding: Pads = 0,
-        output_padding: Pads = 0,
+        output_padding: IntOrTuple = 0,
         groups: int = 1,
         dilation: IntOrTuple = 1,
         method: Method = "auto",
