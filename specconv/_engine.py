@@ -447,6 +447,21 @@ def _gather(x, pads, geom, tiling, t0, xin):
     spatial = x.shape[-d:]
     lead = x.ndim - d  # batch and channel axes
     inside = all(a >= 0 and b <= n for a, b, n in zip(lo, hi, spatial))
+    target = xin.reshape(x.shape[:lead] + xin.shape[3:])
+    casting = "unsafe" if xin.dtype.kind == "c" else "same_kind"
+    if not inside and all(t == 1 for t in n_tiles):
+        # one window per signal (whole padded images): copy once into the transform's input
+        # and zero only its borders, instead of padding a copy and copying that again
+        src = tuple(slice(max(a, 0), min(b, n)) for a, b, n in zip(lo, hi, spatial))
+        dst = tuple(slice(s.start - a, s.stop - a) for s, a in zip(src, lo))
+        window = target.reshape(target.shape[:lead] + tuple(L))
+        for a, s in enumerate(dst):
+            before = (slice(None),) * (lead + a)
+            window[before + (slice(0, s.start),)] = 0
+            window[before + (slice(max(s.stop, s.start), None),)] = 0
+        if all(s.stop > s.start for s in src):
+            np.copyto(window[(Ellipsis,) + dst], x[(Ellipsis,) + src], casting=casting)
+        return
     if inside:
         region = x[(Ellipsis,) + tuple(slice(a, b) for a, b in zip(lo, hi))]
     else:
@@ -458,8 +473,7 @@ def _gather(x, pads, geom, tiling, t0, xin):
     axes = tuple(range(lead, lead + d))
     windows = np.lib.stride_tricks.sliding_window_view(region, L, axis=axes)
     windows = windows[(Ellipsis,) + tuple(slice(None, None, s) for s in S) + (slice(None),) * d]
-    target = xin.reshape(x.shape[:lead] + xin.shape[3:])
-    np.copyto(target, windows, casting="unsafe" if xin.dtype.kind == "c" else "same_kind")
+    np.copyto(target, windows, casting=casting)
 
 
 def _scatter(valid, out, t0, geom, tiling):
