@@ -35,6 +35,7 @@ import functools
 import itertools
 import math
 import threading
+from typing import Literal
 
 import numpy as np
 import scipy.fft
@@ -448,7 +449,7 @@ def _gather(x, pads, geom, tiling, t0, xin):
     lead = x.ndim - d  # batch and channel axes
     inside = all(a >= 0 and b <= n for a, b, n in zip(lo, hi, spatial))
     target = xin.reshape(x.shape[:lead] + xin.shape[3:])
-    casting = "unsafe" if xin.dtype.kind == "c" else "same_kind"
+    casting: Literal["unsafe", "same_kind"] = "unsafe" if xin.dtype.kind == "c" else "same_kind"
     if not inside and all(t == 1 for t in n_tiles):
         # one window per signal (whole padded images): copy once into the transform's input
         # and zero only its borders, instead of padding a copy and copying that again
