@@ -29,6 +29,7 @@ circle, its own line); ``tests/test_layout.py`` reads this list and enforces it:
     fft, _compiled                          FFTW planning (only it imports pyfftw); C loops
     _geometry, _workers, _blas              a correlation's shapes, the thread pool, BLAS
     _validate, _optional                    argument checks, dtype policy, optional imports
+    _atomic                                 all-or-nothing output files; output-is-input checks
 """
 
 from . import _measure  # noqa: F401  (registers how the calibration measures: it sits above the engine)

@@ -31,10 +31,10 @@ import dataclasses
 import inspect
 import logging
 
+from .._atomic import atomic_output, check_not_aliased, files_behind
 from .._validate import check_option
 from ..signal import VectorSignal
 from . import _array, _audio, _eeg, _mri
-from ._atomic import atomic_output, check_not_aliased, files_behind
 from ._audio import ClippingWarning, stereo_ir_kernel, true_stereo_kernel
 from ._common import FormatError, as_path
 from ._eeg import from_mne, to_mne

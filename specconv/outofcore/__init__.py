@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .._atomic import atomic_output, check_not_aliased, files_behind
 from .._validate import as_bool, as_int
-from ..io._atomic import atomic_output, check_not_aliased, files_behind
 from ._chunks import Chunker, check_layer, output_shape_of
 from ._fif import FIF_SUFFIXES, write_fif
 from ._loop import IO_NICENESS, run
