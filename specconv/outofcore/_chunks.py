@@ -56,7 +56,7 @@ class Chunker:
 
     def __init__(self, layer, src, memory_budget, chunk_size=None):
         d = layer.ndim
-        self.layer, self.src = layer, src
+        self.layer, self.src, self.budget = layer, src, memory_budget
         shape = src.shape
         self.batched = len(shape) == d + 2
         self.out_shape = output_shape_of(layer, shape, "source")

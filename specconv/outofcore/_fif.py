@@ -1,7 +1,9 @@
 """FIF targets: MNE writes the file and asks for each buffer; the chunker computes it.
 
 MNE has no public way to write a FIF file piece by piece; the Raw it saves here is built by
-:func:`specconv.io._mne_compat.lazy_raw`, the one place that relies on MNE's internals.
+:func:`specconv.io._mne_compat.raw_from_reader`, the one place that relies on MNE's
+internals (outside the MNE versions it was tested with, it builds the output in memory when it
+fits the memory budget).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._optional import soft_import
+from ..io._mne_compat import raw_from_reader, with_sfreq
 from ._loop import progress_bar
 from ._sources import RawSource
 
@@ -33,10 +36,8 @@ def write_fif(chunker, path, progress, sfreq, ch_names):
             raise ValueError("sfreq is required to write a FIF file from a non-MNE source.")
         sfreq = raw.info["sfreq"] / chunker.stride
     if ch_names is None and raw is not None and C_out == len(src.picks):
-        info = mne.pick_info(raw.info, src.picks)
-        with info._unlock():
-            info["sfreq"] = float(sfreq)
-        for ch in info["chs"]:  # the lazy raw below hands over physical values
+        info = with_sfreq(mne.pick_info(raw.info, src.picks), sfreq)
+        for ch in info["chs"]:  # the computed Raw below hands over physical values
             ch["cal"], ch["range"] = 1.0, 1.0
     else:
         names = list(ch_names) if ch_names is not None else [f"ch{i:03d}" for i in range(C_out)]
@@ -46,22 +47,21 @@ def write_fif(chunker, path, progress, sfreq, ch_names):
         if raw is not None:
             info.set_meas_date(raw.info["meas_date"])
     first = raw.first_samp if aligned else 0
-    lazy = _lazy_raw(mne, info, n_out, first, chunker)
-    if aligned and len(raw.annotations):
-        annot = raw.annotations
-        if annot.orig_time is None:  # onsets then count from the first sample: re-base them
-            annot = mne.Annotations(
-                annot.onset - raw.first_time,
-                annot.duration,
-                annot.description,
-                ch_names=annot.ch_names,
-            )
-        lazy.set_annotations(annot)
+    annot = raw.annotations if aligned and len(raw.annotations) else None
+    if annot is not None and annot.orig_time is None:
+        # onsets then count from the first sample: re-base them
+        annot = mne.Annotations(
+            annot.onset - raw.first_time, annot.duration, annot.description, ch_names=annot.ch_names
+        )
     fmt = "double" if chunker.dtype == np.float64 else "single"
+    cache = _ChunkCache(chunker, first)
     with progress_bar(n_out, progress, "specconv") as update:
-        lazy._raw_extras[0]["cache"].update = update
+        cache.update = update
+        out = raw_from_reader(info, n_out, cache.get, first_samp=first, max_bytes=chunker.budget)
+        if annot is not None:
+            out.set_annotations(annot)
         # MNE rounds the buffer up: ask for a hair less than one chunk to get exactly one
-        lazy.save(
+        out.save(
             path,
             fmt=fmt,
             buffer_size_sec=(chunker.chunk - 0.5) / float(sfreq),
@@ -101,31 +101,3 @@ class _ChunkCache:
         if self.update is not None:
             self.update(stop - start)
         return np.concatenate(pieces, axis=1) if len(pieces) > 1 else pieces[0]
-
-
-def _lazy_raw(mne, info, n_times, first_samp, chunker):
-    """A Raw whose samples are computed by the chunker when MNE asks for them."""
-
-    class _ConvRaw(mne.io.BaseRaw):
-        def __init__(self):
-            cache = _ChunkCache(chunker, first_samp)
-            super().__init__(
-                info,
-                preload=False,
-                first_samps=(first_samp,),
-                last_samps=(first_samp + n_times - 1,),
-                filenames=(None,),
-                raw_extras=[{"cache": cache}],
-                orig_format="double",
-                verbose="error",
-            )
-
-        def _read_segment_file(self, data, idx, fi, start, stop, cals, mult):
-            # MNE calls this through a proxy that exposes only _raw_extras and filenames
-            one = self._raw_extras[fi]["cache"].get(start, stop)
-            if mult is not None:
-                data[:] = mult @ one[idx]
-            else:
-                data[:] = one[idx] * cals
-
-    return _ConvRaw()
