@@ -189,7 +189,7 @@ def apply(
     if chunk_size is not None:
         chunk_size = as_int("chunk_size", chunk_size, minimum=1)
     with contextlib.ExitStack() as stack:
-        src, src_path = open_source(source, dataset, picks, reject_by_annotation, stack)
+        src = open_source(source, dataset, picks, reject_by_annotation, stack)
         stack.callback(src.close)
         chunker = Chunker(layer, src, int(memory_budget), chunk_size)
         logger.info(
@@ -200,7 +200,7 @@ def apply(
             chunker.chunk,
             chunker.estimate / 2**20,
         )
-        check_not_aliased(target, [source, src_path], name="target")
+        check_not_aliased(target, [source], name="target")
         if target is None:
             result = np.empty(chunker.out_shape, chunker.dtype)
             run(chunker, ArrayWriter(result, chunker.axis), progress)
@@ -224,7 +224,7 @@ def apply(
                 f"Cannot choose an output format for {str(target)!r}: use a .npy, "
                 f"{', '.join(H5_SUFFIXES)} or .fif file name, or pass an array."
             )
-        protected = [p for p in files_behind(source) + [src_path] if p is not None]
+        protected = files_behind(source)
         with atomic_output([target], overwrite=overwrite, protected=protected) as (tmp,):
             if name.endswith(".npy"):
                 writer = NpyWriter(tmp, chunker.out_shape, chunker.dtype, chunker.axis)

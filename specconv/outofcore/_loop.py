@@ -16,7 +16,8 @@ from .._optional import has_module, soft_import
 #: How much lower the I/O thread's priority is than the caller's (Linux niceness). Its work
 #: has slack (a whole chunk's computation), while the engine's workers share each chunk in
 #: lockstep: a worker preempted by the I/O thread holds up the other at the next barrier.
-#: Not lower: next to busy processes a lower priority starves the I/O thread (measurements: ``benchmarks/RESULTS.md``, "Measurements behind the code's constants").
+#: Not lower: next to busy processes a lower priority starves the I/O thread (measurements:
+#: ``benchmarks/RESULTS.md``, "Measurements behind the code's constants").
 IO_NICENESS = 5
 
 

@@ -26,11 +26,6 @@ def _is_raw(obj):
     return mne is not None and isinstance(obj, mne.io.BaseRaw)
 
 
-def _is_h5_dataset(obj):
-    h5py = sys.modules.get("h5py")
-    return h5py is not None and isinstance(obj, h5py.Dataset)
-
-
 class ArraySource:
     """Any array-like with ``shape``, ``dtype`` and basic slicing (memmap, h5py, ...)."""
 
@@ -109,7 +104,7 @@ class RawSource:
 
 
 def open_source(source, dataset, picks, reject_by_annotation, stack):
-    """An input adapter for ``source`` and the file it reads (or None)."""
+    """The input adapter for ``source`` (its files: :func:`specconv._atomic.files_behind`)."""
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.exists():
@@ -118,7 +113,7 @@ def open_source(source, dataset, picks, reject_by_annotation, stack):
         if name.endswith(".npy"):
             src = ArraySource(np.load(path, mmap_mode="r"), str(path))
             src.owned = True
-            return src, path
+            return src
         if name.endswith(H5_SUFFIXES):
             h5py = soft_import("h5py", "mri", purpose="reading HDF5 files")
             f = stack.enter_context(h5py.File(path, "r"))
@@ -140,21 +135,15 @@ def open_source(source, dataset, picks, reject_by_annotation, stack):
                     f"{str(path)!r} has no dataset {dataset!r} (it has {names}); "
                     f"choose one with dataset=."
                 )
-            return ArraySource(f[dataset], f"{path}:{dataset}"), path
+            return ArraySource(f[dataset], f"{path}:{dataset}")
         mne = soft_import("mne", "eeg", purpose="reading EEG/MEG files")
         raw = mne.io.read_raw(path, preload=False, verbose="error")
-        return RawSource(raw, picks, reject_by_annotation), path
+        return RawSource(raw, picks, reject_by_annotation)
     if _is_raw(source):
-        files = [Path(f) for f in source.filenames if f]
-        return RawSource(source, picks, reject_by_annotation), (files[0] if files else None)
+        return RawSource(source, picks, reject_by_annotation)
     if not all(hasattr(source, a) for a in ("shape", "dtype", "__getitem__")):
         raise TypeError(
             "source must be a path, an MNE Raw, or an array-like with shape, dtype and "
             f"slicing (np.memmap, h5py.Dataset, ...), got {type(source).__name__}."
         )
-    path = None
-    if isinstance(source, np.memmap) and source.filename:
-        path = Path(source.filename)
-    elif _is_h5_dataset(source):
-        path = Path(source.file.filename)
-    return ArraySource(source, type(source).__name__), path
+    return ArraySource(source, type(source).__name__)
