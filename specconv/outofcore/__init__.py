@@ -13,6 +13,13 @@ error or Ctrl-C leaves nothing behind), or an array you opened yourself (``np.me
 dataset), written in place. A target that is the source under another name (the same array or
 memory, a link to its file, a memmap of it, a dataset in its HDF5 file) is refused before
 anything is written: the chunks would overwrite input samples still to be read.
+
+The pieces, in the order a chunk meets them: ``_sources`` (the inputs), ``_chunks`` (a
+chunk's input with halo and padding, and the layer without padding that runs on it),
+``_plan`` (the chunk length for the memory budget), ``_loop`` (the I/O thread beside the
+computation), ``_writers`` (``.npy``, HDF5, arrays in place) and ``_fif`` (FIF through MNE);
+``_mapping`` reads and writes file mappings without filling resident memory. Output files
+go through ``specconv._atomic``, the one atomic writer.
 """
 
 from __future__ import annotations
