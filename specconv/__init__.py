@@ -30,6 +30,7 @@ circle, its own line); ``tests/test_layout.py`` reads this list and enforces it:
     _geometry, _workers, _blas              a correlation's shapes, the thread pool, BLAS
     _validate, _optional, _typing           argument checks, dtype policy, optional imports,
                                             the public signatures' type aliases
+    _atomic                                 all-or-nothing output files; output-is-input checks
 """
 
 from . import _measure  # noqa: F401  (registers how the calibration measures: it sits above the engine)

@@ -41,7 +41,6 @@ import logging
 import math
 import os
 import platform
-import tempfile
 import threading
 import warnings
 from collections.abc import Callable
@@ -52,6 +51,7 @@ from typing import Any
 import numpy as np
 
 from . import _compiled, fft
+from ._atomic import atomic_output
 
 logger = logging.getLogger("specconv")
 
@@ -343,16 +343,10 @@ def _write(path, threads, entries):
         "entries": entries,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".calibration-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_output([path], overwrite=True) as (tmp,), open(tmp, "w") as f:
+        json.dump(payload, f, indent=1, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 @contextlib.contextmanager

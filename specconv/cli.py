@@ -222,7 +222,7 @@ def _load_kernel(kernel_path, bias_path):
 
 def _check_not_input(src, out):
     """Refuse an output that would replace the input file or one of its companion files."""
-    from .io._atomic import same_file
+    from ._atomic import same_file
 
     src, out = Path(src), Path(out)
     same = same_file(src, out)  # hard links and symlinks included

@@ -320,7 +320,7 @@ def map_files(
         dup = sorted({t.name for t in targets if targets.count(t) > 1})
         raise ValueError(f"Several inputs would write the same output file(s): {dup}.")
     # before any task runs: no output may be one of the inputs (same name, hard or symlink)
-    from .io._atomic import check_not_aliased
+    from ._atomic import check_not_aliased
 
     for t in targets:
         check_not_aliased(t, paths, name="the output in out_dir")

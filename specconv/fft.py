@@ -34,7 +34,6 @@ import json
 import logging
 import os
 import platform
-import tempfile
 import threading
 import time
 import warnings
@@ -45,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from ._atomic import atomic_output
 from ._typing import ArrayLike, DTypeLike, Shape
 
 __all__ = [
@@ -315,16 +315,9 @@ def save_wisdom() -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         text = _encode_wisdom(_fftw().export_wisdom())
-        # a private temp file renamed over the target: readers in other processes see the old
-        # file or the new one, never a partial one
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".wisdom-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="latin-1") as f:
-                f.write(text)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        # readers in other processes see the old file or the new one, never a partial one
+        with atomic_output([path], overwrite=True) as (tmp,):
+            tmp.write_text(text, encoding="latin-1")
         with contextlib.suppress(FileNotFoundError):
             _legacy_wisdom_path().unlink()
     except OSError as err:

@@ -22,8 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from specconv import SpectralConv, io
-from specconv.io import _atomic
+from specconv import SpectralConv, _atomic, io
 from specconv.outofcore import apply
 from specconv.signal import VectorSignal
 

@@ -577,7 +577,7 @@ def test_read_only_directory(tmp_path, stereo):
 
 
 def test_companion_files_a_backend_adds_are_moved_and_checked(tmp_path):
-    from specconv.io._atomic import atomic_output
+    from specconv._atomic import atomic_output
 
     with atomic_output([tmp_path / "main.dat"]) as (tmp,):
         tmp.write_text("main")

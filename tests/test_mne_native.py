@@ -17,6 +17,7 @@ from specconv.apps.eeg import (
     output_names,
     rereference_matrix,
 )
+from specconv.io import _mne_compat
 from specconv.kernels import fir_layer, pointwise
 
 from ._tolerances import assert_close
@@ -268,7 +269,7 @@ def test_same_count_spatial_filter_keeps_info(raw):
 def test_private_segments_equal_public_fallback(raw, monkeypatch):
     for skip in (SKIP, "bad", [], ("edge",)):
         private = _eeg_mne._good_segments(raw, skip)
-        monkeypatch.setattr(_eeg_mne, "_PRIVATE_SEGMENTS_RANGE", ((0, 0), (0, 1)))
+        monkeypatch.setattr(_mne_compat, "TESTED_MNE", ((0, 0), (0, 1)))
         public = _eeg_mne._good_segments(raw, skip)
         monkeypatch.undo()
         assert all(np.array_equal(a, b) for a, b in zip(private, public)), skip

@@ -29,6 +29,7 @@ import numpy as np
 
 from .._optional import soft_import
 from .._validate import check_option
+from ..io._mne_compat import annotation_segments
 from ..kernels import side_pads, without_padding
 from ..layers import SpectralConv
 
@@ -49,8 +50,6 @@ _RECORDING_FIELDS = (
     "device_info",
     "dev_head_t",
 )
-#: MNE versions whose private ``_annotations_starts_stops`` is known to have this signature.
-_PRIVATE_SEGMENTS_RANGE = ((1, 0), (2, 0))
 
 
 def _mne(purpose="MNE objects"):
@@ -183,23 +182,14 @@ def output_names(layer, ch_names, *, bands=None, names=None):
 
 
 # -- MNE's segments and edges ----------------------------------------------------------------
-def _mne_version(mne):
-    parts = []
-    for p in mne.__version__.split(".")[:2]:
-        digits = "".join(ch for ch in p if ch.isdigit())
-        parts.append(int(digits or 0))
-    return tuple(parts)
-
-
 def _good_segments(raw, skip_by_annotation):
     """``(starts, stops)`` of the segments ``raw.filter`` filters one by one.
 
-    The only use of MNE's private API in specconv: within the tested version range, MNE's own
-    ``_annotations_starts_stops`` (exactly its rule); outside it, the same rule from public
-    API (annotation onsets relative to the first sample, rounded to samples; zero-length
+    Within the MNE versions :mod:`specconv.io._mne_compat` was tested with, MNE's own rule
+    (its private ``_annotations_starts_stops``); outside them, the same rule from public API
+    (annotation onsets relative to the first sample, rounded to samples; zero-length
     annotations split a segment).
     """
-    mne = _mne()
     if isinstance(skip_by_annotation, str):
         kinds = [skip_by_annotation]
     elif isinstance(skip_by_annotation, (list, tuple)) and all(
@@ -210,14 +200,8 @@ def _good_segments(raw, skip_by_annotation):
         raise TypeError(
             f"skip_by_annotation must be a str or a list/tuple of str, got {skip_by_annotation!r}."
         )
-    low, high = _PRIVATE_SEGMENTS_RANGE
-    if low <= _mne_version(mne) < high:
-        with contextlib.suppress(ImportError, AttributeError):
-            from mne.annotations import _annotations_starts_stops
-
-            starts, stops = _annotations_starts_stops(raw, kinds, invert=True)
-            return np.asarray(starts, int), np.asarray(stops, int)
-    return _segments_public(raw, kinds)
+    segments = annotation_segments(raw, kinds)
+    return _segments_public(raw, kinds) if segments is None else segments
 
 
 def _segments_public(raw, kinds):

@@ -33,11 +33,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from .._atomic import atomic_output, check_not_aliased, files_behind
 from .._typing import PathLike
 from .._validate import check_option
 from ..signal import VectorSignal
 from . import _array, _audio, _eeg, _mri
-from ._atomic import atomic_output, check_not_aliased, files_behind
 from ._audio import ClippingWarning, stereo_ir_kernel, true_stereo_kernel
 from ._common import FormatError, as_path
 from ._eeg import from_mne, to_mne

@@ -1,5 +1,9 @@
 """All-or-nothing output files, and the checks that keep outputs off their inputs.
 
+The one implementation for every file specconv writes: the adapters (``io``), ``outofcore``,
+FFTW wisdom (``fft``) and the calibration (``_calibration``). It sits low in the layers and
+imports nothing from specconv, so the core may use it too.
+
 Writers never write to the final path. They write into a hidden temporary directory created
 next to it (same filesystem, so the final ``os.replace`` is atomic), under the final file
 names -- MNE and pybv derive companion names and naming conventions from them -- and only a
@@ -56,7 +60,7 @@ def same_file(a, b):
     Examples
     --------
     >>> import os, pathlib, tempfile
-    >>> from specconv.io._atomic import same_file
+    >>> from specconv._atomic import same_file
     >>> folder = pathlib.Path(tempfile.mkdtemp())
     >>> (folder / "a.npy").write_bytes(b"x")
     1
@@ -117,7 +121,7 @@ def _shares_memory(a, b):
     if not np.may_share_memory(a, b):
         return False
     try:  # bounds overlap; exact answer when cheap, else assume the worst
-        return bool(np.shares_memory(a, b, max_work=10**6))
+        return bool(np.shares_memory(a, b, max_work=10**6))  # type: ignore[arg-type]  # stubs: -1/0 only
     except getattr(np, "exceptions", np).TooHardError:  # np.exceptions: numpy >= 1.25
         return True
 
@@ -141,7 +145,7 @@ def check_not_aliased(target, sources, name="target"):
     Examples
     --------
     >>> import numpy as np
-    >>> from specconv.io._atomic import check_not_aliased
+    >>> from specconv._atomic import check_not_aliased
     >>> x = np.zeros((2, 10))
     >>> check_not_aliased(np.zeros((2, 10)), [x])
     >>> check_not_aliased(x[:, 5:], [x])
@@ -240,13 +244,13 @@ def remove_stale_temporaries(folder):
     Examples
     --------
     >>> import pathlib, tempfile
-    >>> from specconv.io._atomic import remove_stale_temporaries
+    >>> from specconv._atomic import remove_stale_temporaries
     >>> folder = pathlib.Path(tempfile.mkdtemp())
     >>> remove_stale_temporaries(folder)
     []
     """
     host, boot = _tag(socket.gethostname()), _tag(_boot_id())
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(os.scandir(folder))
     except OSError:
@@ -415,7 +419,7 @@ def atomic_output(targets, *, overwrite=False, protected=(), label=None):
     Examples
     --------
     >>> import tempfile, pathlib
-    >>> from specconv.io._atomic import atomic_output
+    >>> from specconv._atomic import atomic_output
     >>> folder = pathlib.Path(tempfile.mkdtemp())
     >>> with atomic_output([folder / "a.txt"]) as (tmp,):
     ...     _ = tmp.write_text("complete")
