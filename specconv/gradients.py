@@ -50,7 +50,7 @@ from .layers import (
 )
 from .linop import adjoint, output_shape
 
-__all__ = ["bias_grad", "conv_transpose_weight_grad", "conv_weight_grad", "vjp"]
+__all__ = ["Pullback", "bias_grad", "conv_transpose_weight_grad", "conv_weight_grad", "vjp"]
 
 #: Bytes of the per-frequency accumulator ``C_out × C_in/G`` (the forward pass's bound on its
 #: kernel spectra, which have the same shape).
@@ -298,7 +298,7 @@ def bias_grad(grad_output, ndim):
 # the two methods
 
 
-def vjp(layer, x, grad_output, *, method="auto"):
+def vjp(layer, x, grad_output=None, *, method="auto", max_saved_bytes=None):
     """The gradients of a loss with respect to a layer's input, weight and bias, given its
     gradient ``grad_output`` with respect to the output (a vector-Jacobian product).
 
@@ -308,14 +308,23 @@ def vjp(layer, x, grad_output, *, method="auto"):
     :func:`conv_transpose_weight_grad` for a transposed layer), ``grad_bias`` the sum over
     batch and space.
 
+    Two forms, as ``jax.vjp``: ``vjp(layer, x, grad_output)`` returns the three gradients;
+    ``vjp(layer, x)`` runs the forward pass and returns ``(y, pullback)``, where
+    ``pullback(grad_output)`` returns them, reusing the forward pass's input spectra for the
+    weight gradient when it kept them (see :class:`Pullback`).
+
     Parameters
     ----------
     layer : SpectralConv or SpectralConvTranspose
     x : array_like [shape=(C_in, *spatial) or (B, C_in, *spatial)]
         The input of the forward pass.
-    grad_output : array_like [shape=(C_out, *out) or (B, C_out, *out)]
+    grad_output : array_like [shape=(C_out, *out) or (B, C_out, *out)], optional
+        Without it, the forward pass is run and ``(y, pullback)`` returned.
     method : {"auto", "fft", "direct"}
         For the weight gradient (the input gradient uses the layer's own method).
+    max_saved_bytes : int, optional
+        Without ``grad_output``: the most bytes of input spectra the forward pass keeps
+        (default :data:`SAVED_SPECTRA_BUDGET`; 0 keeps none).
 
     Returns
     -------
@@ -323,6 +332,17 @@ def vjp(layer, x, grad_output, *, method="auto"):
     grad_weight : ndarray [shape=weight.shape]
     grad_bias : ndarray [shape=(C_out,)] or None
         None for a layer without bias.
+
+    or, without ``grad_output``:
+
+    y : ndarray
+        ``layer(x)``.
+    pullback : Pullback
+        ``pullback(grad_output)`` returns ``(grad_x, grad_weight, grad_bias)``.
+
+    See Also
+    --------
+    conv_weight_grad : the weight gradient alone, from ``x``.
 
     Examples
     --------
@@ -335,27 +355,147 @@ def vjp(layer, x, grad_output, *, method="auto"):
     >>> gx, gw, gb = specconv.vjp(layer, x, 2 * layer(x))    # loss = ||layer(x)||²
     >>> gx.shape, gw.shape, gb.shape
     ((2, 100), (4, 2, 5), (4,))
+    >>> y, pullback = specconv.vjp(layer, x)                 # the forward pass, then
+    >>> gx2, gw2, gb2 = pullback(2 * y)                       # the same gradients
+    >>> bool(np.allclose(gw2, gw))
+    True
     """
     if not isinstance(layer, (SpectralConv, SpectralConvTranspose)):
         raise TypeError(
             f"layer must be a SpectralConv or SpectralConvTranspose, got {type(layer).__name__}."
         )
+    method = check_option("method", method, METHODS)
     x = as_array("x", x)
-    grad_x = adjoint(layer, grad_output, x.shape[-layer.ndim :])
-    if isinstance(layer, SpectralConvTranspose):
-        grad_w = conv_transpose_weight_grad(
-            x,
-            layer.weight.shape,
-            grad_output,
-            stride=layer.stride,
-            padding=layer.pads,
-            output_padding=layer.output_padding,
-            groups=layer.groups,
-            dilation=layer.dilation,
-            method=method,
+    if grad_output is None:
+        if max_saved_bytes is None:
+            max_saved_bytes = SAVED_SPECTRA_BUDGET
+        if not isinstance(max_saved_bytes, numbers.Integral) or max_saved_bytes < 0:
+            raise ValueError(
+                f"max_saved_bytes must be a non-negative int, got {max_saved_bytes!r}."
+            )
+        keeper = _Keeper(int(max_saved_bytes))
+        if isinstance(layer, SpectralConv):
+            y = layer._apply(x, keep=keeper)
+        else:
+            y = layer(x)
+        return y, Pullback(layer, x, keeper if keeper.spectra is not None else None, method)
+    return Pullback(layer, x, None, method)(grad_output)
+
+
+#: Bytes of input spectra ``vjp(layer, x)`` keeps by default for its pullback: about one
+#: input's worth of spectra at the forward pass's tiling costs ``(N / step)`` times the input
+#: (times 2 for real input: complex spectra), which fits for inputs of a few hundred MB.
+SAVED_SPECTRA_BUDGET = 2**30
+
+
+class _Keeper:
+    """Takes the forward pass's input spectra (the ``keep`` of ``_correlate.correlate``) if
+    they fit in ``max_bytes``."""
+
+    def __init__(self, max_bytes):
+        self.max_bytes = max_bytes
+        self.spectra = self.geom = self.tiling = self.dtype = None
+
+    def __call__(self, geom, pads, tiling, dtype):
+        G = geom.groups
+        cdtype = np.result_type(dtype, np.complex64)
+        shape = (geom.batch, G, geom.in_channels // G) + tuple(tiling.tiles)
+        shape += _engine.spectral_shape(tiling.fft_shape, geom.is_complex)
+        if math.prod(shape) * cdtype.itemsize > self.max_bytes:
+            return None
+        self.spectra = np.empty(shape, cdtype)
+        self.geom, self.tiling, self.dtype = geom, tiling, np.dtype(dtype)
+        return self.spectra
+
+
+class Pullback:
+    """The vector-Jacobian product of a layer at one input: ``pullback(grad_output)``.
+
+    Made by ``vjp(layer, x)``. It holds ``x`` and, where the forward pass kept them, the
+    spectra of the input's tiles, which the weight gradient then reuses instead of
+    transforming ``x`` again (the upstream gradient is transformed at the forward pass's
+    tiling). They are kept when the forward pass ran :class:`~specconv.SpectralConv`'s FFT
+    engine on the input itself (not the direct method, not a strided layer's polyphase
+    plan, not a transposed layer), the input is finite, and they take at most
+    ``max_saved_bytes`` (:data:`SAVED_SPECTRA_BUDGET` by default: about ``N / step`` times
+    the input's size). Otherwise, and where ``grad_output``'s dtype would change the
+    result's precision or ``method="direct"`` is asked for, the weight gradient is computed
+    from ``x`` as by :func:`conv_weight_grad`.
+
+    Attributes
+    ----------
+    saved_bytes : int
+        Bytes of input spectra held (0: the weight gradient recomputes them).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import specconv
+    >>> rng = np.random.default_rng(0)
+    >>> layer = specconv.SpectralConv(rng.standard_normal((8, 8, 301)), method="fft")
+    >>> x = rng.standard_normal((8, 5000))
+    >>> y, pullback = specconv.vjp(layer, x)
+    >>> pullback.saved_bytes > 0
+    True
+    >>> gx, gw, gb = pullback(np.ones_like(y))
+    >>> bool(np.allclose(gw, specconv.conv_weight_grad(x, layer.weight.shape, np.ones_like(y))))
+    True
+    """
+
+    def __init__(self, layer, x, saved, method="auto"):
+        self.layer, self._x, self._saved, self._method = layer, x, saved, method
+
+    def __repr__(self):
+        return f"Pullback({self.layer!r}, saved_bytes={self.saved_bytes})"
+
+    @property
+    def saved_bytes(self):
+        return 0 if self._saved is None else self._saved.spectra.nbytes
+
+    def __call__(self, grad_output):
+        """``(grad_x, grad_weight, grad_bias)`` for ``grad_output`` (see :func:`vjp`)."""
+        return (
+            self.input_grad(grad_output),
+            self.weight_grad(grad_output),
+            self.bias_grad(grad_output),
         )
-    else:
-        grad_w = conv_weight_grad(
+
+    def input_grad(self, grad_output):
+        """The gradient with respect to the input: the layer's adjoint of ``grad_output``."""
+        return adjoint(self.layer, grad_output, self._x.shape[-self.layer.ndim :])
+
+    def bias_grad(self, grad_output):
+        """The gradient with respect to the bias (None for a layer without bias)."""
+        return None if self.layer.bias is None else bias_grad(grad_output, self.layer.ndim)
+
+    def weight_grad(self, grad_output):
+        """The gradient with respect to the weight, from the kept spectra if there are."""
+        layer, x = self.layer, self._x
+        saved = self._saved
+        if saved is not None and self._method != "direct":
+            batched = x.ndim == layer.ndim + 2
+            g = _check_grad_output(
+                grad_output,
+                x.shape[0] if batched else 1,
+                layer.out_channels,
+                saved.geom.out_shape,
+                batched,
+            )
+            if result_dtype(x, g) == saved.dtype:
+                return _saved_weight_grad(saved, g)
+        if isinstance(layer, SpectralConvTranspose):
+            return conv_transpose_weight_grad(
+                x,
+                layer.weight.shape,
+                grad_output,
+                stride=layer.stride,
+                padding=layer.pads,
+                output_padding=layer.output_padding,
+                groups=layer.groups,
+                dilation=layer.dilation,
+                method=self._method,
+            )
+        return conv_weight_grad(
             x,
             layer.weight.shape,
             grad_output,
@@ -364,10 +504,8 @@ def vjp(layer, x, grad_output, *, method="auto"):
             dilation=layer.dilation,
             groups=layer.groups,
             padding_mode=layer.padding_mode,
-            method=method,
+            method=self._method,
         )
-    grad_b = None if layer.bias is None else bias_grad(grad_output, layer.ndim)
-    return grad_x, grad_w, grad_b
 
 
 def _weight_grad(xp, g, kernel, stride, dilation, groups, dtype, method):
@@ -519,6 +657,52 @@ def _accumulate(acc, Gm, Xm, a, b):
     acc[a:b] += np.matmul(Gm[a:b], Xm[a:b])
 
 
+def _accumulate_chunk(acc, X, Gs):
+    """``acc[f, g] += conj(G_f) X_fᵀ`` over a chunk's units: ``X`` (units, G, ci, F) and
+    ``Gs`` (units, G, co, F) spectra, ``acc`` (F, G, co, ci)."""
+    F = acc.shape[0]
+    # one batched matmul per frequency block
+    Xm = np.ascontiguousarray(X.transpose(3, 1, 0, 2))  # (F, G, units, ci)
+    Gm = np.ascontiguousarray(np.conj(Gs).transpose(3, 1, 2, 0))  # (F, G, co, units)
+    workers = fft.get_num_threads()
+    bounds = [F * k // workers for k in range(workers + 1)]
+    with _blas.limit(1):  # small matmuls: single-threaded BLAS on parallel blocks
+        _workers.run_parallel(
+            [
+                functools.partial(_accumulate, acc, Gm, Xm, a, b)
+                for a, b in itertools.pairwise(bounds)
+                if b > a
+            ]
+        )
+
+
+def _even_chunk(n_units, per_unit):
+    """Units per chunk of tile spectra within ``CHUNK_BUDGET``, in even chunks (fewer plans)."""
+    chunk = max(1, CHUNK_BUDGET // per_unit)
+    return -(-n_units // -(-n_units // chunk))
+
+
+def _lags_from_acc(acc, N, lags, dtype):
+    """The accumulated ``acc`` (F, G, co, ci) back to lags: ``r`` (C_out, ci, *lags), scaled
+    by ``1/prod(N)`` -- one transposing copy, one batch of inverse transforms."""
+    F, G, co, ci = acc.shape
+    d = len(N)
+    is_complex = np.dtype(dtype).kind == "c"
+    cdtype = acc.dtype
+    spec = _engine.spectral_shape(N, is_complex)
+    M = fft.aligned_empty((G * co * ci,) + spec, cdtype)
+    M.reshape(-1, F)[...] = acc.reshape(F, -1).T
+    del acc
+    axes = tuple(range(1, 1 + d))
+    if is_complex:
+        r = fft.execute(M, fft.aligned_empty(M.shape, cdtype), axes, inverse=True)
+        r = np.conj(r)
+    else:  # c2r overwrites M, which is ours
+        r = fft.execute(M, fft.aligned_empty((G * co * ci,) + tuple(N), dtype), axes, inverse=True)
+    r = r[(Ellipsis,) + tuple(slice(0, q) for q in lags)] * (1.0 / math.prod(N))
+    return np.ascontiguousarray(r.reshape((G * co, ci) + tuple(lags)), dtype=dtype)
+
+
 def _correlate_lags(x, g, lags, N, groups, dtype):
     """``r[o, c, q] = sum_b sum_n g[b, o, n] conj(x[b, c', n + q])`` for ``q < lags``, by
     per-frequency outer products over tiles of ``N`` samples (``N - lags + 1`` outputs)."""
@@ -535,12 +719,8 @@ def _correlate_lags(x, g, lags, N, groups, dtype):
     F = math.prod(spec)
     axes = tuple(range(2, 2 + d))
     units = [(t, b) for t in itertools.product(*(range(c) for c in counts)) for b in range(B)]
-    per_unit = (C_in + C_out) * F * cdtype.itemsize
-    chunk = max(1, CHUNK_BUDGET // per_unit)
-    chunk = -(-len(units) // -(-len(units) // chunk))  # even chunks: fewer plans to make
+    chunk = _even_chunk(len(units), (C_in + C_out) * F * cdtype.itemsize)
     acc = np.zeros((F, G, co, ci), dtype=cdtype)
-    workers = fft.get_num_threads()
-    bounds = [F * k // workers for k in range(workers + 1)]
     for start in range(0, len(units), chunk):
         part = units[start : start + chunk]
         # tiles straight into the transforms' aligned buffers: no copy on the way in
@@ -558,30 +738,60 @@ def _correlate_lags(x, g, lags, N, groups, dtype):
         X = fft.execute(xt, fft.aligned_empty(xt.shape[:2] + spec, cdtype), axes)
         Gs = fft.execute(gt, fft.aligned_empty(gt.shape[:2] + spec, cdtype), axes)
         del xt, gt
-        X = X.reshape(len(part), G, ci, F)
-        Gs = Gs.reshape(len(part), G, co, F)
-        # acc[f, g] += conj(G_f)ᵀ-side outer products, one batched matmul per frequency block
-        Xm = np.ascontiguousarray(X.transpose(3, 1, 0, 2))  # (F, G, units, ci)
-        Gm = np.ascontiguousarray(np.conj(Gs).transpose(3, 1, 2, 0))  # (F, G, co, units)
+        _accumulate_chunk(acc, X.reshape(len(part), G, ci, F), Gs.reshape(len(part), G, co, F))
         del X, Gs
+    return _lags_from_acc(acc, N, lags, dtype)
 
-        with _blas.limit(1):  # small matmuls: single-threaded BLAS on parallel blocks
-            _workers.run_parallel(
-                [
-                    functools.partial(_accumulate, acc, Gm, Xm, a, b)
-                    for a, b in itertools.pairwise(bounds)
-                    if b > a
-                ]
-            )
-    # back to lags: one transposing copy to (C_out·ci, *spec), one batch of inverse transforms
-    M = fft.aligned_empty((C_out * ci,) + spec, cdtype)
-    M.reshape(-1, F)[...] = acc.reshape(F, -1).T
-    del acc
-    axes = tuple(range(1, 1 + d))
-    if is_complex:
-        r = fft.execute(M, fft.aligned_empty(M.shape, cdtype), axes, inverse=True)
-        r = np.conj(r)
-    else:  # c2r overwrites M, which is ours
-        r = fft.execute(M, fft.aligned_empty((C_out * ci,) + tuple(N), dtype), axes, inverse=True)
-    r = r[(Ellipsis,) + tuple(slice(0, q) for q in lags)] * (1.0 / math.prod(N))
-    return np.ascontiguousarray(r.reshape((C_out, ci) + tuple(lags)), dtype=dtype)
+
+def _saved_weight_grad(saved, g):
+    """The weight gradient from the forward pass's input spectra (a :class:`_Keeper`'s) and
+    the batched upstream gradient ``g`` (B, C_out, *out).
+
+    The forward pass's tile ``t`` covers padded-input samples ``t·S .. t·S + N`` and computes
+    the ``S/s`` outputs from ``t·S/s`` on (``S`` its step, ``s`` the stride). Their upstream
+    gradient, placed at every s-th sample of a length-``N`` tile, correlated with the tile
+    gives the tile's share of ``dw`` at every lag below the kernel span: no lag wraps around,
+    as ``S - s + span <= N``.
+    """
+    geom, tiling, dtype = saved.geom, saved.tiling, saved.dtype
+    X = saved.spectra  # (B, G, ci, *tiles, *freq)
+    B, G, ci = X.shape[:3]
+    C_out = geom.out_channels
+    co = C_out // G
+    N, d = tiling.fft_shape, geom.ndim
+    spec = _engine.spectral_shape(N, geom.is_complex)
+    F, T = math.prod(spec), math.prod(tiling.tiles)
+    cdtype = X.dtype
+    per_tile = tuple(st // s for st, s in zip(tiling.step, geom.stride))  # outputs per tile
+    Xf = X.reshape(B, G, ci, T, F)
+    tiles = list(itertools.product(*(range(c) for c in tiling.tiles)))
+    units = [(k, b) for k in range(T) for b in range(B)]
+    chunk = _even_chunk(len(units), (ci * G + 2 * C_out) * F * cdtype.itemsize)
+    acc = np.zeros((F, G, co, ci), dtype=cdtype)
+    axes = tuple(range(2, 2 + d))
+    for start in range(0, len(units), chunk):
+        part = units[start : start + chunk]
+        gt = fft.aligned_empty((len(part), C_out) + tuple(N), dtype)
+        gt[...] = 0
+        for u, (k, b) in enumerate(part):
+            lo = [t * p for t, p in zip(tiles[k], per_tile)]
+            gv = g[
+                (b, slice(None))
+                + tuple(slice(a, min(a + p, o)) for a, p, o in zip(lo, per_tile, g.shape[2:]))
+            ]
+            gt[
+                (u, slice(None))
+                + tuple(slice(0, n * s, s) for n, s in zip(gv.shape[1:], geom.stride))
+            ] = gv
+        Gs = fft.execute(gt, fft.aligned_empty(gt.shape[:2] + spec, cdtype), axes)
+        del gt
+        ks, bs = np.array([k for k, _ in part]), np.array([b for _, b in part])
+        _accumulate_chunk(acc, Xf[bs, :, :, ks], Gs.reshape(len(part), G, co, F))
+        del Gs
+    r = _lags_from_acc(acc, N, geom.span, dtype)  # (C_out, ci, *span)
+    return np.ascontiguousarray(
+        r[
+            (Ellipsis,)
+            + tuple(slice(0, k * dl - dl + 1, dl) for k, dl in zip(geom.kernel, geom.dilation))
+        ]
+    )
