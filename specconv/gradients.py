@@ -442,7 +442,13 @@ class Pullback:
     True
     """
 
-    def __init__(self, layer, x, saved, method="auto"):
+    def __init__(self, layer, x, saved=None, method="auto"):
+        # saved: (spectra, (geom, tiling, dtype)) as from saved_spectra(), or a _Keeper
+        if isinstance(saved, tuple):
+            keeper = _Keeper(saved[0].nbytes)
+            keeper.spectra = saved[0]
+            keeper.geom, keeper.tiling, keeper.dtype = saved[1]
+            saved = keeper
         self.layer, self._x, self._saved, self._method = layer, x, saved, method
 
     def __repr__(self):
@@ -451,6 +457,15 @@ class Pullback:
     @property
     def saved_bytes(self):
         return 0 if self._saved is None else self._saved.spectra.nbytes
+
+    def saved_spectra(self):
+        """``(spectra, how)``: the kept input spectra and how the forward pass tiled (to make
+        a Pullback again, ``Pullback(layer, x, (spectra, how))``, as the torch drop-in does
+        after saving the spectra as a tensor), or None."""
+        saved = self._saved
+        if saved is None:
+            return None
+        return saved.spectra, (saved.geom, saved.tiling, saved.dtype)
 
     def __call__(self, grad_output):
         """``(grad_x, grad_weight, grad_bias)`` for ``grad_output`` (see :func:`vjp`)."""
