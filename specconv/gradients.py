@@ -475,8 +475,18 @@ class Pullback:
             self.bias_grad(grad_output),
         )
 
+    def _check(self, grad_output):
+        """``grad_output`` as a batched array, if it has the layer's output shape for x."""
+        layer, x = self.layer, self._x
+        batched = x.ndim == layer.ndim + 2
+        out = output_shape(layer, x.shape[-layer.ndim :])
+        return _check_grad_output(
+            grad_output, x.shape[0] if batched else 1, layer.out_channels, out, batched
+        )
+
     def input_grad(self, grad_output):
         """The gradient with respect to the input: the layer's adjoint of ``grad_output``."""
+        self._check(grad_output)
         return adjoint(self.layer, grad_output, self._x.shape[-self.layer.ndim :])
 
     def bias_grad(self, grad_output):
@@ -488,14 +498,7 @@ class Pullback:
         layer, x = self.layer, self._x
         saved = self._saved
         if saved is not None and self._method != "direct":
-            batched = x.ndim == layer.ndim + 2
-            g = _check_grad_output(
-                grad_output,
-                x.shape[0] if batched else 1,
-                layer.out_channels,
-                saved.geom.out_shape,
-                batched,
-            )
+            g = self._check(grad_output)
             if result_dtype(x, g) == saved.dtype:
                 return _saved_weight_grad(saved, g)
         if isinstance(layer, SpectralConvTranspose):
