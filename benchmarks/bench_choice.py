@@ -24,9 +24,10 @@ medium images, long 1-D kernels with few channels. ``--quick``: the new rows and
 base row (about a minute per dtype); ``--part i/n``: the i-th of n slices of the rows, to run
 a long grid in pieces.
 
-``--rows grad`` (11 rows): the weight gradient instead, ``conv_weight_grad`` with
+``--rows grad`` (12 rows): the weight gradient instead, ``conv_weight_grad`` with
 ``method="direct"`` and ``"fft"`` and the method ``"auto"`` picks, on long 1-D kernels, a 2-D
-31 x 31 kernel, 3 x 3 CNN layers (one strided, one 3-D) and depthwise layers; regret as above.
+31 x 31 kernel, 3 x 3 CNN layers (one strided, one 3-D) and depthwise layers (one strided);
+regret as above.
 """
 
 from __future__ import annotations
@@ -120,6 +121,7 @@ GRAD_ROWS = [
     ((8, 64, 64, 64), (64, 1, 3, 3), 64, 1),
     ((8, 32, 64, 64), (32, 1, 7, 7), 32, 1),
     ((1, 64, 30_000), (64, 1, 63), 64, 1),
+    ((8, 32, 64, 64), (32, 1, 3, 3), 32, 2),
 ]
 
 

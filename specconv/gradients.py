@@ -26,6 +26,10 @@ fft
 "auto" picks between them with the cost model of :mod:`specconv._costmodel`: the direct
 method's model for the equivalent correlation, and the operation counts above priced with the
 same per-operation times.
+
+A forward pass's spectra: ``y, pullback = vjp(layer, x)`` runs the layer with its FFT engine
+keeping the spectra of its input tiles; ``pullback``'s weight gradient then transforms only
+the upstream gradient, at the forward pass's tiling (see :class:`Pullback`).
 """
 
 from __future__ import annotations
@@ -57,6 +61,10 @@ __all__ = ["Pullback", "bias_grad", "conv_transpose_weight_grad", "conv_weight_g
 ACCUMULATOR_BUDGET = _costmodel.SPECTRA_BUDGET
 #: Bytes of tile spectra per chunk (the forward pass's chunk bound).
 CHUNK_BUDGET = _costmodel.CHUNK_BUDGET
+#: Bytes of input spectra ``vjp(layer, x)`` keeps by default for its pullback. The spectra of
+#: the forward pass's tiles take about ``N / step`` times the input's bytes (tile length over
+#: the outputs' step, real or complex), so inputs up to a few hundred MB keep theirs.
+SAVED_SPECTRA_BUDGET = 2**30
 
 
 def _weight_shape(weight_shape):
@@ -295,7 +303,7 @@ def bias_grad(grad_output, ndim):
 
 
 # --------------------------------------------------------------------------------------------
-# the two methods
+# the vector-Jacobian product
 
 
 def vjp(layer, x, grad_output=None, *, method="auto", max_saved_bytes=None):
@@ -380,12 +388,6 @@ def vjp(layer, x, grad_output=None, *, method="auto", max_saved_bytes=None):
             y = layer(x)
         return y, Pullback(layer, x, keeper if keeper.spectra is not None else None, method)
     return Pullback(layer, x, None, method)(grad_output)
-
-
-#: Bytes of input spectra ``vjp(layer, x)`` keeps by default for its pullback: about one
-#: input's worth of spectra at the forward pass's tiling costs ``(N / step)`` times the input
-#: (times 2 for real input: complex spectra), which fits for inputs of a few hundred MB.
-SAVED_SPECTRA_BUDGET = 2**30
 
 
 class _Keeper:
@@ -524,6 +526,10 @@ class Pullback:
             padding_mode=layer.padding_mode,
             method=self._method,
         )
+
+
+# --------------------------------------------------------------------------------------------
+# the two methods, and the weight gradient from a forward pass's spectra
 
 
 def _weight_grad(xp, g, kernel, stride, dilation, groups, dtype, method):
