@@ -681,12 +681,14 @@ def _accumulate(acc, Gm, Xm, a, b):
     acc[a:b] += np.matmul(Gm[a:b], Xm[a:b])
 
 
-def _accumulate_chunk(acc, X, Gs):
+def _accumulate_chunk(acc, X, Gs, Xm=None):
     """``acc[f, g] += conj(G_f) X_fᵀ`` over a chunk's units: ``X`` (units, G, ci, F) and
-    ``Gs`` (units, G, co, F) spectra, ``acc`` (F, G, co, ci)."""
+    ``Gs`` (units, G, co, F) spectra, ``acc`` (F, G, co, ci); or ``Xm``, ``X`` already in
+    the matmul layout (F, G, units, ci)."""
     F = acc.shape[0]
     # one batched matmul per frequency block
-    Xm = np.ascontiguousarray(X.transpose(3, 1, 0, 2))  # (F, G, units, ci)
+    if Xm is None:
+        Xm = np.ascontiguousarray(X.transpose(3, 1, 0, 2))  # (F, G, units, ci)
     Gm = np.ascontiguousarray(np.conj(Gs).transpose(3, 1, 2, 0))  # (F, G, co, units)
     workers = fft.get_num_threads()
     bounds = [F * k // workers for k in range(workers + 1)]
@@ -789,15 +791,15 @@ def _saved_weight_grad(saved, g):
     per_tile = tuple(st // s for st, s in zip(tiling.step, geom.stride))  # outputs per tile
     Xf = X.reshape(B, G, ci, T, F)
     tiles = list(itertools.product(*(range(c) for c in tiling.tiles)))
-    units = [(k, b) for k in range(T) for b in range(B)]
-    chunk = _even_chunk(len(units), (ci * G + 2 * C_out) * F * cdtype.itemsize)
+    # chunks of whole tiles (every signal's): their spectra take one copy into matmul layout
+    per_chunk = -(-_even_chunk(T * B, (ci * G + 2 * C_out) * F * cdtype.itemsize) // B)
     acc = np.zeros((F, G, co, ci), dtype=cdtype)
     axes = tuple(range(2, 2 + d))
-    for start in range(0, len(units), chunk):
-        part = units[start : start + chunk]
-        gt = fft.aligned_empty((len(part), C_out) + tuple(N), dtype)
+    for k0 in range(0, T, per_chunk):
+        ks = range(k0, min(T, k0 + per_chunk))
+        gt = fft.aligned_empty((len(ks) * B, C_out) + tuple(N), dtype)
         gt[...] = 0
-        for u, (k, b) in enumerate(part):
+        for u, (k, b) in enumerate(itertools.product(ks, range(B))):
             lo = [t * p for t, p in zip(tiles[k], per_tile)]
             gv = g[
                 (b, slice(None))
@@ -809,9 +811,11 @@ def _saved_weight_grad(saved, g):
             ] = gv
         Gs = fft.execute(gt, fft.aligned_empty(gt.shape[:2] + spec, cdtype), axes)
         del gt
-        ks, bs = np.array([k for k, _ in part]), np.array([b for _, b in part])
-        _accumulate_chunk(acc, Xf[bs, :, :, ks], Gs.reshape(len(part), G, co, F))
-        del Gs
+        # (B, G, ci, tiles, F) -> (F, G, tiles · B, ci), units in the order of gt's
+        Xm = np.ascontiguousarray(Xf[:, :, :, ks.start : ks.stop].transpose(4, 1, 3, 0, 2))
+        Xm = Xm.reshape(F, G, len(ks) * B, ci)
+        _accumulate_chunk(acc, None, Gs.reshape(len(ks) * B, G, co, F), Xm)
+        del Gs, Xm
     r = _lags_from_acc(acc, N, geom.span, dtype)  # (C_out, ci, *span)
     return np.ascontiguousarray(
         r[
