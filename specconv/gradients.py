@@ -336,17 +336,12 @@ def vjp(layer, x, grad_output=None, *, method="auto", max_saved_bytes=None):
 
     Returns
     -------
-    grad_x : ndarray [shape=x.shape]
-    grad_weight : ndarray [shape=weight.shape]
-    grad_bias : ndarray [shape=(C_out,)] or None
-        None for a layer without bias.
-
-    or, without ``grad_output``:
-
-    y : ndarray
-        ``layer(x)``.
-    pullback : Pullback
-        ``pullback(grad_output)`` returns ``(grad_x, grad_weight, grad_bias)``.
+    grad_x, grad_weight, grad_bias : ndarray, ndarray, ndarray or None
+        With ``grad_output``: of ``x``'s shape, the weight's shape and ``(C_out,)`` (None
+        for a layer without bias).
+    y, pullback : ndarray, Pullback
+        Without ``grad_output``: ``layer(x)``, and the function ``pullback(grad_output)``
+        that returns the three gradients.
 
     See Also
     --------
@@ -413,7 +408,8 @@ class _Keeper:
 class Pullback:
     """The vector-Jacobian product of a layer at one input: ``pullback(grad_output)``.
 
-    Made by ``vjp(layer, x)``. It holds ``x`` and, where the forward pass kept them, the
+    Made by ``vjp(layer, x)``. It holds ``x`` (not a copy: a weight gradient that recomputes
+    the spectra reads ``x`` as it is then) and, where the forward pass kept them, the
     spectra of the input's tiles, which the weight gradient then reuses instead of
     transforming ``x`` again (the upstream gradient is transformed at the forward pass's
     tiling). They are kept when the forward pass ran :class:`~specconv.SpectralConv`'s FFT
