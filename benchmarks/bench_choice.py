@@ -23,6 +23,11 @@ interpolation (strided ``conv_transpose``), many short epochs, complex 2-D small
 medium images, long 1-D kernels with few channels. ``--quick``: the new rows and every sixth
 base row (about a minute per dtype); ``--part i/n``: the i-th of n slices of the rows, to run
 a long grid in pieces.
+
+``--rows grad`` (12 rows): the weight gradient instead, ``conv_weight_grad`` with
+``method="direct"`` and ``"fft"`` and the method ``"auto"`` picks, on long 1-D kernels, a 2-D
+31 x 31 kernel, 3 x 3 CNN layers (one strided, one 3-D) and depthwise layers (one strided);
+regret as above.
 """
 
 from __future__ import annotations
@@ -96,6 +101,85 @@ NEW_ROWS = [
     ((1, 1, 500_000), (1, 1, 1025), 1, 1, "conv"),
     ((1, 4, 100_000), (4, 1, 2049), 4, 1, "conv"),
 ]
+
+
+#: ``(x shape, weight shape, groups, stride)`` of the weight-gradient rows (``--rows grad``):
+#: ``conv_weight_grad`` of a layer with "same"-style padding ``k // 2``.
+GRAD_ROWS = [
+    # long 1-D kernels
+    ((1, 16, 50_000), (16, 16, 1001), 1, 1),
+    ((1, 4, 100_000), (4, 4, 255), 1, 1),
+    ((4, 16, 8000), (16, 16, 15), 1, 1),
+    # 2-D 31 x 31
+    ((2, 16, 128, 128), (16, 16, 31, 31), 1, 1),
+    # small CNN layers, 3 x 3
+    ((8, 64, 64, 64), (64, 64, 3, 3), 1, 1),
+    ((16, 128, 32, 32), (128, 128, 3, 3), 1, 1),
+    ((8, 32, 64, 64), (32, 32, 3, 3), 1, 2),
+    ((2, 8, 32, 32, 32), (8, 8, 3, 3, 3), 1, 1),
+    # depthwise
+    ((8, 64, 64, 64), (64, 1, 3, 3), 64, 1),
+    ((8, 32, 64, 64), (32, 1, 7, 7), 32, 1),
+    ((1, 64, 30_000), (64, 1, 63), 64, 1),
+    ((8, 32, 64, 64), (32, 1, 3, 3), 32, 2),
+]
+
+
+def grad_pick(call):
+    """The method ``"auto"`` takes for the weight gradient ``call("auto")`` makes."""
+    from specconv import gradients
+
+    picks = []
+    choose = gradients._choose
+
+    def spy(*args):
+        picks.append(choose(*args))
+        return picks[-1]
+
+    gradients._choose = spy
+    try:
+        call("auto")
+    finally:
+        gradients._choose = choose
+    return picks[0]
+
+
+def bench_grad(dtype, args, allocator):
+    """The weight-gradient rows: direct, fft and auto's pick (its regret as the conv rows')."""
+    rng = np.random.default_rng(0)
+    out = []
+    for x_shape, w_shape, groups, stride in GRAD_ROWS:
+        x = rng.standard_normal(x_shape).astype(dtype)
+        padding = tuple(k // 2 for k in w_shape[2:])
+        out_shape = tuple(
+            (n + 2 * p - k) // stride + 1 for n, p, k in zip(x_shape[2:], padding, w_shape[2:])
+        )
+        g = rng.standard_normal((x_shape[0], w_shape[0]) + out_shape).astype(dtype)
+
+        def call(method):
+            return specconv.conv_weight_grad(
+                x, w_shape, g, stride=stride, padding=padding, groups=groups, method=method
+            )
+
+        times = {}
+        for method in ("direct", "fft"):
+            allocator.trim()
+            times[method] = measure(lambda m=method: call(m), args.repeat, args.max_seconds)[0]
+        pick = grad_pick(call)
+        regret = times[pick] / min(times.values())
+        row = dict(
+            x=x_shape,
+            w=w_shape,
+            groups=groups,
+            stride=stride,
+            pick=pick,
+            regret=regret,
+            kind="grad",
+            **times,
+        )
+        out.append(row)
+        print(format_row(dtype, row), flush=True)
+    return out
 
 
 def rows(which, quick):
@@ -218,7 +302,7 @@ def bench(dtype, args, allocator):
 
 def format_row(dtype, row):
     torch_cell = f"{row['torch'] * 1e3:8.2f}" if "torch" in row else "       -"
-    kind = {"conv": "", "transpose": "T", "complex": "c"}[row.get("kind", "conv")]
+    kind = {"conv": "", "transpose": "T", "complex": "c", "grad": "w"}[row.get("kind", "conv")]
     auto_cell = f"  auto {row['auto'] * 1e3:8.2f}" if "auto" in row else ""
     return (
         f"{dtype:8s} {str(row['x']):20s} {str(row['w']):18s} g{row['groups']:<4d} "
@@ -240,10 +324,11 @@ def summary(dtype, rows):
         )
     ]
     shipped = [r.get("shipped_regret", r["regret"]) for r in rows]
-    lines.append(
-        f"{dtype}: with the shipped constants: geometric mean regret "
-        f"{math.exp(np.log(shipped).mean()):.3f}, worst {max(shipped):.2f}"
-    )
+    if any("shipped_regret" in r for r in rows):
+        lines.append(
+            f"{dtype}: with the shipped constants: geometric mean regret "
+            f"{math.exp(np.log(shipped).mean()):.3f}, worst {max(shipped):.2f}"
+        )
     with_torch = [r for r in rows if "torch" in r]
     if with_torch:
         ratio = np.array([r["torch"] / r[r["pick"]] for r in with_torch])
@@ -283,7 +368,12 @@ def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dtypes", default="float64,float32")
     p.add_argument("--only", choices=("strided", "stride1"))
-    p.add_argument("--rows", choices=("all", "base", "new"), default="all")
+    p.add_argument(
+        "--rows",
+        choices=("all", "base", "new", "grad"),
+        default="all",
+        help="grad: the weight-gradient rows (conv_weight_grad), run alone",
+    )
     p.add_argument("--quick", action="store_true", help="the new rows and every sixth base row")
     p.add_argument(
         "--part",
@@ -303,7 +393,8 @@ def main(argv=None):
     args = parse_args(argv)
     allocator = Allocator(keep=True)
     print(_machine.header(malloc="kept for reuse"), flush=True)
-    results = {dtype: bench(dtype, args, allocator) for dtype in args.dtypes.split(",")}
+    run = bench_grad if args.rows == "grad" else bench
+    results = {dtype: run(dtype, args, allocator) for dtype in args.dtypes.split(",")}
     lines = [machine_line()]
     lines += [line for dtype, rows in results.items() for line in summary(dtype, rows)]
     print("\n".join(lines))

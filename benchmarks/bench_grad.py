@@ -6,6 +6,7 @@ The cases of issue 23 (section 4)::
     python benchmarks/bench_grad.py --case grad2d --dtype float64   # 8 x 64 x 128², 31 x 31
     python benchmarks/bench_grad.py --case lsqr                     # tutorial 8's deconvolution
     python benchmarks/bench_grad.py --case train1d --dtype float32  # one training step, torch
+    python benchmarks/bench_grad.py --case vjp1d --dtype float32    # forward + vjp, spectra kept
 
 Each specconv row is the best of ``--repeat`` calls after one warm-up (FFTW planning); torch
 (``torch.nn.grad.conv{1,2}d_weight``, its CPU threads as configured) is timed once, as its
@@ -129,9 +130,48 @@ def train1d(dtype, repeat):
     return rows
 
 
+def vjp1d(dtype, repeat):
+    """Forward pass and vector-Jacobian product of the 64 x 64 x 1001 layer on 64 x 100 000
+    samples: the weight gradient recomputing the input spectra (``vjp(layer, x, g)``) against
+    reusing the forward pass's (``y, pullback = vjp(layer, x)``), and the weight gradient
+    alone both ways."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 64, 100_000)).astype(dtype)
+    w = (rng.standard_normal((64, 64, 1001)) / 250).astype(dtype)
+    layer = specconv.SpectralConv(w, method="fft")
+    g = rng.standard_normal((1, 64, 100_000 - 1000)).astype(dtype)
+
+    def recompute():
+        layer(x)
+        return specconv.vjp(layer, x, g)
+
+    def reuse():
+        _, pullback = specconv.vjp(layer, x)
+        return pullback(g)
+
+    _, pullback = specconv.vjp(layer, x)
+    print(f"input spectra kept: {pullback.saved_bytes / 2**20:.0f} MiB")
+    rows = []
+    t, a = _best(recompute, repeat)
+    rows.append(("forward + vjp, weight gradient recomputes the input spectra", t))
+    t, b = _best(reuse, repeat)
+    rows.append(("forward + vjp, weight gradient reuses the forward's spectra", t))
+    print(
+        f"max |reuse - recompute| / max |recompute| (weight) = "
+        f"{np.abs(a[1] - b[1]).max() / np.abs(a[1]).max():.2g}"
+    )
+    t, _ = _best(lambda: specconv.conv_weight_grad(x, w.shape, g, method="fft"), repeat)
+    rows.append(("weight gradient alone, from x (conv_weight_grad, fft)", t))
+    t, _ = _best(lambda: pullback.weight_grad(g), repeat)
+    rows.append(("weight gradient alone, from the kept spectra", t))
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--case", choices=("grad1d", "grad2d", "lsqr", "train1d"), required=True)
+    parser.add_argument(
+        "--case", choices=("grad1d", "grad2d", "lsqr", "train1d", "vjp1d"), required=True
+    )
     parser.add_argument("--dtype", default="float64", choices=("float32", "float64"))
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-torch", action="store_true")
@@ -144,6 +184,8 @@ def main():
         rows = lsqr(args.repeat)
     elif args.case == "train1d":
         rows = train1d(args.dtype, args.repeat)
+    elif args.case == "vjp1d":
+        rows = vjp1d(np.dtype(args.dtype), args.repeat)
     else:
         rows = grad(args.case, np.dtype(args.dtype), args.repeat, not args.no_torch)
     for label, seconds in rows:

@@ -189,6 +189,7 @@ def correlate(
     choice=None,
     digest=None,
     out=None,
+    keep=None,
 ):
     """Valid correlation of the zero-padded ``x`` (B, C_in, *spatial) with ``weight``.
 
@@ -196,7 +197,10 @@ def correlate(
     :class:`~specconv._costmodel.Choice` or :class:`~specconv._polyphase.Plan` (from
     :func:`choose`; layers keep theirs so the cached spectra match); ``cache`` a
     :class:`SpectraCache` (default: the shared one) and ``digest`` the weight's; ``out`` a
-    C-contiguous array of the result's shape and ``dtype`` to write it to.
+    C-contiguous array of the result's shape and ``dtype`` to write it to. ``keep``: a
+    function of ``(geom, pads, tiling, dtype)`` that returns an array to copy the input tiles'
+    spectra to (see :func:`~specconv._engine.correlate_fft`) or None; called only where the
+    engine transforms tiles of ``x`` itself (finite ``x``, no phase plan).
     """
     x, bad = split_nonfinite(x, nan_policy)
     if choice is None:
@@ -214,8 +218,11 @@ def correlate(
         else:
             cache = cache or SHARED_SPECTRA
             spectra = cache.get(weight, geom, choice.tiling, dtype, digest)
+            kept = (
+                None if keep is None or bad is not None else keep(geom, pads, choice.tiling, dtype)
+            )
             y = _engine.correlate_fft(
-                x, pads, spectra, geom, choice.tiling, dtype, fft.get_num_threads(), out
+                x, pads, spectra, geom, choice.tiling, dtype, fft.get_num_threads(), out, kept
             )
     if bad is not None:
         y[nonfinite_outputs(bad, pads, geom)] = math.nan

@@ -302,19 +302,24 @@ class _ChunkWorker:
             self.xblock = np.empty((fb, G, B, team * n_tiles, ci), cdtype)
             self.yblock = np.empty((fb, G, B, team * n_tiles, co), cdtype)
 
-    def run(self, x, spectra, out, t0):
-        """Tiles ``t0 .. t0 + chunk`` of the block ``x`` (its spectra, its ``out`` slice)."""
-        self.transform_in(x, t0)
+    def run(self, x, spectra, out, t0, keep=None):
+        """Tiles ``t0 .. t0 + chunk`` of the block ``x`` (its spectra, its ``out`` slice;
+        ``keep``: see :meth:`transform_in`)."""
+        self.transform_in(x, t0, keep)
         if uses_matmul(self.geom):
             self.matmul(spectra, (self,), 0, self.xflat.shape[-1])
         else:
             self._elementwise(spectra)
         self.transform_out(out, t0)
 
-    def transform_in(self, x, t0):
-        """Gather this worker's tiles from ``t0`` and transform them."""
+    def transform_in(self, x, t0, keep=None):
+        """Gather this worker's tiles from ``t0`` and transform them; copy their spectra to
+        ``keep`` (the block's ``(B, G, C_in/G, *tiles, *freq)``), if given."""
         _gather(x, self.pads, self.geom, self.tiling, t0, self.xin)
         self.forward.execute()
+        if keep is not None:
+            n = min(self.tiling.chunk, keep.shape[3] - t0)  # the last chunk may end early
+            np.copyto(keep[:, :, :, t0 : t0 + n], self.xspec[:, :, :, :n])
 
     def transform_out(self, out, t0):
         """Transform the product back and scatter the valid samples of the tiles from ``t0``."""
@@ -521,7 +526,7 @@ def _scatter(valid, out, t0, geom, tiling):
         np.copyto(np.lib.stride_tricks.as_strided(dst, shape, strides), src, casting="same_kind")
 
 
-def correlate_fft(x, pads, spectra, geom, tiling, dtype, workers, out=None):
+def correlate_fft(x, pads, spectra, geom, tiling, dtype, workers, out=None, keep=None):
     """Valid correlation of the zero-padded ``x`` by overlap-save (see the module docstring).
 
     Parameters
@@ -535,6 +540,8 @@ def correlate_fft(x, pads, spectra, geom, tiling, dtype, workers, out=None):
     out : ndarray of ``dtype``, (B, C_out, *geom.out_shape), C-contiguous, or None (allocated);
         or any view of shape (B, G, *channels, *geom.out_shape) (the channels of a group split
         over several axes).
+    keep : complex ndarray (B, G, C_in/G, *tiling.tiles, *freq), or None
+        Where to copy the input tiles' spectra, for a gradient to reuse.
 
     Returns
     -------
@@ -562,6 +569,7 @@ def correlate_fft(x, pads, spectra, geom, tiling, dtype, workers, out=None):
             spectra[:, g0 : g0 + gb] if layout_by_frequency else spectra[g0 : g0 + gb],
             out[b0 : b0 + bb, out_groups(g0)],
             t0,
+            None if keep is None else keep[b0 : b0 + bb, g0 : g0 + gb],
         )
         for b0 in range(0, geom.batch, bb)
         for g0 in range(0, geom.groups, gb)
@@ -615,11 +623,11 @@ def _team_shares(units, block, pads, tiling, dtype, team):
         def run_member(k):
             me = members[k]
             try:
-                for x, spectra, out, t0 in units:
+                for x, spectra, out, t0, keep in units:
                     start = t0 + k * member.chunk
                     active = start < tiling.tiles[0]  # the last chunk may end early
                     if active:
-                        me.transform_in(x, start)
+                        me.transform_in(x, start, keep)
                     else:  # its columns of the product are computed, then unused
                         me.xspec.fill(0)
                     barrier.wait()

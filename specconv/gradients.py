@@ -26,6 +26,10 @@ fft
 "auto" picks between them with the cost model of :mod:`specconv._costmodel`: the direct
 method's model for the equivalent correlation, and the operation counts above priced with the
 same per-operation times.
+
+A forward pass's spectra: ``y, pullback = vjp(layer, x)`` runs the layer with its FFT engine
+keeping the spectra of its input tiles; ``pullback``'s weight gradient then transforms only
+the upstream gradient, at the forward pass's tiling (see :class:`Pullback`).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import functools
 import itertools
 import math
 import numbers
+from typing import Any
 
 import numpy as np
 
@@ -52,13 +57,17 @@ from .layers import (
 )
 from .linop import adjoint, output_shape
 
-__all__ = ["bias_grad", "conv_transpose_weight_grad", "conv_weight_grad", "vjp"]
+__all__ = ["Pullback", "bias_grad", "conv_transpose_weight_grad", "conv_weight_grad", "vjp"]
 
 #: Bytes of the per-frequency accumulator ``C_out × C_in/G`` (the forward pass's bound on its
 #: kernel spectra, which have the same shape).
 ACCUMULATOR_BUDGET = _costmodel.SPECTRA_BUDGET
 #: Bytes of tile spectra per chunk (the forward pass's chunk bound).
 CHUNK_BUDGET = _costmodel.CHUNK_BUDGET
+#: Bytes of input spectra ``vjp(layer, x)`` keeps by default for its pullback. The spectra of
+#: the forward pass's tiles take about ``N / step`` times the input's bytes (tile length over
+#: the outputs' step, real or complex), so inputs up to a few hundred MB keep theirs.
+SAVED_SPECTRA_BUDGET = 2**30
 
 
 def _weight_shape(weight_shape):
@@ -297,12 +306,17 @@ def bias_grad(grad_output: ArrayLike, ndim: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
-# the two methods
+# the vector-Jacobian product
 
 
 def vjp(
-    layer: Layer, x: ArrayLike, grad_output: ArrayLike, *, method: Method = "auto"
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    layer: Layer,
+    x: ArrayLike,
+    grad_output: ArrayLike | None = None,
+    *,
+    method: Method = "auto",
+    max_saved_bytes: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | tuple[np.ndarray, Pullback]:
     """The gradients of a loss with respect to a layer's input, weight and bias, given its
     gradient ``grad_output`` with respect to the output (a vector-Jacobian product).
 
@@ -312,21 +326,36 @@ def vjp(
     :func:`conv_transpose_weight_grad` for a transposed layer), ``grad_bias`` the sum over
     batch and space.
 
+    Two forms, as ``jax.vjp``: ``vjp(layer, x, grad_output)`` returns the three gradients;
+    ``vjp(layer, x)`` runs the forward pass and returns ``(y, pullback)``, where
+    ``pullback(grad_output)`` returns them, reusing the forward pass's input spectra for the
+    weight gradient when it kept them (see :class:`Pullback`).
+
     Parameters
     ----------
     layer : SpectralConv or SpectralConvTranspose
     x : array_like [shape=(C_in, *spatial) or (B, C_in, *spatial)]
         The input of the forward pass.
-    grad_output : array_like [shape=(C_out, *out) or (B, C_out, *out)]
+    grad_output : array_like [shape=(C_out, *out) or (B, C_out, *out)], optional
+        Without it, the forward pass is run and ``(y, pullback)`` returned.
     method : {"auto", "fft", "direct"}
         For the weight gradient (the input gradient uses the layer's own method).
+    max_saved_bytes : int, optional
+        Without ``grad_output``: the most bytes of input spectra the forward pass keeps
+        (default :data:`SAVED_SPECTRA_BUDGET`; 0 keeps none).
 
     Returns
     -------
-    grad_x : ndarray [shape=x.shape]
-    grad_weight : ndarray [shape=weight.shape]
-    grad_bias : ndarray [shape=(C_out,)] or None
-        None for a layer without bias.
+    grad_x, grad_weight, grad_bias : ndarray, ndarray, ndarray or None
+        With ``grad_output``: of ``x``'s shape, the weight's shape and ``(C_out,)`` (None
+        for a layer without bias).
+    y, pullback : ndarray, Pullback
+        Without ``grad_output``: ``layer(x)``, and the function ``pullback(grad_output)``
+        that returns the three gradients.
+
+    See Also
+    --------
+    conv_weight_grad : the weight gradient alone, from ``x``.
 
     Examples
     --------
@@ -339,27 +368,163 @@ def vjp(
     >>> gx, gw, gb = specconv.vjp(layer, x, 2 * layer(x))    # loss = ||layer(x)||²
     >>> gx.shape, gw.shape, gb.shape
     ((2, 100), (4, 2, 5), (4,))
+    >>> y, pullback = specconv.vjp(layer, x)                 # the forward pass, then
+    >>> gx2, gw2, gb2 = pullback(2 * y)                       # the same gradients
+    >>> bool(np.allclose(gw2, gw))
+    True
     """
     if not isinstance(layer, (SpectralConv, SpectralConvTranspose)):
         raise TypeError(
             f"layer must be a SpectralConv or SpectralConvTranspose, got {type(layer).__name__}."
         )
+    method = check_option("method", method, METHODS)
     x = as_array("x", x)
-    grad_x = adjoint(layer, grad_output, x.shape[-layer.ndim :])
-    if isinstance(layer, SpectralConvTranspose):
-        grad_w = conv_transpose_weight_grad(
-            x,
-            layer.weight.shape,
-            grad_output,
-            stride=layer.stride,
-            padding=layer.pads,
-            output_padding=layer.output_padding,
-            groups=layer.groups,
-            dilation=layer.dilation,
-            method=method,
+    if grad_output is None:
+        if max_saved_bytes is None:
+            max_saved_bytes = SAVED_SPECTRA_BUDGET
+        if not isinstance(max_saved_bytes, numbers.Integral) or max_saved_bytes < 0:
+            raise ValueError(
+                f"max_saved_bytes must be a non-negative int, got {max_saved_bytes!r}."
+            )
+        keeper = _Keeper(int(max_saved_bytes))
+        if isinstance(layer, SpectralConv):
+            y = layer._apply(x, keep=keeper)
+        else:
+            y = layer(x)
+        return y, Pullback(layer, x, keeper if keeper.spectra is not None else None, method)
+    return Pullback(layer, x, None, method)(grad_output)
+
+
+class _Keeper:
+    """Takes the forward pass's input spectra (the ``keep`` of ``_correlate.correlate``) if
+    they fit in ``max_bytes``."""
+
+    def __init__(self, max_bytes):
+        self.max_bytes = max_bytes
+        self.spectra = self.geom = self.tiling = self.dtype = None
+
+    def __call__(self, geom, pads, tiling, dtype):
+        G = geom.groups
+        cdtype = np.result_type(dtype, np.complex64)
+        shape = (geom.batch, G, geom.in_channels // G) + tuple(tiling.tiles)
+        shape += _engine.spectral_shape(tiling.fft_shape, geom.is_complex)
+        if math.prod(shape) * cdtype.itemsize > self.max_bytes:
+            return None
+        self.spectra = np.empty(shape, cdtype)
+        self.geom, self.tiling, self.dtype = geom, tiling, np.dtype(dtype)
+        return self.spectra
+
+
+class Pullback:
+    """The vector-Jacobian product of a layer at one input: ``pullback(grad_output)``.
+
+    Made by ``vjp(layer, x)``. It holds ``x`` (not a copy: a weight gradient that recomputes
+    the spectra reads ``x`` as it is then) and, where the forward pass kept them, the
+    spectra of the input's tiles, which the weight gradient then reuses instead of
+    transforming ``x`` again (the upstream gradient is transformed at the forward pass's
+    tiling). They are kept when the forward pass ran :class:`~specconv.SpectralConv`'s FFT
+    engine on the input itself (not the direct method, not a strided layer's polyphase
+    plan, not a transposed layer), the input is finite, and they take at most
+    ``max_saved_bytes`` (:data:`SAVED_SPECTRA_BUDGET` by default: about ``N / step`` times
+    the input's size). Otherwise, and where ``grad_output``'s dtype would change the
+    result's precision or ``method="direct"`` is asked for, the weight gradient is computed
+    from ``x`` as by :func:`conv_weight_grad`.
+
+    Attributes
+    ----------
+    saved_bytes : int
+        Bytes of input spectra held (0: the weight gradient recomputes them).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import specconv
+    >>> rng = np.random.default_rng(0)
+    >>> layer = specconv.SpectralConv(rng.standard_normal((8, 8, 301)), method="fft")
+    >>> x = rng.standard_normal((8, 5000))
+    >>> y, pullback = specconv.vjp(layer, x)
+    >>> pullback.saved_bytes > 0
+    True
+    >>> gx, gw, gb = pullback(np.ones_like(y))
+    >>> bool(np.allclose(gw, specconv.conv_weight_grad(x, layer.weight.shape, np.ones_like(y))))
+    True
+    """
+
+    def __init__(
+        self, layer: Layer, x: np.ndarray, saved: Any = None, method: Method = "auto"
+    ) -> None:
+        # saved: (spectra, (geom, tiling, dtype)) as from saved_spectra(), or a _Keeper
+        if isinstance(saved, tuple):
+            keeper = _Keeper(saved[0].nbytes)
+            keeper.spectra = saved[0]
+            keeper.geom, keeper.tiling, keeper.dtype = saved[1]
+            saved = keeper
+        self.layer, self._x, self._saved, self._method = layer, x, saved, method
+
+    def __repr__(self) -> str:
+        return f"Pullback({self.layer!r}, saved_bytes={self.saved_bytes})"
+
+    @property
+    def saved_bytes(self) -> int:
+        spectra = None if self._saved is None else self._saved.spectra
+        return 0 if spectra is None else spectra.nbytes
+
+    def saved_spectra(self) -> tuple[Any, tuple] | None:
+        """``(spectra, how)``: the kept input spectra and how the forward pass tiled (to make
+        a Pullback again, ``Pullback(layer, x, (spectra, how))``, as the torch drop-in does
+        after saving the spectra as a tensor), or None."""
+        saved = self._saved
+        if saved is None:
+            return None
+        return saved.spectra, (saved.geom, saved.tiling, saved.dtype)
+
+    def __call__(self, grad_output: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """``(grad_x, grad_weight, grad_bias)`` for ``grad_output`` (see :func:`vjp`)."""
+        return (
+            self.input_grad(grad_output),
+            self.weight_grad(grad_output),
+            self.bias_grad(grad_output),
         )
-    else:
-        grad_w = conv_weight_grad(
+
+    def _check(self, grad_output):
+        """``grad_output`` as a batched array, if it has the layer's output shape for x."""
+        layer, x = self.layer, self._x
+        batched = x.ndim == layer.ndim + 2
+        out = output_shape(layer, x.shape[-layer.ndim :])
+        return _check_grad_output(
+            grad_output, x.shape[0] if batched else 1, layer.out_channels, out, batched
+        )
+
+    def input_grad(self, grad_output: ArrayLike) -> np.ndarray:
+        """The gradient with respect to the input: the layer's adjoint of ``grad_output``."""
+        self._check(grad_output)
+        return adjoint(self.layer, grad_output, self._x.shape[-self.layer.ndim :])
+
+    def bias_grad(self, grad_output: ArrayLike) -> np.ndarray | None:
+        """The gradient with respect to the bias (None for a layer without bias)."""
+        return None if self.layer.bias is None else bias_grad(grad_output, self.layer.ndim)
+
+    def weight_grad(self, grad_output: ArrayLike) -> np.ndarray:
+        """The gradient with respect to the weight, from the kept spectra if there are."""
+        layer, x = self.layer, self._x
+        saved = self._saved
+        if saved is not None and self._method != "direct":
+            g = self._check(grad_output)
+            if result_dtype(x, g) == saved.dtype:
+                return _saved_weight_grad(saved, g)
+        if isinstance(layer, SpectralConvTranspose):
+            return conv_transpose_weight_grad(
+                x,
+                layer.weight.shape,
+                grad_output,
+                stride=layer.stride,
+                padding=layer.pads,
+                output_padding=layer.output_padding,
+                groups=layer.groups,
+                dilation=layer.dilation,
+                method=self._method,
+            )
+        return conv_weight_grad(
             x,
             layer.weight.shape,
             grad_output,
@@ -368,10 +533,12 @@ def vjp(
             dilation=layer.dilation,
             groups=layer.groups,
             padding_mode=layer.padding_mode,
-            method=method,
+            method=self._method,
         )
-    grad_b = None if layer.bias is None else bias_grad(grad_output, layer.ndim)
-    return grad_x, grad_w, grad_b
+
+
+# --------------------------------------------------------------------------------------------
+# the two methods, and the weight gradient from a forward pass's spectra
 
 
 def _weight_grad(xp, g, kernel, stride, dilation, groups, dtype, method):
@@ -523,6 +690,54 @@ def _accumulate(acc, Gm, Xm, a, b):
     acc[a:b] += np.matmul(Gm[a:b], Xm[a:b])
 
 
+def _accumulate_chunk(acc, X, Gs, Xm=None):
+    """``acc[f, g] += conj(G_f) X_fᵀ`` over a chunk's units: ``X`` (units, G, ci, F) and
+    ``Gs`` (units, G, co, F) spectra, ``acc`` (F, G, co, ci); or ``Xm``, ``X`` already in
+    the matmul layout (F, G, units, ci)."""
+    F = acc.shape[0]
+    # one batched matmul per frequency block
+    if Xm is None:
+        Xm = np.ascontiguousarray(X.transpose(3, 1, 0, 2))  # (F, G, units, ci)
+    Gm = np.ascontiguousarray(np.conj(Gs).transpose(3, 1, 2, 0))  # (F, G, co, units)
+    workers = fft.get_num_threads()
+    bounds = [F * k // workers for k in range(workers + 1)]
+    with _blas.limit(1):  # small matmuls: single-threaded BLAS on parallel blocks
+        _workers.run_parallel(
+            [
+                functools.partial(_accumulate, acc, Gm, Xm, a, b)
+                for a, b in itertools.pairwise(bounds)
+                if b > a
+            ]
+        )
+
+
+def _even_chunk(n_units, per_unit):
+    """Units per chunk of tile spectra within ``CHUNK_BUDGET``, in even chunks (fewer plans)."""
+    chunk = max(1, CHUNK_BUDGET // per_unit)
+    return -(-n_units // -(-n_units // chunk))
+
+
+def _lags_from_acc(acc, N, lags, dtype):
+    """The accumulated ``acc`` (F, G, co, ci) back to lags: ``r`` (C_out, ci, *lags), scaled
+    by ``1/prod(N)`` -- one transposing copy, one batch of inverse transforms."""
+    F, G, co, ci = acc.shape
+    d = len(N)
+    is_complex = np.dtype(dtype).kind == "c"
+    cdtype = acc.dtype
+    spec = _engine.spectral_shape(N, is_complex)
+    M = fft.aligned_empty((G * co * ci,) + spec, cdtype)
+    M.reshape(-1, F)[...] = acc.reshape(F, -1).T
+    del acc
+    axes = tuple(range(1, 1 + d))
+    if is_complex:
+        r = fft.execute(M, fft.aligned_empty(M.shape, cdtype), axes, inverse=True)
+        r = np.conj(r)
+    else:  # c2r overwrites M, which is ours
+        r = fft.execute(M, fft.aligned_empty((G * co * ci,) + tuple(N), dtype), axes, inverse=True)
+    r = r[(Ellipsis,) + tuple(slice(0, q) for q in lags)] * (1.0 / math.prod(N))
+    return np.ascontiguousarray(r.reshape((G * co, ci) + tuple(lags)), dtype=dtype)
+
+
 def _correlate_lags(x, g, lags, N, groups, dtype):
     """``r[o, c, q] = sum_b sum_n g[b, o, n] conj(x[b, c', n + q])`` for ``q < lags``, by
     per-frequency outer products over tiles of ``N`` samples (``N - lags + 1`` outputs)."""
@@ -539,12 +754,8 @@ def _correlate_lags(x, g, lags, N, groups, dtype):
     F = math.prod(spec)
     axes = tuple(range(2, 2 + d))
     units = [(t, b) for t in itertools.product(*(range(c) for c in counts)) for b in range(B)]
-    per_unit = (C_in + C_out) * F * cdtype.itemsize
-    chunk = max(1, CHUNK_BUDGET // per_unit)
-    chunk = -(-len(units) // -(-len(units) // chunk))  # even chunks: fewer plans to make
+    chunk = _even_chunk(len(units), (C_in + C_out) * F * cdtype.itemsize)
     acc = np.zeros((F, G, co, ci), dtype=cdtype)
-    workers = fft.get_num_threads()
-    bounds = [F * k // workers for k in range(workers + 1)]
     for start in range(0, len(units), chunk):
         part = units[start : start + chunk]
         # tiles straight into the transforms' aligned buffers: no copy on the way in
@@ -562,30 +773,62 @@ def _correlate_lags(x, g, lags, N, groups, dtype):
         X = fft.execute(xt, fft.aligned_empty(xt.shape[:2] + spec, cdtype), axes)
         Gs = fft.execute(gt, fft.aligned_empty(gt.shape[:2] + spec, cdtype), axes)
         del xt, gt
-        X = X.reshape(len(part), G, ci, F)
-        Gs = Gs.reshape(len(part), G, co, F)
-        # acc[f, g] += conj(G_f)ᵀ-side outer products, one batched matmul per frequency block
-        Xm = np.ascontiguousarray(X.transpose(3, 1, 0, 2))  # (F, G, units, ci)
-        Gm = np.ascontiguousarray(np.conj(Gs).transpose(3, 1, 2, 0))  # (F, G, co, units)
+        _accumulate_chunk(acc, X.reshape(len(part), G, ci, F), Gs.reshape(len(part), G, co, F))
         del X, Gs
+    return _lags_from_acc(acc, N, lags, dtype)
 
-        with _blas.limit(1):  # small matmuls: single-threaded BLAS on parallel blocks
-            _workers.run_parallel(
-                [
-                    functools.partial(_accumulate, acc, Gm, Xm, a, b)
-                    for a, b in itertools.pairwise(bounds)
-                    if b > a
-                ]
-            )
-    # back to lags: one transposing copy to (C_out·ci, *spec), one batch of inverse transforms
-    M = fft.aligned_empty((C_out * ci,) + spec, cdtype)
-    M.reshape(-1, F)[...] = acc.reshape(F, -1).T
-    del acc
-    axes = tuple(range(1, 1 + d))
-    if is_complex:
-        r = fft.execute(M, fft.aligned_empty(M.shape, cdtype), axes, inverse=True)
-        r = np.conj(r)
-    else:  # c2r overwrites M, which is ours
-        r = fft.execute(M, fft.aligned_empty((C_out * ci,) + tuple(N), dtype), axes, inverse=True)
-    r = r[(Ellipsis,) + tuple(slice(0, q) for q in lags)] * (1.0 / math.prod(N))
-    return np.ascontiguousarray(r.reshape((C_out, ci) + tuple(lags)), dtype=dtype)
+
+def _saved_weight_grad(saved, g):
+    """The weight gradient from the forward pass's input spectra (a :class:`_Keeper`'s) and
+    the batched upstream gradient ``g`` (B, C_out, *out).
+
+    The forward pass's tile ``t`` covers padded-input samples ``t·S .. t·S + N`` and computes
+    the ``S/s`` outputs from ``t·S/s`` on (``S`` its step, ``s`` the stride). Their upstream
+    gradient, placed at every s-th sample of a length-``N`` tile, correlated with the tile
+    gives the tile's share of ``dw`` at every lag below the kernel span: no lag wraps around,
+    as ``S - s + span <= N``.
+    """
+    geom, tiling, dtype = saved.geom, saved.tiling, saved.dtype
+    X = saved.spectra  # (B, G, ci, *tiles, *freq)
+    B, G, ci = X.shape[:3]
+    C_out = geom.out_channels
+    co = C_out // G
+    N, d = tiling.fft_shape, geom.ndim
+    spec = _engine.spectral_shape(N, geom.is_complex)
+    F, T = math.prod(spec), math.prod(tiling.tiles)
+    cdtype = X.dtype
+    per_tile = tuple(st // s for st, s in zip(tiling.step, geom.stride))  # outputs per tile
+    Xf = X.reshape(B, G, ci, T, F)
+    tiles = list(itertools.product(*(range(c) for c in tiling.tiles)))
+    # chunks of whole tiles (every signal's): their spectra take one copy into matmul layout
+    per_chunk = -(-_even_chunk(T * B, (ci * G + 2 * C_out) * F * cdtype.itemsize) // B)
+    acc = np.zeros((F, G, co, ci), dtype=cdtype)
+    axes = tuple(range(2, 2 + d))
+    for k0 in range(0, T, per_chunk):
+        ks = range(k0, min(T, k0 + per_chunk))
+        gt = fft.aligned_empty((len(ks) * B, C_out) + tuple(N), dtype)
+        gt[...] = 0
+        for u, (k, b) in enumerate(itertools.product(ks, range(B))):
+            lo = [t * p for t, p in zip(tiles[k], per_tile)]
+            gv = g[
+                (b, slice(None))
+                + tuple(slice(a, min(a + p, o)) for a, p, o in zip(lo, per_tile, g.shape[2:]))
+            ]
+            gt[
+                (u, slice(None))
+                + tuple(slice(0, n * s, s) for n, s in zip(gv.shape[1:], geom.stride))
+            ] = gv
+        Gs = fft.execute(gt, fft.aligned_empty(gt.shape[:2] + spec, cdtype), axes)
+        del gt
+        # (B, G, ci, tiles, F) -> (F, G, tiles · B, ci), units in the order of gt's
+        Xm = np.ascontiguousarray(Xf[:, :, :, ks.start : ks.stop].transpose(4, 1, 3, 0, 2))
+        Xm = Xm.reshape(F, G, len(ks) * B, ci)
+        _accumulate_chunk(acc, None, Gs.reshape(len(ks) * B, G, co, F), Xm)
+        del Gs, Xm
+    r = _lags_from_acc(acc, N, geom.span, dtype)  # (C_out, ci, *span)
+    return np.ascontiguousarray(
+        r[
+            (Ellipsis,)
+            + tuple(slice(0, k * dl - dl + 1, dl) for k, dl in zip(geom.kernel, geom.dilation))
+        ]
+    )

@@ -184,8 +184,8 @@ class _Layer:
         """Extent of the dilated kernel per spatial axis: ``dilation · (kernel − 1) + 1``."""
         return kernel_span(self.kernel_size, self.dilation)
 
-    def _run(self, xb, weight, geom, pads, dtype, out=None):
-        """Correlate (see ``_correlate.correlate``) and add the bias."""
+    def _run(self, xb, weight, geom, pads, dtype, out=None, keep=None):
+        """Correlate (see ``_correlate.correlate``, also for ``keep``) and add the bias."""
         # choose() is memoised: repeated calls get the same tiling and hit the cached spectra
         choice = _correlate.choose(
             geom,
@@ -209,6 +209,7 @@ class _Layer:
             choice=choice,
             digest=self._digest,
             out=out,
+            keep=keep,
         )
         if self.bias is not None:
             y += self.bias.reshape((-1,) + (1,) * self.ndim)
@@ -356,6 +357,11 @@ class SpectralConv(_Layer):
             The output length exactly as PyTorch computes it; dtype by
             :func:`specconv.result_dtype`. ``out`` itself when given.
         """
+        return self._apply(x, out)
+
+    def _apply(self, x, out=None, keep=None):
+        """``self(x, out=out)``; ``keep``: see ``_correlate.correlate`` (used by
+        :func:`specconv.vjp` to keep the input spectra for the weight gradient)."""
         xb, batched, dtype = self._check_x(x)
         pads = self.pads
         if self.padding_mode != "zeros" and any(p != (0, 0) for p in pads):
@@ -397,7 +403,7 @@ class SpectralConv(_Layer):
             out = _check_out(out, shape if batched else shape[1:], dtype, x)
             if not batched:
                 out = out[np.newaxis]
-        y = self._run(xb, self.weight, geom, pads, dtype, out)
+        y = self._run(xb, self.weight, geom, pads, dtype, out, keep)
         return y if batched else y[0]
 
     def _pad_by_mode(self, xb, pads):

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import gradients, linop
+from . import gradients
 from ._optional import soft_import
 from .layers import SpectralConv, SpectralConvTranspose
 
@@ -91,13 +91,27 @@ def _layer(weight, bias, options):
 
 class _Conv(torch.autograd.Function):
     """``y = conv(x, w, b)`` (or conv_transpose) with specconv's forward and vector-Jacobian
-    product; ``options`` is a dict of the layer's keyword arguments."""
+    product; ``options`` is a dict of the layer's keyword arguments. With ``keep``, the
+    forward pass keeps its input spectra for the weight gradient (see
+    :class:`specconv.gradients.Pullback`)."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, options):
+    def forward(ctx, x, weight, bias, options, keep):
         layer = _layer(weight, bias, options)
-        y = layer(_numpy(x, "input"))
-        ctx.save_for_backward(x, weight)
+        xn = _numpy(x, "input")
+        ctx.kept = None
+        if keep:
+            y, pullback = gradients.vjp(layer, xn, method=options["method"])
+            kept = pullback.saved_spectra()
+            if kept is not None:
+                spectra, ctx.kept = kept
+                # saved as a tensor, torch frees them after the backward pass (unless the
+                # graph is retained), as it frees x
+                ctx.save_for_backward(x, weight, torch.from_numpy(spectra))
+        else:
+            y = layer(xn)
+        if ctx.kept is None:
+            ctx.save_for_backward(x, weight)
         ctx.options = options
         ctx.has_bias = bias is not None
         return torch.from_numpy(np.ascontiguousarray(y))
@@ -105,35 +119,27 @@ class _Conv(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_output):
-        x, weight = ctx.saved_tensors
+        x, weight, *spectra = ctx.saved_tensors
         opts = ctx.options
-        xn, g = _numpy(x, "input"), _numpy(grad_output, "grad_output")
         layer = _layer(weight, None, opts)
+        saved = None if ctx.kept is None else (spectra[0].numpy(), ctx.kept)
+        pullback = gradients.Pullback(layer, _numpy(x, "input"), saved, opts["method"])
+        g = _numpy(grad_output, "grad_output")
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
-            grad_x = torch.from_numpy(
-                np.ascontiguousarray(linop.adjoint(layer, g, xn.shape[-layer.ndim :]))
-            )
+            grad_x = torch.from_numpy(np.ascontiguousarray(pullback.input_grad(g)))
         if ctx.needs_input_grad[1]:
-            common = {
-                "stride": layer.stride,
-                "padding": layer.pads,
-                "dilation": layer.dilation,
-                "groups": layer.groups,
-                "method": opts["method"],
-            }
-            if opts["transposed"]:
-                gw = gradients.conv_transpose_weight_grad(
-                    xn, layer.weight.shape, g, output_padding=layer.output_padding, **common
-                )
-            else:
-                gw = gradients.conv_weight_grad(
-                    xn, layer.weight.shape, g, padding_mode=layer.padding_mode, **common
-                )
+            gw = pullback.weight_grad(g)
             grad_w = torch.from_numpy(gw.astype(layer.weight.dtype, copy=False))
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = torch.from_numpy(np.ascontiguousarray(gradients.bias_grad(g, layer.ndim)))
-        return grad_x, grad_w, grad_b, None
+        return grad_x, grad_w, grad_b, None, None
+
+
+def _apply(x, weight, bias, options):
+    # the input spectra are worth keeping only for a weight gradient that will be computed
+    keep = torch.is_grad_enabled() and weight.requires_grad
+    return _Conv.apply(x, weight, bias, options, keep)
 
 
 def _options(
@@ -193,7 +199,7 @@ def conv(
     >>> torch.autograd.gradcheck(lambda x, w: sct.conv(x, w, stride=2), (x, w))
     True
     """
-    return _Conv.apply(
+    return _apply(
         x,
         weight,
         bias,
@@ -231,7 +237,7 @@ def conv_transpose(
     >>> torch.autograd.gradcheck(lambda x, w: sct.conv_transpose(x, w, stride=2), (x, w))
     True
     """
-    return _Conv.apply(
+    return _apply(
         x,
         weight,
         bias,

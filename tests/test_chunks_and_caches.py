@@ -81,11 +81,11 @@ def test_a_failing_team_member_stops_the_others(monkeypatch, fail_at):
     spectra = _engine.kernel_spectra(w, geom, tiling, np.float64)
     calls = []
 
-    def failing(self, x, t0):
+    def failing(self, x, t0, keep=None):
         calls.append(t0)
         if len(calls) == fail_at:
             raise MemoryError("member failed")
-        original(self, x, t0)
+        original(self, x, t0, keep)
 
     original = _engine._ChunkWorker.transform_in
     monkeypatch.setattr(_engine._ChunkWorker, "transform_in", failing)

@@ -194,6 +194,186 @@ def test_vjp_of_a_transposed_layer():
 
 
 # --------------------------------------------------------------------------------------------
+# vjp(layer, x): the pullback reuses the forward pass's input spectra
+
+
+@ref.hypothesis_settings(max_examples=120)
+@given(cfg=ref.conv_configs(), dtype=st.sampled_from(ref.FLOAT_DTYPES), bias=st.booleans())
+def test_pullback_equals_the_recompute_path_and_the_reference(cfg, dtype, bias):
+    """``y, pullback = vjp(layer, x)``: ``y`` is ``layer(x)`` and ``pullback(g)`` the three
+    gradients of ``vjp(layer, x, g)`` for every stride, padding, dilation, groups, padding
+    mode, batch, 1-3 dims and dtype; the weight gradient from the kept spectra also against
+    the numpy reference."""
+    rng = np.random.default_rng(cfg["seed"])
+    x = ref.random_array(rng, cfg["x_shape"], dtype)
+    w = ref.random_array(rng, cfg["w_shape"], dtype)
+    b = ref.random_array(rng, cfg["w_shape"][0], dtype) if bias else None
+    layer = SpectralConv(w, b, method="fft", **cfg["kwargs"])
+    y, pullback = specconv.vjp(layer, x)
+    np.testing.assert_array_equal(y, layer(x))
+    g = ref.random_array(rng, y.shape, dtype)
+    gx, gw, gb = pullback(g)
+    rx, rw, rb = specconv.vjp(layer, x, g)
+    assert gw.dtype == rw.dtype and gw.shape == rw.shape
+    np.testing.assert_array_equal(gx, rx)  # the same adjoint call
+    assert_close(gw, rw, floor=np.sqrt(g.size))
+    assert_close(gw, _ref_weight_grad(x, g, cfg["w_shape"], **cfg["kwargs"]), floor=np.sqrt(g.size))
+    if bias:
+        np.testing.assert_array_equal(gb, rb)
+    else:
+        assert gb is None
+
+
+KEPT_CASES = {
+    "1-D long, many tiles": ((2, 6, 5000), (4, 6, 301), {}),
+    "1-D stride, dilation, pairs": (
+        (1, 4, 3000),
+        (6, 4, 31),
+        {"stride": 3, "padding": ((5, 2),), "dilation": 2},
+    ),
+    "1-D depthwise, stride": ((2, 4, 4000), (4, 1, 41), {"groups": 4, "stride": 2}),
+    "2-D groups, reflect": (
+        (2, 4, 60, 50),
+        (6, 2, 5, 7),
+        {"groups": 2, "padding": "same", "padding_mode": "reflect"},
+    ),
+    "3-D stride, dilation": (
+        (2, 3, 20, 21, 22),
+        (4, 3, 3, 4, 5),
+        {"stride": (1, 2, 1), "dilation": (2, 1, 1)},
+    ),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.complex128])
+@pytest.mark.parametrize("case", list(KEPT_CASES))
+def test_pullback_keeps_the_spectra_of_fft_layers(case, dtype):
+    """Layers that run the FFT engine on their input keep its spectra, and the weight gradient
+    from them equals the one recomputed from x (the tolerance of the dtype)."""
+    x_shape, w_shape, kw = KEPT_CASES[case]
+    rng = np.random.default_rng(8)
+    x = ref.random_array(rng, x_shape, dtype)
+    layer = SpectralConv(ref.random_array(rng, w_shape, dtype), method="fft", **kw)
+    y, pullback = specconv.vjp(layer, x)
+    assert pullback.saved_bytes > 0
+    g = ref.random_array(rng, y.shape, dtype)
+    expected = conv_weight_grad(x, w_shape, g, method="direct", **kw)
+    assert_close(pullback.weight_grad(g), expected)
+    # unbatched input: the same gradients
+    y1, pullback1 = specconv.vjp(layer, x[0])
+    assert pullback1.saved_bytes > 0
+    assert_close(pullback1.weight_grad(g[0]), conv_weight_grad(x[0], w_shape, g[0], **kw))
+
+
+def test_pullback_in_chunks_of_one_tile(monkeypatch):
+    """A tiny chunk budget: the kept spectra are read one tile at a time; the result stays
+    exact (2-D, strided, two signals)."""
+    from specconv import gradients
+
+    rng = np.random.default_rng(11)
+    x, w = rng.standard_normal((2, 3, 70, 60)), rng.standard_normal((4, 3, 9, 7))
+    layer = SpectralConv(w, stride=(2, 1), padding=3, method="fft")
+    y, pullback = specconv.vjp(layer, x)
+    assert pullback.saved_bytes > 0
+    g = rng.standard_normal(y.shape)
+    monkeypatch.setattr(gradients, "CHUNK_BUDGET", 1)
+    assert_close(
+        pullback.weight_grad(g),
+        _ref_weight_grad(
+            x, g, w.shape, stride=(2, 1), padding=3, dilation=1, groups=1, padding_mode="zeros"
+        ),
+    )
+
+
+def _count_forward_transforms(monkeypatch):
+    """Record the channel count of every forward transform the gradients module runs."""
+    from specconv import gradients
+
+    channels = []
+    execute = gradients.fft.execute
+
+    def spy(a, out, axes, inverse=False, **kw):
+        if not inverse:
+            channels.append(a.shape[1])
+        return execute(a, out, axes, inverse=inverse, **kw)
+
+    monkeypatch.setattr(gradients.fft, "execute", spy)
+    return channels
+
+
+def test_the_pullback_transforms_no_input_again(monkeypatch):
+    """The weight gradient from kept spectra transforms only the upstream gradient (C_out = 3
+    channels), never the input (C_in = 5); recomputing transforms both."""
+    rng = np.random.default_rng(9)
+    x, w = rng.standard_normal((2, 5, 4000)), rng.standard_normal((3, 5, 201))
+    layer = SpectralConv(w, method="fft")
+    y, pullback = specconv.vjp(layer, x)
+    g = rng.standard_normal(y.shape)
+    channels = _count_forward_transforms(monkeypatch)
+    kept = pullback.weight_grad(g)
+    assert channels and set(channels) == {3}
+    channels.clear()
+    recomputed = conv_weight_grad(x, w.shape, g, method="fft")
+    assert set(channels) == {3, 5}
+    assert_close(kept, recomputed)
+
+
+def test_pullback_memory_bound_and_fallbacks():
+    """Over ``max_saved_bytes``, for non-finite input, the direct method, a transposed layer
+    or a gradient of higher precision, nothing is kept or used: the gradients are recomputed,
+    and equal."""
+    rng = np.random.default_rng(10)
+    x, w = rng.standard_normal((2, 3, 900)), rng.standard_normal((4, 3, 51))
+    layer = SpectralConv(w, rng.standard_normal(4), method="fft")
+    g = rng.standard_normal(layer(x).shape)
+    expected = specconv.vjp(layer, x, g)
+    _, full = specconv.vjp(layer, x)
+    _, bounded = specconv.vjp(layer, x, max_saved_bytes=full.saved_bytes - 1)
+    assert full.saved_bytes > 0 and bounded.saved_bytes == 0
+    for got in (full(g), bounded(g)):
+        for a, e in zip(got, expected):
+            assert_close(a, e)
+    assert specconv.vjp(SpectralConv(w, method="direct"), x)[1].saved_bytes == 0
+    bad = x.copy()
+    bad[0, 1, 300] = np.nan
+    _, pb = specconv.vjp(layer, bad)
+    assert pb.saved_bytes == 0
+    np.testing.assert_array_equal(
+        np.isnan(pb.weight_grad(g)), np.isnan(conv_weight_grad(bad, w.shape, g))
+    )
+    # float32 layer, float64 gradient: the result's precision is float64's, from x
+    layer32 = SpectralConv(w.astype(np.float32), method="fft")
+    _, pb32 = specconv.vjp(layer32, x.astype(np.float32))
+    assert pb32.saved_bytes > 0
+    gw = pb32.weight_grad(g)
+    assert gw.dtype == np.float64
+    assert_close(gw, conv_weight_grad(x.astype(np.float32), w.shape, g))
+    tlayer = SpectralConvTranspose(rng.standard_normal((3, 2, 5)), stride=2)
+    yt, pbt = specconv.vjp(tlayer, x)
+    gt = rng.standard_normal(yt.shape)
+    assert pbt.saved_bytes == 0
+    for a, e in zip(pbt(gt), specconv.vjp(tlayer, x, gt)):
+        if e is None:
+            assert a is None
+        else:
+            assert_close(a, e)
+
+
+def test_pullback_errors():
+    layer = SpectralConv(np.ones((2, 3, 5)), method="fft")
+    x = np.ones((3, 40))
+    with pytest.raises(ValueError, match="max_saved_bytes must be a non-negative int, got -1"):
+        specconv.vjp(layer, x, max_saved_bytes=-1)
+    _, pullback = specconv.vjp(layer, x)
+    with pytest.raises(
+        ValueError, match=r"grad_output must have the layer's output shape \(2, 36\)"
+    ):
+        pullback(np.ones((2, 35)))
+    with pytest.raises(ValueError, match="Invalid value for the 'method' parameter"):
+        specconv.vjp(layer, x, method="fast")
+
+
+# --------------------------------------------------------------------------------------------
 # errors
 
 

@@ -182,3 +182,41 @@ def test_import_specconv_does_not_import_torch():
     code = "import sys, specconv; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(("method", "taps", "n"), [("fft", 201, 3000), ("auto", 1001, 20000)])
+def test_backward_reuses_the_forward_spectra(monkeypatch, method, taps, n):
+    """A long-kernel drop-in keeps its input spectra in the forward pass and its weight
+    gradient reads them (no transform of the input in the backward pass); the gradients equal
+    torch's. Under ``no_grad`` or with a frozen weight, nothing is kept."""
+    from specconv import gradients
+
+    calls = []
+    saved = gradients._saved_weight_grad
+
+    def spy(*args):
+        calls.append(True)
+        return saved(*args)
+
+    monkeypatch.setattr(gradients, "_saved_weight_grad", spy)
+    torch.manual_seed(0)
+    ours = sct.Conv1d(3, 4, taps, padding="same", method=method, dtype=torch.float64)
+    theirs = torch.nn.Conv1d(3, 4, taps, padding="same", dtype=torch.float64)
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(2, 3, n, dtype=torch.float64)
+    _compare(ours, theirs, x)
+    assert len(calls) == 1
+    # retained graph: a second backward gives the same gradients from the same saved spectra
+    xa = x.clone().requires_grad_()
+    y = ours(xa)
+    g = torch.randn_like(y)
+    first = torch.autograd.grad(y, (xa, ours.weight), g, retain_graph=True)
+    second = torch.autograd.grad(y, (xa, ours.weight), g)
+    for a, b in zip(first, second):
+        assert torch.equal(a, b)
+    assert len(calls) == 3
+    with torch.no_grad():
+        ours(x)
+    ours.weight.requires_grad_(False)
+    ours(x.clone().requires_grad_()).sum().backward()
+    assert len(calls) == 3
