@@ -170,16 +170,7 @@ def conv_dask(x, layer):
     depth: dict[int, int | tuple[int, int]] = {lead + a: (0, e - 1) for a, e in enumerate(spans)}
     depth.update({a: 0 for a in range(lead)})
     xo = da.overlap.overlap(x, depth=depth, boundary="none", allow_rechunk=False)
-    valid = SpectralConv(
-        layer.weight,
-        layer.bias,
-        stride=layer.stride,
-        padding=0,
-        dilation=layer.dilation,
-        groups=layer.groups,
-        method=layer.method,
-        nan_policy=layer.nan_policy,
-    )
+    valid = layer.unpadded()
     dtype = result_dtype(
         np.empty(0, x.dtype), layer.weight, layer.bias, names=("x", "weight", "bias")
     )

@@ -422,6 +422,40 @@ class SpectralConv(_Layer):
             nan_policy=self.nan_policy,
         )
 
+    def unpadded(self, *, planning: Planning | None = None) -> SpectralConv:
+        """This layer with ``padding=0``, every other option and the bias kept: for signals
+        padded beforehand (the chunked runners pad each chunk from its neighbours).
+
+        Parameters
+        ----------
+        planning : Planning, optional
+            How the new layer is used (default: as this layer).
+
+        Returns
+        -------
+        SpectralConv
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from specconv import SpectralConv
+        >>> layer = SpectralConv(np.ones((1, 1, 3)), padding=1)
+        >>> x = np.array([[1.0, 2.0, 4.0]])
+        >>> layer.unpadded()(np.pad(x, ((0, 0), (1, 1)))), layer(x)
+        (array([[3., 7., 6.]]), array([[3., 7., 6.]]))
+        """
+        return SpectralConv(
+            self.weight,
+            self.bias,
+            stride=self.stride,
+            padding=0,
+            dilation=self.dilation,
+            groups=self.groups,
+            method=self.method,
+            nan_policy=self.nan_policy,
+            planning=self.planning if planning is None else planning,
+        )
+
     @property
     def T(self) -> SpectralConvTranspose:
         """The transposed layer: same weight, stride, padding, dilation and groups; no bias."""

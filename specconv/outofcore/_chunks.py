@@ -81,17 +81,7 @@ class Chunker:
         else:
             self.chunk = min(chunk_size, self.n_out)
             self.estimate = math.nan
-        self.valid = SpectralConv(
-            layer.weight,
-            layer.bias,
-            stride=layer.stride,
-            padding=0,
-            dilation=layer.dilation,
-            groups=layer.groups,
-            method=layer.method,
-            nan_policy=layer.nan_policy,
-            planning=planning,
-        )
+        self.valid = layer.unpadded(planning=planning)
 
     def in_range(self, m0):
         """Source indices ``[lo, hi)`` along the axis that the outputs from ``m0`` need."""
