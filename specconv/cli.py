@@ -363,11 +363,11 @@ def _cmd_apply(args):
 
     # The output is reserved (checked, its temporary folder made) before the work, so an
     # unwritable target fails at once and a signal during the work leaves nothing behind.
-    with io._output(
+    with io.reserve(
         args.output,
         format=args.output_format,
         overwrite=args.overwrite,
-        protected=io._protected(sig),
+        protected=io.source_files(sig),
     ) as put:
         start = time.perf_counter()
         result = sig.apply(
@@ -514,11 +514,10 @@ def _demo_reverb(out_dir):
     """True-stereo reverb: the 2 x 2 impulse response as a (2, 2, taps) convolution."""
     from . import datasets, io
     from .conv import convolve
-    from .io import _audio
 
     dry = datasets.load("audio-float32")
     ir = datasets.load("ir-true-stereo")
-    kernel = _audio.true_stereo_kernel(ir)
+    kernel = io.true_stereo_kernel(ir)
     wet, seconds = _timed(dry.apply, lambda x: convolve(x, kernel, mode="full"))
     # The direct method on the whole signal costs 4 * N * taps multiply-adds (seconds in
     # pure numpy); check two windows of the output instead -- the start and one deep inside,
@@ -735,9 +734,9 @@ def _cmd_sys_info(args):
         ("FFTW threads", str(fft.get_num_threads())),
         (
             "FFTW planning",
-            f"time limit {fft._planning_timelimit():g} s per plan "
+            f"time limit {fft.planning_timelimit():g} s per plan "
             f"({fft.REMEASURE_FACTOR}x to measure a provisional one again), wisdom "
-            f"{fft._wisdom_path()}",
+            f"{fft.wisdom_path()}",
         ),
         (
             "calibration",

@@ -55,6 +55,8 @@ __all__ = [
     "next_fast_len",
     "get_num_threads",
     "set_num_threads",
+    "wisdom_path",
+    "planning_timelimit",
 ]
 
 logger = logging.getLogger("specconv")
@@ -245,7 +247,15 @@ def _wisdom_origin():
 WISDOM_HEADER = "specconv-fftw-wisdom 1"
 
 
-def _wisdom_path():
+def wisdom_path() -> Path:
+    """The file FFTW's wisdom is kept in, in ``SPECCONV_CACHE_DIR`` (see the module docstring).
+
+    Examples
+    --------
+    >>> from specconv import fft
+    >>> fft.wisdom_path().name
+    'fftw-wisdom.json'
+    """
     return _cache_dir() / "fftw-wisdom.json"
 
 
@@ -283,11 +293,11 @@ def _load_wisdom():
     if legacy.exists():
         warnings.warn(
             f"Ignoring the old FFTW wisdom file {legacy}: pickled caches are never loaded "
-            f"(unpickling can run code). It will be replaced by {_wisdom_path().name}.",
+            f"(unpickling can run code). It will be replaced by {wisdom_path().name}.",
             RuntimeWarning,
             stacklevel=3,
         )
-    path = _wisdom_path()
+    path = wisdom_path()
     if not path.exists():
         return
     try:
@@ -311,7 +321,7 @@ def save_wisdom() -> None:
     by earlier versions is removed. Called automatically at interpreter exit; failures are
     logged, never raised.
     """
-    path = _wisdom_path()
+    path = wisdom_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         text = _encode_wisdom(_fftw().export_wisdom())
@@ -345,7 +355,16 @@ def _save_wisdom_if_dirty() -> None:
 # the plan pool
 
 
-def _planning_timelimit():
+def planning_timelimit() -> float:
+    """Seconds FFTW may spend planning one transform (``SPECCONV_PLANNING_TIMELIMIT``,
+    default 0.1; a plan is measured again later with a longer limit, see the module docstring).
+
+    Examples
+    --------
+    >>> from specconv import fft
+    >>> fft.planning_timelimit() > 0
+    True
+    """
     try:
         return float(os.environ.get("SPECCONV_PLANNING_TIMELIMIT", 0.1))
     except ValueError:
@@ -391,7 +410,7 @@ class _PlanPool:
                 plan = None
             generation = self._generation[key]
         if plan is None:
-            limit = _planning_timelimit() * (REMEASURE_FACTOR if remeasure else 1)
+            limit = planning_timelimit() * (REMEASURE_FACTOR if remeasure else 1)
             with self._build_lock:
                 plan, seconds = self._build(*key, timelimit=limit)
             # FFTW stops measuring at the limit and estimates the rest; a transform is measured

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._optional import soft_import
-from .apps._eeg_mne import mne_pad, output_names
+from .apps.eeg import mne_pad, output_names
 from .kernels import side_pads, without_padding
 from .layers import SpectralConv
 

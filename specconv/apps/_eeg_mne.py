@@ -231,6 +231,25 @@ def mne_pad(x, lo, hi, pad):
     MNE extends a signal of ``n`` samples by at most ``n − 1`` samples per side with ``pad``
     (an odd reflection for "reflect_limited" and "reflect", else a :func:`numpy.pad` mode);
     the FIR sees zeros beyond.
+
+    Parameters
+    ----------
+    x : ndarray, (..., n)
+    lo, hi : int
+        Samples to add before and after.
+    pad : str
+        MNE's ``pad`` parameter.
+
+    Returns
+    -------
+    ndarray, (..., lo + n + hi)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from specconv.apps.eeg import mne_pad
+    >>> mne_pad(np.array([1.0, 2.0, 4.0]), 2, 3, "reflect_limited")
+    array([-2.,  0.,  1.,  2.,  4.,  6.,  7.,  0.])
     """
     n = x.shape[-1]
     el, er = min(lo, n - 1), min(hi, n - 1)

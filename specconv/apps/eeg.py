@@ -39,6 +39,7 @@ from ._eeg_mne import apply_to_mne, band_label, mne_pad, output_names
 
 __all__ = [
     "apply_to_mne",
+    "mne_pad",
     "output_names",
     "band_label",
     "bandpass_firs",

@@ -30,7 +30,7 @@ import contextlib
 import dataclasses
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from .._atomic import atomic_output, check_not_aliased, files_behind
@@ -48,6 +48,8 @@ logger = logging.getLogger("specconv")
 __all__ = [
     "read",
     "write",
+    "reserve",
+    "source_files",
     "info",
     "formats",
     "FormatInfo",
@@ -474,22 +476,61 @@ def write(  # noqa: A002
     """
     if not isinstance(sig, VectorSignal):
         raise TypeError(f"sig must be a VectorSignal, got {type(sig).__name__}.")
-    with _output(path, format=format, overwrite=overwrite, **options) as put:
+    with reserve(path, format=format, overwrite=overwrite, **options) as put:
         put(sig)
 
 
-def _protected(sig):
-    """The files ``sig`` was read from or still reads (a memory map): never written."""
+def source_files(sig: VectorSignal) -> list:
+    """The files ``sig`` was read from or still reads (a memory map): outputs never go there.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, numpy as np
+    >>> from specconv import io
+    >>> from specconv.signal import VectorSignal
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "x.npz"
+    >>> io.write(VectorSignal(np.zeros((2, 8)), sfreq=100.0), path)
+    >>> [p.name for p in map(pathlib.Path, io.source_files(io.read(path)))]
+    ['x.npz']
+    """
     return [*(sig.metadata.get("source") or ()), *files_behind(sig.data)]
 
 
 @contextlib.contextmanager
-def _output(path, *, format=None, overwrite=False, protected=(), **options):  # noqa: A002
+def reserve(
+    path: PathLike,
+    *,
+    format: str | None = None,  # noqa: A002
+    overwrite: bool = False,
+    protected: Iterable = (),
+    **options: Any,
+) -> Iterator[Callable[[VectorSignal], None]]:
     """:func:`write` in two steps: check and reserve ``path`` now, write a signal later.
 
-    Yields ``put(sig)``, which writes into the temporary directory; the files move into place
-    when the block ends without an error. The command line computes inside the block, so an
-    unwritable target fails before the work, and a signal during the work leaves nothing.
+    Yields ``put(sig)``, which writes into a temporary folder beside ``path``; the files move
+    into place when the block ends without an error, and nothing is left if it raises (or
+    the process is interrupted). Compute inside the block: an unwritable target, an existing
+    one without ``overwrite``, or one of the ``protected`` files (e.g. :func:`source_files`
+    of the input) fails before the work.
+
+    Parameters
+    ----------
+    path, format, overwrite, **options
+        As for :func:`write`.
+    protected : iterable of path-like
+        Files the output must not be (the inputs).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, numpy as np
+    >>> from specconv import io
+    >>> from specconv.signal import VectorSignal
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> with io.reserve(folder / "y.npz") as put:
+    ...     y = VectorSignal(np.ones((2, 8)), sfreq=100.0)   # the work
+    ...     put(y)
+    >>> sorted(p.name for p in folder.iterdir())
+    ['y.npz']
     """
     path = as_path(path)
     if format is None:
@@ -512,7 +553,7 @@ def _output(path, *, format=None, overwrite=False, protected=(), **options):  # 
     with atomic_output(targets, overwrite=overwrite, protected=protected, label=path) as tmp:
 
         def put(sig):
-            for source in _protected(sig):
+            for source in source_files(sig):
                 for t in targets:
                     check_not_aliased(t, [source], name="path")
                 protected.append(source)
