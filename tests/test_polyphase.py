@@ -290,6 +290,24 @@ def test_choice_is_the_cheaper_of_folding_and_the_phases(method):
     assert _correlate.choose(geom, pads, "direct", 4, workers).method == "direct"
 
 
+def test_layer_objects_run_the_phases_where_the_model_prices_them_lower(monkeypatch):
+    """A layer object (default planning, as conv() makes) weighs the input phases too: the
+    same choice as the bare model, and the phases are what runs."""
+    rng = np.random.default_rng(2)
+    x, w = rng.standard_normal((1, 8, 4000)), rng.standard_normal((8, 1, 201))
+    geom = Geometry(1, 8, 8, 8, (201,), (1,), (4,), (4000,), False)
+    workers = fft.get_num_threads()
+    assert isinstance(_correlate.choose(geom, ((0, 0),), "fft", 8, workers), _polyphase.Plan)
+    ran = []
+    run_plan = _correlate.run_plan
+    monkeypatch.setattr(
+        _correlate, "run_plan", lambda plan, *a, **k: ran.append(plan) or run_plan(plan, *a, **k)
+    )
+    y = specconv.SpectralConv(w, stride=4, groups=8, method="fft")(x)
+    assert ran and isinstance(ran[0], _polyphase.Plan)
+    assert_close(y, ref.conv(x, w, stride=4, groups=8))
+
+
 @pytest.mark.parametrize("n", [(24, 18), (25, 19)])
 @pytest.mark.parametrize(
     ("stride", "dilation", "padding"), [((2, 3), (1, 1), (1, 2)), ((4, 2), (2, 4), (3, 0))]
