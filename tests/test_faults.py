@@ -264,11 +264,20 @@ def test_map_files_refuses_outputs_that_are_inputs_before_any_task(tmp_path, x, 
 
 
 # ------------------------------------------------------------------------------ signals
+def _default_signals():
+    """In the job: the ending signals at their defaults, as in a terminal. A test run under
+    nohup or as a background job would hand SIGHUP/SIGINT down ignored, and the command
+    rightly keeps a signal its caller chose to ignore."""
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        signal.signal(getattr(signal, name), signal.SIG_DFL)
+
+
 def _cli(args, **kwargs):
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return subprocess.Popen(
         [sys.executable, "-X", "faulthandler", "-m", "specconv", *map(str, args)],
         env=env,
+        preexec_fn=_default_signals,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

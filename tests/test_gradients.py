@@ -245,9 +245,24 @@ KEPT_CASES = {
 }
 
 
+@pytest.fixture
+def folding(monkeypatch):
+    """Strided layers on the FFT engine at the full rate (folding the spectrum), not on their
+    input phases: the one strided path whose input spectra the pullback can keep."""
+    from specconv import _costmodel, _polyphase
+
+    monkeypatch.setattr(
+        _polyphase,
+        "choose_strided",
+        lambda geom, pads, method, itemsize, workers, **planning: _costmodel.choose(
+            geom, method, itemsize, workers, **planning
+        ),
+    )
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.complex128])
 @pytest.mark.parametrize("case", list(KEPT_CASES))
-def test_pullback_keeps_the_spectra_of_fft_layers(case, dtype):
+def test_pullback_keeps_the_spectra_of_fft_layers(case, dtype, folding):
     """Layers that run the FFT engine on their input keep its spectra, and the weight gradient
     from them equals the one recomputed from x (the tolerance of the dtype)."""
     x_shape, w_shape, kw = KEPT_CASES[case]
@@ -265,7 +280,19 @@ def test_pullback_keeps_the_spectra_of_fft_layers(case, dtype):
     assert_close(pullback1.weight_grad(g[0]), conv_weight_grad(x[0], w_shape, g[0], **kw))
 
 
-def test_pullback_in_chunks_of_one_tile(monkeypatch):
+def test_pullback_of_a_layer_run_by_its_phases_recomputes():
+    """A strided layer that runs on its input phases keeps no spectra (they are the phases',
+    at the lower rate): the weight gradient is recomputed from x, and equal."""
+    rng = np.random.default_rng(12)
+    x, w = rng.standard_normal((2, 4, 4000)), rng.standard_normal((4, 1, 41))
+    layer = SpectralConv(w, groups=4, stride=2, method="fft")
+    y, pullback = specconv.vjp(layer, x)
+    assert pullback.saved_bytes == 0
+    g = rng.standard_normal(y.shape)
+    assert_close(pullback.weight_grad(g), conv_weight_grad(x, w.shape, g, groups=4, stride=2))
+
+
+def test_pullback_in_chunks_of_one_tile(monkeypatch, folding):
     """A tiny chunk budget: the kept spectra are read one tile at a time; the result stays
     exact (2-D, strided, two signals)."""
     from specconv import gradients
