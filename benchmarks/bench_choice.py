@@ -46,7 +46,7 @@ import _machine  # noqa: E402
 from bench_conv import Allocator, measure  # noqa: E402
 
 import specconv  # noqa: E402
-from specconv import _costmodel, _geometry, fft  # noqa: E402
+from specconv import _correlate, _costmodel, _geometry, fft  # noqa: E402
 
 
 def layers():
@@ -207,10 +207,13 @@ def auto_pick(x_shape, w_shape, groups, stride, dtype, is_complex=False, shipped
         is_complex,
     )
     itemsize = np.dtype(dtype).itemsize
-    constants = _costmodel.SHIPPED[_costmodel.precision(itemsize, is_complex)] if shipped else None
-    return _costmodel.choose(
-        geom, "auto", itemsize, fft.get_num_threads(), constants=constants
-    ).method
+    workers = fft.get_num_threads()
+    if shipped:  # the model alone (the input phases of strided layers are priced on this
+        # machine's constants only)
+        constants = _costmodel.SHIPPED[_costmodel.precision(itemsize, is_complex)]
+        return _costmodel.choose(geom, "auto", itemsize, workers, constants=constants).method
+    # as a layer chooses: for strided layers also their input phases (a plan of the FFT engine)
+    return _correlate.choose(geom, tuple((p, p) for p in pads), "auto", itemsize, workers).method
 
 
 def torch_fn(x, w, groups, stride, padding, transpose=False):
