@@ -43,6 +43,7 @@ from ._validate import (
     check_signal,
     result_dtype,
 )
+from ._workers import run_parallel
 
 PADDING_MODES: tuple[PaddingMode, ...] = ("zeros", "reflect", "replicate", "circular")
 METHODS: tuple[Method, ...] = ("auto", "fft", "direct")
@@ -836,7 +837,11 @@ class SpectralConvTranspose(_Layer):
             )
             if bias is not None:
                 part += bias
-            target[...] = part  # strided: the one pass that interleaves the phases
+            # strided: the one pass that interleaves the phases, and the first touch of the
+            # output's pages; split over the threads (numpy copies without the GIL)
+            n, C = fft.get_num_threads(), y.shape[1]
+            shares = [slice(C * k // n, C * (k + 1) // n) for k in range(n)]
+            run_parallel([lambda c=c: np.copyto(target[:, c], part[:, c]) for c in shares])
         return y
 
     def _transposed(self, weight):
