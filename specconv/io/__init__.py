@@ -563,6 +563,20 @@ def reserve(
 
 
 # -- summaries ------------------------------------------------------------------------------
+def _time_info(d, dtype):
+    """:func:`info`'s fields of a (channels, n_times) recording sampled at ``d["sfreq"]``."""
+    return dict(
+        domain="time",
+        channels=d["channels"],
+        batch=None,
+        shape=(d["channels"], d["n_times"]),
+        sfreq=d["sfreq"],
+        spacing=None,
+        dtype=dtype,
+        duration=d["n_times"] / d["sfreq"],
+    )
+
+
 def _summary(sig):
     return {
         "domain": sig.domain,
@@ -610,30 +624,12 @@ def info(path: PathLike, *, format: str | None = None) -> dict[str, Any]:  # noq
     if fmt in _MNE_FORMATS:
         d = _eeg.eeg_info(path, fmt=fmt)
         out.update(
-            domain="time",
-            channels=d["channels"],
-            batch=None,
-            shape=(d["channels"], d["n_times"]),
-            sfreq=d["sfreq"],
-            spacing=None,
-            dtype="float64",
-            duration=d["n_times"] / d["sfreq"],
-            n_annotations=d["n_annotations"],
-            ch_types=d["ch_types"],
+            _time_info(d, "float64"), n_annotations=d["n_annotations"], ch_types=d["ch_types"]
         )
     elif fmt == "wav":
         d = _audio.wav_info(path)
-        out.update(
-            domain="time",
-            channels=d["channels"],
-            batch=None,
-            shape=(d["channels"], d["n_times"]),
-            sfreq=d["sfreq"],
-            spacing=None,
-            dtype="float32" if d["subtype"] == "FLOAT" else "float64",
-            duration=d["n_times"] / d["sfreq"],
-            subtype=d["subtype"],
-        )
+        dtype = "float32" if d["subtype"] == "FLOAT" else "float64"
+        out.update(_time_info(d, dtype), subtype=d["subtype"])
     elif fmt == "fastmri":
         d = _mri.fastmri_info(path)
         shape = d["shape"] if len(d["shape"]) == 4 else (d["shape"][0], 1, *d["shape"][1:])
