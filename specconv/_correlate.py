@@ -267,9 +267,15 @@ def correlate_transposed(
         with np.errstate(invalid="ignore"):  # as in correlate: a NaN tap's channel is NaN
             y = run_plan(plan, x, weight, dtype, cache, digest)
     if bad is not None:
-        stuffed = np.zeros(
-            bad.shape[:2] + tuple(p - a - b for p, (a, b) in zip(geom.padded, pads)), bool
-        )
-        stuffed[(Ellipsis,) + tuple(slice(None, None, s) for s in stride)] = bad
-        y[nonfinite_outputs(stuffed, pads, geom)] = math.nan
+        mark_nonfinite_transposed(y, bad, geom, pads, stride)
     return y
+
+
+def mark_nonfinite_transposed(y, bad, geom, pads, stride):
+    """NaN in ``y`` wherever the transposed layer's taps read a ``bad`` input (``geom`` and
+    ``pads``: its equivalent correlation of the input zero-stuffed by ``stride``)."""
+    stuffed = np.zeros(
+        bad.shape[:2] + tuple(p - a - b for p, (a, b) in zip(geom.padded, pads)), bool
+    )
+    stuffed[(Ellipsis,) + tuple(slice(None, None, s) for s in stride)] = bad
+    y[nonfinite_outputs(stuffed, pads, geom)] = math.nan

@@ -397,9 +397,16 @@ def _depthwise_compiled(x, pads, weight, geom, dtype, workers):
     lines = _line_starts(n_out, [0] * len(n_out), padded)
     w = np.ascontiguousarray(weight.reshape(G, m, -1), dtype)
     out = np.empty((B, geom.out_channels) + n_out, dtype)
-    out_images = out.reshape((B * G, m) + n_out)
-    workers = min(workers, B * G)
-    bounds = [B * G * k // workers for k in range(workers + 1)]
+    _run_depthwise(images, out, w, taps, rows, lines, math.prod(padded), n_out[-1], workers)
+    return out
+
+
+def _run_depthwise(images, out, w, taps, rows, lines, padded, length, workers, *phases):
+    """The compiled depthwise loop on ``images`` (B·G, *spatial) shared among ``workers``
+    threads (the loop releases the GIL); ``phases``: its optional interleaving arguments."""
+    out_images = out.reshape((images.shape[0], -1))
+    workers = min(workers, images.shape[0])
+    bounds = [images.shape[0] * k // workers for k in range(workers + 1)]
 
     def share(k):
         a, b = bounds[k], bounds[k + 1]
@@ -412,10 +419,67 @@ def _depthwise_compiled(x, pads, weight, geom, dtype, workers):
             lines,
             images.itemsize,
             a,
-            G,
-            math.prod(padded),
-            n_out[-1],
+            w.shape[0],
+            padded,
+            length,
+            *phases,
         )
 
     run_parallel([lambda k=k: share(k) for k in range(workers)])
+
+
+def transposed_depthwise(x, weight, parts, out_length, dtype, workers):
+    """A depthwise transposed 1-D layer by all its output phases in one pass of the compiled
+    loop, written interleaved (see ``_simd.c``), or None where that does not apply.
+
+    Phase r of output channel o is channel ``o·P + r`` of one depthwise layer whose taps are
+    the union of the P phases' taps (a zero weight where a phase has no such tap). Then the
+    output is written once, in order, instead of once per phase by strided copies.
+    ``parts``: ``(phase, taps, pads, geometry)`` per phase, as
+    ``SpectralConvTranspose._output_phases`` makes them; ``weight`` (C_out, 1, K) the
+    forward taps. None for complex data, without the compiled loops, or where the union holds
+    more than 1.5 times the phases' own taps (a dilation that shares no offsets).
+    """
+    geom = next((g for *_, g in parts if g is not None), None)
+    if (
+        geom is None
+        or geom.ndim != 1
+        or geom.in_channels != geom.groups
+        or geom.is_complex
+        or not _compiled.use("depthwise", dtype)
+    ):
+        return None
+    shift = max(0, *(pads[0][0] for *_, pads, g in parts if g is not None))
+    offsets = [  # of each phase's taps, from the scratch image's start (x placed at `shift`)
+        [shift - pads[0][0] + q * g.dilation[0] for q in range(len(taps[0]))] if g else []
+        for _, taps, pads, g in parts
+    ]
+    union = sorted(set().union(*offsets))
+    if len(union) * len(parts) > 1.5 * sum(map(len, offsets)):
+        return None
+    B, G = x.shape[:2]
+    P, m = len(parts), geom.out_channels // G
+    w = np.zeros((G, m, P, len(union)), dtype)
+    column = {o: u for u, o in enumerate(union)}
+    for r, ((_, taps, _, _), where) in enumerate(zip(parts, offsets)):
+        w[:, :, r, [column[o] for o in where]] = weight[:, 0, taps[0]].reshape(G, m, -1)
+    length = -(-out_length // P)  # samples of phase 0, the longest
+    padded = max(shift + x.shape[2], union[-1] + length)
+    out = np.empty((B, G * m, out_length), dtype)
+    images = np.ascontiguousarray(x, dtype).reshape(B * G, -1)
+    rows, lines = np.array([shift], np.int64), np.zeros(1, np.int64)
+    taps = np.array(union, np.int64)
+    _run_depthwise(
+        images,
+        out,
+        w.reshape(G, m * P, -1),
+        taps,
+        rows,
+        lines,
+        padded,
+        length,
+        workers,
+        P,
+        out_length,
+    )
     return out

@@ -125,19 +125,47 @@ typedef struct {
 /*
  * Every image: copied into the zeroed scratch image (only its inside: the pads stay zero),
  * then every output channel of its group, line by line.
+ *
+ * With ``phases`` P > 1 (one line per image: the output phases of a transposed 1-D layer),
+ * the multipliers j = o * P + r are output channel o's phases r, and its output is
+ * interleaved: ``out[o, n * P + r]``, ``olen`` samples. Each block of CHUNK samples of every
+ * phase is computed into ``tile`` and interleaved while in cache: the output is written once,
+ * in order (rather than P strided passes over it).
  */
+#define CHUNK 1024
 #define DEFINE_IMAGES(T, LINES, TARGET, NAME)                                                \
     TARGET static void NAME(const T *x, T *out, const T *w, const int64_t *taps,             \
                             Py_ssize_t ntaps, const int64_t *rows, Py_ssize_t nrows,         \
                             Py_ssize_t row, const int64_t *lines, Py_ssize_t nlines,         \
                             Py_ssize_t len, Py_ssize_t images, Py_ssize_t first,             \
                             Py_ssize_t groups, Py_ssize_t mult, const Pairs *pairs, T *pad,  \
-                            T *w0, T *w1)                                                    \
+                            T *w0, T *w1, Py_ssize_t phases, Py_ssize_t olen, T *tile)       \
     {                                                                                        \
         for (Py_ssize_t i = 0; i < images; i++) {                                            \
             const Py_ssize_t g = (first + i) % groups;                                       \
             for (Py_ssize_t r = 0; r < nrows; r++)                                           \
                 memcpy(pad + rows[r], x + (i * nrows + r) * row, (size_t)row * sizeof(T));   \
+            if (phases > 1) {                                                                \
+                const Py_ssize_t outs = mult / phases, whole = olen / phases;                \
+                for (Py_ssize_t n0 = 0; n0 < len; n0 += CHUNK) {                             \
+                    const Py_ssize_t n1 = n0 + CHUNK < len ? n0 + CHUNK : len;               \
+                    for (Py_ssize_t j = 0; j < mult; j++)                                    \
+                        LINES##_from(pad + lines[0] + n0, w + (g * mult + j) * ntaps, taps,  \
+                                     ntaps, 0, n1 - n0, tile + j * CHUNK);                   \
+                    for (Py_ssize_t o = 0; o < outs; o++) {                                  \
+                        T *dst = out + (i * outs + o) * olen;                                \
+                        const T *src = tile + o * phases * CHUNK;                            \
+                        Py_ssize_t n = n0;                                                   \
+                        for (; n < n1 && n < whole; n++)                                     \
+                            for (Py_ssize_t r = 0; r < phases; r++)                          \
+                                dst[n * phases + r] = src[r * CHUNK + n - n0];                    \
+                        for (; n < n1; n++)                                                  \
+                            for (Py_ssize_t r = 0; r < phases && n * phases + r < olen; r++) \
+                                dst[n * phases + r] = src[r * CHUNK + n - n0];                    \
+                    }                                                                        \
+                }                                                                            \
+                continue;                                                                    \
+            }                                                                                \
             for (Py_ssize_t j = 0; j < mult; j++) {                                          \
                 const T *wj = w + (g * mult + j) * ntaps;                                    \
                 for (Py_ssize_t k = 0; k < pairs->count; k++) {                              \
@@ -380,12 +408,13 @@ DEFINE_LEVEL(baseline, TARGET_BASELINE, 16, 4, 2, BASELINE_ACC, BASELINE_OUTS, B
 typedef void images_f32_fn(const float *, float *, const float *, const int64_t *, Py_ssize_t,
                            const int64_t *, Py_ssize_t, Py_ssize_t, const int64_t *,
                            Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t,
-                           Py_ssize_t, const Pairs *, float *, float *, float *);
+                           Py_ssize_t, const Pairs *, float *, float *, float *, Py_ssize_t,
+                           Py_ssize_t, float *);
 typedef void images_f64_fn(const double *, double *, const double *, const int64_t *,
                            Py_ssize_t, const int64_t *, Py_ssize_t, Py_ssize_t,
                            const int64_t *, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t,
                            Py_ssize_t, Py_ssize_t, const Pairs *, double *, double *,
-                           double *);
+                           double *, Py_ssize_t, Py_ssize_t, double *);
 typedef void product_c64_fn(const float *const *, float *const *, Py_ssize_t, const float *,
                             Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t,
                             Py_ssize_t, Py_ssize_t, Py_ssize_t, void *);
@@ -475,7 +504,8 @@ static int64_t max_of(const int64_t *v, Py_ssize_t n, int64_t *lowest)
 }
 
 PyDoc_STRVAR(depthwise_doc,
-"depthwise(x, out, w, taps, rows, lines, itemsize, first, groups, padded, length)\n"
+"depthwise(x, out, w, taps, rows, lines, itemsize, first, groups, padded, length,\n"
+"          phases=1, out_length=length)\n"
 "\n"
 "Depthwise stride-1 correlation of images ``first, first + 1, ...`` (one per row of\n"
 "``x``, C-contiguous, ``len(rows) * row`` samples each, group ``image % groups``).\n"
@@ -483,15 +513,19 @@ PyDoc_STRVAR(depthwise_doc,
 "offset ``rows[r]``. Output channel j of an image (``out``: (images, m, lines, length))\n"
 "is, on line l, ``sum_t w[g, j, t] * scratch[lines[l] + taps[t] + n]`` for n < length.\n"
 "``taps``, ``rows`` and ``lines`` are int64; ``w`` is (groups, m, taps); ``itemsize`` 4\n"
-"(float32) or 8 (float64). Releases the GIL.");
+"(float32) or 8 (float64). With ``phases`` P > 1 (one line: 1-D images), channels\n"
+"``o * P + r`` are the phases r of one output, interleaved: ``out`` is\n"
+"(images, m / P, out_length), its sample ``n * P + r`` channel ``o * P + r``'s sample n\n"
+"(``out_length <= P * length``). Releases the GIL.");
 
 static PyObject *depthwise(const Level *level, PyObject *args)
 {
     Buffers b = {0};
     int itemsize;
-    Py_ssize_t first, groups, padded, length;
-    if (!PyArg_ParseTuple(args, "y*w*y*y*y*y*innnn", &b.x, &b.out, &b.w, &b.taps, &b.rows,
-                          &b.lines, &itemsize, &first, &groups, &padded, &length)) {
+    Py_ssize_t first, groups, padded, length, phases = 1, olen = -1;
+    if (!PyArg_ParseTuple(args, "y*w*y*y*y*y*innnn|nn", &b.x, &b.out, &b.w, &b.taps, &b.rows,
+                          &b.lines, &itemsize, &first, &groups, &padded, &length, &phases,
+                          &olen)) {
         release(&b);
         return NULL;
     }
@@ -500,17 +534,25 @@ static PyObject *depthwise(const Level *level, PyObject *args)
     if (itemsize != 4 && itemsize != 8) problem = "itemsize must be 4 or 8";
     else if (ntaps < 1 || nrows < 1 || nlines < 1 || groups < 1 || length < 1 || first < 0)
         problem = "empty taps, rows or lines, or a non-positive size";
+    if (olen < 0) olen = length;
+    if (problem == NULL && (phases < 1 || olen < 1 || olen > phases * length))
+        problem = "phases or out_length out of range";
+    if (problem == NULL && phases > 1 && nlines != 1)
+        problem = "interleaved phases need one line per image";
     Py_ssize_t row = 0, images = 0, mult = 0;
     if (problem == NULL) {
         Py_ssize_t kernels = b.w.len / itemsize / ntaps; /* groups * m */
-        Py_ssize_t out_image = nlines * length;
         mult = kernels / groups;
+        /* samples per image: every channel's lines, or every output's interleaved phases */
+        Py_ssize_t out_image = phases > 1 ? mult / phases * olen : mult * nlines * length;
         if (mult < 1 || kernels != mult * groups || b.w.len != kernels * ntaps * itemsize)
             problem = "w does not hold (groups, m, taps) values";
-        else if (b.out.len == 0 || b.out.len % (mult * out_image * itemsize) != 0)
+        else if (mult % phases != 0)
+            problem = "m is not a multiple of phases";
+        else if (b.out.len == 0 || b.out.len % (out_image * itemsize) != 0)
             problem = "out does not hold whole output images";
         else {
-            images = b.out.len / (mult * out_image * itemsize);
+            images = b.out.len / (out_image * itemsize);
             if (b.x.len == 0 || b.x.len % (images * nrows * itemsize) != 0)
                 problem = "x and out hold different numbers of images";
             else
@@ -533,14 +575,16 @@ static PyObject *depthwise(const Level *level, PyObject *args)
     }
 
     const int64_t *taps = b.taps.buf, *rows = b.rows.buf, *lines = b.lines.buf;
-    /* scratch: the padded image, then the pairs' offsets and their two lines' weights */
+    /* scratch: the padded image, the phases' tile, then the pairs' offsets and their two
+     * lines' weights */
     const size_t image = ((size_t)padded * itemsize + 63) / 64 * 64;
-    char *scratch = calloc(image + (size_t)ntaps * 2 * (24 + 2 * itemsize), 1);
+    const size_t tile = phases > 1 ? (size_t)mult * CHUNK * itemsize : 0;
+    char *scratch = calloc(image + tile + (size_t)ntaps * 2 * (24 + 2 * itemsize), 1);
     if (scratch == NULL) {
         release(&b);
         return PyErr_NoMemory();
     }
-    int64_t *merged = (int64_t *)(scratch + image);
+    int64_t *merged = (int64_t *)(scratch + image + tile);
     Pairs pairs = {-1, 0, merged, merged + 2 * ntaps, merged + 4 * ntaps};
     void *w0 = merged + 6 * ntaps, *w1 = (char *)w0 + 2 * ntaps * itemsize;
     int ascending = 1;
@@ -552,12 +596,12 @@ static PyObject *depthwise(const Level *level, PyObject *args)
         level->images_f32(b.x.buf, b.out.buf, b.w.buf, taps, ntaps, rows, nrows, row, lines,
                            nlines,
                            length, images, first, groups, mult, &pairs, (float *)scratch, w0,
-                           w1);
+                           w1, phases, olen, (float *)(scratch + image));
     else
         level->images_f64(b.x.buf, b.out.buf, b.w.buf, taps, ntaps, rows, nrows, row, lines,
                            nlines,
                            length, images, first, groups, mult, &pairs, (double *)scratch, w0,
-                           w1);
+                           w1, phases, olen, (double *)(scratch + image));
     Py_END_ALLOW_THREADS
     free(scratch);
     release(&b);

@@ -762,7 +762,7 @@ class SpectralConvTranspose(_Layer):
                 <= plan.seconds
             )
         if direct:
-            return self._apply_phases(xb, parts, geom.out_shape, dtype, stride)
+            return self._apply_phases(xb, parts, geom.out_shape, dtype, stride, geom, pads)
         if plan is not None and self._digest is None:
             self._digest = _correlate.weight_digest(self._forward_weight)
         y = _correlate.correlate_transposed(
@@ -816,32 +816,37 @@ class SpectralConvTranspose(_Layer):
             parts.append((phase, taps, pads, part))
         return parts
 
-    def _apply_phases(self, xb, parts, out_shape, dtype, stride):
-        """The output, phase by phase (see :meth:`_output_phases`), by the direct method."""
-        y = np.empty((xb.shape[0], self.out_channels) + tuple(out_shape), dtype)
-        bias = None if self.bias is None else self.bias.reshape((-1,) + (1,) * self.ndim)
-        for phase, taps, pads, geom in parts:
-            target = y[(Ellipsis,) + tuple(slice(r, None, s) for r, s in zip(phase, stride))]
-            if geom is None:  # no tap reaches these outputs
-                target[...] = 0 if bias is None else bias
-                continue
-            weight = self._forward_weight[(slice(None), slice(None)) + np.ix_(*taps)]
-            part = _correlate.correlate(
-                xb,
-                weight,
-                geom,
-                pads,
-                dtype,
-                method="direct",
-                nan_policy=self.nan_policy,
-            )
-            if bias is not None:
-                part += bias
-            # strided: the one pass that interleaves the phases, and the first touch of the
-            # output's pages; split over the threads (numpy copies without the GIL)
-            n, C = fft.get_num_threads(), y.shape[1]
-            shares = [slice(C * k // n, C * (k + 1) // n) for k in range(n)]
-            run_parallel([lambda c=c: np.copyto(target[:, c], part[:, c]) for c in shares])
+    def _apply_phases(self, xb, parts, out_shape, dtype, stride, geom, pads):
+        """The output, phase by phase (see :meth:`_output_phases`), by the direct method.
+
+        ``geom`` and ``pads``: the equivalent correlation of the stuffed input (see
+        :func:`~specconv._correlate.correlate_transposed`), for non-finite input.
+        """
+        x, bad = _correlate.split_nonfinite(xb, self.nan_policy)
+        workers = fft.get_num_threads()
+        y = _direct.transposed_depthwise(
+            x, self._forward_weight, parts, out_shape[-1], dtype, workers
+        )
+        if y is None:
+            y = np.empty((xb.shape[0], self.out_channels) + tuple(out_shape), dtype)
+            for phase, taps, phase_pads, phase_geom in parts:
+                target = y[(Ellipsis,) + tuple(slice(r, None, s) for r, s in zip(phase, stride))]
+                if phase_geom is None:  # no tap reaches these outputs
+                    target[...] = 0
+                    continue
+                weight = self._forward_weight[(slice(None), slice(None)) + np.ix_(*taps)]
+                part = _correlate.correlate(
+                    x, weight, phase_geom, phase_pads, dtype, method="direct", nan_policy="raise"
+                )
+                # strided: the one pass that interleaves the phases, and the first touch of
+                # the output's pages; split over the threads (numpy copies without the GIL)
+                C = y.shape[1]
+                shares = [slice(C * k // workers, C * (k + 1) // workers) for k in range(workers)]
+                run_parallel([lambda c=c: np.copyto(target[:, c], part[:, c]) for c in shares])
+        if self.bias is not None:
+            y += self.bias.reshape((-1,) + (1,) * self.ndim)
+        if bad is not None:
+            _correlate.mark_nonfinite_transposed(y, bad, geom, pads, stride)
         return y
 
     def _transposed(self, weight):

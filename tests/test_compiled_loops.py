@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import types
 
 import _reference as ref
 import numpy as np
@@ -65,6 +66,50 @@ def test_depthwise_loops_match_the_reference(loops, workers, dtype, case):
     _check_direct(*_CASES[case], dtype, workers)
 
 
+# Depthwise transposed 1-D layers (interpolation): (x shape, multiplier, taps, stride,
+# dilation, padding, output_padding, whether the phases run interleaved in one call). Phases
+# longer than the loop's block of 1024 samples (three blocks and a tail), outputs that end
+# inside a group of phases, a multiplier of 2; run phase by phase: dilations and kernels
+# shorter than the stride whose phases share few offsets.
+_TRANSPOSED = [
+    ((2, 3, 2500), 1, 48, 4, 1, 0, 0, True),
+    ((1, 4, 1100), 2, 7, 3, 1, 2, 1, True),
+    ((2, 2, 9), 1, 5, 2, 2, 1, 1, False),
+    ((1, 3, 30), 1, 5, 4, 2, 3, 0, False),
+    ((1, 2, 3), 1, 2, 5, 1, 0, 3, False),
+    ((1, 2, 40), 1, 9, 2, 3, 4, 2, False),
+    ((3, 1, 64), 3, 32, 16, 1, 5, 15, True),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", _TRANSPOSED)
+def test_transposed_depthwise_phases_interleaved_match_the_reference(
+    loops, dtype, case, monkeypatch
+):
+    shape, m, K, stride, dilation, padding, output_padding, interleaved = case
+    rng = np.random.default_rng(11)
+    x = ref.random_array(rng, shape, dtype)
+    x[0, -1, shape[2] // 2] = np.nan  # marked where its taps reach, as the reference does
+    w = ref.random_array(rng, (shape[1], m, K), dtype)
+    b = ref.random_array(rng, (shape[1] * m,), dtype)
+    kw = dict(stride=stride, dilation=dilation, padding=padding, output_padding=output_padding)
+    calls = []
+    if loops != "numpy":  # spy: the phases interleaved by the compiled loop, in one call
+        loop = _compiled.loops.depthwise
+        spy = lambda *a: calls.append(a[11:]) or loop(*a)  # noqa: E731
+        monkeypatch.setattr(_compiled, "loops", types.SimpleNamespace(depthwise=spy))
+    y = specconv.conv_transpose(x, w, b, groups=shape[1], method="direct", **kw)
+    expected = ref.conv_transpose(np.nan_to_num(x, nan=0.0), w, b, groups=shape[1], **kw)
+    marked = ref.conv_transpose(np.isnan(x).astype(float), abs(w) + 1, groups=shape[1], **kw)
+    np.testing.assert_array_equal(np.isnan(y), marked > 0)
+    assert_close(y, expected, where=marked == 0)
+    if loops != "numpy" and interleaved:
+        assert calls and all(phases == (min(stride, y.shape[-1]), y.shape[-1]) for phases in calls)
+    else:
+        assert not any(calls)
+
+
 def test_only_real_stride_1_layers_take_the_compiled_loops(monkeypatch):
     monkeypatch.setattr(_compiled, "loops", object())
     real = Geometry(1, 4, 4, 4, (3,), (1,), (1,), (20,), False)
@@ -87,6 +132,10 @@ def test_only_real_stride_1_layers_take_the_compiled_loops(monkeypatch):
         (dict(out=np.empty(5)), "out does not hold whole output images"),
         (dict(x=np.ones(3, np.float32)), "x and out hold different numbers of images"),
         (dict(x=np.ones(7)), "outside the padded image"),
+        (dict(phases=0), "phases or out_length out of range"),
+        (dict(out_length=5), "phases or out_length out of range"),
+        (dict(phases=2, out_length=8), "m is not a multiple of phases"),
+        (dict(phases=2, lines=np.array([0, 0], np.int64)), "one line per image"),
     ],
 )
 def test_the_compiled_loops_refuse_offsets_outside_their_buffers(level, change, message):
@@ -103,6 +152,8 @@ def test_the_compiled_loops_refuse_offsets_outside_their_buffers(level, change, 
         groups=1,
         padded=6,
         length=4,
+        phases=1,
+        out_length=4,
     )
     loops = _level(level)
     loops.depthwise(*args.values())
