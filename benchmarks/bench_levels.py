@@ -30,18 +30,21 @@ import _machine
 import specconv
 from specconv import _compiled
 
-# (name, loop, x shape, weight shape, groups, padding, method, complex input)
+# (name, loop, x shape, weight shape, groups, padding, method, complex input, stride of a
+# transposed layer or None)
 CASES = [
-    ("dw3", "depthwise", (8, 64, 128, 128), (64, 1, 3, 3), 64, 1, "direct", False),
-    ("dw7", "depthwise", (8, 64, 128, 128), (64, 1, 7, 7), 64, 3, "direct", False),
-    ("dw15", "depthwise", (8, 64, 128, 128), (64, 1, 15, 15), 64, 7, "direct", False),
-    ("W3a", "product", (1, 32, 320, 320), (32, 32, 7, 7), 1, 3, "fft", True),
-    ("cnn3", "product", (8, 64, 128, 128), (64, 64, 3, 3), 1, 1, "fft", False),
+    ("dw3", "depthwise", (8, 64, 128, 128), (64, 1, 3, 3), 64, 1, "direct", False, None),
+    ("dw7", "depthwise", (8, 64, 128, 128), (64, 1, 7, 7), 64, 3, "direct", False, None),
+    ("dw15", "depthwise", (8, 64, 128, 128), (64, 1, 15, 15), 64, 7, "direct", False, None),
+    ("up4", "depthwise", (1, 32, 200_000), (32, 1, 48), 32, 0, "direct", False, 4),
+    ("W3a", "product", (1, 32, 320, 320), (32, 32, 7, 7), 1, 3, "fft", True, None),
+    ("cnn3", "product", (8, 64, 128, 128), (64, 64, 3, 3), 1, 1, "fft", False, None),
 ]
 TITLES = {
     "dw3": "depthwise 3x3, 8 x 64 x 128^2, direct",
     "dw7": "depthwise 7x7, 8 x 64 x 128^2, direct",
     "dw15": "depthwise 15x15, 8 x 64 x 128^2, direct",
+    "up4": "interpolation x4 (transposed, 48 taps), 32 x 200 000, direct phases",
     "W3a": "32 x 32 x 7 x 7 complex on 320^2, fft",
     "cnn3": "64 x 64 x 3 x 3 on 8 x 64 x 128^2, fft",
 }
@@ -49,7 +52,7 @@ TITLES = {
 
 def arrays(case, real_name, seed=0):
     """The case's input and weight, in ``real_name``'s dtype (its complex one if complex)."""
-    _, _, x_shape, w_shape, *_, is_complex = case
+    _, _, x_shape, w_shape, *_, is_complex, _ = case
     dtype = np.dtype(real_name)
     rng = np.random.default_rng(seed)
 
@@ -72,11 +75,14 @@ def loop_dtype(case, real_name):
 
 def time_case(case, real_name, variants, repeat):
     """Median seconds per call of each variant ("off" or a level), interleaved round by round."""
-    _, _, _, _, groups, padding, method, _ = case
+    _, _, _, _, groups, padding, method, _, transposed_stride = case
     x, w = arrays(case, real_name)
 
     def call():
-        specconv.conv(x, w, groups=groups, padding=padding, method=method)
+        if transposed_stride:
+            specconv.conv_transpose(x, w, stride=transposed_stride, groups=groups, method=method)
+        else:
+            specconv.conv(x, w, groups=groups, padding=padding, method=method)
 
     times = {v: [] for v in variants}
     for v in variants:  # warm-up: plans, kernel spectra, first touch of the output

@@ -9,7 +9,9 @@ contiguous run of samples:
 - depthwise layers (one input channel per group) have no matmul to make: compiled loops
   (``_simd.c``) keep a block of outputs in registers across all taps; without them each tap
   is one scaled multiply-add on blocks of flat images (:func:`_depthwise`);
-- strided layers are the sum of their stride-1 phases (:func:`_polyphase`);
+- strided layers are the sum of their stride-1 phases (:func:`_polyphase`); the output phases
+  of a depthwise transposed 1-D layer (interpolation) are one call of the compiled loop,
+  interleaved as they are written (:func:`transposed_depthwise`);
 - a 1 × 1 kernel is exactly one GEMM (:func:`_pointwise`).
 
 This is the method ``"auto"`` picks for small kernels, and an independent path the tests
