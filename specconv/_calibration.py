@@ -106,7 +106,7 @@ class Constants:
     T_MAC_SLAB: float = 1.7e-11
     T_SLAB_SAMPLE: float = 4.0e-10
     T_CALL: float = 2e-6
-    T_CHUNK: float = 2.0e-4  # python overhead per chunk of tiles
+    T_CHUNK: float = 5e-5  # per chunk of tiles beyond its work: python, plans and calls
     # one pass of the stride's spectrum folding, per complex output frequency (a lower bound:
     # dense layers folded slower still)
     T_FOLD: float = 5e-10

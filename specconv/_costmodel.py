@@ -81,6 +81,7 @@ CHUNK_BUDGET = 64 * 2**20  # bytes of tile buffers per chunk (matmul product)
 ELEMENTWISE_CHUNK_BUDGET = 8 * 2**20  # the same for elementwise products: stays in cache
 MIN_COLUMNS = 16  # matmul columns (signals × tiles) worth a larger chunk
 TEAM_COLUMNS = 32  # below this many, workers share chunks (see chunking)
+CHUNK_WORK = 16  # a chunk split for the threads keeps this many times its overhead of work
 CANDIDATES_PER_AXIS = {1: 40, 2: 16, 3: 9}  # by number of spatial axes; 6 beyond
 
 
@@ -230,7 +231,7 @@ def tile_bytes(geom, fft_shape, itemsize):
     return channels * (tile + _spectrum_bytes(geom, fft_shape, itemsize))
 
 
-def chunking(geom, fft_shape, tiles, itemsize, workers):
+def chunking(geom, fft_shape, tiles, itemsize, workers, seconds=None, constants=None):
     """``(tiles, signals, groups, team)`` per chunk: work for every worker, bounded memory.
 
     Starting from everything in one chunk, halve the groups, then the batch, then the run of
@@ -248,6 +249,11 @@ def chunking(geom, fft_shape, tiles, itemsize, workers):
     times the columns (a per-frequency call costs microseconds beyond its flops) and the
     kernel spectra are read once per chunk, not once per worker. A team is chosen unless its
     last chunk idles members longer than the solo chunks idle workers (measurements: ``benchmarks/RESULTS.md``, "Measurements behind the code's constants").
+
+    Chunks are split, or shared by a team, for the threads only while each keeps at least
+    ``CHUNK_WORK`` times a chunk's own overhead (``T_CHUNK``) of work on one thread, given the
+    layer's model ``seconds`` of work on ``workers`` threads: a small layer runs as one chunk,
+    its transforms threaded inside FFTW (2-channel 48 000-sample layers ran 2.3x faster so).
     """
     G = geom.groups
     other = math.prod(tiles[1:])
@@ -261,10 +267,17 @@ def chunking(geom, fft_shape, tiles, itemsize, workers):
     def n_chunks(b):
         return -(-tiles[0] // b[0]) * (geom.batch // b[1]) * (G // b[2])
 
+    def worth_threads(chunks):  # each of ``chunks`` carries far more work than overhead
+        if seconds is None:
+            return True
+        c = _constants(geom, itemsize, workers, constants)
+        return seconds * workers / chunks >= CHUNK_WORK * c.T_CHUNK
+
     while True:
         size = math.prod(blocks) * unit
-        must = size > 2 * budget or n_chunks(blocks) < workers  # memory, idle workers
-        want = size > budget or n_chunks(blocks) < min_chunks
+        threads = worth_threads(2 * n_chunks(blocks))
+        must = size > 2 * budget or (n_chunks(blocks) < workers and threads)  # idle workers
+        want = size > budget or (n_chunks(blocks) < min_chunks and threads)
         if not (must or want):
             break
         chunk, batch_block, group_block = blocks
@@ -280,7 +293,12 @@ def chunking(geom, fft_shape, tiles, itemsize, workers):
             break
         blocks = split
     chunk, batch_block, group_block = blocks
-    if matmul and workers > 1 and chunk * batch_block * other < TEAM_COLUMNS:
+    if (
+        matmul
+        and workers > 1
+        and chunk * batch_block * other < TEAM_COLUMNS
+        and worth_threads(workers * n_chunks(blocks))
+    ):
         # as many tiles per member as per solo chunk, evened out; worth it unless the last
         # team chunk leaves members idle longer than the solo chunks leave workers idle
         # (rows of tiles per worker: an even split, the solo and the team critical paths)
@@ -335,6 +353,18 @@ def fft_cost(
     threads, default all).
     """
     c = _constants(geom, itemsize, workers, constants)
+    workers = workers or fft.get_num_threads()
+    work = _fft_work(geom, fft_shape, spectra_cached, itemsize, spectra_budget, c)
+    if work == math.inf:
+        return work
+    tiles = Tiling.make(geom, fft_shape).tiles
+    blocks = chunking(geom, fft_shape, tiles, itemsize, workers, work, c)
+    chunks = -(-tiles[0] // blocks[0]) * (geom.batch // blocks[1]) * (geom.groups // blocks[2])
+    return work + chunks * c.T_CHUNK
+
+
+def _fft_work(geom, fft_shape, spectra_cached, itemsize, spectra_budget, c):
+    """:func:`fft_cost` without the chunks' own overhead."""
     G = geom.groups
     ci, co = geom.in_channels // G, geom.out_channels // G
     cx = 2 if geom.is_complex else 1
@@ -369,7 +399,7 @@ def fft_cost(
     )
     if not spectra_cached:
         seconds += G * co * ci * transform(fft_shape)
-    return seconds + T * c.T_CHUNK / 8
+    return seconds
 
 
 def _fold_passes(geom, fft_shape):
@@ -422,5 +452,6 @@ def _choose(geom, method, itemsize, workers, spectra_cached, spectra_budget, c, 
         return Choice("direct", direct)
     cost, shape = best
     probe = Tiling.make(geom, shape)
-    blocks = chunking(geom, shape, probe.tiles, itemsize, workers)
+    work = _fft_work(geom, shape, spectra_cached, itemsize, spectra_budget, c)
+    blocks = chunking(geom, shape, probe.tiles, itemsize, workers, work, c)
     return Choice("fft", cost, Tiling.make(geom, shape, *blocks))

@@ -1,16 +1,17 @@
 """Measuring the cost model's constants on the machine at hand (:mod:`specconv._calibration`
 stores them).
 
-Small kernels shaped like the engine's own work are timed -- a batch of real FFTs, the tile
-copies, the per-frequency product (BLAS, elementwise and compiled), the direct method's 1 × 1
-GEMM, depthwise loops and slabs -- and the model's constants fitted to them through its own
-cost functions. This module sits above the methods it times; importing it registers
+Small kernels shaped like the engine's own work are timed -- a batch of real FFTs, a chunk's
+own overhead, the tile copies, the per-frequency product (BLAS, elementwise and compiled), the
+direct method's 1 × 1 GEMM, depthwise loops and slabs -- and the model's constants fitted to
+them through its own cost functions. This module sits above the methods it times; importing it registers
 :func:`measure` with the store.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import time
@@ -51,8 +52,8 @@ def measure(prec, threads):
 
     Returns ``{"constants": {name: seconds}, "losing": [[loop, dtype name], ...], "timings":
     {kernel: seconds}, "seconds": total}``. Constants it does not time are the shipped ones
-    scaled like the nearest measured one (spectrum passes like copies) or kept (python
-    overheads, the strided-pass factor).
+    scaled like the nearest measured one (spectrum passes like copies) or kept (the
+    out-of-core and streaming overheads, the strided-pass factor).
     """
 
     start = time.perf_counter()
@@ -72,6 +73,8 @@ def measure(prec, threads):
         plan.input_array[:] = rng.standard_normal(plan.input_array.shape)
         t = timings["fft"] = _seconds(plan.execute)
     got["T_FFT"] = t / (howmany * L * math.log2(L))
+
+    got["T_CHUNK"] = _chunk_overhead(rng, real, threads, timings)
 
     # gathering overlapping tiles from a signal larger than the caches (any values do)
     src = np.full((32, 150_000), 0.5, real)
@@ -144,8 +147,8 @@ def measure(prec, threads):
     if not over_budget():
         _fit_slabs(rng, real, threads, zero, got, timings)
 
-    # not timed: passes over spectra go as copies do; python overheads and FFTW's strided
-    # passes are kept
+    # not timed: passes over spectra go as copies do; the out-of-core and streaming overheads
+    # and FFTW's strided passes are kept
     scale = got["T_COPY"] / shipped.T_COPY
     got["T_FOLD"] = shipped.T_FOLD * scale
     got["T_SPECTRA_PASS"] = shipped.T_SPECTRA_PASS * scale
@@ -185,6 +188,27 @@ def _compiled_over_blas(rng, cplx, timings, B=4, T=8, c=64, fft_shape=(12, 36)):
         blas = _seconds(lambda: _engine._ChunkWorker.matmul(chunk, by_frequency, (chunk,), 0, F))
     timings["product compiled"], timings["product blas"] = compiled, blas
     return compiled / blas
+
+
+def _chunk_overhead(rng, real, threads, timings, tiles=64):
+    """Seconds the engine spends per chunk beyond its work: a tiny layer's ``tiles`` tiles
+    of 64 samples run as that many chunks and as one (Python, plans and calls)."""
+    geom = Geometry(1, 1, 1, 1, (3,), (1,), (1,), (62 * tiles + 2,), False)
+    x = rng.standard_normal((1, 1, geom.padded[0])).astype(real)
+    spectra_of = functools.partial(_engine.kernel_spectra, rng.standard_normal((1, 1, 3)), geom)
+    times = []
+    for chunk in (1, tiles):
+        tiling = _engine.Tiling.make(geom, (64,), chunk)
+        spectra = spectra_of(tiling, real)
+        times.append(
+            _seconds(
+                lambda t=tiling, h=spectra: _engine.correlate_fft(
+                    x, ((0, 0),), h, geom, t, real, threads
+                )
+            )
+        )
+    timings[f"{tiles} chunks"], timings["1 chunk"] = times
+    return max(times[0] - times[1], 0.0) / (tiles - 1)
 
 
 def _fit_slabs(rng, real, threads, zero, got, timings):

@@ -47,7 +47,7 @@ def test_depthwise_chunks_fit_the_cache_budget_and_feed_every_worker(workers):
 def test_matmul_chunks_keep_enough_columns_for_blas():
     """A dense 1-D layer on one long signal: chunks are runs of tiles, not single tiles;
     with few columns per worker, the two workers share chunks of twice the columns."""
-    geom = _geometry.Geometry(1, 16, 16, 1, (129,), (1,), (1,), (200_000,), False)
+    geom = _geometry.Geometry(1, 16, 16, 1, (257,), (1,), (1,), (200_000,), False)
     tiling = _costmodel.choose(geom, "fft", 8, 2).tiling
     assert tiling.tiles[0] > 4 * _costmodel.MIN_COLUMNS  # the premise
     assert tiling.chunk // tiling.team >= _costmodel.MIN_COLUMNS
@@ -57,8 +57,31 @@ def test_matmul_chunks_keep_enough_columns_for_blas():
     solo = _costmodel.chunking(geom, tiling.fft_shape, tiling.tiles, 8, 1)
     assert tiling.chunk <= 2 * solo[0]
     # plenty of columns already (a batch): no team
-    batched = _geometry.Geometry(8, 16, 16, 1, (129,), (1,), (1,), (200_000,), False)
+    batched = _geometry.Geometry(8, 16, 16, 1, (257,), (1,), (1,), (200_000,), False)
     assert _costmodel.choose(batched, "fft", 8, 2).tiling.team == 1
+
+
+def test_small_layers_run_as_one_chunk_threaded_inside_fftw():
+    """Splitting a layer for the threads costs T_CHUNK per chunk: a 2-channel layer of 48 000
+    samples (well under a millisecond of work) stays one chunk, priced with one overhead; a
+    hundred times more work is split again, and a team is formed only where it pays too."""
+    c = _costmodel.SHIPPED["single"]
+    tiny = _geometry.Geometry(1, 2, 2, 1, (15,), (1,), (1,), (48_000,), False)
+    tiling = _costmodel.choose(tiny, "fft", 4, 2).tiling
+    assert tiling.n_chunks == 1 and tiling.team == 1
+    work = _costmodel._fft_work(tiny, tiling.fft_shape, False, 4, None, c)
+    assert _costmodel.fft_cost(tiny, tiling.fft_shape, itemsize=4, workers=2) == pytest.approx(
+        work + c.T_CHUNK
+    )
+    # the same tiles, the work a hundred times larger: split for the two threads
+    assert (
+        _costmodel.chunking(tiny, tiling.fft_shape, tiling.tiles, 4, 2, work, c)[0]
+        == (tiling.tiles[0])
+    )
+    assert (
+        _costmodel.chunking(tiny, tiling.fft_shape, tiling.tiles, 4, 2, 100 * work, c)[0]
+        < tiling.tiles[0]
+    )
 
 
 def test_a_team_is_chosen_where_solo_chunks_would_be_uneven_too():
