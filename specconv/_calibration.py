@@ -107,6 +107,9 @@ class Constants:
     T_SLAB_SAMPLE: float = 4.0e-10
     T_CALL: float = 2e-6
     T_CHUNK: float = 5e-5  # per chunk of tiles beyond its work: python, plans and calls
+    # per call of each method beyond its work: validation, the choice, handing out the threads
+    T_FFT_CALL: float = 1.5e-4
+    T_DIRECT_CALL: float = 8e-5
     # one pass of the stride's spectrum folding, per complex output frequency (a lower bound:
     # dense layers folded slower still)
     T_FOLD: float = 5e-10

@@ -21,7 +21,8 @@ direct
     flat stride-1 grid (the padded row length), ``K · B · C_out · P_grid · t_tap``, plus
     copying every input and output sample once.
     A 1 × 1 kernel: one GEMM, ``B · P · (C_in · t_copy + C_out · C_in/G · t_mac)``.
-    Strided: the sum of its stride-1 phases, plus adding them up.
+    Strided: the sum of its stride-1 phases, plus adding them up. Each call adds its own
+    overhead ``t_direct_call`` (validation, threads).
     The constants are per real number of the precision: complex data counts twice (four times
     for multiply-adds).
 fft (overlap-save with tile shape L, T tiles, F frequencies per tile)
@@ -30,10 +31,12 @@ fft (overlap-save with tile shape L, T tiles, F frequencies per tile)
     counts the axes but the last whose length FFTW has no single codelet for (a stride folds
     the inverse transform)
     ``+ T · B · G · (C_out/G) · (C_in/G) · F · t_cmac``              per-frequency product
-    (``t_cmac``: BLAS matmul, the compiled product, or elementwise)
+    (``t_cmac``: BLAS matmul, the compiled product, or elementwise products, which add up the
+    input channels in a pass of their own: ``2 · C_in/G − 1`` passes per output channel)
     ``+ T · B · C_out · F · passes · t_fold``                       folding for a stride
     ``+ G · (C_out/G) · (C_in/G) · t(L)``                            kernel spectra (once)
-    ``+ chunks · t_chunk``                                           per-chunk overhead
+    ``+ chunks · t_chunk + t_fft_call``                             per-chunk and per-call overhead
+    (the work scaled up where fewer chunks than workers leave some idle)
     subject to the kernel spectra fitting in ``SPECTRA_BUDGET`` bytes. A layer applied to many
     signals of one shape (the out-of-core chunks) computes its spectra once: it plans with
     ``spectra_cached=True`` and its own spectra budget, and so picks longer tiles.
@@ -111,16 +114,18 @@ def direct_cost(geom, itemsize=8, workers=2, constants=None):
         adds = (len(parts) - 1) * geom.batch * geom.out_channels * P * c.T_COPY
         return adds + sum(direct_cost(part, itemsize, workers, c) for _, _, part in parts)
     if ci == 1 and _direct.compiled_depthwise(geom, dtype_of(itemsize, geom.is_complex)):
-        return compiled_depthwise_cost(geom, workers, c)
-    if ci == 1:
-        return numpy_depthwise_cost(geom, c)
-    if _direct.uses_slabs(geom):
-        return slab_cost(geom, itemsize, workers, c)
-    return (
-        geom.batch
-        * P
-        * (geom.in_channels * c.T_COPY + geom.out_channels * ci * c.T_MAC_DIRECT * cx * cx)
-    )  # one GEMM
+        seconds = compiled_depthwise_cost(geom, workers, c)
+    elif ci == 1:
+        seconds = numpy_depthwise_cost(geom, c)
+    elif _direct.uses_slabs(geom):
+        seconds = slab_cost(geom, itemsize, workers, c)
+    else:  # one GEMM
+        seconds = (
+            geom.batch
+            * P
+            * (geom.in_channels * c.T_COPY + geom.out_channels * ci * c.T_MAC_DIRECT * cx * cx)
+        )
+    return seconds + c.T_DIRECT_CALL
 
 
 def compiled_depthwise_cost(geom, workers, c):
@@ -358,9 +363,13 @@ def fft_cost(
     if work == math.inf:
         return work
     tiles = Tiling.make(geom, fft_shape).tiles
-    blocks = chunking(geom, fft_shape, tiles, itemsize, workers, work, c)
-    chunks = -(-tiles[0] // blocks[0]) * (geom.batch // blocks[1]) * (geom.groups // blocks[2])
-    return work + chunks * c.T_CHUNK
+    chunk, batch_block, group_block, team = chunking(
+        geom, fft_shape, tiles, itemsize, workers, work, c
+    )
+    chunks = -(-tiles[0] // chunk) * (geom.batch // batch_block) * (geom.groups // group_block)
+    # ``work`` is for every worker busy; fewer chunks leave some idle
+    busy = min(workers, chunks * team)
+    return work * workers / busy + chunks * c.T_CHUNK + c.T_FFT_CALL
 
 
 def _fft_work(geom, fft_shape, spectra_cached, itemsize, spectra_budget, c):
@@ -384,16 +393,18 @@ def _fft_work(geom, fft_shape, spectra_cached, itemsize, spectra_budget, c):
         return c.T_FFT * cx * n * stages + c.T_COPY * n
 
     if compiled_product(geom, dtype_of(itemsize, geom.is_complex)):
-        t_cmac = c.T_CMAC_COMPILED
-    else:
-        t_cmac = c.T_CMAC_MATMUL if uses_matmul(geom) else c.T_CMAC_ELEMENTWISE
+        product = ci * c.T_CMAC_COMPILED
+    elif uses_matmul(geom):
+        product = ci * c.T_CMAC_MATMUL
+    else:  # a pass per input channel to multiply, and one more to add each but the first
+        product = (2 * ci - 1) * c.T_CMAC_ELEMENTWISE
     seconds = (
         T
         * geom.batch
         * (
             geom.in_channels * transform(fft_shape)
             + geom.out_channels * transform(out_len)
-            + G * co * ci * F * t_cmac
+            + G * co * F * product
             + geom.out_channels * F * _fold_passes(geom, fft_shape) * c.T_FOLD
         )
     )

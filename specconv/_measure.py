@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _calibration, _compiled, _costmodel, _direct, _engine, fft
+from . import _calibration, _compiled, _correlate, _costmodel, _direct, _engine, fft
 from ._blas import limit as blas_limit
 from ._geometry import Geometry
 
@@ -74,8 +74,6 @@ def measure(prec, threads):
         t = timings["fft"] = _seconds(plan.execute)
     got["T_FFT"] = t / (howmany * L * math.log2(L))
 
-    got["T_CHUNK"] = _chunk_overhead(rng, real, threads, timings)
-
     # gathering overlapping tiles from a signal larger than the caches (any values do)
     src = np.full((32, 150_000), 0.5, real)
     dst = np.empty((32, 40, 2048), real)
@@ -102,6 +100,9 @@ def measure(prec, threads):
         got["T_CMAC_COMPILED"] = got["T_CMAC_MATMUL"] * ratio
         if ratio > 1:
             losing.append(["product", cplx.name])
+
+    overheads = _call_overheads(rng, real, threads, timings)
+    got["T_CHUNK"], got["T_FFT_CALL"], got["T_DIRECT_CALL"] = overheads
 
     # the direct method: a 1 x 1 kernel (one GEMM)
     w = rng.standard_normal((32, 32, 1)).astype(real)
@@ -190,9 +191,11 @@ def _compiled_over_blas(rng, cplx, timings, B=4, T=8, c=64, fft_shape=(12, 36)):
     return compiled / blas
 
 
-def _chunk_overhead(rng, real, threads, timings, tiles=64):
-    """Seconds the engine spends per chunk beyond its work: a tiny layer's ``tiles`` tiles
-    of 64 samples run as that many chunks and as one (Python, plans and calls)."""
+def _call_overheads(rng, real, threads, timings, tiles=64):
+    """``(T_CHUNK, T_FFT_CALL, T_DIRECT_CALL)``: what the engine spends per chunk beyond its
+    work (a tiny layer's ``tiles`` tiles of 64 samples as that many chunks and as one), and
+    what a call of each method costs whatever its size (a 2-channel depthwise layer of 64
+    samples through the whole correlation, choice given)."""
     geom = Geometry(1, 1, 1, 1, (3,), (1,), (1,), (62 * tiles + 2,), False)
     x = rng.standard_normal((1, 1, geom.padded[0])).astype(real)
     spectra_of = functools.partial(_engine.kernel_spectra, rng.standard_normal((1, 1, 3)), geom)
@@ -208,7 +211,32 @@ def _chunk_overhead(rng, real, threads, timings, tiles=64):
             )
         )
     timings[f"{tiles} chunks"], timings["1 chunk"] = times
-    return max(times[0] - times[1], 0.0) / (tiles - 1)
+    per_chunk = max(times[0] - times[1], 0.0) / (tiles - 1)
+
+    tiny = Geometry(1, 2, 2, 2, (3,), (1,), (1,), (66,), False)
+    x = rng.standard_normal((1, 2, 64)).astype(real)
+    w = rng.standard_normal((2, 1, 3)).astype(real)
+    calls = {}
+    for choice in (
+        _costmodel.Choice("fft", 0.0, _engine.Tiling.make(tiny, (66,))),
+        _costmodel.Choice("direct", 0.0),
+    ):
+        cache = _correlate.SpectraCache()
+        calls[choice.method] = timings[f"{choice.method} call"] = _seconds(
+            lambda choice=choice, cache=cache: _correlate.correlate(
+                x,
+                w,
+                tiny,
+                ((1, 1),),
+                real,
+                method=choice.method,
+                nan_policy="propagate",
+                cache=cache,
+                choice=choice,
+            ),
+            repeat=7,
+        )
+    return per_chunk, max(calls["fft"] - per_chunk, 0.0), calls["direct"]
 
 
 def _fit_slabs(rng, real, threads, zero, got, timings):
