@@ -21,8 +21,9 @@ direct
     flat stride-1 grid (the padded row length), ``K · B · C_out · P_grid · t_tap``, plus
     copying every input and output sample once.
     A 1 × 1 kernel: one GEMM, ``B · P · (C_in · t_copy + C_out · C_in/G · t_mac)``.
-    Strided: the sum of its stride-1 phases, plus adding them up. Each call adds its own
-    overhead ``t_direct_call`` (validation, threads).
+    Strided: the sum of its stride-1 phases, plus adding them up; a depthwise 1-D one (compiled
+    loops) is one stride-1 line over its input split into phases, plus that split. Each call
+    adds its own overhead ``t_direct_call`` (validation, threads).
     The constants are per real number of the precision: complex data counts twice (four times
     for multiply-adds).
 fft (overlap-save with tile shape L, T tiles, F frequencies per tile)
@@ -109,6 +110,11 @@ def direct_cost(geom, itemsize=8, workers=2, constants=None):
     ci = geom.in_channels // geom.groups
     taps = math.prod(geom.kernel)
     cx = 2 if geom.is_complex else 1  # the constants are per real number
+    if taps > 1 and _direct.strided_depthwise(geom, dtype_of(itemsize, geom.is_complex)):
+        # one stride-1 line of the same taps over the input split into its phases
+        line = dataclasses.replace(geom, dilation=(1,), stride=(1,), padded=(P + taps - 1,))
+        split = geom.batch * geom.in_channels * geom.padded[0] * c.T_COPY
+        return compiled_depthwise_cost(line, workers, c) + split + c.T_DIRECT_CALL
     if taps > 1 and any(s > 1 for s in geom.stride):  # its phases, and their sum
         parts = _direct.phases(geom)
         adds = (len(parts) - 1) * geom.batch * geom.out_channels * P * c.T_COPY

@@ -9,9 +9,10 @@ contiguous run of samples:
 - depthwise layers (one input channel per group) have no matmul to make: compiled loops
   (``_simd.c``) keep a block of outputs in registers across all taps; without them each tap
   is one scaled multiply-add on blocks of flat images (:func:`_depthwise`);
-- strided layers are the sum of their stride-1 phases (:func:`_polyphase`); the output phases
-  of a depthwise transposed 1-D layer (interpolation) are one call of the compiled loop,
-  interleaved as they are written (:func:`transposed_depthwise`);
+- strided layers are the sum of their stride-1 phases (:func:`_polyphase`); a depthwise 1-D
+  one (decimation) is one call of the compiled loop over its input's phases
+  (:func:`_strided_depthwise`), and the output phases of a depthwise transposed 1-D layer
+  (interpolation) one call too, interleaved as they are written (:func:`transposed_depthwise`);
 - a 1 × 1 kernel is exactly one GEMM (:func:`_pointwise`).
 
 This is the method ``"auto"`` picks for small kernels, and an independent path the tests
@@ -75,6 +76,8 @@ def correlate_direct(x, pads, weight, geom, dtype, workers=1):
     BLAS keeps its threads spinning after a call: the next phase or layer then ran 2x slower).
     """
     if any(s > 1 for s in geom.stride) and math.prod(geom.kernel) > 1:
+        if strided_depthwise(geom, dtype):
+            return _strided_depthwise(x, pads, weight, geom, dtype, workers)
         return _polyphase(x, pads, weight, geom, dtype, workers)
     if geom.in_channels == geom.groups:
         return _depthwise(x, pads, weight, geom, dtype, workers)
@@ -91,6 +94,18 @@ def compiled_depthwise(geom, dtype=None):
     else:  # not where the calibration measured the numpy loops faster
         usable = _compiled.use("depthwise", dtype)
     return usable and not geom.is_complex and all(s == 1 for s in geom.stride)
+
+
+def strided_depthwise(geom, dtype):
+    """Whether the compiled loops compute the strided depthwise 1-D layer ``geom`` (real) in
+    one pass over its input phases (see :func:`_strided_depthwise`)."""
+    return (
+        geom.ndim == 1
+        and geom.stride[0] > 1
+        and geom.in_channels == geom.groups
+        and not geom.is_complex
+        and _compiled.use("depthwise", dtype)
+    )
 
 
 def uses_slabs(geom):
@@ -139,6 +154,37 @@ def phases(geom):
         )
         layers.append((offsets, taps, part))
     return layers
+
+
+def _strided_depthwise(x, pads, weight, geom, dtype, workers):
+    """A strided depthwise 1-D layer (decimation) in one call of the compiled loop.
+
+    Output n reads padded sample ``n·s + k·d``: sample ``(n·s + k·d) // s`` of phase
+    ``(k·d) mod s``. With the s phases of every signal laid one after another in the loop's
+    scratch image (its "rows", each L = ceil(padded / s) samples long), that is one stride-1
+    line with each tap at offset ``((k·d) mod s)·L + (k·d) // s``: every multiply-add is one
+    the layer needs, the input is split into its phases once, the output written once.
+    """
+    x, pads = _split_pads(x, pads)
+    (a, _), s, n = pads[0], geom.stride[0], x.shape[-1]
+    B, G = x.shape[:2]
+    m = geom.out_channels // G
+    L = -(-geom.padded[0] // s)
+    first = [(r - a) % s for r in range(s)]  # the first input sample of each phase
+    counts = [max(0, -(-(n - f) // s)) for f in first]
+    phases = np.zeros((B * G, s, max(1, *counts)), dtype)  # a short phase ends in a zero
+    for r, f in enumerate(first):
+        phases[:, r, : counts[r]] = x.reshape(B * G, n)[:, f::s]
+    rows = np.array([r * L + (a + f - r) // s for r, f in enumerate(first)], np.int64)
+    offsets = [k * dl for k in range(geom.kernel[0]) for dl in geom.dilation]
+    taps = np.array([o % s * L + o // s for o in offsets], np.int64)
+    length = geom.out_shape[0]
+    padded = max(int(rows[-1]) + phases.shape[-1], int(taps.max()) + length)
+    w = np.ascontiguousarray(weight.reshape(G, m, -1), dtype)
+    out = np.empty((B, geom.out_channels, length), dtype)
+    lines = np.zeros(1, np.int64)
+    _run_depthwise(phases, out, w, taps, rows, lines, padded, length, workers)
+    return out
 
 
 def _polyphase(x, pads, weight, geom, dtype, workers):

@@ -36,6 +36,12 @@ _CASES = [
     ((2, 3, 11, 150), (6, 1, 5, 5), 3, (1, 1), (1, 1), ((2, 2), (2, 2))),
     ((1, 2, 9, 37), (2, 1, 5, 3), 2, (1, 2), (1, 1), ((0, 0), (3, 1))),
     ((1, 2, 6, 7, 40), (4, 1, 2, 5, 3), 2, (1, 1, 1), (1, 1, 1), ((0, 1), (2, 2), (1, 1))),
+    # strided 1-D (decimation): the input's phases as rows of one line, with a multiplier,
+    # dilations sharing a factor with the stride or not, and crops at either end
+    ((2, 3, 150), (6, 1, 9), 3, (2,), (3,), ((4, -2),)),
+    ((1, 4, 300), (4, 1, 31), 4, (1,), (2,), ((15, 15),)),
+    ((1, 2, 10), (2, 1, 4), 2, (3,), (4,), ((-1, 6),)),
+    ((2, 2, 41), (2, 1, 6), 2, (2,), (2,), ((0, 0),)),
 ]
 
 
@@ -108,6 +114,22 @@ def test_transposed_depthwise_phases_interleaved_match_the_reference(
         assert calls and all(phases == (min(stride, y.shape[-1]), y.shape[-1]) for phases in calls)
     else:
         assert not any(calls)
+
+
+def test_strided_depthwise_1d_layers_take_one_call_of_the_compiled_loop(monkeypatch):
+    monkeypatch.setattr(_compiled, "loops", _level("baseline"))
+
+    def no_phases(*args):
+        raise AssertionError("computed phase by phase")
+
+    monkeypatch.setattr(_direct, "_polyphase", no_phases)
+    _check_direct((2, 3, 150), (6, 1, 9), 3, (2,), (3,), ((4, -2),), np.float64, 2)
+    assert _direct.strided_depthwise(Geometry(1, 4, 4, 4, (3,), (1,), (2,), (20,), False), "f8")
+    # complex data, 2-D images, channels to mix: phase by phase
+    assert not _direct.strided_depthwise(Geometry(1, 4, 4, 4, (3,), (1,), (2,), (20,), True), "c8")
+    square = Geometry(1, 4, 4, 4, (3, 3), (1, 1), (2, 2), (20, 20), False)
+    assert not _direct.strided_depthwise(square, "f8")
+    assert not _direct.strided_depthwise(Geometry(1, 4, 4, 2, (3,), (1,), (2,), (20,), False), "f8")
 
 
 def test_only_real_stride_1_layers_take_the_compiled_loops(monkeypatch):
