@@ -86,6 +86,7 @@ ELEMENTWISE_CHUNK_BUDGET = 8 * 2**20  # the same for elementwise products: stays
 MIN_COLUMNS = 16  # matmul columns (signals × tiles) worth a larger chunk
 TEAM_COLUMNS = 32  # below this many, workers share chunks (see chunking)
 CHUNK_WORK = 16  # a chunk split for the threads keeps this many times its overhead of work
+MIN_TILE = 8  # points per axis: shorter transforms cost more per point than the model counts
 CANDIDATES_PER_AXIS = {1: 40, 2: 16, 3: 9}  # by number of spatial axes; 6 beyond
 
 
@@ -205,7 +206,7 @@ def one_codelet(n):
 
 
 def _axis_candidates(span, stride, padded, ndim):
-    lo = span + stride - 1
+    lo = max(span + stride - 1, MIN_TILE)
     lengths = [n for n in fft.fast_lengths(lo, 2 * max(padded, lo)) if is_tile_length(n)]
     # multiples of the stride let the engine fold the spectrum (a smaller inverse transform)
     lengths = [n for n in lengths if n % stride == 0] or lengths

@@ -61,6 +61,15 @@ def test_matmul_chunks_keep_enough_columns_for_blas():
     assert _costmodel.choose(batched, "fft", 8, 2).tiling.team == 1
 
 
+def test_tiles_are_never_shorter_than_min_tile():
+    """A 1 x 1 kernel (W3b's coil compression) once went to the FFT path in 1 x 1 tiles,
+    priced far below their cost; no candidate is shorter than MIN_TILE on any axis."""
+    for span, stride in [(1, 1), (3, 1), (2, 4)]:
+        assert _costmodel._axis_candidates(span, stride, 320, 2)[0] >= _costmodel.MIN_TILE
+    w3b = _geometry.Geometry(1, 32, 8, 1, (1, 1), (1, 1), (1, 1), (320, 320), True)
+    assert _costmodel.choose(w3b, "auto", 8, 2).method == "direct"
+
+
 def test_small_layers_run_as_one_chunk():
     """Splitting a layer for the threads costs T_CHUNK per chunk: a 2-channel layer of 48 000
     samples (well under a millisecond of work) stays one chunk, priced as its work on one of
