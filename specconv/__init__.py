@@ -20,9 +20,9 @@ circle, its own line); ``tests/test_layout.py`` reads this list and enforces it:
     conv                                    the public functions, two semantic families
     layers                                  layer objects, validated once; compose, add, scale
     _standard_form                          a layer as taps and per-side pads; its arithmetic
+    _measure                                times the engine to calibrate the cost model
     _correlate                              non-finite handling, method dispatch, spectra cache
     _polyphase                              strided layers as their phases' stride-1 layer
-    _measure                                times the engine to calibrate the cost model
     _costmodel                              which method and tiles, in modelled seconds
     _calibration                            the measured constants, stored per machine
     _engine, _direct                        the methods: overlap-save FFT engine, direct taps
