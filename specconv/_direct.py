@@ -172,11 +172,12 @@ def _strided_depthwise(x, pads, weight, geom, dtype, workers):
     L = -(-geom.padded[0] // s)
     first = [(r - a) % s for r in range(s)]  # the first input sample of each phase
     counts = [max(0, -(-(n - f) // s)) for f in first]
+    signals = x.reshape(B * G, n)
     phases = np.zeros((B * G, s, max(1, *counts)), dtype)  # a short phase ends in a zero
     for r, f in enumerate(first):
-        phases[:, r, : counts[r]] = x.reshape(B * G, n)[:, f::s]
+        phases[:, r, : counts[r]] = signals[:, f::s]
     rows = np.array([r * L + (a + f - r) // s for r, f in enumerate(first)], np.int64)
-    offsets = [k * dl for k in range(geom.kernel[0]) for dl in geom.dilation]
+    offsets = [k * geom.dilation[0] for k in range(geom.kernel[0])]
     taps = np.array([o % s * L + o // s for o in offsets], np.int64)
     length = geom.out_shape[0]
     padded = max(int(rows[-1]) + phases.shape[-1], int(taps.max()) + length)

@@ -817,10 +817,10 @@ class SpectralConvTranspose(_Layer):
         return parts
 
     def _apply_phases(self, xb, parts, out_shape, dtype, stride, geom, pads):
-        """The output, phase by phase (see :meth:`_output_phases`), by the direct method.
-
-        ``geom`` and ``pads``: the equivalent correlation of the stuffed input (see
-        :func:`~specconv._correlate.correlate_transposed`), for non-finite input.
+        """The output by the direct method: every phase (see :meth:`_output_phases`) in one
+        pass of the compiled loop where :func:`~specconv._direct.transposed_depthwise` applies,
+        else phase by phase. ``geom`` and ``pads``: the equivalent correlation of the stuffed
+        input (see :func:`~specconv._correlate.correlate_transposed`), for non-finite input.
         """
         x, bad = _correlate.split_nonfinite(xb, self.nan_policy)
         workers = fft.get_num_threads()
