@@ -210,12 +210,19 @@ def _polyphase(x, pads, weight, geom, dtype, workers):
             out += correlate_direct(
                 x[(Ellipsis,) + tuple(window)],
                 tuple(part_pads),
-                weight[(slice(None), slice(None)) + np.ix_(*taps)],
+                weight[(slice(None), slice(None)) + tuple(map(_evenly, taps))],
                 part,
                 dtype,
                 workers,
             )
     return out
+
+
+def _evenly(taps):
+    """The evenly spaced ``taps`` as a slice: a view of the weight, where an index list made
+    a copy (17 ms a call for 256 x 256 x 7 x 7 taps)."""
+    step = taps[1] - taps[0] if len(taps) > 1 else 1
+    return slice(taps[0], taps[-1] + 1, step)
 
 
 def _pointwise(x, pads, weight, geom, dtype, workers):
