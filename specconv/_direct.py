@@ -220,7 +220,7 @@ def _polyphase(x, pads, weight, geom, dtype, workers):
 
 def _evenly(taps):
     """The evenly spaced ``taps`` as a slice: a view of the weight, where an index list made
-    a copy (17 ms a call for 256 x 256 x 7 x 7 taps)."""
+    a slow copy (measurements: ``benchmarks/RESULTS.md``, "The whole grid again, session 13")."""
     step = taps[1] - taps[0] if len(taps) > 1 else 1
     return slice(taps[0], taps[-1] + 1, step)
 
