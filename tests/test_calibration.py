@@ -245,6 +245,19 @@ def test_measured_constants_that_invert_a_choice_invert_it(cache):
         shipped, T_FFT=1000 * shipped.T_FFT, T_COPY=1000 * shipped.T_COPY
     )
     assert _costmodel.choose(long, "auto", 8, threads, constants=dear_fft).method == "direct"
+    # a call's own overhead decides small layers: a dear FFT call sends one to the direct method
+    small = Geometry(1, 2, 2, 1, (15,), (1,), (1,), (48_000,), False)
+    assert _costmodel.choose(small, "auto", 8, threads, constants=shipped).method == "fft"
+    dear_call = dataclasses.replace(shipped, T_FFT_CALL=100 * shipped.T_FFT_CALL)
+    assert _costmodel.choose(small, "auto", 8, threads, constants=dear_call).method == "direct"
+
+
+def test_the_fixed_costs_are_measured(cache):
+    """The per-chunk and per-call overheads are timed on the machine at hand, not shipped."""
+    entry = _calibration.recalibrate(["double"])["double"]
+    for name in ("T_CHUNK", "T_FFT_CALL", "T_DIRECT_CALL"):
+        assert name in entry["constants"] and entry["constants"][name] > 0
+    assert {"64 chunks", "1 chunk", "fft call", "direct call"} <= set(entry["timings"])
 
 
 class _Refusing:
