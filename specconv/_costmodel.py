@@ -280,11 +280,14 @@ def chunking(geom, fft_shape, tiles, itemsize, workers, seconds=None, constants=
     def n_chunks(b):
         return -(-tiles[0] // b[0]) * (geom.batch // b[1]) * (G // b[2])
 
+    least = (
+        None
+        if seconds is None
+        else CHUNK_WORK * _constants(geom, itemsize, workers, constants).T_CHUNK
+    )
+
     def worth_threads(chunks):  # each of ``chunks`` carries far more work than overhead
-        if seconds is None:
-            return True
-        c = _constants(geom, itemsize, workers, constants)
-        return seconds * workers / chunks >= CHUNK_WORK * c.T_CHUNK
+        return least is None or seconds * workers / chunks >= least
 
     while True:
         size = math.prod(blocks) * unit
@@ -367,17 +370,24 @@ def fft_cost(
     """
     c = _constants(geom, itemsize, workers, constants)
     workers = workers or fft.get_num_threads()
+    return _fft_plan(geom, fft_shape, spectra_cached, itemsize, spectra_budget, workers, c)[0]
+
+
+def _fft_plan(geom, fft_shape, spectra_cached, itemsize, spectra_budget, workers, c):
+    """``(seconds, tiling)`` of :func:`fft_cost`: the tiles in the chunks they are priced in
+    (``(inf, None)`` where the kernel spectra do not fit)."""
     work = _fft_work(geom, fft_shape, spectra_cached, itemsize, spectra_budget, c)
     if work == math.inf:
-        return work
+        return work, None
     tiles = Tiling.make(geom, fft_shape).tiles
-    chunk, batch_block, group_block, team = chunking(
+    chunk, batch_block, group_block, team = blocks = chunking(
         geom, fft_shape, tiles, itemsize, workers, work, c
     )
     chunks = -(-tiles[0] // chunk) * (geom.batch // batch_block) * (geom.groups // group_block)
     # ``work`` is for every worker busy; fewer chunks leave some idle
     busy = min(workers, chunks * team)
-    return work * workers / busy + chunks * c.T_CHUNK + c.T_FFT_CALL
+    seconds = work * workers / busy + chunks * c.T_CHUNK + c.T_FFT_CALL
+    return seconds, Tiling.make(geom, fft_shape, *blocks)
 
 
 def _fft_work(geom, fft_shape, spectra_cached, itemsize, spectra_budget, c):
@@ -449,7 +459,7 @@ def choose(
 
 @functools.lru_cache(maxsize=256)
 def _choose(geom, method, itemsize, workers, spectra_cached, spectra_budget, c, loops):
-    best: tuple[float, tuple[int, ...]] | None = None
+    best: tuple[float, Tiling | None] | None = None
     if method in ("auto", "fft"):
         axes = [
             _axis_candidates(e, s, p, geom.ndim)
@@ -457,20 +467,19 @@ def _choose(geom, method, itemsize, workers, spectra_cached, spectra_budget, c, 
         ]
 
         for shape in itertools.product(*axes):
-            cost = fft_cost(geom, shape, spectra_cached, itemsize, spectra_budget, workers, c)
-            if best is None or cost < best[0]:
-                best = (cost, shape)
+            priced = _fft_plan(geom, shape, spectra_cached, itemsize, spectra_budget, workers, c)
+            if best is None or priced[0] < best[0]:
+                best = priced
         assert best is not None  # every axis has at least one candidate
-        if best[0] == math.inf:  # nothing fits the budget: smallest tiles
-            best = (math.inf, tuple(a[0] for a in axes))
+        if best[1] is None:  # nothing fits the budget: smallest tiles
+            shape = tuple(a[0] for a in axes)
+            probe = Tiling.make(geom, shape)
+            blocks = chunking(geom, shape, probe.tiles, itemsize, workers)
+            best = (math.inf, Tiling.make(geom, shape, *blocks))
     direct = direct_cost(geom, itemsize, workers, c)
     if method == "direct":
         return Choice("direct", direct)
     assert best is not None  # "auto" and "fft" priced the tilings above
     if method == "auto" and direct <= best[0]:
         return Choice("direct", direct)
-    cost, shape = best
-    probe = Tiling.make(geom, shape)
-    work = _fft_work(geom, shape, spectra_cached, itemsize, spectra_budget, c)
-    blocks = chunking(geom, shape, probe.tiles, itemsize, workers, work, c)
-    return Choice("fft", cost, Tiling.make(geom, shape, *blocks))
+    return Choice("fft", *best)

@@ -210,7 +210,7 @@ def _polyphase(x, pads, weight, geom, dtype, workers):
             out += correlate_direct(
                 x[(Ellipsis,) + tuple(window)],
                 tuple(part_pads),
-                weight[(slice(None), slice(None)) + tuple(map(_evenly, taps))],
+                weight[(slice(None), slice(None)) + tuple(map(evenly_spaced, taps))],
                 part,
                 dtype,
                 workers,
@@ -218,7 +218,7 @@ def _polyphase(x, pads, weight, geom, dtype, workers):
     return out
 
 
-def _evenly(taps):
+def evenly_spaced(taps):
     """The evenly spaced ``taps`` as a slice: a view of the weight, where an index list made
     a slow copy (measurements: ``benchmarks/RESULTS.md``, "The whole grid again, session 13")."""
     step = taps[1] - taps[0] if len(taps) > 1 else 1
@@ -518,7 +518,9 @@ def transposed_depthwise(x, weight, parts, out_length, dtype, workers):
     w = np.zeros((G, m, P, len(union)), dtype)
     column = {o: u for u, o in enumerate(union)}
     for r, ((_, taps, _, _), where) in enumerate(zip(parts, offsets)):
-        w[:, :, r, [column[o] for o in where]] = weight[:, 0, taps[0]].reshape(G, m, -1)
+        w[:, :, r, [column[o] for o in where]] = weight[:, 0, evenly_spaced(taps[0])].reshape(
+            G, m, -1
+        )
     length = -(-out_length // P)  # samples of phase 0, the longest
     padded = max(shift + x.shape[2], union[-1] + length)
     out = np.empty((B, G * m, out_length), dtype)

@@ -829,19 +829,20 @@ class SpectralConvTranspose(_Layer):
         )
         if y is None:
             y = np.empty((xb.shape[0], self.out_channels) + tuple(out_shape), dtype)
+            C = self.out_channels
+            shares = [slice(C * k // workers, C * (k + 1) // workers) for k in range(workers)]
             for phase, taps, phase_pads, phase_geom in parts:
                 target = y[(Ellipsis,) + tuple(slice(r, None, s) for r, s in zip(phase, stride))]
                 if phase_geom is None:  # no tap reaches these outputs
                     target[...] = 0
                     continue
-                weight = self._forward_weight[(slice(None), slice(None)) + np.ix_(*taps)]
+                taps = tuple(map(_direct.evenly_spaced, taps))
+                weight = self._forward_weight[(slice(None), slice(None)) + taps]
                 part = _correlate.correlate(
                     x, weight, phase_geom, phase_pads, dtype, method="direct", nan_policy="raise"
                 )
                 # strided: the one pass that interleaves the phases, and the first touch of
                 # the output's pages; split over the threads (numpy copies without the GIL)
-                C = y.shape[1]
-                shares = [slice(C * k // workers, C * (k + 1) // workers) for k in range(workers)]
                 run_parallel([lambda c=c: np.copyto(target[:, c], part[:, c]) for c in shares])
         if self.bias is not None:
             y += self.bias.reshape((-1,) + (1,) * self.ndim)
