@@ -113,6 +113,9 @@ class Constants:
     # one pass of the stride's spectrum folding, per complex output frequency (a lower bound:
     # dense layers folded slower still)
     T_FOLD: float = 5e-10
+    # the kernel spectra, per point of a kernel zero-padded to the tile (complex: x2): padding,
+    # transform and laying them out for the product, which cost more than the transform
+    T_SPECTRA: float = 6e-9
     # reading the kernel spectra once more, per byte: every chunk's product streams all of them
     T_SPECTRA_PASS: float = 5e-11
     # ``s``: an axis but the last (strided in memory) whose length takes FFTW more than one
@@ -134,6 +137,7 @@ SHIPPED = {
         T_COMPILED_SAMPLE=2.4e-10,
         T_MAC_SLAB=0.85e-11,
         T_SLAB_SAMPLE=2.0e-10,
+        T_SPECTRA=3e-9,
     ),
 }
 

@@ -98,10 +98,23 @@ class SpectraCache:
     kept (an entry larger than that is used once and dropped). Thread-safe.
     """
 
+    #: digests of the weights :meth:`seen` remembers
+    SEEN = 64
+
     def __init__(self, max_entries=4, max_bytes=None):
         self._entries = {}
+        self._seen = {}
         self._max_entries, self._max_bytes = max_entries, max_bytes
         self._lock = threading.Lock()
+
+    def seen(self, digest):
+        """Whether a weight of this digest was asked about before (it is remembered now)."""
+        with self._lock:
+            known = self._seen.pop(digest, False) is None
+            self._seen[digest] = None
+            if len(self._seen) > self.SEEN:
+                self._seen.pop(next(iter(self._seen)))
+        return known
 
     def get(self, weight, geom, tiling, dtype, digest=None):
         """The spectra (``digest``: :func:`weight_digest` of ``weight``, if already known).

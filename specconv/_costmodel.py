@@ -13,8 +13,10 @@ chunk planner price their options with the same constants.
 direct
     Stride 1 (slabs of flat padded images, ``P_grid`` outputs on the padded row length):
     ``P_grid · (C_out · C_in/G · K · t_mac + (kw · C_in + K/kw · C_out) · t_sample)
-    + calls · t_call`` -- the GEMMs, the buffer copies and accumulations, numpy's calls.
-    The units of slabs run in rounds on the worker threads (an idle worker counts).
+    + calls · t_call`` -- the GEMMs, the buffer copies and accumulations, numpy's calls --
+    ``+ C_out · C_in/G · K · t_copy``, laying the weight out for the GEMMs. The units of slabs
+    run in rounds on the worker threads (an idle worker counts); ``P_grid`` includes the rows
+    between the slabs a unit lays end to end.
     Depthwise (C_in/G = 1), compiled loops (real data): ``B · C_out · P · (K · t_tap' +
     t_sample')``, the taps on registers and the image read and written once. The numpy loops
     (complex data, or no C compiler at install): one pass per tap over each output channel's
@@ -35,12 +37,14 @@ fft (overlap-save with tile shape L, T tiles, F frequencies per tile)
     (``t_cmac``: BLAS matmul, the compiled product, or elementwise products, which add up the
     input channels in a pass of their own: ``2 · C_in/G − 1`` passes per output channel)
     ``+ T · B · C_out · F · passes · t_fold``                       folding for a stride
-    ``+ G · (C_out/G) · (C_in/G) · t(L)``                            kernel spectra (once)
+    ``+ G · (C_out/G) · (C_in/G) · n · t_spectra``                   kernel spectra (once)
     ``+ chunks · t_chunk + t_fft_call``                             per-chunk and per-call overhead
     (the work scaled up where fewer chunks than workers leave some idle)
     subject to the kernel spectra fitting in ``SPECTRA_BUDGET`` bytes. A layer applied to many
     signals of one shape (the out-of-core chunks) computes its spectra once: it plans with
-    ``spectra_cached=True`` and its own spectra budget, and so picks longer tiles.
+    ``spectra_cached=True`` and its own spectra budget, and so picks longer tiles. Layers
+    and functions price the spectra on a weight's first call and switch to the FFT method on
+    a later one where it wins with them cached (``layers._Layer._choice``).
 
 Candidate tile lengths per axis are the 2·3·5·7-smooth lengths from just above the kernel span
 to the whole padded signal, so the whole-signal FFT is simply the one-tile candidate.
@@ -171,8 +175,11 @@ def slab_work(geom, itemsize, workers):
     kw = geom.kernel[-1]
     outer = math.prod(geom.kernel[:-1])
     slabs = geom.batch * -(-geom.out_shape[0] // rows)
-    units = geom.groups * -(-slabs // per_unit)
-    grid = slabs * rows * row  # outputs computed, on the padded row length
+    per_group = -(-slabs // per_unit)
+    units = geom.groups * per_group
+    # outputs computed, on the padded row length: a unit's slabs lie end to end, so the rows
+    # between them are computed too (a third of the work on 8-row slabs of a 7 x 7 kernel)
+    grid = slabs * (rows + geom.span[0]) * row - per_group * geom.span[0] * row
     runs = -(-per_unit * (rows + geom.span[0]) * row // columns)
     macs = grid * geom.out_channels * geom.in_channels // geom.groups * kw * outer
     samples = grid * (kw * geom.in_channels + outer * geom.out_channels)
@@ -185,7 +192,10 @@ def slab_cost(geom, itemsize, workers, c):
     cx = 2 if geom.is_complex else 1
     seconds = macs * cx * cx * c.T_MAC_SLAB + samples * cx * c.T_SLAB_SAMPLE + calls * c.T_CALL
     # the constants are for units shared by two workers; rounds of units on ``workers``:
-    return seconds * 2 * -(-units // workers) / units
+    shared = seconds * 2 * -(-units // workers) / units
+    # and before them, one thread lays the weight out for the GEMMs
+    weight = geom.out_channels * geom.in_channels // geom.groups * math.prod(geom.kernel)
+    return shared + weight * cx * c.T_COPY
 
 
 def is_tile_length(n):
@@ -427,7 +437,7 @@ def _fft_work(geom, fft_shape, spectra_cached, itemsize, spectra_budget, c):
         )
     )
     if not spectra_cached:
-        seconds += G * co * ci * transform(fft_shape)
+        seconds += G * co * ci * math.prod(fft_shape) * cx * c.T_SPECTRA
     return seconds
 
 

@@ -223,7 +223,13 @@ def kernel_spectra(weight, geom, tiling, dtype):
     co_rows, ci_rows = spectra_block(geom, L, np.dtype(cdtype).itemsize)
     wg = weight.reshape((G, co) + weight.shape[1:])
     scale = 1.0 / math.prod(L)
-    for g, j0, i0 in itertools.product(range(G), range(0, co, co_rows), range(0, ci, ci_rows)):
+    blocks_of = list(itertools.product(range(G), range(0, co, co_rows), range(0, ci, ci_rows)))
+    threads = fft.get_num_threads()
+    # blocks go to the threads (the layout copies are single-threaded numpy; 2x on 2 cores);
+    # a single block transforms on all of them
+    per_block = threads if len(blocks_of) == 1 else 1
+
+    def block(g, j0, i0):
         j1, i1 = min(co, j0 + co_rows), min(ci, i0 + ci_rows)
         eff = np.zeros((j1 - j0, i1 - i0) + tuple(L), np.result_type(weight.dtype, dtype))
         taps = np.multiply(wg[g, j0:j1, i0:i1], scale, dtype=eff.dtype)  # result precision
@@ -232,7 +238,7 @@ def kernel_spectra(weight, geom, tiling, dtype):
                 (Ellipsis,) + tuple(src for _, src in piece)
             ]
         # once per layer and tile shape: pocketfft needs no planning for it
-        spec = transform(eff, axes=axes, workers=fft.get_num_threads())
+        spec = transform(eff, axes=axes, workers=per_block)
         spec = spec.reshape(j1 - j0, i1 - i0, n_freq)
         if compiled:  # whole blocks, then what the last one holds
             whole = (blocks - 1) * lanes
@@ -243,6 +249,9 @@ def kernel_spectra(weight, geom, tiling, dtype):
             spectra[:, g, i0:i1, j0:j1] = spec.transpose(2, 1, 0)
         else:
             spectra[g, j0:j1, i0:i1] = spec
+
+    shares = [blocks_of[k::threads] for k in range(min(threads, len(blocks_of)))]
+    run_parallel([lambda share=share: [block(*b) for b in share] for share in shares])
     return spectra
 
 

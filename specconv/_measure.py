@@ -3,8 +3,8 @@ stores them).
 
 Small kernels shaped like the engine's own work are timed -- a batch of real FFTs, a chunk's
 own overhead, the tile copies, the per-frequency product (BLAS, elementwise and compiled), the
-direct method's 1 × 1 GEMM, depthwise loops and slabs, a tiny call of each method -- and the
-model's constants fitted to them through its own cost functions. This module sits above the
+kernel spectra, the direct method's 1 × 1 GEMM, depthwise loops and slabs, a tiny call of each
+method -- and the model's constants fitted to them through its own cost functions. This module sits above the
 methods it times; importing it registers :func:`measure` with the store.
 """
 
@@ -147,6 +147,13 @@ def measure(prec, threads):
 
     if not over_budget():
         _fit_slabs(rng, real, threads, zero, got, timings)
+
+    # the kernel spectra of a 64 x 64 x 3 x 3 layer on 16 x 16 tiles
+    geom = Geometry(1, 64, 64, 1, (3, 3), (1, 1), (1, 1), (18, 18), False)
+    tiling = _engine.Tiling.make(geom, (16, 16))
+    w = rng.standard_normal((64, 64, 3, 3)).astype(real)
+    t = timings["kernel spectra"] = _seconds(lambda: _engine.kernel_spectra(w, geom, tiling, real))
+    got["T_SPECTRA"] = t / (64 * 64 * 16 * 16)
 
     # not timed: passes over spectra go as copies do; the out-of-core and streaming overheads
     # and FFTW's strided passes are kept

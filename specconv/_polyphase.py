@@ -326,10 +326,10 @@ def choose_strided(geom, pads, method, itemsize, workers, **planning):
     """The cost model's choice for ``geom``, or its :func:`strided_plan` where that is
     cheaper (strided layers, ``method`` "auto" or "fft")."""
     choice = _costmodel.choose(geom, method, itemsize, workers, **planning)
-    chunked = planning.get("spectra_cached") or planning.get("spectra_budget") is not None
+    chunked = planning.get("spectra_budget") is not None
     if method == "direct" or all(s == 1 for s in geom.stride) or chunked:
-        # the out-of-core chunker plans for cached spectra within a budget: its memory plan
-        # is the folding path's
+        # the out-of-core chunker plans its spectra within a budget: its memory plan is the
+        # folding path's
         return choice
     plan = strided_plan(geom, tuple(pads), "fft", itemsize, workers)
     # ``choice`` is the cheaper of folding and (for "auto") the direct method

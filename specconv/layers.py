@@ -8,6 +8,7 @@ one to many signals of one shape and its kernels are transformed once.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 import numbers
@@ -185,19 +186,44 @@ class _Layer:
         """Extent of the dilated kernel per spatial axis: ``dilation · (kernel − 1) + 1``."""
         return kernel_span(self.kernel_size, self.dilation)
 
+    def _weight_digest(self, weight):
+        """The digest of ``weight`` (the layer's own, frozen or borrowed for one call)."""
+        if self._digest is None:
+            self._digest = _correlate.weight_digest(weight)
+        return self._digest
+
+    def _reused(self, weight):
+        """Whether the layer's spectra cache saw ``weight`` before (it remembers it now)."""
+        return self._cache.seen(self._weight_digest(weight))
+
+    def _choice(self, choose, weight):
+        """``choose(**options)`` with the planning's options, but the FFT once it would win
+        with the kernel spectra left out of the cost and ``weight`` is applied again.
+
+        Spectra are computed once per weight and cached: a weight applied again makes them
+        worth paying. The weight is hashed only where that changes the method; an FFT
+        tiling already chosen stays (its spectra are cached by then).
+        """
+        options = self.planning.choose_options
+        first = choose(**options)
+        if getattr(first, "method", "fft") == "fft" or options["spectra_cached"]:
+            return first
+        again = choose(**{**options, "spectra_cached": True})
+        if getattr(again, "method", "fft") == "fft" and self._reused(weight):
+            return again
+        return first
+
     def _run(self, xb, weight, geom, pads, dtype, out=None, keep=None):
         """Correlate (see ``_correlate.correlate``, also for ``keep``) and add the bias."""
         # choose() is memoised: repeated calls get the same tiling and hit the cached spectra
-        choice = _correlate.choose(
-            geom,
-            pads,
-            self.method,
-            dtype.itemsize,
-            fft.get_num_threads(),
-            **self.planning.choose_options,
+        choice = self._choice(
+            functools.partial(
+                _correlate.choose, geom, pads, self.method, dtype.itemsize, fft.get_num_threads()
+            ),
+            weight,
         )
-        if choice.method == "fft" and self._digest is None:
-            self._digest = _correlate.weight_digest(weight)
+        if choice.method == "fft":
+            self._weight_digest(weight)
         y = _correlate.correlate(
             xb,
             weight,
@@ -733,17 +759,12 @@ class SpectralConvTranspose(_Layer):
         workers = fft.get_num_threads()
         parts = self._output_phases(geom, n, [a for a, _ in pads], stride)
         plan, direct = None, self.method == "direct"
+        options = self.planning.choose_options
+        plan_of = functools.partial(
+            _polyphase.transposed_plan, geom, stride, pads, n, "fft", dtype.itemsize, workers
+        )
         if not direct:
-            plan = _polyphase.transposed_plan(
-                geom,
-                stride,
-                pads,
-                n,
-                "fft",
-                dtype.itemsize,
-                workers,
-                **self.planning.choose_options,
-            )
+            plan = plan_of(**options)
         if self.method == "auto" and plan is not None:
             # the phases, and copying each into its interleaved place
             copies = _polyphase.copy_seconds(
@@ -752,19 +773,20 @@ class SpectralConvTranspose(_Layer):
                 geom.is_complex,
                 workers,
             )
-            direct = (
-                copies
-                + sum(
-                    _costmodel.direct_cost(part, dtype.itemsize, workers)
-                    for *_, part in parts
-                    if part is not None
-                )
-                <= plan.seconds
+            seconds = copies + sum(
+                _costmodel.direct_cost(part, dtype.itemsize, workers)
+                for *_, part in parts
+                if part is not None
             )
+            direct = seconds <= plan.seconds
+            if direct and not options["spectra_cached"]:  # as in _choice
+                again = plan_of(**{**options, "spectra_cached": True})
+                if seconds > again.seconds and self._reused(self._forward_weight):
+                    plan, direct = again, False
         if direct:
             return self._apply_phases(xb, parts, geom.out_shape, dtype, stride, geom, pads)
-        if plan is not None and self._digest is None:
-            self._digest = _correlate.weight_digest(self._forward_weight)
+        if plan is not None:
+            self._weight_digest(self._forward_weight)
         y = _correlate.correlate_transposed(
             xb,
             self._forward_weight,

@@ -253,11 +253,13 @@ def test_measured_constants_that_invert_a_choice_invert_it(cache):
 
 
 def test_the_fixed_costs_are_measured(cache):
-    """The per-chunk and per-call overheads are timed on the machine at hand, not shipped."""
+    """The per-chunk and per-call overheads and the kernel spectra are timed on the machine at
+    hand, not shipped."""
     entry = _calibration.recalibrate(["double"])["double"]
-    for name in ("T_CHUNK", "T_FFT_CALL", "T_DIRECT_CALL"):
+    for name in ("T_CHUNK", "T_FFT_CALL", "T_DIRECT_CALL", "T_SPECTRA"):
         assert name in entry["constants"] and entry["constants"][name] > 0
-    assert {"64 chunks", "1 chunk", "fft call", "direct call"} <= set(entry["timings"])
+    timed = {"64 chunks", "1 chunk", "fft call", "direct call", "kernel spectra"}
+    assert timed <= set(entry["timings"])
 
 
 class _Refusing:

@@ -46,9 +46,10 @@ def test_depthwise_chunks_fit_the_cache_budget_and_feed_every_worker(workers):
 
 def test_matmul_chunks_keep_enough_columns_for_blas():
     """A dense 1-D layer on one long signal: chunks are runs of tiles, not single tiles;
-    with few columns per worker, the two workers share chunks of twice the columns."""
+    with few columns per worker, the two workers share chunks of twice the columns (its
+    spectra cached: the long tiles of a layer applied again)."""
     geom = _geometry.Geometry(1, 16, 16, 1, (257,), (1,), (1,), (200_000,), False)
-    tiling = _costmodel.choose(geom, "fft", 8, 2).tiling
+    tiling = _costmodel.choose(geom, "fft", 8, 2, spectra_cached=True).tiling
     assert tiling.tiles[0] > 4 * _costmodel.MIN_COLUMNS  # the premise
     assert tiling.chunk // tiling.team >= _costmodel.MIN_COLUMNS
     assert tiling.team == 2 and tiling.chunk >= _costmodel.TEAM_COLUMNS
@@ -340,20 +341,22 @@ def test_batch_and_group_chunks_match_torch_semantics(groups):
     assert_close(y, ref.conv(x, w, padding=(2, 2), groups=groups))
 
 
-class _CountSpectra:
-    def __init__(self, monkeypatch):
+class _Count:
+    """Counts the calls of ``owner.name`` (still calling it)."""
+
+    def __init__(self, monkeypatch, owner, name):
         self.calls = 0
-        original = _engine.kernel_spectra
+        original = getattr(owner, name)
 
         def counting(*args, **kwargs):
             self.calls += 1
             return original(*args, **kwargs)
 
-        monkeypatch.setattr(_engine, "kernel_spectra", counting)
+        monkeypatch.setattr(owner, name, counting)
 
 
 def test_conv_reuses_spectra_for_the_same_weights_and_sees_in_place_changes(monkeypatch):
-    count = _CountSpectra(monkeypatch)
+    count = _Count(monkeypatch, _engine, "kernel_spectra")
     rng = np.random.default_rng(4)
     x = rng.standard_normal((3, 2000))
     w = rng.standard_normal((5, 3, 101))
@@ -366,6 +369,50 @@ def test_conv_reuses_spectra_for_the_same_weights_and_sees_in_place_changes(monk
     assert count.calls == 2
     assert_close(y3, ref.conv(x[None], w)[0])
     assert not np.allclose(y3, y1)
+
+
+def test_a_weight_applied_again_pays_its_spectra_once_where_the_fft_then_wins(monkeypatch):
+    """A layer whose kernel spectra cost more than one call of the direct method, but whose
+    FFT wins without them: the first call runs direct, the same weight again the FFT (its
+    spectra computed once, then cached), a new weight starts over. All equal the reference."""
+    geom = _geometry.Geometry(1, 32, 32, 1, (7, 7), (1, 1), (1, 1), (22, 22), False)
+    pads = ((3, 3),) * 2
+    assert _correlate.choose(geom, pads, "auto", 8, 2).method == "direct"  # the premise
+    assert _correlate.choose(geom, pads, "auto", 8, 2, spectra_cached=True).method == "fft"
+    spectra, direct = (
+        _Count(monkeypatch, _engine, "kernel_spectra"),
+        _Count(monkeypatch, _direct, "correlate_direct"),
+    )
+    rng = np.random.default_rng(71)
+    x = rng.standard_normal((1, 32, 16, 16))
+    w = rng.standard_normal((32, 32, 7, 7))
+    expected = ref.conv(x, w, padding=3)
+    old = specconv.set_num_threads(2)
+    try:
+        for calls in [(1, 0), (1, 1), (1, 1)]:  # (direct, spectra) calls so far
+            assert_close(specconv.conv(x, w, padding=3), expected)
+            assert (direct.calls, spectra.calls) == calls
+        specconv.conv(x, w + 1.0, padding=3)  # a weight not seen before
+        assert (direct.calls, spectra.calls) == (2, 1)
+        # the same for a strided transposed layer: output phases direct, then the FFT
+        phases = _Count(monkeypatch, specconv.SpectralConvTranspose, "_apply_phases")
+        w = rng.standard_normal((32, 32, 7, 7))
+        expected = ref.conv_transpose(x, w, stride=2)
+        for calls in [(1, 1), (1, 2), (1, 2)]:  # (phases, spectra)
+            assert_close(specconv.conv_transpose(x, w, stride=2), expected)
+            assert (phases.calls, spectra.calls) == calls
+    finally:
+        specconv.set_num_threads(old)
+
+
+def test_the_cache_remembers_a_bounded_number_of_weights_seen():
+    cache = _correlate.SpectraCache()
+    assert not cache.seen(b"a") and cache.seen(b"a")
+    for k in range(cache.SEEN):
+        cache.seen(bytes([k, 1]))
+    assert not cache.seen(b"a")  # forgotten: only the last SEEN are kept
+    assert len(cache._seen) == cache.SEEN
+    assert not pickle.loads(pickle.dumps(cache)).seen(bytes([1, 1]))  # travels light
 
 
 def test_the_shared_cache_is_bounded_in_bytes():
