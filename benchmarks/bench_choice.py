@@ -2,11 +2,13 @@
 
     python benchmarks/bench_choice.py [--dtypes float64,float32] [--only strided|stride1]
                                       [--rows all|base|new] [--quick] [--part 1/4]
-                                      [--repeat 5] [--no-torch] [--markdown OUT.md]
+                                      [--repeat 5] [--no-torch] [--fresh-weights]
+                                      [--markdown OUT.md]
 
 For every layer of the grid: ``specconv.conv`` (or ``conv_transpose``) with ``method="direct"``
 and ``method="fft"`` (median of ``--repeat`` calls after a warm-up, the same weight every
-call), which of the two ``"auto"`` picks, and torch's ``conv1d/2d/3d`` beside them when torch is
+call), which of the two ``"auto"`` picks on such a repeated call (the kernel spectra priced
+as cached: see ``layers._Layer._choice``), and torch's ``conv1d/2d/3d`` beside them when torch is
 installed. The *regret* of a layer is the time of auto's pick over the faster of the two: 1.00
 means auto picked the faster method. Transposed layers have more than two ways to run (phases
 of the direct method, a zero-stuffed input, polyphase FFTs): their ``auto`` is timed too and its
@@ -24,6 +26,9 @@ medium images, long 1-D kernels with few channels. ``--quick``: the new rows and
 base row (about a minute per dtype); ``--part i/n``: the i-th of n slices of the rows, to run
 a long grid in pieces.
 
+``--fresh-weights``: every call gets a weight never seen before (a layer applied once, or
+trained), so the kernel spectra are computed on every FFT call and auto prices them.
+
 ``--rows grad`` (12 rows): the weight gradient instead, ``conv_weight_grad`` with
 ``method="direct"`` and ``"fft"`` and the method ``"auto"`` picks, on long 1-D kernels, a 2-D
 31 x 31 kernel, 3 x 3 CNN layers (one strided, one 3-D) and depthwise layers (one strided);
@@ -33,6 +38,7 @@ regret as above.
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import sys
 from pathlib import Path
@@ -190,9 +196,10 @@ def rows(which, quick):
     return {"all": base + NEW_ROWS, "base": base, "new": NEW_ROWS}[which]
 
 
-def auto_pick(x_shape, w_shape, groups, stride, dtype, is_complex=False, shipped=False):
+def auto_pick(x_shape, w_shape, groups, stride, dtype, is_complex=False, shipped=False, again=True):
     """The method ``"auto"`` takes for this layer (the engine's own choice; with the shipped
-    constants instead of this machine's if ``shipped``)."""
+    constants instead of this machine's if ``shipped``) on a call with a weight seen before
+    (``again``) or a new one."""
     d = len(x_shape) - 2
     pads = [k // 2 for k in w_shape[2:]]
     geom = _geometry.Geometry(
@@ -208,12 +215,27 @@ def auto_pick(x_shape, w_shape, groups, stride, dtype, is_complex=False, shipped
     )
     itemsize = np.dtype(dtype).itemsize
     workers = fft.get_num_threads()
+    # the calls after the first, with the same weight: the kernel spectra are cached by then,
+    # so auto takes the FFT wherever it wins without them (``layers._Layer._choice``)
     if shipped:  # the model alone (the input phases of strided layers are priced on this
         # machine's constants only)
         constants = _costmodel.SHIPPED[_costmodel.precision(itemsize, is_complex)]
-        return _costmodel.choose(geom, "auto", itemsize, workers, constants=constants).method
-    # as a layer chooses: for strided layers also their input phases (a plan of the FFT engine)
-    return _correlate.choose(geom, tuple((p, p) for p in pads), "auto", itemsize, workers).method
+
+        def choose(**options):
+            return _costmodel.choose(
+                geom, "auto", itemsize, workers, constants=constants, **options
+            )
+
+    else:  # as a layer chooses: for strided layers also their input phases (the FFT engine's)
+
+        def choose(**options):
+            pairs = tuple((p, p) for p in pads)
+            return _correlate.choose(geom, pairs, "auto", itemsize, workers, **options)
+
+    first = choose()
+    if first.method == "fft" or not again:
+        return first.method
+    return choose(spectra_cached=True).method
 
 
 def torch_fn(x, w, groups, stride, padding, transpose=False):
@@ -240,6 +262,7 @@ def torch_fn(x, w, groups, stride, padding, transpose=False):
 def bench(dtype, args, allocator):
     rng = np.random.default_rng(0)
     out = []
+    bump = itertools.count(1)
     selected = rows(args.rows, args.quick)
     i, n = args.part
     for x_shape, w_shape, groups, stride, kind in selected[
@@ -256,12 +279,12 @@ def bench(dtype, args, allocator):
         if kind == "transpose":
             padding = 0
 
-            def call(method):
+            def call(method, w):
                 return specconv.conv_transpose(x, w, groups=groups, stride=stride, method=method)
         else:
             padding = tuple(k // 2 for k in w_shape[2:])
 
-            def call(method):
+            def call(method, w):
                 return specconv.conv(
                     x, w, groups=groups, stride=stride, padding=padding, method=method
                 )
@@ -269,8 +292,17 @@ def bench(dtype, args, allocator):
         times = {}
         methods = ("direct", "fft", "auto") if kind == "transpose" else ("direct", "fft")
         for method in methods:
+            # the same weight every call, or (--fresh-weights) one never seen before, made
+            # ahead of the timed calls
+            weights = (
+                iter([w + next(bump) * 1e-9 for _ in range(args.repeat + 1)])
+                if args.fresh_weights
+                else itertools.repeat(w)
+            )
             allocator.trim()
-            times[method] = measure(lambda m=method: call(m), args.repeat, args.max_seconds)[0]
+            times[method] = measure(
+                lambda m=method, ws=weights: call(m, next(ws)), args.repeat, args.max_seconds
+            )[0]
         run_torch = None
         if not args.no_torch and kind != "complex":
             run_torch = torch_fn(x, w, groups, stride, padding, transpose=kind == "transpose")
@@ -280,7 +312,15 @@ def bench(dtype, args, allocator):
         if kind == "transpose":
             pick = "auto"
         else:
-            pick = auto_pick(x_shape, w_shape, groups, stride, cdtype, kind == "complex")
+            pick = auto_pick(
+                x_shape,
+                w_shape,
+                groups,
+                stride,
+                cdtype,
+                kind == "complex",
+                again=not args.fresh_weights,
+            )
         best = min(times[m] for m in methods)  # a transposed layer's auto may beat both
         regret = times[pick] / best
         row = dict(
@@ -295,7 +335,14 @@ def bench(dtype, args, allocator):
         )
         if kind != "transpose":  # what the shipped constants would have picked
             shipped = auto_pick(
-                x_shape, w_shape, groups, stride, cdtype, kind == "complex", shipped=True
+                x_shape,
+                w_shape,
+                groups,
+                stride,
+                cdtype,
+                kind == "complex",
+                shipped=True,
+                again=not args.fresh_weights,
             )
             row["shipped_regret"] = times[shipped] / best
         out.append(row)
@@ -388,6 +435,11 @@ def parse_args(argv):
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--max-seconds", type=float, default=3.0)
     p.add_argument("--no-torch", action="store_true")
+    p.add_argument(
+        "--fresh-weights",
+        action="store_true",
+        help="a weight never seen before on every call (its kernel spectra computed each time)",
+    )
     p.add_argument("--markdown", help="write the summary and every row to this file")
     return p.parse_args(argv)
 
@@ -398,7 +450,8 @@ def main(argv=None):
     print(_machine.header(malloc="kept for reuse"), flush=True)
     run = bench_grad if args.rows == "grad" else bench
     results = {dtype: run(dtype, args, allocator) for dtype in args.dtypes.split(",")}
-    lines = [machine_line()]
+    weights = "a weight never seen before" if args.fresh_weights else "the same weight"
+    lines = [f"{machine_line()}; {weights} on every call"]
     lines += [line for dtype, rows in results.items() for line in summary(dtype, rows)]
     print("\n".join(lines))
     if args.markdown:

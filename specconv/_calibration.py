@@ -107,6 +107,9 @@ class Constants:
     T_SLAB_SAMPLE: float = 4.0e-10
     T_CALL: float = 2e-6
     T_CHUNK: float = 5e-5  # per chunk of tiles beyond its work: python, plans and calls
+    # per row of a tile of one channel (a run along the last axis) beyond its points: the
+    # transforms' and the strided copies' own overhead, which small tiles pay many times
+    T_ROW: float = 1.5e-8
     # per call of each method beyond its work: validation, the choice, handing out the threads
     T_FFT_CALL: float = 1.5e-4
     T_DIRECT_CALL: float = 8e-5
@@ -115,7 +118,7 @@ class Constants:
     T_FOLD: float = 5e-10
     # the kernel spectra, per point of a kernel zero-padded to the tile (complex: x2): padding,
     # transform and laying them out for the product, which cost more than the transform
-    T_SPECTRA: float = 6e-9
+    T_SPECTRA: float = 3.5e-9
     # reading the kernel spectra once more, per byte: every chunk's product streams all of them
     T_SPECTRA_PASS: float = 5e-11
     # ``s``: an axis but the last (strided in memory) whose length takes FFTW more than one
@@ -137,7 +140,7 @@ SHIPPED = {
         T_COMPILED_SAMPLE=2.4e-10,
         T_MAC_SLAB=0.85e-11,
         T_SLAB_SAMPLE=2.0e-10,
-        T_SPECTRA=3e-9,
+        T_SPECTRA=1.8e-9,
     ),
 }
 

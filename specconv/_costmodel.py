@@ -32,12 +32,16 @@ fft (overlap-save with tile shape L, T tiles, F frequencies per tile)
     ``T · B · (C_in · t(L) + C_out · t(L / stride))``                transforms and tile copies,
     ``t(L) = t_fft · n (log2 n + s · k) + t_copy · n`` for the ``n`` points of ``L``, where ``k``
     counts the axes but the last whose length FFTW has no single codelet for (a stride folds
-    the inverse transform)
+    the inverse transform); ``+ rows · t_row`` for the rows of every tile and channel (runs
+    along the last axis, ``prod(L[:-1])`` in and out per tile): a row's own overhead in the
+    transforms and strided copies, which small tiles pay many times
     ``+ T · B · G · (C_out/G) · (C_in/G) · F · t_cmac``              per-frequency product
     (``t_cmac``: BLAS matmul, the compiled product, or elementwise products, which add up the
     input channels in a pass of their own: ``2 · C_in/G − 1`` passes per output channel)
     ``+ T · B · C_out · F · passes · t_fold``                       folding for a stride
     ``+ G · (C_out/G) · (C_in/G) · n · t_spectra``                   kernel spectra (once)
+    ``+ runs · spectra bytes · t_spectra_pass``                     each run of tiles' product
+    streaming the kernel spectra (it bounds the product where the runs hold few tiles)
     ``+ chunks · t_chunk + t_fft_call``                             per-chunk and per-call overhead
     (the work scaled up where fewer chunks than workers leave some idle)
     subject to the kernel spectra fitting in ``SPECTRA_BUDGET`` bytes. A layer applied to many
@@ -152,6 +156,22 @@ def compiled_depthwise_cost(geom, workers, c):
         * -(-images // workers)
         / images
     )
+
+
+def interleaved_cost(phase, phases, union, out_length, itemsize, workers, constants=None):
+    """Model seconds of a depthwise transposed 1-D layer's ``phases`` output phases (each of
+    geometry ``phase``) in one pass of the compiled loop (``_direct.transposed_depthwise``):
+    ``phases`` times the output channels, each of ``union`` taps."""
+    c = _constants(phase, itemsize, workers, constants)
+    length = -(-out_length // phases)  # samples of the longest phase
+    line = dataclasses.replace(
+        phase,
+        out_channels=phase.out_channels * phases,
+        kernel=(union,),
+        dilation=(1,),
+        padded=(length + union - 1,),
+    )
+    return compiled_depthwise_cost(line, workers, c) + c.T_DIRECT_CALL
 
 
 def numpy_depthwise_cost(geom, c):
@@ -345,12 +365,12 @@ def spectra_bytes(geom, fft_shape, itemsize):
     return kernels * _spectrum_bytes(geom, fft_shape, itemsize)
 
 
-def chunked_cost(geom, tiling, seconds, itemsize, workers, constants=None):
+def chunked_cost(geom, tiling, seconds, workers):
     """``seconds`` of the whole tiling, as its chunks run on ``workers`` threads.
 
     Adds what ``fft_cost`` leaves out because it depends on the chunks: the uneven share of
-    the last round of chunks among the workers, and one pass over the kernel spectra per
-    chunk. Used where the chunk length is free to choose (out-of-core).
+    the last round of chunks among the workers. Used where the chunk length is free to
+    choose (out-of-core).
     """
     per_chunk = tiling.chunk * tiling.batch_block * tiling.group_block
     units = tiling.tiles[0] * geom.batch * geom.groups
@@ -358,9 +378,7 @@ def chunked_cost(geom, tiling, seconds, itemsize, workers, constants=None):
         imbalance = tiling.n_chunks * per_chunk / units
     else:
         imbalance = -(-tiling.n_chunks // workers) * per_chunk * workers / units
-    passes = tiling.n_chunks * spectra_bytes(geom, tiling.fft_shape, itemsize)
-    c = _constants(geom, itemsize, workers, constants)
-    return seconds * max(1.0, imbalance) + passes * c.T_SPECTRA_PASS
+    return seconds * max(1.0, imbalance)
 
 
 def fft_cost(
@@ -393,10 +411,14 @@ def _fft_plan(geom, fft_shape, spectra_cached, itemsize, spectra_budget, workers
     chunk, batch_block, group_block, team = blocks = chunking(
         geom, fft_shape, tiles, itemsize, workers, work, c
     )
-    chunks = -(-tiles[0] // chunk) * (geom.batch // batch_block) * (geom.groups // group_block)
+    runs = -(-tiles[0] // chunk) * (geom.batch // batch_block)
+    chunks = runs * (geom.groups // group_block)
     # ``work`` is for every worker busy; fewer chunks leave some idle
     busy = min(workers, chunks * team)
-    seconds = work * workers / busy + chunks * c.T_CHUNK + c.T_FFT_CALL
+    # every chunk's product streams its groups' kernel spectra from memory: with few tiles
+    # per chunk (small images, many channels) that bounds it, not the multiply-adds
+    passes = runs * spectra_bytes(geom, fft_shape, itemsize) * c.T_SPECTRA_PASS
+    seconds = work * workers / busy + passes + chunks * c.T_CHUNK + c.T_FFT_CALL
     return seconds, Tiling.make(geom, fft_shape, *blocks)
 
 
@@ -426,7 +448,7 @@ def _fft_work(geom, fft_shape, spectra_cached, itemsize, spectra_budget, c):
         product = ci * c.T_CMAC_MATMUL
     else:  # a pass per input channel to multiply, and one more to add each but the first
         product = (2 * ci - 1) * c.T_CMAC_ELEMENTWISE
-    seconds = (
+    seconds = tile_rows(geom, fft_shape) * c.T_ROW + (
         T
         * geom.batch
         * (
@@ -439,6 +461,15 @@ def _fft_work(geom, fft_shape, spectra_cached, itemsize, spectra_budget, c):
     if not spectra_cached:
         seconds += G * co * ci * math.prod(fft_shape) * cx * c.T_SPECTRA
     return seconds
+
+
+def tile_rows(geom, fft_shape):
+    """Rows (runs along the last axis) of every tile of every channel, transformed and copied
+    in or out: each costs ``T_ROW`` beyond its points."""
+    T = math.prod(Tiling.make(geom, fft_shape).tiles)
+    rows = math.prod(fft_shape[:-1])
+    out_rows = math.prod(n // s if n % s == 0 else n for n, s in zip(fft_shape[:-1], geom.stride))
+    return T * geom.batch * (geom.in_channels * rows + geom.out_channels * out_rows)
 
 
 def _fold_passes(geom, fft_shape):

@@ -484,18 +484,10 @@ def _run_depthwise(images, out, w, taps, rows, lines, padded, length, workers, *
     run_parallel([lambda k=k: share(k) for k in range(workers)])
 
 
-def transposed_depthwise(x, weight, parts, out_length, dtype, workers):
-    """A depthwise transposed 1-D layer by all its output phases in one pass of the compiled
-    loop, written interleaved (see ``_simd.c``), or None where that does not apply.
-
-    Phase r of output channel o is channel ``o·P + r`` of one depthwise layer whose taps are
-    the union of the P phases' taps (a zero weight where a phase has no such tap). Then the
-    output is written once, in order, instead of once per phase by strided copies.
-    ``parts``: ``(phase, taps, pads, geometry)`` per phase, as
-    ``SpectralConvTranspose._output_phases`` makes them; ``weight`` (C_out, 1, K) the
-    forward taps. None for complex data, without the compiled loops, or where the union holds
-    more than 1.5 times the phases' own taps (a dilation that shares no offsets).
-    """
+def interleaved_taps(parts, dtype):
+    """``(geometry, shift, offsets, union)`` of :func:`transposed_depthwise` for these output
+    phases: a phase's geometry, where the input sits in the scratch image, each phase's tap
+    offsets and their union. None where that loop does not apply."""
     geom = next((g for *_, g in parts if g is not None), None)
     if (
         geom is None
@@ -513,6 +505,25 @@ def transposed_depthwise(x, weight, parts, out_length, dtype, workers):
     union = sorted(set().union(*offsets))
     if len(union) * len(parts) > 1.5 * sum(map(len, offsets)):
         return None
+    return geom, shift, offsets, union
+
+
+def transposed_depthwise(x, weight, parts, out_length, dtype, workers):
+    """A depthwise transposed 1-D layer by all its output phases in one pass of the compiled
+    loop, written interleaved (see ``_simd.c``), or None where that does not apply.
+
+    Phase r of output channel o is channel ``o·P + r`` of one depthwise layer whose taps are
+    the union of the P phases' taps (a zero weight where a phase has no such tap). Then the
+    output is written once, in order, instead of once per phase by strided copies.
+    ``parts``: ``(phase, taps, pads, geometry)`` per phase, as
+    ``SpectralConvTranspose._output_phases`` makes them; ``weight`` (C_out, 1, K) the
+    forward taps. None for complex data, without the compiled loops, or where the union holds
+    more than 1.5 times the phases' own taps (a dilation that shares no offsets).
+    """
+    interleaved = interleaved_taps(parts, dtype)
+    if interleaved is None:
+        return None
+    geom, shift, offsets, union = interleaved
     B, G = x.shape[:2]
     P, m = len(parts), geom.out_channels // G
     w = np.zeros((G, m, P, len(union)), dtype)

@@ -220,11 +220,13 @@ def kernel_spectra(weight, geom, tiling, dtype):
     )
     axes = tuple(range(2, 2 + d))
     transform = scipy.fft.fftn if geom.is_complex else scipy.fft.rfftn
+    threads = fft.get_num_threads()
     co_rows, ci_rows = spectra_block(geom, L, np.dtype(cdtype).itemsize)
+    if G * -(-co // co_rows) < threads:  # a block for each thread where there are channels
+        ci_rows = min(ci_rows, -(-ci // threads))
     wg = weight.reshape((G, co) + weight.shape[1:])
     scale = 1.0 / math.prod(L)
     blocks_of = list(itertools.product(range(G), range(0, co, co_rows), range(0, ci, ci_rows)))
-    threads = fft.get_num_threads()
     # blocks go to the threads (the layout copies are single-threaded numpy; 2x on 2 cores);
     # a single block transforms on all of them
     per_block = threads if len(blocks_of) == 1 else 1

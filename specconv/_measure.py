@@ -103,6 +103,7 @@ def measure(prec, threads):
 
     overheads = _call_overheads(rng, real, threads, timings)
     got["T_CHUNK"], got["T_FFT_CALL"], got["T_DIRECT_CALL"] = overheads
+    got["T_ROW"] = _row_overhead(rng, real, threads, timings, dataclasses.replace(shipped, **got))
 
     # the direct method: a 1 x 1 kernel (one GEMM)
     w = rng.standard_normal((32, 32, 1)).astype(real)
@@ -244,6 +245,22 @@ def _call_overheads(rng, real, threads, timings, tiles=64):
             repeat=7,
         )
     return per_chunk, max(calls["fft"] - per_chunk, 0.0), calls["direct"]
+
+
+def _row_overhead(rng, real, threads, timings, measured):
+    """``T_ROW``: what a row of a tile costs beyond its points (a transform's and a strided
+    copy's own overhead), from a dense layer in 1000 tiles of 16 samples against the model's
+    price of it with the other ``measured`` constants."""
+    geom = Geometry(1, 16, 16, 1, (3,), (1,), (1,), (14_002,), False)
+    x = rng.standard_normal((1, 16, geom.padded[0])).astype(real)
+    without = dataclasses.replace(measured, T_ROW=0.0)
+    seconds, tiling = _costmodel._fft_plan(geom, (16,), True, real.itemsize, None, threads, without)
+    spectra = _engine.kernel_spectra(rng.standard_normal((16, 16, 3)), geom, tiling, real)
+    t = timings["1000 tiles of 16"] = _seconds(
+        lambda: _engine.correlate_fft(x, ((0, 0),), spectra, geom, tiling, real, threads)
+    )
+    rows = _costmodel.tile_rows(geom, (16,))
+    return max(t - seconds + measured.T_FFT_CALL, 0.0) / rows
 
 
 def _fit_slabs(rng, real, threads, zero, got, timings):

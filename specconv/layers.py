@@ -206,10 +206,10 @@ class _Layer:
         """
         options = self.planning.choose_options
         first = choose(**options)
-        if getattr(first, "method", "fft") == "fft" or options["spectra_cached"]:
+        if first.method == "fft" or options["spectra_cached"]:
             return first
         again = choose(**{**options, "spectra_cached": True})
-        if getattr(again, "method", "fft") == "fft" and self._reused(weight):
+        if again.method == "fft" and self._reused(weight):
             return again
         return first
 
@@ -766,18 +766,23 @@ class SpectralConvTranspose(_Layer):
         if not direct:
             plan = plan_of(**options)
         if self.method == "auto" and plan is not None:
-            # the phases, and copying each into its interleaved place
-            copies = _polyphase.copy_seconds(
-                math.prod(geom.out_shape) * xb.shape[0] * self.out_channels,
-                dtype.itemsize,
-                geom.is_complex,
-                workers,
-            )
-            seconds = copies + sum(
-                _costmodel.direct_cost(part, dtype.itemsize, workers)
-                for *_, part in parts
-                if part is not None
-            )
+            interleaved = _direct.interleaved_taps(parts, dtype)
+            if interleaved is not None:  # all phases in one pass, written in place
+                phase, *_, union = interleaved
+                seconds = _costmodel.interleaved_cost(
+                    phase, len(parts), len(union), geom.out_shape[-1], dtype.itemsize, workers
+                )
+            else:  # the phases, and copying each into its interleaved place
+                seconds = _polyphase.copy_seconds(
+                    math.prod(geom.out_shape) * xb.shape[0] * self.out_channels,
+                    dtype.itemsize,
+                    geom.is_complex,
+                    workers,
+                ) + sum(
+                    _costmodel.direct_cost(part, dtype.itemsize, workers)
+                    for *_, part in parts
+                    if part is not None
+                )
             direct = seconds <= plan.seconds
             if direct and not options["spectra_cached"]:  # as in _choice
                 again = plan_of(**{**options, "spectra_cached": True})

@@ -256,10 +256,36 @@ def test_the_fixed_costs_are_measured(cache):
     """The per-chunk and per-call overheads and the kernel spectra are timed on the machine at
     hand, not shipped."""
     entry = _calibration.recalibrate(["double"])["double"]
-    for name in ("T_CHUNK", "T_FFT_CALL", "T_DIRECT_CALL", "T_SPECTRA"):
+    for name in ("T_CHUNK", "T_FFT_CALL", "T_DIRECT_CALL", "T_SPECTRA", "T_ROW"):
         assert name in entry["constants"] and entry["constants"][name] > 0
     timed = {"64 chunks", "1 chunk", "fft call", "direct call", "kernel spectra"}
-    assert timed <= set(entry["timings"])
+    assert timed | {"1000 tiles of 16"} <= set(entry["timings"])
+
+
+def test_dear_rows_and_spectra_passes_price_small_tiles_and_few_tiles_up():
+    """A tile's rows cost beyond their points: dear ones make the chosen tiles longer. A
+    product with few tiles per run streams its kernel spectra: dear passes make it dearer by
+    exactly their bytes."""
+    threads = 2
+    shipped = _costmodel.SHIPPED["double"]
+    geom = Geometry(4, 16, 16, 1, (3,), (1,), (1,), (8002,), False)
+    cheap = dataclasses.replace(shipped, T_ROW=0.0)
+    dear = dataclasses.replace(shipped, T_ROW=100 * shipped.T_ROW)
+
+    def tile(c):
+        return _costmodel.choose(geom, "fft", 8, threads, constants=c).tiling.fft_shape[0]
+
+    assert tile(dear) > tile(cheap)
+    small = Geometry(4, 256, 256, 1, (3, 3), (1, 1), (1, 1), (18, 18), False)
+    plan = _costmodel.choose(small, "fft", 8, threads, spectra_cached=True, constants=shipped)
+    more = dataclasses.replace(shipped, T_SPECTRA_PASS=2 * shipped.T_SPECTRA_PASS)
+    dearer = _costmodel.fft_cost(
+        small, plan.tiling.fft_shape, True, 8, workers=threads, constants=more
+    )
+    t = plan.tiling
+    runs = -(-t.tiles[0] // t.chunk) * (small.batch // t.batch_block)
+    passes = runs * _costmodel.spectra_bytes(small, t.fft_shape, 8) * shipped.T_SPECTRA_PASS
+    assert dearer - plan.seconds == pytest.approx(passes)
 
 
 class _Refusing:

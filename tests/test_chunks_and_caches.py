@@ -57,9 +57,10 @@ def test_matmul_chunks_keep_enough_columns_for_blas():
     # the same memory as two chunks of half the tiles, one per worker
     solo = _costmodel.chunking(geom, tiling.fft_shape, tiling.tiles, 8, 1)
     assert tiling.chunk <= 2 * solo[0]
-    # plenty of columns already (a batch): no team
+    # plenty of columns already (a batch of the same tiles): no team
     batched = _geometry.Geometry(8, 16, 16, 1, (257,), (1,), (1,), (200_000,), False)
-    assert _costmodel.choose(batched, "fft", 8, 2).tiling.team == 1
+    tiles = _engine.Tiling.make(batched, tiling.fft_shape).tiles
+    assert _costmodel.chunking(batched, tiling.fft_shape, tiles, 8, 2)[3] == 1
 
 
 def test_tiles_are_never_shorter_than_min_tile():
@@ -74,15 +75,16 @@ def test_tiles_are_never_shorter_than_min_tile():
 def test_small_layers_run_as_one_chunk():
     """Splitting a layer for the threads costs T_CHUNK per chunk: a 2-channel layer of 48 000
     samples (well under a millisecond of work) stays one chunk, priced as its work on one of
-    the two threads, one chunk's overhead and the call's; a hundred times more work is split
-    again."""
+    the two threads, one pass over its spectra, one chunk's overhead and the call's; a
+    hundred times more work is split again."""
     c = _costmodel.SHIPPED["single"]
     tiny = _geometry.Geometry(1, 2, 2, 1, (15,), (1,), (1,), (48_000,), False)
     tiling = _costmodel.choose(tiny, "fft", 4, 2).tiling
     assert tiling.n_chunks == 1 and tiling.team == 1
     work = _costmodel._fft_work(tiny, tiling.fft_shape, False, 4, None, c)
+    passes = _costmodel.spectra_bytes(tiny, tiling.fft_shape, 4) * c.T_SPECTRA_PASS
     assert _costmodel.fft_cost(tiny, tiling.fft_shape, itemsize=4, workers=2) == pytest.approx(
-        2 * work + c.T_CHUNK + c.T_FFT_CALL
+        2 * work + passes + c.T_CHUNK + c.T_FFT_CALL
     )
     # the same tiles, the work a hundred times larger: split for the two threads
     assert (

@@ -80,7 +80,7 @@ def engine_plan(chunker, m, spectra_budget):
         * isz
     )
     buffers += min(workers, t.n_chunks * t.team) * gathered
-    seconds = _costmodel.chunked_cost(geom, t, choice.seconds, isz, workers)
+    seconds = _costmodel.chunked_cost(geom, t, choice.seconds, workers)
     # freed memory may stay resident: what computing the spectra took counts until the end
     spectra = _costmodel.spectra_bytes(geom, t.fft_shape, isz)
     # python, reading and hand-over per chunk: the same model's constant, as all of it
