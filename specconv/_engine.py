@@ -227,8 +227,8 @@ def kernel_spectra(weight, geom, tiling, dtype):
     wg = weight.reshape((G, co) + weight.shape[1:])
     scale = 1.0 / math.prod(L)
     blocks_of = list(itertools.product(range(G), range(0, co, co_rows), range(0, ci, ci_rows)))
-    # blocks go to the threads (the layout copies are single-threaded numpy; 2x on 2 cores);
-    # a single block transforms on all of them
+    # blocks go to the threads (their padding and layout copies are numpy's, one thread per
+    # call); a single block transforms on all of them
     per_block = threads if len(blocks_of) == 1 else 1
 
     def block(g, j0, i0):

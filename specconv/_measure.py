@@ -2,10 +2,11 @@
 stores them).
 
 Small kernels shaped like the engine's own work are timed -- a batch of real FFTs, a chunk's
-own overhead, the tile copies, the per-frequency product (BLAS, elementwise and compiled), the
-kernel spectra, the direct method's 1 × 1 GEMM, depthwise loops and slabs, a tiny call of each
-method -- and the model's constants fitted to them through its own cost functions. This module sits above the
-methods it times; importing it registers :func:`measure` with the store.
+own overhead, small tiles, the tile copies, the per-frequency product (BLAS, elementwise and
+compiled), the kernel spectra, the direct method's 1 × 1 GEMM, depthwise loops and slabs, a
+tiny call of each method -- and the model's constants fitted to them through its own cost
+functions. This module sits above the methods it times; importing it registers
+:func:`measure` with the store.
 """
 
 from __future__ import annotations
