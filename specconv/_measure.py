@@ -28,18 +28,20 @@ from ._geometry import Geometry
 logger = logging.getLogger("specconv")
 
 
-def _seconds(fn, repeat=3):
-    """Median seconds of ``fn()`` after one warm-up call (which plans, allocates, caches)."""
+def _seconds(fn, repeat=5):
+    """The least seconds of ``repeat`` calls of ``fn()`` after a warm-up call (which plans,
+    allocates, caches): other processes on the machine only ever add time, and every constant
+    is measured alike, so their ratios, which steer the choice, hold."""
     t0 = time.perf_counter()
     fn()
     if time.perf_counter() - t0 > 0.05:  # long enough to be steady: keep the budget
-        repeat = 1
+        repeat = 2
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    return min(times)
 
 
 def _coefficients(cost, names, zero):
