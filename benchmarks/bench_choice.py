@@ -309,18 +309,9 @@ def bench(dtype, args, allocator):
         if run_torch is not None:
             allocator.trim()
             times["torch"] = measure(run_torch, args.repeat, args.max_seconds)[0]
-        if kind == "transpose":
-            pick = "auto"
-        else:
-            pick = auto_pick(
-                x_shape,
-                w_shape,
-                groups,
-                stride,
-                cdtype,
-                kind == "complex",
-                again=not args.fresh_weights,
-            )
+        layer = (x_shape, w_shape, groups, stride, cdtype, kind == "complex")
+        again = not args.fresh_weights
+        pick = "auto" if kind == "transpose" else auto_pick(*layer, again=again)
         best = min(times[m] for m in methods)  # a transposed layer's auto may beat both
         regret = times[pick] / best
         row = dict(
@@ -334,16 +325,7 @@ def bench(dtype, args, allocator):
             **times,
         )
         if kind != "transpose":  # what the shipped constants would have picked
-            shipped = auto_pick(
-                x_shape,
-                w_shape,
-                groups,
-                stride,
-                cdtype,
-                kind == "complex",
-                shipped=True,
-                again=not args.fresh_weights,
-            )
+            shipped = auto_pick(*layer, shipped=True, again=again)
             row["shipped_regret"] = times[shipped] / best
         out.append(row)
         print(format_row(dtype, row), flush=True)
