@@ -396,11 +396,23 @@ def test_a_weight_applied_again_pays_its_spectra_once_where_the_fft_then_wins(mo
             assert (direct.calls, spectra.calls) == calls
         specconv.conv(x, w + 1.0, padding=3)  # a weight not seen before
         assert (direct.calls, spectra.calls) == (2, 1)
+        # a strided layer: its direct phases, then its input phases by the FFT (a plan)
+        plans = _Count(monkeypatch, _correlate, "run_plan")
+        x2 = rng.standard_normal((4, 32, 16, 16))
+        w = rng.standard_normal((32, 32, 5, 5))
+        expected = ref.conv(x2, w, stride=2, padding=2)
+        counts = []  # (direct, spectra) calls after each call (the phases call it again)
+        for _ in range(3):
+            assert_close(specconv.conv(x2, w, stride=2, padding=2), expected)
+            counts.append((direct.calls, spectra.calls))
+        assert counts[0][0] > 2 and counts[0][1] == 1  # direct, no spectra
+        assert counts[1] == counts[2] == (counts[0][0], 2)  # the FFT, its spectra once
+        assert plans.calls == 2
         # the same for a strided transposed layer: output phases direct, then the FFT
         phases = _Count(monkeypatch, specconv.SpectralConvTranspose, "_apply_phases")
         w = rng.standard_normal((32, 32, 7, 7))
         expected = ref.conv_transpose(x, w, stride=2)
-        for calls in [(1, 1), (1, 2), (1, 2)]:  # (phases, spectra)
+        for calls in [(1, 2), (1, 3), (1, 3)]:  # (phases, spectra)
             assert_close(specconv.conv_transpose(x, w, stride=2), expected)
             assert (phases.calls, spectra.calls) == calls
     finally:
