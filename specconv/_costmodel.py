@@ -32,9 +32,9 @@ fft (overlap-save with tile shape L, T tiles, F frequencies per tile)
     ``T · B · (C_in · t(L) + C_out · t(L / stride))``                transforms and tile copies,
     ``t(L) = t_fft · n (log2 n + s · k) + t_copy · n`` for the ``n`` points of ``L``, where ``k``
     counts the axes but the last whose length FFTW has no single codelet for (a stride folds
-    the inverse transform); ``+ rows · t_row`` for the rows of every tile and channel (runs
-    along the last axis, ``prod(L[:-1])`` in and out per tile): a row's own overhead in the
-    transforms and strided copies, which small tiles pay many times
+    the inverse transform), ``+ prod(L[:-1]) · t_row`` for its rows (runs along the last
+    axis): a row's own overhead in the transforms and strided copies, which small tiles pay
+    many times
     ``+ T · B · G · (C_out/G) · (C_in/G) · F · t_cmac``              per-frequency product
     (``t_cmac``: BLAS matmul, the compiled product, or elementwise products, which add up the
     input channels in a pass of their own: ``2 · C_in/G − 1`` passes per output channel)
@@ -440,7 +440,8 @@ def _fft_work(geom, fft_shape, spectra_cached, itemsize, spectra_budget, c):
     def transform(shape):
         n = math.prod(shape)
         stages = math.log2(max(n, 2)) + c.STRIDED_PASS * sum(not one_codelet(m) for m in shape[:-1])
-        return c.T_FFT * cx * n * stages + c.T_COPY * n
+        # and a row's own overhead (runs along the last axis), which small tiles pay often
+        return c.T_FFT * cx * n * stages + c.T_COPY * n + c.T_ROW * math.prod(shape[:-1])
 
     if compiled_product(geom, dtype_of(itemsize, geom.is_complex)):
         product = ci * c.T_CMAC_COMPILED
@@ -448,7 +449,7 @@ def _fft_work(geom, fft_shape, spectra_cached, itemsize, spectra_budget, c):
         product = ci * c.T_CMAC_MATMUL
     else:  # a pass per input channel to multiply, and one more to add each but the first
         product = (2 * ci - 1) * c.T_CMAC_ELEMENTWISE
-    seconds = tile_rows(geom, fft_shape) * c.T_ROW + (
+    seconds = (
         T
         * geom.batch
         * (
@@ -461,15 +462,6 @@ def _fft_work(geom, fft_shape, spectra_cached, itemsize, spectra_budget, c):
     if not spectra_cached:
         seconds += G * co * ci * math.prod(fft_shape) * cx * c.T_SPECTRA
     return seconds
-
-
-def tile_rows(geom, fft_shape):
-    """Rows (runs along the last axis) of every tile of every channel, transformed and copied
-    in or out: each costs ``T_ROW`` beyond its points."""
-    T = math.prod(Tiling.make(geom, fft_shape).tiles)
-    rows = math.prod(fft_shape[:-1])
-    out_rows = math.prod(n // s if n % s == 0 else n for n, s in zip(fft_shape[:-1], geom.stride))
-    return T * geom.batch * (geom.in_channels * rows + geom.out_channels * out_rows)
 
 
 def _fold_passes(geom, fft_shape):
