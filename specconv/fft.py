@@ -438,9 +438,20 @@ class _PlanPool:
             count, nbytes = held()
 
     @staticmethod
-    def _build(in_shape, in_dtype, out_shape, out_dtype, axes, direction, threads, *, timelimit):
-        """A new plan, measured within ``timelimit`` seconds or estimated, and the seconds its
-        planning took."""
+    def _build(
+        in_shape,
+        in_dtype,
+        out_shape,
+        out_dtype,
+        axes,
+        direction,
+        threads,
+        *,
+        timelimit,
+        estimate=None,
+    ):
+        """A new plan, measured within ``timelimit`` seconds or estimated (``estimate``: by
+        its size if None), and the seconds its planning took."""
         global _wisdom_dirty
         _ensure_wisdom()
         inp = aligned_empty(in_shape, in_dtype)
@@ -449,7 +460,8 @@ class _PlanPool:
         # huge batched ones a single measurement overshoots the time limit several times over
         # (measured 0.8 s per plan under a 0.25 s limit, 1.3 s first-call cost under 0.1 s).
         size = max(inp.size, out.size)
-        estimate = size < MEASURE_FROM or size >= ESTIMATE_FROM
+        if estimate is None:
+            estimate = size < MEASURE_FROM or size >= ESTIMATE_FROM
         start = time.perf_counter()
         plan = _fftw().FFTW(
             inp,
@@ -496,6 +508,22 @@ def borrow(
         threads or _num_threads,
     )
     return _pool.borrow(key)
+
+
+def estimated_plan(
+    in_shape: Shape,
+    in_dtype: DTypeLike,
+    out_shape: Shape,
+    out_dtype: DTypeLike,
+    axes: Sequence[int],
+    *,
+    threads: int | None = None,
+) -> Any:
+    """A forward plan FFTW estimates at once, outside the pool: one whose time does not
+    depend on how far a time-limited measuring got (what the calibration times)."""
+    key = (tuple(in_shape), in_dtype, tuple(out_shape), out_dtype, tuple(axes), "FFTW_FORWARD")
+    plan, _ = _PlanPool._build(*key, threads or _num_threads, timelimit=None, estimate=True)
+    return plan
 
 
 def execute(

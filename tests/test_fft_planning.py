@@ -377,6 +377,19 @@ def test_execute_keeps_no_reference_to_the_callers_arrays():
         assert not np.shares_memory(plan.output_array, out)
 
 
+def test_an_estimated_plan_is_estimated_outside_the_pool_and_exact():
+    """The calibration's plan: estimated (its time does not depend on how far a measuring
+    got), not lent from or returned to the pool."""
+    x = np.random.default_rng(4).standard_normal((64, 2048))
+    held = sum(len(v) for v in fft._pool._free.values())
+    plan = fft.estimated_plan(x.shape, np.float64, (64, 1025), np.complex128, (1,), threads=1)
+    assert plan.flags[0] == "FFTW_ESTIMATE"
+    plan.input_array[...] = x
+    plan.execute()
+    assert_close(plan.output_array, np.fft.rfft(x, axis=1))
+    assert sum(len(v) for v in fft._pool._free.values()) == held
+
+
 def test_planning_does_not_touch_the_data():
     """FFTW_MEASURE overwrites the arrays it plans on: plans are made on scratch arrays."""
     x = np.random.default_rng(3).standard_normal((5, 131))
