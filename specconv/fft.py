@@ -386,8 +386,9 @@ class _PlanPool:
     plans lent before that are dropped when they come back.
     """
 
-    def __init__(self, max_bytes=_MAX_FREE_BYTES, max_plans=_MAX_FREE_PLANS):
+    def __init__(self, max_bytes=_MAX_FREE_BYTES, max_plans=_MAX_FREE_PLANS, estimate=None):
         self._free = collections.OrderedDict()
+        self._estimate = estimate  # True: every plan estimated (else by its size)
         self._lock = threading.Lock()
         # One plan is measured at a time: a twin planned meanwhile then comes from wisdom at
         # once instead of being measured again (FFTW's planner is not reentrant anyway).
@@ -412,7 +413,7 @@ class _PlanPool:
         if plan is None:
             limit = planning_timelimit() * (REMEASURE_FACTOR if remeasure else 1)
             with self._build_lock:
-                plan, seconds = self._build(*key, timelimit=limit)
+                plan, seconds = self._build(*key, timelimit=limit, estimate=self._estimate)
             # FFTW stops measuring at the limit and estimates the rest; a transform is measured
             # again once at most (a twin of one whose wisdom is still cut short would loop)
             if generation == 0 and plan.flags[0] == "FFTW_MEASURE" and seconds >= 0.9 * limit:
@@ -481,6 +482,30 @@ class _PlanPool:
 
 
 _pool = _PlanPool()
+_local = threading.local()  # .pool: a thread's own pool inside ``estimating()``
+
+
+@contextlib.contextmanager
+def estimating():
+    """Inside this block, the plans this thread borrows are estimated at once and come from a
+    pool of their own, dropped at its end: the calibration's, whose timings must not depend on
+    how far a time-limited measuring got, and whose plans must not serve later calls.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from specconv import fft
+    >>> with fft.estimating():
+    ...     with fft.borrow((8, 64), np.float64, (8, 33), np.complex128, (1,)) as plan:
+    ...         plan.flags[0]
+    'FFTW_ESTIMATE'
+    """
+    outer = getattr(_local, "pool", None)
+    _local.pool = _PlanPool(estimate=True)
+    try:
+        yield
+    finally:
+        _local.pool = outer
 
 
 def borrow(
@@ -507,23 +532,7 @@ def borrow(
         "FFTW_BACKWARD" if inverse else "FFTW_FORWARD",
         threads or _num_threads,
     )
-    return _pool.borrow(key)
-
-
-def estimated_plan(
-    in_shape: Shape,
-    in_dtype: DTypeLike,
-    out_shape: Shape,
-    out_dtype: DTypeLike,
-    axes: Sequence[int],
-    *,
-    threads: int | None = None,
-) -> Any:
-    """A forward plan FFTW estimates at once, outside the pool: one whose time does not
-    depend on how far a time-limited measuring got (what the calibration times)."""
-    key = (tuple(in_shape), in_dtype, tuple(out_shape), out_dtype, tuple(axes), "FFTW_FORWARD")
-    plan, _ = _PlanPool._build(*key, threads or _num_threads, timelimit=None, estimate=True)
-    return plan
+    return (getattr(_local, "pool", None) or _pool).borrow(key)
 
 
 def execute(

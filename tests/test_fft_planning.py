@@ -377,17 +377,21 @@ def test_execute_keeps_no_reference_to_the_callers_arrays():
         assert not np.shares_memory(plan.output_array, out)
 
 
-def test_an_estimated_plan_is_estimated_outside_the_pool_and_exact():
-    """The calibration's plan: estimated (its time does not depend on how far a measuring
-    got), not lent from or returned to the pool."""
+def test_plans_borrowed_while_estimating_are_estimated_exact_and_kept_apart():
+    """The calibration's plans: estimated (their time does not depend on how far a measuring
+    got), reused inside the block, never lent to a later call."""
     x = np.random.default_rng(4).standard_normal((64, 2048))
-    held = sum(len(v) for v in fft._pool._free.values())
-    plan = fft.estimated_plan(x.shape, np.float64, (64, 1025), np.complex128, (1,), threads=1)
-    assert plan.flags[0] == "FFTW_ESTIMATE"
-    plan.input_array[...] = x
-    plan.execute()
-    assert_close(plan.output_array, np.fft.rfft(x, axis=1))
-    assert sum(len(v) for v in fft._pool._free.values()) == held
+    key = (x.shape, np.float64, (64, 1025), np.complex128, (1,))
+    with fft.estimating():
+        with fft.borrow(*key, threads=1) as plan:
+            assert plan.flags[0] == "FFTW_ESTIMATE"
+            plan.input_array[...] = x
+            plan.execute()
+            assert_close(plan.output_array, np.fft.rfft(x, axis=1))
+        with fft.borrow(*key, threads=1) as again:
+            assert again is plan
+    with fft.borrow(*key, threads=1) as later:
+        assert later is not plan and later.flags[0] == "FFTW_MEASURE"
 
 
 def test_planning_does_not_touch_the_data():
@@ -469,8 +473,8 @@ def planner(monkeypatch):
     build = fft._PlanPool._build
     log = SimpleNamespace(limits=[], seconds=None)
 
-    def reporting(*key, timelimit):
-        plan, _ = build(*key, timelimit=timelimit)
+    def reporting(*key, timelimit, estimate=None):
+        plan, _ = build(*key, timelimit=timelimit, estimate=estimate)
         log.limits.append(timelimit)
         return plan, timelimit if log.seconds is None else log.seconds
 
