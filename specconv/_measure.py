@@ -57,8 +57,9 @@ def measure(prec, threads):
     {kernel: seconds}, "seconds": total}``. Constants it does not time are the shipped ones
     scaled like the nearest measured one (spectrum passes like copies) or kept (the
     out-of-core and streaming overheads, the strided-pass factor). Its transforms run on
-    estimated plans (:func:`specconv.fft.estimating`): a plan measured under the time limit
-    varies between processes (1000 tiles of 16 samples: 1.4 ms on most plans, 3.2 on one).
+    estimated plans (:func:`specconv.fft.estimating`): measuring them would spend the budget
+    (0.1 s a plan on an empty cache) on plans whose speed depends on how far the time-limited
+    measuring got (1000 tiles of 16 samples: 1.3-1.5 ms on most, 3.2 on one).
     """
     with fft.estimating():
         return _measure(prec, threads)
