@@ -146,10 +146,7 @@ def specconv_tile(wl, x, w):
             wl.is_complex,
         )
         itemsize = np.result_type(x, w).itemsize
-        # the tiles of a repeated call, which the rows time (its kernel spectra cached)
-        choice = _costmodel.choose(
-            geom, "fft", itemsize, fft.get_num_threads(), spectra_cached=True
-        )
+        choice = _costmodel.choose(geom, "fft", itemsize, fft.get_num_threads())
         tile = tuple(int(n) for n in choice.tiling.fft_shape)
     except Exception as exc:  # a changed private interface must not stop the benchmark
         return None, f"specconv planning interface changed ({type(exc).__name__}: {exc})"

@@ -86,10 +86,9 @@ def conv(
     -----
     The kernel spectra of the last weights seen (up to 512 MB) are kept and reused when
     ``conv`` is called again with equal weights -- equal contents, found by a SHA-256 digest,
-    so a weight modified in place is never served stale spectra. The method and the FFT tiles
-    count their cost on a weight's first call only: called again with equal weights, ``conv``
-    plans with the spectra cached (the FFT where it then wins, larger tiles), so results may
-    differ from the first call's within rounding.
+    so a weight modified in place is never served stale spectra. ``method="auto"`` counts
+    their cost on a weight's first call only: called again with equal weights, it takes the
+    FFT method wherever that wins once the spectra are cached.
 
     Examples
     --------

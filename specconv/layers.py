@@ -131,11 +131,6 @@ class Planning:
 ONE_CALL = Planning(borrow_weight=True, shared_spectra=True)
 
 
-def _runs(choice):
-    """What a choice (or polyphase plan) runs, its price aside."""
-    return None if choice is None else (type(choice), choice.method, choice.tiling)
-
-
 class _Layer:
     """What both layer kinds share: weight, bias, options, the spectra cache."""
 
@@ -202,19 +197,19 @@ class _Layer:
         return self._cache.seen(self._weight_digest(weight))
 
     def _choice(self, choose, weight):
-        """``choose(**options)`` with the planning's options, but once ``weight`` is applied
-        again, what the layer would choose with the kernel spectra left out of the cost.
+        """``choose(**options)`` with the planning's options, but the FFT once it would win
+        with the kernel spectra left out of the cost and ``weight`` is applied again.
 
-        Spectra are computed once per weight and tile shape, and cached: a weight applied
-        again makes them worth paying, for the FFT in place of the direct method or for
-        larger tiles. The weight is hashed only where that changes the choice.
+        Spectra are computed once per weight and cached: a weight applied again makes them
+        worth paying. The weight is hashed only where that changes the method; an FFT
+        tiling already chosen stays (its spectra are cached by then).
         """
         options = self.planning.choose_options
         first = choose(**options)
-        if options["spectra_cached"]:
+        if first.method == "fft" or options["spectra_cached"]:
             return first
         again = choose(**{**options, "spectra_cached": True})
-        if _runs(again) != _runs(first) and self._reused(weight):
+        if again.method == "fft" and self._reused(weight):
             return again
         return first
 
@@ -303,13 +298,6 @@ class SpectralConv(_Layer):
     --------
     conv : the same as a function, for one-off calls.
     SpectralConvTranspose : the transposed layer.
-
-    Notes
-    -----
-    The first call on a shape prices the kernel spectra it must compute; from the second
-    call the layer plans with them cached (a weight applied again makes them worth paying),
-    which can change the method or the FFT tiles once. Results of the first call and of later
-    ones then differ within rounding (a few ulps); later calls repeat each other exactly.
 
     Examples
     --------
@@ -770,22 +758,37 @@ class SpectralConvTranspose(_Layer):
         n = xb.shape[2:]
         workers = fft.get_num_threads()
         parts = self._output_phases(geom, n, [a for a, _ in pads], stride)
+        plan, direct = None, self.method == "direct"
+        options = self.planning.choose_options
         plan_of = functools.partial(
             _polyphase.transposed_plan, geom, stride, pads, n, "fft", dtype.itemsize, workers
         )
-
-        direct_seconds = functools.cache(
-            lambda: self._phases_seconds(xb, parts, geom, dtype, workers)
-        )
-
-        def choose(**options):  # the phases' FFT plan, or the direct method where cheaper
+        if not direct:
             plan = plan_of(**options)
-            if self.method == "auto" and plan is not None and direct_seconds() <= plan.seconds:
-                return _costmodel.Choice("direct", direct_seconds())
-            return plan
-
-        plan = None if self.method == "direct" else self._choice(choose, self._forward_weight)
-        if self.method == "direct" or plan is not None and plan.method == "direct":
+        if self.method == "auto" and plan is not None:
+            interleaved = _direct.interleaved_taps(parts, dtype)
+            if interleaved is not None:  # all phases in one pass, written in place
+                phase, *_, union = interleaved
+                seconds = _costmodel.interleaved_cost(
+                    phase, len(parts), len(union), geom.out_shape[-1], dtype.itemsize, workers
+                )
+            else:  # the phases, and copying each into its interleaved place
+                seconds = _polyphase.copy_seconds(
+                    math.prod(geom.out_shape) * xb.shape[0] * self.out_channels,
+                    dtype.itemsize,
+                    geom.is_complex,
+                    workers,
+                ) + sum(
+                    _costmodel.direct_cost(part, dtype.itemsize, workers)
+                    for *_, part in parts
+                    if part is not None
+                )
+            direct = seconds <= plan.seconds
+            if direct and not options["spectra_cached"]:  # as in _choice
+                again = plan_of(**{**options, "spectra_cached": True})
+                if seconds > again.seconds and self._reused(self._forward_weight):
+                    plan, direct = again, False
+        if direct:
             return self._apply_phases(xb, parts, geom.out_shape, dtype, stride, geom, pads)
         if plan is not None:
             self._weight_digest(self._forward_weight)
@@ -804,26 +807,6 @@ class SpectralConvTranspose(_Layer):
         if self.bias is not None:
             y += self.bias.reshape((-1,) + (1,) * self.ndim)
         return y
-
-    def _phases_seconds(self, xb, parts, geom, dtype, workers):
-        """The model's seconds of :meth:`_apply_phases` on ``parts``."""
-        interleaved = _direct.interleaved_taps(parts, dtype)
-        if interleaved is not None:  # all phases in one pass, written in place
-            phase, *_, union = interleaved
-            return _costmodel.interleaved_cost(
-                phase, len(parts), len(union), geom.out_shape[-1], dtype.itemsize, workers
-            )
-        # the phases, and copying each into its interleaved place
-        return _polyphase.copy_seconds(
-            math.prod(geom.out_shape) * xb.shape[0] * self.out_channels,
-            dtype.itemsize,
-            geom.is_complex,
-            workers,
-        ) + sum(
-            _costmodel.direct_cost(part, dtype.itemsize, workers)
-            for *_, part in parts
-            if part is not None
-        )
 
     def _output_phases(self, geom, n, before, stride):
         """The stride-1 correlations of the input itself that make the output's phases.

@@ -210,7 +210,7 @@ def test_pullback_equals_the_recompute_path_and_the_reference(cfg, dtype, bias):
     b = ref.random_array(rng, cfg["w_shape"][0], dtype) if bias else None
     layer = SpectralConv(w, b, method="fft", **cfg["kwargs"])
     y, pullback = specconv.vjp(layer, x)
-    assert_close(y, layer(x))  # a layer applied again may run other tiles (see SpectralConv)
+    np.testing.assert_array_equal(y, layer(x))
     g = ref.random_array(rng, y.shape, dtype)
     gx, gw, gb = pullback(g)
     rx, rw, rb = specconv.vjp(layer, x, g)
