@@ -37,7 +37,7 @@ import platform
 import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -486,7 +486,7 @@ _local = threading.local()  # .pool: a thread's own pool inside ``estimating()``
 
 
 @contextlib.contextmanager
-def estimating():
+def estimating() -> Iterator[None]:
     """Inside this block, the plans this thread borrows are estimated at once and come from a
     pool of their own, dropped at its end: the calibration's, whose timings must not depend on
     how far a time-limited measuring got, and whose plans must not serve later calls.
