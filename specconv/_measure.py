@@ -58,8 +58,8 @@ def measure(prec, threads):
     scaled like the nearest measured one (spectrum passes like copies) or kept (the
     out-of-core and streaming overheads, the strided-pass factor). Its transforms run on
     estimated plans (:func:`specconv.fft.estimating`): measuring them would spend the budget
-    (0.1 s a plan on an empty cache) on plans whose speed depends on how far the time-limited
-    measuring got (1000 tiles of 16 samples: 1.3-1.5 ms on most, 3.2 on one).
+    (0.1 s a plan on an empty cache) on plans that depend on how far the time-limited
+    measuring got, and that would then serve the user's calls.
     """
     with fft.estimating():
         return _measure(prec, threads)
