@@ -62,10 +62,10 @@ def measure(prec, threads):
     measuring got, and that would then serve the user's calls.
     """
     with fft.estimating():
-        return _measure(prec, threads)
+        return _timed(prec, threads)
 
 
-def _measure(prec, threads):
+def _timed(prec, threads):
     start = time.perf_counter()
     real = np.dtype(np.float32 if prec == "single" else np.float64)
     cplx = np.result_type(real, np.complex64)

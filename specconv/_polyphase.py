@@ -331,7 +331,6 @@ def choose_strided(geom, pads, method, itemsize, workers, **planning):
         # the out-of-core chunker plans its spectra within a budget: its memory plan is the
         # folding path's
         return choice
-    cached = planning.get("spectra_cached", False)
-    plan = strided_plan(geom, tuple(pads), "fft", itemsize, workers, spectra_cached=cached)
+    plan = strided_plan(geom, tuple(pads), "fft", itemsize, workers, **planning)
     # ``choice`` is the cheaper of folding and (for "auto") the direct method
     return plan if plan.seconds < choice.seconds else choice
