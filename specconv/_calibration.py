@@ -225,6 +225,47 @@ def _cpu():
     return model or platform.processor() or platform.machine(), flags
 
 
+#: Bytes assumed where the OS does not say how large the last-level cache is.
+FALLBACK_CACHE = 8 * 2**20
+
+
+@functools.lru_cache(maxsize=1)
+def last_level_cache():
+    """Bytes of this CPU's last-level cache (the one the worker threads share), as the OS
+    reports it (Linux sysfs, macOS sysctl); ``FALLBACK_CACHE`` where it does not."""
+    found = 0
+    try:
+        for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+            if (index / "type").read_text().strip() == "Instruction":
+                continue
+            level = int((index / "level").read_text())
+            size = _parse_size((index / "size").read_text().strip())
+            found = max(found, level * 2**40 + size)  # the highest level, then the largest
+    except (OSError, ValueError):
+        found = 0
+    if found:
+        return found % 2**40
+    if platform.system() == "Darwin":
+        for name in (
+            "hw.perflevel0.l3cachesize",
+            "hw.l3cachesize",
+            "hw.perflevel0.l2cachesize",
+            "hw.l2cachesize",
+        ):
+            value = _sysctl(name)
+            if value.isdigit() and int(value) > 0:
+                return int(value)
+    return FALLBACK_CACHE
+
+
+def _parse_size(text):
+    """Bytes of a sysfs cache size ("32768K", "1M", "512")."""
+    units = {"K": 2**10, "M": 2**20, "G": 2**30}
+    if text[-1:].upper() in units:
+        return int(text[:-1]) * units[text[-1].upper()]
+    return int(text)
+
+
 def _sysctl(name):
     import subprocess
 

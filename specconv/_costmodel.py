@@ -338,6 +338,8 @@ def chunking(geom, fft_shape, tiles, itemsize, workers, seconds=None, constants=
         if not must and matmul and split[0] * split[1] * other < MIN_COLUMNS:
             break
         blocks = split
+    if matmul:
+        blocks = _within_cache(geom, fft_shape, tiles, blocks, itemsize, workers, constants)
     chunk, batch_block, group_block = blocks
     if (
         matmul
@@ -356,6 +358,58 @@ def chunking(geom, fft_shape, tiles, itemsize, workers, seconds=None, constants=
         if n_team * share * blocks_per_unit <= max(solo, even * 9 / 8):
             return share * workers, batch_block, group_block, workers
     return blocks + (1,)
+
+
+def _within_cache(geom, fft_shape, tiles, blocks, itemsize, workers, constants):
+    """``blocks``, or its run of tiles halved until the chunks the workers hold fit the
+    cache, whichever :func:`chunk_overheads` prices lower."""
+    c = _constants(geom, itemsize, workers, constants)
+    other = math.prod(tiles[1:])
+    fits = blocks
+    while (
+        _spills(geom, fft_shape, tiles, fits + (1,), itemsize, workers)
+        and -(-fits[0] // 2) * fits[1] * other >= MIN_COLUMNS
+        and fits[0] > 1
+    ):
+        fits = (-(-fits[0] // 2),) + fits[1:]
+    return min(
+        (blocks, fits),
+        key=lambda b: chunk_overheads(geom, fft_shape, tiles, b + (1,), itemsize, workers, c),
+    )
+
+
+def _spills(geom, fft_shape, tiles, blocks, itemsize, workers):
+    """Whether the chunks the workers hold at once exceed half the last-level cache (the
+    input and output stream through it too)."""
+    chunk, batch_block, group_block, team = blocks
+    held = chunk * batch_block * group_block * math.prod(tiles[1:])
+    held *= tile_bytes(geom, fft_shape, itemsize) * (1 if team > 1 else workers)
+    return held > _calibration.last_level_cache() / 2
+
+
+def chunk_overheads(geom, fft_shape, tiles, blocks, itemsize, workers, c):
+    """Seconds the chunks ``blocks`` (as :func:`chunking` returns) add to the work.
+
+    Their own overhead; every run's product streaming its groups' kernel spectra from memory
+    (with few tiles per chunk -- small images, many channels -- that bounds it, not the
+    multiply-adds); and where chunks spill the cache, a matrix product that reads the tiles'
+    spectra faster than it multiplies them waits for memory instead: the forward transforms'
+    output is no longer in the cache, and the product reads it frequency block by frequency
+    block (W3b, a 1 x 1 layer of 8 outputs on 1280 tiles, ran 1.4x faster in cache;
+    ``benchmarks/RESULTS.md``).
+    """
+    chunk, batch_block, group_block, _ = blocks
+    runs = -(-tiles[0] // chunk) * (geom.batch // batch_block)
+    chunks = runs * (geom.groups // group_block)
+    seconds = runs * spectra_bytes(geom, fft_shape, itemsize) * c.T_SPECTRA_PASS
+    seconds += chunks * c.T_CHUNK
+    if uses_matmul(geom) and _spills(geom, fft_shape, tiles, blocks, itemsize, workers):
+        n_tiles = math.prod(tiles) * geom.batch
+        spectra = n_tiles * (geom.in_channels + geom.out_channels)
+        spectra *= _spectrum_bytes(geom, fft_shape, itemsize)
+        product = _product_seconds(geom, fft_shape, n_tiles, itemsize, c)
+        seconds += max(0.0, spectra * c.T_SPECTRA_PASS - product)
+    return seconds
 
 
 def spectra_bytes(geom, fft_shape, itemsize):
@@ -411,14 +465,11 @@ def _fft_plan(geom, fft_shape, spectra_cached, itemsize, spectra_budget, workers
     chunk, batch_block, group_block, team = blocks = chunking(
         geom, fft_shape, tiles, itemsize, workers, work, c
     )
-    runs = -(-tiles[0] // chunk) * (geom.batch // batch_block)
-    chunks = runs * (geom.groups // group_block)
+    chunks = -(-tiles[0] // chunk) * (geom.batch // batch_block) * (geom.groups // group_block)
     # ``work`` is for every worker busy; fewer chunks leave some idle
     busy = min(workers, chunks * team)
-    # every chunk's product streams its groups' kernel spectra from memory: with few tiles
-    # per chunk (small images, many channels) that bounds it, not the multiply-adds
-    passes = runs * spectra_bytes(geom, fft_shape, itemsize) * c.T_SPECTRA_PASS
-    seconds = work * workers / busy + passes + chunks * c.T_CHUNK + c.T_FFT_CALL
+    overheads = chunk_overheads(geom, fft_shape, tiles, blocks, itemsize, workers, c)
+    seconds = work * workers / busy + overheads + c.T_FFT_CALL
     return seconds, Tiling.make(geom, fft_shape, *blocks)
 
 
@@ -443,25 +494,32 @@ def _fft_work(geom, fft_shape, spectra_cached, itemsize, spectra_budget, c):
         # and a row's own overhead (runs along the last axis), which small tiles pay often
         return c.T_FFT * cx * n * stages + c.T_COPY * n + c.T_ROW * math.prod(shape[:-1])
 
-    if compiled_product(geom, dtype_of(itemsize, geom.is_complex)):
-        product = ci * c.T_CMAC_COMPILED
-    elif uses_matmul(geom):
-        product = ci * c.T_CMAC_MATMUL
-    else:  # a pass per input channel to multiply, and one more to add each but the first
-        product = (2 * ci - 1) * c.T_CMAC_ELEMENTWISE
     seconds = (
         T
         * geom.batch
         * (
             geom.in_channels * transform(fft_shape)
             + geom.out_channels * transform(out_len)
-            + G * co * F * product
             + geom.out_channels * F * _fold_passes(geom, fft_shape) * c.T_FOLD
         )
     )
+    seconds += _product_seconds(geom, fft_shape, T * geom.batch, itemsize, c)
     if not spectra_cached:
         seconds += G * co * ci * math.prod(fft_shape) * cx * c.T_SPECTRA
     return seconds
+
+
+def _product_seconds(geom, fft_shape, n_tiles, itemsize, c):
+    """The per-frequency product over ``n_tiles`` tiles (all signals)."""
+    G = geom.groups
+    ci, co = geom.in_channels // G, geom.out_channels // G
+    if compiled_product(geom, dtype_of(itemsize, geom.is_complex)):
+        product = ci * c.T_CMAC_COMPILED
+    elif uses_matmul(geom):
+        product = ci * c.T_CMAC_MATMUL
+    else:  # a pass per input channel to multiply, and one more to add each but the first
+        product = (2 * ci - 1) * c.T_CMAC_ELEMENTWISE
+    return n_tiles * G * co * math.prod(spectral_shape(fft_shape, geom.is_complex)) * product
 
 
 def _fold_passes(geom, fft_shape):
