@@ -233,37 +233,31 @@ FALLBACK_CACHE = 8 * 2**20
 def last_level_cache():
     """Bytes of this CPU's last-level cache (the one the worker threads share), as the OS
     reports it (Linux sysfs, macOS sysctl); ``FALLBACK_CACHE`` where it does not."""
-    found = 0
-    try:
-        for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
-            if (index / "type").read_text().strip() == "Instruction":
-                continue
-            level = int((index / "level").read_text())
-            size = _parse_size((index / "size").read_text().strip())
-            found = max(found, level * 2**40 + size)  # the highest level, then the largest
-    except (OSError, ValueError):
-        found = 0
-    if found:
-        return found % 2**40
-    if platform.system() == "Darwin":
-        for name in (
-            "hw.perflevel0.l3cachesize",
-            "hw.l3cachesize",
-            "hw.perflevel0.l2cachesize",
-            "hw.l2cachesize",
-        ):
+    found = _sysfs_cache(Path("/sys/devices/system/cpu/cpu0/cache"))
+    if not found and platform.system() == "Darwin":
+        for name in ("hw.l3cachesize", "hw.perflevel0.l2cachesize", "hw.l2cachesize"):
             value = _sysctl(name)
             if value.isdigit() and int(value) > 0:
                 return int(value)
-    return FALLBACK_CACHE
+    return found or FALLBACK_CACHE
 
 
-def _parse_size(text):
-    """Bytes of a sysfs cache size ("32768K", "1M", "512")."""
+def _sysfs_cache(root):
+    """Bytes of the highest-level data or unified cache listed under ``root`` (Linux's
+    ``index*/{level,type,size}`` files), 0 where there is none or it does not parse."""
     units = {"K": 2**10, "M": 2**20, "G": 2**30}
-    if text[-1:].upper() in units:
-        return int(text[:-1]) * units[text[-1].upper()]
-    return int(text)
+    caches = []
+    try:
+        for index in root.glob("index*"):
+            if (index / "type").read_text().strip() == "Instruction":
+                continue
+            size = (index / "size").read_text().strip()
+            scale = units.get(size[-1:].upper(), 1)
+            size = int(size[:-1] if scale > 1 else size) * scale
+            caches.append((int((index / "level").read_text()), size))
+    except (OSError, ValueError, IndexError):
+        return 0
+    return max(caches)[1] if caches else 0
 
 
 def _sysctl(name):

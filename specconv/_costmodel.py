@@ -43,6 +43,9 @@ fft (overlap-save with tile shape L, T tiles, F frequencies per tile)
     ``+ runs · spectra bytes · t_spectra_pass``                     each run of tiles' product
     streaming the kernel spectra (it bounds the product where the runs hold few tiles)
     ``+ chunks · t_chunk + t_fft_call``                             per-chunk and per-call overhead
+    ``+ max(0, spectra of all tiles · t_spectra_pass − product)``  where the workers' chunks
+    exceed half the last-level cache, a matrix product waiting for memory (such chunks are
+    cut until they fit, where that costs less: :func:`chunking`)
     (the work scaled up where fewer chunks than workers leave some idle)
     subject to the kernel spectra fitting in ``SPECTRA_BUDGET`` bytes. A layer applied to many
     signals of one shape (the out-of-core chunks) computes its spectra once: it plans with
@@ -282,7 +285,9 @@ def chunking(geom, fft_shape, tiles, itemsize, workers, seconds=None, constants=
     worker forces a split. Groups go first because they share nothing. Measured on CNN
     layers (8 × 64 × 128²): one whole-batch chunk ran 1.7-2x slower than this, since the
     chunks are also what the worker threads share out, and small elementwise chunks stay in
-    cache through all five steps.
+    cache through all five steps. A matmul product's run of tiles is then halved further
+    until the workers' chunks fit half the last-level cache, where :func:`chunk_overheads`
+    prices that lower (a product of few outputs per input waits for memory otherwise).
 
     A matmul product left with fewer than ``TEAM_COLUMNS`` columns per chunk (memory-bound
     long kernels) is shared instead: the workers take ``workers`` such chunks as one, as a

@@ -11,7 +11,15 @@ import pytest
 from _tolerances import assert_close
 
 import specconv
-from specconv import _compiled, _correlate, _costmodel, _direct, _engine, _geometry
+from specconv import (
+    _calibration,
+    _compiled,
+    _correlate,
+    _costmodel,
+    _direct,
+    _engine,
+    _geometry,
+)
 
 
 def _cnn_geometry(groups, kernel=15, batch=8, channels=64, size=128):
@@ -70,6 +78,58 @@ def test_tiles_are_never_shorter_than_min_tile():
         assert _costmodel._axis_candidates(span, stride, 320, 2)[0] >= _costmodel.MIN_TILE
     w3b = _geometry.Geometry(1, 32, 8, 1, (1, 1), (1, 1), (1, 1), (320, 320), True)
     assert _costmodel.choose(w3b, "auto", 8, 2).method == "direct"
+
+
+def _held_bytes(geom, fft_shape, tiles, blocks, itemsize, workers=2):
+    """Bytes of tile buffers the workers hold at once in chunks of ``blocks``."""
+    chunk, batch_block, group_block, _ = blocks
+    per_tile = _costmodel.tile_bytes(geom, fft_shape, itemsize)
+    return workers * chunk * batch_block * group_block * math.prod(tiles[1:]) * per_tile
+
+
+def test_product_chunks_fit_the_cache_where_the_product_would_wait_for_memory(monkeypatch):
+    """W3b (1 x 1, complex, 32 -> 8 coils on 320 x 320) in 1280 tiles of 8 x 10: its product
+    does 8 multiply-adds per spectrum it reads, so chunks larger than the cache leave it
+    waiting for memory; its chunks are cut until the two workers' chunks fit half the cache,
+    and the price of the chunks that do not fit includes the wait. A dense 64-channel CNN
+    layer multiplies far more than it reads: its chunks stay as they are whatever the cache."""
+    c = _costmodel.SHIPPED["double"]
+    w3b = _geometry.Geometry(1, 32, 8, 1, (1, 1), (1, 1), (1, 1), (320, 320), True)
+    cnn = _cnn_geometry(groups=1, kernel=7)
+
+    def chunks(geom, shape, cache):
+        monkeypatch.setattr(_calibration, "last_level_cache", lambda: cache)
+        tiles = _engine.Tiling.make(geom, shape).tiles
+        return tiles, _costmodel.chunking(geom, shape, tiles, 16, 2, None, c)
+
+    tiles, roomy = chunks(w3b, (8, 10), 2**50)
+    _, small = chunks(w3b, (8, 10), 32 * 2**20)
+    assert _held_bytes(w3b, (8, 10), tiles, roomy, 16) > 16 * 2**20  # the premise
+    assert small[0] < roomy[0] and small[1:] == roomy[1:]
+    assert _held_bytes(w3b, (8, 10), tiles, small, 16) <= 16 * 2**20
+    spilled = _costmodel.chunk_overheads(w3b, (8, 10), tiles, roomy, 16, 2, c)
+    monkeypatch.setattr(_calibration, "last_level_cache", lambda: 2**50)
+    assert spilled > _costmodel.chunk_overheads(w3b, (8, 10), tiles, roomy, 16, 2, c)
+    assert chunks(cnn, (32, 32), 2**50) == chunks(cnn, (32, 32), 2**20)
+
+
+def test_the_last_level_cache_is_read_from_sysfs(tmp_path):
+    """The highest level of data or unified cache, whatever the suffix; 0 where none parses."""
+    for name, (level, kind, size) in {
+        "index0": (1, "Data", "48K"),
+        "index1": (1, "Instruction", "32K"),
+        "index2": (2, "Unified", "2048K"),
+        "index3": (3, "Unified", "36M"),
+    }.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "level").write_text(f"{level}\n")
+        (tmp_path / name / "type").write_text(f"{kind}\n")
+        (tmp_path / name / "size").write_text(f"{size}\n")
+    assert _calibration._sysfs_cache(tmp_path) == 36 * 2**20
+    (tmp_path / "index3" / "size").write_text("big\n")
+    assert _calibration._sysfs_cache(tmp_path) == 0
+    assert _calibration._sysfs_cache(tmp_path / "absent") == 0
+    assert _calibration.last_level_cache() > 0
 
 
 def test_small_layers_run_as_one_chunk():
