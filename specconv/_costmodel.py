@@ -23,7 +23,8 @@ direct
     flat stride-1 grid (the padded row length), ``K · B · C_out · P_grid · t_tap``, plus
     copying every input and output sample once.
     A 1 × 1 kernel: one GEMM, ``B · P · (C_in · t_copy + C_out · C_in/G · t_mac)``.
-    Strided: the sum of its stride-1 phases, plus adding them up; a depthwise 1-D one (compiled
+    Strided: the sum of its stride-1 phases, plus reading their inputs out of the padded
+    input (``B · C_in · P_padded · t_copy``) and adding them up; a depthwise 1-D one (compiled
     loops) is one stride-1 line over its input split into phases, plus that split. Each call
     adds its own overhead ``t_direct_call`` (validation, threads).
     The constants are per real number of the precision: complex data counts twice (four times
@@ -130,7 +131,9 @@ def direct_cost(geom, itemsize=8, workers=2, constants=None):
     if taps > 1 and any(s > 1 for s in geom.stride):  # its phases, and their sum
         parts = _direct.phases(geom)
         adds = (len(parts) - 1) * geom.batch * geom.out_channels * P * c.T_COPY
-        return adds + sum(direct_cost(part, itemsize, workers, c) for _, _, part in parts)
+        # each phase reads its every s-th input sample: whole cache lines for a part of them
+        split = geom.batch * geom.in_channels * math.prod(geom.padded) * c.T_COPY
+        return adds + split + sum(direct_cost(part, itemsize, workers, c) for *_, part in parts)
     if ci == 1 and _direct.compiled_depthwise(geom, dtype_of(itemsize, geom.is_complex)):
         seconds = compiled_depthwise_cost(geom, workers, c)
     elif ci == 1:

@@ -447,7 +447,7 @@ def _depthwise_compiled(x, pads, weight, geom, dtype, workers):
     spatial, n_out, padded = x.shape[2:], geom.out_shape, geom.padded
     if x.size == 0:  # a negative pad cropped all of it: only padding is read
         return np.zeros((B, geom.out_channels) + n_out, dtype)
-    images = np.ascontiguousarray(x, dtype).reshape((B * G,) + spatial)
+    images = x.reshape((B * G,) + spatial)
     taps = np.array(_tap_offsets(geom.kernel, geom.dilation, padded), np.int64)
     rows = _line_starts(spatial, [a for a, _ in pads], padded)
     lines = _line_starts(n_out, [0] * len(n_out), padded)
@@ -459,27 +459,36 @@ def _depthwise_compiled(x, pads, weight, geom, dtype, workers):
 
 def _run_depthwise(images, out, w, taps, rows, lines, padded, length, workers, *phases):
     """The compiled depthwise loop on ``images`` (B·G, *spatial) shared among ``workers``
-    threads (the loop releases the GIL); ``phases``: its optional interleaving arguments."""
+    threads (the loop releases the GIL); ``phases``: its optional interleaving arguments.
+
+    ``images`` may be any view of any real dtype (a strided layer's input phase): each
+    worker then copies blocks of them into the loop's dtype, which stay in cache for the
+    loop (one copy of the whole view before the loop ran single-threaded and from memory:
+    the phases of a stride-2 depthwise 7 × 7 layer ran 2.6x slower than on a contiguous
+    copy; ``benchmarks/RESULTS.md``)."""
     out_images = out.reshape((images.shape[0], -1))
     workers = min(workers, images.shape[0])
     bounds = [images.shape[0] * k // workers for k in range(workers + 1)]
+    ready = images.flags.c_contiguous and images.dtype == out.dtype
+    block = images.shape[0] if ready else max(1, DEPTHWISE_BLOCK // images[0].nbytes)
 
     def share(k):
-        a, b = bounds[k], bounds[k + 1]
-        _compiled.loops.depthwise(
-            images[a:b],
-            out_images[a:b],
-            w,
-            taps,
-            rows,
-            lines,
-            images.itemsize,
-            a,
-            w.shape[0],
-            padded,
-            length,
-            *phases,
-        )
+        for a in range(bounds[k], bounds[k + 1], block):
+            b = min(a + block, bounds[k + 1])
+            _compiled.loops.depthwise(
+                images[a:b] if ready else np.ascontiguousarray(images[a:b], out.dtype),
+                out_images[a:b],
+                w,
+                taps,
+                rows,
+                lines,
+                out.itemsize,
+                a,
+                w.shape[0],
+                padded,
+                length,
+                *phases,
+            )
 
     run_parallel([lambda k=k: share(k) for k in range(workers)])
 
@@ -535,7 +544,7 @@ def transposed_depthwise(x, weight, parts, out_length, dtype, workers):
     length = -(-out_length // P)  # samples of phase 0, the longest
     padded = max(shift + x.shape[2], union[-1] + length)
     out = np.empty((B, G * m, out_length), dtype)
-    images = np.ascontiguousarray(x, dtype).reshape(B * G, -1)
+    images = x.reshape(B * G, -1)
     rows, lines = np.array([shift], np.int64), np.zeros(1, np.int64)
     taps = np.array(union, np.int64)
     _run_depthwise(

@@ -132,6 +132,28 @@ def test_strided_depthwise_1d_layers_take_one_call_of_the_compiled_loop(monkeypa
     assert not _direct.strided_depthwise(Geometry(1, 4, 4, 2, (3,), (1,), (2,), (20,), False), "f8")
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_depthwise_loops_read_any_view_in_blocks_of_images(monkeypatch, workers):
+    """A strided layer's input phases reach the compiled loop as strided views, which each
+    worker copies in blocks (here one image each, cast from float32 to the loop's float64):
+    the same numbers as the reference."""
+    monkeypatch.setattr(_compiled, "loops", _level(_compiled.levels()[-1]))
+    monkeypatch.setattr(_direct, "DEPTHWISE_BLOCK", 1)
+    calls = []
+    loop = _compiled.loops.depthwise
+    spy = lambda *a: calls.append(a[0].shape[0]) or loop(*a)  # noqa: E731
+    monkeypatch.setattr(_compiled, "loops", types.SimpleNamespace(depthwise=spy))
+    rng = np.random.default_rng(5)
+    big = ref.random_array(rng, (3, 4, 23, 30), np.float32)
+    w = ref.random_array(rng, (8, 1, 5, 4), np.float64)
+    x = big[:, :, 1::2, ::3]  # (3, 4, 11, 10), every stride a view's
+    geom = Geometry(3, 4, 8, 4, (5, 4), (1, 1), (1, 1), (15, 13), False)
+    y = _direct.correlate_direct(x, ((2, 2), (1, 2)), w, geom, np.dtype(np.float64), workers)
+    expected = ref.conv(x.astype(np.float64), w, groups=4, padding=((2, 2), (1, 2)))
+    assert_close(y, expected)
+    assert calls == [1] * 12  # one call per image: 3 signals x 4 channels
+
+
 def test_only_real_stride_1_layers_take_the_compiled_loops(monkeypatch):
     monkeypatch.setattr(_compiled, "loops", object())
     real = Geometry(1, 4, 4, 4, (3,), (1,), (1,), (20,), False)
