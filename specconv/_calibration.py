@@ -285,17 +285,15 @@ def _blas():
 
 
 def _compiled_id():
-    """The compiled loops' build (a digest of the module file) and level, or None."""
-    loops = _compiled.loops
-    if loops is None:
+    """The compiled loops' build (a digest of the extension module's file) and level, or
+    None where they are off."""
+    if _compiled.loops is None:
         return None
     try:
-        digest = hashlib.sha256(Path(loops.__file__).read_bytes()).hexdigest()[:16]
+        digest = hashlib.sha256(Path(_compiled._simd.__file__).read_bytes()).hexdigest()[:16]
     except (OSError, AttributeError, TypeError):
         digest = "?"
-    level = getattr(loops, "level", None)
-    level = level() if callable(level) else level
-    return f"{digest} {level}" if level is not None else digest
+    return f"{digest} {_compiled.level}"
 
 
 @functools.lru_cache(maxsize=16)

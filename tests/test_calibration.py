@@ -322,3 +322,14 @@ def test_loops_measured_slower_are_not_used_on_any_path(cache, monkeypatch, meth
     assert not _direct.compiled_depthwise(DEPTHWISE, np.float64)
     # single precision was not measured slower: its loops stay on
     assert _compiled.use("depthwise", np.float32)
+
+
+def test_the_key_names_the_compiled_build_and_level(monkeypatch):
+    """A rebuilt extension or another level is another machine: the key holds a digest of the
+    module file and the level (it once held '?' for every build, from the loops' namespace)."""
+    if _compiled.loops is None:
+        pytest.skip("no compiled loops in this install")
+    digest, level = _calibration._compiled_id().split()
+    assert level == _compiled.level and re.fullmatch("[0-9a-f]{16}", digest)
+    monkeypatch.setattr(_compiled, "loops", None)
+    assert _calibration._compiled_id() is None
