@@ -44,10 +44,10 @@ fft (overlap-save with tile shape L, T tiles, F frequencies per tile)
     ``+ runs · spectra bytes · t_spectra_pass``                     each run of tiles' product
     streaming the kernel spectra (it bounds the product where the runs hold few tiles)
     ``+ chunks · t_chunk + t_fft_call``                             per-chunk and per-call overhead
+    (the work scaled up where fewer chunks than workers leave some idle)
     ``+ max(0, spectra of all tiles · t_spectra_pass − product)``  where the workers' chunks
     exceed half the last-level cache, a matrix product waiting for memory (such chunks are
     cut until they fit, where that costs less: :func:`chunking`)
-    (the work scaled up where fewer chunks than workers leave some idle)
     subject to the kernel spectra fitting in ``SPECTRA_BUDGET`` bytes. A layer applied to many
     signals of one shape (the out-of-core chunks) computes its spectra once: it plans with
     ``spectra_cached=True`` and its own spectra budget, and so picks longer tiles. Layers
@@ -375,9 +375,9 @@ def _within_cache(geom, fft_shape, tiles, blocks, itemsize, workers, constants):
     other = math.prod(tiles[1:])
     fits = blocks
     while (
-        _spills(geom, fft_shape, tiles, fits + (1,), itemsize, workers)
+        fits[0] > 1
         and -(-fits[0] // 2) * fits[1] * other >= MIN_COLUMNS
-        and fits[0] > 1
+        and _spills(geom, fft_shape, tiles, fits + (1,), itemsize, workers)
     ):
         fits = (-(-fits[0] // 2),) + fits[1:]
     return min(
