@@ -137,7 +137,7 @@ def test_depthwise_loops_read_any_view_in_blocks_of_images(monkeypatch, workers)
     """A strided layer's input phases reach the compiled loop as strided views, which each
     worker copies in blocks (here one image each, cast from float32 to the loop's float64):
     the same numbers as the reference."""
-    monkeypatch.setattr(_compiled, "loops", _level(_compiled.levels()[-1]))
+    monkeypatch.setattr(_compiled, "loops", _level("baseline"))
     monkeypatch.setattr(_direct, "DEPTHWISE_BLOCK", 1)
     calls = []
     loop = _compiled.loops.depthwise
