@@ -318,11 +318,8 @@ def chunking(geom, fft_shape, tiles, itemsize, workers, seconds=None, constants=
     def n_chunks(b):
         return -(-tiles[0] // b[0]) * (geom.batch // b[1]) * (G // b[2])
 
-    least = (
-        None
-        if seconds is None
-        else CHUNK_WORK * _constants(geom, itemsize, workers, constants).T_CHUNK
-    )
+    c = _constants(geom, itemsize, workers, constants)
+    least = None if seconds is None else CHUNK_WORK * c.T_CHUNK
 
     def worth_threads(chunks):  # each of ``chunks`` carries far more work than overhead
         return least is None or seconds * workers / chunks >= least
@@ -347,7 +344,7 @@ def chunking(geom, fft_shape, tiles, itemsize, workers, seconds=None, constants=
             break
         blocks = split
     if matmul:
-        blocks = _within_cache(geom, fft_shape, tiles, blocks, itemsize, workers, constants)
+        blocks = _within_cache(geom, fft_shape, tiles, blocks, itemsize, workers, c)
     chunk, batch_block, group_block = blocks
     if (
         matmul
@@ -368,10 +365,9 @@ def chunking(geom, fft_shape, tiles, itemsize, workers, seconds=None, constants=
     return blocks + (1,)
 
 
-def _within_cache(geom, fft_shape, tiles, blocks, itemsize, workers, constants):
+def _within_cache(geom, fft_shape, tiles, blocks, itemsize, workers, c):
     """``blocks``, or its run of tiles halved until the chunks the workers hold fit the
     cache, whichever :func:`chunk_overheads` prices lower."""
-    c = _constants(geom, itemsize, workers, constants)
     other = math.prod(tiles[1:])
     fits = blocks
     while (

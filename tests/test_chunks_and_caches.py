@@ -80,11 +80,9 @@ def test_tiles_are_never_shorter_than_min_tile():
     assert _costmodel.choose(w3b, "auto", 8, 2).method == "direct"
 
 
-def _held_bytes(geom, fft_shape, tiles, blocks, itemsize, workers=2):
-    """Bytes of tile buffers the workers hold at once in chunks of ``blocks``."""
-    chunk, batch_block, group_block, _ = blocks
-    per_tile = _costmodel.tile_bytes(geom, fft_shape, itemsize)
-    return workers * chunk * batch_block * group_block * math.prod(tiles[1:]) * per_tile
+def _held_bytes(geom, fft_shape, blocks, itemsize, workers=2):
+    """Bytes of tile buffers ``workers`` hold at once in chunks of ``blocks``."""
+    return workers * _chunk_bytes(geom, _engine.Tiling.make(geom, fft_shape, *blocks), itemsize)
 
 
 def test_product_chunks_fit_the_cache_where_the_product_would_wait_for_memory(monkeypatch):
@@ -104,9 +102,9 @@ def test_product_chunks_fit_the_cache_where_the_product_would_wait_for_memory(mo
 
     tiles, roomy = chunks(w3b, (8, 10), 2**50)
     _, small = chunks(w3b, (8, 10), 32 * 2**20)
-    assert _held_bytes(w3b, (8, 10), tiles, roomy, 16) > 16 * 2**20  # the premise
+    assert _held_bytes(w3b, (8, 10), roomy, 16) > 16 * 2**20  # the premise
     assert small[0] < roomy[0] and small[1:] == roomy[1:]
-    assert _held_bytes(w3b, (8, 10), tiles, small, 16) <= 16 * 2**20
+    assert _held_bytes(w3b, (8, 10), small, 16) <= 16 * 2**20
     spilled = _costmodel.chunk_overheads(w3b, (8, 10), tiles, roomy, 16, 2, c)
     monkeypatch.setattr(_calibration, "last_level_cache", lambda: 2**50)
     assert spilled > _costmodel.chunk_overheads(w3b, (8, 10), tiles, roomy, 16, 2, c)
