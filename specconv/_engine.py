@@ -284,7 +284,13 @@ class _ChunkWorker:
         lead_in, lead_out = (B, G, ci) + tiles, (B, G, co) + tiles
         self.forward = plans.enter_context(
             fft.borrow(
-                lead_in + tiling.fft_shape, dtype, lead_in + freq, cdtype, axes, threads=threads
+                lead_in + tiling.fft_shape,
+                dtype,
+                lead_in + freq,
+                cdtype,
+                axes,
+                threads=threads,
+                spread=True,
             )
         )
         zfreq = spectral_shape(out_len, geom.is_complex)
@@ -297,16 +303,19 @@ class _ChunkWorker:
                 axes,
                 inverse=True,
                 threads=threads,
+                spread=True,
             )
         )
         self.xin, self.xspec = self.forward.input_array, self.forward.output_array
         self.zspec, self.yout = self.inverse.input_array, self.inverse.output_array
         # without folding, the product writes straight into the inverse transform's input
-        self.yspec = np.empty(lead_out + freq, cdtype) if any(self.folded) else self.zspec
+        self.yspec = (
+            fft.spread_empty(lead_out + freq, cdtype, d) if any(self.folded) else self.zspec
+        )
         n_tiles, n_freq = math.prod(tiles), math.prod(freq)
-        # flat views: (B, G, C, tiles, F)
-        self.xflat = self.xspec.reshape(B, G, ci, n_tiles, n_freq)
-        self.yflat = self.yspec.reshape(B, G, co, n_tiles, n_freq)
+        # flat views (B, G, C, tiles, F); the spectra's rows may be padded apart (fft.spread_empty)
+        self.xflat = fft.reshaped_view(self.xspec, (B, G, ci, n_tiles, n_freq))
+        self.yflat = fft.reshaped_view(self.yspec, (B, G, co, n_tiles, n_freq))
         self.compiled = compiled_product(geom, dtype)
         if uses_matmul(geom) and not self.compiled:  # room for the tiles of a team
             fb = min(FREQ_BLOCK, n_freq)

@@ -227,7 +227,7 @@ typedef struct {
 #define DEFINE_PRODUCT(T, V, IV, N, OUTS, COLS, XOUTER, TARGET, NAME)                        \
     TARGET static void NAME(const T *const *x, T *const *y, Py_ssize_t members, const T *h,  \
                             Py_ssize_t B, Py_ssize_t G, Py_ssize_t ci, Py_ssize_t co,        \
-                            Py_ssize_t tiles, Py_ssize_t F, Py_ssize_t f_lo,                 \
+                            Py_ssize_t tiles, Py_ssize_t F, Py_ssize_t row, Py_ssize_t f_lo, \
                             Py_ssize_t f_hi, void *scratch)                                  \
     {                                                                                        \
         V *xd = scratch;                                                                     \
@@ -241,7 +241,6 @@ typedef struct {
         V sign;                                                                              \
         for (int k = 0; k < PART; k++) sign[k] = k % 2 ? 1 : -1;                             \
         const Py_ssize_t columns = members * B * tiles;                                      \
-        const Py_ssize_t row = 2 * F; /* reals per (b, g, c, t) row */                       \
         const Py_ssize_t blocks = (F + LANES - 1) / LANES;                                   \
         for (Py_ssize_t fb = f_lo / LANES; fb * LANES < f_hi; fb++) {                        \
             const Py_ssize_t f0 = fb * LANES;                                                \
@@ -250,11 +249,13 @@ typedef struct {
                 const T *hg = h + (g * blocks + fb) * co * ci * BLOCK;                       \
                 for (Py_ssize_t s0 = 0; s0 < columns; s0 += SUPER) {                         \
                     const Py_ssize_t ns = columns - s0 < SUPER ? columns - s0 : SUPER;       \
+                    T *ycol[SUPER]; /* row (o = 0) of every column in y, at f0 */            \
                     /* xd[((p * SUPER + j) * ci + c) * 2 + 0 / 1]: part p of the duplicated  \
                      * real / imaginary parts, each part's together */                      \
                     for (Py_ssize_t j = 0; j < ns; j++) {                                    \
                         const Py_ssize_t m = (s0 + j) / (B * tiles);                         \
                         const Py_ssize_t b = (s0 + j) / tiles % B, t = (s0 + j) % tiles;     \
+                        ycol[j] = y[m] + ((b * G + g) * co * tiles + t) * row + 2 * f0;      \
                         for (Py_ssize_t c = 0; c < ci; c++) {                                \
                             const T *src = x[m] + (((b * G + g) * ci + c) * tiles + t)       \
                                                       * row;                                 \
@@ -292,8 +293,11 @@ typedef struct {
                             const int no = co - o0 < OUTS ? (int)(co - o0) : OUTS;           \
                             const int nj = ns - j0 < COLS ? (int)(ns - j0) : COLS;           \
                             const V *xp = xd + p * SUPER * ci * 2;                           \
-                            V acc[OUTS][COLS] = {{{0}}};                                     \
+                            V acc[OUTS][COLS];                                               \
                             if (no == OUTS && nj == COLS) {                                  \
+                                /* accumulators of their own, stored from registers when the \
+                                 * block is whole: the shared ones live on the stack */     \
+                                V a[OUTS][COLS] = {{{0}}};                                   \
                                 for (Py_ssize_t c = 0; c < ci; c++) {                        \
                                     V hv[OUTS], hs[OUTS];                                    \
                                     for (int i = 0; i < OUTS; i++) {                         \
@@ -305,12 +309,26 @@ typedef struct {
                                         const V *d = &xp[((j0 + j) * ci + c) * 2];           \
                                         const V xr = d[0], xi = d[1];                        \
                                         for (int i = 0; i < OUTS; i++) {                     \
-                                            acc[i][j] += xr * hv[i];                         \
-                                            acc[i][j] += xi * hs[i];                         \
+                                            a[i][j] += xr * hv[i];                           \
+                                            a[i][j] += xi * hs[i];                           \
                                         }                                                    \
                                     }                                                        \
                                 }                                                            \
+                                if (whole) {                                                 \
+                                    for (int i = 0; i < OUTS; i++)                           \
+                                        for (int j = 0; j < COLS; j++) {                     \
+                                            T *dst = ycol[j0 + j] + (o0 + i) * tiles * row;  \
+                                            if (p == 0 && f0 + AHEAD < f_hi)                 \
+                                                __builtin_prefetch(dst + 2 * AHEAD, 1);      \
+                                            *(V *)(dst + p * PART) = a[i][j];                \
+                                        }                                                    \
+                                    continue;                                                \
+                                }                                                            \
+                                for (int i = 0; i < OUTS; i++)                               \
+                                    for (int j = 0; j < COLS; j++) acc[i][j] = a[i][j];      \
                             } else {                                                         \
+                                for (int i = 0; i < OUTS; i++)                               \
+                                    for (int j = 0; j < COLS; j++) acc[i][j] = (V){0};       \
                                 for (Py_ssize_t c = 0; c < ci; c++)                          \
                                     for (int i = 0; i < no; i++) {                           \
                                         const V hv = *(const V *)(hg + ((o0 + i) * ci + c)   \
@@ -324,11 +342,7 @@ typedef struct {
                             }                                                                \
                             for (int i = 0; i < no; i++)                                     \
                                 for (int j = 0; j < nj; j++) {                               \
-                                    const Py_ssize_t col = s0 + j0 + j;                      \
-                                    const Py_ssize_t b = col / tiles % B, t = col % tiles;   \
-                                    T *dst = y[col / (B * tiles)]                            \
-                                        + ((((b * G + g) * co + o0 + i) * tiles + t)         \
-                                                  * row) + 2 * f0;                           \
+                                    T *dst = ycol[j0 + j] + (o0 + i) * tiles * row;          \
                                     if (whole) {                                             \
                                         if (p == 0 && f0 + AHEAD < f_hi)                     \
                                             __builtin_prefetch(dst + 2 * AHEAD, 1);          \
@@ -417,10 +431,11 @@ typedef void images_f64_fn(const double *, double *, const double *, const int64
                            double *, Py_ssize_t, Py_ssize_t, double *);
 typedef void product_c64_fn(const float *const *, float *const *, Py_ssize_t, const float *,
                             Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t,
-                            Py_ssize_t, Py_ssize_t, Py_ssize_t, void *);
+                            Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, void *);
 typedef void product_c128_fn(const double *const *, double *const *, Py_ssize_t,
                              const double *, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t,
-                             Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, void *);
+                             Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t,
+                             void *);
 
 typedef struct {
     const char *name;
@@ -614,7 +629,8 @@ PyDoc_STRVAR(product_doc,
 "``y[b, g, o, t, f] = sum_c h[g, o, c, f] * x[b, g, c, t, f]`` for f_lo <= f < f_hi and\n"
 "every pair (x, y) of the sequences xs, ys (a team's members: their tiles are columns of\n"
 "the same product): x (batch, groups, ci, tiles, freqs) and y (batch, groups, co, tiles,\n"
-"freqs) complex, C-contiguous; h the kernel spectra in blocks of 64 / (2 * itemsize)\n"
+"freqs) complex, their frequencies contiguous and their (b, g, c, t) rows one stride apart,\n"
+"the same in every array (rows may be padded apart); h the kernel spectra in blocks of 64 / (2 * itemsize)\n"
 "frequencies, (groups, blocks, co, ci, lanes), zeros beyond freqs. ``itemsize`` of the real\n"
 "parts: 4 (complex64) or 8 (complex128). Releases the GIL.");
 
@@ -631,7 +647,7 @@ static Py_ssize_t get_buffers(PyObject *arrays, int writable, Py_buffer **out)
         return -1;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        int flags = PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0);
+        int flags = writable ? PyBUF_RECORDS : PyBUF_RECORDS_RO;
         if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(seq, i), &bufs[i], flags) != 0) {
             while (i-- > 0) PyBuffer_Release(&bufs[i]);
             PyMem_Free(bufs);
@@ -642,6 +658,29 @@ static Py_ssize_t get_buffers(PyObject *arrays, int writable, Py_buffer **out)
     Py_DECREF(seq);
     *out = bufs;
     return n;
+}
+
+/* Reals from one (b, g, c, t) row of a complex (batch, groups, channels, tiles, freqs) buffer
+ * to the next, if its frequencies are contiguous and its rows one stride apart; 0 for a
+ * single row (any stride); else -1. (The strides of axes of length 1 mean nothing.) */
+static Py_ssize_t row_stride(const Py_buffer *b, const Py_ssize_t shape[5], int itemsize)
+{
+    if (b->ndim != 5 || b->strides == NULL) return -1;
+    for (int k = 0; k < 5; k++)
+        if (b->shape[k] != shape[k]) return -1;
+    if (shape[4] > 1 && b->strides[4] != 2 * itemsize) return -1;
+    Py_ssize_t row = -1, rows = 1; /* rows: how many rows one step along axis k crosses */
+    for (int k = 3; k >= 0; k--) {
+        if (shape[k] > 1) {
+            const Py_ssize_t step = b->strides[k];
+            if (step <= 0 || step % (rows * itemsize) != 0) return -1;
+            if (row < 0) row = step / (rows * itemsize);
+            else if (step != row * rows * itemsize) return -1;
+        }
+        rows *= shape[k];
+    }
+    if (row < 0) return 0;
+    return row >= 2 * shape[4] && row % 2 == 0 ? row : -1;
 }
 
 static void release_all(Py_buffer *bufs, Py_ssize_t n)
@@ -671,12 +710,20 @@ static PyObject *product(const Level *level, PyObject *args)
     else if (f_lo < 0 || f_hi > F || f_lo > f_hi) problem = "frequencies outside 0 .. freqs";
     else if (h.len != ((F + lanes - 1) / lanes) * G * co * ci * BLOCK_BYTES)
         problem = "h is not (groups, blocks, co, ci, lanes)";
-    for (Py_ssize_t i = 0; problem == NULL && i < nx; i++) {
-        if (x[i].len != B * G * ci * tiles * F * 2 * itemsize)
-            problem = "x is not (batch, groups, ci, tiles, freqs)";
-        else if (y[i].len != B * G * co * tiles * F * 2 * itemsize)
-            problem = "y is not (batch, groups, co, tiles, freqs)";
+    Py_ssize_t row = 0; /* reals per (b, g, c, t) row, the same in every x and y */
+    const Py_ssize_t xshape[5] = {B, G, ci, tiles, F}, yshape[5] = {B, G, co, tiles, F};
+    for (Py_ssize_t i = 0; problem == NULL && i < 2 * nx; i++) {
+        const Py_ssize_t r = i < nx ? row_stride(&x[i], xshape, itemsize)
+                                    : row_stride(&y[i - nx], yshape, itemsize);
+        if (r < 0)
+            problem = i < nx ? "x is not (batch, groups, ci, tiles, freqs) in rows one stride apart"
+                             : "y is not (batch, groups, co, tiles, freqs) in rows one stride apart";
+        else if (r > 0 && row > 0 && r != row)
+            problem = "x and y rows lie at different strides";
+        else if (r > 0)
+            row = r;
     }
+    if (row == 0) row = 2 * F; /* single rows only */
     if (problem != NULL) {
         PyErr_Format(PyExc_ValueError, "specconv._simd.product: %s", problem);
         goto done;
@@ -693,10 +740,10 @@ static PyObject *product(const Level *level, PyObject *args)
     Py_BEGIN_ALLOW_THREADS
     if (itemsize == 4)
         level->product_c64((const float *const *)pointers, (float *const *)(pointers + nx), nx,
-                    h.buf, B, G, ci, co, tiles, F, f_lo, f_hi, xd);
+                    h.buf, B, G, ci, co, tiles, F, row, f_lo, f_hi, xd);
     else
         level->product_c128((const double *const *)pointers, (double *const *)(pointers + nx), nx,
-                     h.buf, B, G, ci, co, tiles, F, f_lo, f_hi, xd);
+                     h.buf, B, G, ci, co, tiles, F, row, f_lo, f_hi, xd);
     Py_END_ALLOW_THREADS
     result = Py_None;
     Py_INCREF(result);

@@ -72,6 +72,11 @@ ESTIMATE_FROM = 2**23
 #: limit cuts most plans short, and FFTW_PATIENT overran the longer one more often than not
 #: (measurements: ``benchmarks/RESULTS.md``, "Measurements behind the code's constants").
 REMEASURE_FACTOR = 10
+#: Spectra of transforms whose bytes are a multiple of a page are laid out one cache line
+#: further apart when a borrower asks (``spread``): rows a page apart share their cache sets,
+#: and a product reading hundreds of them at one frequency evicts what it prefetched.
+PAGE_BYTES = 4096
+LINE_BYTES = 64
 
 
 def _fftw():
@@ -376,6 +381,43 @@ def aligned_empty(shape: Shape, dtype: DTypeLike) -> np.ndarray:
     return _fftw().empty_aligned(shape, dtype=dtype)
 
 
+def spread_empty(shape: Shape, dtype: DTypeLike, ndim: int) -> np.ndarray:
+    """Like :func:`aligned_empty`, but the blocks of the trailing ``ndim`` axes (one transform
+    each) start a cache line further apart when their bytes are a multiple of a page.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from specconv import fft
+    >>> a = fft.spread_empty((3, 32, 32), np.complex128, 2)
+    >>> a.shape, a.strides[0]
+    ((3, 32, 32), 16448)
+    """
+    shape = tuple(shape)
+    lead, block = shape[: len(shape) - ndim], shape[len(shape) - ndim :]
+    itemsize, count = np.dtype(dtype).itemsize, int(np.prod(block))
+    if count == 0 or count * itemsize % PAGE_BYTES or LINE_BYTES % itemsize:
+        return aligned_empty(shape, dtype)
+    rows = aligned_empty((int(np.prod(lead)), count + LINE_BYTES // itemsize), dtype)
+    return reshaped_view(rows[:, :count], shape)
+
+
+def reshaped_view(a: np.ndarray, shape: Shape) -> np.ndarray:
+    """``a.reshape(shape)``, which must be a view (writes to it reach ``a``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from specconv import fft
+    >>> fft.reshaped_view(np.zeros((4, 6))[:, :4], (2, 2, 4)).shape
+    (2, 2, 4)
+    """
+    view = a.reshape(shape)
+    if view.size and view.ctypes.data != a.ctypes.data:  # a copy
+        raise ValueError(f"an array of strides {a.strides} has no view of shape {tuple(shape)}")
+    return view
+
+
 class _PlanPool:
     """Plans by shape, dtype, axes and threads, each lent to one caller at a time.
 
@@ -447,6 +489,7 @@ class _PlanPool:
         axes,
         direction,
         threads,
+        spread,
         *,
         timelimit,
         estimate=None,
@@ -455,8 +498,21 @@ class _PlanPool:
         its size if None), and the seconds its planning took."""
         global _wisdom_dirty
         _ensure_wisdom()
-        inp = aligned_empty(in_shape, in_dtype)
-        out = aligned_empty(out_shape, out_dtype)
+        # the spectra: the forward transform's output, the inverse's input
+        spread_in, spread_out = (
+            spread and direction == "FFTW_BACKWARD",
+            spread and direction == "FFTW_FORWARD",
+        )
+        inp = (
+            spread_empty(in_shape, in_dtype, len(axes))
+            if spread_in
+            else aligned_empty(in_shape, in_dtype)
+        )
+        out = (
+            spread_empty(out_shape, out_dtype, len(axes))
+            if spread_out
+            else aligned_empty(out_shape, out_dtype)
+        )
         # Small transforms take microseconds: measuring them (tens of ms) cannot pay off. On
         # huge batched ones a single measurement overshoots the time limit several times over
         # (measured 0.8 s per plan under a 0.25 s limit, 1.3 s first-call cost under 0.1 s).
@@ -517,11 +573,14 @@ def borrow(
     *,
     inverse: bool = False,
     threads: int | None = None,
+    spread: bool = False,
 ) -> AbstractContextManager[Any]:
     """Lend a plan; use its ``input_array`` and ``output_array`` as buffers, then ``execute()``.
 
     The transform is unnormalised. Real input means r2c, real output c2r (which overwrites its
-    input). Use as a context manager; the plan goes back to the pool at its end.
+    input). Use as a context manager; the plan goes back to the pool at its end. ``spread``:
+    the spectra (output, or input of an inverse) are laid out as by :func:`spread_empty`
+    (``axes`` must then be the trailing ones), so not necessarily contiguous.
     """
     key = (
         tuple(in_shape),
@@ -531,6 +590,7 @@ def borrow(
         tuple(axes),
         "FFTW_BACKWARD" if inverse else "FFTW_FORWARD",
         threads or _num_threads,
+        bool(spread),
     )
     return (getattr(_local, "pool", None) or _pool).borrow(key)
 

@@ -18,7 +18,7 @@ from _tolerances import assert_close, rtol
 from test_chunks_and_caches import _check_direct
 
 import specconv
-from specconv import _compiled, _direct, _engine
+from specconv import _compiled, _direct, _engine, fft
 from specconv._geometry import Geometry
 
 # (x shape, weight shape, groups, dilation, stride, pads). Lines of 150 samples take the wide
@@ -236,6 +236,7 @@ _PRODUCTS = [
     # one input channel, 3 outputs, 7 columns; a range inside one block of every level
     (1, 1, 1, 3, 7, 19, 5, 13),
     (2, 1, 3, 7, 5, 9, 1, 6),
+    (1, 1, 1, 4, 1, 13, 0, 13),  # x one row (its stride says nothing), y four
 ]
 
 
@@ -243,11 +244,13 @@ _PRODUCTS = [
 @pytest.mark.parametrize("members", [1, 2])  # a team's members: one call for all their tiles
 @pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
 @pytest.mark.parametrize("case", range(len(_PRODUCTS)))
-def test_the_compiled_product_is_the_per_frequency_matrix_product(level, members, dtype, case):
+@pytest.mark.parametrize("pad", [0, 3])  # rows of spectra padded apart (fft.spread_empty)
+def test_the_compiled_product_is_the_per_frequency_matrix_product(level, members, dtype, case, pad):
     B, G, ci, co, T, F, lo, hi = _PRODUCTS[case]
     rng = np.random.default_rng(case)
-    xs = [ref.random_array(rng, (B, G, ci, T, F), dtype) for _ in range(members)]
-    ys = [np.full((B, G, co, T, F), 7 - 7j, dtype) for _ in range(members)]
+    xs = [ref.random_array(rng, (B, G, ci, T, F + pad), dtype)[..., :F] for _ in range(members)]
+    y_rows = [np.full((B, G, co, T, F + pad), 7 - 7j, dtype) for _ in range(members)]
+    ys = [y[..., :F] for y in y_rows]
     h = ref.random_array(rng, (G, co, ci, F), dtype)
     lanes = _engine.product_lanes(np.dtype(dtype).itemsize)
     _level(level).product(
@@ -257,6 +260,7 @@ def test_the_compiled_product_is_the_per_frequency_matrix_product(level, members
         expected = np.einsum("gocf,bgctf->bgotf", h, x)
         assert_close(y[..., lo:hi], expected[..., lo:hi])
         assert np.all(y[..., :lo] == 7 - 7j) and np.all(y[..., hi:] == 7 - 7j)  # left alone
+    assert all(np.all(y[..., F:] == 7 - 7j) for y in y_rows)  # and so are the rows' pads
 
 
 @pytest.mark.parametrize("level", LEVELS)
@@ -269,6 +273,9 @@ def test_the_compiled_product_is_the_per_frequency_matrix_product(level, members
         (dict(f_lo=3, f_hi=2), "frequencies outside 0 .. freqs"),
         (dict(x=[np.ones((1, 1, 2, 3, 4), np.complex64)]), r"x is not \(batch, groups, ci"),
         (dict(y=[np.ones((1, 1, 2, 3, 5), np.complex64)]), r"y is not \(batch, groups, co"),
+        (dict(x=[np.ones((1, 1, 2, 3, 10), np.complex64)[..., ::2]]), r"x is not \(batch"),
+        (dict(x=[np.ones((1, 1, 3, 2, 5), np.complex64).transpose(0, 1, 3, 2, 4)]), "x is not"),
+        (dict(y=[np.empty((1, 1, 3, 3, 6), np.complex64)[..., :5]]), "rows lie at different"),
         (dict(y=[]), "x and y hold different numbers of arrays"),
         (dict(h=np.ones(3, np.complex64)), r"h is not \(groups, blocks, co, ci, lanes\)"),
     ],
@@ -315,6 +322,32 @@ def test_fft_products_match_the_reference_either_way(loops, dtype, x_shape, w_sh
     y = specconv.conv(x, w, groups=groups, padding=2, method="fft")
     assert y.dtype == dtype
     assert_close(y, ref.conv(x, w, groups=groups, padding=2))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.complex128])
+@pytest.mark.parametrize(
+    "x_shape, w_shape, groups, stride",
+    [
+        ((2, 6, 40, 33), (8, 6, 5, 4), 1, 1),
+        ((1, 8, 37, 30), (8, 2, 3, 3), 4, 2),  # strided: the product's spectra folded
+        ((3, 4, 300), (4, 1, 17), 4, 1),  # depthwise: elementwise products
+    ],
+)
+def test_spectra_padded_apart_give_the_same_numbers(
+    loops, monkeypatch, dtype, x_shape, w_shape, groups, stride
+):
+    """Every transform's spectra spread (as if every size were a multiple of a page)."""
+    monkeypatch.setattr(fft, "PAGE_BYTES", 8)
+    monkeypatch.setattr(fft, "_pool", fft._PlanPool())
+    rng = np.random.default_rng(3)
+    x = ref.random_array(rng, x_shape, dtype)
+    w = ref.random_array(rng, w_shape, dtype)
+    y = specconv.conv(x, w, groups=groups, stride=stride, padding=1, method="fft")
+    assert_close(y, ref.conv(x, w, groups=groups, stride=stride, padding=1))
+    spread = [
+        p for plans in fft._pool._free.values() for p in plans if p.direction == "FFTW_FORWARD"
+    ]
+    assert spread and all(not p.output_array.flags.c_contiguous for p in spread)
 
 
 # A fresh process for each value of SPECCONV_SIMD: the level it selected, and its depthwise

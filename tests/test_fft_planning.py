@@ -357,12 +357,12 @@ def test_pool_lends_distinct_plans_to_simultaneous_users(monkeypatch):
 def test_pool_is_bounded_by_count_and_bytes():
     pool = fft._PlanPool(max_plans=3)
     for n in range(8, 14):
-        with pool.borrow(((n,), "<c16", (n,), "<c16", (0,), "FFTW_FORWARD", 1)):
+        with pool.borrow(((n,), "<c16", (n,), "<c16", (0,), "FFTW_FORWARD", 1, False)):
             pass
     assert sum(len(v) for v in pool._free.values()) == 3
     pool = fft._PlanPool(max_bytes=3 * 2 * 16 * 1000)  # room for three 1000-point plans
     for n in range(1000, 1006):
-        with pool.borrow(((n,), "<c16", (n,), "<c16", (0,), "FFTW_FORWARD", 1)):
+        with pool.borrow(((n,), "<c16", (n,), "<c16", (0,), "FFTW_FORWARD", 1, False)):
             pass
     assert sum(len(v) for v in pool._free.values()) == 2
 
@@ -539,3 +539,20 @@ def test_a_transform_is_measured_again_once_at_most(planner):
         with fft.borrow(*MEASURED, threads=1), fft.borrow(*MEASURED, threads=1):
             pass
     assert planner.limits == [0.01, 0.01, 0.01 * fft.REMEASURE_FACTOR, 0.01]
+
+
+def test_spectra_a_page_long_are_spread_a_cache_line_apart():
+    spread = fft.spread_empty((5, 32, 32), np.complex128, 2)  # 16 KB per transform
+    assert spread.strides[0] == 32 * 32 * 16 + fft.LINE_BYTES
+    assert spread.ctypes.data % fft._fftw().simd_alignment == 0  # every block: as aligned
+    spread[...] = np.arange(5)[:, None, None]  # every block its own memory
+    np.testing.assert_array_equal(spread[:, 7, 9], np.arange(5))
+    assert fft.spread_empty((5, 30, 32), np.complex128, 2).flags.c_contiguous  # 15 KB: as is
+    assert fft.spread_empty((4, 512), np.float64, 1).strides[0] == 4096 + fft.LINE_BYTES
+
+
+def test_a_reshape_that_would_copy_is_refused():
+    rows = np.zeros((4, 6))
+    assert fft.reshaped_view(rows[:, :4], (2, 2, 4)).base is rows
+    with pytest.raises(ValueError, match=r"strides \(48, 8\) has no view of shape \(16,\)"):
+        fft.reshaped_view(rows[:, :4], (16,))
