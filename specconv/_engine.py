@@ -462,25 +462,43 @@ def _gather(x, pads, geom, tiling, t0, xin):
 
     ``x`` is (B, C_in, *spatial), or (B, G, *channels, *spatial) with the channels of a group
     split over several axes (any strides: a strided layer's input phases are read in place).
+    The tiles inside the signal are copied from it directly; per axis, the few at each end
+    that reach into the padding go through zero-padded copies of their regions.
     """
     d = geom.ndim
     L, S = tiling.fft_shape, tiling.step
-    n_tiles = (tiling.chunk,) + tiling.tiles[1:]
-    first = (t0,) + (0,) * (d - 1)
-    # region of the padded input the chunk reads, in source coordinates
-    lo = [f * s - p for f, s, (p, _) in zip(first, S, pads)]
-    hi = [a + (n - 1) * s + ln for a, n, s, ln in zip(lo, n_tiles, S, L)]
-    spatial = x.shape[-d:]
     lead = x.ndim - d  # batch and channel axes
-    inside = all(a >= 0 and b <= n for a, b, n in zip(lo, hi, spatial))
     target = xin.reshape(x.shape[:lead] + xin.shape[3:])
     casting: Literal["unsafe", "same_kind"] = "unsafe" if xin.dtype.kind == "c" else "same_kind"
-    if not inside and all(t == 1 for t in n_tiles):
-        # one window per signal (whole padded images): copy once into the transform's input
-        # and zero only its borders, instead of padding a copy and copying that again
-        src = tuple(slice(max(a, 0), min(b, n)) for a, b, n in zip(lo, hi, spatial))
-        dst = tuple(slice(s.start - a, s.stop - a) for s, a in zip(src, lo))
-        window = target.reshape(target.shape[:lead] + tuple(L))
+    runs = []  # per axis: (first tile in the chunk, tiles, its window's start in x) of each run
+    for a in range(d):
+        p, n, s, count = pads[a][0], x.shape[lead + a], S[a], target.shape[lead + a]
+        g0 = t0 if a == 0 else 0  # the chunk's first tile on this axis
+        # tile g lies inside where 0 <= g * s - p and g * s - p + L <= n
+        lo = min(max(-(-p // s) - g0, 0), count)
+        hi = min(max((n + p - L[a]) // s + 1 - g0, lo), count)
+        bounds = ((0, lo), (lo, hi), (hi, count))
+        runs.append([(i, j - i, (g0 + i) * s - p) for i, j in bounds if j > i])
+    for combo in itertools.product(*runs):
+        tiles = tuple(slice(i, i + k) for i, k, _ in combo)
+        block = target[(Ellipsis,) + tiles + (slice(None),) * d]
+        counts, starts = [k for _, k, _ in combo], [a for *_, a in combo]
+        _gather_block(x, starts, counts, L, S, block, casting)
+
+
+def _gather_block(x, starts, counts, L, S, block, casting):
+    """Copy ``counts`` tiles per axis, windows of ``L`` every ``S`` samples from ``starts``
+    (``x``'s coordinates, the padding outside it zero), into ``block``."""
+    d = len(L)
+    lead = x.ndim - d
+    spatial = x.shape[lead:]
+    stops = [a + (k - 1) * s + ln for a, k, s, ln in zip(starts, counts, S, L)]
+    src = tuple(slice(max(a, 0), min(b, n)) for a, b, n in zip(starts, stops, spatial))
+    dst = tuple(slice(s.start - a, s.stop - a) for s, a in zip(src, starts))
+    inside = all(a >= 0 and b <= n for a, b, n in zip(starts, stops, spatial))
+    if not inside and all(k == 1 for k in counts):
+        # one window: copy straight into the transform's input and zero only its borders
+        window = block[(Ellipsis,) + (0,) * d + (slice(None),) * d]
         for a, s in enumerate(dst):
             before = (slice(None),) * (lead + a)
             window[before + (slice(0, s.start),)] = 0
@@ -489,17 +507,19 @@ def _gather(x, pads, geom, tiling, t0, xin):
             np.copyto(window[(Ellipsis,) + dst], x[(Ellipsis,) + src], casting=casting)
         return
     if inside:
-        region = x[(Ellipsis,) + tuple(slice(a, b) for a, b in zip(lo, hi))]
+        region = x[(Ellipsis,) + src]
     else:
-        region = np.zeros(x.shape[:lead] + tuple(b - a for a, b in zip(lo, hi)), dtype=xin.dtype)
-        src = tuple(slice(max(a, 0), min(b, n)) for a, b, n in zip(lo, hi, spatial))
-        dst = tuple(slice(s.start - a, s.stop - a) for s, a in zip(src, lo))
+        region = np.zeros(x.shape[:lead] + tuple(b - a for a, b in zip(starts, stops)), block.dtype)
         if all(s.stop > s.start for s in src):
             region[(Ellipsis,) + dst] = x[(Ellipsis,) + src]
-    axes = tuple(range(lead, lead + d))
-    windows = np.lib.stride_tricks.sliding_window_view(region, L, axis=axes)
-    windows = windows[(Ellipsis,) + tuple(slice(None, None, s) for s in S) + (slice(None),) * d]
-    np.copyto(target, windows, casting=casting)
+    steps = region.strides[lead:]
+    windows = np.lib.stride_tricks.as_strided(
+        region,
+        region.shape[:lead] + tuple(counts) + tuple(L),
+        region.strides[:lead] + tuple(st * s for st, s in zip(steps, S)) + steps,
+        writeable=False,
+    )
+    np.copyto(block, windows, casting=casting)
 
 
 def _scatter(valid, out, t0, geom, tiling):

@@ -562,3 +562,36 @@ def test_large_weights_are_digested_in_parts_and_every_byte_counts():
         assert _correlate.weight_digest(changed) != _correlate.weight_digest(w)
     finally:
         specconv.set_num_threads(old)
+
+
+@pytest.mark.parametrize(
+    "pads, chunk",
+    [
+        (((3, 2), (0, 4)), 2),
+        (((0, 0), (5, 5)), 1),  # every tile row reaches into the padding on both sides
+        (((7, 9), (7, 7)), 3),  # tiles wholly in the padding, a last chunk past the end
+        (((0, 0), (0, 0)), 2),
+    ],
+)
+def test_tiles_are_gathered_from_the_zero_padded_signal(pads, chunk):
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 3, 23, 19)).astype(np.float32)
+    L = (12, 10)
+    padded = tuple(n + lo + hi for n, (lo, hi) in zip(x.shape[2:], pads))
+    geom = _geometry.Geometry(2, 3, 3, 1, (5, 4), (1, 1), (1, 1), padded, False)
+    tiling = _engine.Tiling.make(geom, L, chunk)
+    # the padded signal, and zeros past its end for the last tiles
+    reach = [
+        t * s + n for t, s, n in zip((tiling.tiles[0] + chunk, tiling.tiles[1]), tiling.step, L)
+    ]
+    big = np.zeros((2, 3, *reach), x.dtype)
+    big[:, :, : padded[0], : padded[1]] = np.pad(x, ((0, 0), (0, 0), *pads))
+    for t0 in range(0, tiling.tiles[0], tiling.chunk):
+        xin = np.full((2, 1, 3, tiling.chunk, tiling.tiles[1], *L), np.nan, x.dtype)
+        _engine._gather(x, pads, geom, tiling, t0, xin)
+        for i in range(tiling.chunk):
+            for j in range(tiling.tiles[1]):
+                a, b = (t0 + i) * tiling.step[0], j * tiling.step[1]
+                np.testing.assert_array_equal(
+                    xin[:, 0, :, i, j], big[:, :, a : a + L[0], b : b + L[1]]
+                )
