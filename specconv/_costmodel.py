@@ -469,12 +469,25 @@ def _fft_plan(geom, fft_shape, spectra_cached, itemsize, spectra_budget, workers
     chunk, batch_block, group_block, team = blocks = chunking(
         geom, fft_shape, tiles, itemsize, workers, work, c
     )
-    chunks = -(-tiles[0] // chunk) * (geom.batch // batch_block) * (geom.groups // group_block)
-    # ``work`` is for every worker busy; fewer chunks leave some idle
-    busy = min(workers, chunks * team)
     overheads = chunk_overheads(geom, fft_shape, tiles, blocks, itemsize, workers, c)
-    seconds = work * workers / busy + overheads + c.T_FFT_CALL
+    seconds = work * imbalance(geom, tiles, blocks, workers) + overheads + c.T_FFT_CALL
     return seconds, Tiling.make(geom, fft_shape, *blocks)
+
+
+def imbalance(geom, tiles, blocks, workers):
+    """How many times an even share of the tiles the busiest worker transforms, with the
+    chunks ``blocks`` (as :func:`chunking` returns): ``work`` is priced for every worker busy.
+
+    Workers take whole chunks (a team's chunk: a run of tiles per member), and the last chunk
+    of a run is padded past the signal's end, its padding transformed and multiplied too:
+    13 rows of tiles in team chunks of 2 x 2 rows are 16 rows of work (W3a on 32 x 32 tiles,
+    ``benchmarks/RESULTS.md``).
+    """
+    chunk, batch_block, group_block, team = blocks
+    runs = (geom.batch // batch_block) * (geom.groups // group_block)
+    chunks = -(-tiles[0] // chunk) * runs
+    busiest = -(-chunks // (workers // team)) * (chunk // team)
+    return busiest * workers / (tiles[0] * runs)
 
 
 def _fft_work(geom, fft_shape, spectra_cached, itemsize, spectra_budget, c):

@@ -293,55 +293,34 @@ typedef struct {
                             const int no = co - o0 < OUTS ? (int)(co - o0) : OUTS;           \
                             const int nj = ns - j0 < COLS ? (int)(ns - j0) : COLS;           \
                             const V *xp = xd + p * SUPER * ci * 2;                           \
-                            V acc[OUTS][COLS];                                               \
-                            if (no == OUTS && nj == COLS) {                                  \
-                                /* accumulators of their own, stored from registers when the \
-                                 * block is whole: the shared ones live on the stack */     \
-                                V a[OUTS][COLS] = {{{0}}};                                   \
-                                for (Py_ssize_t c = 0; c < ci; c++) {                        \
-                                    V hv[OUTS], hs[OUTS];                                    \
+                            /* a block short of outputs or columns repeats its last one in   \
+                             * their place (computed, never stored): one register-blocked    \
+                             * loop for every block */                                       \
+                            const T *hrow[OUTS];                                             \
+                            const V *xrow[COLS];                                             \
+                            for (int i = 0; i < OUTS; i++)                                   \
+                                hrow[i] = hg + (o0 + (i < no ? i : no - 1)) * ci * BLOCK     \
+                                          + p * PART;                                        \
+                            for (int j = 0; j < COLS; j++)                                   \
+                                xrow[j] = xp + (j0 + (j < nj ? j : nj - 1)) * ci * 2;        \
+                            V acc[OUTS][COLS] = {{{0}}};                                     \
+                            for (Py_ssize_t c = 0; c < ci; c++) {                            \
+                                V hv[OUTS], hs[OUTS];                                        \
+                                for (int i = 0; i < OUTS; i++) {                             \
+                                    hv[i] = *(const V *)(hrow[i] + c * BLOCK);               \
+                                    hs[i] = SHUFFLE(hv[i], IV, SWAP_##N);                    \
+                                }                                                            \
+                                for (int j = 0; j < COLS; j++) {                             \
+                                    const V xr = xrow[j][2 * c], xi = xrow[j][2 * c + 1];    \
                                     for (int i = 0; i < OUTS; i++) {                         \
-                                        hv[i] = *(const V *)(hg + ((o0 + i) * ci + c)        \
-                                                                 * BLOCK + p * PART);        \
-                                        hs[i] = SHUFFLE(hv[i], IV, SWAP_##N);                \
-                                    }                                                        \
-                                    for (int j = 0; j < COLS; j++) {                         \
-                                        const V *d = &xp[((j0 + j) * ci + c) * 2];           \
-                                        const V xr = d[0], xi = d[1];                        \
-                                        for (int i = 0; i < OUTS; i++) {                     \
-                                            a[i][j] += xr * hv[i];                           \
-                                            a[i][j] += xi * hs[i];                           \
-                                        }                                                    \
+                                        acc[i][j] += xr * hv[i];                             \
+                                        acc[i][j] += xi * hs[i];                             \
                                     }                                                        \
                                 }                                                            \
-                                if (whole) {                                                 \
-                                    for (int i = 0; i < OUTS; i++)                           \
-                                        for (int j = 0; j < COLS; j++) {                     \
-                                            T *dst = ycol[j0 + j] + (o0 + i) * tiles * row;  \
-                                            if (p == 0 && f0 + AHEAD < f_hi)                 \
-                                                __builtin_prefetch(dst + 2 * AHEAD, 1);      \
-                                            *(V *)(dst + p * PART) = a[i][j];                \
-                                        }                                                    \
-                                    continue;                                                \
-                                }                                                            \
-                                for (int i = 0; i < OUTS; i++)                               \
-                                    for (int j = 0; j < COLS; j++) acc[i][j] = a[i][j];      \
-                            } else {                                                         \
-                                for (int i = 0; i < OUTS; i++)                               \
-                                    for (int j = 0; j < COLS; j++) acc[i][j] = (V){0};       \
-                                for (Py_ssize_t c = 0; c < ci; c++)                          \
-                                    for (int i = 0; i < no; i++) {                           \
-                                        const V hv = *(const V *)(hg + ((o0 + i) * ci + c)   \
-                                                                      * BLOCK + p * PART);   \
-                                        const V hs = SHUFFLE(hv, IV, SWAP_##N);              \
-                                        for (int j = 0; j < nj; j++) {                       \
-                                            const V *d = &xp[((j0 + j) * ci + c) * 2];       \
-                                            acc[i][j] += d[0] * hv + d[1] * hs;              \
-                                        }                                                    \
-                                    }                                                        \
                             }                                                                \
-                            for (int i = 0; i < no; i++)                                     \
-                                for (int j = 0; j < nj; j++) {                               \
+                            for (int i = 0; i < OUTS; i++)                                   \
+                                for (int j = 0; j < COLS; j++) {                             \
+                                    if (i >= no || j >= nj) continue;                        \
                                     T *dst = ycol[j0 + j] + (o0 + i) * tiles * row;          \
                                     if (whole) {                                             \
                                         if (p == 0 && f0 + AHEAD < f_hi)                     \
@@ -351,7 +330,7 @@ typedef struct {
                                         const T *a = (const T *)&acc[i][j];                  \
                                         for (int k = 0; k < PART; k++) {                     \
                                             const Py_ssize_t f = f0 + (p * PART + k) / 2;    \
-                                            if (f >= f_lo && f < f_hi) dst[p * PART + k] = a[k];  \
+                                            if (f >= f_lo && f < f_hi) dst[p * PART + k] = a[k];\
                                         }                                                    \
                                     }                                                        \
                                 }                                                            \
@@ -630,9 +609,9 @@ PyDoc_STRVAR(product_doc,
 "every pair (x, y) of the sequences xs, ys (a team's members: their tiles are columns of\n"
 "the same product): x (batch, groups, ci, tiles, freqs) and y (batch, groups, co, tiles,\n"
 "freqs) complex, their frequencies contiguous and their (b, g, c, t) rows one stride apart,\n"
-"the same in every array (rows may be padded apart); h the kernel spectra in blocks of 64 / (2 * itemsize)\n"
-"frequencies, (groups, blocks, co, ci, lanes), zeros beyond freqs. ``itemsize`` of the real\n"
-"parts: 4 (complex64) or 8 (complex128). Releases the GIL.");
+"the same in every array (rows may be padded apart); h the kernel spectra in blocks of\n"
+"64 / (2 * itemsize) frequencies, (groups, blocks, co, ci, lanes), zeros beyond freqs.\n"
+"``itemsize`` of the real parts: 4 (complex64) or 8 (complex128). Releases the GIL.");
 
 
 static Py_ssize_t get_buffers(PyObject *arrays, int writable, Py_buffer **out)
@@ -716,8 +695,9 @@ static PyObject *product(const Level *level, PyObject *args)
         const Py_ssize_t r = i < nx ? row_stride(&x[i], xshape, itemsize)
                                     : row_stride(&y[i - nx], yshape, itemsize);
         if (r < 0)
-            problem = i < nx ? "x is not (batch, groups, ci, tiles, freqs) in rows one stride apart"
-                             : "y is not (batch, groups, co, tiles, freqs) in rows one stride apart";
+            problem = i < nx
+                          ? "x is not (batch, groups, ci, tiles, freqs) in rows one stride apart"
+                          : "y is not (batch, groups, co, tiles, freqs) in rows one stride apart";
         else if (r > 0 && row > 0 && r != row)
             problem = "x and y rows lie at different strides";
         else if (r > 0)
