@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import specconv
-from specconv import _calibration, _compiled, _costmodel, _direct, fft
+from specconv import _calibration, _compiled, _costmodel, _direct, _measure, fft
 from specconv._geometry import Geometry
 from specconv.cli import main
 
@@ -260,6 +260,17 @@ def test_the_fixed_costs_are_measured(cache):
         assert name in entry["constants"] and entry["constants"][name] > 0
     timed = {"64 chunks", "1 chunk", "fft call", "direct call", "kernel spectra"}
     assert timed | {"1000 tiles of 16"} <= set(entry["timings"])
+
+
+@pytest.mark.parametrize("residual, expected", [(0.0, 1 / 4), (1.0, 4.0)])
+def test_the_row_residual_stays_near_the_shipped_value(cache, monkeypatch, residual, expected):
+    """T_ROW, a layer's time less the model's price of the rest, is kept within
+    RESIDUAL_FACTOR of the shipped value, however far the layer's time swings."""
+    monkeypatch.setattr(_measure, "_row_overhead", lambda *args: residual)
+    entry = _calibration.recalibrate(["single"])["single"]
+    shipped = _costmodel.SHIPPED["single"].T_ROW
+    assert _measure.RESIDUAL_FACTOR == 4.0
+    assert entry["constants"]["T_ROW"] == pytest.approx(shipped * expected)
 
 
 def test_dear_rows_and_spectra_passes_price_small_tiles_and_few_tiles_up():
