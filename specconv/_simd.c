@@ -318,16 +318,29 @@ typedef struct {
                                     }                                                        \
                                 }                                                            \
                             }                                                                \
-                            for (int i = 0; i < OUTS; i++)                                   \
-                                for (int j = 0; j < COLS; j++) {                             \
-                                    if (i >= no || j >= nj) continue;                        \
+                            if (whole && no == OUTS && nj == COLS) {                         \
+                                for (int i = 0; i < OUTS; i++)                               \
+                                    for (int j = 0; j < COLS; j++) {                         \
+                                        T *dst = ycol[j0 + j] + (o0 + i) * tiles * row;      \
+                                        if (p == 0 && f0 + AHEAD < f_hi)                     \
+                                            __builtin_prefetch(dst + 2 * AHEAD, 1);          \
+                                        *(V *)(dst + p * PART) = acc[i][j];                  \
+                                    }                                                        \
+                                continue;                                                    \
+                            }                                                                \
+                            /* the rest from a copy: indexing the accumulators by            \
+                             * variables would keep them on the stack in every block */      \
+                            V part[OUTS][COLS];                                              \
+                            memcpy(part, acc, sizeof part);                                  \
+                            for (int i = 0; i < no; i++)                                     \
+                                for (int j = 0; j < nj; j++) {                               \
                                     T *dst = ycol[j0 + j] + (o0 + i) * tiles * row;          \
                                     if (whole) {                                             \
                                         if (p == 0 && f0 + AHEAD < f_hi)                     \
                                             __builtin_prefetch(dst + 2 * AHEAD, 1);          \
-                                        *(V *)(dst + p * PART) = acc[i][j];                  \
+                                        *(V *)(dst + p * PART) = part[i][j];                 \
                                     } else {                                                 \
-                                        const T *a = (const T *)&acc[i][j];                  \
+                                        const T *a = (const T *)&part[i][j];                 \
                                         for (int k = 0; k < PART; k++) {                     \
                                             const Py_ssize_t f = f0 + (p * PART + k) / 2;    \
                                             if (f >= f_lo && f < f_hi) dst[p * PART + k] = a[k];\
