@@ -28,11 +28,10 @@ from ._geometry import Geometry
 logger = logging.getLogger("specconv")
 
 
-#: ``T_ROW`` is a residual (a layer's time less the model's price of the rest of it), and that
-#: layer's time varies 1.3-1.95 ms from process to process on one machine, which swung the
-#: residual across the whole of ``MAX_FACTOR``'s range (to its floor in single precision, where
-#: small tiles then looked free; ``benchmarks/RESULTS.md``, session 17); it stays within this
-#: factor of the shipped value.
+#: ``T_ROW`` is a residual (a layer's time less the model's price of the rest of it): that
+#: layer's time varies between processes on one machine by as much as the residual itself, so
+#: unbounded it can land anywhere in ``MAX_FACTOR``'s range (at its floor small tiles look free;
+#: ``benchmarks/RESULTS.md``, session 17). It stays within this factor of the shipped value.
 RESIDUAL_FACTOR = 4.0
 
 
