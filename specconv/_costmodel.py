@@ -24,8 +24,8 @@ direct
     copying every input and output sample once.
     A 1 × 1 kernel: one GEMM, ``B · P · (C_in · t_copy + C_out · C_in/G · t_mac)``.
     Strided: the sum of its stride-1 phases, plus reading their inputs out of the padded
-    input (``B · C_in · P_padded · t_copy``) and adding them up; a depthwise 1-D one (compiled
-    loops) is one stride-1 line over its input split into phases, plus that split. Each call
+    input (``B · C_in · P_padded · t_copy``) and adding them up; a depthwise one (compiled
+    loops) is one stride-1 layer over its input split into phases, plus that split. Each call
     adds its own overhead ``t_direct_call`` (validation, threads).
     The constants are per real number of the precision: complex data counts twice (four times
     for multiply-adds).
@@ -89,7 +89,12 @@ def machine(prec, workers):
     """The constants of precision ``prec`` at ``workers`` threads: measured on this machine
     (see :mod:`specconv._calibration`), or the shipped ones where measuring is off."""
     measured = _calibration.constants(prec, workers)
-    return dataclasses.replace(SHIPPED[prec], **measured) if measured else SHIPPED[prec]
+    return _merged(prec, tuple(sorted(measured.items()))) if measured else SHIPPED[prec]
+
+
+@functools.lru_cache(maxsize=16)
+def _merged(prec, measured):  # once per set of constants, not on every call
+    return dataclasses.replace(SHIPPED[prec], **dict(measured))
 
 
 SPECTRA_BUDGET = 512 * 2**20  # bytes of cached kernel spectra per layer and tile shape
@@ -124,10 +129,12 @@ def direct_cost(geom, itemsize=8, workers=2, constants=None):
     taps = math.prod(geom.kernel)
     cx = 2 if geom.is_complex else 1  # the constants are per real number
     if taps > 1 and _direct.strided_depthwise(geom, dtype_of(itemsize, geom.is_complex)):
-        # one stride-1 line of the same taps over the input split into its phases
-        line = dataclasses.replace(geom, dilation=(1,), stride=(1,), padded=(P + taps - 1,))
-        split = geom.batch * geom.in_channels * geom.padded[0] * c.T_COPY
-        return compiled_depthwise_cost(line, workers, c) + split + c.T_DIRECT_CALL
+        # a stride-1 layer of the same taps over the input split into its phases
+        ones = (1,) * geom.ndim
+        padded = tuple(n + k - 1 for n, k in zip(geom.out_shape, geom.kernel))
+        stride_1 = dataclasses.replace(geom, dilation=ones, stride=ones, padded=padded)
+        split = geom.batch * geom.in_channels * math.prod(geom.padded) * c.T_COPY
+        return compiled_depthwise_cost(stride_1, workers, c) + split + c.T_DIRECT_CALL
     if taps > 1 and any(s > 1 for s in geom.stride):  # its phases, and their sum
         parts = _direct.phases(geom)
         adds = (len(parts) - 1) * geom.batch * geom.out_channels * P * c.T_COPY

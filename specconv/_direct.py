@@ -9,9 +9,9 @@ contiguous run of samples:
 - depthwise layers (one input channel per group) have no matmul to make: compiled loops
   (``_simd.c``) keep a block of outputs in registers across all taps; without them each tap
   is one scaled multiply-add on blocks of flat images (:func:`_depthwise`);
-- strided layers are the sum of their stride-1 phases (:func:`_polyphase`); a depthwise 1-D
-  one (decimation) is one call of the compiled loop over its input's phases
-  (:func:`_strided_depthwise`), and the output phases of a depthwise transposed 1-D layer
+- strided layers are the sum of their stride-1 phases (:func:`_polyphase`); a depthwise one
+  (decimation, strided depthwise CNN layers) is one pass of the compiled loop over its
+  input's phases (:func:`_strided_depthwise`), and the output phases of a depthwise transposed 1-D layer
   (interpolation) one call too, interleaved as they are written (:func:`transposed_depthwise`);
 - a 1 × 1 kernel is exactly one GEMM (:func:`_pointwise`).
 
@@ -22,6 +22,7 @@ compare against.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 
@@ -97,11 +98,10 @@ def compiled_depthwise(geom, dtype=None):
 
 
 def strided_depthwise(geom, dtype):
-    """Whether the compiled loops compute the strided depthwise 1-D layer ``geom`` (real) in
-    one pass over its input phases (see :func:`_strided_depthwise`)."""
+    """Whether the compiled loops compute the strided depthwise layer ``geom`` (real) in one
+    pass over its input phases (see :func:`_strided_depthwise`)."""
     return (
-        geom.ndim == 1
-        and geom.stride[0] > 1
+        any(s > 1 for s in geom.stride)
         and geom.in_channels == geom.groups
         and not geom.is_complex
         and _compiled.use("depthwise", dtype)
@@ -157,35 +157,84 @@ def phases(geom):
 
 
 def _strided_depthwise(x, pads, weight, geom, dtype, workers):
-    """A strided depthwise 1-D layer (decimation) in one call of the compiled loop.
-
-    Output n reads padded sample ``n·s + k·d``: sample ``(n·s + k·d) // s`` of phase
-    ``(k·d) mod s``. With the s phases of every signal laid one after another in the loop's
-    scratch image (its "rows", each L = ceil(padded / s) samples long), that is one stride-1
-    line with each tap at offset ``((k·d) mod s)·L + (k·d) // s``: every multiply-add is one
-    the layer needs, the input is split into its phases once, the output written once.
-    """
+    """A strided depthwise layer (decimation; a strided depthwise CNN layer) in one pass of
+    the compiled loop, over its input split into phases (see :func:`_phase_layout`): each
+    multiply-add one the layer needs, each worker splitting its block of images in cache, the
+    output written once."""
     x, pads = _split_pads(x, pads)
-    (a, _), s, n = pads[0], geom.stride[0], x.shape[-1]
     B, G = x.shape[:2]
     m = geom.out_channels // G
-    L = -(-geom.padded[0] // s)
-    first = [(r - a) % s for r in range(s)]  # the first input sample of each phase
-    counts = [max(0, -(-(n - f) // s)) for f in first]
-    signals = x.reshape(B * G, n)
-    phases = np.zeros((B * G, s, max(1, *counts)), dtype)  # a short phase ends in a zero
-    for r, f in enumerate(first):
-        phases[:, r, : counts[r]] = signals[:, f::s]
-    rows = np.array([r * L + (a + f - r) // s for r, f in enumerate(first)], np.int64)
-    offsets = [k * geom.dilation[0] for k in range(geom.kernel[0])]
-    taps = np.array([o % s * L + o // s for o in offsets], np.int64)
-    length = geom.out_shape[0]
-    padded = max(int(rows[-1]) + phases.shape[-1], int(taps.max()) + length)
+    if x.size == 0:  # a negative pad cropped all of it: only padding is read
+        return np.zeros((B, geom.out_channels) + geom.out_shape, dtype)
+    shape, windows, taps, rows, lines, padded = _phase_layout(x.shape[2:], pads, geom)
+    images = x.reshape((B * G,) + x.shape[2:])
+
+    def split(a, b):  # images a..b as the loop reads them
+        phases = np.zeros((b - a,) + shape, dtype)
+        for target, window in windows:
+            phases[target] = images[(slice(a, b),) + window]
+        return phases
+
     w = np.ascontiguousarray(weight.reshape(G, m, -1), dtype)
-    out = np.empty((B, geom.out_channels, length), dtype)
-    lines = np.zeros(1, np.int64)
-    _run_depthwise(phases, out, w, taps, rows, lines, padded, length, workers)
+    out = np.empty((B, geom.out_channels) + geom.out_shape, dtype)
+    length = geom.out_shape[-1]
+    _run_depthwise(images, out, w, taps, rows, lines, padded, length, workers, split=split)
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _phase_layout(spatial, pads, geom):
+    """How :func:`_strided_depthwise` lays images of shape ``spatial`` (their non-negative
+    ``pads``) out for the compiled loop: ``(shape, windows, taps, rows, lines, padded)``.
+
+    Per axis, output n reads padded sample ``n·s + k·d`` (stride s, dilation d, tap k):
+    sample ``n + (k·d) // s`` of the phase ``(k·d) mod s``. With an image's phases laid out in
+    the loop's scratch image as an array (s_0, L_0, s_1, L_1, ...), L samples per phase and
+    axis, every tap is one fixed offset and every output line one contiguous run: the loop's
+    stride-1 kind. The loop's input per image is an array ``shape`` (s_0, M_0, s_1, M_1, ...)
+    of the phases' samples (``windows``: where each phase's go, and the view of the image
+    they come from); ``rows`` place its rows (last axis) in the scratch image, ``taps`` and
+    ``lines`` are the offsets of the taps and of the output lines, ``padded`` its size.
+    """
+    strides = geom.stride
+    # per axis and phase: its first input sample, how many it has, its index in the phase
+    first = [[(r - a) % s for r in range(s)] for (a, _), s in zip(pads, strides)]
+    counts = [[len(range(f, n, s)) for f in fs] for fs, n, s in zip(first, spatial, strides)]
+    starts = [
+        [(a + f - r) // s for r, f in enumerate(fs)] for fs, (a, _), s in zip(first, pads, strides)
+    ]
+    most = [max(1, *c) for c in counts]  # every phase array this long: short ones end in zeros
+    length = [
+        max(-(-p // s), *(j + n for j in js))
+        for js, n, p, s in zip(starts, most, geom.padded, strides)
+    ]
+    blocks = [s * n for s, n in zip(strides, length)]  # the scratch image's shape per axis
+    step = [math.prod(blocks[a + 1 :]) for a in range(geom.ndim)]
+
+    def offset(phase, index):  # of sample ``index`` of phase ``phase`` (per axis)
+        return sum((r * n + i) * t for r, i, n, t in zip(phase, index, length, step))
+
+    taps = []
+    for tap in np.ndindex(*geom.kernel):
+        o = [k * d for k, d in zip(tap, geom.dilation)]
+        taps.append(
+            offset([o % s for o, s in zip(o, strides)], [o // s for o, s in zip(o, strides)])
+        )
+    shape = tuple(n for s, M in zip(strides, most) for n in (s, M))
+    rows = []
+    for index in np.ndindex(*shape[:-1]):
+        phase, within = index[0::2], index[1::2] + (0,)
+        rows.append(offset(phase, [js[r] + j for js, r, j in zip(starts, phase, within)]))
+    windows = [
+        (
+            sum(((r, slice(0, c[r])) for r, c in zip(combo, counts)), (slice(None),)),
+            tuple(slice(fs[r], None, s) for r, fs, s in zip(combo, first, strides)),
+        )
+        for combo in itertools.product(*map(range, strides))
+    ]
+    lines = _line_starts(geom.out_shape, [0] * geom.ndim, blocks)
+    taps, rows = np.array(taps, np.int64), np.array(rows, np.int64)
+    return shape, windows, taps, rows, lines, math.prod(blocks)
 
 
 def _polyphase(x, pads, weight, geom, dtype, workers):
@@ -448,35 +497,51 @@ def _depthwise_compiled(x, pads, weight, geom, dtype, workers):
     if x.size == 0:  # a negative pad cropped all of it: only padding is read
         return np.zeros((B, geom.out_channels) + n_out, dtype)
     images = x.reshape((B * G,) + spatial)
-    taps = np.array(_tap_offsets(geom.kernel, geom.dilation, padded), np.int64)
-    rows = _line_starts(spatial, [a for a, _ in pads], padded)
-    lines = _line_starts(n_out, [0] * len(n_out), padded)
+    taps, rows, lines = _flat_layout(spatial, pads, geom)
     w = np.ascontiguousarray(weight.reshape(G, m, -1), dtype)
     out = np.empty((B, geom.out_channels) + n_out, dtype)
     _run_depthwise(images, out, w, taps, rows, lines, math.prod(padded), n_out[-1], workers)
     return out
 
 
-def _run_depthwise(images, out, w, taps, rows, lines, padded, length, workers, *phases):
+@functools.lru_cache(maxsize=64)
+def _flat_layout(spatial, pads, geom):
+    """``(taps, rows, lines)`` of :func:`_depthwise_compiled` for images of shape ``spatial``
+    and their non-negative ``pads``: tap offsets, input rows and output lines in the flat
+    padded image."""
+    padded = geom.padded
+    taps = np.array(_tap_offsets(geom.kernel, geom.dilation, padded), np.int64)
+    rows = _line_starts(spatial, [a for a, _ in pads], padded)
+    return taps, rows, _line_starts(geom.out_shape, [0] * geom.ndim, padded)
+
+
+def _run_depthwise(images, out, w, taps, rows, lines, padded, length, workers, *phases, split=None):
     """The compiled depthwise loop on ``images`` (B·G, *spatial) shared among ``workers``
-    threads (the loop releases the GIL); ``phases``: its optional interleaving arguments.
+    threads (the loop releases the GIL); ``phases``: its optional interleaving arguments;
+    ``split``: a function of ``(a, b)`` laying images ``a..b`` out as the loop reads them.
 
     ``images`` may be any view of any real dtype (a strided layer's input phase): each
-    worker then copies blocks of them into the loop's dtype, which stay in cache for the
-    loop (one copy of the whole view before the loop ran single-threaded and from memory:
-    the phases of a stride-2 depthwise 7 × 7 layer ran 2.6x slower than on a contiguous
-    copy; ``benchmarks/RESULTS.md``)."""
+    worker then copies (or splits) blocks of them into the loop's dtype, which stay in cache
+    for the loop (one copy of the whole view before the loop ran single-threaded and from
+    memory: the phases of a stride-2 depthwise 7 × 7 layer ran 2.6x slower than on a
+    contiguous copy; ``benchmarks/RESULTS.md``)."""
     out_images = out.reshape((images.shape[0], -1))
     workers = min(workers, images.shape[0])
     bounds = [images.shape[0] * k // workers for k in range(workers + 1)]
-    ready = images.flags.c_contiguous and images.dtype == out.dtype
-    block = images.shape[0] if ready else max(1, DEPTHWISE_BLOCK // images[0].nbytes)
+    ready = split is None and images.flags.c_contiguous and images.dtype == out.dtype
+    block = images.shape[0] if ready else max(1, DEPTHWISE_BLOCK // (images[0].size * out.itemsize))
+    if split is None:
+        split = (
+            (lambda a, b: images[a:b])
+            if ready
+            else (lambda a, b: np.ascontiguousarray(images[a:b], out.dtype))
+        )
 
     def share(k):
         for a in range(bounds[k], bounds[k + 1], block):
             b = min(a + block, bounds[k + 1])
             _compiled.loops.depthwise(
-                images[a:b] if ready else np.ascontiguousarray(images[a:b], out.dtype),
+                split(a, b),
                 out_images[a:b],
                 w,
                 taps,

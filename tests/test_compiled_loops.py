@@ -15,6 +15,8 @@ import _reference as ref
 import numpy as np
 import pytest
 from _tolerances import assert_close, rtol
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_chunks_and_caches import _check_direct
 
 import specconv
@@ -116,20 +118,47 @@ def test_transposed_depthwise_phases_interleaved_match_the_reference(
         assert not any(calls)
 
 
-def test_strided_depthwise_1d_layers_take_one_call_of_the_compiled_loop(monkeypatch):
-    monkeypatch.setattr(_compiled, "loops", _level("baseline"))
+@pytest.mark.parametrize("level", LEVELS)
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_strided_depthwise_layers_take_one_pass_of_the_compiled_loop(monkeypatch, level, data):
+    """1-D, 2-D and 3-D strided depthwise layers (any multiplier, dilation and padding, pads
+    that crop too) go through the loop in one pass over their input phases, never phase by
+    phase, with the reference's numbers."""
+    monkeypatch.setattr(_compiled, "loops", _level(level))
 
     def no_phases(*args):
         raise AssertionError("computed phase by phase")
 
     monkeypatch.setattr(_direct, "_polyphase", no_phases)
-    _check_direct((2, 3, 150), (6, 1, 9), 3, (2,), (3,), ((4, -2),), np.float64, 2)
-    assert _direct.strided_depthwise(Geometry(1, 4, 4, 4, (3,), (1,), (2,), (20,), False), "f8")
-    # complex data, 2-D images, channels to mix: phase by phase
-    assert not _direct.strided_depthwise(Geometry(1, 4, 4, 4, (3,), (1,), (2,), (20,), True), "c8")
+    ndim = data.draw(st.integers(1, 3))
+    axis = st.tuples(st.integers(1, 5), st.integers(1, 3), st.integers(2, 4))  # taps, dil., stride
+    kernel, dilation, stride = zip(*data.draw(st.lists(axis, min_size=ndim, max_size=ndim)))
+    spans = [(k - 1) * d + 1 for k, d in zip(kernel, dilation)]
+    pads = tuple(data.draw(st.tuples(st.integers(-2, s), st.integers(-2, s))) for s in spans)
+    lowest = [max(3, span - a - b, 1 - a - b) for span, (a, b) in zip(spans, pads)]
+    spatial = tuple(data.draw(st.integers(n, n + (8 if ndim > 1 else 40))) for n in lowest)
+    channels, multiplier = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 2))
+    dtype = data.draw(st.sampled_from([np.float32, np.float64]))
+    x_shape = (data.draw(st.integers(1, 2)), channels) + spatial
+    w_shape = (channels * multiplier, 1) + kernel
+    _check_direct(
+        x_shape, w_shape, channels, dilation, stride, pads, dtype, data.draw(st.integers(1, 2))
+    )
+
+
+def test_strided_depthwise_layers_of_real_data_only_take_the_compiled_loop():
+    if _compiled.loops is None:
+        pytest.skip("no compiled loops in this build")
     square = Geometry(1, 4, 4, 4, (3, 3), (1, 1), (2, 2), (20, 20), False)
-    assert not _direct.strided_depthwise(square, "f8")
+    assert _direct.strided_depthwise(square, "f8")
+    assert _direct.strided_depthwise(Geometry(1, 4, 8, 4, (3,), (1,), (2,), (20,), False), "f4")
+    # complex data, channels to mix, stride 1: phase by phase, or not strided at all
+    assert not _direct.strided_depthwise(Geometry(1, 4, 4, 4, (3,), (1,), (2,), (20,), True), "c8")
     assert not _direct.strided_depthwise(Geometry(1, 4, 4, 2, (3,), (1,), (2,), (20,), False), "f8")
+    assert not _direct.strided_depthwise(Geometry(1, 4, 4, 4, (3,), (1,), (1,), (20,), False), "f8")
 
 
 @pytest.mark.parametrize("workers", [1, 2])
