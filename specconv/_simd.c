@@ -41,6 +41,7 @@
     typedef double f64x##W __attribute__((vector_size(W), aligned(8)));                      \
     typedef int32_t i32x##W __attribute__((vector_size(W)));                                 \
     typedef int64_t i64x##W __attribute__((vector_size(W)));
+VECTOR_TYPES(8)
 VECTOR_TYPES(16)
 VECTOR_TYPES(32)
 VECTOR_TYPES(64)
@@ -54,7 +55,9 @@ typedef struct {
 
 /*
  * out[l * len + n] = sum_t w[t] * pad[lines[l] + taps[t] + n], for every line l and n < len,
- * in vectors V, ACC of them accumulating a block of one output line.
+ * in vectors V, ACC of them accumulating a block of one output line; a line's last samples
+ * in a vector VH of half the width where they fill one (lines of 8 floats, a stride-2 layer's
+ * on 16 x 16 images, would take the scalar loop on AVX-512).
  *
  * Two lines ``step`` apart (the rows of a 2-D image, say) read mostly the same samples: a
  * sample at offset both[k] from the first line's start is tap w0[k] of the first line and
@@ -62,7 +65,7 @@ typedef struct {
  * together, each sample loaded once for both; their 2 * ACC accumulators must stay in
  * registers (on AVX2, 2 x 4 accumulators of 64 bytes took 16 ymm registers and spilled).
  */
-#define DEFINE_LINES(T, V, ACC, TARGET, NAME)                                                \
+#define DEFINE_LINES(T, V, VH, ACC, TARGET, NAME)                                                \
     TARGET static inline void NAME##_from(const T *base, const T *w, const int64_t *taps,    \
                                           Py_ssize_t ntaps, Py_ssize_t n, Py_ssize_t len,    \
                                           T *dst)                                            \
@@ -81,6 +84,13 @@ typedef struct {
             for (Py_ssize_t t = 0; t < ntaps; t++)                                           \
                 acc += w[t] * *(const V *)(base + taps[t] + n);                              \
             *(V *)(dst + n) = acc;                                                           \
+        }                                                                                    \
+        enum { HALF = sizeof(VH) / sizeof(T) };                                              \
+        for (; n + HALF <= len; n += HALF) {                                                 \
+            VH acc = {0};                                                                    \
+            for (Py_ssize_t t = 0; t < ntaps; t++)                                           \
+                acc += w[t] * *(const VH *)(base + taps[t] + n);                             \
+            *(VH *)(dst + n) = acc;                                                          \
         }                                                                                    \
         for (; n < len; n++) {                                                               \
             T acc = 0;                                                                       \
@@ -353,11 +363,12 @@ typedef struct {
         }                                                                                    \
     }
 
-/* One level: its vector width W (bytes), the depthwise accumulators per line ACC, the
- * product's register block OUTS x COLS. N32 / N64: float / double elements per vector. */
-#define DEFINE_LEVEL(L, TARGET, W, N32, N64, ACC, OUTS, COLS, XOUTER)                        \
-    DEFINE_LINES(float, f32x##W, ACC, TARGET, lines_f32_##L)                                 \
-    DEFINE_LINES(double, f64x##W, ACC, TARGET, lines_f64_##L)                                \
+/* One level: its vector width W (bytes) and half of it H, the depthwise accumulators per line
+ * ACC, the product's register block OUTS x COLS. N32 / N64: float / double elements per
+ * vector. */
+#define DEFINE_LEVEL(L, TARGET, W, H, N32, N64, ACC, OUTS, COLS, XOUTER)                     \
+    DEFINE_LINES(float, f32x##W, f32x##H, ACC, TARGET, lines_f32_##L)                        \
+    DEFINE_LINES(double, f64x##W, f64x##H, ACC, TARGET, lines_f64_##L)                       \
     DEFINE_IMAGES(float, lines_f32_##L, TARGET, images_f32_##L)                              \
     DEFINE_IMAGES(double, lines_f64_##L, TARGET, images_f64_##L)                             \
     DEFINE_PRODUCT(float, f32x##W, i32x##W, N32, OUTS, COLS, XOUTER, TARGET, product_c64_##L)  \
@@ -403,12 +414,12 @@ typedef struct {
 #endif
 
 #ifdef X86_LEVELS
-DEFINE_LEVEL(avx512, TARGET_AVX512, 64, 16, 8, AVX512_ACC, AVX512_OUTS, AVX512_COLS,
+DEFINE_LEVEL(avx512, TARGET_AVX512, 64, 32, 16, 8, AVX512_ACC, AVX512_OUTS, AVX512_COLS,
              AVX512_XOUTER)
-DEFINE_LEVEL(avx2, TARGET_AVX2, 32, 8, 4, AVX2_ACC, AVX2_OUTS, AVX2_COLS, AVX2_XOUTER)
+DEFINE_LEVEL(avx2, TARGET_AVX2, 32, 16, 8, 4, AVX2_ACC, AVX2_OUTS, AVX2_COLS, AVX2_XOUTER)
 #endif
 /* 16 bytes: SSE2's and NEON's registers (wider generic vectors are split into several) */
-DEFINE_LEVEL(baseline, TARGET_BASELINE, 16, 4, 2, BASELINE_ACC, BASELINE_OUTS, BASELINE_COLS,
+DEFINE_LEVEL(baseline, TARGET_BASELINE, 16, 8, 4, 2, BASELINE_ACC, BASELINE_OUTS, BASELINE_COLS,
              BASELINE_XOUTER)
 
 typedef void images_f32_fn(const float *, float *, const float *, const int64_t *, Py_ssize_t,

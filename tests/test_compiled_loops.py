@@ -38,12 +38,15 @@ _CASES = [
     ((2, 3, 11, 150), (6, 1, 5, 5), 3, (1, 1), (1, 1), ((2, 2), (2, 2))),
     ((1, 2, 9, 37), (2, 1, 5, 3), 2, (1, 2), (1, 1), ((0, 0), (3, 1))),
     ((1, 2, 6, 7, 40), (4, 1, 2, 5, 3), 2, (1, 1, 1), (1, 1, 1), ((0, 1), (2, 2), (1, 1))),
-    # strided 1-D (decimation): the input's phases as rows of one line, with a multiplier,
+    # strided 1-D (decimation): the input's phases laid out as one line, with a multiplier,
     # dilations sharing a factor with the stride or not, and crops at either end
     ((2, 3, 150), (6, 1, 9), 3, (2,), (3,), ((4, -2),)),
     ((1, 4, 300), (4, 1, 31), 4, (1,), (2,), ((15, 15),)),
     ((1, 2, 10), (2, 1, 4), 2, (3,), (4,), ((-1, 6),)),
     ((2, 2, 41), (2, 1, 6), 2, (2,), (2,), ((0, 0),)),
+    # strided 2-D and 3-D: lines of 8 and 12 (a half vector of floats on AVX-512, and a tail)
+    ((2, 3, 16, 16), (3, 1, 7, 7), 3, (1, 1), (2, 2), ((3, 3), (3, 3))),
+    ((1, 2, 9, 24, 10), (4, 1, 3, 3, 2), 2, (1, 1, 2), (2, 2, 1), ((1, 1), (1, 1), (0, 1))),
 ]
 
 
