@@ -224,7 +224,8 @@ def correlate(
         if isinstance(choice, _polyphase.Plan):
             y = run_plan(choice, x, weight, dtype, cache, digest, out)
         elif choice.method == "direct":
-            y = _direct.correlate_direct(x, pads, weight, geom, dtype, fft.get_num_threads())
+            workers = fft.get_num_threads()
+            y = _direct.correlate_direct(x, pads, weight, geom, dtype, workers, choice.columns)
             if out is not None:
                 np.copyto(out, y)
                 y = out

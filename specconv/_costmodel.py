@@ -24,8 +24,10 @@ direct
     copying every input and output sample once.
     A 1 × 1 kernel: one GEMM, ``B · P · (C_in · t_copy + C_out · C_in/G · t_mac)``.
     Strided: the sum of its stride-1 phases, plus reading their inputs out of the padded
-    input (``B · C_in · P_padded · t_copy``) and adding them up; a depthwise one (compiled
-    loops) is one stride-1 layer over its input split into phases, plus that split. Each call
+    input (``B · C_in · P_padded · t_copy``) and adding them up; or, with channels to mix,
+    where cheaper, GEMMs on every output's window gathered into columns, ``B · P · C_in · K ·
+    (C_out/G · t_mac + t_sample)`` and the calls; a depthwise one (compiled loops) is one
+    stride-1 layer over its input split into phases, plus that split. Each call
     adds its own overhead ``t_direct_call`` (validation, threads).
     The constants are per real number of the precision: complex data counts twice (four times
     for multiply-adds).
@@ -112,6 +114,7 @@ class Choice:
     method: str  # "direct" or "fft"
     seconds: float  # the model's estimate
     tiling: Tiling | None = None
+    columns: bool = False  # direct, strided: windows gathered into columns (``_direct._columns``)
 
 
 def _constants(geom, itemsize, workers, constants):
@@ -123,7 +126,23 @@ def _constants(geom, itemsize, workers, constants):
 def direct_cost(geom, itemsize=8, workers=2, constants=None):
     """Model seconds of the direct method (result ``itemsize``, ``workers`` threads;
     ``constants``: a :class:`~specconv._calibration.Constants`, default this machine's for that precision)."""
+    return direct_plan(geom, itemsize, workers, constants)[0]
+
+
+def direct_plan(geom, itemsize=8, workers=2, constants=None):
+    """``(seconds, columns)``: :func:`direct_cost`, and whether a strided layer with channels
+    to mix gathers its windows into columns (``_direct._columns``) rather than summing its
+    phases, whichever the model prices cheaper."""
     c = _constants(geom, itemsize, workers, constants)
+    if math.prod(geom.kernel) > 1 and any(s > 1 for s in geom.stride):
+        if not _direct.strided_depthwise(geom, dtype_of(itemsize, geom.is_complex)):
+            phases = _direct_seconds(geom, itemsize, workers, c)
+            columns = columns_cost(geom, itemsize, workers, c) + c.T_DIRECT_CALL
+            return min(phases, columns), columns < phases
+    return _direct_seconds(geom, itemsize, workers, c), False
+
+
+def _direct_seconds(geom, itemsize, workers, c):
     P = math.prod(geom.out_shape)
     ci = geom.in_channels // geom.groups
     taps = math.prod(geom.kernel)
@@ -154,6 +173,25 @@ def direct_cost(geom, itemsize=8, workers=2, constants=None):
             * (geom.in_channels * c.T_COPY + geom.out_channels * ci * c.T_MAC_DIRECT * cx * cx)
         )
     return seconds + c.T_DIRECT_CALL
+
+
+def columns_cost(geom, itemsize, workers, c):
+    """Model seconds of a strided layer's windows gathered into columns for GEMMs (units shared
+    by the workers, as the slabs'), after the input is padded on one thread."""
+    images, rows = _direct.column_units(geom, itemsize)
+    units = geom.groups * -(-geom.batch // images) * -(-geom.out_shape[0] // rows)
+    cx = 2 if geom.is_complex else 1
+    gathered = geom.batch * geom.in_channels * math.prod(geom.kernel) * math.prod(geom.out_shape)
+    macs = gathered * geom.out_channels // geom.groups
+    moved = geom.batch * geom.out_channels * math.prod(geom.out_shape) if images > 1 else 0
+    seconds = (
+        macs * cx * cx * c.T_MAC_SLAB
+        + gathered * cx * c.T_SLAB_SAMPLE
+        + moved * cx * c.T_COPY
+        + 3 * units * c.T_CALL
+    )
+    padded = geom.batch * geom.in_channels * math.prod(geom.padded) * cx * c.T_COPY
+    return seconds * 2 * -(-units // workers) / units + padded
 
 
 def compiled_depthwise_cost(geom, workers, c):
@@ -591,10 +629,10 @@ def _choose(geom, method, itemsize, workers, spectra_cached, spectra_budget, c, 
             probe = Tiling.make(geom, shape)
             blocks = chunking(geom, shape, probe.tiles, itemsize, workers)
             best = (math.inf, Tiling.make(geom, shape, *blocks))
-    direct = direct_cost(geom, itemsize, workers, c)
+    direct, columns = direct_plan(geom, itemsize, workers, c)
     if method == "direct":
-        return Choice("direct", direct)
+        return Choice("direct", direct, columns=columns)
     assert best is not None  # "auto" and "fft" priced the tilings above
     if method == "auto" and direct <= best[0]:
-        return Choice("direct", direct)
+        return Choice("direct", direct, columns=columns)
     return Choice("fft", *best)

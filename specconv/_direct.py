@@ -9,9 +9,11 @@ contiguous run of samples:
 - depthwise layers (one input channel per group) have no matmul to make: compiled loops
   (``_simd.c``) keep a block of outputs in registers across all taps; without them each tap
   is one scaled multiply-add on blocks of flat images (:func:`_depthwise`);
-- strided layers are the sum of their stride-1 phases (:func:`_polyphase`); a depthwise one
-  (decimation, strided depthwise CNN layers) is one pass of the compiled loop over its
-  input's phases (:func:`_strided_depthwise`), and the output phases of a depthwise transposed 1-D layer
+- strided layers are the sum of their stride-1 phases (:func:`_polyphase`), or, with
+  channels to mix, GEMMs on their windows gathered into columns (:func:`_columns`, where the
+  cost model prices that cheaper); a depthwise one (decimation, strided depthwise CNN
+  layers) is one pass of the compiled loop over its input's phases
+  (:func:`_strided_depthwise`), and the output phases of a depthwise transposed 1-D layer
   (interpolation) one call too, interleaved as they are written (:func:`transposed_depthwise`);
 - a 1 × 1 kernel is exactly one GEMM (:func:`_pointwise`).
 
@@ -44,6 +46,9 @@ DEPTHWISE_BLOCK = 2**21
 SLAB_BYTES = 2**22
 SLAB_COLUMNS = 4096
 
+#: Bytes of one unit's columns in :func:`_columns` (they stay in cache for the GEMM).
+COLUMN_BYTES = 2**21
+
 #: Up to this many output channels per group, the slabs' GEMMs are stacked into one (see
 #: :func:`_slabs`): fewer, larger GEMMs win until the stacked halo costs more (measurements: ``benchmarks/RESULTS.md``, "Measurements behind the code's constants").
 STACK_MAX_CHANNELS = 16
@@ -70,15 +75,19 @@ def zero_pad(x, pads):
     return x
 
 
-def correlate_direct(x, pads, weight, geom, dtype, workers=1):
+def correlate_direct(x, pads, weight, geom, dtype, workers=1, columns=False):
     """Valid correlation of the zero-padded ``x`` with ``weight``; see ``_geometry.Geometry``.
 
     ``workers`` threads share the work, each running single-threaded BLAS (a multithreaded
     BLAS keeps its threads spinning after a call: the next phase or layer then ran 2x slower).
+    ``columns``: a strided layer with channels to mix gathers its windows into columns for
+    GEMMs (:func:`_columns`) rather than summing its phases (the cost model says which).
     """
     if any(s > 1 for s in geom.stride) and math.prod(geom.kernel) > 1:
         if strided_depthwise(geom, dtype):
             return _strided_depthwise(x, pads, weight, geom, dtype, workers)
+        if columns:
+            return _columns(x, pads, weight, geom, dtype, workers)
         return _polyphase(x, pads, weight, geom, dtype, workers)
     if geom.in_channels == geom.groups:
         return _depthwise(x, pads, weight, geom, dtype, workers)
@@ -264,6 +273,75 @@ def _polyphase(x, pads, weight, geom, dtype, workers):
                 dtype,
                 workers,
             )
+    return out
+
+
+def column_units(geom, itemsize):
+    """``(images, rows)`` of one unit of :func:`_columns`: images of a group gathered
+    together, or rows of outputs (first spatial axis) of one image, so that a unit's columns
+    fill at most ``COLUMN_BYTES``."""
+    depth = geom.in_channels // geom.groups * math.prod(geom.kernel) * itemsize
+    per_image = depth * math.prod(geom.out_shape)
+    if per_image <= COLUMN_BYTES:
+        return min(geom.batch, COLUMN_BYTES // per_image), geom.out_shape[0]
+    return 1, max(1, COLUMN_BYTES // (depth * math.prod(geom.out_shape[1:])))
+
+
+def _columns(x, pads, weight, geom, dtype, workers):
+    """Strided layers with channels to mix: every output's window of the padded input gathered
+    into a column (im2col), one GEMM per unit of columns.
+
+    This copies each input sample about ``K / prod(stride)`` times, where the phases
+    (:func:`_polyphase`) copy it less but make a GEMM of every phase's slabs: on small images
+    their calls and halos cost more than the copies (measurements: ``benchmarks/RESULTS.md``,
+    session 18). Units are one group's images, or rows of one image, shared among
+    ``workers`` threads each running single-threaded BLAS.
+    """
+    xp = zero_pad(x, pads).astype(dtype, copy=False)
+    B, G, d = xp.shape[0], geom.groups, geom.ndim
+    ci, co = geom.in_channels // G, geom.out_channels // G
+    n_out = geom.out_shape
+    depth = ci * math.prod(geom.kernel)
+    step = xp.strides[2:]
+    windows = np.lib.stride_tricks.as_strided(
+        xp,
+        xp.shape[:2] + n_out + geom.kernel,
+        xp.strides[:2]
+        + tuple(t * s for t, s in zip(step, geom.stride))
+        + tuple(t * s for t, s in zip(step, geom.dilation)),
+        writeable=False,
+    )
+    # (channel, taps..., image, outputs...): a unit's columns, row by row
+    order = (1, *range(2 + d, 2 + 2 * d), 0, *range(2, 2 + d))
+    w = weight.astype(dtype, copy=False).reshape(G, co, depth)
+    out = np.empty((B, geom.out_channels) + n_out, dtype)
+    images, rows = column_units(geom, np.dtype(dtype).itemsize)
+    units = [
+        (g, b, min(b + images, B), r, min(r + rows, n_out[0]))
+        for g in range(G)
+        for b in range(0, B, images)
+        for r in range(0, n_out[0], rows)
+    ]
+
+    def share(k):
+        # one buffer for every unit: fresh megabytes per unit were fresh pages (3x slower)
+        columns = images * rows * math.prod(n_out[1:])
+        buf = np.empty(depth * columns, dtype)
+        product = np.empty(co * columns, dtype) if images > 1 else None
+        for g, b0, b1, r0, r1 in units[k::workers]:
+            window = windows[b0:b1, g * ci : (g + 1) * ci, r0:r1].transpose(order)
+            cols = buf[: window.size].reshape(window.shape)
+            np.copyto(cols, window)
+            cols = cols.reshape(depth, -1)
+            target = out[b0:b1, g * co : (g + 1) * co, r0:r1]
+            if product is None:  # one image: the outputs' rows are the GEMM's
+                np.matmul(w[g], cols, out=target.reshape(co, -1))
+            else:
+                y = np.matmul(w[g], cols, out=product[: co * cols.shape[1]].reshape(co, -1))
+                target[...] = y.reshape((co, b1 - b0) + target.shape[2:]).swapaxes(0, 1)
+
+    with _blas.limit(1):
+        run_parallel([lambda k=k: share(k) for k in range(min(workers, len(units)))])
     return out
 
 

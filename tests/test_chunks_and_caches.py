@@ -235,8 +235,9 @@ def test_direct_slabs_cover_every_output_once(
     _check_direct(x_shape, w_shape, groups, dilation, (1,) * len(pads), pads, dtype, workers)
 
 
-def _check_direct(x_shape, w_shape, groups, dilation, stride, pads, dtype, workers):
-    """The direct method on random data against the numpy reference (pads may crop)."""
+def _check_direct(x_shape, w_shape, groups, dilation, stride, pads, dtype, workers, columns=False):
+    """The direct method on random data against the numpy reference (pads may crop;
+    ``columns``: a strided layer's windows gathered into columns)."""
     rng = np.random.default_rng(5)
     x = ref.random_array(rng, x_shape, dtype)
     w = ref.random_array(rng, w_shape, dtype)
@@ -252,7 +253,7 @@ def _check_direct(x_shape, w_shape, groups, dilation, stride, pads, dtype, worke
         padded,
         np.iscomplexobj(x),
     )
-    y = _direct.correlate_direct(x, pads, w, geom, np.dtype(dtype), workers)
+    y = _direct.correlate_direct(x, pads, w, geom, np.dtype(dtype), workers, columns)
     assert y.shape == (x_shape[0], w_shape[0]) + geom.out_shape and y.dtype == dtype
     crop = (Ellipsis,) + tuple(
         slice(max(-a, 0), n - max(-b, 0)) for (a, b), n in zip(pads, x_shape[2:])
@@ -367,6 +368,33 @@ def test_direct_phases_sum_to_the_strided_layer(workers, dtype, case):
     _check_direct(*_PHASE_CASES[case], dtype, workers)
 
 
+@pytest.mark.parametrize("unit_bytes", [1, 2**21])  # rows of one image, or whole images
+@pytest.mark.parametrize("workers", [1, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.complex128])
+@pytest.mark.parametrize("case", range(len(_PHASE_CASES)))
+def test_direct_columns_give_the_strided_layer(monkeypatch, unit_bytes, workers, dtype, case):
+    monkeypatch.setattr(_direct, "COLUMN_BYTES", unit_bytes)
+    _check_direct(*_PHASE_CASES[case], dtype, workers, columns=True)
+
+
+@pytest.mark.parametrize("cheaper", [True, False])
+def test_the_direct_method_gathers_columns_where_the_model_prices_them_cheaper(
+    monkeypatch, cheaper
+):
+    ran = []
+    for name in ("_columns", "_polyphase"):
+        real = getattr(_direct, name)
+        spy = lambda *a, name=name, real=real: ran.append(name) or real(*a)  # noqa: E731
+        monkeypatch.setattr(_direct, name, spy)
+    monkeypatch.setattr(_costmodel, "columns_cost", lambda *a: 0.0 if cheaper else math.inf)
+    monkeypatch.setattr(_costmodel, "_choose", _costmodel._choose.__wrapped__)  # no memo
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal((2, 8, 20, 20)), rng.standard_normal((8, 4, 3, 3))
+    y = specconv.conv(x, w, groups=2, stride=2, padding=1, method="direct")
+    assert_close(y, ref.conv(x, w, groups=2, stride=2, padding=1))
+    assert ran == ["_columns" if cheaper else "_polyphase"]
+
+
 def test_a_pointwise_layer_shares_its_rows_among_the_workers(monkeypatch):
     monkeypatch.setattr(_direct, "SMALL_PRODUCT", 1)
     rng = np.random.default_rng(8)
@@ -435,6 +463,9 @@ def test_a_weight_applied_again_pays_its_spectra_once_where_the_fft_then_wins(mo
     """A layer whose kernel spectra cost more than one call of the direct method, but whose
     FFT wins without them: the first call runs direct, the same weight again the FFT (its
     spectra computed once, then cached), a new weight starts over. All equal the reference."""
+    # the strided layer below sums its phases, whose calls the test counts
+    monkeypatch.setattr(_costmodel, "columns_cost", lambda *a: math.inf)
+    monkeypatch.setattr(_costmodel, "_choose", _costmodel._choose.__wrapped__)  # no memo
     geom = _geometry.Geometry(1, 32, 32, 1, (7, 7), (1, 1), (1, 1), (22, 22), False)
     pads = ((3, 3),) * 2
     assert _correlate.choose(geom, pads, "auto", 8, 2).method == "direct"  # the premise
