@@ -6,8 +6,10 @@
                                       [--markdown OUT.md]
 
 For every layer of the grid: ``specconv.conv`` (or ``conv_transpose``) with ``method="direct"``
-and ``method="fft"`` (median of ``--repeat`` calls after a warm-up, the same weight every
-call), which of the two ``"auto"`` picks on such a repeated call (the kernel spectra priced
+and ``method="fft"`` (each warmed up, then ``--repeat`` rounds of one call of each in turn,
+the median per method: timed in turns, a minute's drift of this shared machine's speed slows
+both alike, where timed one after the other it made near ties look like 2x; the same weight
+every call), which of the two ``"auto"`` picks on such a repeated call (the kernel spectra priced
 as cached: see ``layers._Layer._choice``), and torch's ``conv1d/2d/3d`` beside them when torch is
 installed. The *regret* of a layer is the time of auto's pick over the faster of the two: 1.00
 means auto picked the faster method. Transposed layers have more than two ways to run (phases
@@ -38,9 +40,11 @@ regret as above.
 from __future__ import annotations
 
 import argparse
+import gc
 import itertools
 import math
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -167,10 +171,9 @@ def bench_grad(dtype, args, allocator):
                 x, w_shape, g, stride=stride, padding=padding, groups=groups, method=method
             )
 
-        times = {}
-        for method in ("direct", "fft"):
-            allocator.trim()
-            times[method] = measure(lambda m=method: call(m), args.repeat, args.max_seconds)[0]
+        allocator.trim()
+        calls = {m: lambda m=m: call(m) for m in ("direct", "fft")}
+        times = measure_in_turns(calls, args.repeat, args.max_seconds)
         pick = grad_pick(call)
         regret = times[pick] / min(times.values())
         row = dict(
@@ -238,6 +241,28 @@ def auto_pick(x_shape, w_shape, groups, stride, dtype, is_complex=False, shipped
     return choose(spectra_cached=True).method
 
 
+def measure_in_turns(calls, repeat, max_seconds):
+    """Median seconds of each of ``calls`` (name -> function), each warmed up once, then
+    timed in rounds of one call of each; fewer rounds where they would take more than about
+    ``max_seconds``, none where a warm-up alone did (its time is reported)."""
+    gc.collect()
+    warm = {}
+    for name, fn in calls.items():
+        t0 = time.perf_counter()
+        fn()
+        warm[name] = time.perf_counter() - t0
+    rounds = min(repeat, int(max_seconds // max(sum(warm.values()), 1e-9)))
+    if rounds < 1:
+        return warm
+    times = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, fn in calls.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
 def torch_fn(x, w, groups, stride, padding, transpose=False):
     try:
         import torch
@@ -289,8 +314,8 @@ def bench(dtype, args, allocator):
                     x, w, groups=groups, stride=stride, padding=padding, method=method
                 )
 
-        times = {}
         methods = ("direct", "fft", "auto") if kind == "transpose" else ("direct", "fft")
+        calls = {}
         for method in methods:
             # the same weight every call, or (--fresh-weights) one never seen before, made
             # ahead of the timed calls
@@ -299,10 +324,9 @@ def bench(dtype, args, allocator):
                 if args.fresh_weights
                 else itertools.repeat(w)
             )
-            allocator.trim()
-            times[method] = measure(
-                lambda m=method, ws=weights: call(m, next(ws)), args.repeat, args.max_seconds
-            )[0]
+            calls[method] = lambda m=method, ws=weights: call(m, next(ws))
+        allocator.trim()
+        times = measure_in_turns(calls, args.repeat, args.max_seconds)
         run_torch = None
         if not args.no_torch and kind != "complex":
             run_torch = torch_fn(x, w, groups, stride, padding, transpose=kind == "transpose")
