@@ -267,17 +267,21 @@ def _call_overheads(rng, real, threads, timings, tiles=64):
 
 def _row_overhead(rng, real, threads, timings, measured):
     """``T_ROW``: what a row of a tile costs beyond its points (a transform's and a strided
-    copy's own overhead), from a dense layer in 1000 tiles of 16 samples against the model's
-    price of it with the other ``measured`` constants."""
-    geom = Geometry(1, 16, 16, 1, (3,), (1,), (1,), (14_002,), False)
-    x = rng.standard_normal((1, 16, geom.padded[0])).astype(real)
+    copy's own overhead), from a 2-D dense layer on tiles of 10 x 18 against the model's price
+    of it with the other ``measured`` constants. Rows of 2-D tiles are where it counts (a 1-D
+    tile is one row, copied with all the others in one call): there it is a third of the
+    layer's time, where on 1-D tiles it was within the layer's noise (benchmarks/RESULTS.md,
+    session 18)."""
+    geom = Geometry(1, 16, 16, 1, (3, 3), (1, 1), (1, 1), (130, 130), False)
+    x = rng.standard_normal((1, 16) + geom.padded).astype(real)
     without = dataclasses.replace(measured, T_ROW=0.0)
-    seconds, tiling = _costmodel._fft_plan(geom, (16,), True, real.itemsize, None, threads, without)
-    spectra = _engine.kernel_spectra(rng.standard_normal((16, 16, 3)), geom, tiling, real)
-    t = timings["1000 tiles of 16"] = _seconds(
-        lambda: _engine.correlate_fft(x, ((0, 0),), spectra, geom, tiling, real, threads)
+    shape = (10, 18)
+    seconds, tiling = _costmodel._fft_plan(geom, shape, True, real.itemsize, None, threads, without)
+    spectra = _engine.kernel_spectra(rng.standard_normal((16, 16, 3, 3)), geom, tiling, real)
+    t = timings["128 tiles of 10 x 18"] = _seconds(
+        lambda: _engine.correlate_fft(x, ((0, 0), (0, 0)), spectra, geom, tiling, real, threads)
     )
-    rows = tiling.tiles[0] * (geom.in_channels + geom.out_channels)  # 1-D: a row per tile
+    rows = math.prod(tiling.tiles) * shape[0] * (geom.in_channels + geom.out_channels)
     return max(t - seconds + measured.T_FFT_CALL, 0.0) / rows
 
 
