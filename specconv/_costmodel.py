@@ -134,12 +134,12 @@ def direct_plan(geom, itemsize=8, workers=2, constants=None):
     to mix gathers its windows into columns (``_direct._columns``) rather than summing its
     phases, whichever the model prices cheaper."""
     c = _constants(geom, itemsize, workers, constants)
-    if math.prod(geom.kernel) > 1 and any(s > 1 for s in geom.stride):
-        if not _direct.strided_depthwise(geom, dtype_of(itemsize, geom.is_complex)):
-            phases = _direct_seconds(geom, itemsize, workers, c)
-            columns = columns_cost(geom, itemsize, workers, c) + c.T_DIRECT_CALL
-            return min(phases, columns), columns < phases
-    return _direct_seconds(geom, itemsize, workers, c), False
+    seconds = _direct_seconds(geom, itemsize, workers, c)
+    strided = math.prod(geom.kernel) > 1 and any(s > 1 for s in geom.stride)
+    if not strided or _direct.strided_depthwise(geom, dtype_of(itemsize, geom.is_complex)):
+        return seconds, False
+    columns = columns_cost(geom, itemsize, workers, c) + c.T_DIRECT_CALL
+    return min(seconds, columns), columns < seconds
 
 
 def _direct_seconds(geom, itemsize, workers, c):

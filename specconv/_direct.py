@@ -13,7 +13,7 @@ contiguous run of samples:
   channels to mix, GEMMs on their windows gathered into columns (:func:`_columns`, where the
   cost model prices that cheaper); a depthwise one (decimation, strided depthwise CNN
   layers) is one pass of the compiled loop over its input's phases
-  (:func:`_strided_depthwise`), and the output phases of a depthwise transposed 1-D layer
+  (:func:`_depthwise_compiled`), and the output phases of a depthwise transposed 1-D layer
   (interpolation) one call too, interleaved as they are written (:func:`transposed_depthwise`);
 - a 1 × 1 kernel is exactly one GEMM (:func:`_pointwise`).
 
@@ -85,7 +85,7 @@ def correlate_direct(x, pads, weight, geom, dtype, workers=1, columns=False):
     """
     if any(s > 1 for s in geom.stride) and math.prod(geom.kernel) > 1:
         if strided_depthwise(geom, dtype):
-            return _strided_depthwise(x, pads, weight, geom, dtype, workers)
+            return _depthwise_compiled(x, pads, weight, geom, dtype, workers)
         if columns:
             return _columns(x, pads, weight, geom, dtype, workers)
         return _polyphase(x, pads, weight, geom, dtype, workers)
@@ -108,7 +108,7 @@ def compiled_depthwise(geom, dtype=None):
 
 def strided_depthwise(geom, dtype):
     """Whether the compiled loops compute the strided depthwise layer ``geom`` (real) in one
-    pass over its input phases (see :func:`_strided_depthwise`)."""
+    pass over its input phases (see :func:`_phase_layout`)."""
     return (
         any(s > 1 for s in geom.stride)
         and geom.in_channels == geom.groups
@@ -165,35 +165,9 @@ def phases(geom):
     return layers
 
 
-def _strided_depthwise(x, pads, weight, geom, dtype, workers):
-    """A strided depthwise layer (decimation; a strided depthwise CNN layer) in one pass of
-    the compiled loop, over its input split into phases (see :func:`_phase_layout`): each
-    multiply-add one the layer needs, each worker splitting its block of images in cache, the
-    output written once."""
-    x, pads = _split_pads(x, pads)
-    B, G = x.shape[:2]
-    m = geom.out_channels // G
-    if x.size == 0:  # a negative pad cropped all of it: only padding is read
-        return np.zeros((B, geom.out_channels) + geom.out_shape, dtype)
-    shape, windows, taps, rows, lines, padded = _phase_layout(x.shape[2:], pads, geom)
-    images = x.reshape((B * G,) + x.shape[2:])
-
-    def split(a, b):  # images a..b as the loop reads them
-        phases = np.zeros((b - a,) + shape, dtype)
-        for target, window in windows:
-            phases[target] = images[(slice(a, b),) + window]
-        return phases
-
-    w = np.ascontiguousarray(weight.reshape(G, m, -1), dtype)
-    out = np.empty((B, geom.out_channels) + geom.out_shape, dtype)
-    length = geom.out_shape[-1]
-    _run_depthwise(images, out, w, taps, rows, lines, padded, length, workers, split=split)
-    return out
-
-
 @functools.lru_cache(maxsize=64)
 def _phase_layout(spatial, pads, geom):
-    """How :func:`_strided_depthwise` lays images of shape ``spatial`` (their non-negative
+    """How :func:`_depthwise_compiled` lays images of shape ``spatial`` (their non-negative
     ``pads``) out for the compiled loop: ``(shape, windows, taps, rows, lines, padded)``.
 
     Per axis, output n reads padded sample ``n·s + k·d`` (stride s, dilation d, tap k):
@@ -560,37 +534,51 @@ def _line_starts(shape, first, padded):
 
 
 def _depthwise_compiled(x, pads, weight, geom, dtype, workers):
-    """Stride-1 depthwise correlation of real images through the compiled loops.
+    """Depthwise correlation of real images through the compiled loops, any stride.
 
-    Each image is copied into a zeroed padded scratch image; every output line (or pair of
-    lines, where their taps share most samples) then keeps a block of samples in registers
-    across all taps, so memory sees the image once and the output once. The images are
-    shared among ``workers`` threads (the loops release the GIL); ``benchmarks/bench_levels.py``
+    Each image is copied into a zeroed padded scratch image (a strided layer's split into its
+    phases first, see :func:`_phase_layout`: each worker splits its block of images in cache);
+    every output line (or pair of lines, where their taps share most samples) then keeps a
+    block of samples in registers across all taps, so memory sees the image once and the
+    output once, and only the outputs the stride keeps are computed. The images are shared
+    among ``workers`` threads (the loops release the GIL); ``benchmarks/bench_levels.py``
     times them against the numpy loops at every instruction-set level.
     """
     x, pads = _split_pads(x, pads)
     B, G = x.shape[:2]
     m = geom.out_channels // G
-    spatial, n_out, padded = x.shape[2:], geom.out_shape, geom.padded
     if x.size == 0:  # a negative pad cropped all of it: only padding is read
-        return np.zeros((B, geom.out_channels) + n_out, dtype)
-    images = x.reshape((B * G,) + spatial)
-    taps, rows, lines = _flat_layout(spatial, pads, geom)
+        return np.zeros((B, geom.out_channels) + geom.out_shape, dtype)
+    images = x.reshape((B * G,) + x.shape[2:])
+    split = None
+    if any(s > 1 for s in geom.stride):
+        shape, windows, taps, rows, lines, padded = _phase_layout(x.shape[2:], pads, geom)
+
+        def split(a, b):  # images a..b as the loop reads them
+            phases = np.zeros((b - a,) + shape, dtype)
+            for target, window in windows:
+                phases[target] = images[(slice(a, b),) + window]
+            return phases
+
+    else:
+        taps, rows, lines, padded = _flat_layout(x.shape[2:], pads, geom)
     w = np.ascontiguousarray(weight.reshape(G, m, -1), dtype)
-    out = np.empty((B, geom.out_channels) + n_out, dtype)
-    _run_depthwise(images, out, w, taps, rows, lines, math.prod(padded), n_out[-1], workers)
+    out = np.empty((B, geom.out_channels) + geom.out_shape, dtype)
+    length = geom.out_shape[-1]
+    _run_depthwise(images, out, w, taps, rows, lines, padded, length, workers, split=split)
     return out
 
 
 @functools.lru_cache(maxsize=64)
 def _flat_layout(spatial, pads, geom):
-    """``(taps, rows, lines)`` of :func:`_depthwise_compiled` for images of shape ``spatial``
-    and their non-negative ``pads``: tap offsets, input rows and output lines in the flat
-    padded image."""
+    """``(taps, rows, lines, padded)`` of :func:`_depthwise_compiled` at stride 1 for images
+    of shape ``spatial`` and their non-negative ``pads``: tap offsets, input rows and output
+    lines in the flat padded image, and its size."""
     padded = geom.padded
     taps = np.array(_tap_offsets(geom.kernel, geom.dilation, padded), np.int64)
     rows = _line_starts(spatial, [a for a, _ in pads], padded)
-    return taps, rows, _line_starts(geom.out_shape, [0] * geom.ndim, padded)
+    lines = _line_starts(geom.out_shape, [0] * geom.ndim, padded)
+    return taps, rows, lines, math.prod(padded)
 
 
 def _run_depthwise(images, out, w, taps, rows, lines, padded, length, workers, *phases, split=None):

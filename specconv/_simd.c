@@ -65,7 +65,7 @@ typedef struct {
  * together, each sample loaded once for both; their 2 * ACC accumulators must stay in
  * registers (on AVX2, 2 x 4 accumulators of 64 bytes took 16 ymm registers and spilled).
  */
-#define DEFINE_LINES(T, V, VH, ACC, TARGET, NAME)                                                \
+#define DEFINE_LINES(T, V, VH, ACC, TARGET, NAME)                                            \
     TARGET static inline void NAME##_from(const T *base, const T *w, const int64_t *taps,    \
                                           Py_ssize_t ntaps, Py_ssize_t n, Py_ssize_t len,    \
                                           T *dst)                                            \
