@@ -27,6 +27,7 @@ import dataclasses
 import functools
 import itertools
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -550,11 +551,11 @@ def _depthwise_compiled(x, pads, weight, geom, dtype, workers):
     if x.size == 0:  # a negative pad cropped all of it: only padding is read
         return np.zeros((B, geom.out_channels) + geom.out_shape, dtype)
     images = x.reshape((B * G,) + x.shape[2:])
-    split = None
+    split: Callable[[int, int], np.ndarray] | None = None
     if any(s > 1 for s in geom.stride):
         shape, windows, taps, rows, lines, padded = _phase_layout(x.shape[2:], pads, geom)
 
-        def split(a, b):  # images a..b as the loop reads them
+        def split(a: int, b: int) -> np.ndarray:  # images a..b as the loop reads them
             phases = np.zeros((b - a,) + shape, dtype)
             for target, window in windows:
                 phases[target] = images[(slice(a, b),) + window]
