@@ -7,6 +7,12 @@ non-finite samples are zeroed before transforming, and afterwards exactly the ou
 receptive field (the dilated taps, not the gaps between them) covers a non-finite input of a
 connected channel are set to NaN -- where a direct convolution would give NaN or ±Inf. The
 marking is a box count of the non-finite mask along each axis, not a second convolution.
+
+Finding them is itself a pass over all of ``x``, which the FFT methods save under
+"propagate": every sample of a tile reaches its spectrum's DC bin, so they check the few DC
+bins of each chunk and, finding NaN or ±Inf there (or an overflowing spectrum), stop; the
+call then starts again with the pass. "raise" makes the pass first: it refuses every
+non-finite sample of ``x``, read or not.
 """
 
 from __future__ import annotations
@@ -215,36 +221,61 @@ def correlate(
     spectra to (see :func:`~specconv._engine.correlate_fft`) or None; called only where the
     engine transforms tiles of ``x`` itself (finite ``x``, no phase plan).
     """
-    x, bad = split_nonfinite(x, nan_policy)
     if choice is None:
         choice = choose(geom, pads, method, np.dtype(dtype).itemsize, fft.get_num_threads())
-    # a non-finite tap (allowed under "propagate") makes its output channel NaN, as documented:
-    # numpy's "invalid value" warnings on the way say nothing more
-    with np.errstate(invalid="ignore"):
-        if isinstance(choice, _polyphase.Plan):
-            y = run_plan(choice, x, weight, dtype, cache, digest, out)
-        elif choice.method == "direct":
-            workers = fft.get_num_threads()
-            y = _direct.correlate_direct(x, pads, weight, geom, dtype, workers, choice.columns)
-            if out is not None:
-                np.copyto(out, y)
-                y = out
-        else:
-            cache = cache or SHARED_SPECTRA
-            spectra = cache.get(weight, geom, choice.tiling, dtype, digest)
-            kept = (
-                None if keep is None or bad is not None else keep(geom, pads, choice.tiling, dtype)
+    fft_only = isinstance(choice, _polyphase.Plan) or choice.method == "fft"
+    if fft_only and nan_policy == "propagate" and keep is None:
+        try:  # finite x needs no pass of its own (module docstring)
+            return _finite_correlation(
+                x, weight, geom, pads, dtype, choice, cache, digest, out, check_finite=True
             )
-            y = _engine.correlate_fft(
-                x, pads, spectra, geom, choice.tiling, dtype, fft.get_num_threads(), out, kept
-            )
+        except _engine.NonFiniteInput:
+            pass
+    x, bad = split_nonfinite(x, nan_policy)
+    kept = None if bad is not None else keep
+    y = _finite_correlation(x, weight, geom, pads, dtype, choice, cache, digest, out, kept)
     if bad is not None:
         y[nonfinite_outputs(bad, pads, geom)] = math.nan
     return y
 
 
-def run_plan(plan, x, weight, dtype, cache=None, digest=None, out=None):
-    """A strided or transposed layer of the finite ``x`` by its phase layer (see
+def _finite_correlation(
+    x, weight, geom, pads, dtype, choice, cache, digest, out, keep=None, check_finite=False
+):
+    """:func:`correlate` of a finite ``x`` (or any ``x`` with ``check_finite``, see
+    :func:`~specconv._engine.correlate_fft`) by the ``choice`` made."""
+    # a non-finite tap (allowed under "propagate") makes its output channel NaN, as documented:
+    # numpy's "invalid value" warnings on the way say nothing more
+    with np.errstate(invalid="ignore"):
+        if isinstance(choice, _polyphase.Plan):
+            return run_plan(choice, x, weight, dtype, cache, digest, out, check_finite)
+        if choice.method == "direct":
+            workers = fft.get_num_threads()
+            y = _direct.correlate_direct(x, pads, weight, geom, dtype, workers, choice.columns)
+            if out is not None:
+                np.copyto(out, y)
+                y = out
+            return y
+        cache = cache or SHARED_SPECTRA
+        spectra = cache.get(weight, geom, choice.tiling, dtype, digest)
+        kept = None if keep is None else keep(geom, pads, choice.tiling, dtype)
+        return _engine.correlate_fft(
+            x,
+            pads,
+            spectra,
+            geom,
+            choice.tiling,
+            dtype,
+            fft.get_num_threads(),
+            out,
+            kept,
+            check_finite,
+        )
+
+
+def run_plan(plan, x, weight, dtype, cache=None, digest=None, out=None, check_finite=False):
+    """A strided or transposed layer of the finite ``x`` (or any ``x`` with ``check_finite``,
+    see :func:`~specconv._engine.correlate_fft`) by its phase layer (see
     :mod:`specconv._polyphase`): ``weight`` is the layer's forward correlation taps."""
     cache = cache or SHARED_SPECTRA
     digest = plan.digest(weight, digest or weight_digest(weight))
@@ -252,12 +283,20 @@ def run_plan(plan, x, weight, dtype, cache=None, digest=None, out=None):
         functools.partial(plan.weight, weight), plan.geom, plan.tiling, dtype, digest
     )
     workers = fft.get_num_threads()
+    run = functools.partial(
+        _engine.correlate_fft,
+        pads=plan.pads,
+        spectra=spectra,
+        geom=plan.geom,
+        tiling=plan.tiling,
+        dtype=dtype,
+        workers=workers,
+        check_finite=check_finite,
+    )
     if not plan.transposed:
-        return _engine.correlate_fft(
-            plan.phase_input(x), plan.pads, spectra, plan.geom, plan.tiling, dtype, workers, out
-        )
+        return run(plan.phase_input(x), out=out)
     y, phases = plan.output(x.shape[0], dtype)
-    _engine.correlate_fft(x, plan.pads, spectra, plan.geom, plan.tiling, dtype, workers, phases)
+    run(x, out=phases)
     if out is not None:
         np.copyto(out, y)
         y = out
@@ -274,6 +313,12 @@ def correlate_transposed(
     ``stride``, with the forward taps ``weight``; they place the NaNs of non-finite input
     exactly where that correlation's taps read it.
     """
+    if plan is not None and nan_policy == "propagate":
+        try:  # finite x needs no pass of its own (module docstring)
+            with np.errstate(invalid="ignore"):
+                return run_plan(plan, x, weight, dtype, cache, digest, check_finite=True)
+        except _engine.NonFiniteInput:
+            pass
     x, bad = split_nonfinite(x, nan_policy)
     if plan is None:
         y = np.zeros((x.shape[0], geom.out_channels) + geom.out_shape, dtype)

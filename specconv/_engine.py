@@ -44,6 +44,10 @@ from . import _blas, _compiled, fft
 from ._workers import run_parallel
 
 
+class NonFiniteInput(Exception):
+    """A transformed tile held NaN or ±Inf (raised where ``correlate_fft`` checks)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Tiling:
     """How the engine cuts the padded input into overlap-save tiles."""
@@ -264,7 +268,7 @@ class _ChunkWorker:
     held while the worker lives and return to the plan pool with the plans.
     """
 
-    def __init__(self, geom, pads, tiling, dtype, threads, plans, team=1):
+    def __init__(self, geom, pads, tiling, dtype, threads, plans, team=1, check_finite=False):
         d = geom.ndim
         G = geom.groups
         ci, co = geom.in_channels // G, geom.out_channels // G
@@ -307,6 +311,9 @@ class _ChunkWorker:
             )
         )
         self.xin, self.xspec = self.forward.input_array, self.forward.output_array
+        # every sample of a tile reaches its DC bin, and arithmetic keeps NaN and ±Inf
+        # non-finite: the DC bins tell whether the tiles held any, for a few reads
+        self.dc = self.xspec[(Ellipsis,) + (0,) * d] if check_finite else None
         self.zspec, self.yout = self.inverse.input_array, self.inverse.output_array
         # without folding, the product writes straight into the inverse transform's input
         self.yspec = (
@@ -337,6 +344,8 @@ class _ChunkWorker:
         ``keep`` (the block's ``(B, G, C_in/G, *tiles, *freq)``), if given."""
         _gather(x, self.pads, self.geom, self.tiling, t0, self.xin)
         self.forward.execute()
+        if self.dc is not None and not np.isfinite(self.dc).all():
+            raise NonFiniteInput
         if keep is not None:
             n = min(self.tiling.chunk, keep.shape[3] - t0)  # the last chunk may end early
             np.copyto(keep[:, :, :, t0 : t0 + n], self.xspec[:, :, :, :n])
@@ -566,7 +575,9 @@ def _scatter(valid, out, t0, geom, tiling):
         np.copyto(np.lib.stride_tricks.as_strided(dst, shape, strides), src, casting="same_kind")
 
 
-def correlate_fft(x, pads, spectra, geom, tiling, dtype, workers, out=None, keep=None):
+def correlate_fft(
+    x, pads, spectra, geom, tiling, dtype, workers, out=None, keep=None, check_finite=False
+):
     """Valid correlation of the zero-padded ``x`` by overlap-save (see the module docstring).
 
     Parameters
@@ -582,6 +593,9 @@ def correlate_fft(x, pads, spectra, geom, tiling, dtype, workers, out=None, keep
         over several axes).
     keep : complex ndarray (B, G, C_in/G, *tiling.tiles, *freq), or None
         Where to copy the input tiles' spectra, for a gradient to reuse.
+    check_finite : bool
+        Raise :class:`NonFiniteInput` (``out`` then partly written) if a tile holds NaN or
+        ±Inf, or its spectrum overflows; without the check, ``x`` must be finite.
 
     Returns
     -------
@@ -617,16 +631,16 @@ def correlate_fft(x, pads, spectra, geom, tiling, dtype, workers, out=None, keep
     ]
     team = tiling.team if matmul and tiling.team <= workers else 1
     if team > 1:
-        shares = _team_shares(units, block, pads, tiling, dtype, team)
+        shares = _team_shares(units, block, pads, tiling, dtype, team, check_finite)
     else:
-        shares = _solo_shares(units, block, pads, tiling, dtype, workers)
+        shares = _solo_shares(units, block, pads, tiling, dtype, workers, check_finite)
     # the per-frequency matmuls are small: single-threaded BLAS, parallel chunks (see _blas)
     with contextlib.ExitStack() as plans, _blas.limit(1):
         run_parallel(shares(plans))  # returns when all are done: they use the plans
     return out
 
 
-def _solo_shares(units, block, pads, tiling, dtype, workers):
+def _solo_shares(units, block, pads, tiling, dtype, workers, check_finite):
     """Work of up to ``workers`` threads that take whole chunks in turn (a callable of the
     plans' stack)."""
     n_workers = min(workers, len(units))
@@ -634,7 +648,10 @@ def _solo_shares(units, block, pads, tiling, dtype, workers):
     threads = max(1, workers // n_workers)
 
     def shares(plans):
-        pool = [_ChunkWorker(block, pads, tiling, dtype, threads, plans) for _ in range(n_workers)]
+        pool = [
+            _ChunkWorker(block, pads, tiling, dtype, threads, plans, check_finite=check_finite)
+            for _ in range(n_workers)
+        ]
 
         def run_share(k):
             for unit in units[k::n_workers]:
@@ -645,7 +662,7 @@ def _solo_shares(units, block, pads, tiling, dtype, workers):
     return shares
 
 
-def _team_shares(units, block, pads, tiling, dtype, team):
+def _team_shares(units, block, pads, tiling, dtype, team, check_finite):
     """Work of ``team`` threads that share every chunk (a callable of the plans' stack).
 
     Each member transforms its run of ``chunk // team`` tiles, then computes the product at
@@ -657,7 +674,10 @@ def _team_shares(units, block, pads, tiling, dtype, team):
     bounds = [n_freq * k // team for k in range(team + 1)]
 
     def shares(plans):
-        members = [_ChunkWorker(block, pads, member, dtype, 1, plans, team) for _ in range(team)]
+        members = [
+            _ChunkWorker(block, pads, member, dtype, 1, plans, team, check_finite)
+            for _ in range(team)
+        ]
         barrier = threading.Barrier(team)
 
         def run_member(k):

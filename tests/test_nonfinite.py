@@ -182,3 +182,51 @@ def test_nan_policy_raise(call, bad):
         call(x)
     x[2, 4] = x[0, 0] = 1.0
     assert np.isfinite(call(x)).all()  # finite input: no error
+
+
+_UNCHECKED_CALLS = {
+    "conv": lambda x, w: specconv.conv(x, w, padding=2, method="fft"),
+    "strided": lambda x, w: specconv.conv(x, w, stride=3, method="fft"),
+    "transposed": lambda x, w: specconv.conv_transpose(x, w.swapaxes(0, 1), stride=2, method="fft"),
+}
+
+
+@pytest.mark.parametrize("call", _UNCHECKED_CALLS.values(), ids=_UNCHECKED_CALLS.keys())
+def test_the_transforms_check_finite_input_without_a_pass_of_its_own(monkeypatch, call):
+    """Under "propagate" the FFT methods find non-finite input in their tiles' DC bins: a
+    finite x is never scanned first; a NaN anywhere still gives the checked result."""
+    from specconv import _correlate
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 3, 300))
+    w = rng.standard_normal((4, 3, 5))
+    expected = call(x, w)
+    with monkeypatch.context() as m:
+        m.setattr(_correlate, "has_nonfinite", lambda x: pytest.fail("x was scanned"))
+        np.testing.assert_array_equal(call(x, w), expected)
+    for i in (0, 150, 296):  # in the first tile, in the middle, in the last one
+        poisoned = x.copy()
+        poisoned[1, 2, i] = np.nan
+        y = call(poisoned, w)
+        assert np.isnan(y).any() and np.isfinite(y[0]).all()
+        assert_close(y, call(np.where(np.isfinite(poisoned), poisoned, 0), w), where=~np.isnan(y))
+    np.testing.assert_array_equal(call(x, w), expected)  # buffers that held NaN are reused
+
+
+@pytest.mark.parametrize("team", [False, True])
+def test_the_engine_stops_at_a_non_finite_tile(team):
+    from specconv import _costmodel, _engine, _geometry
+
+    c = 9  # channels enough for a matrix product, which teams share
+    geom = _geometry.Geometry(1, c, c, 1, (9,), (1,), (1,), (4000,), False)
+    assert _engine.uses_matmul(geom)
+    tiling = _costmodel.choose(geom, "fft", 8, 2).tiling
+    tiling = _engine.Tiling.make(geom, tiling.fft_shape, 4, 1, 1, 2 if team else 1)
+    spectra = _engine.kernel_spectra(np.ones((c, c, 9)), geom, tiling, np.float64)
+    x = np.ones((1, c, 4000))
+    x[0, 1, 3990] = np.inf
+    args = (x, ((0, 0),), spectra, geom, tiling, np.float64, 2)
+    with np.errstate(invalid="ignore"):  # unchecked: the tile goes NaN
+        assert np.isnan(_engine.correlate_fft(*args)).any()
+    with pytest.raises(_engine.NonFiniteInput):
+        _engine.correlate_fft(*args, check_finite=True)
