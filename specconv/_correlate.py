@@ -8,11 +8,12 @@ receptive field (the dilated taps, not the gaps between them) covers a non-finit
 connected channel are set to NaN -- where a direct convolution would give NaN or ±Inf. The
 marking is a box count of the non-finite mask along each axis, not a second convolution.
 
-Finding them is itself a pass over all of ``x``, which the FFT methods save under
-"propagate": every sample of a tile reaches its spectrum's DC bin, so they check the few DC
-bins of each chunk and, finding NaN or ±Inf there (or an overflowing spectrum), stop; the
-call then starts again with the pass. "raise" makes the pass first: it refuses every
-non-finite sample of ``x``, read or not.
+Finding them is itself a pass over all of ``x``, which "propagate" saves where it can: every
+sample of an FFT tile reaches its spectrum's DC bin, so the FFT methods check the few DC bins
+of each chunk and stop at a NaN or ±Inf there (or an overflowing spectrum); the direct
+method's outputs are non-finite wherever it read a non-finite sample, so where they are fewer
+than the inputs they are checked instead. Only then does the call start again with the pass.
+"raise" makes the pass first: it refuses every non-finite sample of ``x``, read or not.
 """
 
 from __future__ import annotations
@@ -223,14 +224,20 @@ def correlate(
     """
     if choice is None:
         choice = choose(geom, pads, method, np.dtype(dtype).itemsize, fft.get_num_threads())
-    fft_only = isinstance(choice, _polyphase.Plan) or choice.method == "fft"
-    if fft_only and nan_policy == "propagate" and keep is None:
-        try:  # finite x needs no pass of its own (module docstring)
-            return _finite_correlation(
-                x, weight, geom, pads, dtype, choice, cache, digest, out, check_finite=True
-            )
-        except _engine.NonFiniteInput:
-            pass
+    if (
+        nan_policy == "propagate" and keep is None
+    ):  # finite x, no pass of its own (module docstring)
+        if isinstance(choice, _polyphase.Plan) or choice.method == "fft":
+            try:
+                return _finite_correlation(
+                    x, weight, geom, pads, dtype, choice, cache, digest, out, check_finite=True
+                )
+            except _engine.NonFiniteInput:
+                pass
+        elif geom.batch * geom.out_channels * math.prod(geom.out_shape) <= x.size:
+            y = _finite_correlation(x, weight, geom, pads, dtype, choice, cache, digest, out)
+            if not has_nonfinite(y) or not has_nonfinite(x):  # non-finite taps, or overflow
+                return y
     x, bad = split_nonfinite(x, nan_policy)
     kept = None if bad is not None else keep
     y = _finite_correlation(x, weight, geom, pads, dtype, choice, cache, digest, out, kept)
@@ -314,7 +321,7 @@ def correlate_transposed(
     exactly where that correlation's taps read it.
     """
     if plan is not None and nan_policy == "propagate":
-        try:  # finite x needs no pass of its own (module docstring)
+        try:  # finite x, no pass of its own (module docstring)
             with np.errstate(invalid="ignore"):
                 return run_plan(plan, x, weight, dtype, cache, digest, check_finite=True)
         except _engine.NonFiniteInput:

@@ -6,9 +6,12 @@ method's slabs run on threads of one long-lived pool.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
+
+import numpy as np
 
 
 def run_parallel(fns):
@@ -18,7 +21,10 @@ def run_parallel(fns):
     the broken barrier the others then see).
     """
     first, *rest = fns
-    futures = _submit(rest)
+    # numpy's error state is the calling thread's (a context variable): the pool's threads
+    # take it too, so a caller's np.errstate covers all the work it starts
+    state = np.geterr()
+    futures = _submit([functools.partial(_with_errstate, state, fn) for fn in rest])
     results, broken = [None], None
     try:
         results[0] = first()
@@ -60,6 +66,11 @@ def _submit(fns):
             if old is not None:
                 old[1].shutdown(wait=False)  # its queued work still runs
         return [_pool[1].submit(fn) for fn in fns]
+
+
+def _with_errstate(state, fn):
+    with np.errstate(**state):
+        return fn()
 
 
 def _forget_pool():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import warnings
 
 import _reference as ref
 import numpy as np
@@ -576,6 +577,20 @@ def test_worker_threads_are_shared_across_calls_and_renewed_in_a_forked_child():
         assert_close(y_child, y)
     finally:
         specconv.set_num_threads(old)
+
+
+def test_the_worker_threads_take_the_callers_numpy_error_state():
+    from specconv import _workers
+
+    def invalid():
+        return np.zeros(1) / np.zeros(1)
+
+    with np.errstate(invalid="raise"):
+        with pytest.raises(FloatingPointError):
+            _workers.run_parallel([lambda: None, invalid])
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(_workers.run_parallel([invalid, invalid])).all()
 
 
 def test_large_weights_are_digested_in_parts_and_every_byte_counts():
