@@ -342,8 +342,13 @@ def chunking(geom, fft_shape, tiles, itemsize, workers, seconds=None, constants=
     team (each transforms its run of tiles, then computes the product at its share of the
     frequencies for all of them). The memory is the same; each BLAS call gets ``workers``
     times the columns (a per-frequency call costs microseconds beyond its flops) and the
-    kernel spectra are read once per chunk, not once per worker. A team is chosen unless its
-    last chunk idles members longer than the solo chunks idle workers (measurements: ``benchmarks/RESULTS.md``, "Measurements behind the code's constants").
+    kernel spectra are read once per chunk, not once per worker. The compiled product makes
+    no call per frequency: there a member's share of the product reads every other member's
+    tiles' spectra instead of a copy of the kernel spectra, so a team is chosen only where
+    the kernel matrix (C_out × C_in per group) has more entries than the spectra of a chunk's
+    columns (columns × (C_in + C_out)); otherwise the solo chunks run faster (W3b, a 1 x 1
+    layer). A team is chosen unless its last chunk idles members longer than the solo chunks
+    idle workers (measurements: ``benchmarks/RESULTS.md``, "Measurements behind the code's constants").
 
     Chunks are split, or shared by a team, for the threads only while each keeps at least
     ``CHUNK_WORK`` times a chunk's own overhead (``T_CHUNK``) of work on one thread, given the
@@ -391,10 +396,16 @@ def chunking(geom, fft_shape, tiles, itemsize, workers, seconds=None, constants=
     if matmul:
         blocks = _within_cache(geom, fft_shape, tiles, blocks, itemsize, workers, c)
     chunk, batch_block, group_block = blocks
+    columns = chunk * batch_block * other
+    ci, co = geom.in_channels // G, geom.out_channels // G
     if (
         matmul
         and workers > 1
-        and chunk * batch_block * other < TEAM_COLUMNS
+        and columns < TEAM_COLUMNS
+        and (
+            co * ci > columns * (ci + co)
+            or not compiled_product(geom, dtype_of(itemsize, geom.is_complex))
+        )
         and worth_threads(workers * n_chunks(blocks))
     ):
         # as many tiles per member as per solo chunk, evened out; worth it unless the last

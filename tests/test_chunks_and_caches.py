@@ -53,10 +53,11 @@ def test_depthwise_chunks_fit_the_cache_budget_and_feed_every_worker(workers):
     assert tiling.group_block < 64  # groups are split before the batch
 
 
-def test_matmul_chunks_keep_enough_columns_for_blas():
+def test_matmul_chunks_keep_enough_columns_for_blas(monkeypatch):
     """A dense 1-D layer on one long signal: chunks are runs of tiles, not single tiles;
     with few columns per worker, the two workers share chunks of twice the columns (its
-    spectra cached: the long tiles of a layer applied again)."""
+    spectra cached: the long tiles of a layer applied again) where BLAS computes the product."""
+    monkeypatch.setattr(_compiled, "loops", None)  # the BLAS product: a call per frequency
     geom = _geometry.Geometry(1, 16, 16, 1, (257,), (1,), (1,), (400_000,), False)
     tiling = _costmodel.choose(geom, "fft", 8, 2, spectra_cached=True).tiling
     assert tiling.tiles[0] > 4 * _costmodel.MIN_COLUMNS  # the premise
@@ -70,6 +71,22 @@ def test_matmul_chunks_keep_enough_columns_for_blas():
     batched = _geometry.Geometry(8, 16, 16, 1, (257,), (1,), (1,), (400_000,), False)
     tiles = _engine.Tiling.make(batched, (2048,)).tiles
     assert _costmodel.chunking(batched, (2048,), tiles, 8, 2)[3] == 1
+
+
+@pytest.mark.skipif(_compiled.loops is None, reason="no compiled loops in this install")
+def test_the_compiled_product_shares_chunks_only_for_large_kernel_matrices(monkeypatch):
+    """Without a call per frequency, a team saves only reads of the kernel spectra, and costs
+    reads of the other members' tiles: worth it where the kernel matrix has more entries
+    than the spectra of a chunk's columns."""
+    monkeypatch.setattr(_compiled, "losing", set())  # whatever the calibration measured
+    for channels, team in ((16, False), (128, True)):
+        geom = _geometry.Geometry(1, channels, channels, 1, (257,), (1,), (1,), (400_000,), False)
+        assert _engine.compiled_product(geom, np.float64)
+        tiles = _engine.Tiling.make(geom, (4096,)).tiles
+        chunk, _, _, members = _costmodel.chunking(geom, (4096,), tiles, 8, 2)
+        columns = chunk // members
+        assert columns < _costmodel.TEAM_COLUMNS  # few: a team, where BLAS multiplies
+        assert (members == 2) == team == (channels * channels > 2 * channels * columns)
 
 
 def test_tiles_are_never_shorter_than_min_tile():
@@ -156,10 +173,11 @@ def test_small_layers_run_as_one_chunk():
     )
 
 
-def test_a_team_is_chosen_where_solo_chunks_would_be_uneven_too():
+def test_a_team_is_chosen_where_solo_chunks_would_be_uneven_too(monkeypatch):
     """W5's 5 rows of tiles: solo chunks of 3 + 2 rows leave a worker idle for a row, as
     long as a team of 3 + 3 rows whose last is empty; the team wins on BLAS columns. With
     a batch, solo chunks are even and a team's empty rows would be a loss: solo."""
+    monkeypatch.setattr(_compiled, "loops", None)  # BLAS: a call per frequency
     geom = _geometry.Geometry(1, 16, 16, 1, (9, 9, 9), (1,) * 3, (1,) * 3, (64,) * 3, False)
     assert _costmodel.chunking(geom, (20, 20, 64), (5, 5, 1), 4, 2) == (6, 1, 1, 2)
     cnn = _geometry.Geometry(8, 64, 64, 1, (7, 7), (1, 1), (1, 1), (134, 134), False)
