@@ -21,10 +21,11 @@ A chunk is a run of tiles along the first spatial axis for a block of signals an
 groups (groups share nothing). Chunks are independent, so they run on ``get_num_threads()``
 worker threads (FFTW and numpy release the GIL), each with its own buffers and plans; memory
 stays bounded by the chunk size, whatever the signal length, and small chunks stay in cache
-through all five steps. Where a chunk would give BLAS only a few columns (long kernels, big
-tiles), the workers share each chunk as a team instead: each gathers and transforms its run
-of tiles, computes the product at its share of the frequencies for all the chunk's tiles,
-and transforms its tiles back, with a barrier between the steps.
+through all five steps. Where a chunk would give the product only a few columns (long
+kernels, big tiles) -- BLAS, or the compiled loops with a kernel matrix larger than the
+chunk's spectra -- the workers share each chunk as a team instead: each gathers and
+transforms its run of tiles, computes the product at its share of the frequencies for all the
+chunk's tiles, and transforms its tiles back, with a barrier between the steps.
 """
 
 from __future__ import annotations
